@@ -1,0 +1,375 @@
+//! The lock-board driver: request/reply on the caller's thread, one transaction at a time.
+//!
+//! Unlocking is physical, so it is sent once and never repeated: if its reply is lost or
+//! corrupt, the driver asks the board for the door states instead (a read-only query) and
+//! decides from what the door sensor says.
+
+use std::collections::VecDeque;
+use std::io::Read;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::codec::{self, LockDecoded, LockDecoder, LockFrame, Side};
+use crate::outcome::millis;
+use crate::port::{self, SerialLink};
+use crate::{
+    Board, BoardError, BoardHealth, BoardSettings, FrameDirection, FrameRecord, LinkFault,
+    MachineStatus, Outcome, Protocol, Reach, SlotStatus,
+};
+
+const READ_SLICE: Duration = Duration::from_millis(20);
+const FRAME_LOG: usize = 256;
+
+/// A lock board on an RS-485 bus.
+#[derive(Debug)]
+pub struct LockBoard {
+    settings: BoardSettings,
+    started: Instant,
+    state: Mutex<State>,
+}
+
+struct State {
+    port: Option<Box<dyn SerialLink>>,
+    health: BoardHealth,
+    last_ok: Option<Instant>,
+    frames: VecDeque<FrameRecord>,
+    /// Whether the port was open before, so a reopen counts as a reconnect.
+    was_open: bool,
+    /// Transactions failed since the last answered one.
+    failures: u32,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("open", &self.port.is_some())
+            .field("health", &self.health)
+            .finish()
+    }
+}
+
+/// Why a transaction failed, and whether the request got onto the wire.
+struct Failed {
+    fault: LinkFault,
+    written: bool,
+}
+
+impl LockBoard {
+    /// Open the port. The board is not contacted until the first operation.
+    pub fn open(settings: &BoardSettings) -> Result<Self, BoardError> {
+        settings.lockboard.validate()?;
+        let port = port::open(&settings.port, settings.baud(), READ_SLICE)?;
+        Ok(Self {
+            settings: settings.clone(),
+            started: Instant::now(),
+            state: Mutex::new(State {
+                port: Some(Box::new(port)),
+                health: BoardHealth {
+                    protocol: Protocol::Lockboard.to_string(),
+                    port: settings.port.display().to_string(),
+                    ..BoardHealth::default()
+                },
+                last_ok: None,
+                frames: VecDeque::new(),
+                was_open: true,
+                failures: 0,
+            }),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn record(&self, st: &mut State, dir: FrameDirection, bytes: &[u8], meaning: String) {
+        if st.frames.len() == FRAME_LOG {
+            st.frames.pop_front();
+        }
+        st.frames.push_back(FrameRecord {
+            dir,
+            hex: crate::hex(bytes),
+            meaning,
+            at_ms: millis(self.started.elapsed()),
+        });
+    }
+
+    /// Write `request` and wait for the reply `pick` accepts.
+    fn transact<T>(
+        &self,
+        st: &mut State,
+        request: &LockFrame,
+        pick: impl FnMut(&LockFrame) -> Option<T>,
+    ) -> Result<T, Failed> {
+        let r = self.exchange(st, request, pick);
+        if r.is_ok() {
+            st.failures = 0;
+            st.last_ok = Some(Instant::now());
+        } else {
+            st.failures += 1;
+        }
+        r
+    }
+
+    fn exchange<T>(
+        &self,
+        st: &mut State,
+        request: &LockFrame,
+        mut pick: impl FnMut(&LockFrame) -> Option<T>,
+    ) -> Result<T, Failed> {
+        let ls = &self.settings.lockboard;
+        if st.port.is_none() {
+            match port::open(&self.settings.port, self.settings.baud(), READ_SLICE) {
+                Ok(p) => {
+                    if st.was_open {
+                        st.health.reconnects += 1;
+                    }
+                    st.was_open = true;
+                    tracing::info!(port = %self.settings.port.display(), "serial port is back");
+                    st.port = Some(Box::new(p));
+                }
+                Err(_) => {
+                    return Err(Failed {
+                        fault: LinkFault::PortGone,
+                        written: false,
+                    });
+                }
+            }
+        }
+        let bytes = codec::encode(request);
+        let Some(port) = st.port.as_mut() else {
+            return Err(Failed {
+                fault: LinkFault::PortGone,
+                written: false,
+            });
+        };
+        // A reply that arrived after an earlier timeout must not answer this request.
+        let _ = port.discard_input();
+        if let Err(e) = port.write_all(&bytes) {
+            tracing::warn!(error = %e, "serial write failed");
+            st.port = None;
+            return Err(Failed {
+                fault: LinkFault::PortGone,
+                written: false,
+            });
+        }
+        st.health.frames_tx += 1;
+        self.record(st, FrameDirection::Tx, &bytes, request.describe());
+
+        let deadline = Instant::now() + ls.reply_timeout;
+        let mut decoder = LockDecoder::new(Side::FromBoard, ls.status_bytes());
+        let mut bad = false;
+        let mut good = false;
+        let mut bytes_seen = false;
+        let mut buf = [0u8; 64];
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                st.health.timeouts += 1;
+                // Bytes that never made a frame: wrong protocol or baud, or a noisy line.
+                let fault = if bad || (bytes_seen && !good) {
+                    LinkFault::BadFrame
+                } else {
+                    LinkFault::NoReply
+                };
+                return Err(Failed {
+                    fault,
+                    written: true,
+                });
+            }
+            let Some(port) = st.port.as_mut() else {
+                return Err(Failed {
+                    fault: LinkFault::PortGone,
+                    written: true,
+                });
+            };
+            let _ = port.set_read_timeout((deadline - now).min(READ_SLICE * 5));
+            let n = match port.read(&mut buf) {
+                Ok(n) => n,
+                Err(e) if port::is_gone(&e) => {
+                    tracing::warn!(error = %e, "serial port gone");
+                    st.port = None;
+                    return Err(Failed {
+                        fault: LinkFault::PortGone,
+                        written: true,
+                    });
+                }
+                Err(_) => continue,
+            };
+            bytes_seen |= n > 0;
+            decoder.push(&buf[..n]);
+            while let Some(ev) = decoder.next_event() {
+                match ev {
+                    LockDecoded::Error(e, raw) => {
+                        bad = true;
+                        st.health.bad_frames += 1;
+                        tracing::warn!(error = %e, frame = %crate::hex(&raw), "bad frame from board dropped");
+                        self.record(st, FrameDirection::Rx, &raw, format!("bad frame: {e}"));
+                    }
+                    LockDecoded::Frame(f, raw) => {
+                        good = true;
+                        self.record(st, FrameDirection::Rx, &raw, f.describe());
+                        if f.board() != ls.address {
+                            continue; // another board on the bus
+                        }
+                        st.health.frames_rx += 1;
+                        if let Some(v) = pick(&f) {
+                            return Ok(v);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn query(&self, st: &mut State) -> Result<Vec<u8>, Failed> {
+        let address = self.settings.lockboard.address;
+        self.transact(st, &LockFrame::Query { board: address }, |f| match f {
+            LockFrame::QueryReply { status, .. } => Some(status.clone()),
+            _ => None,
+        })
+    }
+
+    fn door_open(&self, status: &[u8], channel: u16) -> Option<bool> {
+        codec::channel_sensor(status, channel).map(|s| self.settings.lockboard.polarity.is_open(s))
+    }
+
+    fn do_unlock(&self, channel: u16) -> Outcome {
+        let ls = &self.settings.lockboard;
+        let span = tracing::info_span!("lock_unlock", channel, board = ls.address);
+        let _g = span.enter();
+        let Ok(ch) = u8::try_from(channel) else {
+            return Outcome::NoSuchSlot;
+        };
+        if channel == 0 || channel > ls.channels {
+            return Outcome::NoSuchSlot;
+        }
+        let mut st = self.lock();
+        let unlock = LockFrame::Unlock {
+            board: ls.address,
+            channel: ch,
+        };
+        let reply = self.transact(&mut st, &unlock, |f| match f {
+            LockFrame::UnlockReply { channel: c, .. } if *c == ch => f.sensor_on(),
+            _ => None,
+        });
+        let (mut reach, mut fault) = match reply {
+            Ok(sensor_on) => {
+                if ls.polarity.is_open(sensor_on) {
+                    tracing::info!("unlocked, door open");
+                    return Outcome::DoorOpened;
+                }
+                (Reach::Acknowledged, None)
+            }
+            Err(Failed { fault, written }) => {
+                if !written {
+                    return Outcome::link(fault, Reach::NotSent);
+                }
+                tracing::warn!(
+                    ?fault,
+                    "no good unlock reply; asking the board for the doors"
+                );
+                (Reach::Unconfirmed, Some(fault))
+            }
+        };
+        // Watch the door sensor (never unlock again: that would be a second physical action).
+        let deadline = Instant::now() + ls.door_open_timeout;
+        loop {
+            match self.query(&mut st) {
+                Ok(status) => {
+                    if self.door_open(&status, channel) == Some(true) {
+                        tracing::info!("door opened");
+                        return Outcome::DoorOpened;
+                    }
+                }
+                Err(Failed { fault: f, .. }) => {
+                    if f == LinkFault::PortGone {
+                        return Outcome::PortGone { reach };
+                    }
+                    fault = Some(f);
+                }
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            // Pacing between queries on a half-duplex bus, not synchronisation.
+            std::thread::sleep(ls.query_interval.min(deadline - now));
+        }
+        if reach == Reach::Acknowledged {
+            tracing::warn!("unlocked but the door never opened");
+            return Outcome::DoorNeverOpened;
+        }
+        reach = Reach::Unconfirmed;
+        Outcome::link(fault.unwrap_or(LinkFault::NoReply), reach)
+    }
+}
+
+impl Board for LockBoard {
+    fn protocol(&self) -> Protocol {
+        Protocol::Lockboard
+    }
+
+    fn dispense(&self, slot: u16) -> Outcome {
+        self.do_unlock(slot)
+    }
+
+    fn unlock(&self, channel: u16) -> Result<Outcome, BoardError> {
+        Ok(self.do_unlock(channel))
+    }
+
+    fn slot_status(&self, slot: u16) -> Result<SlotStatus, BoardError> {
+        if slot == 0 || slot > self.settings.lockboard.channels {
+            return Ok(SlotStatus::NoSuchSlot);
+        }
+        let mut st = self.lock();
+        let status = self.query(&mut st).map_err(|f| BoardError::Link(f.fault))?;
+        Ok(match self.door_open(&status, slot) {
+            Some(true) => SlotStatus::DoorOpen,
+            Some(false) => SlotStatus::DoorClosed,
+            None => SlotStatus::NoSuchSlot,
+        })
+    }
+
+    fn machine_status(&self) -> Result<MachineStatus, BoardError> {
+        let mut st = self.lock();
+        let status = self.query(&mut st).map_err(|f| BoardError::Link(f.fault))?;
+        let open = (1..=self.settings.lockboard.channels)
+            .filter(|ch| self.door_open(&status, *ch) == Some(true))
+            .collect();
+        Ok(MachineStatus {
+            open_doors: Some(open),
+            raw: crate::hex(&status),
+            ..MachineStatus::default()
+        })
+    }
+
+    fn health(&self) -> BoardHealth {
+        let st = self.lock();
+        let mut h = st.health.clone();
+        h.last_rx_ms_ago = st.last_ok.map(|t| millis(t.elapsed()));
+        // The host is the master: the board counts as up if the port is open and its last
+        // transaction was answered. The engine queries periodically to keep this fresh.
+        h.connected = st.port.is_some() && st.last_ok.is_some() && st.failures == 0;
+        h
+    }
+
+    fn recent_frames(&self) -> Vec<FrameRecord> {
+        self.lock().frames.iter().cloned().collect()
+    }
+
+    fn wait_ready(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.machine_status().is_ok() {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            // The host is the master: asking again is the only way to find out. A vanished
+            // port fails at once, so pace the retries.
+            std::thread::sleep(self.settings.lockboard.query_interval.min(deadline - now));
+        }
+    }
+}

@@ -1,0 +1,586 @@
+//! The VMC driver: the codec over a port, on its own thread so POLLs are answered within the
+//! 100 ms deadline whatever the rest of the app is doing.
+//!
+//! The board is the master. The I/O thread answers every POLL, with the queued command if
+//! there is one (the same bytes and PackNO again if the board did not acknowledge it: a
+//! resend, which the board must not execute twice) and with ACK otherwise. It acknowledges
+//! every report and drops a report whose PackNO repeats the previous one (the board resent
+//! it because our ACK was lost). Callers block on a condition variable until their
+//! operation's answer arrives.
+
+use std::collections::VecDeque;
+use std::io::Read;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::codec::{self, Decoded, Decoder, DispenseStatus, VmcFrame};
+use crate::outcome::millis;
+use crate::port::{self, SerialLink};
+use crate::{
+    Board, BoardError, BoardHealth, BoardSettings, FrameDirection, FrameRecord, LinkFault,
+    MachineStatus, Outcome, Protocol, Reach, SlotStatus,
+};
+
+/// How long one read blocks; bounds how late shutdown and reconnect are noticed.
+const READ_SLICE: Duration = Duration::from_millis(20);
+/// How often a vanished port is tried again.
+const REOPEN_EVERY: Duration = Duration::from_millis(100);
+/// Frames kept for the raw console.
+const FRAME_LOG: usize = 256;
+
+/// A VMC board behind a serial port.
+#[derive(Debug)]
+pub struct VmcBoard {
+    inner: Arc<Inner>,
+    /// One operation at a time (one physical dispense at a time, DESIGN.md §4). The flag
+    /// says whether the PackNO sequence has been synchronised with the board.
+    op: Mutex<bool>,
+    io: Option<JoinHandle<()>>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    settings: BoardSettings,
+    state: Mutex<State>,
+    changed: Condvar,
+    started: Instant,
+}
+
+#[derive(Debug)]
+struct Outgoing {
+    bytes: Vec<u8>,
+    describe: String,
+    slot: Option<u16>,
+    sends: u8,
+    acked: bool,
+    gave_up: bool,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    shutdown: bool,
+    port_open: bool,
+    /// Incremented each time the port goes away, so a waiter can tell.
+    port_losses: u64,
+    last_poll: Option<Instant>,
+    last_rx: Option<Instant>,
+    next_packno: u8,
+    last_board_packno: Option<u8>,
+    outgoing: Option<Outgoing>,
+    /// Reports for the operation in progress, deduplicated.
+    events: VecDeque<VmcFrame>,
+    health: BoardHealth,
+    frames: VecDeque<FrameRecord>,
+}
+
+impl State {
+    fn packno(&mut self) -> u8 {
+        // 1..=255, never 0.
+        self.next_packno = if self.next_packno == 255 {
+            1
+        } else {
+            self.next_packno + 1
+        };
+        self.next_packno
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A poisoned lock means a thread panicked while holding it; the state is still the
+        // best we have, and refusing to serve would strand a customer mid-dispense.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn record(&self, st: &mut State, dir: FrameDirection, bytes: &[u8], meaning: String) {
+        if st.frames.len() == FRAME_LOG {
+            st.frames.pop_front();
+        }
+        st.frames.push_back(FrameRecord {
+            dir,
+            hex: crate::hex(bytes),
+            meaning,
+            at_ms: millis(self.started.elapsed()),
+        });
+    }
+}
+
+impl VmcBoard {
+    /// Open the port and start answering POLLs.
+    pub fn open(settings: &BoardSettings) -> Result<Self, BoardError> {
+        let port = port::open(&settings.port, settings.baud(), READ_SLICE)?;
+        let inner = Arc::new(Inner {
+            settings: settings.clone(),
+            state: Mutex::new(State {
+                port_open: true,
+                health: BoardHealth {
+                    protocol: Protocol::Vmc.to_string(),
+                    port: settings.port.display().to_string(),
+                    ..BoardHealth::default()
+                },
+                ..State::default()
+            }),
+            changed: Condvar::new(),
+            started: Instant::now(),
+        });
+        let thread_inner = Arc::clone(&inner);
+        let io = std::thread::Builder::new()
+            .name("vmc-io".into())
+            .spawn(move || io_loop(&thread_inner, Some(Box::new(port))))
+            .map_err(|e| BoardError::Open {
+                path: settings.port.display().to_string(),
+                message: format!("cannot start I/O thread: {e}"),
+            })?;
+        Ok(Self {
+            inner,
+            op: Mutex::new(false),
+            io: Some(io),
+        })
+    }
+
+    /// Send `frame` in place of the next ACK and wait until the board acknowledged it.
+    /// Returns the reach and, on failure, the fault.
+    fn send(&self, make: impl FnOnce(u8) -> VmcFrame) -> Result<(), (LinkFault, Reach)> {
+        let vmc = &self.inner.settings.vmc;
+        let mut st = self.inner.lock();
+        if !st.port_open {
+            return Err((LinkFault::PortGone, Reach::NotSent));
+        }
+        let polled = st.last_poll.is_some_and(|t| t.elapsed() < vmc.silent_after);
+        if !polled {
+            // No POLL lately: the board is off or the cable is out. Nothing was sent.
+            return Err((LinkFault::NoReply, Reach::NotSent));
+        }
+        let packno = st.packno();
+        let frame = make(packno);
+        let slot = match &frame {
+            VmcFrame::Dispense { slot, .. } | VmcFrame::CheckSlot { slot, .. } => Some(*slot),
+            _ => None,
+        };
+        st.events.clear();
+        st.outgoing = Some(Outgoing {
+            bytes: codec::encode(&frame, vmc.slot_order),
+            describe: frame.describe(),
+            slot,
+            sends: 0,
+            acked: false,
+            gave_up: false,
+        });
+        let losses = st.port_losses;
+        let bad_before = st.health.bad_frames;
+        // Each attempt waits for one POLL cycle; a silent board ends it via silent_after.
+        let deadline = Instant::now() + vmc.silent_after * u32::from(vmc.max_attempts.max(1) + 1);
+        loop {
+            let out = st.outgoing.as_ref();
+            let (acked, gave_up, sends) =
+                out.map_or((false, true, 0), |o| (o.acked, o.gave_up, o.sends));
+            let reach = if sends == 0 {
+                Reach::NotSent
+            } else {
+                Reach::Unconfirmed
+            };
+            if acked {
+                st.outgoing = None;
+                return Ok(());
+            }
+            if st.port_losses != losses || st.shutdown {
+                st.outgoing = None;
+                return Err((LinkFault::PortGone, reach));
+            }
+            let now = Instant::now();
+            if gave_up || now >= deadline {
+                st.outgoing = None;
+                st.health.timeouts += 1;
+                let fault = if st.health.bad_frames > bad_before {
+                    LinkFault::BadFrame
+                } else {
+                    LinkFault::NoReply
+                };
+                return Err((fault, reach));
+            }
+            st = wait(&self.inner, st, deadline - now);
+        }
+    }
+
+    /// Wait for a report that `pick` accepts (returning `Some`), until `timeout`.
+    fn wait_report<T>(
+        &self,
+        timeout: Duration,
+        mut pick: impl FnMut(&VmcFrame) -> Option<T>,
+    ) -> Result<T, LinkFault> {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.inner.lock();
+        let losses = st.port_losses;
+        let bad_before = st.health.bad_frames;
+        loop {
+            while let Some(ev) = st.events.pop_front() {
+                if let Some(v) = pick(&ev) {
+                    return Ok(v);
+                }
+            }
+            if st.port_losses != losses || st.shutdown {
+                return Err(LinkFault::PortGone);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                st.health.timeouts += 1;
+                return Err(if st.health.bad_frames > bad_before {
+                    LinkFault::BadFrame
+                } else {
+                    LinkFault::NoReply
+                });
+            }
+            st = wait(&self.inner, st, deadline - now);
+        }
+    }
+
+    /// Take the operation lock, first making sure our next PackNO differs from the last one
+    /// the board executed.
+    ///
+    /// A board compares PackNOs only: after our process restarts, a new command that happens
+    /// to reuse the PackNO of the board's last command would be taken for a resend and
+    /// silently not executed. So the first exchange of a driver's life is a harmless machine
+    /// status query; whether or not the board takes it for a resend, afterwards the board's
+    /// last PackNO is that query's, and ours moves on.
+    fn op_lock(&self) -> MutexGuard<'_, bool> {
+        let mut synced = self.op.lock().unwrap_or_else(|p| p.into_inner());
+        if !*synced
+            && self
+                .send(|packno| VmcFrame::MachineStatusRequest { packno })
+                .is_ok()
+        {
+            let _ = self.wait_report(self.inner.settings.vmc.query_timeout / 4, |ev| {
+                matches!(ev, VmcFrame::MachineStatus { .. }).then_some(())
+            });
+            *synced = true;
+        }
+        synced
+    }
+}
+
+fn wait<'a>(inner: &'a Inner, st: MutexGuard<'a, State>, d: Duration) -> MutexGuard<'a, State> {
+    match inner.changed.wait_timeout(st, d) {
+        Ok((g, _)) => g,
+        Err(p) => p.into_inner().0,
+    }
+}
+
+impl Board for VmcBoard {
+    fn protocol(&self) -> Protocol {
+        Protocol::Vmc
+    }
+
+    fn dispense(&self, slot: u16) -> Outcome {
+        let _one_at_a_time = self.op_lock();
+        let vmc = &self.inner.settings.vmc;
+        let span = tracing::info_span!("vmc_dispense", slot);
+        let _g = span.enter();
+        if let Err((fault, reach)) = self.send(|packno| VmcFrame::Dispense {
+            packno,
+            drop_sensor: vmc.drop_sensor,
+            elevator: vmc.elevator,
+            slot,
+        }) {
+            tracing::warn!(?fault, ?reach, "dispense command not acknowledged");
+            return Outcome::link(fault, reach);
+        }
+        tracing::debug!("dispense acknowledged by board");
+        let result = self.wait_report(vmc.report_timeout, |ev| match ev {
+            VmcFrame::DispenseReport {
+                status, slot: s, ..
+            } if *s == slot => {
+                if status.is_final() {
+                    Some(*status)
+                } else {
+                    None
+                }
+            }
+            VmcFrame::DispenseReport { slot: s, .. } => {
+                tracing::warn!(reported = s, "report for another slot ignored");
+                None
+            }
+            _ => None,
+        });
+        let outcome = match result {
+            Ok(DispenseStatus::Success) => Outcome::Dispensed {
+                drop_detected: vmc.drop_sensor.then_some(true),
+            },
+            Ok(DispenseStatus::NoDrop) => Outcome::Dispensed {
+                drop_detected: Some(false),
+            },
+            Ok(DispenseStatus::Jammed) => Outcome::Jammed,
+            Ok(DispenseStatus::MotorNotStopped) => Outcome::MotorNotStopped,
+            Ok(DispenseStatus::NoSuchMotor) => Outcome::NoSuchSlot,
+            Ok(DispenseStatus::Terminated) => Outcome::Terminated,
+            Ok(DispenseStatus::Other(code)) => Outcome::UnknownStatus { code },
+            Ok(DispenseStatus::Dispensing) => Outcome::UnknownStatus { code: 0x01 },
+            Err(fault) => Outcome::link(fault, Reach::Acknowledged),
+        };
+        tracing::info!(outcome = outcome.name(), "dispense finished");
+        outcome
+    }
+
+    fn unlock(&self, _channel: u16) -> Result<Outcome, BoardError> {
+        Err(BoardError::Unsupported {
+            protocol: Protocol::Vmc,
+            operation: "unlock",
+        })
+    }
+
+    fn slot_status(&self, slot: u16) -> Result<SlotStatus, BoardError> {
+        let _one_at_a_time = self.op_lock();
+        self.send(|packno| VmcFrame::CheckSlot { packno, slot })
+            .map_err(|(f, _)| BoardError::Link(f))?;
+        let status = self
+            .wait_report(self.inner.settings.vmc.query_timeout, |ev| match ev {
+                VmcFrame::SlotStatus {
+                    status, slot: s, ..
+                } if *s == slot => Some(*status),
+                _ => None,
+            })
+            .map_err(BoardError::Link)?;
+        Ok(match status {
+            0x01 => SlotStatus::Ready,
+            0x02 => SlotStatus::OutOfStock,
+            0x03 => SlotStatus::NoSuchSlot,
+            0x04 => SlotStatus::Paused,
+            0x06 => SlotStatus::DeliveryDoorUnlocked,
+            other => SlotStatus::Unknown(other),
+        })
+    }
+
+    fn machine_status(&self) -> Result<MachineStatus, BoardError> {
+        let _one_at_a_time = self.op_lock();
+        self.send(|packno| VmcFrame::MachineStatusRequest { packno })
+            .map_err(|(f, _)| BoardError::Link(f))?;
+        let status = self
+            .wait_report(self.inner.settings.vmc.query_timeout, |ev| match ev {
+                VmcFrame::MachineStatus { status, .. } => Some(status.clone()),
+                _ => None,
+            })
+            .map_err(BoardError::Link)?;
+        Ok(MachineStatus {
+            delivery_door_open: status.first().map(|b| *b != 0),
+            drop_sensor_ok: status.get(1).map(|b| *b == 0),
+            elevator_ok: status.get(2).map(|b| *b == 0),
+            open_doors: None,
+            raw: crate::hex(&status),
+        })
+    }
+
+    fn health(&self) -> BoardHealth {
+        let st = self.inner.lock();
+        let mut h = st.health.clone();
+        h.last_rx_ms_ago = st.last_rx.map(|t| millis(t.elapsed()));
+        h.connected = st.port_open
+            && st
+                .last_poll
+                .is_some_and(|t| t.elapsed() < self.inner.settings.vmc.silent_after);
+        h
+    }
+
+    fn recent_frames(&self) -> Vec<FrameRecord> {
+        self.inner.lock().frames.iter().cloned().collect()
+    }
+
+    fn wait_ready(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let silent_after = self.inner.settings.vmc.silent_after;
+        let mut st = self.inner.lock();
+        loop {
+            if st.port_open && st.last_poll.is_some_and(|t| t.elapsed() < silent_after) {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            st = wait(&self.inner, st, deadline - now);
+        }
+    }
+}
+
+impl Drop for VmcBoard {
+    fn drop(&mut self) {
+        self.inner.lock().shutdown = true;
+        self.inner.changed.notify_all();
+        if let Some(io) = self.io.take() {
+            let _ = io.join();
+        }
+    }
+}
+
+/// The I/O thread: owns the port, answers POLLs, reopens the port when it comes back.
+fn io_loop(inner: &Inner, mut port: Option<Box<dyn SerialLink>>) {
+    let settings = &inner.settings;
+    let mut decoder = Decoder::new(settings.vmc.slot_order);
+    let mut buf = [0u8; 256];
+    loop {
+        if inner.lock().shutdown {
+            return;
+        }
+        let Some(p) = port.as_mut() else {
+            match port::open(&settings.port, settings.baud(), READ_SLICE) {
+                Ok(mut p) => {
+                    let _ = p.discard_input();
+                    decoder = Decoder::new(settings.vmc.slot_order);
+                    let mut st = inner.lock();
+                    st.port_open = true;
+                    st.health.reconnects += 1;
+                    tracing::info!(port = %settings.port.display(), "serial port is back");
+                    inner.changed.notify_all();
+                    drop(st);
+                    port = Some(Box::new(p));
+                }
+                Err(_) => {
+                    let st = inner.lock();
+                    if !st.shutdown {
+                        drop(wait(inner, st, REOPEN_EVERY));
+                    }
+                }
+            }
+            continue;
+        };
+        match p.read(&mut buf) {
+            Ok(0) => {}
+            Ok(n) => {
+                let got_at = Instant::now();
+                decoder.push(&buf[..n]);
+                while let Some(ev) = decoder.next_event() {
+                    if let Err(e) = handle(inner, p.as_mut(), ev, got_at) {
+                        tracing::warn!(error = %e, "serial write failed");
+                        lose_port(inner, &mut port);
+                        break;
+                    }
+                }
+            }
+            Err(e) if port::is_gone(&e) => {
+                tracing::warn!(error = %e, port = %settings.port.display(), "serial port gone");
+                lose_port(inner, &mut port);
+            }
+            Err(_) => {
+                // The line is quiet: a partial frame in the buffer will never complete.
+                while decoder.on_idle() {
+                    while let Some(ev) = decoder.next_event() {
+                        if handle(inner, p.as_mut(), ev, Instant::now()).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn lose_port(inner: &Inner, port: &mut Option<Box<dyn SerialLink>>) {
+    *port = None;
+    let mut st = inner.lock();
+    st.port_open = false;
+    st.port_losses += 1;
+    st.last_poll = None;
+    inner.changed.notify_all();
+}
+
+fn handle(
+    inner: &Inner,
+    port: &mut dyn SerialLink,
+    ev: Decoded,
+    got_at: Instant,
+) -> std::io::Result<()> {
+    let mut st = inner.lock();
+    let (frame, raw) = match ev {
+        Decoded::Frame(f, raw) => (f, raw),
+        Decoded::Error(e, raw) => {
+            st.health.bad_frames += 1;
+            tracing::warn!(error = %e, frame = %crate::hex(&raw), "bad frame from board dropped");
+            inner.record(&mut st, FrameDirection::Rx, &raw, format!("bad frame: {e}"));
+            inner.changed.notify_all();
+            return Ok(());
+        }
+    };
+    let now = Instant::now();
+    st.last_rx = Some(now);
+    st.health.frames_rx += 1;
+    match frame {
+        VmcFrame::Poll => {
+            st.last_poll = Some(now);
+            let mut reply: &[u8] = &codec::ACK;
+            let mut owned = None;
+            let max = inner.settings.vmc.max_attempts.max(1);
+            if let Some(out) = st.outgoing.as_mut().filter(|o| !o.acked && !o.gave_up) {
+                if out.sends >= max {
+                    out.gave_up = true;
+                } else {
+                    let resend = out.sends > 0;
+                    out.sends += 1;
+                    owned = Some((out.bytes.clone(), out.describe.clone(), resend));
+                }
+            }
+            if let Some((bytes, describe, resend)) = &owned {
+                if *resend {
+                    st.health.resends += 1;
+                }
+                let what = if *resend {
+                    format!("{describe} (resend)")
+                } else {
+                    describe.clone()
+                };
+                inner.record(&mut st, FrameDirection::Tx, bytes, what);
+                reply = bytes;
+            }
+            port.write_all(reply)?;
+            st.health.frames_tx += 1;
+            st.health.polls_answered += 1;
+            let us = u64::try_from(got_at.elapsed().as_micros()).unwrap_or(u64::MAX);
+            st.health.poll_reply_max_us = st.health.poll_reply_max_us.max(us);
+            inner.changed.notify_all();
+        }
+        VmcFrame::Ack => {
+            inner.record(&mut st, FrameDirection::Rx, &raw, "ACK".into());
+            if let Some(out) = st.outgoing.as_mut().filter(|o| o.sends > 0) {
+                out.acked = true;
+                inner.changed.notify_all();
+            }
+        }
+        other => {
+            // Every board frame but POLL and ACK gets an ACK, resends included: the board
+            // resends because it missed our previous ACK.
+            port.write_all(&codec::ACK)?;
+            st.health.frames_tx += 1;
+            let packno = other.packno();
+            let duplicate = packno.is_some() && packno == st.last_board_packno;
+            let meaning = if duplicate {
+                format!("{} (repeated PackNO, ignored)", other.describe())
+            } else {
+                other.describe()
+            };
+            inner.record(&mut st, FrameDirection::Rx, &raw, meaning);
+            if duplicate {
+                st.health.duplicate_frames += 1;
+                tracing::debug!(packno, "repeated PackNO from board ignored");
+                return Ok(());
+            }
+            if packno.is_some() {
+                st.last_board_packno = packno;
+            }
+            // A report for our slot proves the board got the command even if its ACK was lost.
+            let slot_of = match &other {
+                VmcFrame::DispenseReport { slot, .. } | VmcFrame::SlotStatus { slot, .. } => {
+                    Some(*slot)
+                }
+                _ => None,
+            };
+            let is_machine = matches!(other, VmcFrame::MachineStatus { .. });
+            if let Some(out) = st.outgoing.as_mut().filter(|o| o.sends > 0)
+                && ((slot_of.is_some() && slot_of == out.slot)
+                    || (is_machine && out.slot.is_none()))
+            {
+                out.acked = true;
+            }
+            st.events.push_back(other);
+            inner.changed.notify_all();
+        }
+    }
+    Ok(())
+}
