@@ -1,0 +1,1224 @@
+//! The kiosk's configuration: embedded defaults merged with the site file, then
+//! validated as a whole.
+//!
+//! Loading happens in three steps, each with its own kind of error message:
+//! 1. TOML syntax of the site file (`line/column` from the TOML parser);
+//! 2. shape: the merged tables deserialize into [`Config`]; an unknown key or a value
+//!    of the wrong type names its field path (`board.vmc.baud`), because a typo in a
+//!    field technician's file must not silently fall back to a default;
+//! 3. [`Config::validate`]: every range and cross-field rule, reporting *all* problems
+//!    at once, each naming its field and saying what is allowed.
+//!
+//! Secrets are never stored in the config itself: `mqtt.password_file` or
+//! `mqtt.password_env` say where the password is, and [`MqttConfig::load_password`]
+//! returns it as a [`Secret`] that prints as `***`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::{self, TrustedKeys, VerifyOptions};
+
+/// The embedded defaults. Every field without a safe default is left out (see the
+/// file's header); a test proves the rest is complete.
+pub const DEFAULTS_TOML: &str = include_str!("defaults.toml");
+
+/// Errors loading the configuration or the secrets it points to.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The site file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The site file (or the embedded defaults) is not valid TOML.
+    #[error("{origin} is not valid TOML: {message}")]
+    Syntax {
+        /// Which text: the file path or "embedded defaults".
+        origin: String,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// The config has the wrong shape or breaks validation rules; all problems found.
+    #[error("invalid config ({} problem{}):\n{}", .0.len(), if .0.len() == 1 { "" } else { "s" }, Problems(.0))]
+    Invalid(Vec<Problem>),
+    /// `mqtt.password_file` could not be read or is empty.
+    #[error("cannot read MQTT password from {path}: {message}")]
+    PasswordFile {
+        /// The file.
+        path: PathBuf,
+        /// Why (never the file's content).
+        message: String,
+    },
+    /// `mqtt.password_env` names a variable that is not set or not UTF-8.
+    #[error("MQTT password environment variable {var} is not set (or not UTF-8)")]
+    PasswordEnv {
+        /// The variable name.
+        var: String,
+    },
+}
+
+/// One problem in the config: which field and what is allowed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted field path, such as `board.protocol` or `slots[2].capacity`.
+    pub field: String,
+    /// What is wrong and what is allowed.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+struct Problems<'a>(&'a [Problem]);
+
+impl fmt::Display for Problems<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A secret string (the MQTT password). `Debug` and `Display` print `***` so the value
+/// cannot reach a log by accident (DESIGN.md §7: secrets never reach a log).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+
+    /// The secret itself, for the one place that must send it (the MQTT CONNECT).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// The whole configuration. Build it with [`Config::load`] or [`Config::from_toml_str`],
+/// which always validate; a `Config` you hold has passed [`Config::validate`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// This cabinet's identity: the `aud` every command must carry, the topic level,
+    /// the MQTT client ID and (by default) username. `[A-Za-z0-9_-]{1,64}`.
+    #[serde(default)]
+    pub machine_code: String,
+    /// Broker connection.
+    pub mqtt: MqttConfig,
+    /// Trusted command-signing public keys: `kid = "base64url of 32 bytes"`.
+    pub keys: BTreeMap<String, String>,
+    /// Limits on incoming commands.
+    pub commands: CommandsConfig,
+    /// The serial motor/lock board.
+    pub board: BoardConfig,
+    /// The slot map; seeds the journal's inventory on first start.
+    pub slots: Vec<SlotConfig>,
+    /// The on-disk journal.
+    pub journal: JournalConfig,
+    /// Log files.
+    pub logs: LogsConfig,
+}
+
+/// `[mqtt]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttConfig {
+    /// `mqtt://host[:port]` or `mqtts://host[:port]` (ports default to 1883 / 8883).
+    pub url: String,
+    /// Defaults to the machine code, so ACLs can use `%u` / `${username}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// File holding the password (first line). Not together with `password_env`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    /// Environment variable holding the password. Not together with `password_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_env: Option<String>,
+    /// PEM CA bundle to verify the broker; required with `mqtts://`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// MQTT keep-alive; also how fast the broker notices a dead cabinet and publishes
+    /// its last will.
+    pub keepalive_secs: u64,
+    /// First reconnect delay; doubles (with jitter) up to `reconnect_max_ms`.
+    pub reconnect_min_ms: u64,
+    /// Longest reconnect delay.
+    pub reconnect_max_ms: u64,
+}
+
+/// `[commands]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandsConfig {
+    /// Payloads longer than this are rejected as `oversize` before parsing.
+    pub max_payload_bytes: usize,
+    /// Allowed clock difference with the backend, applied to `exp` and `iat`.
+    pub clock_skew_secs: i64,
+    /// When true, a command must carry the QR `session` the customer scanned.
+    pub require_session: bool,
+    /// How long a QR session nonce stays valid after it is shown.
+    pub session_lifetime_secs: u64,
+}
+
+/// `[board]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BoardConfig {
+    /// Which byte protocol the board speaks.
+    pub protocol: BoardProtocol,
+    /// Serial device path; use the stable udev symlink, not `/dev/ttyUSB0`.
+    pub port: PathBuf,
+    /// Settings used when `protocol = "vmc"`.
+    pub vmc: VmcConfig,
+    /// Settings used when `protocol = "lockboard"`.
+    pub lockboard: LockboardConfig,
+}
+
+/// `[board.vmc]`: spiral-motor vending board.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmcConfig {
+    /// RS-232 speed; the VMC protocol specifies 57600 8N1.
+    pub baud: u32,
+    /// Byte order of the 2-byte slot number; varies between boards.
+    pub slot_byte_order: ByteOrder,
+    /// Ask the board to use its drop sensor (success then means "item fell").
+    pub drop_sensor: bool,
+    /// How long to wait for the board's dispense report before `board_no_reply`.
+    pub report_timeout_secs: u64,
+}
+
+/// `[board.lockboard]`: "8A/80" locker board on RS-485.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockboardConfig {
+    /// RS-485 speed; the protocol specifies 9600 8N1.
+    pub baud: u32,
+    /// Board address on the bus, 1..=31.
+    pub address: u8,
+    /// Number of doors (channels) on the board.
+    pub channels: u16,
+    /// Which status byte means "door open".
+    pub door_polarity: DoorPolarity,
+    /// How long to wait for a reply frame (the protocol says 1.5 s).
+    pub reply_timeout_ms: u64,
+    /// After unlocking, how long to wait for the door sensor to show "open" before
+    /// reporting `door_never_opened`.
+    pub door_open_timeout_secs: u64,
+}
+
+/// One `[[slots]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlotConfig {
+    /// Slot number as in commands (VMC motor number / lock board channel), from 1.
+    pub slot: u16,
+    /// Product name for the screen and diagnostics.
+    pub product: String,
+    /// Items the slot holds when full.
+    pub capacity: u32,
+    /// Count used only when the slot is first seeded into the journal; afterwards the
+    /// journal (restocks, confirmed drops) is the truth.
+    pub initial_count: u32,
+}
+
+/// `[journal]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalConfig {
+    /// SQLite file; its directory is created if missing.
+    pub path: PathBuf,
+}
+
+/// `[logs]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogsConfig {
+    /// Directory of the daily rolling log files.
+    pub dir: PathBuf,
+    /// Days of log files kept.
+    pub retention_days: u32,
+    /// JSON lines instead of human-readable text.
+    pub json: bool,
+    /// A tracing filter: a level (`info`) or directives (`info,cabinet_core=debug`).
+    pub level: String,
+}
+
+macro_rules! string_enum {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "&'static str")]
+        pub enum $name { $($(#[$vm])* $variant),+ }
+
+        impl $name {
+            /// Every allowed value, as written in the config.
+            pub const ALLOWED: &'static [&'static str] = &[$($text),+];
+
+            /// The value as written in the config.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl From<$name> for &'static str {
+            fn from(v: $name) -> &'static str { v.as_str() }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = String;
+            fn try_from(s: String) -> Result<Self, String> {
+                match s.as_str() {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(format!("must be one of: {} (got {s:?})", Self::ALLOWED.join(", "))),
+                }
+            }
+        }
+    };
+}
+
+string_enum! {
+    /// `board.protocol`.
+    BoardProtocol {
+        /// Spiral-motor vending board ("VMC" protocol), 57600 8N1.
+        Vmc = "vmc",
+        /// "8A/80" lock board, 9600 8N1.
+        Lockboard = "lockboard",
+    }
+}
+
+string_enum! {
+    /// `board.vmc.slot_byte_order`.
+    ByteOrder {
+        /// Most significant byte first (slot 11 = `00 0B`).
+        Big = "big",
+        /// Least significant byte first (slot 11 = `0B 00`).
+        Little = "little",
+    }
+}
+
+string_enum! {
+    /// `board.lockboard.door_polarity`.
+    DoorPolarity {
+        /// Status byte `0x11` means the door is open.
+        OpenIs11 = "open_is_11",
+        /// Status byte `0x00` means the door is open.
+        OpenIs00 = "open_is_00",
+    }
+}
+
+/// A parsed `mqtt.url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerUrl {
+    /// `mqtts://`.
+    pub tls: bool,
+    /// Host name or IP address (IPv6 without brackets).
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+/// Parses `mqtt://host[:port]` / `mqtts://host[:port]`, with an optional trailing `/`.
+///
+/// Credentials in the URL are refused: the URL is logged, the password must not be.
+pub fn parse_broker_url(url: &str) -> Result<BrokerUrl, String> {
+    const HELP: &str = "must be mqtt://host[:port] or mqtts://host[:port]";
+    let (tls, rest) = if let Some(r) = url.strip_prefix("mqtt://") {
+        (false, r)
+    } else if let Some(r) = url.strip_prefix("mqtts://") {
+        (true, r)
+    } else {
+        return Err(format!("{HELP} (got {url:?})"));
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.contains('@') {
+        return Err(
+            "must not contain credentials; use mqtt.username and mqtt.password_file".into(),
+        );
+    }
+    if rest.contains(['/', '?', '#']) {
+        return Err(format!("{HELP}, without a path (got {url:?})"));
+    }
+    let default_port = if tls { 8883 } else { 1883 };
+    let (host, port) = if let Some(r) = rest.strip_prefix('[') {
+        let (h, after) = r
+            .split_once(']')
+            .ok_or_else(|| format!("{HELP} (unclosed '[' in {url:?})"))?;
+        (h, after.strip_prefix(':'))
+    } else {
+        match rest.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (rest, None),
+        }
+    };
+    if host.is_empty() || host.contains([' ', '[', ']']) {
+        return Err(format!("{HELP} (missing or bad host in {url:?})"));
+    }
+    let port = match port {
+        None => default_port,
+        Some(p) => match p.parse::<u16>() {
+            Ok(n) if n > 0 => n,
+            _ => return Err(format!("port must be 1..=65535 (got {p:?})")),
+        },
+    };
+    Ok(BrokerUrl {
+        tls,
+        host: host.to_owned(),
+        port,
+    })
+}
+
+/// Merges `over` into `base`, table by table: nested tables merge recursively, every
+/// other value (including arrays such as `[[slots]]`) is replaced whole.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+fn parse_table(text: &str, origin: &str) -> Result<toml::Table, ConfigError> {
+    text.parse::<toml::Table>()
+        .map_err(|e| ConfigError::Syntax {
+            origin: origin.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })
+}
+
+impl Config {
+    /// Reads the site file at `path`, merges it over the embedded defaults and
+    /// validates. Relative paths inside the file (`password_file`, `ca_file`,
+    /// `journal.path`, `logs.dir`) are taken relative to the file's directory, so a
+    /// config and its neighbours can be moved together.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut cfg = Config::parse(&text, &path.display().to_string())?;
+        if let Some(dir) = path.parent() {
+            cfg.resolve_relative_paths(dir);
+        }
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    /// Merges `site_toml` over the embedded defaults and validates.
+    pub fn from_toml_str(site_toml: &str) -> Result<Config, ConfigError> {
+        let cfg = Config::parse(site_toml, "config")?;
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    fn parse(site_toml: &str, origin: &str) -> Result<Config, ConfigError> {
+        let mut table = parse_table(DEFAULTS_TOML, "embedded defaults")?;
+        merge(&mut table, parse_table(site_toml, origin)?);
+        serde_path_to_error::deserialize::<_, Config>(table).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." {
+                "(top level)".to_owned()
+            } else {
+                path
+            };
+            ConfigError::Invalid(vec![Problem {
+                field,
+                // toml appends "in `table`" on a second line; the field path says it.
+                message: e
+                    .into_inner()
+                    .to_string()
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned(),
+            }])
+        })
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let problems = self.validate();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+
+    fn resolve_relative_paths(&mut self, dir: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() && !p.as_os_str().is_empty() {
+                *p = dir.join(&*p);
+            }
+        };
+        if let Some(p) = self.mqtt.password_file.as_mut() {
+            fix(p);
+        }
+        if let Some(p) = self.mqtt.ca_file.as_mut() {
+            fix(p);
+        }
+        fix(&mut self.journal.path);
+        fix(&mut self.logs.dir);
+    }
+
+    /// Checks every rule and returns all problems (empty = valid).
+    pub fn validate(&self) -> Vec<Problem> {
+        let mut v = Validator::default();
+
+        // machine_code
+        if self.machine_code.is_empty() {
+            v.add(
+                "machine_code",
+                "is required: this cabinet's code, 1..=64 characters of A-Z a-z 0-9 _ -",
+            );
+        } else if let Err(protocol::ProtocolError::InvalidMachineCode { why, .. }) =
+            protocol::check_machine_code(&self.machine_code)
+        {
+            v.add("machine_code", why);
+        }
+
+        // [mqtt]
+        let m = &self.mqtt;
+        let broker = parse_broker_url(&m.url);
+        if let Err(e) = &broker {
+            v.add("mqtt.url", e);
+        }
+        if let Some(u) = &m.username
+            && (u.is_empty() || u.len() > 256 || u.chars().any(char::is_control))
+        {
+            v.add(
+                "mqtt.username",
+                "must be 1..=256 characters without control characters (or left out to use the machine code)",
+            );
+        }
+        if m.password_file.is_some() && m.password_env.is_some() {
+            v.add(
+                "mqtt.password_env",
+                "set either mqtt.password_file or mqtt.password_env, not both",
+            );
+        }
+        if let Some(e) = &m.password_env
+            && (e.is_empty() || !e.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+        {
+            v.add(
+                "mqtt.password_env",
+                "must be an environment variable name (A-Z, a-z, 0-9, _)",
+            );
+        }
+        if let Some(p) = &m.password_file
+            && p.as_os_str().is_empty()
+        {
+            v.add(
+                "mqtt.password_file",
+                "must not be empty (leave it out instead)",
+            );
+        }
+        match (&broker, &m.ca_file) {
+            (Ok(b), None) if b.tls => v.add(
+                "mqtt.ca_file",
+                "is required with mqtts:// (a PEM CA bundle; for a public CA use /etc/ssl/certs/ca-certificates.crt)",
+            ),
+            (Ok(b), Some(_)) if !b.tls => v.add(
+                "mqtt.ca_file",
+                "is only used with mqtts://; remove it or change mqtt.url to mqtts://",
+            ),
+            _ => {}
+        }
+        v.range("mqtt.keepalive_secs", m.keepalive_secs, 5, 3600);
+        v.range("mqtt.reconnect_min_ms", m.reconnect_min_ms, 100, 60_000);
+        v.range("mqtt.reconnect_max_ms", m.reconnect_max_ms, 1000, 600_000);
+        if m.reconnect_max_ms < m.reconnect_min_ms {
+            v.add(
+                "mqtt.reconnect_max_ms",
+                "must be at least mqtt.reconnect_min_ms",
+            );
+        }
+
+        // [keys]
+        if self.keys.is_empty() {
+            v.add(
+                "keys",
+                "at least one trusted public key is required: kid = \"base64url of the 32-byte Ed25519 public key\" (a JWK's x)",
+            );
+        }
+        for (kid, x) in &self.keys {
+            let mut one = TrustedKeys::new();
+            if let Err(e) = one.insert_base64url(kid, x) {
+                v.add(&format!("keys.{kid}"), &e.to_string());
+            }
+        }
+
+        // [commands]
+        let c = &self.commands;
+        v.range(
+            "commands.max_payload_bytes",
+            c.max_payload_bytes as u64,
+            256,
+            65_536,
+        );
+        v.range_i("commands.clock_skew_secs", c.clock_skew_secs, 0, 600);
+        v.range(
+            "commands.session_lifetime_secs",
+            c.session_lifetime_secs,
+            10,
+            3600,
+        );
+
+        // [board]
+        let b = &self.board;
+        if !b.port.is_absolute() {
+            v.add(
+                "board.port",
+                "must be an absolute device path, such as /dev/cabinet-board",
+            );
+        }
+        v.baud("board.vmc.baud", b.vmc.baud);
+        v.range(
+            "board.vmc.report_timeout_secs",
+            b.vmc.report_timeout_secs,
+            1,
+            300,
+        );
+        v.baud("board.lockboard.baud", b.lockboard.baud);
+        v.range("board.lockboard.address", b.lockboard.address.into(), 1, 31);
+        v.range(
+            "board.lockboard.channels",
+            b.lockboard.channels.into(),
+            1,
+            128,
+        );
+        v.range(
+            "board.lockboard.reply_timeout_ms",
+            b.lockboard.reply_timeout_ms,
+            100,
+            10_000,
+        );
+        v.range(
+            "board.lockboard.door_open_timeout_secs",
+            b.lockboard.door_open_timeout_secs,
+            1,
+            600,
+        );
+
+        // [[slots]]
+        let mut seen = BTreeSet::new();
+        for (i, s) in self.slots.iter().enumerate() {
+            let f = |name: &str| format!("slots[{i}].{name}");
+            if s.slot == 0 {
+                v.add(&f("slot"), "must be at least 1");
+            } else if !seen.insert(s.slot) {
+                v.add(
+                    &f("slot"),
+                    &format!("slot {} appears more than once", s.slot),
+                );
+            }
+            if b.protocol == BoardProtocol::Lockboard && s.slot > b.lockboard.channels {
+                v.add(
+                    &f("slot"),
+                    &format!(
+                        "must be at most board.lockboard.channels ({}) with the lock board",
+                        b.lockboard.channels
+                    ),
+                );
+            }
+            if s.product.trim().is_empty() || s.product.chars().count() > 64 {
+                v.add(&f("product"), "must be 1..=64 characters");
+            }
+            v.range(&f("capacity"), s.capacity.into(), 1, 1000);
+            if s.initial_count > s.capacity {
+                v.add(
+                    &f("initial_count"),
+                    &format!("must be at most capacity ({})", s.capacity),
+                );
+            }
+        }
+
+        // [journal], [logs]
+        if self.journal.path.as_os_str().is_empty() {
+            v.add("journal.path", "must not be empty");
+        }
+        if self.logs.dir.as_os_str().is_empty() {
+            v.add("logs.dir", "must not be empty");
+        }
+        v.range(
+            "logs.retention_days",
+            self.logs.retention_days.into(),
+            1,
+            365,
+        );
+        if !log_filter_ok(&self.logs.level) {
+            v.add(
+                "logs.level",
+                "must be one of: trace, debug, info, warn, error, or directives like \"info,cabinet_core=debug\"",
+            );
+        }
+        v.problems
+    }
+
+    /// The MQTT username: `mqtt.username`, or the machine code when left out.
+    pub fn mqtt_username(&self) -> &str {
+        self.mqtt.username.as_deref().unwrap_or(&self.machine_code)
+    }
+
+    /// The parsed broker URL.
+    pub fn broker(&self) -> Result<BrokerUrl, ConfigError> {
+        parse_broker_url(&self.mqtt.url).map_err(|message| {
+            ConfigError::Invalid(vec![Problem {
+                field: "mqtt.url".into(),
+                message,
+            }])
+        })
+    }
+
+    /// The trusted keys from `[keys]`.
+    pub fn trusted_keys(&self) -> Result<TrustedKeys, ConfigError> {
+        TrustedKeys::from_base64url_map(&self.keys).map_err(|e| {
+            ConfigError::Invalid(vec![Problem {
+                field: "keys".into(),
+                message: e.to_string(),
+            }])
+        })
+    }
+
+    /// Limits for [`protocol::verify_command`].
+    pub fn verify_options(&self) -> VerifyOptions {
+        VerifyOptions {
+            max_token_bytes: self.commands.max_payload_bytes,
+            leeway_secs: self.commands.clock_skew_secs,
+        }
+    }
+}
+
+impl MqttConfig {
+    /// Reads the password from `password_file` (first line, trailing newline removed)
+    /// or `password_env`. `Ok(None)` when neither is set (anonymous or cert auth).
+    pub fn load_password(&self) -> Result<Option<Secret>, ConfigError> {
+        if let Some(path) = &self.password_file {
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::PasswordFile {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+            let line = text.lines().next().unwrap_or_default();
+            if line.is_empty() {
+                return Err(ConfigError::PasswordFile {
+                    path: path.clone(),
+                    message: "the file's first line is empty".into(),
+                });
+            }
+            return Ok(Some(Secret::new(line)));
+        }
+        if let Some(var) = &self.password_env {
+            return match std::env::var(var) {
+                Ok(s) if !s.is_empty() => Ok(Some(Secret::new(s))),
+                _ => Err(ConfigError::PasswordEnv { var: var.clone() }),
+            };
+        }
+        Ok(None)
+    }
+
+    /// Keep-alive as a duration.
+    pub fn keepalive(&self) -> Duration {
+        Duration::from_secs(self.keepalive_secs)
+    }
+}
+
+impl BoardConfig {
+    /// The baud rate of the selected protocol.
+    pub fn baud(&self) -> u32 {
+        match self.protocol {
+            BoardProtocol::Vmc => self.vmc.baud,
+            BoardProtocol::Lockboard => self.lockboard.baud,
+        }
+    }
+}
+
+/// Accepts a level or comma-separated `target=level` directives (the subset of
+/// tracing-subscriber's `EnvFilter` syntax a technician needs).
+fn log_filter_ok(s: &str) -> bool {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    !s.trim().is_empty()
+        && s.split(',').all(|d| {
+            let d = d.trim();
+            let level = d.rsplit_once('=').map_or(d, |(target, l)| {
+                if target.is_empty()
+                    || !target
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':')
+                {
+                    ""
+                } else {
+                    l
+                }
+            });
+            LEVELS.contains(&level.to_ascii_lowercase().as_str())
+        })
+}
+
+#[derive(Default)]
+struct Validator {
+    problems: Vec<Problem>,
+}
+
+impl Validator {
+    fn add(&mut self, field: &str, message: &str) {
+        self.problems.push(Problem {
+            field: field.to_owned(),
+            message: message.to_owned(),
+        });
+    }
+
+    fn range(&mut self, field: &str, value: u64, min: u64, max: u64) {
+        if !(min..=max).contains(&value) {
+            self.add(field, &format!("must be in {min}..={max} (got {value})"));
+        }
+    }
+
+    fn range_i(&mut self, field: &str, value: i64, min: i64, max: i64) {
+        if !(min..=max).contains(&value) {
+            self.add(field, &format!("must be in {min}..={max} (got {value})"));
+        }
+    }
+
+    fn baud(&mut self, field: &str, value: u32) {
+        const BAUDS: [u32; 8] = [1200, 2400, 4800, 9600, 19200, 38400, 57600, 115_200];
+        if !BAUDS.contains(&value) {
+            self.add(
+                field,
+                &format!(
+                    "must be one of: 1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200 (got {value})"
+                ),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The RFC 8037 A.1 example public key: valid, and fine for tests only (its
+    /// private half is published in the RFC).
+    const KEY: &str = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+
+    fn minimal() -> String {
+        format!("machine_code = \"GZ-0001\"\n[keys]\nbackend-1 = \"{KEY}\"\n")
+    }
+
+    fn problems(toml: &str) -> Vec<Problem> {
+        match Config::from_toml_str(toml) {
+            Err(ConfigError::Invalid(p)) => p,
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    fn fields(toml: &str) -> Vec<String> {
+        problems(toml).into_iter().map(|p| p.field).collect()
+    }
+
+    #[test]
+    fn embedded_defaults_cover_every_field() {
+        // Only machine_code and one key are added; every other field must come from
+        // defaults.toml, or deserialization would fail with "missing field".
+        let cfg = Config::from_toml_str(&minimal()).unwrap();
+        assert_eq!(cfg.machine_code, "GZ-0001");
+        assert_eq!(cfg.commands.max_payload_bytes, 4096);
+        assert_eq!(cfg.board.protocol, BoardProtocol::Vmc);
+        assert_eq!(cfg.board.baud(), 57600);
+        assert_eq!(cfg.board.lockboard.baud, 9600);
+        assert_eq!(cfg.mqtt_username(), "GZ-0001");
+        assert!(cfg.slots.is_empty());
+        assert_eq!(cfg.validate(), vec![]);
+    }
+
+    #[test]
+    fn the_defaults_alone_parse_and_only_lack_machine_code_and_keys() {
+        let f = fields("");
+        assert_eq!(f, vec!["machine_code".to_owned(), "keys".to_owned()]);
+    }
+
+    #[test]
+    fn the_shipped_example_config_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/config.example.toml");
+        let cfg = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!cfg.slots.is_empty());
+        assert!(cfg.journal.path.is_absolute());
+    }
+
+    #[test]
+    fn site_values_override_defaults_table_by_table() {
+        let cfg = Config::from_toml_str(&format!(
+            "{}\n[board]\nprotocol = \"lockboard\"\n[board.lockboard]\naddress = 3\n",
+            minimal()
+        ))
+        .unwrap();
+        assert_eq!(cfg.board.protocol, BoardProtocol::Lockboard);
+        assert_eq!(cfg.board.lockboard.address, 3);
+        // untouched siblings keep their defaults
+        assert_eq!(cfg.board.lockboard.channels, 8);
+        assert_eq!(cfg.board.port, PathBuf::from("/dev/cabinet-board"));
+        assert_eq!(cfg.board.baud(), 9600, "lock board default baud");
+    }
+
+    #[test]
+    fn slots_in_the_site_file_replace_the_default_list() {
+        let cfg = Config::from_toml_str(&format!(
+            "{}\n[[slots]]\nslot = 1\nproduct = \"Umbrella\"\ncapacity = 5\ninitial_count = 5\n\
+             [[slots]]\nslot = 2\nproduct = \"Charger\"\ncapacity = 8\ninitial_count = 0\n",
+            minimal()
+        ))
+        .unwrap();
+        assert_eq!(cfg.slots.len(), 2);
+        assert_eq!(cfg.slots[1].product, "Charger");
+    }
+
+    #[test]
+    fn unknown_keys_are_an_error_naming_the_key_and_its_table() {
+        let p = problems(&format!("{}\n[board]\nprotocl = \"vmc\"\n", minimal()));
+        assert_eq!(p.len(), 1);
+        let text = p[0].to_string();
+        assert!(text.contains("board"), "{text}");
+        assert!(text.contains("protocl"), "{text}");
+
+        let p = problems(&format!("{}\nmachine_cod = \"x\"\n", minimal()));
+        assert!(p[0].to_string().contains("machine_cod"), "{}", p[0]);
+    }
+
+    #[test]
+    fn a_bad_enum_value_names_the_field_and_the_allowed_values() {
+        let p = problems(&format!("{}\n[board]\nprotocol = \"modbus\"\n", minimal()));
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].field, "board.protocol");
+        assert!(
+            p[0].message.contains("must be one of: vmc, lockboard"),
+            "{}",
+            p[0].message
+        );
+    }
+
+    #[test]
+    fn a_wrong_type_names_the_field_path() {
+        let p = problems(&format!("{}\n[board.vmc]\nbaud = \"fast\"\n", minimal()));
+        assert_eq!(p[0].field, "board.vmc.baud");
+    }
+
+    #[test]
+    fn toml_syntax_errors_are_reported_as_syntax() {
+        assert!(matches!(
+            Config::from_toml_str("machine_code = "),
+            Err(ConfigError::Syntax { .. })
+        ));
+    }
+
+    #[test]
+    fn validate_reports_all_problems_at_once_with_field_paths() {
+        let toml = r#"
+            machine_code = "GZ/0001"
+            [mqtt]
+            url = "http://broker"
+            keepalive_secs = 1
+            reconnect_min_ms = 5000
+            reconnect_max_ms = 1000
+            [keys]
+            short = "AAAA"
+            [commands]
+            max_payload_bytes = 10
+            [board]
+            port = "ttyUSB0"
+            [board.lockboard]
+            address = 0
+            channels = 200
+            [board.vmc]
+            baud = 12345
+            [logs]
+            retention_days = 0
+            level = "loud"
+        "#;
+        let f = fields(toml);
+        for expected in [
+            "machine_code",
+            "mqtt.url",
+            "mqtt.keepalive_secs",
+            "mqtt.reconnect_max_ms",
+            "keys.short",
+            "commands.max_payload_bytes",
+            "board.port",
+            "board.vmc.baud",
+            "board.lockboard.address",
+            "board.lockboard.channels",
+            "logs.retention_days",
+            "logs.level",
+        ] {
+            assert!(
+                f.iter().any(|x| x == expected),
+                "missing {expected} in {f:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn range_messages_say_what_is_allowed() {
+        let p = problems(&format!("{}\n[board.lockboard]\naddress = 32\n", minimal()));
+        assert_eq!(
+            p[0].to_string(),
+            "board.lockboard.address: must be in 1..=31 (got 32)"
+        );
+    }
+
+    #[test]
+    fn machine_codes_with_mqtt_wildcards_are_refused() {
+        for code in ["+", "#", "a/b", "a b", &"x".repeat(65)] {
+            let f = fields(&format!(
+                "machine_code = \"{code}\"\n[keys]\nk = \"{KEY}\"\n"
+            ));
+            assert_eq!(f, vec!["machine_code".to_owned()], "{code:?}");
+        }
+    }
+
+    #[test]
+    fn keys_of_the_wrong_length_are_refused() {
+        use base64::Engine as _;
+        let short = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([7u8; 31]);
+        let p = problems(&format!("machine_code = \"m\"\n[keys]\nk = \"{short}\"\n"));
+        assert_eq!(p[0].field, "keys.k");
+        assert!(p[0].message.contains("32 bytes"), "{}", p[0].message);
+    }
+
+    #[test]
+    fn password_file_and_env_together_are_refused() {
+        let f = fields(&format!(
+            "{}\n[mqtt]\npassword_file = \"/etc/pw\"\npassword_env = \"PW\"\n",
+            minimal()
+        ));
+        assert_eq!(f, vec!["mqtt.password_env".to_owned()]);
+    }
+
+    #[test]
+    fn mqtts_requires_a_ca_file_and_mqtt_refuses_one() {
+        let f = fields(&format!(
+            "{}\n[mqtt]\nurl = \"mqtts://broker\"\n",
+            minimal()
+        ));
+        assert_eq!(f, vec!["mqtt.ca_file".to_owned()]);
+        let f = fields(&format!(
+            "{}\n[mqtt]\nurl = \"mqtt://broker\"\nca_file = \"/ca.pem\"\n",
+            minimal()
+        ));
+        assert_eq!(f, vec!["mqtt.ca_file".to_owned()]);
+        let cfg = Config::from_toml_str(&format!(
+            "{}\n[mqtt]\nurl = \"mqtts://broker\"\nca_file = \"/ca.pem\"\n",
+            minimal()
+        ))
+        .unwrap();
+        assert_eq!(
+            cfg.broker().unwrap(),
+            BrokerUrl {
+                tls: true,
+                host: "broker".into(),
+                port: 8883
+            }
+        );
+    }
+
+    #[test]
+    fn broker_urls_parse_with_default_and_explicit_ports() {
+        let b = parse_broker_url("mqtt://10.0.0.5").unwrap();
+        assert_eq!((b.tls, b.host.as_str(), b.port), (false, "10.0.0.5", 1883));
+        let b = parse_broker_url("mqtt://broker.example:11883/").unwrap();
+        assert_eq!((b.host.as_str(), b.port), ("broker.example", 11883));
+        let b = parse_broker_url("mqtts://[::1]:8884").unwrap();
+        assert_eq!((b.tls, b.host.as_str(), b.port), (true, "::1", 8884));
+        let b = parse_broker_url("mqtt://[fe80::1]").unwrap();
+        assert_eq!((b.host.as_str(), b.port), ("fe80::1", 1883));
+        for bad in [
+            "tcp://broker",
+            "mqtt://",
+            "mqtt://broker:0",
+            "mqtt://broker:70000",
+            "mqtt://broker/topic",
+            "mqtt://user:pw@broker",
+            "mqtt://[::1",
+            "broker:1883",
+        ] {
+            assert!(parse_broker_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn credentials_in_the_url_are_refused_because_urls_are_logged() {
+        let e = parse_broker_url("mqtt://u:secret@broker").unwrap_err();
+        assert!(
+            !e.contains("secret"),
+            "the message must not echo the password: {e}"
+        );
+    }
+
+    #[test]
+    fn duplicate_slots_and_counts_over_capacity_are_refused() {
+        let f = fields(&format!(
+            "{}\n[[slots]]\nslot = 1\nproduct = \"A\"\ncapacity = 5\ninitial_count = 6\n\
+             [[slots]]\nslot = 1\nproduct = \"\"\ncapacity = 0\ninitial_count = 0\n",
+            minimal()
+        ));
+        assert_eq!(
+            f,
+            vec![
+                "slots[0].initial_count".to_owned(),
+                "slots[1].slot".to_owned(),
+                "slots[1].product".to_owned(),
+                "slots[1].capacity".to_owned(),
+            ]
+        );
+    }
+
+    #[test]
+    fn lockboard_slots_must_fit_the_channel_count() {
+        let f = fields(&format!(
+            "{}\n[board]\nprotocol = \"lockboard\"\n\
+             [[slots]]\nslot = 9\nproduct = \"A\"\ncapacity = 1\ninitial_count = 1\n",
+            minimal()
+        ));
+        assert_eq!(f, vec!["slots[0].slot".to_owned()]);
+    }
+
+    #[test]
+    fn log_levels_accept_levels_and_directives() {
+        for ok in [
+            "info",
+            "DEBUG",
+            "info,cabinet_core=debug",
+            "warn,rumqttc::state=trace",
+        ] {
+            assert!(log_filter_ok(ok), "{ok}");
+        }
+        for bad in ["", "loud", "info,", "=debug", "a b=info"] {
+            assert!(!log_filter_ok(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn secrets_print_as_stars_in_debug_and_display() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s:?}"), "***");
+        assert_eq!(format!("{s}"), "***");
+        assert_eq!(format!("{:?}", Some(s.clone())), "Some(***)");
+        assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[test]
+    fn password_is_read_from_the_first_line_of_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "s3cret\n").unwrap();
+        let cfg = Config::from_toml_str(&format!(
+            "{}\n[mqtt]\npassword_file = \"{}\"\n",
+            minimal(),
+            pw.display()
+        ))
+        .unwrap();
+        let secret = cfg.mqtt.load_password().unwrap().unwrap();
+        assert_eq!(secret.expose(), "s3cret");
+        // The config itself never holds the password, so printing it is safe.
+        assert!(!format!("{cfg:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn an_empty_or_missing_password_file_is_an_error_without_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "\n").unwrap();
+        let mut m = Config::from_toml_str(&minimal()).unwrap().mqtt;
+        m.password_file = Some(pw);
+        assert!(matches!(
+            m.load_password(),
+            Err(ConfigError::PasswordFile { .. })
+        ));
+        m.password_file = Some(dir.path().join("missing"));
+        assert!(matches!(
+            m.load_password(),
+            Err(ConfigError::PasswordFile { .. })
+        ));
+    }
+
+    #[test]
+    fn an_unset_password_env_is_an_error_and_none_means_no_password() {
+        let mut m = Config::from_toml_str(&minimal()).unwrap().mqtt;
+        assert_eq!(m.load_password().unwrap(), None);
+        m.password_env = Some("CABINET_TEST_SURELY_UNSET_VAR_9F2".into());
+        assert!(matches!(
+            m.load_password(),
+            Err(ConfigError::PasswordEnv { .. })
+        ));
+    }
+
+    #[test]
+    fn load_resolves_relative_paths_against_the_config_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("site.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "{}\n[journal]\npath = \"data/journal.sqlite3\"\n[mqtt]\npassword_file = \"pw\"\n",
+                minimal()
+            ),
+        )
+        .unwrap();
+        let cfg = Config::load(&file).unwrap();
+        assert_eq!(cfg.journal.path, dir.path().join("data/journal.sqlite3"));
+        assert_eq!(cfg.mqtt.password_file, Some(dir.path().join("pw")));
+        assert_eq!(cfg.logs.dir, PathBuf::from("/var/log/cabinet-kiosk"));
+    }
+
+    #[test]
+    fn a_missing_site_file_is_a_read_error_naming_the_path() {
+        let e = Config::load(Path::new("/nonexistent/site.toml")).unwrap_err();
+        assert!(matches!(e, ConfigError::Read { .. }));
+        assert!(e.to_string().contains("/nonexistent/site.toml"));
+    }
+
+    #[test]
+    fn verify_options_and_trusted_keys_come_from_the_config() {
+        let cfg = Config::from_toml_str(&minimal()).unwrap();
+        let o = cfg.verify_options();
+        assert_eq!(o.max_token_bytes, 4096);
+        assert_eq!(o.leeway_secs, 30);
+        assert_eq!(cfg.trusted_keys().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn the_config_round_trips_through_toml() {
+        // Diagnostics can show the effective config; it must read back identically.
+        let cfg = Config::from_toml_str(&minimal()).unwrap();
+        let text = toml::to_string(&cfg).unwrap();
+        assert_eq!(Config::from_toml_str(&text).unwrap(), cfg);
+    }
+}

@@ -1,0 +1,17 @@
+//! UI-free core of the cabinet kiosk.
+//!
+//! Everything that decides whether a motor may move lives here, away from Tauri,
+//! MQTT sockets and serial ports, so it can be tested step by step:
+//!
+//! - [`reason`]: the one list of reason codes shared by logs, replies and screens.
+//! - [`config`]: embedded defaults + the site file + `validate()`.
+//! - [`protocol`]: the MQTT contract (topics, signed commands, replies, presence).
+//! - [`journal`]: the durable SQLite record that makes "at most once physically" and
+//!   "exactly one outcome reported" survive crashes and power cuts.
+
+pub mod config;
+pub mod journal;
+pub mod protocol;
+pub mod reason;
+
+pub use reason::{Lang, Reason};

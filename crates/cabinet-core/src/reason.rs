@@ -1,0 +1,420 @@
+//! The reason codes: one list shared by logs, replies to the backend and the screen.
+//!
+//! A rejection or failure is described by exactly one [`Reason`]. The same value is
+//! written to the journal, logged as `reason=...`, sent in the reply's `reason` field
+//! (docs/PROTOCOL.md) and turned into a short sentence on the customer's failure
+//! screen. Keeping one enum means a support code read off the screen, a log line and
+//! the backend's record all use the same words (STYLE.md habit 3).
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Why a command was rejected, failed, or ended without a known outcome.
+///
+/// Serialized in `snake_case`; the wire names are part of the protocol and must not
+/// change once a backend depends on them (add new variants instead).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    // --- the command could not be trusted, or is not for us -----------------------
+    /// Signed correctly, but `aud` names another cabinet (the incident in MISSION.md).
+    WrongTarget,
+    /// `exp` (plus the allowed clock skew) is in the past.
+    Expired,
+    /// `iat` is further in the future than the allowed clock skew.
+    NotYetValid,
+    /// The signature does not verify against the key named by `kid`.
+    BadSignature,
+    /// The header's `kid` names no configured public key.
+    UnknownKey,
+    /// The header's `alg` is not exactly `EdDSA` (for example `none` or `HS256`).
+    UnsupportedAlgorithm,
+    /// Not a compact JWS, bad base64, bad JSON, bad UTF-8, or claims of the wrong type.
+    Malformed,
+    /// The payload is larger than `commands.max_payload_bytes`; not even parsed.
+    Oversize,
+    /// `kind` is not one this cabinet knows (only `dispense` today).
+    UnsupportedKind,
+    /// `qty` is not supported (only 1 today: one motor turn per command).
+    UnsupportedQuantity,
+    /// The command ID was seen before; the stored outcome is reported again.
+    Duplicate,
+    /// The scanned QR session does not match the cabinet's current one.
+    SessionMismatch,
+
+    // --- the command was valid, the cabinet cannot serve it ------------------------
+    /// The slot number is not in the cabinet's slot map.
+    SlotUnknown,
+    /// A technician took the slot out of service.
+    SlotDisabled,
+    /// The inventory count for the slot is zero.
+    SlotEmpty,
+    /// The slot jammed earlier and no technician has cleared it yet.
+    SlotJammed,
+
+    // --- the board tried and reported a failure ------------------------------------
+    /// The board reported a jam during this dispense (VMC status 03).
+    Jammed,
+    /// The board reported the motor did not stop (VMC status 04).
+    MotorNotStopped,
+    /// The motor turned but the drop sensor saw nothing fall.
+    NoDropDetected,
+    /// Lock board: unlocked, but the door sensor never showed the door open in time.
+    DoorNeverOpened,
+    /// The serial port could not be opened or went away.
+    BoardUnreachable,
+    /// The board did not answer within the protocol's timeout.
+    BoardNoReply,
+    /// The board reported the dispense as terminated (VMC status FF).
+    Terminated,
+    /// The app restarted while this command was dispensing; the physical outcome is
+    /// not known and the motor is never run again for it.
+    Interrupted,
+}
+
+/// Screen language. The screen falls back to the default language when idle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum Lang {
+    /// English.
+    #[default]
+    #[serde(rename = "en")]
+    En,
+    /// Simplified Chinese.
+    #[serde(rename = "zh-CN")]
+    ZhCn,
+}
+
+impl Lang {
+    /// Parses a BCP 47 tag as the UI sends it; anything unknown falls back to English
+    /// so a bad tag can never leave the customer with an empty screen.
+    pub fn from_tag(tag: &str) -> Lang {
+        match tag {
+            "zh-CN" | "zh" | "zh-Hans" | "zh-Hans-CN" => Lang::ZhCn,
+            _ => Lang::En,
+        }
+    }
+
+    /// The tag used in the UI and in config.
+    pub fn tag(self) -> &'static str {
+        match self {
+            Lang::En => "en",
+            Lang::ZhCn => "zh-CN",
+        }
+    }
+}
+
+impl Reason {
+    /// Every reason, in declaration order. Used by tests and to parse codes back.
+    pub const ALL: [Reason; 24] = [
+        Reason::WrongTarget,
+        Reason::Expired,
+        Reason::NotYetValid,
+        Reason::BadSignature,
+        Reason::UnknownKey,
+        Reason::UnsupportedAlgorithm,
+        Reason::Malformed,
+        Reason::Oversize,
+        Reason::UnsupportedKind,
+        Reason::UnsupportedQuantity,
+        Reason::Duplicate,
+        Reason::SessionMismatch,
+        Reason::SlotUnknown,
+        Reason::SlotDisabled,
+        Reason::SlotEmpty,
+        Reason::SlotJammed,
+        Reason::Jammed,
+        Reason::MotorNotStopped,
+        Reason::NoDropDetected,
+        Reason::DoorNeverOpened,
+        Reason::BoardUnreachable,
+        Reason::BoardNoReply,
+        Reason::Terminated,
+        Reason::Interrupted,
+    ];
+
+    /// The wire code (identical to the serde name), also shown as the support code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Reason::WrongTarget => "wrong_target",
+            Reason::Expired => "expired",
+            Reason::NotYetValid => "not_yet_valid",
+            Reason::BadSignature => "bad_signature",
+            Reason::UnknownKey => "unknown_key",
+            Reason::UnsupportedAlgorithm => "unsupported_algorithm",
+            Reason::Malformed => "malformed",
+            Reason::Oversize => "oversize",
+            Reason::UnsupportedKind => "unsupported_kind",
+            Reason::UnsupportedQuantity => "unsupported_quantity",
+            Reason::Duplicate => "duplicate",
+            Reason::SessionMismatch => "session_mismatch",
+            Reason::SlotUnknown => "slot_unknown",
+            Reason::SlotDisabled => "slot_disabled",
+            Reason::SlotEmpty => "slot_empty",
+            Reason::SlotJammed => "slot_jammed",
+            Reason::Jammed => "jammed",
+            Reason::MotorNotStopped => "motor_not_stopped",
+            Reason::NoDropDetected => "no_drop_detected",
+            Reason::DoorNeverOpened => "door_never_opened",
+            Reason::BoardUnreachable => "board_unreachable",
+            Reason::BoardNoReply => "board_no_reply",
+            Reason::Terminated => "terminated",
+            Reason::Interrupted => "interrupted",
+        }
+    }
+
+    /// True when the command could not be trusted at all (before or at the signature
+    /// check). Such commands never enter the command table: an unverified `jti` must
+    /// not be able to poison deduplication and block the real command later.
+    pub fn is_trust_failure(self) -> bool {
+        matches!(
+            self,
+            Reason::BadSignature
+                | Reason::UnknownKey
+                | Reason::UnsupportedAlgorithm
+                | Reason::Malformed
+                | Reason::Oversize
+        )
+    }
+
+    /// True when a customer standing at *this* cabinet may be waiting for this command,
+    /// so the screen should show the failure screen ("not dispensed", with the code).
+    ///
+    /// False for commands that were never this cabinet's (wrong target, forged,
+    /// unreadable) and for duplicates, whose first delivery already drove the screen.
+    pub fn is_customer_facing_failure(self) -> bool {
+        !self.is_trust_failure() && !matches!(self, Reason::WrongTarget | Reason::Duplicate)
+    }
+
+    /// True when the reason means the slot should be taken out of service until a
+    /// technician clears it (DESIGN.md §4: "a jammed slot is taken out of service").
+    pub fn takes_slot_out_of_service(self) -> bool {
+        matches!(self, Reason::Jammed | Reason::MotorNotStopped)
+    }
+
+    /// A short plain sentence for the customer's failure screen. The screen adds the
+    /// headline ("Not dispensed — you will not be charged") and the support code.
+    pub fn customer_text(self, lang: Lang) -> &'static str {
+        match lang {
+            Lang::En => self.text_en(),
+            Lang::ZhCn => self.text_zh_cn(),
+        }
+    }
+
+    fn text_en(self) -> &'static str {
+        match self {
+            Reason::WrongTarget => "This request was for another cabinet.",
+            Reason::Expired => "The request took too long. Please scan again.",
+            Reason::NotYetValid => "The cabinet clock is out of step. Please ask staff.",
+            Reason::BadSignature
+            | Reason::UnknownKey
+            | Reason::UnsupportedAlgorithm
+            | Reason::Malformed
+            | Reason::Oversize => "The request could not be checked.",
+            Reason::UnsupportedKind | Reason::UnsupportedQuantity => {
+                "This cabinet cannot do that request."
+            }
+            Reason::Duplicate => "This request was already handled.",
+            Reason::SessionMismatch => "The code you scanned has changed. Please scan again.",
+            Reason::SlotUnknown => "This item is not in this cabinet.",
+            Reason::SlotDisabled => "This item is not available right now.",
+            Reason::SlotEmpty => "This item is sold out.",
+            Reason::SlotJammed | Reason::Jammed | Reason::MotorNotStopped => {
+                "The item got stuck. Staff have been told."
+            }
+            Reason::NoDropDetected => "We could not see the item drop.",
+            Reason::DoorNeverOpened => "The door was not opened in time.",
+            Reason::BoardUnreachable | Reason::BoardNoReply => {
+                "The cabinet is not responding. Please try later."
+            }
+            Reason::Terminated => "The cabinet stopped the delivery.",
+            Reason::Interrupted => "The cabinet restarted during delivery.",
+        }
+    }
+
+    fn text_zh_cn(self) -> &'static str {
+        match self {
+            Reason::WrongTarget => "该请求属于其他柜机。",
+            Reason::Expired => "请求已超时，请重新扫码。",
+            Reason::NotYetValid => "柜机时间不准，请联系工作人员。",
+            Reason::BadSignature
+            | Reason::UnknownKey
+            | Reason::UnsupportedAlgorithm
+            | Reason::Malformed
+            | Reason::Oversize => "请求无法校验。",
+            Reason::UnsupportedKind | Reason::UnsupportedQuantity => "本柜机不支持该请求。",
+            Reason::Duplicate => "该请求已处理过。",
+            Reason::SessionMismatch => "二维码已更新，请重新扫码。",
+            Reason::SlotUnknown => "本柜机没有该商品。",
+            Reason::SlotDisabled => "该商品暂不可用。",
+            Reason::SlotEmpty => "该商品已售罄。",
+            Reason::SlotJammed | Reason::Jammed | Reason::MotorNotStopped => {
+                "商品卡住了，已通知工作人员。"
+            }
+            Reason::NoDropDetected => "未检测到商品掉落。",
+            Reason::DoorNeverOpened => "柜门未在规定时间内打开。",
+            Reason::BoardUnreachable | Reason::BoardNoReply => "柜机无响应，请稍后再试。",
+            Reason::Terminated => "柜机已终止出货。",
+            Reason::Interrupted => "出货过程中柜机重启。",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// A string that is not one of the reason codes (for example a corrupted journal row).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown reason code {0:?}")]
+pub struct UnknownReason(pub String);
+
+impl FromStr for Reason {
+    type Err = UnknownReason;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Reason::ALL
+            .iter()
+            .copied()
+            .find(|r| r.code() == s)
+            .ok_or_else(|| UnknownReason(s.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn code_matches_the_serde_wire_name_for_every_reason() {
+        for r in Reason::ALL {
+            let json = serde_json::to_string(&r).unwrap();
+            assert_eq!(json, format!("\"{}\"", r.code()), "{r:?}");
+            let back: Reason = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, r);
+        }
+    }
+
+    #[test]
+    fn codes_are_unique_and_parse_back() {
+        let codes: HashSet<_> = Reason::ALL.iter().map(|r| r.code()).collect();
+        assert_eq!(codes.len(), Reason::ALL.len());
+        for r in Reason::ALL {
+            assert_eq!(r.code().parse::<Reason>(), Ok(r));
+            assert_eq!(r.to_string(), r.code());
+        }
+        assert_eq!(
+            "no_such_reason".parse::<Reason>(),
+            Err(UnknownReason("no_such_reason".into()))
+        );
+    }
+
+    #[test]
+    fn all_lists_every_variant_once() {
+        // A new variant not added to ALL would fail to parse back from the journal.
+        // The match in code() forces a code per variant; this checks ALL has no gaps.
+        let set: HashSet<_> = Reason::ALL.iter().collect();
+        assert_eq!(set.len(), Reason::ALL.len());
+    }
+
+    #[test]
+    fn the_codes_named_in_the_design_brief_exist() {
+        for code in [
+            "wrong_target",
+            "expired",
+            "not_yet_valid",
+            "bad_signature",
+            "unknown_key",
+            "malformed",
+            "oversize",
+            "unsupported_kind",
+            "duplicate",
+            "slot_unknown",
+            "slot_disabled",
+            "slot_empty",
+            "slot_jammed",
+            "jammed",
+            "motor_not_stopped",
+            "no_drop_detected",
+            "door_never_opened",
+            "board_unreachable",
+            "board_no_reply",
+            "session_mismatch",
+            "interrupted",
+            "terminated",
+        ] {
+            assert!(code.parse::<Reason>().is_ok(), "{code}");
+        }
+    }
+
+    #[test]
+    fn every_reason_has_customer_text_in_both_languages() {
+        for r in Reason::ALL {
+            for lang in [Lang::En, Lang::ZhCn] {
+                let t = r.customer_text(lang);
+                assert!(!t.trim().is_empty(), "{r:?} {lang:?}");
+                assert!(t.chars().count() <= 60, "too long for the screen: {t}");
+            }
+            assert_ne!(r.customer_text(Lang::En), r.customer_text(Lang::ZhCn));
+        }
+    }
+
+    #[test]
+    fn forged_and_foreign_commands_never_reach_the_customer_screen() {
+        for r in [
+            Reason::WrongTarget,
+            Reason::BadSignature,
+            Reason::UnknownKey,
+            Reason::UnsupportedAlgorithm,
+            Reason::Malformed,
+            Reason::Oversize,
+            Reason::Duplicate,
+        ] {
+            assert!(!r.is_customer_facing_failure(), "{r:?}");
+        }
+        for r in [
+            Reason::SlotEmpty,
+            Reason::Jammed,
+            Reason::NoDropDetected,
+            Reason::Interrupted,
+            Reason::SessionMismatch,
+            Reason::Expired,
+        ] {
+            assert!(r.is_customer_facing_failure(), "{r:?}");
+        }
+    }
+
+    #[test]
+    fn trust_failures_are_exactly_the_pre_signature_reasons() {
+        assert!(Reason::BadSignature.is_trust_failure());
+        assert!(Reason::Oversize.is_trust_failure());
+        assert!(!Reason::WrongTarget.is_trust_failure());
+        assert!(!Reason::Expired.is_trust_failure());
+    }
+
+    #[test]
+    fn lang_tags_round_trip_and_unknown_tags_fall_back_to_english() {
+        for l in [Lang::En, Lang::ZhCn] {
+            assert_eq!(Lang::from_tag(l.tag()), l);
+            assert_eq!(
+                serde_json::to_string(&l).unwrap(),
+                format!("\"{}\"", l.tag())
+            );
+        }
+        assert_eq!(Lang::from_tag("fr"), Lang::En);
+        assert_eq!(Lang::from_tag(""), Lang::En);
+    }
+
+    #[test]
+    fn jams_take_the_slot_out_of_service_but_empty_slots_do_not() {
+        assert!(Reason::Jammed.takes_slot_out_of_service());
+        assert!(Reason::MotorNotStopped.takes_slot_out_of_service());
+        assert!(!Reason::SlotEmpty.takes_slot_out_of_service());
+        assert!(!Reason::NoDropDetected.takes_slot_out_of_service());
+    }
+}
