@@ -60,8 +60,8 @@ pub fn percentile(sorted: &[u32], p: f64) -> u32 {
 }
 
 fn bench_board(polls: u64, poll_ms: u64, rate: u32, json: bool) -> anyhow::Result<ExitCode> {
-    let dir = tempfile_dir()?;
-    let link = dir.join("board");
+    let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let link = dir.path().join("board");
     let mut cfg = SimConfig::new(Protocol::Vmc);
     cfg.link = Some(link.clone());
     cfg.poll_interval = Duration::from_millis(poll_ms.max(1));
@@ -159,14 +159,7 @@ fn bench_board(polls: u64, poll_ms: u64, rate: u32, json: bool) -> anyhow::Resul
     }
     drop(board);
     drop(sim);
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(ExitCode::SUCCESS)
-}
-
-fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!("cabinet-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    Ok(dir)
 }
 
 #[cfg(test)]

@@ -1,8 +1,10 @@
 //! `cabinet`: the command-line face of Cabinet Kiosk.
 //!
-//! Board tools for technicians and tests (`sim-board`, `board`) and benchmarks (`bench`).
+//! Board tools for technicians and tests (`sim-board`, `board`), provisioning (`config
+//! check`, `keygen`) and benchmarks (`bench`).
 //! Every error says what to do about it.
 
+mod admin;
 mod bench;
 mod board_cmd;
 
@@ -25,6 +27,10 @@ enum Command {
     Board(board_cmd::BoardArgs),
     /// Benchmarks that print figures (see docs/BENCHMARKS.md).
     Bench(bench::BenchArgs),
+    /// Check a site config file.
+    Config(admin::ConfigArgs),
+    /// Generate an Ed25519 key pair for signing commands.
+    Keygen(admin::KeygenArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -40,6 +46,8 @@ fn main() -> std::process::ExitCode {
         Command::SimBoard(a) => board_cmd::sim_board(a),
         Command::Board(a) => board_cmd::board(a),
         Command::Bench(a) => bench::run(a),
+        Command::Config(a) => admin::config(a),
+        Command::Keygen(a) => admin::keygen(a),
     };
     match result {
         Ok(code) => code,

@@ -390,6 +390,9 @@ impl Board for VmcBoard {
         let mut st = self.inner.lock();
         loop {
             if st.port_open && st.last_poll.is_some_and(|t| t.elapsed() < silent_after) {
+                drop(st);
+                // Synchronise PackNOs now rather than in front of the first customer.
+                drop(self.op_lock());
                 return true;
             }
             let now = Instant::now();

@@ -1,0 +1,51 @@
+# Cabinet Kiosk: the two commands of the README, and the set-up they need.
+#
+#   make demo   start the demo (installs what is missing, builds, runs)
+#   make test   run every test (installs what is missing, fmt, clippy, tests)
+#
+# System packages are installed with apt-get when missing, so a fresh Debian/Ubuntu machine
+# needs nothing else (Rust itself excepted: see README). The list covers the whole suite,
+# including the Tauri window, Mosquitto and WebDriver tests.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+
+APT_PACKAGES := \
+	build-essential pkg-config libssl-dev libudev-dev \
+	libwebkit2gtk-4.1-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev librsvg2-dev \
+	libayatana-appindicator3-dev libxdo-dev \
+	xvfb xauth webkit2gtk-driver mosquitto mosquitto-clients socat imagemagick fonts-noto-cjk
+
+.PHONY: all deps toolchain demo test lint unit bench clean
+
+all: test
+
+## Install missing system packages (idempotent; quiet when everything is present).
+deps:
+	@./scripts/install-deps.sh $(APT_PACKAGES)
+
+toolchain:
+	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs) and re-run"; exit 1; }
+
+## The README's first command: a zero-setup demo.
+demo: deps toolchain
+	@$(CARGO) build --release -p cabinet-cli
+	@./scripts/demo.sh target/release/cabinet
+
+## The README's second command: everything CI checks.
+test: deps toolchain lint unit
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+unit:
+	$(CARGO) test --workspace
+
+## Benchmarks that print figures (see docs/BENCHMARKS.md).
+bench: deps toolchain
+	$(CARGO) build --release -p cabinet-cli
+	target/release/cabinet bench board --polls 20000 --poll-ms 2 --dispense-rate 50
+
+clean:
+	$(CARGO) clean

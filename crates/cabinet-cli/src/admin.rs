@@ -1,0 +1,101 @@
+//! `cabinet config check` and `cabinet keygen`: provisioning helpers.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use cabinet_core::config::{Config, ConfigError};
+use cabinet_core::protocol;
+use clap::{Args, Subcommand};
+
+/// Arguments of `cabinet config`.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    #[command(subcommand)]
+    what: ConfigWhat,
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigWhat {
+    /// Load and validate a site config file; print every problem with its field.
+    Check {
+        /// The site config file (e.g. /etc/cabinet-kiosk/config.toml).
+        file: PathBuf,
+    },
+}
+
+/// Run `cabinet config ...`. Exit 0: valid; 1: invalid (problems on stderr).
+pub fn config(a: ConfigArgs) -> anyhow::Result<ExitCode> {
+    match a.what {
+        ConfigWhat::Check { file } => match Config::load(&file) {
+            Ok(cfg) => {
+                let keys = cfg.trusted_keys().map(|k| k.len()).unwrap_or(0);
+                println!(
+                    "{}: valid (machine {}, board {} on {}, {} trusted key{})",
+                    file.display(),
+                    cfg.machine_code,
+                    serde_json::to_value(cfg.board.protocol)?
+                        .as_str()
+                        .unwrap_or("?"),
+                    cfg.board.port.display(),
+                    keys,
+                    if keys == 1 { "" } else { "s" }
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(ConfigError::Invalid(problems)) => {
+                eprintln!("{}: {} problem(s):", file.display(), problems.len());
+                for p in problems {
+                    eprintln!("  {p}");
+                }
+                Ok(ExitCode::from(1))
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                Ok(ExitCode::from(1))
+            }
+        },
+    }
+}
+
+/// Arguments of `cabinet keygen`.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Key id (`kid`) the backend puts in the JWS header; cabinets look the key up by it.
+    #[arg(long, default_value = "backend-1")]
+    kid: String,
+    /// Write the private key (base64url seed, mode 0600) to this file.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// Generate an Ed25519 signing key pair for the backend (cabinets get the public half).
+pub fn keygen(a: KeygenArgs) -> anyhow::Result<ExitCode> {
+    let (key, public) = protocol::generate_keypair().context("cannot generate a key")?;
+    let private = protocol::encode_signing_key(&key);
+    if let Some(path) = &a.out {
+        write_private(path, &private)?;
+    }
+    let out = serde_json::json!({
+        "kid": a.kid,
+        "public_key": public,
+        "private_key": if a.out.is_some() { serde_json::Value::Null } else { private.into() },
+        "private_key_file": a.out.as_ref().map(|p| p.display().to_string()),
+        "config_snippet": format!("[keys]\n{} = \"{}\"", a.kid, public),
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_private(path: &std::path::Path, private: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {} (it must not exist yet)", path.display()))?;
+    writeln!(f, "{private}")?;
+    Ok(())
+}

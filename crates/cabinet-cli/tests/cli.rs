@@ -1,0 +1,208 @@
+//! `cabinet sim-board` and `cabinet board` working together as separate processes, the way
+//! a technician uses them from a shell.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_cabinet");
+
+struct Sim {
+    child: Child,
+    stdin: ChildStdin,
+    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
+    path: String,
+}
+
+impl Sim {
+    fn start(args: &[&str]) -> Sim {
+        let mut child = Command::new(BIN)
+            .arg("sim-board")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let path = lines.next().unwrap().unwrap();
+        Sim {
+            child,
+            stdin,
+            lines,
+            path,
+        }
+    }
+
+    fn stats(&mut self) -> serde_json::Value {
+        writeln!(self.stdin, "stats").unwrap();
+        serde_json::from_str(&self.lines.next().unwrap().unwrap()).unwrap()
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = writeln!(self.stdin, "quit");
+        let _ = self.child.wait();
+    }
+}
+
+fn board(args: &[&str]) -> (i32, serde_json::Value, String) {
+    let out = Command::new(BIN).arg("board").args(args).output().unwrap();
+    let json = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (
+        out.status.code().unwrap_or(-1),
+        json,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn sim_board_prints_its_path_first_and_board_dispenses_through_it() {
+    let mut sim = Sim::start(&["--protocol", "vmc", "--poll-ms", "20", "--motor-ms", "20"]);
+    assert!(sim.path.starts_with("/dev/pts/"), "{}", sim.path);
+    let (code, json, err) = board(&["--port", &sim.path, "--protocol", "vmc", "dispense", "11"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(json["result"]["outcome"]["outcome"], "dispensed");
+    assert_eq!(json["result"]["outcome"]["drop_detected"], true);
+    assert_eq!(sim.stats()["motor_actions"], 1);
+}
+
+#[test]
+fn a_jam_injected_from_the_command_line_exits_1_with_the_outcome() {
+    let mut sim = Sim::start(&[
+        "--protocol",
+        "vmc",
+        "--poll-ms",
+        "20",
+        "--motor-ms",
+        "20",
+        "--fault",
+        "jam",
+    ]);
+    let (code, json, _) = board(&["--port", &sim.path, "--protocol", "vmc", "dispense", "4"]);
+    assert_eq!(code, 1);
+    assert_eq!(json["result"]["outcome"]["outcome"], "jammed");
+    assert_eq!(sim.stats()["motor_actions"], 1);
+}
+
+#[test]
+fn lock_board_unlock_and_status_from_the_shell() {
+    let mut sim = Sim::start(&["--protocol", "lockboard"]);
+    let (code, json, err) = board(&[
+        "--port",
+        &sim.path,
+        "--protocol",
+        "lockboard",
+        "unlock",
+        "3",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(json["result"]["outcome"]["outcome"], "door_opened");
+    let (code, json, _) = board(&["--port", &sim.path, "--protocol", "lockboard", "status"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        json["result"]["machine"]["open_doors"],
+        serde_json::json!([3])
+    );
+    assert_eq!(sim.stats()["unlock_actions"], 1);
+}
+
+#[test]
+fn errors_name_the_problem() {
+    let (code, _, err) = board(&["--port", "/dev/no-such-port", "--protocol", "vmc", "status"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("no such serial port /dev/no-such-port"),
+        "{err}"
+    );
+
+    // A lock board on the line while we expect VMC: no POLL ever arrives.
+    let sim = Sim::start(&["--protocol", "lockboard"]);
+    let (code, _, err) = board(&[
+        "--port",
+        &sim.path,
+        "--protocol",
+        "vmc",
+        "--wait",
+        "1",
+        "status",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no POLL from a VMC board"), "{err}");
+    drop(sim);
+
+    // A VMC board on the line while we expect a lock board: bytes, but no valid frame.
+    let sim = Sim::start(&["--protocol", "vmc", "--poll-ms", "20"]);
+    let (code, _, err) = board(&["--port", &sim.path, "--protocol", "lockboard", "status"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("wrong protocol or baud rate"), "{err}");
+    drop(sim);
+
+    let out = Command::new(BIN)
+        .args(["sim-board", "--protocol", "vmc", "--fault", "wobble"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown fault \"wobble\""));
+}
+
+#[test]
+fn config_check_accepts_the_shipped_example_and_names_bad_fields() {
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/config.example.toml"
+    );
+    let out = Command::new(BIN)
+        .args(["config", "check", example])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "machine_code = \"C001\"\n[board]\nprotocol = \"vmx\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["config", "check"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("board.protocol"), "{err}");
+    assert!(err.contains("vmc") && err.contains("lockboard"), "{err}");
+}
+
+#[test]
+fn keygen_prints_a_public_key_the_config_accepts() {
+    let out = Command::new(BIN)
+        .args(["keygen", "--kid", "backend-test"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let snippet = json["config_snippet"].as_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, format!("machine_code = \"C001\"\n{snippet}\n")).unwrap();
+    let out = Command::new(BIN)
+        .args(["config", "check"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
