@@ -8,7 +8,14 @@ cleanup() { [ -n "${SIM:-}" ] && kill "$SIM" 2>/dev/null; wait 2>/dev/null; rm -
 trap cleanup EXIT
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-show() { echo "\$ cabinet $*"; "$BIN" "$@" | jq -c '.result' 2>/dev/null || "$BIN" "$@" || true; }
+# Run each board command exactly once (a second run would be a second physical action) and
+# show its result line.
+show() {
+    echo "\$ cabinet $*"
+    local out
+    out=$(RUST_LOG=error "$BIN" "$@" 2>&1) || true
+    jq -c '.result' <<<"$out" 2>/dev/null || echo "$out"
+}
 
 start_sim() {
     mkfifo "$tmp/ctl.$1"
