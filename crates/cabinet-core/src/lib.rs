@@ -6,11 +6,13 @@
 //! - [`reason`]: the one list of reason codes shared by logs, replies and screens.
 //! - [`config`]: embedded defaults + the site file + `validate()`.
 //! - [`protocol`]: the MQTT contract (topics, signed commands, replies, presence).
+//! - [`mqtt`]: the broker link (the only module that touches `rumqttc`).
 //! - [`journal`]: the durable SQLite record that makes "at most once physically" and
 //!   "exactly one outcome reported" survive crashes and power cuts.
 
 pub mod config;
 pub mod journal;
+pub mod mqtt;
 pub mod protocol;
 pub mod reason;
 
