@@ -154,6 +154,18 @@ pub fn open(settings: &BoardSettings) -> Result<Box<dyn Board>, BoardError> {
     }
 }
 
+/// Open the board like [`open`], but start even when the port cannot be opened yet (the
+/// adapter is unplugged at boot, udev has not created the symlink): the driver keeps
+/// trying, and [`Board::health`] says it is down meanwhile. This is what the kiosk uses, so
+/// a missing board makes the cabinet "out of service" instead of not starting at all. Fails
+/// only on invalid settings.
+pub fn open_lenient(settings: &BoardSettings) -> Result<Box<dyn Board>, BoardError> {
+    match settings.protocol {
+        Protocol::Vmc => Ok(Box::new(vmc::VmcBoard::open_lenient(settings)?)),
+        Protocol::Lockboard => Ok(Box::new(lockboard::LockBoard::open_lenient(settings)?)),
+    }
+}
+
 /// Wire time of `bytes` at `baud` with 8N1 framing (10 bits per byte). A pty has no baud
 /// delay, so latency figures add this to be honest about a real cable.
 pub fn wire_time(bytes: usize, baud: u32) -> Duration {

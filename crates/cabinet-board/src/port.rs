@@ -82,6 +82,17 @@ pub fn pty_pair() -> Result<(TTYPort, PathBuf), BoardError> {
             message: "pseudo-terminal has no slave name".into(),
         })?;
     drop(slave);
+    // posix_openpt() leaves the master inheritable: a process spawned later (the kiosk in
+    // tests) would hold it open, and "unplugging" by closing it would not hang the line up.
+    use std::os::fd::AsRawFd;
+    nix::fcntl::fcntl(
+        master.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )
+    .map_err(|e| BoardError::Open {
+        path: "/dev/ptmx".into(),
+        message: format!("cannot set close-on-exec: {e}"),
+    })?;
     Ok((master, path))
 }
 

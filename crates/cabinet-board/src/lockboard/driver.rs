@@ -59,11 +59,30 @@ impl LockBoard {
     pub fn open(settings: &BoardSettings) -> Result<Self, BoardError> {
         settings.lockboard.validate()?;
         let port = port::open(&settings.port, settings.baud(), READ_SLICE)?;
-        Ok(Self {
+        Ok(Self::with_port(settings, Some(Box::new(port))))
+    }
+
+    /// Like [`LockBoard::open`], but a port that cannot be opened yet is opened on first
+    /// use instead of failing.
+    pub fn open_lenient(settings: &BoardSettings) -> Result<Self, BoardError> {
+        settings.lockboard.validate()?;
+        let port = match port::open(&settings.port, settings.baud(), READ_SLICE) {
+            Ok(p) => Some(Box::new(p) as Box<dyn SerialLink>),
+            Err(e) => {
+                tracing::warn!(error = %e, "board port not available yet; retrying on use");
+                None
+            }
+        };
+        Ok(Self::with_port(settings, port))
+    }
+
+    fn with_port(settings: &BoardSettings, port: Option<Box<dyn SerialLink>>) -> Self {
+        let opened = port.is_some();
+        Self {
             settings: settings.clone(),
             started: Instant::now(),
             state: Mutex::new(State {
-                port: Some(Box::new(port)),
+                port,
                 health: BoardHealth {
                     protocol: Protocol::Lockboard.to_string(),
                     port: settings.port.display().to_string(),
@@ -71,10 +90,10 @@ impl LockBoard {
                 },
                 last_ok: None,
                 frames: VecDeque::new(),
-                was_open: true,
+                was_open: opened,
                 failures: 0,
             }),
-        })
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

@@ -110,10 +110,30 @@ impl VmcBoard {
     /// Open the port and start answering POLLs.
     pub fn open(settings: &BoardSettings) -> Result<Self, BoardError> {
         let port = port::open(&settings.port, settings.baud(), READ_SLICE)?;
+        Self::start(settings, Some(Box::new(port)))
+    }
+
+    /// Like [`VmcBoard::open`], but a port that cannot be opened yet is retried in the
+    /// background instead of failing.
+    pub fn open_lenient(settings: &BoardSettings) -> Result<Self, BoardError> {
+        match port::open(&settings.port, settings.baud(), READ_SLICE) {
+            Ok(p) => Self::start(settings, Some(Box::new(p))),
+            Err(e) => {
+                tracing::warn!(error = %e, "board port not available yet; retrying in the background");
+                Self::start(settings, None)
+            }
+        }
+    }
+
+    fn start(
+        settings: &BoardSettings,
+        port: Option<Box<dyn SerialLink>>,
+    ) -> Result<Self, BoardError> {
+        let opened = port.is_some();
         let inner = Arc::new(Inner {
             settings: settings.clone(),
             state: Mutex::new(State {
-                port_open: true,
+                port_open: opened,
                 health: BoardHealth {
                     protocol: Protocol::Vmc.to_string(),
                     port: settings.port.display().to_string(),
@@ -127,7 +147,7 @@ impl VmcBoard {
         let thread_inner = Arc::clone(&inner);
         let io = std::thread::Builder::new()
             .name("vmc-io".into())
-            .spawn(move || io_loop(&thread_inner, Some(Box::new(port))))
+            .spawn(move || io_loop(&thread_inner, port))
             .map_err(|e| BoardError::Open {
                 path: settings.port.display().to_string(),
                 message: format!("cannot start I/O thread: {e}"),
