@@ -1,12 +1,15 @@
 //! `cabinet`: the command-line face of Cabinet Kiosk.
 //!
 //! Board tools for technicians and tests (`sim-board`, `board`), provisioning (`config
-//! check`, `keygen`) and benchmarks (`bench`).
+//! check`, `keygen`), benchmarks (`bench`) and the backend's side of the MQTT contract
+//! for backend developers (`send`, `watch`; docs/PROTOCOL.md).
 //! Every error says what to do about it.
 
 mod admin;
+mod backend_cmd;
 mod bench;
 mod board_cmd;
+mod run;
 
 use clap::{Parser, Subcommand};
 
@@ -20,6 +23,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The headless kiosk: subscribe, verify, dispense, reply, until SIGINT/SIGTERM.
+    Run(run::RunArgs),
     /// Simulate a board on a new pseudo-terminal; prints its path first, then serves until
     /// stopped. Type `help` on stdin for live fault injection.
     SimBoard(board_cmd::SimArgs),
@@ -31,23 +36,35 @@ enum Command {
     Config(admin::ConfigArgs),
     /// Generate an Ed25519 key pair for signing commands.
     Keygen(admin::KeygenArgs),
+    /// Sign a dispense command, publish it to a cabinet and wait for its outcome.
+    /// Exit 0 succeeded, 1 failed/rejected/outcome_unknown, 2 nothing sent, 3 no outcome
+    /// in time (retry with the same --cmd-id).
+    Send(backend_cmd::SendArgs),
+    /// Print cabinets' replies, presence and telemetry as JSON lines until Ctrl-C.
+    Watch(backend_cmd::WatchArgs),
 }
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    // `run` logs to files as configured; every other command logs warnings to stderr.
+    if !matches!(cli.command, Command::Run(_)) {
+        tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            )
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let result = match cli.command {
+        Command::Run(a) => run::run(a),
         Command::SimBoard(a) => board_cmd::sim_board(a),
         Command::Board(a) => board_cmd::board(a),
         Command::Bench(a) => bench::run(a),
         Command::Config(a) => admin::config(a),
         Command::Keygen(a) => admin::keygen(a),
+        Command::Send(a) => backend_cmd::send(a),
+        Command::Watch(a) => backend_cmd::watch(a),
     };
     match result {
         Ok(code) => code,

@@ -145,6 +145,27 @@ pub struct Config {
     pub journal: JournalConfig,
     /// Log files.
     pub logs: LogsConfig,
+    /// The kiosk's behaviour: screens, heartbeat, health checks.
+    pub kiosk: KioskConfig,
+}
+
+/// `[kiosk]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KioskConfig {
+    /// Name shown on the idle screen (e.g. the site), empty for none.
+    pub name: String,
+    /// Telemetry heartbeat period on `.../telemetry`.
+    pub heartbeat_secs: u64,
+    /// How long "take your item" stays on screen.
+    pub take_item_secs: u64,
+    /// How long the failure screen (with the support code) stays on screen.
+    pub failed_secs: u64,
+    /// How long the broker or board may be down before the screen shows "out of service".
+    pub out_of_service_grace_secs: u64,
+    /// How often the board's health is checked (a lock board is queried this often when
+    /// idle; a VMC board proves itself with its POLLs).
+    pub board_check_secs: u64,
 }
 
 /// `[mqtt]`.
@@ -662,6 +683,23 @@ impl Config {
                 );
             }
         }
+
+        // [kiosk]
+        v.range("kiosk.heartbeat_secs", self.kiosk.heartbeat_secs, 1, 3600);
+        v.range("kiosk.take_item_secs", self.kiosk.take_item_secs, 1, 600);
+        v.range("kiosk.failed_secs", self.kiosk.failed_secs, 1, 600);
+        v.range(
+            "kiosk.out_of_service_grace_secs",
+            self.kiosk.out_of_service_grace_secs,
+            0,
+            600,
+        );
+        v.range(
+            "kiosk.board_check_secs",
+            self.kiosk.board_check_secs,
+            1,
+            600,
+        );
 
         // [journal], [logs]
         if self.journal.path.as_os_str().is_empty() {

@@ -11,9 +11,13 @@
 //!   "exactly one outcome reported" survive crashes and power cuts.
 
 pub mod config;
+pub mod engine;
 pub mod journal;
+pub mod kiosk;
+pub mod logs;
 pub mod mqtt;
 pub mod protocol;
 pub mod reason;
+pub mod screen;
 
 pub use reason::{Lang, Reason};

@@ -1,0 +1,63 @@
+//! `cabinet run --config FILE`: the headless kiosk. Same core as the window app, no UI:
+//! it subscribes, verifies, dispenses and replies until SIGINT/SIGTERM.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use cabinet_board::Board;
+use cabinet_core::config::{Config, ConfigError};
+use cabinet_core::{kiosk, logs};
+use clap::Args;
+use tokio::sync::watch;
+
+/// Arguments of `cabinet run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Site config file (see deploy/config.example.toml and docs/CONFIG.md).
+    #[arg(long)]
+    config: PathBuf,
+    /// Do not copy warnings to stderr (log files only).
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// Run the headless kiosk.
+pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
+    let cfg = match Config::load(&a.config) {
+        Ok(c) => c,
+        Err(ConfigError::Invalid(problems)) => {
+            eprintln!(
+                "{}: {} problem(s); fix them and start again:",
+                a.config.display(),
+                problems.len()
+            );
+            for p in problems {
+                eprintln!("  {p}");
+            }
+            return Ok(ExitCode::from(2));
+        }
+        Err(e) => return Err(e).context("cannot load the config"),
+    };
+    let _logs = logs::init(&cfg.logs, !a.quiet).context("cannot start logging")?;
+    let board: Arc<dyn Board> = Arc::from(
+        cabinet_board::open_lenient(&kiosk::board_settings(&cfg))
+            .context("invalid board settings")?,
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("kiosk")
+        .build()
+        .context("cannot start the async runtime")?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    ctrlc::set_handler(move || {
+        let _ = stop_tx.send(true);
+    })
+    .context("cannot install the signal handler")?;
+    let (screen_tx, _screen_rx) = watch::channel(None);
+    rt.block_on(kiosk::run(cfg, board, screen_tx, stop_rx))
+        .context("the kiosk stopped with an error")?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,721 @@
+//! The headless kiosk (`cabinet run`) as a real child process, against a real Mosquitto
+//! (started per test on a free loopback port, with the shipped ACL) and the board simulator
+//! on a real pty. The invariants of DESIGN.md §1 are asserted by what the backend receives
+//! and by the simulator's count of motor actions.
+//!
+//! Tests run one at a time: each starts a broker, a simulator and a kiosk process, and the
+//! VMC POLL deadline is real time.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
+
+#[path = "../../cabinet-core/tests/support/mod.rs"]
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use cabinet_board::Protocol;
+use cabinet_board::sim::{SimConfig, SimStats, Simulator};
+use cabinet_core::protocol::{self, CommandClaims, SigningKey};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde_json::Value;
+use support::{Broker, STEP, password};
+use tokio::sync::mpsc;
+
+const BIN: &str = env!("CARGO_BIN_EXE_cabinet");
+/// Upper bound for any multi-message wait (a failing test fails, it does not hang).
+const LONG: Duration = Duration::from_secs(30);
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn now_s() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Everything one test needs: broker, board, keys, config, and the kiosk process.
+struct Rig {
+    dir: tempfile::TempDir,
+    broker: Broker,
+    sim: Simulator,
+    key: SigningKey,
+    config: PathBuf,
+    kiosk: Option<Child>,
+    next_id: u32,
+}
+
+impl Rig {
+    fn new(motor_ms: u64) -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        eprintln!("rig dir: {}", dir.path().display());
+        let broker = Broker::start();
+        let mut sc = SimConfig::new(Protocol::Vmc);
+        sc.link = Some(dir.path().join("board"));
+        sc.poll_interval = Duration::from_millis(20);
+        sc.motor_time = Duration::from_millis(motor_ms);
+        let sim = Simulator::start(sc).unwrap();
+        let (key, public) = protocol::generate_keypair().unwrap();
+        std::fs::write(dir.path().join("password"), password("C001")).unwrap();
+        let config = dir.path().join("config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"machine_code = "C001"
+[mqtt]
+url = "{url}"
+password_file = "password"
+keepalive_secs = 5
+reconnect_min_ms = 100
+reconnect_max_ms = 1000
+[keys]
+k1 = "{public}"
+[board]
+protocol = "vmc"
+port = "{port}"
+[board.vmc]
+report_timeout_secs = 20
+[[slots]]
+slot = 1
+product = "Cola"
+capacity = 10
+initial_count = 5
+[[slots]]
+slot = 2
+product = "Water"
+capacity = 10
+initial_count = 5
+[journal]
+path = "journal.sqlite3"
+[logs]
+dir = "logs"
+level = "debug"
+[kiosk]
+heartbeat_secs = 1
+out_of_service_grace_secs = 1
+"#,
+                url = broker.url(),
+                port = dir.path().join("board").display(),
+            ),
+        )
+        .unwrap();
+        Rig {
+            dir,
+            broker,
+            sim,
+            key,
+            config,
+            kiosk: None,
+            next_id: 0,
+        }
+    }
+
+    fn start_kiosk(&mut self) {
+        self.start_kiosk_with(&[]);
+    }
+
+    fn start_kiosk_with(&mut self, env: &[(&str, &str)]) {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["run", "--quiet", "--config"]).arg(&self.config);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.kiosk = Some(child);
+    }
+
+    /// kill -9: no clean disconnect, no flush, nothing.
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.kiosk.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Wait (up to 30 s) for the kiosk process to exit on its own (test hooks abort it).
+    async fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let mut c = self.kiosk.take().unwrap();
+        let deadline = tokio::time::Instant::now() + LONG;
+        loop {
+            if let Some(status) = c.try_wait().unwrap() {
+                return status;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "kiosk did not exit");
+            // Polling a child process's state; there is no exit notification to await.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn claims(&mut self, aud: &str, slot: u16) -> CommandClaims {
+        self.next_id += 1;
+        CommandClaims {
+            aud: aud.into(),
+            jti: format!("cmd-{}-{}", self.next_id, now_s()),
+            iat: now_s(),
+            exp: now_s() + 60,
+            kind: "dispense".into(),
+            slot,
+            qty: 1,
+            order_id: format!("order-{}", self.next_id),
+            log_id: format!("log-{}", self.next_id),
+            session: None,
+        }
+    }
+
+    fn sign(&self, c: &CommandClaims) -> String {
+        protocol::sign_command(c, &self.key, "k1").unwrap()
+    }
+
+    fn stats(&self) -> SimStats {
+        self.sim.stats()
+    }
+
+    fn logs(&self) -> String {
+        let mut all = String::new();
+        if let Ok(rd) = std::fs::read_dir(self.dir.path().join("logs")) {
+            for e in rd.flatten() {
+                all.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+            }
+        }
+        all
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        self.kill9();
+        if std::thread::panicking() {
+            // Leave the evidence: the kiosk's log files and journal.
+            let kept = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap()).keep();
+            eprintln!(
+                "test failed; kiosk logs and journal kept in {}",
+                kept.display()
+            );
+        }
+    }
+}
+
+/// The backend: a persistent MQTT session (so replies published while it was away still
+/// reach it), subscribed to C001's reply and state topics.
+struct Backend {
+    client: AsyncClient,
+    rx: mpsc::UnboundedReceiver<(String, Value)>,
+    /// Messages read while waiting for something else, returned first by `next`.
+    backlog: std::collections::VecDeque<(String, Value)>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Backend {
+    async fn connect(broker: &Broker) -> Backend {
+        let mut mo = MqttOptions::new("backend-test", "127.0.0.1", broker.port());
+        mo.set_credentials("backend", password("backend"));
+        mo.set_clean_session(false);
+        mo.set_max_packet_size(1 << 20, 1 << 20);
+        let (client, mut el) = AsyncClient::new(mo, 64);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            loop {
+                match el.poll().await {
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let v = serde_json::from_slice(&p.payload).unwrap_or(Value::Null);
+                        let _ = tx.send((p.topic, v));
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        let _ = ready_tx.send(());
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        });
+        client
+            .subscribe("cabinet/v1/C001/reply", QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        client
+            .subscribe("cabinet/v1/C001/state", QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        client
+            .subscribe("cabinet/v1/C001/telemetry", QoS::AtMostOnce)
+            .await
+            .unwrap();
+        for _ in 0..3 {
+            tokio::time::timeout(STEP, ready_rx.recv()).await.unwrap();
+        }
+        Backend {
+            client,
+            rx,
+            backlog: Default::default(),
+            task,
+        }
+    }
+
+    async fn next(&mut self) -> (String, Value) {
+        if let Some(m) = self.backlog.pop_front() {
+            return m;
+        }
+        self.next_fresh().await
+    }
+
+    async fn next_fresh(&mut self) -> (String, Value) {
+        tokio::time::timeout(Duration::from_secs(20), self.rx.recv())
+            .await
+            .expect("a message within 20 s")
+            .unwrap()
+    }
+
+    /// Wait until the kiosk's birth says online with a boot id we have not seen.
+    async fn await_online(&mut self, seen: &mut Vec<String>) {
+        tokio::time::timeout(LONG, self.await_online_inner(seen))
+            .await
+            .expect("kiosk online in time")
+    }
+
+    /// Online with a new boot id, and then a heartbeat of that boot saying the board
+    /// answers: only then is the cabinet in service (a command before that is rejected
+    /// with `board_unreachable`, honestly, but that is not what these tests are about).
+    async fn await_online_inner(&mut self, seen: &mut Vec<String>) {
+        // Replies that arrive meanwhile (outbox replays after a restart) are kept.
+        let mut kept = std::collections::VecDeque::new();
+        let boot = loop {
+            let (topic, v) = self.next_fresh().await;
+            if topic.ends_with("/state") && v["status"] == "online" {
+                let boot = v["boot_id"].as_str().unwrap().to_owned();
+                if !seen.contains(&boot) {
+                    seen.push(boot.clone());
+                    break boot;
+                }
+            } else if topic.ends_with("/reply") {
+                kept.push_back((topic, v));
+            }
+        };
+        loop {
+            let (topic, v) = self.next_fresh().await;
+            if topic.ends_with("/telemetry")
+                && v["boot_id"] == boot.as_str()
+                && v["board"]["ok"] == true
+            {
+                break;
+            } else if topic.ends_with("/reply") {
+                kept.push_back((topic, v));
+            }
+        }
+        self.backlog.extend(kept);
+    }
+
+    async fn publish(&self, topic: &str, payload: impl Into<Vec<u8>>) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, payload.into())
+            .await
+            .unwrap();
+    }
+
+    async fn send(&self, token: &str) {
+        self.publish("cabinet/v1/C001/cmd", token.as_bytes().to_vec())
+            .await;
+    }
+
+    /// Replies for `cmd_id` up to and including the terminal one (within 30 s).
+    async fn replies_until_terminal(&mut self, cmd_id: &str) -> Vec<Value> {
+        tokio::time::timeout(LONG, self.replies_until_terminal_inner(cmd_id))
+            .await
+            .unwrap_or_else(|_| panic!("no terminal reply for {cmd_id} within {LONG:?}"))
+    }
+
+    async fn replies_until_terminal_inner(&mut self, cmd_id: &str) -> Vec<Value> {
+        let mut out = vec![];
+        loop {
+            let (topic, v) = self.next().await;
+            if topic.ends_with("/reply") && v["cmd_id"] == cmd_id {
+                let terminal = !matches!(v["state"].as_str(), Some("accepted" | "dispensing"));
+                out.push(v);
+                if terminal {
+                    return out;
+                }
+            }
+        }
+    }
+
+    /// The next reply with empty ids (an untrusted payload's rejection).
+    async fn next_untrusted_rejection(&mut self) -> Value {
+        tokio::time::timeout(LONG, self.next_untrusted_rejection_inner())
+            .await
+            .expect("an untrusted-payload rejection in time")
+    }
+
+    async fn next_untrusted_rejection_inner(&mut self) -> Value {
+        loop {
+            let (topic, v) = self.next().await;
+            if topic.ends_with("/reply") && v["cmd_id"] == "" {
+                return v;
+            }
+        }
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn states(replies: &[Value]) -> Vec<String> {
+    replies
+        .iter()
+        .map(|r| r["state"].as_str().unwrap_or("?").to_owned())
+        .collect()
+}
+
+async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().await
+}
+
+async fn rig_online(motor_ms: u64) -> (Rig, Backend, Vec<String>) {
+    let mut rig = Rig::new(motor_ms);
+    let mut backend = Backend::connect(&rig.broker).await;
+    rig.start_kiosk();
+    let mut boots = vec![];
+    backend.await_online(&mut boots).await;
+    (rig, backend, boots)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_command_dispenses_once_and_reports_each_state_with_its_log_id() {
+    let _s = serial().await;
+    let (mut rig, mut backend, _) = rig_online(30).await;
+    let c = rig.claims("C001", 1);
+    backend.send(&rig.sign(&c)).await;
+    let replies = backend.replies_until_terminal(&c.jti).await;
+    assert_eq!(states(&replies), ["accepted", "dispensing", "succeeded"]);
+    for r in &replies {
+        assert_eq!(r["log_id"], c.log_id.as_str());
+        assert_eq!(r["order_id"], c.order_id.as_str());
+        assert_eq!(r["machine_code"], "C001");
+    }
+    assert_eq!(replies[2]["evidence"]["drop_detected"], true);
+    assert_eq!(rig.stats().motor_actions, 1);
+    // Telemetry heartbeat shows the stock went down by one.
+    let telemetry = async {
+        loop {
+            let (topic, v) = backend.next().await;
+            if topic.ends_with("/telemetry") {
+                let slot1 = v["inventory"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|s| s["slot"] == 1)
+                    .unwrap()
+                    .clone();
+                if slot1["count"] == 4 {
+                    break;
+                }
+            }
+        }
+    };
+    tokio::time::timeout(LONG, telemetry)
+        .await
+        .expect("telemetry with the new stock");
+    // The log id flows from the payload through the spans into the log files.
+    let logs = rig.logs();
+    assert!(
+        logs.contains(&c.log_id),
+        "log id missing from the log files"
+    );
+    assert!(
+        logs.lines()
+            .any(|l| l.contains(&c.log_id) && l.contains("motor command")),
+        "no motor line with the log id"
+    );
+    assert!(
+        !logs.contains(password("C001")),
+        "the broker password reached a log"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_token_twice_gets_the_same_reply_and_one_motor_action() {
+    let _s = serial().await;
+    let (mut rig, mut backend, _) = rig_online(30).await;
+    let c = rig.claims("C001", 2);
+    let token = rig.sign(&c);
+    backend.send(&token).await;
+    let first = backend.replies_until_terminal(&c.jti).await;
+    backend.send(&token).await;
+    let again = backend.replies_until_terminal(&c.jti).await;
+    assert_eq!(states(&again), ["succeeded"]);
+    assert_eq!(
+        again[0], first[2],
+        "the stored terminal reply, byte for byte"
+    );
+    assert_eq!(rig.stats().motor_actions, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_commands_are_rejected_with_their_reason_and_move_nothing() {
+    let _s = serial().await;
+    let (mut rig, mut backend, _) = rig_online(30).await;
+
+    // Wrong target, correctly signed: the incident. Rejected with its ids.
+    let c = rig.claims("C002", 1);
+    backend.send(&rig.sign(&c)).await;
+    let r = backend.replies_until_terminal(&c.jti).await;
+    assert_eq!(
+        (r[0]["state"].as_str(), r[0]["reason"].as_str()),
+        (Some("rejected"), Some("wrong_target"))
+    );
+
+    // Expired.
+    let mut c = rig.claims("C001", 1);
+    c.iat = now_s() - 600;
+    c.exp = now_s() - 300;
+    backend.send(&rig.sign(&c)).await;
+    let r = backend.replies_until_terminal(&c.jti).await;
+    assert_eq!(r[0]["reason"], "expired");
+
+    // Unknown slot.
+    let c = rig.claims("C001", 9);
+    backend.send(&rig.sign(&c)).await;
+    let r = backend.replies_until_terminal(&c.jti).await;
+    assert_eq!(r[0]["reason"], "slot_unknown");
+
+    // Signed by a key the cabinet does not trust, under a kid it does: bad signature.
+    let c = rig.claims("C001", 1);
+    let (other, _) = protocol::generate_keypair().unwrap();
+    backend
+        .send(&protocol::sign_command(&c, &other, "k1").unwrap())
+        .await;
+    assert_eq!(
+        backend.next_untrusted_rejection().await["reason"],
+        "bad_signature"
+    );
+
+    // Unknown kid.
+    backend
+        .send(&protocol::sign_command(&c, &rig.key, "nobody").unwrap())
+        .await;
+    assert_eq!(
+        backend.next_untrusted_rejection().await["reason"],
+        "unknown_key"
+    );
+
+    // Malformed, oversize, not UTF-8.
+    backend
+        .publish("cabinet/v1/C001/cmd", b"{\"slot\": 1}".to_vec())
+        .await;
+    assert_eq!(
+        backend.next_untrusted_rejection().await["reason"],
+        "malformed"
+    );
+    backend
+        .publish("cabinet/v1/C001/cmd", vec![b'a'; 100_000])
+        .await;
+    assert_eq!(
+        backend.next_untrusted_rejection().await["reason"],
+        "oversize"
+    );
+    backend
+        .publish("cabinet/v1/C001/cmd", vec![0xff, 0xfe, 0x00, 0x80])
+        .await;
+    assert_eq!(
+        backend.next_untrusted_rejection().await["reason"],
+        "malformed"
+    );
+
+    assert_eq!(rig.stats().motor_actions, 0);
+
+    // Still running and still serving.
+    let c = rig.claims("C001", 1);
+    backend.send(&rig.sign(&c)).await;
+    let r = backend.replies_until_terminal(&c.jti).await;
+    assert_eq!(states(&r), ["accepted", "dispensing", "succeeded"]);
+    assert_eq!(rig.stats().motor_actions, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_cabinets_commands_never_reach_this_one() {
+    let _s = serial().await;
+    let (mut rig, mut backend, _) = rig_online(30).await;
+    // Published where it belongs: C002's topic. C001's ACL and topic keep it out.
+    let foreign = rig.claims("C002", 1);
+    backend
+        .publish("cabinet/v1/C002/cmd", rig.sign(&foreign).into_bytes())
+        .await;
+    // Then one for C001; the only reply C001 produces is for that one.
+    let mine = rig.claims("C001", 1);
+    backend.send(&rig.sign(&mine)).await;
+    let replies = backend.replies_until_terminal(&mine.jti).await;
+    assert_eq!(states(&replies), ["accepted", "dispensing", "succeeded"]);
+    assert_eq!(rig.stats().motor_actions, 1);
+    assert!(
+        !rig.logs().contains(&foreign.jti),
+        "C001 saw C002's command"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_while_dispensing_reports_outcome_unknown_and_never_runs_the_motor_again() {
+    let _s = serial().await;
+    let (mut rig, mut backend, mut boots) = rig_online(3000).await;
+    let c = rig.claims("C001", 1);
+    let token = rig.sign(&c);
+    backend.send(&token).await;
+    assert!(
+        rig.sim.wait_until(STEP, |s| s.motor_actions == 1),
+        "the motor never started"
+    );
+    rig.kill9();
+    rig.start_kiosk();
+    backend.await_online(&mut boots).await;
+    let replies = backend.replies_until_terminal(&c.jti).await;
+    let last = replies.last().unwrap();
+    assert_eq!(
+        (last["state"].as_str(), last["reason"].as_str()),
+        (Some("outcome_unknown"), Some("interrupted"))
+    );
+    // Redelivery of the same command after the restart: the stored reply, no motor.
+    backend.send(&token).await;
+    let again = backend.replies_until_terminal(&c.jti).await;
+    assert_eq!(again.last().unwrap()["state"], "outcome_unknown");
+    assert_eq!(
+        rig.stats().motor_actions,
+        1,
+        "the motor ran again after a crash"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_before_the_ack_gets_the_command_redelivered_and_answered_once_without_a_motor() {
+    let _s = serial().await;
+    let mut rig = Rig::new(30);
+    let mut backend = Backend::connect(&rig.broker).await;
+    rig.start_kiosk_with(&[("CABINET_TEST_EXIT_AFTER_ACCEPT", "1")]);
+    let mut boots = vec![];
+    backend.await_online(&mut boots).await;
+    let c = rig.claims("C001", 1);
+    backend.send(&rig.sign(&c)).await;
+    assert!(
+        !rig.wait_exit().await.success(),
+        "the hook aborts the kiosk"
+    );
+    // Restart without the hook: the broker redelivers the unacknowledged command (dup).
+    rig.start_kiosk();
+    backend.await_online(&mut boots).await;
+    let replies = backend.replies_until_terminal(&c.jti).await;
+    let terminal = replies.last().unwrap().clone();
+    assert_eq!(
+        (terminal["state"].as_str(), terminal["reason"].as_str()),
+        (Some("failed"), Some("interrupted"))
+    );
+    // The redelivered copy is answered with the same stored reply.
+    let again = backend.replies_until_terminal(&c.jti).await;
+    assert_eq!(again.last().unwrap(), &terminal);
+    assert_eq!(rig.stats().motor_actions, 0);
+    assert!(rig.logs().contains("duplicate command id"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_produced_while_the_broker_is_down_arrive_exactly_once_after_it_returns() {
+    let _s = serial().await;
+    let (mut rig, mut backend, _) = rig_online(1500).await;
+    let c = rig.claims("C001", 1);
+    backend.send(&rig.sign(&c)).await;
+    // Wait for "dispensing", then take the broker away while the motor runs.
+    let dispensing = async {
+        loop {
+            let (topic, v) = backend.next().await;
+            if topic.ends_with("/reply")
+                && v["cmd_id"] == c.jti.as_str()
+                && v["state"] == "dispensing"
+            {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(LONG, dispensing)
+        .await
+        .expect("dispensing reply");
+    rig.broker.stop();
+    assert!(
+        rig.sim
+            .wait_until(STEP, |s| s.host_acks >= 1 && s.motor_actions == 1)
+    );
+    // Let the final report be acknowledged by the host (it needs no broker) before restart.
+    let acks = rig.stats().host_acks;
+    assert!(rig.sim.wait_until(STEP, |s| s.host_acks > acks + 1));
+    rig.broker.restart();
+    let replies = backend.replies_until_terminal(&c.jti).await;
+    assert_eq!(states(&replies), ["succeeded"]);
+    // A later command's replies come after any duplicate of the first would have.
+    let d = rig.claims("C001", 2);
+    backend.send(&rig.sign(&d)).await;
+    let mut dupes = 0;
+    let until_d = async {
+        loop {
+            let (topic, v) = backend.next().await;
+            if !topic.ends_with("/reply") {
+                continue;
+            }
+            if v["cmd_id"] == c.jti.as_str() {
+                dupes += 1;
+            }
+            if v["cmd_id"] == d.jti.as_str() && v["state"] == "succeeded" {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(LONG, until_d)
+        .await
+        .expect("second command done");
+    assert_eq!(dupes, 0, "a reply was delivered twice");
+    assert_eq!(rig.stats().motor_actions, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unplugged_board_takes_commands_as_failed_or_rejected_never_as_dispensed() {
+    let _s = serial().await;
+    let (mut rig, mut backend, _) = rig_online(30).await;
+    rig.sim.unplug();
+    // The kiosk notices within a board check; until then commands may be accepted and
+    // then fail with board_unreachable (nothing was sent), after that they are rejected.
+    let c = rig.claims("C001", 1);
+    backend.send(&rig.sign(&c)).await;
+    let r = backend.replies_until_terminal(&c.jti).await;
+    let last = r.last().unwrap();
+    assert!(
+        matches!(last["state"].as_str(), Some("failed" | "rejected")),
+        "{last}"
+    );
+    assert_eq!(last["reason"], "board_unreachable");
+    rig.sim.replug();
+    // Back in service: the heartbeat says the board is up again, and a command dispenses.
+    let back = async {
+        loop {
+            let (topic, v) = backend.next().await;
+            if topic.ends_with("/telemetry") && v["board"]["ok"] == true {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(LONG, back)
+        .await
+        .expect("board back in service after replug");
+    for attempt in 0.. {
+        assert!(attempt < 3, "never back in service after replug");
+        let c = rig.claims("C001", 1);
+        backend.send(&rig.sign(&c)).await;
+        let r = backend.replies_until_terminal(&c.jti).await;
+        if r.last().unwrap()["state"] == "succeeded" {
+            break;
+        }
+        assert!(rig.sim.wait_until(STEP, |s| s.plugged), "replug");
+    }
+    assert_eq!(rig.stats().motor_actions, 1);
+}

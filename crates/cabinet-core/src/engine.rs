@@ -1,0 +1,1522 @@
+//! The dispense engine: a state machine with no I/O inside (`step(event) -> actions`).
+//!
+//! One task (the kiosk runner, `kiosk.rs`) feeds it events — a command verified by
+//! `protocol::verify_command` together with what the journal already knows about that
+//! command id, a board outcome, link/board health, a clock tick — and performs the actions
+//! it returns, **in order**. The order is the design (DESIGN.md §4):
+//!
+//! ```text
+//! verify → target → expiry → dedupe → slot/stock/board/session
+//!   → Insert(accepted + reply)  [journal, fsync]   → Ack (MQTT PUBACK)   → Publish
+//!   → Transition(dispensing + reply) [journal, fsync]   → Publish   → Dispense (motor)
+//!   → BoardDone → Transition(outcome + reply) [journal]   → Publish   → Screen
+//! ```
+//!
+//! Because the journal write that says "dispensing" comes before the motor command, a crash
+//! anywhere leaves a record that makes the next start-up report `outcome_unknown` instead
+//! of running the motor again (invariant 2), and because every state change carries its
+//! reply in the same transaction, exactly one terminal reply is owed and kept until the
+//! broker acknowledges it (invariant 3).
+//!
+//! Time is an input (`now_ms` on every event), so tests drive the machine step by step.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use cabinet_board::{Outcome, Reach};
+
+use crate::journal::{NewCommand, SlotInventory, StoredCommand};
+use crate::protocol::{
+    Command, Evidence, PROTOCOL_VERSION, Rejection, Reply, ReplyState, TrustedIds,
+};
+use crate::reason::Reason;
+use crate::screen::{OutOfService, Screen, Snapshot};
+
+/// Engine settings (from the config's `[commands]` and `[kiosk]`).
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// This cabinet.
+    pub machine_code: String,
+    /// This run of the app.
+    pub boot_id: String,
+    /// Commands must carry a `session` nonce this screen showed recently.
+    pub require_session: bool,
+    /// How long a shown nonce stays acceptable.
+    pub session_lifetime_ms: u64,
+    /// How long "take your item" stays on screen.
+    pub take_item_ms: u64,
+    /// How long the failure screen stays on screen.
+    pub failed_ms: u64,
+    /// How long the broker or board may be down before the screen says "out of service".
+    pub out_of_service_grace_ms: u64,
+}
+
+/// A command waiting for (or at) the board.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    /// `jti`.
+    pub cmd_id: String,
+    /// Correlation id for logs and the support code.
+    pub log_id: String,
+    /// The backend's order.
+    pub order_id: String,
+    /// Slot to dispense from.
+    pub slot: u16,
+    /// `exp`, unix seconds: re-checked when the job's turn comes.
+    pub expires_at: i64,
+}
+
+/// An input to the engine.
+// Events are built and consumed one at a time, never stored in bulk: size does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// Start-up: what the journal holds from the previous run.
+    Recover {
+        /// Commands left in `dispensing`: the motor may have moved.
+        dispensing: Vec<StoredCommand>,
+        /// Commands left in `accepted`: the motor never moved.
+        accepted: Vec<StoredCommand>,
+        /// What the board says now (door states etc.), as evidence.
+        board_status: Option<String>,
+        /// Clock.
+        now_ms: u64,
+    },
+    /// A message arrived on the cmd topic and was verified.
+    Command {
+        /// The verifier's verdict.
+        verdict: Result<Command, Rejection>,
+        /// What the journal holds for the command id, if the signature verified and the
+        /// id was seen before.
+        existing: Option<StoredCommand>,
+        /// Clock.
+        now_ms: u64,
+    },
+    /// The board finished the current job.
+    BoardDone {
+        /// Which command.
+        cmd_id: String,
+        /// What the board reported.
+        outcome: Outcome,
+        /// Clock.
+        now_ms: u64,
+    },
+    /// The broker link went up or down.
+    Link {
+        /// Up?
+        up: bool,
+        /// Clock.
+        now_ms: u64,
+    },
+    /// The board became reachable or unreachable.
+    Board {
+        /// Up?
+        up: bool,
+        /// Clock.
+        now_ms: u64,
+    },
+    /// The screen showed a new QR nonce.
+    SessionIssued {
+        /// The nonce.
+        nonce: String,
+        /// Clock.
+        now_ms: u64,
+    },
+    /// A technician entered or left maintenance.
+    Maintenance {
+        /// On?
+        on: bool,
+        /// Clock.
+        now_ms: u64,
+    },
+    /// Time passes (screens time out, sessions expire, out-of-service grace runs out).
+    Tick {
+        /// Clock.
+        now_ms: u64,
+    },
+}
+
+/// Stock bookkeeping the runner applies to the journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InventoryChange {
+    /// A confirmed drop: one item fewer.
+    Decrement(u16),
+    /// Take the slot out of service until a technician clears it.
+    Jammed(u16),
+}
+
+/// Something the runner must do, in the order given.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Journal a new command (accepted, or rejected with trusted ids) and its first reply,
+    /// in one transaction.
+    Insert {
+        /// The journal row.
+        cmd: NewCommand,
+        /// The reply to enqueue with it.
+        reply: Reply,
+    },
+    /// Journal a state change and its reply, in one transaction.
+    Transition {
+        /// Which command.
+        cmd_id: String,
+        /// New state.
+        to: ReplyState,
+        /// Why.
+        reason: Option<Reason>,
+        /// What was seen.
+        evidence: Evidence,
+        /// The reply to enqueue with it.
+        reply: Reply,
+    },
+    /// Journal a command that could not be trusted (no reply row; see `reply`).
+    RecordRejection {
+        /// Why.
+        reason: Reason,
+        /// For the log.
+        detail: String,
+        /// A reply with empty ids: tells the backend "something unusable arrived" without
+        /// letting a forger put words in the mouth of a real command id.
+        reply: Reply,
+    },
+    /// Send the PUBACK for the message being handled (it is journaled now).
+    Ack,
+    /// A duplicate: enqueue the stored reply again (never a second dispense).
+    Resend {
+        /// The command.
+        cmd_id: String,
+        /// Its last reply, as stored.
+        reply_json: String,
+    },
+    /// Publish whatever the outbox holds.
+    Publish,
+    /// Tell the board to dispense. The runner answers with [`Event::BoardDone`].
+    Dispense(Job),
+    /// Update stock.
+    Inventory(InventoryChange),
+    /// The screen changed.
+    Screen(Snapshot),
+}
+
+/// The engine's state.
+#[derive(Debug)]
+pub struct Engine {
+    cfg: EngineConfig,
+    queue: VecDeque<Job>,
+    active: Option<(Job, u64)>,
+    inventory: BTreeMap<u16, SlotInventory>,
+    link_up: bool,
+    link_down_since: u64,
+    board_up: bool,
+    board_down_since: u64,
+    ever_connected: bool,
+    maintenance_since: Option<u64>,
+    sessions: VecDeque<(String, u64)>,
+    /// A transient customer screen (take item / failed) and when it ends.
+    transient: Option<Screen>,
+    seq: u64,
+    last_screen: Option<Snapshot>,
+    version: u64,
+}
+
+impl Engine {
+    /// A fresh engine. `inventory` is the journal's slot table.
+    pub fn new(cfg: EngineConfig, inventory: Vec<SlotInventory>, now_ms: u64) -> Engine {
+        Engine {
+            cfg,
+            queue: VecDeque::new(),
+            active: None,
+            inventory: inventory.into_iter().map(|s| (s.slot, s)).collect(),
+            link_up: false,
+            link_down_since: now_ms,
+            board_up: false,
+            board_down_since: now_ms,
+            ever_connected: false,
+            maintenance_since: None,
+            sessions: VecDeque::new(),
+            transient: None,
+            seq: 0,
+            last_screen: None,
+            version: 0,
+        }
+    }
+
+    /// The command at the board, if any.
+    pub fn active(&self) -> Option<&Job> {
+        self.active.as_ref().map(|(j, _)| j)
+    }
+
+    /// Whether the engine considers the board usable (what dispense decisions use).
+    pub fn board_up(&self) -> bool {
+        self.board_up
+    }
+
+    /// Commands waiting behind the active one.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// The slot table as the engine sees it.
+    pub fn inventory(&self) -> impl Iterator<Item = &SlotInventory> {
+        self.inventory.values()
+    }
+
+    /// Advance the machine by one event.
+    pub fn step(&mut self, event: Event) -> Vec<Action> {
+        let mut out = Vec::new();
+        let now = match event {
+            Event::Recover {
+                dispensing,
+                accepted,
+                board_status,
+                now_ms,
+            } => {
+                self.recover(dispensing, accepted, board_status, now_ms, &mut out);
+                now_ms
+            }
+            Event::Command {
+                verdict,
+                existing,
+                now_ms,
+            } => {
+                self.command(verdict, existing, now_ms, &mut out);
+                now_ms
+            }
+            Event::BoardDone {
+                cmd_id,
+                outcome,
+                now_ms,
+            } => {
+                self.board_done(&cmd_id, outcome, now_ms, &mut out);
+                now_ms
+            }
+            Event::Link { up, now_ms } => {
+                if up != self.link_up {
+                    self.link_up = up;
+                    if up {
+                        self.ever_connected = true;
+                    } else {
+                        self.link_down_since = now_ms;
+                    }
+                }
+                now_ms
+            }
+            Event::Board { up, now_ms } => {
+                if up != self.board_up {
+                    self.board_up = up;
+                    if !up {
+                        self.board_down_since = now_ms;
+                    }
+                }
+                if up {
+                    self.start_next(now_ms, &mut out);
+                }
+                now_ms
+            }
+            Event::SessionIssued { nonce, now_ms } => {
+                self.sessions
+                    .push_back((nonce, now_ms + self.cfg.session_lifetime_ms));
+                now_ms
+            }
+            Event::Maintenance { on, now_ms } => {
+                self.maintenance_since = on.then_some(now_ms);
+                now_ms
+            }
+            Event::Tick { now_ms } => now_ms,
+        };
+        self.sessions.retain(|(_, until)| *until > now);
+        self.emit_screen(now, &mut out);
+        out
+    }
+
+    fn reply(
+        &mut self,
+        ids: (&str, &str, &str),
+        state: ReplyState,
+        reason: Option<Reason>,
+        evidence: Evidence,
+        now: u64,
+    ) -> Reply {
+        self.seq += 1;
+        Reply {
+            v: PROTOCOL_VERSION,
+            cmd_id: ids.0.to_owned(),
+            order_id: ids.1.to_owned(),
+            log_id: ids.2.to_owned(),
+            machine_code: self.cfg.machine_code.clone(),
+            boot_id: self.cfg.boot_id.clone(),
+            state,
+            reason,
+            evidence,
+            at: now,
+            seq: Some(self.seq),
+        }
+    }
+
+    fn transition(
+        &mut self,
+        job: (&str, &str, &str),
+        to: ReplyState,
+        reason: Option<Reason>,
+        evidence: Evidence,
+        now: u64,
+        out: &mut Vec<Action>,
+    ) {
+        let reply = self.reply(job, to, reason, evidence.clone(), now);
+        out.push(Action::Transition {
+            cmd_id: job.0.to_owned(),
+            to,
+            reason,
+            evidence,
+            reply,
+        });
+    }
+
+    fn recover(
+        &mut self,
+        dispensing: Vec<StoredCommand>,
+        accepted: Vec<StoredCommand>,
+        board_status: Option<String>,
+        now: u64,
+        out: &mut Vec<Action>,
+    ) {
+        for c in dispensing {
+            // The motor may have moved before the crash: never run it again, say so.
+            let evidence = Evidence {
+                board_status: board_status.clone(),
+                ..Evidence::default()
+            };
+            self.transition(
+                (&c.cmd_id, &c.order_id, &c.log_id),
+                ReplyState::OutcomeUnknown,
+                Some(Reason::Interrupted),
+                evidence,
+                now,
+                out,
+            );
+        }
+        for c in accepted {
+            // Journaled but never sent to the board: nothing moved; the customer has long
+            // gone. Fail it honestly rather than dispense to an empty room.
+            self.transition(
+                (&c.cmd_id, &c.order_id, &c.log_id),
+                ReplyState::Failed,
+                Some(Reason::Interrupted),
+                Evidence::default(),
+                now,
+                out,
+            );
+        }
+        if !out.is_empty() {
+            out.push(Action::Publish);
+        }
+    }
+
+    fn command(
+        &mut self,
+        verdict: Result<Command, Rejection>,
+        existing: Option<StoredCommand>,
+        now: u64,
+        out: &mut Vec<Action>,
+    ) {
+        let cmd = match verdict {
+            Ok(cmd) => cmd,
+            Err(rej) => return self.rejected(rej, existing, now, out),
+        };
+        if let Some(stored) = existing {
+            return self.duplicate(stored, out);
+        }
+        let ids = (
+            cmd.cmd_id.as_str(),
+            cmd.order_id.as_str(),
+            cmd.log_id.as_str(),
+        );
+        if let Some(reason) = self.refusal(&cmd, now) {
+            let reply = self.reply(
+                ids,
+                ReplyState::Rejected,
+                Some(reason),
+                Evidence::default(),
+                now,
+            );
+            let trusted = TrustedIds {
+                cmd_id: cmd.cmd_id.clone(),
+                aud: self.cfg.machine_code.clone(),
+                order_id: cmd.order_id.clone(),
+                log_id: cmd.log_id.clone(),
+            };
+            out.push(Action::Insert {
+                cmd: NewCommand::rejected(&trusted, reason),
+                reply,
+            });
+            out.push(Action::Ack);
+            out.push(Action::Publish);
+            if reason.is_customer_facing_failure() {
+                self.show_failed(reason, false, &cmd.log_id, now);
+            }
+            return;
+        }
+        if self.cfg.require_session
+            && let Some(s) = &cmd.session
+        {
+            // One scan, one dispense.
+            self.sessions.retain(|(n, _)| n != s);
+        }
+        let reply = self.reply(ids, ReplyState::Accepted, None, Evidence::default(), now);
+        out.push(Action::Insert {
+            cmd: NewCommand::accepted(&cmd),
+            reply,
+        });
+        out.push(Action::Ack);
+        out.push(Action::Publish);
+        self.queue.push_back(Job {
+            cmd_id: cmd.cmd_id,
+            log_id: cmd.log_id,
+            order_id: cmd.order_id,
+            slot: cmd.slot,
+            expires_at: cmd.expires_at,
+        });
+        self.start_next(now, out);
+    }
+
+    /// Why a valid command cannot be served, checked in the order of DESIGN.md §4.
+    fn refusal(&self, cmd: &Command, now: u64) -> Option<Reason> {
+        if self.cfg.require_session {
+            let ok = cmd.session.as_ref().is_some_and(|s| {
+                self.sessions
+                    .iter()
+                    .any(|(n, until)| n == s && *until > now)
+            });
+            if !ok {
+                return Some(Reason::SessionMismatch);
+            }
+        }
+        let Some(slot) = self.inventory.get(&cmd.slot) else {
+            return Some(Reason::SlotUnknown);
+        };
+        if let Some(r) = slot.unavailable_reason() {
+            return Some(r);
+        }
+        let waiting = self
+            .queue
+            .iter()
+            .chain(self.active.iter().map(|(j, _)| j))
+            .filter(|j| j.slot == cmd.slot)
+            .count();
+        if u64::from(slot.count) <= waiting as u64 {
+            return Some(Reason::SlotEmpty);
+        }
+        if !self.board_up {
+            return Some(Reason::BoardUnreachable);
+        }
+        None
+    }
+
+    fn rejected(
+        &mut self,
+        rej: Rejection,
+        existing: Option<StoredCommand>,
+        now: u64,
+        out: &mut Vec<Action>,
+    ) {
+        match rej.trusted {
+            Some(ids) => {
+                if let Some(stored) = existing {
+                    return self.duplicate(stored, out);
+                }
+                let reply = self.reply(
+                    (&ids.cmd_id, &ids.order_id, &ids.log_id),
+                    ReplyState::Rejected,
+                    Some(rej.reason),
+                    Evidence::default(),
+                    now,
+                );
+                out.push(Action::Insert {
+                    cmd: NewCommand::rejected(&ids, rej.reason),
+                    reply,
+                });
+                out.push(Action::Ack);
+                out.push(Action::Publish);
+            }
+            None => {
+                let reply = self.reply(
+                    ("", "", ""),
+                    ReplyState::Rejected,
+                    Some(rej.reason),
+                    Evidence::default(),
+                    now,
+                );
+                out.push(Action::RecordRejection {
+                    reason: rej.reason,
+                    detail: rej.detail,
+                    reply,
+                });
+                out.push(Action::Ack);
+                out.push(Action::Publish);
+            }
+        }
+    }
+
+    fn duplicate(&mut self, stored: StoredCommand, out: &mut Vec<Action>) {
+        out.push(Action::Ack);
+        if let Some(reply_json) = stored.last_reply {
+            out.push(Action::Resend {
+                cmd_id: stored.cmd_id,
+                reply_json,
+            });
+            out.push(Action::Publish);
+        }
+    }
+
+    /// Start the next queued job if the board is free.
+    fn start_next(&mut self, now: u64, out: &mut Vec<Action>) {
+        while self.active.is_none() {
+            let Some(job) = self.queue.pop_front() else {
+                return;
+            };
+            let ids = (
+                job.cmd_id.as_str(),
+                job.order_id.as_str(),
+                job.log_id.as_str(),
+            );
+            // Queued commands are re-checked for expiry when their turn comes.
+            let expired = i128::from(job.expires_at) * 1000 < i128::from(now);
+            let fail = if expired {
+                Some(Reason::Expired)
+            } else if !self.board_up {
+                Some(Reason::BoardUnreachable)
+            } else {
+                self.inventory
+                    .get(&job.slot)
+                    .and_then(SlotInventory::unavailable_reason)
+            };
+            if let Some(reason) = fail {
+                let (c, o, l) = (ids.0.to_owned(), ids.1.to_owned(), ids.2.to_owned());
+                self.transition(
+                    (&c, &o, &l),
+                    ReplyState::Failed,
+                    Some(reason),
+                    Evidence::default(),
+                    now,
+                    out,
+                );
+                out.push(Action::Publish);
+                self.show_failed(reason, false, &l, now);
+                continue;
+            }
+            let (c, o, l) = (ids.0.to_owned(), ids.1.to_owned(), ids.2.to_owned());
+            self.transition(
+                (&c, &o, &l),
+                ReplyState::Dispensing,
+                None,
+                Evidence::default(),
+                now,
+                out,
+            );
+            out.push(Action::Publish);
+            out.push(Action::Dispense(job.clone()));
+            self.transient = None;
+            self.active = Some((job, now));
+        }
+    }
+
+    fn board_done(&mut self, cmd_id: &str, outcome: Outcome, now: u64, out: &mut Vec<Action>) {
+        let Some((job, _)) = self.active.take_if(|(j, _)| j.cmd_id == cmd_id) else {
+            tracing::warn!(
+                cmd_id,
+                "board outcome for a command that is not active; ignored"
+            );
+            return;
+        };
+        let (state, reason, evidence, change) = judge(&outcome, job.slot);
+        let ids = (
+            job.cmd_id.as_str(),
+            job.order_id.as_str(),
+            job.log_id.as_str(),
+        );
+        let (c, o, l) = (ids.0.to_owned(), ids.1.to_owned(), ids.2.to_owned());
+        self.transition((&c, &o, &l), state, reason, evidence, now, out);
+        out.push(Action::Publish);
+        for ch in change {
+            match ch {
+                InventoryChange::Decrement(s) => {
+                    if let Some(slot) = self.inventory.get_mut(&s) {
+                        slot.count = slot.count.saturating_sub(1);
+                    }
+                }
+                InventoryChange::Jammed(s) => {
+                    if let Some(slot) = self.inventory.get_mut(&s) {
+                        slot.jammed = true;
+                    }
+                }
+            }
+            out.push(Action::Inventory(ch));
+        }
+        match (state, reason) {
+            (ReplyState::Succeeded, _) => {
+                let product = self.product(job.slot);
+                self.transient = Some(Screen::TakeItem {
+                    slot: job.slot,
+                    product,
+                    until_ms: now + self.cfg.take_item_ms,
+                });
+            }
+            (_, Some(r)) => {
+                self.show_failed(r, state == ReplyState::OutcomeUnknown, &job.log_id, now)
+            }
+            _ => {}
+        }
+        self.start_next(now, out);
+    }
+
+    fn show_failed(&mut self, reason: Reason, uncertain: bool, log_id: &str, now: u64) {
+        self.transient = Some(Screen::Failed {
+            reason,
+            uncertain,
+            support_code: log_id.to_owned(),
+            until_ms: now + self.cfg.failed_ms,
+        });
+    }
+
+    fn product(&self, slot: u16) -> String {
+        self.inventory
+            .get(&slot)
+            .map(|s| s.product.clone())
+            .unwrap_or_default()
+    }
+
+    fn screen(&mut self, now: u64) -> Screen {
+        if let Some((job, since)) = &self.active {
+            return Screen::Dispensing {
+                slot: job.slot,
+                product: self.product(job.slot),
+                log_id: job.log_id.clone(),
+                since_ms: *since,
+            };
+        }
+        if let Some(job) = self.queue.front() {
+            return Screen::Accepted {
+                slot: job.slot,
+                product: self.product(job.slot),
+                log_id: job.log_id.clone(),
+            };
+        }
+        match &self.transient {
+            Some(Screen::TakeItem { until_ms, .. } | Screen::Failed { until_ms, .. })
+                if *until_ms > now =>
+            {
+                if let Some(s) = &self.transient {
+                    return s.clone();
+                }
+            }
+            _ => self.transient = None,
+        }
+        let grace = self.cfg.out_of_service_grace_ms;
+        if let Some(since) = self.maintenance_since {
+            return Screen::OutOfService {
+                reason: OutOfService::Maintenance,
+                since_ms: since,
+            };
+        }
+        if !self.link_up && now.saturating_sub(self.link_down_since) >= grace {
+            let reason = if self.ever_connected {
+                OutOfService::BrokerDown
+            } else {
+                OutOfService::Starting
+            };
+            return Screen::OutOfService {
+                reason,
+                since_ms: self.link_down_since,
+            };
+        }
+        if !self.link_up && !self.ever_connected {
+            return Screen::OutOfService {
+                reason: OutOfService::Starting,
+                since_ms: self.link_down_since,
+            };
+        }
+        if !self.board_up && now.saturating_sub(self.board_down_since) >= grace {
+            return Screen::OutOfService {
+                reason: OutOfService::BoardDown,
+                since_ms: self.board_down_since,
+            };
+        }
+        Screen::Idle
+    }
+
+    fn emit_screen(&mut self, now: u64, out: &mut Vec<Action>) {
+        let screen = self.screen(now);
+        let snap = Snapshot {
+            machine_code: self.cfg.machine_code.clone(),
+            screen,
+            link_up: self.link_up,
+            board_up: self.board_up,
+            queued: self.queue.len(),
+            qr_nonce: None,
+            version: self.version,
+        };
+        let qr_nonce = (snap.screen == Screen::Idle)
+            .then(|| self.sessions.back().map(|(n, _)| n.clone()))
+            .flatten();
+        let snap = Snapshot { qr_nonce, ..snap };
+        let same = self.last_screen.as_ref().is_some_and(|l| {
+            l.screen == snap.screen
+                && l.link_up == snap.link_up
+                && l.board_up == snap.board_up
+                && l.queued == snap.queued
+                && l.qr_nonce == snap.qr_nonce
+        });
+        if !same {
+            self.version += 1;
+            let snap = Snapshot {
+                version: self.version,
+                ..snap
+            };
+            self.last_screen = Some(snap.clone());
+            out.push(Action::Screen(snap));
+        }
+    }
+}
+
+/// What a board outcome means for the command, the stock and the slot.
+pub fn judge(
+    outcome: &Outcome,
+    slot: u16,
+) -> (ReplyState, Option<Reason>, Evidence, Vec<InventoryChange>) {
+    let ev = |drop: Option<bool>, door: Option<bool>| Evidence {
+        drop_detected: drop,
+        door_open: door,
+        board_status: Some(outcome.name().to_owned()),
+    };
+    match *outcome {
+        // Stock goes down only on a confirmed drop (or, without a sensor, the board's word).
+        Outcome::Dispensed {
+            drop_detected: Some(true),
+        } => (
+            ReplyState::Succeeded,
+            None,
+            ev(Some(true), None),
+            vec![InventoryChange::Decrement(slot)],
+        ),
+        Outcome::Dispensed {
+            drop_detected: None,
+        } => (
+            ReplyState::Succeeded,
+            None,
+            ev(None, None),
+            vec![InventoryChange::Decrement(slot)],
+        ),
+        Outcome::Dispensed {
+            drop_detected: Some(false),
+        } => (
+            ReplyState::Failed,
+            Some(Reason::NoDropDetected),
+            ev(Some(false), None),
+            vec![],
+        ),
+        Outcome::DoorOpened => (
+            ReplyState::Succeeded,
+            None,
+            ev(None, Some(true)),
+            vec![InventoryChange::Decrement(slot)],
+        ),
+        Outcome::DoorNeverOpened => (
+            ReplyState::Failed,
+            Some(Reason::DoorNeverOpened),
+            ev(None, Some(false)),
+            vec![],
+        ),
+        Outcome::Jammed => (
+            ReplyState::Failed,
+            Some(Reason::Jammed),
+            ev(None, None),
+            vec![InventoryChange::Jammed(slot)],
+        ),
+        Outcome::MotorNotStopped => (
+            ReplyState::Failed,
+            Some(Reason::MotorNotStopped),
+            ev(None, None),
+            vec![InventoryChange::Jammed(slot)],
+        ),
+        Outcome::NoSuchSlot => (
+            ReplyState::Failed,
+            Some(Reason::SlotUnknown),
+            ev(None, None),
+            vec![],
+        ),
+        Outcome::Terminated => (
+            ReplyState::Failed,
+            Some(Reason::Terminated),
+            ev(None, None),
+            vec![],
+        ),
+        Outcome::UnknownStatus { code } => {
+            let e = Evidence {
+                board_status: Some(format!("unknown_status:{code:02x}")),
+                ..Evidence::default()
+            };
+            (
+                ReplyState::OutcomeUnknown,
+                Some(Reason::BoardNoReply),
+                e,
+                vec![],
+            )
+        }
+        Outcome::NoReply { reach } | Outcome::BadFrame { reach } | Outcome::PortGone { reach } => {
+            if reach == Reach::NotSent {
+                // Nothing reached the board: a safe failure, nobody is charged.
+                (
+                    ReplyState::Failed,
+                    Some(Reason::BoardUnreachable),
+                    ev(None, None),
+                    vec![],
+                )
+            } else {
+                (
+                    ReplyState::OutcomeUnknown,
+                    Some(Reason::BoardNoReply),
+                    ev(None, None),
+                    vec![],
+                )
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::CommandKind;
+
+    const T0: u64 = 1_750_000_000_000;
+
+    fn cfg() -> EngineConfig {
+        EngineConfig {
+            machine_code: "C001".into(),
+            boot_id: "boot".into(),
+            require_session: false,
+            session_lifetime_ms: 60_000,
+            take_item_ms: 10_000,
+            failed_ms: 15_000,
+            out_of_service_grace_ms: 5_000,
+        }
+    }
+
+    fn slot(n: u16, count: u32) -> SlotInventory {
+        SlotInventory {
+            slot: n,
+            product: format!("item {n}"),
+            capacity: 10,
+            count,
+            enabled: true,
+            jammed: false,
+        }
+    }
+
+    fn engine_with(cfg: EngineConfig, slots: Vec<SlotInventory>) -> Engine {
+        let mut e = Engine::new(cfg, slots, T0);
+        e.step(Event::Link {
+            up: true,
+            now_ms: T0,
+        });
+        e.step(Event::Board {
+            up: true,
+            now_ms: T0,
+        });
+        e
+    }
+
+    fn engine() -> Engine {
+        engine_with(cfg(), vec![slot(1, 5), slot(2, 1), slot(3, 0)])
+    }
+
+    fn cmd(id: &str, slot: u16) -> Command {
+        Command {
+            cmd_id: id.into(),
+            log_id: format!("log-{id}"),
+            order_id: format!("order-{id}"),
+            kind: CommandKind::Dispense,
+            slot,
+            qty: 1,
+            session: None,
+            issued_at: (T0 / 1000) as i64,
+            expires_at: (T0 / 1000) as i64 + 60,
+            kid: "k".into(),
+        }
+    }
+
+    fn send(e: &mut Engine, c: Command, now: u64) -> Vec<Action> {
+        e.step(Event::Command {
+            verdict: Ok(c),
+            existing: None,
+            now_ms: now,
+        })
+    }
+
+    /// The actions without screen updates, as short names.
+    fn names(actions: &[Action]) -> Vec<String> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Insert { reply, .. } => Some(format!("insert:{}", reply.state.as_str())),
+                Action::Transition { to, reason, .. } => Some(match reason {
+                    Some(r) => format!("to:{}:{}", to.as_str(), r.code()),
+                    None => format!("to:{}", to.as_str()),
+                }),
+                Action::RecordRejection { reason, .. } => {
+                    Some(format!("untrusted:{}", reason.code()))
+                }
+                Action::Ack => Some("ack".into()),
+                Action::Resend { .. } => Some("resend".into()),
+                Action::Publish => Some("publish".into()),
+                Action::Dispense(j) => Some(format!("dispense:{}", j.slot)),
+                Action::Inventory(InventoryChange::Decrement(s)) => Some(format!("stock-1:{s}")),
+                Action::Inventory(InventoryChange::Jammed(s)) => Some(format!("jammed:{s}")),
+                Action::Screen(_) => None,
+            })
+            .collect()
+    }
+
+    fn rejected_reason(actions: &[Action]) -> Option<Reason> {
+        actions.iter().find_map(|a| match a {
+            Action::Insert { reply, .. } if reply.state == ReplyState::Rejected => reply.reason,
+            _ => None,
+        })
+    }
+
+    fn last_screen(actions: &[Action]) -> Option<Screen> {
+        actions.iter().rev().find_map(|a| match a {
+            Action::Screen(s) => Some(s.screen.clone()),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn accepted_is_journaled_before_the_ack_and_dispensing_before_the_motor() {
+        let mut e = engine();
+        let a = send(&mut e, cmd("a", 1), T0);
+        assert_eq!(
+            names(&a),
+            [
+                "insert:accepted",
+                "ack",
+                "publish",
+                "to:dispensing",
+                "publish",
+                "dispense:1"
+            ]
+        );
+        assert!(matches!(
+            last_screen(&a),
+            Some(Screen::Dispensing { slot: 1, .. })
+        ));
+        let a = e.step(Event::BoardDone {
+            cmd_id: "a".into(),
+            outcome: Outcome::Dispensed {
+                drop_detected: Some(true),
+            },
+            now_ms: T0 + 3000,
+        });
+        assert_eq!(names(&a), ["to:succeeded", "publish", "stock-1:1"]);
+        assert!(matches!(
+            last_screen(&a),
+            Some(Screen::TakeItem { slot: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn replies_carry_the_commands_ids_and_a_per_boot_sequence() {
+        let mut e = engine();
+        let a = send(&mut e, cmd("a", 1), T0);
+        let replies: Vec<&Reply> = a
+            .iter()
+            .filter_map(|x| match x {
+                Action::Insert { reply, .. } | Action::Transition { reply, .. } => Some(reply),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(replies.len(), 2);
+        for r in &replies {
+            assert_eq!(
+                (r.cmd_id.as_str(), r.log_id.as_str(), r.order_id.as_str()),
+                ("a", "log-a", "order-a")
+            );
+            assert_eq!(r.machine_code, "C001");
+            assert_eq!(r.boot_id, "boot");
+        }
+        assert_eq!((replies[0].seq, replies[1].seq), (Some(1), Some(2)));
+    }
+
+    #[test]
+    fn a_duplicate_gets_the_stored_reply_and_never_a_second_dispense() {
+        let mut e = engine();
+        send(&mut e, cmd("a", 1), T0);
+        let stored = StoredCommand {
+            cmd_id: "a".into(),
+            log_id: "log-a".into(),
+            order_id: "order-a".into(),
+            slot: Some(1),
+            qty: Some(1),
+            session: None,
+            state: ReplyState::Dispensing,
+            reason: None,
+            evidence: Evidence::default(),
+            last_reply: Some("{\"stored\":true}".into()),
+            received_at: 0,
+            updated_at: 0,
+        };
+        let a = e.step(Event::Command {
+            verdict: Ok(cmd("a", 1)),
+            existing: Some(stored),
+            now_ms: T0 + 10,
+        });
+        assert_eq!(names(&a), ["ack", "resend", "publish"]);
+        assert!(a.contains(&Action::Resend {
+            cmd_id: "a".into(),
+            reply_json: "{\"stored\":true}".into()
+        }));
+    }
+
+    #[test]
+    fn wrong_target_with_a_good_signature_is_rejected_with_its_ids_and_moves_nothing() {
+        let mut e = engine();
+        let rej = Rejection {
+            reason: Reason::WrongTarget,
+            detail: "aud C002".into(),
+            trusted: Some(Box::new(TrustedIds {
+                cmd_id: "x".into(),
+                aud: "C002".into(),
+                order_id: "o".into(),
+                log_id: "l".into(),
+            })),
+        };
+        let a = e.step(Event::Command {
+            verdict: Err(rej),
+            existing: None,
+            now_ms: T0,
+        });
+        assert_eq!(names(&a), ["insert:rejected", "ack", "publish"]);
+        assert_eq!(rejected_reason(&a), Some(Reason::WrongTarget));
+        // Not the customer's business at this cabinet: the screen stays idle.
+        assert!(last_screen(&a).is_none() || last_screen(&a) == Some(Screen::Idle));
+    }
+
+    #[test]
+    fn an_untrusted_payload_gets_a_reply_with_empty_ids() {
+        let mut e = engine();
+        let rej = Rejection {
+            reason: Reason::BadSignature,
+            detail: "sig".into(),
+            trusted: None,
+        };
+        let a = e.step(Event::Command {
+            verdict: Err(rej),
+            existing: None,
+            now_ms: T0,
+        });
+        assert_eq!(names(&a), ["untrusted:bad_signature", "ack", "publish"]);
+        let Some(Action::RecordRejection { reply, .. }) = a.first() else {
+            panic!("{a:?}")
+        };
+        assert_eq!((reply.cmd_id.as_str(), reply.log_id.as_str()), ("", ""));
+    }
+
+    #[test]
+    fn unavailable_slots_are_rejected_with_their_reason() {
+        let mut e = engine();
+        assert_eq!(
+            rejected_reason(&send(&mut e, cmd("u", 99), T0)),
+            Some(Reason::SlotUnknown)
+        );
+        assert_eq!(
+            rejected_reason(&send(&mut e, cmd("z", 3), T0)),
+            Some(Reason::SlotEmpty)
+        );
+        let mut disabled = slot(4, 5);
+        disabled.enabled = false;
+        let mut jammed = slot(5, 5);
+        jammed.jammed = true;
+        let mut e = engine_with(cfg(), vec![disabled, jammed]);
+        assert_eq!(
+            rejected_reason(&send(&mut e, cmd("d", 4), T0)),
+            Some(Reason::SlotDisabled)
+        );
+        assert_eq!(
+            rejected_reason(&send(&mut e, cmd("j", 5), T0)),
+            Some(Reason::SlotJammed)
+        );
+    }
+
+    #[test]
+    fn stock_counts_commands_already_queued_for_the_slot() {
+        let mut e = engine();
+        let a = send(&mut e, cmd("first", 2), T0);
+        assert!(names(&a).contains(&"dispense:2".to_string()));
+        assert_eq!(
+            rejected_reason(&send(&mut e, cmd("second", 2), T0)),
+            Some(Reason::SlotEmpty)
+        );
+    }
+
+    #[test]
+    fn a_board_that_is_down_gets_no_commands() {
+        let mut e = engine();
+        e.step(Event::Board {
+            up: false,
+            now_ms: T0,
+        });
+        assert_eq!(
+            rejected_reason(&send(&mut e, cmd("a", 1), T0)),
+            Some(Reason::BoardUnreachable)
+        );
+    }
+
+    #[test]
+    fn one_physical_dispense_at_a_time() {
+        let mut e = engine();
+        send(&mut e, cmd("a", 1), T0);
+        let b = send(&mut e, cmd("b", 1), T0 + 1);
+        assert_eq!(
+            names(&b),
+            ["insert:accepted", "ack", "publish"],
+            "b waits for a"
+        );
+        assert_eq!(e.queued(), 1);
+        let done = e.step(Event::BoardDone {
+            cmd_id: "a".into(),
+            outcome: Outcome::Dispensed {
+                drop_detected: Some(true),
+            },
+            now_ms: T0 + 2000,
+        });
+        assert_eq!(
+            names(&done),
+            [
+                "to:succeeded",
+                "publish",
+                "stock-1:1",
+                "to:dispensing",
+                "publish",
+                "dispense:1"
+            ]
+        );
+        assert_eq!(e.active().map(|j| j.cmd_id.as_str()), Some("b"));
+    }
+
+    #[test]
+    fn a_queued_command_that_expires_while_waiting_fails_at_its_turn() {
+        let mut e = engine();
+        send(&mut e, cmd("a", 1), T0);
+        let mut b = cmd("b", 1);
+        b.expires_at = (T0 / 1000) as i64 + 5;
+        send(&mut e, b, T0);
+        let done = e.step(Event::BoardDone {
+            cmd_id: "a".into(),
+            outcome: Outcome::Dispensed {
+                drop_detected: Some(true),
+            },
+            now_ms: T0 + 30_000,
+        });
+        assert_eq!(
+            names(&done),
+            [
+                "to:succeeded",
+                "publish",
+                "stock-1:1",
+                "to:failed:expired",
+                "publish"
+            ]
+        );
+        assert!(e.active().is_none());
+    }
+
+    #[test]
+    fn a_jam_takes_the_slot_out_of_service() {
+        let mut e = engine();
+        send(&mut e, cmd("a", 1), T0);
+        let a = e.step(Event::BoardDone {
+            cmd_id: "a".into(),
+            outcome: Outcome::Jammed,
+            now_ms: T0 + 1,
+        });
+        assert_eq!(names(&a), ["to:failed:jammed", "publish", "jammed:1"]);
+        assert!(matches!(
+            last_screen(&a),
+            Some(Screen::Failed {
+                reason: Reason::Jammed,
+                uncertain: false,
+                ..
+            })
+        ));
+        assert_eq!(
+            rejected_reason(&send(&mut e, cmd("b", 1), T0 + 2)),
+            Some(Reason::SlotJammed)
+        );
+    }
+
+    #[test]
+    fn board_outcomes_map_to_honest_states() {
+        use ReplyState::*;
+        let cases = [
+            (
+                Outcome::Dispensed {
+                    drop_detected: Some(true),
+                },
+                Succeeded,
+                None,
+            ),
+            (
+                Outcome::Dispensed {
+                    drop_detected: None,
+                },
+                Succeeded,
+                None,
+            ),
+            (
+                Outcome::Dispensed {
+                    drop_detected: Some(false),
+                },
+                Failed,
+                Some(Reason::NoDropDetected),
+            ),
+            (Outcome::DoorOpened, Succeeded, None),
+            (
+                Outcome::DoorNeverOpened,
+                Failed,
+                Some(Reason::DoorNeverOpened),
+            ),
+            (
+                Outcome::MotorNotStopped,
+                Failed,
+                Some(Reason::MotorNotStopped),
+            ),
+            (Outcome::NoSuchSlot, Failed, Some(Reason::SlotUnknown)),
+            (Outcome::Terminated, Failed, Some(Reason::Terminated)),
+            (
+                Outcome::NoReply {
+                    reach: Reach::NotSent,
+                },
+                Failed,
+                Some(Reason::BoardUnreachable),
+            ),
+            (
+                Outcome::PortGone {
+                    reach: Reach::NotSent,
+                },
+                Failed,
+                Some(Reason::BoardUnreachable),
+            ),
+            (
+                Outcome::NoReply {
+                    reach: Reach::Acknowledged,
+                },
+                OutcomeUnknown,
+                Some(Reason::BoardNoReply),
+            ),
+            (
+                Outcome::BadFrame {
+                    reach: Reach::Unconfirmed,
+                },
+                OutcomeUnknown,
+                Some(Reason::BoardNoReply),
+            ),
+            (
+                Outcome::PortGone {
+                    reach: Reach::Acknowledged,
+                },
+                OutcomeUnknown,
+                Some(Reason::BoardNoReply),
+            ),
+            (
+                Outcome::UnknownStatus { code: 0x77 },
+                OutcomeUnknown,
+                Some(Reason::BoardNoReply),
+            ),
+        ];
+        for (outcome, state, reason) in cases {
+            let (s, r, _, changes) = judge(&outcome, 1);
+            assert_eq!((s, r), (state, reason), "{outcome:?}");
+            let decrement = changes.contains(&InventoryChange::Decrement(1));
+            assert_eq!(
+                decrement,
+                s == Succeeded,
+                "stock moves only on success: {outcome:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn outcome_unknown_shows_an_uncertain_failure() {
+        let mut e = engine();
+        send(&mut e, cmd("a", 1), T0);
+        let a = e.step(Event::BoardDone {
+            cmd_id: "a".into(),
+            outcome: Outcome::NoReply {
+                reach: Reach::Acknowledged,
+            },
+            now_ms: T0 + 1,
+        });
+        assert!(matches!(
+            last_screen(&a),
+            Some(Screen::Failed {
+                uncertain: true,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn restart_turns_dispensing_into_outcome_unknown_and_never_runs_the_motor() {
+        let mut e = engine();
+        let stored = |id: &str, state| StoredCommand {
+            cmd_id: id.into(),
+            log_id: format!("log-{id}"),
+            order_id: format!("order-{id}"),
+            slot: Some(1),
+            qty: Some(1),
+            session: None,
+            state,
+            reason: None,
+            evidence: Evidence::default(),
+            last_reply: None,
+            received_at: 0,
+            updated_at: 0,
+        };
+        let a = e.step(Event::Recover {
+            dispensing: vec![stored("d", ReplyState::Dispensing)],
+            accepted: vec![stored("q", ReplyState::Accepted)],
+            board_status: Some("doors: none open".into()),
+            now_ms: T0,
+        });
+        assert_eq!(
+            names(&a),
+            [
+                "to:outcome_unknown:interrupted",
+                "to:failed:interrupted",
+                "publish"
+            ]
+        );
+        let Some(Action::Transition { evidence, .. }) = a.first() else {
+            panic!()
+        };
+        assert_eq!(evidence.board_status.as_deref(), Some("doors: none open"));
+    }
+
+    #[test]
+    fn a_required_session_must_be_one_the_screen_showed_and_is_used_once() {
+        let mut c = cfg();
+        c.require_session = true;
+        let mut e = engine_with(c, vec![slot(1, 5)]);
+        assert_eq!(
+            rejected_reason(&send(&mut e, cmd("none", 1), T0)),
+            Some(Reason::SessionMismatch)
+        );
+        e.step(Event::SessionIssued {
+            nonce: "n1".into(),
+            now_ms: T0,
+        });
+        let mut ok = cmd("ok", 1);
+        ok.session = Some("n1".into());
+        assert!(names(&send(&mut e, ok, T0 + 1)).contains(&"dispense:1".to_string()));
+        let mut again = cmd("again", 1);
+        again.session = Some("n1".into());
+        assert_eq!(
+            rejected_reason(&send(&mut e, again, T0 + 2)),
+            Some(Reason::SessionMismatch)
+        );
+        e.step(Event::SessionIssued {
+            nonce: "n2".into(),
+            now_ms: T0,
+        });
+        let mut late = cmd("late", 1);
+        late.session = Some("n2".into());
+        assert_eq!(
+            rejected_reason(&send(&mut e, late, T0 + 61_000)),
+            Some(Reason::SessionMismatch)
+        );
+    }
+
+    #[test]
+    fn the_screen_goes_out_of_service_only_after_the_grace_period() {
+        let mut e = engine();
+        let a = e.step(Event::Link {
+            up: false,
+            now_ms: T0 + 1000,
+        });
+        assert!(
+            matches!(last_screen(&a), None | Some(Screen::Idle)),
+            "still idle within the grace period"
+        );
+        let a = e.step(Event::Tick { now_ms: T0 + 6000 });
+        assert_eq!(
+            last_screen(&a),
+            Some(Screen::OutOfService {
+                reason: OutOfService::BrokerDown,
+                since_ms: T0 + 1000
+            })
+        );
+        let a = e.step(Event::Link {
+            up: true,
+            now_ms: T0 + 7000,
+        });
+        assert_eq!(last_screen(&a), Some(Screen::Idle));
+        e.step(Event::Board {
+            up: false,
+            now_ms: T0 + 8000,
+        });
+        let a = e.step(Event::Tick {
+            now_ms: T0 + 13_000,
+        });
+        assert_eq!(
+            last_screen(&a),
+            Some(Screen::OutOfService {
+                reason: OutOfService::BoardDown,
+                since_ms: T0 + 8000
+            })
+        );
+    }
+
+    #[test]
+    fn before_the_first_connection_the_screen_says_starting() {
+        let mut e = Engine::new(cfg(), vec![slot(1, 1)], T0);
+        let a = e.step(Event::Tick { now_ms: T0 });
+        assert!(matches!(
+            last_screen(&a),
+            Some(Screen::OutOfService {
+                reason: OutOfService::Starting,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn take_your_item_returns_to_idle_after_its_countdown() {
+        let mut e = engine();
+        send(&mut e, cmd("a", 1), T0);
+        e.step(Event::BoardDone {
+            cmd_id: "a".into(),
+            outcome: Outcome::DoorOpened,
+            now_ms: T0 + 1000,
+        });
+        assert!(
+            e.step(Event::Tick { now_ms: T0 + 5000 }).is_empty(),
+            "still counting down"
+        );
+        let a = e.step(Event::Tick {
+            now_ms: T0 + 11_001,
+        });
+        assert_eq!(last_screen(&a), Some(Screen::Idle));
+    }
+
+    #[test]
+    fn a_board_outcome_for_another_command_is_ignored() {
+        let mut e = engine();
+        send(&mut e, cmd("a", 1), T0);
+        let a = e.step(Event::BoardDone {
+            cmd_id: "zzz".into(),
+            outcome: Outcome::Jammed,
+            now_ms: T0,
+        });
+        assert!(names(&a).is_empty());
+        assert_eq!(e.active().map(|j| j.cmd_id.as_str()), Some("a"));
+    }
+}

@@ -1,0 +1,591 @@
+//! The kiosk runner: the one task that drives the [`Engine`] and performs its actions
+//! against the journal, the MQTT link and the board.
+//!
+//! ```text
+//!   MqttLink task ──LinkEvent──▶ ┐
+//!   board thread ──outcome────▶ ├─▶ run() ── step() ──▶ actions ─▶ journal / ack / publish / board
+//!   timers (tick, heartbeat) ──▶ ┘                                      └─▶ screen watch channel
+//! ```
+//!
+//! The subscription lives as long as this task, whatever the screen shows (the incident's
+//! second cause). Physical board calls block, so they run on the blocking pool and come
+//! back as events; everything else is sequential, which is what makes "look up the
+//! command id, then insert it" race-free.
+//!
+//! A journal write that fails stops the kiosk (the error is returned): without the
+//! journal it can promise neither "at most once" nor "exactly one reply", and a restart
+//! (systemd) recovers from what the journal holds.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use cabinet_board::{Board, BoardSettings, Protocol};
+use tokio::sync::{mpsc, watch};
+use tracing::{Instrument, error, info, info_span, warn};
+
+use crate::config::{BoardProtocol, ByteOrder, Config, DoorPolarity};
+use crate::engine::{Action, Engine, EngineConfig, Event, InventoryChange, Job};
+use crate::journal::{Journal, JournalError, OutboxMessage};
+use crate::mqtt::{AckToken, LinkError, LinkEvent, LinkHandle, LinkOptions, MqttLink};
+use crate::protocol::{self, PROTOCOL_VERSION, ReplyState, SlotLevel, Telemetry, Topics};
+use crate::screen::Snapshot;
+
+/// The app version reported in the birth message and telemetry.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Outbox replies handed to the link at once.
+const MAX_IN_FLIGHT: usize = 32;
+
+/// Why the kiosk stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum KioskError {
+    /// The journal failed: the kiosk cannot keep its promises without it.
+    #[error("journal: {0}")]
+    Journal(#[from] JournalError),
+    /// The MQTT link could not be built or has stopped.
+    #[error("mqtt: {0}")]
+    Link(#[from] LinkError),
+    /// Config problems found at start.
+    #[error("config: {0}")]
+    Config(#[from] crate::config::ConfigError),
+    /// Protocol set-up (topics, keys, boot id).
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// Test hooks, read from the environment at start. They exist so crash tests can stop the
+/// process at an exact point; a production config never sets them.
+#[derive(Debug, Clone, Copy, Default)]
+struct Hooks {
+    /// `CABINET_TEST_EXIT_AFTER_ACCEPT=1`: abort right after journaling `accepted`, before
+    /// the PUBACK (so the broker redelivers).
+    exit_after_accept: bool,
+}
+
+impl Hooks {
+    fn from_env() -> Hooks {
+        Hooks {
+            exit_after_accept: std::env::var_os("CABINET_TEST_EXIT_AFTER_ACCEPT").is_some(),
+        }
+    }
+}
+
+/// Board settings from the config.
+pub fn board_settings(cfg: &Config) -> BoardSettings {
+    let protocol = match cfg.board.protocol {
+        BoardProtocol::Vmc => Protocol::Vmc,
+        BoardProtocol::Lockboard => Protocol::Lockboard,
+    };
+    let mut s = BoardSettings::new(protocol, &cfg.board.port);
+    s.baud = Some(cfg.board.baud());
+    s.vmc.slot_order = match cfg.board.vmc.slot_byte_order {
+        ByteOrder::Big => cabinet_board::vmc::SlotOrder::BigEndian,
+        ByteOrder::Little => cabinet_board::vmc::SlotOrder::LittleEndian,
+    };
+    s.vmc.drop_sensor = cfg.board.vmc.drop_sensor;
+    s.vmc.report_timeout = Duration::from_secs(cfg.board.vmc.report_timeout_secs);
+    s.lockboard.address = cfg.board.lockboard.address;
+    s.lockboard.channels = cfg.board.lockboard.channels;
+    s.lockboard.polarity = match cfg.board.lockboard.door_polarity {
+        DoorPolarity::OpenIs11 => cabinet_board::lockboard::DoorPolarity::OpenIs11,
+        DoorPolarity::OpenIs00 => cabinet_board::lockboard::DoorPolarity::OpenIs00,
+    };
+    s.lockboard.reply_timeout = Duration::from_millis(cfg.board.lockboard.reply_timeout_ms);
+    s.lockboard.door_open_timeout = Duration::from_secs(cfg.board.lockboard.door_open_timeout_secs);
+    s
+}
+
+/// Wall clock, unix milliseconds.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Run the kiosk until `shutdown` turns true. Screen snapshots go to `screen`.
+pub async fn run(
+    cfg: Config,
+    board: Arc<dyn Board>,
+    screen: watch::Sender<Option<Snapshot>>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), KioskError> {
+    let boot_id = protocol::new_boot_id().map_err(|e| KioskError::Setup(e.to_string()))?;
+    let span = info_span!("kiosk", machine_code = %cfg.machine_code, boot_id = %boot_id);
+    Runner::start(cfg, board, screen, shutdown, boot_id)
+        .instrument(span.clone())
+        .await?
+        .run()
+        .instrument(span)
+        .await
+}
+
+struct Runner {
+    cfg: Config,
+    board: Arc<dyn Board>,
+    journal: Journal,
+    engine: Engine,
+    topics: Topics,
+    keys: protocol::TrustedKeys,
+    verify: protocol::VerifyOptions,
+    boot_id: String,
+    started: Instant,
+    handle: LinkHandle,
+    events: mpsc::UnboundedReceiver<LinkEvent>,
+    link_task: tokio::task::JoinHandle<()>,
+    screen: watch::Sender<Option<Snapshot>>,
+    shutdown: watch::Receiver<bool>,
+    board_tx: mpsc::UnboundedSender<(String, cabinet_board::Outcome)>,
+    board_rx: mpsc::UnboundedReceiver<(String, cabinet_board::Outcome)>,
+    health_tx: mpsc::UnboundedSender<bool>,
+    health_rx: mpsc::UnboundedReceiver<bool>,
+    health_in_flight: bool,
+    last_lock_query: Option<Instant>,
+    connected: bool,
+    handed: HashSet<i64>,
+    hooks: Hooks,
+}
+
+impl Runner {
+    async fn start(
+        cfg: Config,
+        board: Arc<dyn Board>,
+        screen: watch::Sender<Option<Snapshot>>,
+        shutdown: watch::Receiver<bool>,
+        boot_id: String,
+    ) -> Result<Runner, KioskError> {
+        let mut journal = Journal::open(&cfg.journal.path)?;
+        journal.seed_inventory(&cfg.slots)?;
+        let topics =
+            Topics::new(&cfg.machine_code).map_err(|e| KioskError::Setup(e.to_string()))?;
+        let keys = cfg.trusted_keys()?;
+        let verify = cfg.verify_options();
+        let ecfg = EngineConfig {
+            machine_code: cfg.machine_code.clone(),
+            boot_id: boot_id.clone(),
+            require_session: cfg.commands.require_session,
+            session_lifetime_ms: cfg.commands.session_lifetime_secs * 1000,
+            take_item_ms: cfg.kiosk.take_item_secs * 1000,
+            failed_ms: cfg.kiosk.failed_secs * 1000,
+            out_of_service_grace_ms: cfg.kiosk.out_of_service_grace_secs * 1000,
+        };
+        let engine = Engine::new(ecfg, journal.inventory()?, now_ms());
+        let opts = LinkOptions::from_config(&cfg, boot_id.clone(), VERSION)?;
+        let (link, handle, events) = MqttLink::new(opts)?;
+        let link_task = tokio::spawn(link.run(shutdown.clone()).in_current_span());
+        let (board_tx, board_rx) = mpsc::unbounded_channel();
+        let (health_tx, health_rx) = mpsc::unbounded_channel();
+        info!(version = VERSION, journal = %cfg.journal.path.display(), board = %cfg.board.port.display(), "kiosk starting");
+        let mut r = Runner {
+            cfg,
+            board,
+            journal,
+            engine,
+            topics,
+            keys,
+            verify,
+            boot_id,
+            started: Instant::now(),
+            handle,
+            events,
+            link_task,
+            screen,
+            shutdown,
+            board_tx,
+            board_rx,
+            health_tx,
+            health_rx,
+            health_in_flight: false,
+            last_lock_query: None,
+            connected: false,
+            handed: HashSet::new(),
+            hooks: Hooks::from_env(),
+        };
+        r.recover().await?;
+        Ok(r)
+    }
+
+    /// Start-up: commands the previous run left unfinished get their one honest outcome.
+    async fn recover(&mut self) -> Result<(), KioskError> {
+        let dispensing = self.journal.commands_in_state(ReplyState::Dispensing)?;
+        let accepted = self.journal.commands_in_state(ReplyState::Accepted)?;
+        let mut board_status = None;
+        if !dispensing.is_empty() {
+            warn!(
+                count = dispensing.len(),
+                "commands were dispensing when the app stopped: reporting outcome_unknown, never re-running the motor"
+            );
+            // Read the board for evidence (door states, machine status); never a motor command.
+            let board = Arc::clone(&self.board);
+            let status = tokio::task::spawn_blocking(move || {
+                board.wait_ready(Duration::from_secs(3));
+                board.machine_status()
+            })
+            .await;
+            board_status = match status {
+                Ok(Ok(m)) => serde_json::to_string(&m).ok(),
+                Ok(Err(e)) => Some(format!("board status unavailable: {e}")),
+                Err(_) => None,
+            };
+        }
+        let actions = self.engine.step(Event::Recover {
+            dispensing,
+            accepted,
+            board_status,
+            now_ms: now_ms(),
+        });
+        self.exec(actions, None).await
+    }
+
+    async fn run(mut self) -> Result<(), KioskError> {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let mut heartbeat =
+            tokio::time::interval(Duration::from_secs(self.cfg.kiosk.heartbeat_secs.max(1)));
+        // A VMC board's health is a memory read (its POLLs prove it), so look often: the
+        // cabinet is back in service within a second of a replug. A lock board must be
+        // queried over the bus; that happens every `kiosk.board_check_secs`.
+        let mut board_check = tokio::time::interval(Duration::from_millis(500));
+        let rotate = Duration::from_secs((self.cfg.commands.session_lifetime_secs / 2).max(5));
+        let mut qr = tokio::time::interval(rotate);
+        for t in [&mut tick, &mut heartbeat, &mut board_check, &mut qr] {
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        }
+        self.start_board_check(true);
+        loop {
+            tokio::select! {
+                changed = self.shutdown.changed() => {
+                    if changed.is_err() || *self.shutdown.borrow() {
+                        break;
+                    }
+                }
+                ev = self.events.recv() => match ev {
+                    Some(ev) => self.on_link_event(ev).await?,
+                    None => {
+                        warn!("MQTT link task ended");
+                        break;
+                    }
+                },
+                Some((cmd_id, outcome)) = self.board_rx.recv() => {
+                    let actions = self.engine.step(Event::BoardDone { cmd_id, outcome, now_ms: now_ms() });
+                    self.exec(actions, None).await?;
+                }
+                Some(up) = self.health_rx.recv() => {
+                    self.health_in_flight = false;
+                    let actions = self.engine.step(Event::Board { up, now_ms: now_ms() });
+                    self.exec(actions, None).await?;
+                }
+                _ = tick.tick() => {
+                    let actions = self.engine.step(Event::Tick { now_ms: now_ms() });
+                    self.exec(actions, None).await?;
+                }
+                _ = heartbeat.tick() => self.heartbeat().await?,
+                _ = board_check.tick() => self.start_board_check(false),
+                _ = qr.tick() => {
+                    let nonce = protocol::new_boot_id().map_err(|e| KioskError::Setup(e.to_string()))?;
+                    let actions = self.engine.step(Event::SessionIssued { nonce: nonce[..16].to_owned(), now_ms: now_ms() });
+                    self.exec(actions, None).await?;
+                }
+            }
+        }
+        self.finish().await
+    }
+
+    /// On shutdown: let a running dispense finish and journal its outcome (the outbox keeps
+    /// the reply for the next start if it cannot be published now).
+    async fn finish(mut self) -> Result<(), KioskError> {
+        if self.engine.active().is_some() {
+            info!("shutting down: waiting for the dispense in progress");
+            let wait = Duration::from_secs(self.cfg.board.vmc.report_timeout_secs + 10);
+            if let Ok(Some((cmd_id, outcome))) =
+                tokio::time::timeout(wait, self.board_rx.recv()).await
+            {
+                let actions = self.engine.step(Event::BoardDone {
+                    cmd_id,
+                    outcome,
+                    now_ms: now_ms(),
+                });
+                self.exec(actions, None).await?;
+            }
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.link_task).await;
+        info!("kiosk stopped");
+        Ok(())
+    }
+
+    async fn on_link_event(&mut self, ev: LinkEvent) -> Result<(), KioskError> {
+        match ev {
+            LinkEvent::Incoming(inc) => {
+                let now = now_ms();
+                let now_s = i64::try_from(now / 1000).unwrap_or(i64::MAX);
+                let verdict = protocol::verify_command(
+                    &inc.payload,
+                    &self.keys,
+                    &self.cfg.machine_code,
+                    now_s,
+                    &self.verify,
+                );
+                let (cmd_id, log_id, order_id) = match &verdict {
+                    Ok(c) => (c.cmd_id.clone(), c.log_id.clone(), c.order_id.clone()),
+                    Err(r) => r
+                        .trusted
+                        .as_ref()
+                        .map(|t| (t.cmd_id.clone(), t.log_id.clone(), t.order_id.clone()))
+                        .unwrap_or_default(),
+                };
+                let span = info_span!("command", %log_id, %cmd_id, %order_id);
+                async {
+                    match &verdict {
+                        Ok(c) => info!(slot = c.slot, dup = inc.dup, kid = %c.kid, "command received"),
+                        Err(r) => warn!(reason = r.reason.code(), detail = %r.detail, bytes = inc.payload.len(), "command rejected"),
+                    }
+                    let existing = if cmd_id.is_empty() { None } else { self.journal.get_command(&cmd_id)? };
+                    if existing.is_some() {
+                        info!("duplicate command id: answering with the stored reply");
+                    }
+                    let payload = inc.payload;
+                    let actions = self.engine.step(Event::Command { verdict, existing, now_ms: now });
+                    self.exec_with_payload(actions, Some(inc.ack), &payload).await
+                }
+                .instrument(span)
+                .await?;
+            }
+            LinkEvent::Connected { session_present } => {
+                info!(session_present, "broker connected");
+                self.connected = true;
+                if !session_present {
+                    // The broker lost our session and rumqttc dropped its queue.
+                    self.handed.clear();
+                }
+                let actions = self.engine.step(Event::Link {
+                    up: true,
+                    now_ms: now_ms(),
+                });
+                self.exec(actions, None).await?;
+                self.flush().await?;
+                self.heartbeat().await?;
+            }
+            LinkEvent::Subscribed => info!(topic = %self.topics.cmd, "subscribed"),
+            LinkEvent::Disconnected { error } => {
+                warn!(%error, "broker connection lost");
+                self.connected = false;
+                let actions = self.engine.step(Event::Link {
+                    up: false,
+                    now_ms: now_ms(),
+                });
+                self.exec(actions, None).await?;
+            }
+            LinkEvent::Published(id) => {
+                let id = i64::try_from(id).unwrap_or(i64::MAX);
+                self.journal.outbox_ack(id)?;
+                self.handed.remove(&id);
+                self.flush().await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn exec(
+        &mut self,
+        actions: Vec<Action>,
+        ack: Option<AckToken>,
+    ) -> Result<(), KioskError> {
+        self.exec_with_payload(actions, ack, &[]).await
+    }
+
+    async fn exec_with_payload(
+        &mut self,
+        actions: Vec<Action>,
+        mut ack: Option<AckToken>,
+        payload: &[u8],
+    ) -> Result<(), KioskError> {
+        for action in actions {
+            match action {
+                Action::Insert { cmd, reply } => {
+                    let msg = self.outbox_message(&reply);
+                    self.journal.insert_new_command(&cmd, Some(&msg))?;
+                    if cmd.state == ReplyState::Accepted && self.hooks.exit_after_accept {
+                        error!("test hook: aborting after journaling accepted, before the PUBACK");
+                        std::process::abort();
+                    }
+                }
+                Action::Transition {
+                    cmd_id,
+                    to,
+                    reason,
+                    evidence,
+                    reply,
+                } => {
+                    let msg = self.outbox_message(&reply);
+                    self.journal
+                        .transition(&cmd_id, to, reason, &evidence, Some(&msg))?;
+                    info!(
+                        state = to.as_str(),
+                        reason = reason.map(|r| r.code()),
+                        "state"
+                    );
+                }
+                Action::RecordRejection {
+                    reason,
+                    detail,
+                    reply,
+                } => {
+                    self.journal
+                        .record_rejection(reason, payload, None, &detail)?;
+                    let msg = self.outbox_message(&reply);
+                    self.journal.enqueue(None, &msg)?;
+                }
+                Action::Ack => {
+                    if let Some(t) = ack.take() {
+                        self.handle.ack(t).await?;
+                    }
+                }
+                Action::Resend { cmd_id, reply_json } => {
+                    let msg = OutboxMessage {
+                        topic: self.topics.reply.clone(),
+                        payload: reply_json,
+                    };
+                    self.journal.enqueue(Some(&cmd_id), &msg)?;
+                }
+                Action::Publish => self.flush().await?,
+                Action::Dispense(job) => self.dispense(job),
+                Action::Inventory(InventoryChange::Decrement(slot)) => {
+                    let left = self.journal.decrement_on_drop(slot)?;
+                    info!(slot, left, "stock");
+                }
+                Action::Inventory(InventoryChange::Jammed(slot)) => {
+                    self.journal.set_jammed(slot, true)?;
+                    warn!(
+                        slot,
+                        "slot taken out of service until a technician clears it"
+                    );
+                }
+                Action::Screen(snap) => {
+                    info!(screen = ?snap.screen, link_up = snap.link_up, board_up = snap.board_up, "screen");
+                    self.screen.send_replace(Some(snap));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn outbox_message(&self, reply: &protocol::Reply) -> OutboxMessage {
+        // Serializing our own struct cannot fail; an empty payload would still be visible.
+        let payload = reply.to_json().unwrap_or_default();
+        OutboxMessage {
+            topic: self.topics.reply.clone(),
+            payload,
+        }
+    }
+
+    /// Run the motor on the blocking pool; the outcome comes back as an event.
+    fn dispense(&self, job: Job) {
+        let board = Arc::clone(&self.board);
+        let tx = self.board_tx.clone();
+        let span = info_span!("dispense", log_id = %job.log_id, cmd_id = %job.cmd_id, order_id = %job.order_id, slot = job.slot);
+        tokio::task::spawn_blocking(move || {
+            let _g = span.enter();
+            info!("motor command");
+            let outcome = board.dispense(job.slot);
+            info!(outcome = outcome.name(), "board outcome");
+            let _ = tx.send((job.cmd_id, outcome));
+        });
+    }
+
+    /// Hand pending outbox replies to the link, oldest first.
+    async fn flush(&mut self) -> Result<(), KioskError> {
+        if !self.connected {
+            return Ok(());
+        }
+        let room = MAX_IN_FLIGHT.saturating_sub(self.handed.len());
+        if room == 0 {
+            return Ok(());
+        }
+        let pending = self.journal.outbox_pending(MAX_IN_FLIGHT * 2)?;
+        let fresh: Vec<_> = pending
+            .into_iter()
+            .filter(|e| !self.handed.contains(&e.id))
+            .take(room)
+            .collect();
+        for entry in fresh {
+            let id = u64::try_from(entry.id).unwrap_or(0);
+            self.handle
+                .publish_reply(id, &entry.topic, entry.payload)
+                .await?;
+            self.handed.insert(entry.id);
+        }
+        Ok(())
+    }
+
+    /// Check the board without blocking the loop; the answer comes back on `health_rx`.
+    fn start_board_check(&mut self, first: bool) {
+        if self.health_in_flight {
+            return;
+        }
+        if self.board.protocol() == Protocol::Lockboard && !first {
+            let every = Duration::from_secs(self.cfg.kiosk.board_check_secs.max(1));
+            if self.last_lock_query.is_some_and(|t| t.elapsed() < every) {
+                return;
+            }
+            self.last_lock_query = Some(Instant::now());
+        }
+        let board = Arc::clone(&self.board);
+        let busy = self.engine.active().is_some();
+        let tx = self.health_tx.clone();
+        self.health_in_flight = true;
+        tokio::task::spawn_blocking(move || {
+            let up = match board.protocol() {
+                // The VMC board proves itself with its POLLs; at start, also sync PackNOs.
+                Protocol::Vmc if first => board.wait_ready(Duration::from_secs(3)),
+                Protocol::Vmc => board.health().connected,
+                // A lock board must be asked; not while it is unlocking a door.
+                Protocol::Lockboard if busy => board.health().connected,
+                Protocol::Lockboard => board.machine_status().is_ok(),
+            };
+            let _ = tx.send(up);
+        });
+    }
+
+    async fn heartbeat(&mut self) -> Result<(), KioskError> {
+        if !self.connected {
+            return Ok(());
+        }
+        let health = self.board.health();
+        let t = Telemetry {
+            v: PROTOCOL_VERSION,
+            machine_code: self.cfg.machine_code.clone(),
+            boot_id: self.boot_id.clone(),
+            at: now_ms(),
+            uptime_secs: self.started.elapsed().as_secs(),
+            board: protocol::BoardHealth {
+                // What dispense decisions use, not a fresher reading they have not seen.
+                ok: self.engine.board_up(),
+                status: Some(format!(
+                    "{} on {}: rx {} tx {} bad {} timeouts {}",
+                    health.protocol,
+                    health.port,
+                    health.frames_rx,
+                    health.frames_tx,
+                    health.bad_frames,
+                    health.timeouts
+                )),
+            },
+            outbox_pending: self.journal.outbox_len()?,
+            inventory: self
+                .engine
+                .inventory()
+                .map(|s| SlotLevel {
+                    slot: s.slot,
+                    count: s.count,
+                    capacity: s.capacity,
+                    enabled: s.enabled,
+                    jammed: s.jammed,
+                })
+                .collect(),
+        };
+        if let Ok(json) = serde_json::to_string(&t) {
+            self.handle.publish_telemetry(json).await?;
+        }
+        Ok(())
+    }
+}

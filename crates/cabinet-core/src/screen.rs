@@ -1,0 +1,101 @@
+//! What the customer's screen shows: one snapshot, published by the engine on a watch
+//! channel and rendered by whatever UI is attached (the Tauri window, or nothing at all:
+//! the kiosk works the same headless — the incident's second cause was a subscription
+//! that lived only while a screen was open).
+
+use serde::Serialize;
+
+use crate::reason::Reason;
+
+/// Why the cabinet is out of service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutOfService {
+    /// The broker link has been down longer than the grace period.
+    BrokerDown,
+    /// The serial board has been unreachable longer than the grace period.
+    BoardDown,
+    /// A technician is working on the cabinet.
+    Maintenance,
+    /// The app is starting and has not reached the broker yet.
+    Starting,
+}
+
+/// One screen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "screen", rename_all = "snake_case")]
+pub enum Screen {
+    /// Ready: show the QR code (its content comes with the snapshot).
+    Idle,
+    /// A command was accepted and waits for the board.
+    Accepted {
+        /// Slot.
+        slot: u16,
+        /// Product name from the slot map.
+        product: String,
+        /// Support code (the command's log id).
+        log_id: String,
+    },
+    /// The motor is running / the lock is open.
+    Dispensing {
+        /// Slot.
+        slot: u16,
+        /// Product name.
+        product: String,
+        /// Support code.
+        log_id: String,
+        /// When the board was told, unix ms (for a progress indication).
+        since_ms: u64,
+    },
+    /// Done: take your item.
+    TakeItem {
+        /// Slot.
+        slot: u16,
+        /// Product name.
+        product: String,
+        /// Back to idle at this time, unix ms (countdown).
+        until_ms: u64,
+    },
+    /// Not dispensed (or not confirmed).
+    Failed {
+        /// Why, as a reason code (the UI words it in the customer's language).
+        reason: Reason,
+        /// True when the board may have moved (outcome unknown): the UI must not promise
+        /// "you will not be charged" but "we are checking; you will not be charged for an
+        /// item you did not receive".
+        uncertain: bool,
+        /// Support code: the command's log id.
+        support_code: String,
+        /// Back to idle at this time, unix ms.
+        until_ms: u64,
+    },
+    /// No QR code: the cabinet cannot serve anyone right now.
+    OutOfService {
+        /// Why.
+        reason: OutOfService,
+        /// Since when, unix ms.
+        since_ms: u64,
+    },
+}
+
+/// Everything the UI needs to render, in one value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Snapshot {
+    /// This cabinet.
+    pub machine_code: String,
+    /// What to show.
+    #[serde(flatten)]
+    pub screen: Screen,
+    /// Whether the broker link is up right now.
+    pub link_up: bool,
+    /// Whether the board answers right now.
+    pub board_up: bool,
+    /// Commands waiting behind the current one.
+    pub queued: usize,
+    /// On the idle screen: the current QR nonce (the QR encodes the cabinet and this;
+    /// a command's `session` must match a recent one when the cabinet requires it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub qr_nonce: Option<String>,
+    /// Monotonic counter, so a UI can tell a new snapshot from a repeat.
+    pub version: u64,
+}
