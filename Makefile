@@ -14,7 +14,7 @@ APT_PACKAGES := \
 	build-essential pkg-config libssl-dev libudev-dev \
 	libwebkit2gtk-4.1-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev librsvg2-dev \
 	libayatana-appindicator3-dev libxdo-dev \
-	xvfb xauth webkit2gtk-driver mosquitto mosquitto-clients socat imagemagick fonts-noto-cjk jq
+	xvfb xauth webkit2gtk-driver mosquitto mosquitto-clients socat imagemagick fonts-noto-cjk jq openssl
 
 .PHONY: all deps toolchain demo test lint unit bench clean
 

@@ -719,3 +719,91 @@ async fn an_unplugged_board_takes_commands_as_failed_or_rejected_never_as_dispen
     }
     assert_eq!(rig.stats().motor_actions, 1);
 }
+
+/// A backend that knows only docs/PROTOCOL.md: OpenSSL for the EdDSA JWS, mosquitto_pub
+/// and mosquitto_sub for MQTT (tests/independent-backend.sh). Its command is executed; the
+/// same command aimed at another cabinet is rejected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_built_from_the_protocol_document_alone_drives_the_cabinet() {
+    let _s = serial().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("backend.pem");
+    let ok = Command::new("openssl")
+        .args(["genpkey", "-algorithm", "ed25519", "-out"])
+        .arg(&pem)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    // The raw 32-byte public key is the tail of the SubjectPublicKeyInfo DER.
+    let der = Command::new("openssl")
+        .args(["pkey", "-pubout", "-outform", "DER", "-in"])
+        .arg(&pem)
+        .output()
+        .unwrap();
+    let raw = &der.stdout[der.stdout.len() - 32..];
+    let public = base64url(raw);
+
+    let mut rig = Rig::new(30);
+    let cfg = std::fs::read_to_string(&rig.config).unwrap();
+    std::fs::write(
+        &rig.config,
+        cfg.replace("[keys]\n", &format!("[keys]\nops-2026 = \"{public}\"\n")),
+    )
+    .unwrap();
+    let mut backend = Backend::connect(&rig.broker).await;
+    rig.start_kiosk();
+    backend.await_online(&mut vec![]).await;
+
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/independent-backend.sh"
+    );
+    let run = |aud: &str| {
+        Command::new("bash")
+            .arg(script)
+            .args([
+                "127.0.0.1",
+                &rig.broker.port().to_string(),
+                "backend",
+                password("backend"),
+                "C001",
+                aud,
+            ])
+            .arg(&pem)
+            .args(["ops-2026", "1"])
+            .output()
+            .unwrap()
+    };
+    let out = tokio::task::block_in_place(|| run("C001"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("\"state\":\"succeeded\""), "{stdout}");
+    assert_eq!(rig.stats().motor_actions, 1);
+
+    let out = tokio::task::block_in_place(|| run("C002"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("\"reason\":\"wrong_target\""), "{stdout}");
+    assert_eq!(rig.stats().motor_actions, 1);
+}
+
+fn base64url(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
+        let chars = chunk.len() + 1;
+        for i in 0..chars {
+            out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
