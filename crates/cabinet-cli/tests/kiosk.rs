@@ -11,6 +11,9 @@
 #[path = "../../cabinet-core/tests/support/mod.rs"]
 mod support;
 
+#[path = "../../cabinet-core/tests/support/schema.rs"]
+mod schema;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -335,6 +338,8 @@ impl Backend {
         loop {
             let (topic, v) = self.next().await;
             if topic.ends_with("/reply") && v["cmd_id"] == cmd_id {
+                // Every reply a running kiosk publishes matches the published schema.
+                schema::validate(&schema::schema(), &v, "$").unwrap_or_else(|e| panic!("{e}: {v}"));
                 let terminal = !matches!(v["state"].as_str(), Some("accepted" | "dispensing"));
                 out.push(v);
                 if terminal {
@@ -355,6 +360,7 @@ impl Backend {
         loop {
             let (topic, v) = self.next().await;
             if topic.ends_with("/reply") && v["cmd_id"] == "" {
+                schema::validate(&schema::schema(), &v, "$").unwrap_or_else(|e| panic!("{e}: {v}"));
                 return v;
             }
         }
@@ -401,6 +407,10 @@ async fn a_signed_command_dispenses_once_and_reports_each_state_with_its_log_id(
         assert_eq!(r["machine_code"], "C001");
     }
     assert_eq!(replies[2]["evidence"]["drop_detected"], true);
+    // What the running kiosk publishes is what docs/schema/reply.schema.json promises.
+    for r in &replies {
+        schema::validate(&schema::schema(), r, "$").unwrap_or_else(|e| panic!("{e}: {r}"));
+    }
     assert_eq!(rig.stats().motor_actions, 1);
     // Telemetry heartbeat shows the stock went down by one.
     let telemetry = async {
