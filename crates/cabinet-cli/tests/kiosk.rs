@@ -51,9 +51,12 @@ struct Rig {
 
 impl Rig {
     fn new(motor_ms: u64) -> Rig {
+        Rig::with_broker(Broker::start(), motor_ms)
+    }
+
+    fn with_broker(broker: Broker, motor_ms: u64) -> Rig {
         let dir = tempfile::tempdir().unwrap();
         eprintln!("rig dir: {}", dir.path().display());
-        let broker = Broker::start();
         let mut sc = SimConfig::new(Protocol::Vmc);
         sc.link = Some(dir.path().join("board"));
         sc.poll_interval = Duration::from_millis(20);
@@ -816,4 +819,87 @@ fn base64url(bytes: &[u8]) -> String {
         }
     }
     out
+}
+
+/// The cabinet talks to the broker over TLS with the server certificate verified against
+/// the configured CA; with the wrong CA it refuses to connect (and says why in its log).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtts_verifies_the_broker_certificate() {
+    let _s = serial().await;
+    let mut rig = Rig::with_broker(Broker::start_with_tls(), 30);
+    let tls_url = format!("mqtts://localhost:{}", rig.broker.tls_port());
+    let plain = rig.broker.url();
+    let cfg = std::fs::read_to_string(&rig.config).unwrap();
+    let with_ca = |ca: &std::path::Path| {
+        cfg.replace(
+            &format!("url = \"{plain}\""),
+            &format!("url = \"{tls_url}\"\nca_file = \"{}\"", ca.display()),
+        )
+    };
+    // The right CA: online, and a command dispenses.
+    std::fs::write(&rig.config, with_ca(&rig.broker.ca_file())).unwrap();
+    let mut backend = Backend::connect(&rig.broker).await;
+    rig.start_kiosk();
+    backend.await_online(&mut vec![]).await;
+    let c = rig.claims("C001", 1);
+    backend.send(&rig.sign(&c)).await;
+    assert_eq!(
+        states(&backend.replies_until_terminal(&c.jti).await),
+        ["accepted", "dispensing", "succeeded"]
+    );
+    assert!(rig.logs().contains("tls=true"), "the link did not use TLS");
+    rig.kill9();
+
+    // Another CA: the broker's certificate is refused, the cabinet never connects.
+    let other = tempfile::tempdir().unwrap();
+    let st = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ])
+        .args([
+            "-keyout",
+            "k.pem",
+            "-out",
+            "other-ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=someone-else",
+        ])
+        .current_dir(other.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::fs::write(&rig.config, with_ca(&other.path().join("other-ca.pem"))).unwrap();
+    std::fs::remove_dir_all(rig.dir.path().join("logs")).unwrap();
+    rig.start_kiosk();
+    let refused = async {
+        loop {
+            let logs = rig.logs();
+            if logs.contains("connect failed") {
+                return logs;
+            }
+            // Polling a log file written by another process; there is nothing to await.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let logs = tokio::time::timeout(LONG, refused)
+        .await
+        .expect("a refused TLS connection is logged");
+    assert!(
+        logs.to_lowercase().contains("certificate") || logs.contains("UnknownIssuer"),
+        "{logs}"
+    );
+    assert!(
+        !logs.contains("broker connected"),
+        "connected despite an untrusted certificate"
+    );
 }

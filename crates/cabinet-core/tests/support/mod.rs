@@ -35,11 +35,34 @@ pub struct Broker {
     dir: tempfile::TempDir,
     port: u16,
     child: Option<Child>,
+    /// A second, TLS-only listener (see [`Broker::start_with_tls`]).
+    tls_port: Option<u16>,
 }
 
 impl Broker {
     /// Starts Mosquitto on a free loopback port, waits until it accepts connections.
     pub fn start() -> Broker {
+        Broker::start_inner(false)
+    }
+
+    /// Like [`Broker::start`], plus a TLS listener on a second port with a server
+    /// certificate for `localhost`/`127.0.0.1` signed by a CA generated here with OpenSSL
+    /// ([`Broker::ca_file`]).
+    pub fn start_with_tls() -> Broker {
+        Broker::start_inner(true)
+    }
+
+    /// The TLS listener's port.
+    pub fn tls_port(&self) -> u16 {
+        self.tls_port.expect("started with TLS")
+    }
+
+    /// The CA that signed the TLS listener's certificate (PEM).
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    fn start_inner(tls: bool) -> Broker {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let passwd = dir.path().join("passwd");
@@ -73,10 +96,21 @@ impl Broker {
             acl = acl.display(),
             data = data.display(),
         );
+        let mut conf = conf;
+        let tls_port = tls.then(|| {
+            let tls_port = free_port();
+            make_certs(dir.path());
+            conf.push_str(&format!(
+                "listener {tls_port} 127.0.0.1\ncafile {d}/ca.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\n",
+                d = dir.path().display()
+            ));
+            tls_port
+        });
         std::fs::write(dir.path().join("mosquitto.conf"), conf).unwrap();
         let mut b = Broker {
             dir,
             port,
+            tls_port,
             child: None,
         };
         b.spawn();
@@ -149,6 +183,77 @@ impl Drop for Broker {
             let _ = child.wait();
         }
     }
+}
+
+/// A throwaway CA and a server certificate for localhost / 127.0.0.1, with OpenSSL.
+fn make_certs(dir: &Path) {
+    let run = |args: &[&str]| {
+        let st = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run openssl");
+        assert!(st.success(), "openssl {args:?} failed");
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"],
+        &ec[..],
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=cabinet-test-ca",
+        ],
+    ]
+    .concat());
+    run(&[
+        &["req"],
+        &ec[..],
+        &[
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    ]
+    .concat());
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
 }
 
 fn free_port() -> u16 {
