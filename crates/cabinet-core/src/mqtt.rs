@@ -252,6 +252,16 @@ pub struct LinkHandle {
     topics: Arc<Topics>,
 }
 
+/// TLS that verifies the broker's certificate (and host name) against `ca_pem` only: a
+/// cabinet trusts the CA its operator configured, not whatever the system trusts.
+fn tls_verified_by(ca_pem: Vec<u8>) -> Transport {
+    Transport::tls_with_config(TlsConfiguration::Simple {
+        ca: ca_pem,
+        alpn: None,
+        client_auth: None,
+    })
+}
+
 fn lock(m: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -383,11 +393,7 @@ impl MqttLink {
         }
         if opts.broker.tls {
             let ca = opts.ca_pem.clone().ok_or(LinkError::MissingCa)?;
-            mo.set_transport(Transport::tls_with_config(TlsConfiguration::Simple {
-                ca,
-                alpn: None,
-                client_auth: None,
-            }));
+            mo.set_transport(tls_verified_by(ca));
         }
         let (client, eventloop) = AsyncClient::new(mo, REQUEST_CAPACITY);
         let handle = LinkHandle {
@@ -780,11 +786,7 @@ impl BackendClient {
         }
         if opts.broker.tls {
             let ca = opts.ca_pem.clone().ok_or(BackendError::MissingCa)?;
-            mo.set_transport(Transport::tls_with_config(TlsConfiguration::Simple {
-                ca,
-                alpn: None,
-                client_auth: None,
-            }));
+            mo.set_transport(tls_verified_by(ca));
         }
         let (client, mut eventloop) = AsyncClient::new(mo, REQUEST_CAPACITY);
         let (ctl_tx, ctl) = mpsc::unbounded_channel();
