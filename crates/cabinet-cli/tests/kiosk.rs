@@ -903,3 +903,59 @@ async fn mqtts_verifies_the_broker_certificate() {
         "connected despite an untrusted certificate"
     );
 }
+
+/// Regression test for the incident's second cause: the old client listened only while its
+/// dispense screen was open. Here the subscription belongs to the process: with no UI at
+/// all, and whatever the screen state is ("take your item", a failure screen), commands
+/// keep being received and served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_are_served_whatever_the_screen_shows_and_with_no_ui_at_all() {
+    let _s = serial().await;
+    let (mut rig, mut backend, _) = rig_online(30).await;
+    let first = rig.claims("C001", 1);
+    backend.send(&rig.sign(&first)).await;
+    assert_eq!(
+        backend
+            .replies_until_terminal(&first.jti)
+            .await
+            .last()
+            .unwrap()["state"],
+        "succeeded"
+    );
+    // The screen now counts down "take your item" (10 s); a jam next puts up the failure
+    // screen. Neither stops the cabinet from listening.
+    rig.sim.set_fault(cabinet_board::sim::Fault::Jam);
+    let jam = rig.claims("C001", 2);
+    backend.send(&rig.sign(&jam)).await;
+    assert_eq!(
+        backend
+            .replies_until_terminal(&jam.jti)
+            .await
+            .last()
+            .unwrap()["reason"],
+        "jammed"
+    );
+    rig.sim.clear_faults();
+    let third = rig.claims("C001", 1);
+    backend.send(&rig.sign(&third)).await;
+    assert_eq!(
+        backend
+            .replies_until_terminal(&third.jti)
+            .await
+            .last()
+            .unwrap()["state"],
+        "succeeded"
+    );
+    // The jammed slot is out of service until a technician clears it.
+    let again = rig.claims("C001", 2);
+    backend.send(&rig.sign(&again)).await;
+    assert_eq!(
+        backend
+            .replies_until_terminal(&again.jti)
+            .await
+            .last()
+            .unwrap()["reason"],
+        "slot_jammed"
+    );
+    assert_eq!(rig.stats().motor_actions, 3);
+}
