@@ -46,6 +46,8 @@ unit:
 bench: deps toolchain
 	$(CARGO) build --release -p cabinet-cli
 	target/release/cabinet bench board --polls 20000 --poll-ms 2 --dispense-rate 50
+	target/release/cabinet bench dispatch --commands 5000 --poll-ms 2
+	target/release/cabinet bench dispatch --commands 200 --poll-ms 200
 
 clean:
 	$(CARGO) clean

@@ -48,6 +48,9 @@ pub struct SimConfig {
     pub polarity: DoorPolarity,
     /// Record every POLL reply latency (for the benchmark).
     pub record_latencies: bool,
+    /// VMC: record when the first byte of each new host Dispense frame was read (for the
+    /// dispatch benchmark); see [`Simulator::take_dispense_times`].
+    pub record_dispense_times: bool,
 }
 
 impl SimConfig {
@@ -68,6 +71,7 @@ impl SimConfig {
             address: 1,
             polarity: DoorPolarity::OpenIs11,
             record_latencies: false,
+            record_dispense_times: false,
         }
     }
 }
@@ -189,6 +193,7 @@ struct Ctl {
     doors: Vec<bool>,
     stock: BTreeMap<u16, u32>,
     latencies: Vec<u32>,
+    dispense_times: Vec<(u16, Instant)>,
 }
 
 #[derive(Debug)]
@@ -232,6 +237,7 @@ impl Simulator {
                 doors: vec![false; usize::from(slots)],
                 stock: (1..=slots).map(|s| (s, cfg.stock)).collect(),
                 latencies: Vec::new(),
+                dispense_times: Vec::new(),
             }),
             cfg,
             changed: Condvar::new(),
@@ -289,6 +295,12 @@ impl Simulator {
     /// Take the recorded POLL reply latencies (microseconds), if recording was configured.
     pub fn take_latencies(&self) -> Vec<u32> {
         std::mem::take(&mut self.shared.lock().latencies)
+    }
+
+    /// Take the recorded (slot, first byte read) of every new host Dispense frame (resends
+    /// excluded), oldest first, if [`SimConfig::record_dispense_times`] was set.
+    pub fn take_dispense_times(&self) -> Vec<(u16, Instant)> {
+        std::mem::take(&mut self.shared.lock().dispense_times)
     }
 
     /// Block until `pred` holds for the counters or `timeout` passes; returns whether it held.
@@ -497,6 +509,8 @@ struct VmcModel {
     /// We "lost" our ACK of a command: keep POLLing (no reports) until the host resends it,
     /// so the resend path is exercised deterministically (repeated-PackNO fault).
     await_resend: bool,
+    /// When the read that began the decoder's pending (incomplete) frame returned.
+    partial_since: Option<Instant>,
 }
 
 impl VmcModel {
@@ -511,6 +525,7 @@ impl VmcModel {
             unacked: None,
             repeat: None,
             await_resend: false,
+            partial_since: None,
         }
     }
 
@@ -561,13 +576,28 @@ impl VmcModel {
             return;
         };
         let got = Instant::now();
+        // The first byte of a frame that began in an earlier read arrived back then.
+        let mut first_byte = match self.partial_since {
+            Some(t) if self.decoder.pending() > 0 => t,
+            _ => got,
+        };
         self.decoder.push(&buf[..n]);
         while let Some(ev) = self.decoder.next_event() {
-            self.handle(shared, port, ev, got);
+            self.handle(shared, port, ev, got, first_byte);
+            // Any further frame in this buffer began in this read.
+            first_byte = got;
         }
+        self.partial_since = (self.decoder.pending() > 0).then_some(first_byte);
     }
 
-    fn handle(&mut self, shared: &Shared, port: &mut TTYPort, ev: Decoded, got: Instant) {
+    fn handle(
+        &mut self,
+        shared: &Shared,
+        port: &mut TTYPort,
+        ev: Decoded,
+        got: Instant,
+        first_byte: Instant,
+    ) {
         let cfg = &shared.cfg;
         let frame = match ev {
             Decoded::Frame(f, _) => f,
@@ -618,6 +648,9 @@ impl VmcModel {
                     return;
                 }
                 self.last_host_packno = Some(packno);
+                if cfg.record_dispense_times {
+                    c.dispense_times.push((slot, first_byte));
+                }
                 let lose_ack = c.faults.repeated_packno;
                 let now = Instant::now();
                 if slot == 0 || slot > cfg.slots {

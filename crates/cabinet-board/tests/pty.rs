@@ -253,6 +253,29 @@ fn vmc_repeated_packno_never_dispenses_twice_in_either_direction() {
 }
 
 #[test]
+fn vmc_dispense_times_record_each_new_dispense_frame_once() {
+    let _s = serial();
+    let v = vmc_with(|c, _| c.record_dispense_times = true);
+    let before = std::time::Instant::now();
+    for slot in [3, 5] {
+        assert!(matches!(v.board.dispense(slot), Outcome::Dispensed { .. }));
+    }
+    // A resend (same PackNO) is not a new dispense frame.
+    v.sim.set_fault(Fault::RepeatedPackNo);
+    assert!(matches!(v.board.dispense(7), Outcome::Dispensed { .. }));
+    assert_eq!(v.sim.stats().host_resends_seen, 1);
+    let times = v.sim.take_dispense_times();
+    let slots: Vec<u16> = times.iter().map(|(s, _)| *s).collect();
+    assert_eq!(slots, vec![3, 5, 7]);
+    assert!(
+        times.iter().all(|(_, t)| *t >= before),
+        "instants of this run"
+    );
+    assert!(times.windows(2).all(|w| w[0].1 <= w[1].1), "oldest first");
+    assert!(v.sim.take_dispense_times().is_empty(), "taken, not copied");
+}
+
+#[test]
 fn vmc_unplug_mid_dispense_is_port_gone_and_replug_recovers() {
     let _s = serial();
     let v = vmc_with(|c, _| c.motor_time = Duration::from_secs(10));

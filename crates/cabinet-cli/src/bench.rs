@@ -36,6 +36,28 @@ enum BenchWhat {
         #[arg(long)]
         json: bool,
     },
+    /// Dispatch latency: backend publish (QoS 1) -> first byte of the dispense frame at the
+    /// simulated board, through a real Mosquitto and the in-process kiosk, with its floor
+    /// (broker round trip, journal fsyncs, POLL wait, wire time) measured in the same run.
+    Dispatch {
+        /// Dispense commands to measure (sent one at a time).
+        #[arg(long, default_value_t = 5_000)]
+        commands: u32,
+        /// Milliseconds between the simulated board's POLLs (the real board: ~200).
+        #[arg(long, default_value_t = 2)]
+        poll_ms: u64,
+        /// Experiment: leave Mosquitto's sockets at its default, Nagle's algorithm on
+        /// (the shipped deploy/mosquitto/mosquitto.conf sets `set_tcp_nodelay true`).
+        #[arg(long)]
+        broker_nagle: bool,
+        /// Experiment: extra idle time before each publish, on top of the random pause of
+        /// up to one POLL interval (e.g. 60 lets TCP delayed ACKs fire in between).
+        #[arg(long, default_value_t = 0)]
+        pause_ms: u64,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Run a benchmark.
@@ -47,6 +69,13 @@ pub fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
             dispense_rate,
             json,
         } => bench_board(polls, poll_ms, dispense_rate, json),
+        BenchWhat::Dispatch {
+            commands,
+            poll_ms,
+            broker_nagle,
+            pause_ms,
+            json,
+        } => dispatch::bench_dispatch(commands, poll_ms, !broker_nagle, pause_ms, json),
     }
 }
 
@@ -161,6 +190,8 @@ fn bench_board(polls: u64, poll_ms: u64, rate: u32, json: bool) -> anyhow::Resul
     drop(sim);
     Ok(ExitCode::SUCCESS)
 }
+
+mod dispatch;
 
 #[cfg(test)]
 mod tests {

@@ -252,6 +252,16 @@ pub struct LinkHandle {
     topics: Arc<Topics>,
 }
 
+/// TCP_NODELAY on. rumqttc leaves Nagle's algorithm on; a small publish written right
+/// after a PUBACK then waits for the broker's delayed ACK, about 40 ms on Linux
+/// (`cabinet bench dispatch` measured 45 ms of a 47 ms dispatch). MQTT packets are
+/// already whole messages, so there is nothing for Nagle to coalesce.
+fn no_nagle() -> rumqttc::NetworkOptions {
+    let mut n = rumqttc::NetworkOptions::new();
+    n.set_tcp_nodelay(true);
+    n
+}
+
 /// TLS that verifies the broker's certificate (and host name) against `ca_pem` only: a
 /// cabinet trusts the CA its operator configured, not whatever the system trusts.
 fn tls_verified_by(ca_pem: Vec<u8>) -> Transport {
@@ -395,7 +405,8 @@ impl MqttLink {
             let ca = opts.ca_pem.clone().ok_or(LinkError::MissingCa)?;
             mo.set_transport(tls_verified_by(ca));
         }
-        let (client, eventloop) = AsyncClient::new(mo, REQUEST_CAPACITY);
+        let (client, mut eventloop) = AsyncClient::new(mo, REQUEST_CAPACITY);
+        eventloop.set_network_options(no_nagle());
         let handle = LinkHandle {
             client,
             send_lock: Arc::new(tokio::sync::Mutex::new(())),
@@ -789,6 +800,7 @@ impl BackendClient {
             mo.set_transport(tls_verified_by(ca));
         }
         let (client, mut eventloop) = AsyncClient::new(mo, REQUEST_CAPACITY);
+        eventloop.set_network_options(no_nagle());
         let (ctl_tx, ctl) = mpsc::unbounded_channel();
         let (msg_tx, messages) = mpsc::unbounded_channel();
         let task = tokio::spawn(async move {

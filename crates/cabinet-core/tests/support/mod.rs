@@ -88,7 +88,7 @@ impl Broker {
         // As root, Mosquitto drops to user `mosquitto` unless told otherwise, and then
         // cannot read our tempdir.
         let conf = format!(
-            "user {user}\nlistener {port} 127.0.0.1\nallow_anonymous false\n\
+            "user {user}\nset_tcp_nodelay true\nlistener {port} 127.0.0.1\nallow_anonymous false\n\
              password_file {passwd}\nacl_file {acl}\npersistence true\n\
              persistence_location {data}/\nlog_dest stderr\nlog_type error\nlog_type warning\n",
             user = current_user(),

@@ -1,0 +1,604 @@
+//! `cabinet bench dispatch`: backend publish → first byte of the dispense frame at the
+//! board, through everything the field has except the cable: a real Mosquitto (started
+//! here on a free loopback port), the kiosk runner in-process on a tokio runtime with a
+//! real journal (synchronous=FULL, as shipped), the VMC driver, and the board simulator
+//! on a pty. The floor is measured in the same run: the bare broker round trip, the
+//! journal's two fsynced commits, the wait for the board's next POLL and (reported
+//! separately, a pty has none) the frame's wire time.
+//!
+//! Nothing here asserts on time. Commands go one at a time: publish, wait until the
+//! simulator has seen the dispense frame, wait for the terminal reply, then a random
+//! pause of up to one POLL interval so each command meets the POLL cycle at a random phase
+//! (a closed loop would otherwise lock onto one phase and bias the POLL wait).
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use cabinet_board::sim::{SimConfig, Simulator};
+use cabinet_board::{Board, Protocol};
+use cabinet_core::config::{Config, parse_broker_url};
+use cabinet_core::journal::{Journal, NewCommand, OutboxMessage};
+use cabinet_core::kiosk;
+use cabinet_core::mqtt::{BackendClient, BackendOptions};
+use cabinet_core::protocol::{self, CommandClaims, Evidence, Reply, ReplyState, SigningKey};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use tokio::runtime::Runtime;
+use tokio::sync::{mpsc, watch};
+
+use super::percentile;
+
+const MACHINE: &str = "C001";
+const SLOTS: u16 = 60;
+const VMC_BAUD: u32 = 57_600;
+/// Dispense frame: FA FB 06 05 PackNO sensor elevator slot-hi slot-lo XOR.
+const DISPENSE_FRAME_BYTES: usize = 10;
+/// Any single wait in the benchmark (a broken setup fails, it does not hang).
+const STEP: Duration = Duration::from_secs(15);
+
+/// A Mosquitto child process on a free loopback port; killed on drop.
+struct Broker {
+    _dir: tempfile::TempDir,
+    port: u16,
+    child: Child,
+}
+
+impl Broker {
+    fn start(nodelay: bool) -> anyhow::Result<Broker> {
+        let bin = ["/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"]
+            .into_iter()
+            .find(|p| Path::new(p).is_file())
+            .unwrap_or("mosquitto");
+        let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .context("cannot find a free port")?
+            .port();
+        // Run as root, Mosquitto drops to user `mosquitto` unless told otherwise.
+        let user = Command::new("id")
+            .arg("-un")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .map(|u| format!("user {u}\n"))
+            .unwrap_or_default();
+        let conf = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "{user}listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+                 log_dest stderr\nlog_type error\nset_tcp_nodelay {nodelay}\n"
+            ),
+        )?;
+        let mut child = Command::new(bin)
+            .arg("-c")
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("cannot start {bin} (is mosquitto installed?)"))?;
+        let deadline = Instant::now() + STEP;
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(st) = child.try_wait()? {
+                bail!("mosquitto exited at start: {st}");
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("mosquitto did not listen on port {port} in time");
+            }
+            // Waiting for a child process to open its port; there is nothing to await.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(Broker {
+            _dir: dir,
+            port,
+            child,
+        })
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Tiny xorshift for the pauses between commands (no statistical claims).
+struct Jitter(u64);
+
+impl Jitter {
+    fn new() -> Jitter {
+        let seed = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1);
+        Jitter(seed | 1)
+    }
+
+    fn below(&mut self, max: Duration) -> Duration {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        let us = u64::try_from(max.as_micros()).unwrap_or(u64::MAX).max(1);
+        Duration::from_micros(self.0 % us)
+    }
+}
+
+fn us(d: Duration) -> u32 {
+    u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
+}
+
+/// p50, p99, max of unsorted microsecond samples.
+fn summary(v: &mut [u32]) -> (u32, u32, u32) {
+    v.sort_unstable();
+    (
+        percentile(v, 50.0),
+        percentile(v, 99.0),
+        v.last().copied().unwrap_or(0),
+    )
+}
+
+fn now_s() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn sign(key: &SigningKey, id: &str, slot: u16) -> anyhow::Result<String> {
+    let claims = CommandClaims {
+        aud: MACHINE.into(),
+        jti: id.into(),
+        iat: now_s(),
+        exp: now_s() + 120,
+        kind: protocol::KIND_DISPENSE.into(),
+        slot,
+        qty: 1,
+        order_id: format!("order-{id}"),
+        log_id: format!("log-{id}"),
+        session: None,
+    };
+    Ok(protocol::sign_command(&claims, key, "k1")?)
+}
+
+/// Wait for the terminal reply of `cmd_id`; its state.
+async fn terminal_reply(backend: &mut BackendClient, cmd_id: &str) -> Option<ReplyState> {
+    let wait = async {
+        while let Some(m) = backend.recv().await {
+            if !m.topic.ends_with("/reply") {
+                continue;
+            }
+            if let Ok(r) = serde_json::from_slice::<Reply>(&m.payload)
+                && r.cmd_id == cmd_id
+                && r.is_terminal()
+            {
+                return Some(r.state);
+            }
+        }
+        None
+    };
+    tokio::time::timeout(STEP, wait).await.ok().flatten()
+}
+
+fn write_config(dir: &Path, port: u16, public: &str, link: &Path, per_slot: u32) -> PathBuf {
+    let mut slots = String::new();
+    for s in 1..=SLOTS {
+        slots.push_str(&format!(
+            "[[slots]]\nslot = {s}\nproduct = \"P{s}\"\ncapacity = {per_slot}\ninitial_count = {per_slot}\n"
+        ));
+    }
+    let text = format!(
+        r#"machine_code = "{MACHINE}"
+{slots}
+[mqtt]
+url = "mqtt://127.0.0.1:{port}"
+keepalive_secs = 30
+reconnect_min_ms = 100
+reconnect_max_ms = 1000
+[keys]
+k1 = "{public}"
+[board]
+protocol = "vmc"
+port = "{link}"
+[board.vmc]
+report_timeout_secs = 10
+[journal]
+path = "journal.sqlite3"
+[logs]
+dir = "logs"
+"#,
+        link = link.display(),
+    );
+    let path = dir.join("config.toml");
+    // Errors surface when the config is loaded.
+    let _ = std::fs::write(&path, text);
+    path
+}
+
+/// Floor (a): publish (QoS 1) → delivery to a second connection subscribed at QoS 1, with a
+/// payload the size of a command token.
+async fn broker_round_trip(port: u16, payload_len: usize, n: u32) -> anyhow::Result<Vec<u32>> {
+    let connect = |id: &str| {
+        let mut mo = MqttOptions::new(id, "127.0.0.1", port);
+        mo.set_keep_alive(Duration::from_secs(30));
+        let (client, mut el) = AsyncClient::new(mo, 64);
+        // The same socket options as the app's connections (TCP_NODELAY).
+        let mut net = rumqttc::NetworkOptions::new();
+        net.set_tcp_nodelay(true);
+        el.set_network_options(net);
+        (client, el)
+    };
+    let (sub, mut sub_loop) = connect("bench-rtt-sub");
+    let (publ, mut pub_loop) = connect("bench-rtt-pub");
+    let (rx_tx, mut rx) = mpsc::unbounded_channel::<Instant>();
+    let (ctl_tx, mut ctl) = mpsc::unbounded_channel::<&'static str>();
+    let ctl_tx2 = ctl_tx.clone();
+    let sub_task = tokio::spawn(async move {
+        loop {
+            match sub_loop.poll().await {
+                Ok(Event::Incoming(Packet::Publish(_))) => {
+                    let _ = rx_tx.send(Instant::now());
+                }
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    let _ = ctl_tx.send("suback");
+                }
+                Ok(_) => {}
+                Err(_) => return,
+            }
+        }
+    });
+    let pub_task = tokio::spawn(async move {
+        loop {
+            match pub_loop.poll().await {
+                Ok(Event::Incoming(Packet::PubAck(_))) => {
+                    let _ = ctl_tx2.send("puback");
+                }
+                Ok(_) => {}
+                Err(_) => return,
+            }
+        }
+    });
+    let topic = "bench/round-trip";
+    sub.subscribe(topic, QoS::AtLeastOnce).await?;
+    expect(&mut ctl, "suback").await?;
+    let payload = vec![b'x'; payload_len];
+    let mut out = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let t0 = Instant::now();
+        publ.publish(topic, QoS::AtLeastOnce, false, payload.clone())
+            .await?;
+        let Ok(Some(t1)) = tokio::time::timeout(STEP, rx.recv()).await else {
+            bail!("round-trip message not delivered in time");
+        };
+        expect(&mut ctl, "puback").await?;
+        out.push(us(t1.duration_since(t0)));
+    }
+    sub_task.abort();
+    pub_task.abort();
+    Ok(out)
+}
+
+async fn expect(ctl: &mut mpsc::UnboundedReceiver<&'static str>, what: &str) -> anyhow::Result<()> {
+    loop {
+        match tokio::time::timeout(STEP, ctl.recv()).await {
+            Ok(Some(w)) if w == what => return Ok(()),
+            Ok(Some(_)) => continue,
+            _ => bail!("no {what} from the broker in time"),
+        }
+    }
+}
+
+/// Floor (b): the two synchronous=FULL commits the path makes before the motor command:
+/// insert `accepted` (with its reply) and the transition to `dispensing` (with its reply).
+fn journal_commits(dir: &Path, n: u32) -> anyhow::Result<Vec<u32>> {
+    let mut j = Journal::open(&dir.join("floor.sqlite3"))?;
+    // A reply the size the kiosk writes.
+    let msg = OutboxMessage {
+        topic: format!("cabinet/v1/{MACHINE}/reply"),
+        payload: format!(
+            "{{\"v\":1,\"cmd_id\":\"{x}\",\"order_id\":\"{x}\",\"log_id\":\"{x}\",\
+             \"machine_code\":\"{MACHINE}\",\"boot_id\":\"{x}\",\"state\":\"accepted\",\
+             \"evidence\":{{}},\"at\":1764000000000,\"seq\":1}}",
+            x = "0123456789abcdef0123456789abcdef"
+        ),
+    };
+    let mut out = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        let id = format!("floor-{i}");
+        let cmd = NewCommand {
+            cmd_id: id.clone(),
+            log_id: format!("log-{i}"),
+            order_id: format!("order-{i}"),
+            slot: Some(1),
+            qty: Some(1),
+            session: None,
+            state: ReplyState::Accepted,
+            reason: None,
+        };
+        let t0 = Instant::now();
+        j.insert_new_command(&cmd, Some(&msg))?;
+        j.transition(
+            &id,
+            ReplyState::Dispensing,
+            None,
+            &Evidence::default(),
+            Some(&msg),
+        )?;
+        out.push(us(t0.elapsed()));
+    }
+    Ok(out)
+}
+
+struct Dispatched {
+    first_byte: Vec<u32>,
+    terminal: Vec<u32>,
+    not_succeeded: u32,
+    warmup: u32,
+    token_len: usize,
+    elapsed: Duration,
+}
+
+/// Send `n` commands one at a time; latencies to the first motor byte and to the reply.
+fn dispatch(
+    rt: &Runtime,
+    sim: &Simulator,
+    backend: &mut BackendClient,
+    key: &SigningKey,
+    n: u32,
+    poll: Duration,
+    pause: Duration,
+) -> anyhow::Result<Dispatched> {
+    // Warm-up: until the kiosk is subscribed and has seen the board, commands are lost or
+    // refused; retry (new ids) until one succeeds.
+    let mut warmup = 0u32;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        warmup += 1;
+        let id = format!("warmup-{warmup}-{}", now_s());
+        let token = sign(key, &id, 1)?;
+        rt.block_on(backend.send_command(MACHINE, &token))?;
+        let state = rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(2), terminal_reply(backend, &id))
+                .await
+                .ok()
+                .flatten()
+        });
+        if state == Some(ReplyState::Succeeded) {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("the kiosk never completed a warm-up dispense (last: {state:?})");
+        }
+        // Retrying the warm-up; the kiosk is still connecting or checking the board.
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = sim.take_dispense_times();
+    let run = now_s();
+    let mut jitter = Jitter::new();
+    let mut first_byte = Vec::with_capacity(n as usize);
+    let mut terminal = Vec::with_capacity(n as usize);
+    let mut not_succeeded = 0u32;
+    let mut token_len = 0;
+    let started = Instant::now();
+    for i in 0..n {
+        let slot = 1 + u16::try_from(i % u32::from(SLOTS)).unwrap_or(0);
+        let id = format!("bench-{run}-{i}");
+        let token = sign(key, &id, slot)?;
+        token_len = token.len();
+        // Meet the POLL cycle at a random phase (pacing, not synchronisation).
+        std::thread::sleep(pause + jitter.below(poll));
+        let before = sim.stats().motor_actions;
+        let t0 = Instant::now();
+        rt.block_on(backend.send_command(MACHINE, &token))?;
+        if !sim.wait_until(STEP, |st| st.motor_actions > before) {
+            bail!("command {id} (slot {slot}) never reached the board");
+        }
+        let times = sim.take_dispense_times();
+        let Some((_, t1)) = times.iter().rev().find(|(s, _)| *s == slot) else {
+            bail!("the simulator recorded no dispense frame for slot {slot}");
+        };
+        first_byte.push(us(t1.saturating_duration_since(t0)));
+        let state = rt.block_on(terminal_reply(backend, &id));
+        terminal.push(us(t0.elapsed()));
+        match state {
+            Some(ReplyState::Succeeded) => {}
+            Some(_) => not_succeeded += 1,
+            None => bail!("no terminal reply for {id} within {STEP:?}"),
+        }
+    }
+    Ok(Dispatched {
+        first_byte,
+        terminal,
+        not_succeeded,
+        warmup,
+        token_len,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Run the benchmark and print its figures.
+pub fn bench_dispatch(
+    commands: u32,
+    poll_ms: u64,
+    broker_nodelay: bool,
+    pause_ms: u64,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let commands = commands.max(1);
+    let poll = Duration::from_millis(poll_ms.max(1));
+    // Same disk as the cabinet's journal would be on (not tmpfs): fsyncs are real.
+    let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let broker = Broker::start(broker_nodelay)?;
+    let link = dir.path().join("board");
+    let mut sc = SimConfig::new(Protocol::Vmc);
+    sc.link = Some(link.clone());
+    sc.slots = SLOTS;
+    sc.stock = u32::MAX;
+    sc.poll_interval = poll;
+    sc.motor_time = Duration::from_millis(1);
+    sc.record_dispense_times = true;
+    let sim = Simulator::start(sc).context("cannot start the simulator")?;
+
+    let (key, public) = protocol::generate_keypair()?;
+    let per_slot = (commands / u32::from(SLOTS) + 10).min(1000);
+    let cfg_path = write_config(dir.path(), broker.port, &public, &link, per_slot);
+    let cfg = Config::load(&cfg_path).map_err(|e| anyhow::anyhow!("bench config: {e}"))?;
+    if commands / u32::from(SLOTS) + 1 > per_slot {
+        bail!("--commands {commands} needs more stock than a slot may hold (1000 x {SLOTS})");
+    }
+    let board: Arc<dyn Board> =
+        Arc::from(cabinet_board::open_lenient(&kiosk::board_settings(&cfg))?);
+
+    // As `cabinet run` builds it.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("kiosk")
+        .build()
+        .context("cannot start the async runtime")?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (screen_tx, _screen_rx) = watch::channel(None);
+    let kiosk_task = rt.spawn(kiosk::run(cfg, Arc::clone(&board), screen_tx, stop_rx));
+
+    let url = format!("mqtt://127.0.0.1:{}", broker.port);
+    let mut backend = rt.block_on(async {
+        let mut b = BackendClient::connect(BackendOptions {
+            client_id: "bench-backend".into(),
+            username: None,
+            password: None,
+            broker: parse_broker_url(&url).map_err(|e| anyhow::anyhow!("{e}"))?,
+            ca_pem: None,
+            timeout: STEP,
+        })
+        .await?;
+        b.subscribe_cabinet(MACHINE).await?;
+        anyhow::Ok(b)
+    })?;
+
+    let pause = Duration::from_millis(pause_ms);
+    let d = dispatch(&rt, &sim, &mut backend, &key, commands, poll, pause)?;
+
+    // The floor, same run, same machine, kiosk still idling on its POLLs.
+    let mut rtt = rt.block_on(broker_round_trip(broker.port, d.token_len, commands))?;
+    let mut fsync = journal_commits(dir.path(), commands)?;
+
+    let _ = stop_tx.send(true);
+    let _ = rt.block_on(async { tokio::time::timeout(STEP, kiosk_task).await });
+    drop(backend);
+    drop(board);
+    drop(sim);
+    drop(rt);
+    drop(broker);
+
+    let mut first = d.first_byte;
+    let mut term = d.terminal;
+    let (m50, m99, mmax) = summary(&mut first);
+    let (t50, t99, tmax) = summary(&mut term);
+    let (a50, a99, amax) = summary(&mut rtt);
+    let (b50, b99, bmax) = summary(&mut fsync);
+    let wire = us(cabinet_board::wire_time(DISPENSE_FRAME_BYTES, VMC_BAUD));
+    // The POLL wait is uniform over one interval: mean/median half of it, p99 0.99 of it.
+    let d50 = us(poll / 2);
+    let d99 = us(poll.mul_f64(0.99));
+    let floor50 = a50 + b50 + d50;
+    let floor99 = a99 + b99 + d99;
+    let ratio = |m: u32, f: u32| f64::from(m) / f64::from(f.max(1));
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "bench": "dispatch_publish_to_first_motor_byte",
+                "commands": commands,
+                "poll_interval_ms": poll_ms,
+                "broker_tcp_nodelay": broker_nodelay,
+                "extra_pause_ms": pause_ms,
+                "motor_ms": 1,
+                "warmup_commands": d.warmup,
+                "not_succeeded": d.not_succeeded,
+                "token_bytes": d.token_len,
+                "first_motor_byte_us": {"p50": m50, "p99": m99, "max": mmax},
+                "terminal_reply_us": {"p50": t50, "p99": t99, "max": tmax},
+                "floor": {
+                    "broker_round_trip_us": {"p50": a50, "p99": a99, "max": amax},
+                    "journal_two_full_commits_us": {"p50": b50, "p99": b99, "max": bmax},
+                    "poll_wait_us": {"p50": d50, "p99": d99},
+                    "wire_time_dispense_frame_us": wire,
+                    "floor_us": {"p50": floor50, "p99": floor99},
+                },
+                "ratio_measured_over_floor": {"p50": ratio(m50, floor50), "p99": ratio(m99, floor99)},
+                "with_wire_time_us": {"p50": m50 + wire, "p99": m99 + wire},
+                "elapsed_s": d.elapsed.as_secs_f64(),
+            })
+        );
+    } else {
+        let ms = |v: u32| format!("{:.2} ms", f64::from(v) / 1000.0);
+        println!("Dispatch latency: backend publish (QoS 1) -> first byte of the dispense frame");
+        println!("  at the simulated board (real Mosquitto, in-process kiosk, journal FULL, pty)");
+        println!(
+            "  commands           {commands} (one at a time, slots 1..={SLOTS}; {} warm-up; {} not succeeded)",
+            d.warmup, d.not_succeeded
+        );
+        println!(
+            "  POLL interval      {poll_ms} ms, motor 1 ms, token {} bytes, broker TCP_NODELAY {}, extra pause {pause_ms} ms",
+            d.token_len, broker_nodelay
+        );
+        println!(
+            "  first motor byte   p50 {} / p99 {} / max {}",
+            ms(m50),
+            ms(m99),
+            ms(mmax)
+        );
+        println!(
+            "  terminal reply     p50 {} / p99 {} / max {}  (publish -> backend has the outcome)",
+            ms(t50),
+            ms(t99),
+            ms(tmax)
+        );
+        println!("Floor (same run):");
+        println!(
+            "  a broker round trip          p50 {} / p99 {} / max {}",
+            ms(a50),
+            ms(a99),
+            ms(amax)
+        );
+        println!(
+            "  b journal 2 FULL commits     p50 {} / p99 {} / max {}",
+            ms(b50),
+            ms(b99),
+            ms(bmax)
+        );
+        println!(
+            "  d wait for the next POLL     p50 {} / p99 {}  (uniform over {poll_ms} ms)",
+            ms(d50),
+            ms(d99)
+        );
+        println!(
+            "  floor a+b+d                  p50 {} / p99 {}",
+            ms(floor50),
+            ms(floor99)
+        );
+        println!(
+            "  c wire time, 10 B @ 57600    {}  (not on a pty: add it for a real cable)",
+            ms(wire)
+        );
+        println!(
+            "  measured / floor             p50 {:.2}x / p99 {:.2}x",
+            ratio(m50, floor50),
+            ratio(m99, floor99)
+        );
+        println!(
+            "  on a real cable (+c)         p50 {} / p99 {}",
+            ms(m50 + wire),
+            ms(m99 + wire)
+        );
+        println!("  elapsed            {:.1} s", d.elapsed.as_secs_f64());
+    }
+    Ok(ExitCode::SUCCESS)
+}
