@@ -17,6 +17,7 @@ pub mod kiosk;
 pub mod logs;
 pub mod mqtt;
 pub mod protocol;
+pub mod qr;
 pub mod reason;
 pub mod screen;
 

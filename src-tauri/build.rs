@@ -1,0 +1,10 @@
+//! Generates the Tauri context and the app's command permissions. Declaring the commands
+//! in an app manifest makes the ACL apply to them too: the window may call only what
+//! `capabilities/default.json` grants.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tauri_build::try_build(tauri_build::Attributes::new().app_manifest(
+        tauri_build::AppManifest::new().commands(&["get_snapshot", "customer_text", "qr_svg"]),
+    ))?;
+    Ok(())
+}

@@ -1,0 +1,184 @@
+//! The commands through Tauri's mock runtime: real IPC dispatch, no window, no display,
+//! no kiosk core (the test plays the core by sending snapshots on the watch channel).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use cabinet_core::screen::{Screen, Snapshot};
+use cabinet_kiosk_app::{AppState, SCREEN_EVENT, forward_screens, run_app};
+use serde_json::{Value, json};
+use tauri::test::{
+    INVOKE_KEY, MockRuntime, get_ipc_response, mock_builder, mock_context, noop_assets,
+};
+use tauri::webview::InvokeRequest;
+use tauri::{App, Listener, WebviewWindow, WebviewWindowBuilder};
+use tokio::sync::watch;
+
+type Core = watch::Sender<Option<Snapshot>>;
+
+fn app_with(
+    context: tauri::Context<MockRuntime>,
+) -> (App<MockRuntime>, WebviewWindow<MockRuntime>, Core) {
+    let (tx, rx) = watch::channel(None);
+    let app = run_app(mock_builder(), context, AppState::new("CAB-001", rx)).expect("app builds");
+    let window = WebviewWindowBuilder::new(&app, "main", Default::default())
+        .build()
+        .expect("window builds");
+    (app, window, tx)
+}
+
+fn app() -> (App<MockRuntime>, WebviewWindow<MockRuntime>, Core) {
+    app_with(mock_context(noop_assets()))
+}
+
+fn invoke(window: &WebviewWindow<MockRuntime>, cmd: &str, args: Value) -> Result<Value, Value> {
+    let request = InvokeRequest {
+        cmd: cmd.into(),
+        callback: tauri::ipc::CallbackFn(0),
+        error: tauri::ipc::CallbackFn(1),
+        url: "tauri://localhost".parse().expect("url"),
+        body: tauri::ipc::InvokeBody::Json(args),
+        headers: Default::default(),
+        invoke_key: INVOKE_KEY.to_string(),
+    };
+    get_ipc_response(window, request).map(|body| body.deserialize::<Value>().expect("json body"))
+}
+
+fn dispensing() -> Snapshot {
+    Snapshot {
+        machine_code: "CAB-001".into(),
+        screen: Screen::Dispensing {
+            slot: 12,
+            product: "Umbrella".into(),
+            log_id: "c-7f3a".into(),
+            since_ms: 1_700_000_000_000,
+        },
+        link_up: true,
+        board_up: true,
+        queued: 0,
+        qr_nonce: None,
+        version: 7,
+    }
+}
+
+#[test]
+fn customer_text_speaks_both_languages() {
+    let (_app, w, _core) = app();
+    let zh = invoke(
+        &w,
+        "customer_text",
+        json!({"reason": "slot_empty", "lang": "zh-CN"}),
+    );
+    let en = invoke(
+        &w,
+        "customer_text",
+        json!({"reason": "slot_empty", "lang": "en"}),
+    );
+    assert_eq!(zh, Ok(json!("该商品已售罄。")));
+    assert_eq!(en, Ok(json!("This item is sold out.")));
+}
+
+#[test]
+fn an_unknown_reason_is_a_code_and_message_error() {
+    let (_app, w, _core) = app();
+    let err = invoke(
+        &w,
+        "customer_text",
+        json!({"reason": "gremlins", "lang": "en"}),
+    )
+    .expect_err("unknown reason must fail");
+    assert_eq!(err["code"], "unknown_reason");
+    assert!(
+        err["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("gremlins")),
+        "{err}"
+    );
+    assert_eq!(
+        err.as_object().map(|o| o.len()),
+        Some(2),
+        "only code and message: {err}"
+    );
+}
+
+#[test]
+fn qr_svg_returns_an_svg_document() {
+    let (_app, w, _core) = app();
+    let svg = invoke(&w, "qr_svg", json!({"nonce": "n-42"})).expect("qr");
+    let svg = svg.as_str().expect("a string");
+    assert!(svg.contains("<svg"), "{svg}");
+    let expected = cabinet_core::qr::svg("cabinet:CAB-001:n-42").expect("qr");
+    assert_eq!(svg, expected, "encodes cabinet:{{machine_code}}:{{nonce}}");
+}
+
+#[test]
+fn get_snapshot_is_null_until_the_core_publishes() {
+    let (_app, w, core) = app();
+    assert_eq!(invoke(&w, "get_snapshot", json!({})), Ok(Value::Null));
+    core.send_replace(Some(dispensing()));
+    let snap = invoke(&w, "get_snapshot", json!({})).expect("snapshot");
+    assert_eq!(snap, serde_json::to_value(dispensing()).expect("json"));
+    assert_eq!(snap["screen"], "dispensing");
+    assert_eq!(snap["slot"], 12);
+}
+
+#[test]
+fn each_new_snapshot_is_emitted_as_the_screen_event() {
+    let (app, _w, core) = app();
+    let (seen_tx, seen_rx) = mpsc::channel::<String>();
+    app.listen_any(SCREEN_EVENT, move |event| {
+        let _ = seen_tx.send(event.payload().to_owned());
+    });
+    forward_screens(app.handle().clone(), core.subscribe());
+    core.send_replace(Some(dispensing()));
+    let payload = seen_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("a screen event");
+    let payload: Value = serde_json::from_str(&payload).expect("json");
+    assert_eq!(payload, serde_json::to_value(dispensing()).expect("json"));
+}
+
+/// With the real context (tauri.conf.json + capabilities/default.json + the app
+/// manifest from build.rs) the ACL applies: our commands pass, core window commands
+/// (closing the kiosk window from the page) are refused.
+#[test]
+fn the_capability_allows_our_commands_and_nothing_else() {
+    let (_app, w, _core) = app_with(tauri::generate_context!());
+    assert_eq!(invoke(&w, "get_snapshot", json!({})), Ok(Value::Null));
+    assert!(invoke(&w, "qr_svg", json!({"nonce": "n"})).is_ok());
+    assert!(
+        invoke(
+            &w,
+            "customer_text",
+            json!({"reason": "jammed", "lang": "en"})
+        )
+        .is_ok()
+    );
+    for (cmd, args) in [
+        ("plugin:window|close", json!({"label": "main"})),
+        ("plugin:webview|set_webview_zoom", json!({"value": 2.0})),
+    ] {
+        let err = invoke(&w, cmd, args).expect_err(cmd);
+        assert!(err.to_string().contains("not allowed"), "{cmd}: {err}");
+    }
+}
+
+/// The same commands from a window the capability does not name are refused: the ACL
+/// covers the app's own commands too (build.rs declares them in the app manifest).
+#[test]
+fn a_window_outside_the_capability_cannot_call_our_commands() {
+    let (_core, rx) = watch::channel(None);
+    let app = run_app(
+        mock_builder(),
+        tauri::generate_context!(),
+        AppState::new("CAB-001", rx),
+    )
+    .expect("app builds");
+    let other = WebviewWindowBuilder::new(&app, "other", Default::default())
+        .build()
+        .expect("window builds");
+    let err = invoke(&other, "get_snapshot", json!({})).expect_err("denied");
+    assert!(err.to_string().contains("not allowed"), "{err}");
+}

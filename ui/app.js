@@ -1,0 +1,284 @@
+// Cabinet Kiosk touchscreen. Renders the one Snapshot the core publishes (event "screen",
+// and `get_snapshot` once at load). No business logic: every decision is in cabinet-core;
+// this file only words and draws what it is given.
+
+const { invoke } = window.__TAURI__.core;
+const { listen } = window.__TAURI__.event;
+
+const DEFAULT_LANG = "zh-CN";
+const IDLE_LANG_RESET_MS = 60_000; // back to the default language after a minute idle
+const DISPENSE_EXPECTED_MS = 8_000; // progress bar pacing; the real end comes as a snapshot
+
+const TEXT = {
+  "zh-CN": {
+    lang_button: "English",
+    starting_title: "正在启动…",
+    idle_title: "扫码取货",
+    idle_hint: "请用手机扫描二维码",
+    accepted_title: "已收到您的订单",
+    dispensing_title: "正在出货",
+    dispensing_hint: "请稍候，不要伸手进取货口",
+    take_title: "请取走您的物品",
+    slot: "货道",
+    back_in: "返回首页：",
+    seconds: (n) => `${n} 秒`,
+    failed_title: "未能出货",
+    failed_charge: "您不会被扣费；如已付款，将自动退款。",
+    uncertain_title: "正在确认出货结果",
+    uncertain_charge: "我们正在核实；未收到的物品不会向您收费。",
+    support_code: "客服编码：",
+    oos_title: "暂停服务",
+    oos_hint: "给您带来不便，敬请谅解。",
+    oos: {
+      broker_down: "柜机暂时无法连接网络。",
+      board_down: "柜机设备暂时无响应。",
+      maintenance: "工作人员正在维护本柜机。",
+      starting: "柜机正在启动。",
+    },
+    link: (up) => (up ? "网络正常" : "网络断开"),
+    board: (up) => (up ? "设备正常" : "设备无响应"),
+  },
+  en: {
+    lang_button: "中文",
+    starting_title: "Starting…",
+    idle_title: "Scan to get your item",
+    idle_hint: "Scan the QR code with your phone",
+    accepted_title: "Order received",
+    dispensing_title: "Dispensing",
+    dispensing_hint: "Please wait; keep your hands out of the tray",
+    take_title: "Please take your item",
+    slot: "Slot",
+    back_in: "Back to start in",
+    seconds: (n) => `${n} s`,
+    failed_title: "Not dispensed",
+    failed_charge: "You will not be charged; any payment will be refunded.",
+    uncertain_title: "Checking your order",
+    uncertain_charge: "We are checking. You will not be charged for an item you did not receive.",
+    support_code: "Support code:",
+    oos_title: "Out of service",
+    oos_hint: "Sorry for the inconvenience.",
+    oos: {
+      broker_down: "The cabinet cannot reach the network right now.",
+      board_down: "The cabinet's machinery is not responding.",
+      maintenance: "Staff are servicing this cabinet.",
+      starting: "The cabinet is starting.",
+    },
+    link: (up) => (up ? "Network OK" : "Network down"),
+    board: (up) => (up ? "Machine OK" : "Machine not responding"),
+  },
+};
+
+const state = {
+  lang: DEFAULT_LANG,
+  snapshot: null,
+  qrNonce: null,
+  reasonText: "", // customer_text for the failed screen, in state.lang
+  lastTouch: Date.now(),
+};
+
+const $ = (sel, root = document) => root.querySelector(sel);
+const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
+const t = () => TEXT[state.lang];
+
+// ---- kiosk lock-down ---------------------------------------------------------------
+
+function lockDown() {
+  const block = (e) => e.preventDefault();
+  document.addEventListener("contextmenu", block);
+  document.addEventListener("selectstart", block);
+  document.addEventListener("dragstart", block);
+  // Pinch (WebKit gesture events and multi-touch moves) and ctrl/cmd + wheel zoom.
+  document.addEventListener("gesturestart", block, { passive: false });
+  document.addEventListener("gesturechange", block, { passive: false });
+  document.addEventListener(
+    "touchmove",
+    (e) => {
+      if (e.touches.length > 1) e.preventDefault();
+    },
+    { passive: false },
+  );
+  document.addEventListener(
+    "wheel",
+    (e) => {
+      if (e.ctrlKey || e.metaKey) e.preventDefault();
+    },
+    { passive: false },
+  );
+  // Zoom, reload, find, print, devtools, new window, close keys.
+  document.addEventListener("keydown", (e) => {
+    const mod = e.ctrlKey || e.metaKey;
+    const zoomKey = ["+", "-", "=", "_", "0"].includes(e.key);
+    const blockedMod = mod && (zoomKey || "rRfFpPnNwWuUsSoOgG".includes(e.key) || e.shiftKey);
+    const blockedPlain = ["F5", "F11", "F12", "F3", "F7"].includes(e.key);
+    if (blockedMod || blockedPlain || (e.altKey && e.key === "F4")) e.preventDefault();
+  });
+}
+
+// ---- language ------------------------------------------------------------------------
+
+async function setLang(lang) {
+  state.lang = lang;
+  document.documentElement.lang = lang;
+  await refreshReasonText();
+  render();
+}
+
+async function refreshReasonText() {
+  const snap = state.snapshot;
+  if (!snap || snap.screen !== "failed") {
+    state.reasonText = "";
+    return;
+  }
+  try {
+    state.reasonText = await invoke("customer_text", { reason: snap.reason, lang: state.lang });
+  } catch (err) {
+    // {code, message}: show nothing rather than a technical message to a customer.
+    console.warn("customer_text", err && err.code, err && err.message);
+    state.reasonText = "";
+  }
+}
+
+// ---- QR --------------------------------------------------------------------------------
+
+async function refreshQr() {
+  const snap = state.snapshot;
+  const img = $("#qr");
+  const nonce = snap && snap.screen === "idle" ? snap.qr_nonce : null;
+  if (nonce === state.qrNonce) return;
+  state.qrNonce = nonce;
+  if (!nonce) {
+    img.removeAttribute("src");
+    return;
+  }
+  try {
+    const svg = await invoke("qr_svg", { nonce });
+    if (state.qrNonce === nonce) {
+      img.src = "data:image/svg+xml;charset=utf-8," + encodeURIComponent(svg);
+    }
+  } catch (err) {
+    console.warn("qr_svg", err && err.code, err && err.message);
+    img.removeAttribute("src");
+  }
+}
+
+// ---- snapshots -------------------------------------------------------------------------
+
+async function onSnapshot(snap) {
+  const prev = state.snapshot;
+  if (prev && snap && snap.version === prev.version && snap.screen === prev.screen) return;
+  state.snapshot = snap;
+  // Back to the default language when a customer's session ends.
+  if (snap && snap.screen === "idle" && prev && prev.screen !== "idle") {
+    state.lang = DEFAULT_LANG;
+    document.documentElement.lang = DEFAULT_LANG;
+  }
+  await Promise.all([refreshReasonText(), refreshQr()]);
+  render();
+}
+
+function secondsLeft(untilMs) {
+  return Math.max(0, Math.ceil((untilMs - Date.now()) / 1000));
+}
+
+function fill(section, fields) {
+  for (const el of $$("[data-f]", section)) {
+    const v = fields[el.dataset.f];
+    el.textContent = v === undefined || v === null ? "" : String(v);
+  }
+}
+
+function render() {
+  const tx = t();
+  const snap = state.snapshot;
+  const screen = snap ? snap.screen : "starting";
+
+  for (const el of $$("[data-t]")) {
+    const v = tx[el.dataset.t];
+    if (typeof v === "string") el.textContent = v;
+  }
+  $("#lang").textContent = tx.lang_button;
+  $("#cabinet").textContent = snap ? snap.machine_code : "";
+
+  for (const section of $$(".screen")) {
+    section.classList.toggle("active", section.dataset.screen === screen);
+  }
+  const section = $(`#screen-${screen}`);
+  if (!section || !snap) return;
+
+  switch (screen) {
+    case "accepted":
+      fill(section, { product: snap.product, slot: snap.slot });
+      break;
+    case "dispensing": {
+      fill(section, { product: snap.product, slot: snap.slot });
+      // The board gives no percentage: ease towards 95 % over the expected time.
+      const elapsed = Math.max(0, Date.now() - snap.since_ms);
+      const pct = 95 * (1 - Math.exp(-elapsed / DISPENSE_EXPECTED_MS));
+      $("#progress-fill").style.width = `${pct.toFixed(1)}%`;
+      $(".progress", section).setAttribute("aria-valuenow", pct.toFixed(0));
+      break;
+    }
+    case "take_item":
+      fill(section, {
+        product: snap.product,
+        slot: snap.slot,
+        countdown: tx.seconds(secondsLeft(snap.until_ms)),
+      });
+      break;
+    case "failed":
+      $("#failed-title").textContent = snap.uncertain ? tx.uncertain_title : tx.failed_title;
+      $("#failed-charge").textContent = snap.uncertain ? tx.uncertain_charge : tx.failed_charge;
+      fill(section, {
+        reason_text: state.reasonText,
+        support_code: snap.support_code,
+        countdown: tx.seconds(secondsLeft(snap.until_ms)),
+      });
+      break;
+    case "out_of_service":
+      fill(section, { oos_reason: tx.oos[snap.reason] || "" });
+      break;
+    default:
+      break;
+  }
+
+  const link = $("#status-link");
+  const board = $("#status-board");
+  link.textContent = tx.link(snap.link_up);
+  link.classList.toggle("down", !snap.link_up);
+  board.textContent = tx.board(snap.board_up);
+  board.classList.toggle("down", !snap.board_up);
+}
+
+// ---- start -------------------------------------------------------------------------------
+
+async function main() {
+  lockDown();
+  document.addEventListener("pointerdown", () => {
+    state.lastTouch = Date.now();
+  });
+  $("#lang").addEventListener("click", () => {
+    setLang(state.lang === "zh-CN" ? "en" : "zh-CN");
+  });
+  render();
+
+  await listen("screen", (event) => onSnapshot(event.payload));
+  try {
+    const snap = await invoke("get_snapshot");
+    if (snap && !state.snapshot) await onSnapshot(snap);
+  } catch (err) {
+    console.warn("get_snapshot", err && err.code, err && err.message);
+  }
+
+  // Countdowns and progress tick locally; the language falls back when left idle.
+  setInterval(() => {
+    const snap = state.snapshot;
+    const idle = !snap || snap.screen === "idle" || snap.screen === "out_of_service";
+    if (idle && state.lang !== DEFAULT_LANG && Date.now() - state.lastTouch > IDLE_LANG_RESET_MS) {
+      setLang(DEFAULT_LANG);
+      return;
+    }
+    render();
+  }, 250);
+}
+
+main();
