@@ -41,16 +41,8 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         Err(e) => return Err(e).context("cannot load the config"),
     };
     let _logs = logs::init(&cfg.logs, !a.quiet).context("cannot start logging")?;
-    let board: Arc<dyn Board> = Arc::from(
-        cabinet_board::open_lenient(&kiosk::board_settings(&cfg))
-            .context("invalid board settings")?,
-    );
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .thread_name("kiosk")
-        .build()
-        .context("cannot start the async runtime")?;
+    let board = open_board(&cfg)?;
+    let rt = kiosk_runtime()?;
     let (stop_tx, stop_rx) = watch::channel(false);
     ctrlc::set_handler(move || {
         let _ = stop_tx.send(true);
@@ -60,4 +52,21 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     rt.block_on(kiosk::run(cfg, board, screen_tx, stop_rx))
         .context("the kiosk stopped with an error")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The board as the kiosk opens it: lenient, so a missing adapter means "out of service".
+pub fn open_board(cfg: &Config) -> anyhow::Result<Arc<dyn Board>> {
+    let board = cabinet_board::open_lenient(&kiosk::board_settings(cfg))
+        .context("invalid board settings")?;
+    Ok(Arc::from(board))
+}
+
+/// The runtime the kiosk runs on (two workers: the target boards are small).
+pub fn kiosk_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("kiosk")
+        .build()
+        .context("cannot start the async runtime")
 }

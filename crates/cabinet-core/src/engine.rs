@@ -65,6 +65,13 @@ pub struct Job {
     pub expires_at: i64,
 }
 
+impl Job {
+    /// (`cmd_id`, `order_id`, `log_id`): what every reply about this job carries.
+    fn ids(&self) -> (&str, &str, &str) {
+        (&self.cmd_id, &self.order_id, &self.log_id)
+    }
+}
+
 /// An input to the engine.
 // Events are built and consumed one at a time, never stored in bulk: size does not matter.
 #[allow(clippy::large_enum_variant)]
@@ -573,11 +580,6 @@ impl Engine {
             let Some(job) = self.queue.pop_front() else {
                 return;
             };
-            let ids = (
-                job.cmd_id.as_str(),
-                job.order_id.as_str(),
-                job.log_id.as_str(),
-            );
             // Queued commands are re-checked for expiry when their turn comes.
             let expired = i128::from(job.expires_at) * 1000 < i128::from(now);
             let fail = if expired {
@@ -590,9 +592,8 @@ impl Engine {
                     .and_then(SlotInventory::unavailable_reason)
             };
             if let Some(reason) = fail {
-                let (c, o, l) = (ids.0.to_owned(), ids.1.to_owned(), ids.2.to_owned());
                 self.transition(
-                    (&c, &o, &l),
+                    job.ids(),
                     ReplyState::Failed,
                     Some(reason),
                     Evidence::default(),
@@ -600,12 +601,11 @@ impl Engine {
                     out,
                 );
                 out.push(Action::Publish);
-                self.show_failed(reason, false, &l, now);
+                self.show_failed(reason, false, &job.log_id, now);
                 continue;
             }
-            let (c, o, l) = (ids.0.to_owned(), ids.1.to_owned(), ids.2.to_owned());
             self.transition(
-                (&c, &o, &l),
+                job.ids(),
                 ReplyState::Dispensing,
                 None,
                 Evidence::default(),
@@ -628,13 +628,7 @@ impl Engine {
             return;
         };
         let (state, reason, evidence, change) = judge(&outcome, job.slot);
-        let ids = (
-            job.cmd_id.as_str(),
-            job.order_id.as_str(),
-            job.log_id.as_str(),
-        );
-        let (c, o, l) = (ids.0.to_owned(), ids.1.to_owned(), ids.2.to_owned());
-        self.transition((&c, &o, &l), state, reason, evidence, now, out);
+        self.transition(job.ids(), state, reason, evidence, now, out);
         out.push(Action::Publish);
         for ch in change {
             match ch {
@@ -758,12 +752,12 @@ impl Engine {
             .then(|| self.sessions.back().map(|(n, _)| n.clone()))
             .flatten();
         let snap = Snapshot { qr_nonce, ..snap };
+        // Unchanged unless something but the version counter differs.
         let same = self.last_screen.as_ref().is_some_and(|l| {
-            l.screen == snap.screen
-                && l.link_up == snap.link_up
-                && l.board_up == snap.board_up
-                && l.queued == snap.queued
-                && l.qr_nonce == snap.qr_nonce
+            *l == Snapshot {
+                version: l.version,
+                ..snap.clone()
+            }
         });
         if !same {
             self.version += 1;

@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
+use cabinet_board::Protocol;
 use cabinet_board::sim::{SimConfig, Simulator};
-use cabinet_board::{Board, Protocol};
 use cabinet_core::config::{Config, parse_broker_url};
 use cabinet_core::journal::{Journal, NewCommand, OutboxMessage};
 use cabinet_core::kiosk;
@@ -453,16 +453,9 @@ pub fn bench_dispatch(
     if commands / u32::from(SLOTS) + 1 > per_slot {
         bail!("--commands {commands} needs more stock than a slot may hold (1000 x {SLOTS})");
     }
-    let board: Arc<dyn Board> =
-        Arc::from(cabinet_board::open_lenient(&kiosk::board_settings(&cfg))?);
-
-    // As `cabinet run` builds it.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .thread_name("kiosk")
-        .build()
-        .context("cannot start the async runtime")?;
+    // Board and runtime exactly as `cabinet run` builds them.
+    let board = crate::run::open_board(&cfg)?;
+    let rt = crate::run::kiosk_runtime()?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let (screen_tx, _screen_rx) = watch::channel(None);
     let kiosk_task = rt.spawn(kiosk::run(cfg, Arc::clone(&board), screen_tx, stop_rx));
