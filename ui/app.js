@@ -15,6 +15,11 @@ const TEXT = {
     starting_title: "正在启动…",
     idle_title: "扫码取货",
     idle_hint: "请用手机扫描二维码",
+    items_title: "本柜商品",
+    item_left: (n) => `剩余 ${n} 件`,
+    item_out: "已售罄",
+    demo_scan: "演示：模拟扫码",
+    demo_count: (n) => `模拟板电机动作：${n} 次`,
     accepted_title: "已收到您的订单",
     dispensing_title: "正在出货",
     dispensing_hint: "请稍候，不要伸手进取货口",
@@ -43,6 +48,11 @@ const TEXT = {
     starting_title: "Starting…",
     idle_title: "Scan to get your item",
     idle_hint: "Scan the QR code with your phone",
+    items_title: "In this cabinet",
+    item_left: (n) => `${n} left`,
+    item_out: "Sold out",
+    demo_scan: "Demo: simulate a scan",
+    demo_count: (n) => `Simulated board motor runs: ${n}`,
     accepted_title: "Order received",
     dispensing_title: "Dispensing",
     dispensing_hint: "Please wait; keep your hands out of the tray",
@@ -74,6 +84,9 @@ const state = {
   qrNonce: null,
   reasonText: "", // customer_text for the failed screen, in state.lang
   lastTouch: Date.now(),
+  demo: false, // the core runs in demo mode: show the "simulate scan" control
+  itemsKey: "", // what the slot list was last drawn from
+  motorCount: null, // demo: the simulated board's motor runs
 };
 
 const $ = (sel, root = document) => root.querySelector(sel);
@@ -197,7 +210,18 @@ function render() {
     if (typeof v === "string") el.textContent = v;
   }
   $("#lang").textContent = tx.lang_button;
-  $("#cabinet").textContent = snap ? snap.machine_code : "";
+  $("#cabinet").textContent = snap ? snap.cabinet_name || snap.machine_code : "";
+  $("#machine-code").textContent = snap && snap.cabinet_name ? snap.machine_code : "";
+  // Tests and styles read the current screen from <body data-screen>.
+  document.body.dataset.screen = screen;
+  if (snap && screen === "out_of_service") document.body.dataset.oos = snap.reason;
+  else delete document.body.dataset.oos;
+  const demo = $("#demo-scan");
+  demo.hidden = !state.demo || screen !== "idle";
+  demo.textContent = tx.demo_scan;
+  const count = $("#demo-count");
+  count.hidden = !state.demo || state.motorCount === null;
+  count.textContent = state.motorCount === null ? "" : tx.demo_count(state.motorCount);
 
   for (const section of $$(".screen")) {
     section.classList.toggle("active", section.dataset.screen === screen);
@@ -206,6 +230,9 @@ function render() {
   if (!section || !snap) return;
 
   switch (screen) {
+    case "idle":
+      renderItems(snap.items || [], tx);
+      break;
     case "accepted":
       fill(section, { product: snap.product, slot: snap.slot });
       break;
@@ -249,6 +276,53 @@ function render() {
   board.classList.toggle("down", !snap.board_up);
 }
 
+function renderItems(items, tx) {
+  const key = state.lang + JSON.stringify(items);
+  if (key === state.itemsKey) return;
+  state.itemsKey = key;
+  const list = $("#items");
+  list.replaceChildren(
+    ...items.map((it) => {
+      const li = document.createElement("li");
+      li.dataset.slot = String(it.slot);
+      li.classList.toggle("unavailable", !it.available);
+      const slot = document.createElement("span");
+      slot.className = "item-slot";
+      slot.textContent = `${tx.slot} ${it.slot}`;
+      const name = document.createElement("span");
+      name.className = "item-name";
+      name.textContent = it.product;
+      const count = document.createElement("span");
+      count.className = "item-count";
+      count.textContent = it.available ? tx.item_left(it.count) : tx.item_out;
+      li.append(slot, name, count);
+      return li;
+    }),
+  );
+}
+
+// ---- demo --------------------------------------------------------------------------------
+
+async function demoScan() {
+  const button = $("#demo-scan");
+  button.disabled = true;
+  try {
+    await invoke("demo_scan");
+  } catch (err) {
+    console.warn("demo_scan", err && err.code, err && err.message);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function refreshMotorCount() {
+  try {
+    state.motorCount = await invoke("demo_motor_count");
+  } catch (err) {
+    console.warn("demo_motor_count", err && err.code, err && err.message);
+  }
+}
+
 // ---- start -------------------------------------------------------------------------------
 
 async function main() {
@@ -259,15 +333,31 @@ async function main() {
   $("#lang").addEventListener("click", () => {
     setLang(state.lang === "zh-CN" ? "en" : "zh-CN");
   });
+  $("#demo-scan").addEventListener("click", demoScan);
   render();
 
   await listen("screen", (event) => onSnapshot(event.payload));
+  try {
+    state.demo = Boolean(await invoke("demo_available"));
+  } catch (err) {
+    console.warn("demo_available", err && err.code, err && err.message);
+  }
+  if (state.demo) {
+    await refreshMotorCount();
+    setInterval(refreshMotorCount, 500);
+  }
   try {
     const snap = await invoke("get_snapshot");
     if (snap && !state.snapshot) await onSnapshot(snap);
   } catch (err) {
     console.warn("get_snapshot", err && err.code, err && err.message);
   }
+  render();
+  // Two frames after the first render: tell the shell the page is on screen (it logs
+  // the time since start; the footprint benchmark reads it).
+  requestAnimationFrame(() =>
+    requestAnimationFrame(() => invoke("ui_ready").catch(() => {})),
+  );
 
   // Countdowns and progress tick locally; the language falls back when left idle.
   setInterval(() => {

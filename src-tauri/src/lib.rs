@@ -6,8 +6,12 @@
 //! [`run_app`] takes the builder and context so tests can pass
 //! `tauri::test::mock_builder()` and run headless.
 
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
 use cabinet_core::screen::Snapshot;
 use cabinet_core::{Lang, Reason, qr};
+use cabinet_demo::{Demo, DemoBackend};
 use serde::Serialize;
 use tauri::{AppHandle, Emitter, Runtime, State};
 use tokio::sync::watch;
@@ -20,6 +24,11 @@ pub const SCREEN_EVENT: &str = "screen";
 pub struct AppState {
     machine_code: String,
     screen: watch::Receiver<Option<Snapshot>>,
+    started: Instant,
+    painted: OnceLock<u128>,
+    /// Demo mode only: the demo environment, and the backend that plays a customer's
+    /// scan (set once it has connected).
+    demo: Option<(Arc<Demo>, Arc<OnceLock<DemoBackend>>)>,
 }
 
 impl AppState {
@@ -28,7 +37,23 @@ impl AppState {
         AppState {
             machine_code: machine_code.into(),
             screen,
+            started: Instant::now(),
+            painted: OnceLock::new(),
+            demo: None,
         }
+    }
+
+    /// Demo mode: enables the "simulate scan" control. `backend` is filled in once the
+    /// demo backend has connected to the embedded broker.
+    pub fn with_demo(mut self, demo: Arc<Demo>, backend: Arc<OnceLock<DemoBackend>>) -> Self {
+        self.demo = Some((demo, backend));
+        self
+    }
+
+    /// Counts the time to first paint from now (call at process start).
+    pub fn started_at(mut self, started: Instant) -> Self {
+        self.started = started;
+        self
     }
 }
 
@@ -71,6 +96,68 @@ fn qr_svg(nonce: String, state: State<'_, AppState>) -> Result<String, UiError> 
     qr::svg(&qr::payload(&state.machine_code, &nonce)).map_err(|e| UiError::new("qr_failed", e))
 }
 
+/// The page is on screen (called once, two animation frames after its first render).
+/// Logs the time since start; with `CABINET_PRINT_FIRST_PAINT` set it also prints
+/// `first-paint-ms <n>` on stdout, which the footprint benchmark reads.
+#[tauri::command]
+fn ui_ready(state: State<'_, AppState>) {
+    let ms = state.started.elapsed().as_millis();
+    if state.painted.set(ms).is_ok() {
+        tracing::info!(first_paint_ms = ms, "the customer screen is up");
+        if std::env::var_os("CABINET_PRINT_FIRST_PAINT").is_some() {
+            println!("first-paint-ms {ms}");
+        }
+    }
+}
+
+/// Whether this is the demo (the page then shows the "simulate scan" control).
+#[tauri::command]
+fn demo_available(state: State<'_, AppState>) -> bool {
+    state.demo.is_some()
+}
+
+/// Demo only: how many times the simulated board has run a motor (the viewer watches it
+/// go up by one per dispense).
+#[tauri::command]
+fn demo_motor_count(state: State<'_, AppState>) -> Result<u64, UiError> {
+    let Some((demo, _)) = &state.demo else {
+        return Err(UiError::new(
+            "not_demo",
+            "this cabinet is not running the demo",
+        ));
+    };
+    Ok(demo.simulator().stats().motor_actions)
+}
+
+/// Demo only: plays a customer scanning the QR code now on screen. Returns the support
+/// code of the command the demo backend sent.
+#[tauri::command]
+async fn demo_scan(state: State<'_, AppState>) -> Result<String, UiError> {
+    let Some((_, backend)) = &state.demo else {
+        return Err(UiError::new(
+            "not_demo",
+            "this cabinet is not running the demo",
+        ));
+    };
+    let Some(backend) = backend.get() else {
+        return Err(UiError::new(
+            "demo_not_ready",
+            "the demo backend is still connecting",
+        ));
+    };
+    let Some(snapshot) = state.screen.borrow().clone() else {
+        return Err(UiError::new(
+            "no_screen",
+            "the kiosk has not drawn a screen yet",
+        ));
+    };
+    let scan = backend
+        .scan(&snapshot)
+        .await
+        .map_err(|e| UiError::new("scan_failed", format!("{e:#}")))?;
+    Ok(scan.log_id)
+}
+
 /// Builds the app: state, commands, nothing else. The caller runs it (or, in tests,
 /// creates a webview and invokes commands through the mock runtime).
 pub fn run_app<R: Runtime>(
@@ -80,10 +167,21 @@ pub fn run_app<R: Runtime>(
 ) -> tauri::Result<tauri::App<R>> {
     builder
         .manage(state)
+        // Alt+F4 or a window manager's close button: the customer cannot close the
+        // kiosk. Exiting is for technicians (signal from systemd or a shell).
+        .on_window_event(|_window, event| {
+            if let tauri::WindowEvent::CloseRequested { api, .. } = event {
+                api.prevent_close();
+            }
+        })
         .invoke_handler(tauri::generate_handler![
             get_snapshot,
             customer_text,
-            qr_svg
+            qr_svg,
+            ui_ready,
+            demo_available,
+            demo_motor_count,
+            demo_scan
         ])
         .build(context)
 }

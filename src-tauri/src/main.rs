@@ -1,21 +1,31 @@
 //! `cabinet-kiosk --config FILE` (or `CABINET_CONFIG=FILE`): the kiosk with its window.
+//! `cabinet-kiosk --demo [--demo-dir DIR]`: the zero-setup demo (embedded broker,
+//! simulated board, demo key, a "simulate scan" button).
 //! The same core as the headless `cabinet run`; the window only shows what it publishes.
 
+use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use cabinet_board::Board;
-use cabinet_core::config::{Config, ConfigError};
+use cabinet_core::config::{Config, ConfigError, default_webkit_env};
+use cabinet_core::instance::{InstanceError, InstanceLock};
 use cabinet_core::{kiosk, logs};
+use cabinet_demo::{Demo, DemoOptions};
 use cabinet_kiosk_app::{AppState, forward_screens, run_app};
 use tauri::RunEvent;
 use tokio::sync::watch;
 
+const USAGE: &str = "usage: cabinet-kiosk --config FILE   (or set CABINET_CONFIG=FILE)\n       \
+                     cabinet-kiosk --demo [--demo-dir DIR]";
+
 fn main() -> ExitCode {
-    match run() {
+    let started = Instant::now();
+    match run(started) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("cabinet-kiosk: {e:#}");
@@ -24,27 +34,62 @@ fn main() -> ExitCode {
     }
 }
 
-/// `--config PATH`, `--config=PATH`, or the `CABINET_CONFIG` environment variable.
-fn config_path() -> Option<PathBuf> {
+#[derive(Debug)]
+enum Mode {
+    Site(PathBuf),
+    Demo { dir: Option<PathBuf> },
+}
+
+/// `--config PATH` / `--config=PATH` / `CABINET_CONFIG`, or `--demo [--demo-dir DIR]`.
+/// Unknown arguments are ignored: WebKitWebDriver adds its own when it starts the app.
+fn mode() -> Option<Mode> {
+    let mut config = None;
+    let mut demo = false;
+    let mut demo_dir = None;
     let mut args = std::env::args_os().skip(1);
     while let Some(arg) = args.next() {
         if arg == "--config" {
-            return args.next().map(PathBuf::from);
-        }
-        if let Some(path) = arg.to_str().and_then(|a| a.strip_prefix("--config=")) {
-            return Some(PathBuf::from(path));
+            config = args.next().map(PathBuf::from);
+        } else if let Some(path) = arg.to_str().and_then(|a| a.strip_prefix("--config=")) {
+            config = Some(PathBuf::from(path));
+        } else if arg == "--demo" {
+            demo = true;
+        } else if arg == "--demo-dir" {
+            demo_dir = args.next().map(PathBuf::from);
         }
     }
-    std::env::var_os("CABINET_CONFIG").map(PathBuf::from)
+    if demo {
+        return Some(Mode::Demo { dir: demo_dir });
+    }
+    config
+        .or_else(|| std::env::var_os("CABINET_CONFIG").map(PathBuf::from))
+        .map(Mode::Site)
 }
 
-fn run() -> anyhow::Result<ExitCode> {
-    let Some(path) = config_path() else {
-        eprintln!("usage: cabinet-kiosk --config FILE   (or set CABINET_CONFIG=FILE)");
-        return Ok(ExitCode::from(2));
-    };
-    let cfg = match Config::load(&path) {
-        Ok(c) => c,
+/// Sets `kiosk.webkit_env` fallbacks that are not already set, by re-executing this
+/// program with them (WebKitGTK reads them at start; changing our own environment
+/// in-process would need `unsafe`). Returns only when nothing had to be set.
+fn apply_webkit_env(wanted: &BTreeMap<String, String>) -> anyhow::Result<()> {
+    let missing: Vec<(&String, &String)> = wanted
+        .iter()
+        .filter(|(name, value)| !value.is_empty() && std::env::var_os(name).is_none())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let exe = std::env::current_exe().context("cannot find my own executable")?;
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let err = std::os::unix::process::CommandExt::exec(
+        std::process::Command::new(&exe)
+            .args(args)
+            .envs(missing.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+    );
+    Err(err).with_context(|| format!("cannot restart {} with the WebKit settings", exe.display()))
+}
+
+fn load(path: &std::path::Path) -> anyhow::Result<Result<Config, ExitCode>> {
+    match Config::load(path) {
+        Ok(c) => Ok(Ok(c)),
         Err(ConfigError::Invalid(problems)) => {
             eprintln!(
                 "{}: {} problem(s); fix them and start again:",
@@ -54,9 +99,54 @@ fn run() -> anyhow::Result<ExitCode> {
             for p in problems {
                 eprintln!("  {p}");
             }
-            return Ok(ExitCode::from(2));
+            Ok(Err(ExitCode::from(2)))
         }
-        Err(e) => return Err(e).context("cannot load the config"),
+        Err(e) => Err(e).context("cannot load the config"),
+    }
+}
+
+fn run(started: Instant) -> anyhow::Result<ExitCode> {
+    if std::env::args_os().any(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(mode) = mode() else {
+        eprintln!("{USAGE}");
+        return Ok(ExitCode::from(2));
+    };
+    let (cfg, demo) = match mode {
+        Mode::Site(path) => {
+            let cfg = match load(&path)? {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            apply_webkit_env(&cfg.kiosk.webkit_env)?;
+            (cfg, None)
+        }
+        Mode::Demo { dir } => {
+            apply_webkit_env(&default_webkit_env())?;
+            let demo = Demo::start(DemoOptions {
+                dir,
+                ..DemoOptions::default()
+            })?;
+            eprintln!(
+                "cabinet-kiosk: demo cabinet {} · broker mqtt://{} · board {} · logs {}",
+                demo.config().machine_code,
+                demo.broker(),
+                demo.config().board.port.display(),
+                demo.config().logs.dir.display()
+            );
+            (demo.config().clone(), Some(Arc::new(demo)))
+        }
+    };
+    // Single instance: one kiosk per cabinet, checked before any window opens.
+    let lock = match InstanceLock::for_config(&cfg) {
+        Ok(l) => l,
+        Err(e @ InstanceError::AlreadyRunning { .. }) => {
+            eprintln!("cabinet-kiosk: {e}");
+            return Ok(ExitCode::from(3));
+        }
+        Err(e) => return Err(e.into()),
     };
     let _logs = logs::init(&cfg.logs, true).context("cannot start logging")?;
     let board: Arc<dyn Board> = Arc::from(
@@ -66,22 +156,44 @@ fn run() -> anyhow::Result<ExitCode> {
 
     let (screen_tx, screen_rx) = watch::channel(None);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let state = AppState::new(cfg.machine_code.clone(), screen_rx.clone());
+    let mut state = AppState::new(cfg.machine_code.clone(), screen_rx.clone()).started_at(started);
+    let demo_backend = Arc::new(OnceLock::new());
+    if let Some(demo) = &demo {
+        state = state.with_demo(Arc::clone(demo), Arc::clone(&demo_backend));
+    }
     let app = run_app(tauri::Builder::default(), tauri::generate_context!(), state)
         .context("cannot build the window")?;
     forward_screens(app.handle().clone(), screen_rx);
+
+    // The window cannot be closed by a customer; SIGTERM/SIGINT (systemd, a technician's
+    // shell) end the app cleanly: the core finishes its step and closes the journal.
+    let on_signal = app.handle().clone();
+    ctrlc::set_handler(move || on_signal.exit(0)).context("cannot install the signal handler")?;
 
     // The core runs on Tauri's async runtime, independent of the page: a dead or
     // reloading webview never stops dispensing or replies.
     let handle = app.handle().clone();
     let core = tauri::async_runtime::spawn(async move {
-        let result = kiosk::run(cfg, board, screen_tx, stop_rx).await;
+        let result = kiosk::run(cfg, lock, board, screen_tx, stop_rx).await;
         if let Err(e) = &result {
             tracing::error!(error = %e, "the kiosk core stopped");
             handle.exit(1);
         }
         result
     });
+    if let Some(demo) = &demo {
+        let demo = Arc::clone(demo);
+        let demo_backend = Arc::clone(&demo_backend);
+        tauri::async_runtime::spawn(async move {
+            match tokio::time::timeout(Duration::from_secs(10), demo.backend()).await {
+                Ok(Ok(b)) => {
+                    let _ = demo_backend.set(b);
+                }
+                Ok(Err(e)) => tracing::error!(error = %format!("{e:#}"), "demo backend"),
+                Err(_) => tracing::error!("demo backend: no connection within 10 s"),
+            }
+        });
+    }
 
     let code = app.run_return(move |_app, event| {
         if let RunEvent::Exit = event {
@@ -92,6 +204,7 @@ fn run() -> anyhow::Result<ExitCode> {
     let finished = tauri::async_runtime::block_on(async {
         tokio::time::timeout(Duration::from_secs(10), core).await
     });
+    drop(demo);
     match finished {
         Ok(Ok(Ok(()))) if code == 0 => Ok(ExitCode::SUCCESS),
         Ok(Ok(Ok(()))) => Ok(ExitCode::FAILURE),

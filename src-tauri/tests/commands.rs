@@ -6,7 +6,7 @@
 use std::sync::mpsc;
 use std::time::Duration;
 
-use cabinet_core::screen::{Screen, Snapshot};
+use cabinet_core::screen::{Item, Screen, Snapshot};
 use cabinet_kiosk_app::{AppState, SCREEN_EVENT, forward_screens, run_app};
 use serde_json::{Value, json};
 use tauri::test::{
@@ -49,6 +49,13 @@ fn invoke(window: &WebviewWindow<MockRuntime>, cmd: &str, args: Value) -> Result
 fn dispensing() -> Snapshot {
     Snapshot {
         machine_code: "CAB-001".into(),
+        cabinet_name: "Lobby".into(),
+        items: vec![Item {
+            slot: 12,
+            product: "Umbrella".into(),
+            count: 3,
+            available: true,
+        }],
         screen: Screen::Dispensing {
             slot: 12,
             product: "Umbrella".into(),

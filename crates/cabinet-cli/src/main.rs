@@ -9,6 +9,7 @@ mod admin;
 mod backend_cmd;
 mod bench;
 mod board_cmd;
+mod demo_cmd;
 mod run;
 
 use clap::{Parser, Subcommand};
@@ -25,6 +26,9 @@ struct Cli {
 enum Command {
     /// The headless kiosk: subscribe, verify, dispense, reply, until SIGINT/SIGTERM.
     Run(run::RunArgs),
+    /// The zero-setup demo, headless: embedded broker, simulated board, demo key; the
+    /// screen is printed as text and Enter plays a customer's scan.
+    Demo(demo_cmd::DemoArgs),
     /// Simulate a board on a new pseudo-terminal; prints its path first, then serves until
     /// stopped. Type `help` on stdin for live fault injection.
     SimBoard(board_cmd::SimArgs),
@@ -46,8 +50,8 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    // `run` logs to files as configured; every other command logs warnings to stderr.
-    if !matches!(cli.command, Command::Run(_)) {
+    // `run` and `demo` log to files as configured; every other command logs warnings to stderr.
+    if !matches!(cli.command, Command::Run(_) | Command::Demo(_)) {
         tracing_subscriber::fmt()
             .with_env_filter(
                 tracing_subscriber::EnvFilter::try_from_default_env()
@@ -58,6 +62,7 @@ fn main() -> std::process::ExitCode {
     }
     let result = match cli.command {
         Command::Run(a) => run::run(a),
+        Command::Demo(a) => demo_cmd::demo(a),
         Command::SimBoard(a) => board_cmd::sim_board(a),
         Command::Board(a) => board_cmd::board(a),
         Command::Bench(a) => bench::run(a),

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use cabinet_board::Board;
 use cabinet_core::config::{Config, ConfigError};
+use cabinet_core::instance::InstanceLock;
 use cabinet_core::{kiosk, logs};
 use clap::Args;
 use tokio::sync::watch;
@@ -40,6 +41,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         }
         Err(e) => return Err(e).context("cannot load the config"),
     };
+    let lock = InstanceLock::for_config(&cfg)?;
     let _logs = logs::init(&cfg.logs, !a.quiet).context("cannot start logging")?;
     let board = open_board(&cfg)?;
     let rt = kiosk_runtime()?;
@@ -49,7 +51,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     })
     .context("cannot install the signal handler")?;
     let (screen_tx, _screen_rx) = watch::channel(None);
-    rt.block_on(kiosk::run(cfg, board, screen_tx, stop_rx))
+    rt.block_on(kiosk::run(cfg, lock, board, screen_tx, stop_rx))
         .context("the kiosk stopped with an error")?;
     Ok(ExitCode::SUCCESS)
 }

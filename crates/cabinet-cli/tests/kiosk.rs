@@ -959,3 +959,28 @@ async fn commands_are_served_whatever_the_screen_shows_and_with_no_ui_at_all() {
     );
     assert_eq!(rig.stats().motor_actions, 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_kiosk_on_the_same_cabinet_refuses_to_start_and_the_first_keeps_serving() {
+    let _s = serial().await;
+    let (mut rig, mut backend, _) = rig_online(30).await;
+    let second = Command::new(BIN)
+        .args(["run", "--quiet", "--config"])
+        .arg(&rig.config)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&second.stderr);
+    let pid = rig.kiosk.as_ref().unwrap().id().to_string();
+    assert!(
+        err.contains("already running") && err.contains(&pid),
+        "stderr: {err}"
+    );
+    // The first one still owns the cabinet.
+    let c = rig.claims("C001", 1);
+    backend.send(&rig.sign(&c)).await;
+    let replies = backend.replies_until_terminal(&c.jti).await;
+    assert_eq!(states(&replies), ["accepted", "dispensing", "succeeded"]);
+    assert_eq!(rig.stats().motor_actions, 1);
+}

@@ -166,6 +166,18 @@ pub struct KioskConfig {
     /// How often the board's health is checked (a lock board is queried this often when
     /// idle; a VMC board proves itself with its POLLs).
     pub board_check_secs: u64,
+    /// The window app only: WebKitGTK rendering fallbacks, set in the app's environment
+    /// *only when the variable is not already set* (so an operator can always override
+    /// them per cabinet). An empty value means "leave unset". The default turns off the
+    /// DMA-BUF renderer, which shows a blank window on many kiosk GPUs and in VMs.
+    pub webkit_env: BTreeMap<String, String>,
+}
+
+/// Whether `s` is a usable environment variable name.
+fn is_env_name(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 /// `[mqtt]`.
@@ -419,6 +431,22 @@ pub fn parse_broker_url(url: &str) -> Result<BrokerUrl, String> {
 
 /// Merges `over` into `base`, table by table: nested tables merge recursively, every
 /// other value (including arrays such as `[[slots]]`) is replaced whole.
+/// `kiosk.webkit_env` as the embedded defaults set it (for the demo, which has no site
+/// file when the window app starts).
+pub fn default_webkit_env() -> BTreeMap<String, String> {
+    let table = parse_table(DEFAULTS_TOML, "embedded defaults").unwrap_or_default();
+    table
+        .get("kiosk")
+        .and_then(|k| k.get("webkit_env"))
+        .and_then(|w| w.as_table())
+        .map(|w| {
+            w.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn merge(base: &mut toml::Table, over: toml::Table) {
     for (k, v) in over {
         match (base.get_mut(&k), v) {
@@ -549,7 +577,7 @@ impl Config {
             );
         }
         if let Some(e) = &m.password_env
-            && (e.is_empty() || !e.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+            && !is_env_name(e)
         {
             v.add(
                 "mqtt.password_env",
@@ -700,6 +728,20 @@ impl Config {
             1,
             600,
         );
+        for (name, value) in &self.kiosk.webkit_env {
+            if !is_env_name(name) {
+                v.add(
+                    &format!("kiosk.webkit_env.{name}"),
+                    "must be an environment variable name (A-Z, a-z, 0-9, _; not starting with a digit)",
+                );
+            }
+            if value.contains('\0') {
+                v.add(
+                    &format!("kiosk.webkit_env.{name}"),
+                    "must not contain a NUL character",
+                );
+            }
+        }
 
         // [journal], [logs]
         if self.journal.path.as_os_str().is_empty() {
@@ -961,6 +1003,27 @@ mod tests {
             "{}",
             p[0].message
         );
+    }
+
+    #[test]
+    fn webkit_fallbacks_default_on_and_can_be_blanked_or_extended_per_site() {
+        assert_eq!(
+            default_webkit_env().get("WEBKIT_DISABLE_DMABUF_RENDERER"),
+            Some(&"1".to_owned())
+        );
+        let cfg = Config::from_toml_str(&format!(
+            "{}\n[kiosk.webkit_env]\nWEBKIT_DISABLE_DMABUF_RENDERER = \"\"\nWEBKIT_DISABLE_COMPOSITING_MODE = \"1\"\n",
+            minimal()
+        ))
+        .unwrap();
+        assert_eq!(cfg.kiosk.webkit_env["WEBKIT_DISABLE_DMABUF_RENDERER"], "");
+        assert_eq!(cfg.kiosk.webkit_env["WEBKIT_DISABLE_COMPOSITING_MODE"], "1");
+        let p = problems(&format!(
+            "{}\n[kiosk.webkit_env]\n\"BAD NAME\" = \"1\"\n",
+            minimal()
+        ));
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].field, "kiosk.webkit_env.BAD NAME");
     }
 
     #[test]

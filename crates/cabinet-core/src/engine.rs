@@ -29,13 +29,15 @@ use crate::protocol::{
     Command, Evidence, PROTOCOL_VERSION, Rejection, Reply, ReplyState, TrustedIds,
 };
 use crate::reason::Reason;
-use crate::screen::{OutOfService, Screen, Snapshot};
+use crate::screen::{Item, OutOfService, Screen, Snapshot};
 
 /// Engine settings (from the config's `[commands]` and `[kiosk]`).
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     /// This cabinet.
     pub machine_code: String,
+    /// The name shown on the screen (`kiosk.name`).
+    pub cabinet_name: String,
     /// This run of the app.
     pub boot_id: String,
     /// Commands must carry a `session` nonce this screen showed recently.
@@ -741,6 +743,17 @@ impl Engine {
         let screen = self.screen(now);
         let snap = Snapshot {
             machine_code: self.cfg.machine_code.clone(),
+            cabinet_name: self.cfg.cabinet_name.clone(),
+            items: self
+                .inventory
+                .values()
+                .map(|s| Item {
+                    slot: s.slot,
+                    product: s.product.clone(),
+                    count: s.count,
+                    available: s.unavailable_reason().is_none(),
+                })
+                .collect(),
             screen,
             link_up: self.link_up,
             board_up: self.board_up,
@@ -886,6 +899,7 @@ mod tests {
     fn cfg() -> EngineConfig {
         EngineConfig {
             machine_code: "C001".into(),
+            cabinet_name: String::new(),
             boot_id: "boot".into(),
             require_session: false,
             session_lifetime_ms: 60_000,

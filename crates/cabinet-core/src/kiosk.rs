@@ -26,10 +26,11 @@ use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::config::{BoardProtocol, ByteOrder, Config, DoorPolarity};
 use crate::engine::{Action, Engine, EngineConfig, Event, InventoryChange, Job};
+use crate::instance::InstanceLock;
 use crate::journal::{Journal, JournalError, OutboxMessage};
 use crate::mqtt::{AckToken, LinkError, LinkEvent, LinkHandle, LinkOptions, MqttLink};
 use crate::protocol::{self, PROTOCOL_VERSION, ReplyState, SlotLevel, Telemetry, Topics};
-use crate::screen::Snapshot;
+use crate::screen::{Screen, Snapshot};
 
 /// The app version reported in the birth message and telemetry.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -104,21 +105,32 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Run the kiosk until `shutdown` turns true. Screen snapshots go to `screen`.
+/// A fresh QR session nonce: 16 random hex digits (64 bits).
+fn new_nonce() -> Result<String, KioskError> {
+    let id = protocol::new_boot_id().map_err(|e| KioskError::Setup(e.to_string()))?;
+    Ok(id.chars().take(16).collect())
+}
+
+/// Run the kiosk until `shutdown` turns true. Screen snapshots go to `screen`. `lock`
+/// (from [`InstanceLock::for_config`]) proves no other kiosk runs on this journal; take
+/// it before opening the window or the board.
 pub async fn run(
     cfg: Config,
+    lock: InstanceLock,
     board: Arc<dyn Board>,
     screen: watch::Sender<Option<Snapshot>>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), KioskError> {
     let boot_id = protocol::new_boot_id().map_err(|e| KioskError::Setup(e.to_string()))?;
     let span = info_span!("kiosk", machine_code = %cfg.machine_code, boot_id = %boot_id);
-    Runner::start(cfg, board, screen, shutdown, boot_id)
+    let result = Runner::start(cfg, board, screen, shutdown, boot_id)
         .instrument(span.clone())
         .await?
         .run()
         .instrument(span)
-        .await
+        .await;
+    drop(lock);
+    result
 }
 
 struct Runner {
@@ -163,6 +175,7 @@ impl Runner {
         let verify = cfg.verify_options();
         let ecfg = EngineConfig {
             machine_code: cfg.machine_code.clone(),
+            cabinet_name: cfg.kiosk.name.clone(),
             boot_id: boot_id.clone(),
             require_session: cfg.commands.require_session,
             session_lifetime_ms: cfg.commands.session_lifetime_secs * 1000,
@@ -282,8 +295,7 @@ impl Runner {
                 _ = heartbeat.tick() => self.heartbeat().await?,
                 _ = board_check.tick() => self.start_board_check(false),
                 _ = qr.tick() => {
-                    let nonce = protocol::new_boot_id().map_err(|e| KioskError::Setup(e.to_string()))?;
-                    let actions = self.engine.step(Event::SessionIssued { nonce: nonce[..16].to_owned(), now_ms: now_ms() });
+                    let actions = self.engine.step(Event::SessionIssued { nonce: new_nonce()?, now_ms: now_ms() });
                     self.exec(actions, None).await?;
                 }
             }
@@ -399,7 +411,8 @@ impl Runner {
         mut ack: Option<AckToken>,
         payload: &[u8],
     ) -> Result<(), KioskError> {
-        for action in actions {
+        let mut actions = std::collections::VecDeque::from(actions);
+        while let Some(action) = actions.pop_front() {
             match action {
                 Action::Insert { cmd, reply } => {
                     let msg = self.outbox_message(&reply);
@@ -462,7 +475,17 @@ impl Runner {
                 }
                 Action::Screen(snap) => {
                     info!(screen = ?snap.screen, link_up = snap.link_up, board_up = snap.board_up, "screen");
+                    // An idle screen always shows a QR code: when the last nonce was
+                    // used by a scan (one scan, one dispense) or expired, issue the next
+                    // one now instead of at the next rotation.
+                    let needs_nonce = snap.screen == Screen::Idle && snap.qr_nonce.is_none();
                     self.screen.send_replace(Some(snap));
+                    if needs_nonce {
+                        actions.extend(self.engine.step(Event::SessionIssued {
+                            nonce: new_nonce()?,
+                            now_ms: now_ms(),
+                        }));
+                    }
                 }
             }
         }

@@ -9,9 +9,11 @@
 //! - [`mqtt`]: the broker link (the only module that touches `rumqttc`).
 //! - [`journal`]: the durable SQLite record that makes "at most once physically" and
 //!   "exactly one outcome reported" survive crashes and power cuts.
+//! - [`instance`]: one kiosk process per cabinet.
 
 pub mod config;
 pub mod engine;
+pub mod instance;
 pub mod journal;
 pub mod kiosk;
 pub mod logs;

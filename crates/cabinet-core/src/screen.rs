@@ -78,11 +78,29 @@ pub enum Screen {
     },
 }
 
+/// One slot as the idle screen lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Item {
+    /// Slot number (VMC motor / lock channel).
+    pub slot: u16,
+    /// Product name from the slot map.
+    pub product: String,
+    /// Items left, per the journal.
+    pub count: u32,
+    /// Whether a command for this slot would be served now (enabled, not jammed, in
+    /// stock). The screen greys out the others.
+    pub available: bool,
+}
+
 /// Everything the UI needs to render, in one value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Snapshot {
     /// This cabinet.
     pub machine_code: String,
+    /// The site name for the header (`kiosk.name`), empty for none.
+    pub cabinet_name: String,
+    /// The slot map with live stock, in slot order.
+    pub items: Vec<Item>,
     /// What to show.
     #[serde(flatten)]
     pub screen: Screen,

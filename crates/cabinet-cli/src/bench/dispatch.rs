@@ -458,7 +458,14 @@ pub fn bench_dispatch(
     let rt = crate::run::kiosk_runtime()?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let (screen_tx, _screen_rx) = watch::channel(None);
-    let kiosk_task = rt.spawn(kiosk::run(cfg, Arc::clone(&board), screen_tx, stop_rx));
+    let lock = cabinet_core::instance::InstanceLock::for_config(&cfg)?;
+    let kiosk_task = rt.spawn(kiosk::run(
+        cfg,
+        lock,
+        Arc::clone(&board),
+        screen_tx,
+        stop_rx,
+    ));
 
     let url = format!("mqtt://127.0.0.1:{}", broker.port);
     let mut backend = rt.block_on(async {

@@ -1,0 +1,276 @@
+//! `cabinet demo`: the zero-setup demo without a window (for machines with no display,
+//! and as a smoke test of the whole path). The same core as `cabinet run` and the window
+//! app, on the demo environment of `cabinet-demo` (embedded broker, simulated board on a
+//! pty, demo key). The customer screen is printed as text; Enter plays a scan.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use cabinet_core::instance::InstanceLock;
+use cabinet_core::protocol::{Reply, ReplyState};
+use cabinet_core::screen::{Screen, Snapshot};
+use cabinet_core::{kiosk, logs};
+use cabinet_demo::{Demo, DemoBackend, DemoOptions, Scan};
+use clap::Args;
+use tokio::sync::{broadcast, watch};
+
+/// Arguments of `cabinet demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Play this many scans one after another, print the outcome of each and exit
+    /// (0 when every one was dispensed and the board's motor count rose by as many).
+    /// Without it: press Enter to scan, `q` Enter to quit.
+    #[arg(long)]
+    scans: Option<u32>,
+    /// Keep the demo's config, journal and logs here instead of a temporary directory.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+/// Run the headless demo.
+pub fn demo(a: DemoArgs) -> anyhow::Result<ExitCode> {
+    let demo = Demo::start(DemoOptions {
+        dir: a.dir,
+        ..DemoOptions::default()
+    })?;
+    let cfg = demo.config().clone();
+    let lock = InstanceLock::for_config(&cfg)?;
+    let _logs = logs::init(&cfg.logs, false).context("cannot start logging")?;
+    println!(
+        "demo cabinet {} · broker mqtt://{} · board {} · logs {}",
+        cfg.machine_code,
+        demo.broker(),
+        cfg.board.port.display(),
+        cfg.logs.dir.display()
+    );
+    let board = crate::run::open_board(&cfg)?;
+    let rt = crate::run::kiosk_runtime()?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (screen_tx, screen_rx) = watch::channel(None);
+    let core = rt.spawn(kiosk::run(cfg, lock, board, screen_tx, stop_rx));
+    rt.spawn(print_screens(screen_rx.clone()));
+
+    let result = rt.block_on(async {
+        let backend = demo.backend().await?;
+        match a.scans {
+            Some(n) => scripted(&demo, &backend, screen_rx, n).await,
+            None => interactive(&backend, screen_rx).await,
+        }
+    });
+    let _ = stop_tx.send(true);
+    let stopped = rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), core).await });
+    match stopped {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => return Err(e).context("the kiosk stopped with an error"),
+        Ok(Err(e)) => bail!("the kiosk task failed: {e}"),
+        Err(_) => bail!("the kiosk did not stop within 10 s"),
+    }
+    result
+}
+
+/// `--scans N`: scan, wait for the outcome, N times; then check the motor count.
+async fn scripted(
+    demo: &Demo,
+    backend: &DemoBackend,
+    mut screen: watch::Receiver<Option<Snapshot>>,
+    n: u32,
+) -> anyhow::Result<ExitCode> {
+    let before = demo.simulator().stats().motor_actions;
+    let mut dispensed = 0u32;
+    for i in 1..=n {
+        let idle = wait_idle(&mut screen, Duration::from_secs(30)).await?;
+        let mut replies = backend.replies();
+        let scan = backend.scan(&idle).await?;
+        println!(
+            "scan {i}/{n}: slot {} ({}), support code {}",
+            scan.slot, scan.product, scan.log_id
+        );
+        let outcome = wait_outcome(&mut replies, &scan, Duration::from_secs(60)).await?;
+        println!(
+            "  → {}{}",
+            outcome.state.as_str(),
+            outcome
+                .reason
+                .map(|r| format!(" ({})", r.code()))
+                .unwrap_or_default()
+        );
+        if outcome.state == ReplyState::Succeeded {
+            dispensed += 1;
+        }
+    }
+    let after = demo.simulator().stats().motor_actions;
+    println!("dispensed {dispensed} of {n}; the board's motor count went {before} → {after}");
+    Ok(if dispensed == n && after - before == u64::from(n) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Enter scans, `q` quits; outcomes are printed as they arrive.
+async fn interactive(
+    backend: &DemoBackend,
+    screen: watch::Receiver<Option<Snapshot>>,
+) -> anyhow::Result<ExitCode> {
+    println!("press Enter to scan the QR code, q Enter (or Ctrl-D) to quit");
+    let mut replies = backend.replies();
+    tokio::spawn(async move {
+        loop {
+            match replies.recv().await {
+                Ok(text) => {
+                    if let Ok(r) = serde_json::from_str::<Reply>(&text)
+                        && r.is_terminal()
+                    {
+                        println!(
+                            "  reply {}: {}{}",
+                            r.log_id,
+                            r.state.as_str(),
+                            r.reason
+                                .map(|x| format!(" ({})", x.code()))
+                                .unwrap_or_default()
+                        );
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    });
+    let (lines_tx, mut lines) = tokio::sync::mpsc::channel::<String>(4);
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if lines_tx.blocking_send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let (stop_tx, mut stop) = watch::channel(false);
+    ctrlc::set_handler(move || {
+        let _ = stop_tx.send(true);
+    })
+    .context("cannot install the signal handler")?;
+    loop {
+        tokio::select! {
+            line = lines.recv() => {
+                let Some(line) = line else { break };
+                if line.trim().eq_ignore_ascii_case("q") {
+                    break;
+                }
+                let snap = screen.borrow().clone();
+                let Some(snap) = snap else {
+                    println!("  the kiosk has not drawn a screen yet");
+                    continue;
+                };
+                match backend.scan(&snap).await {
+                    Ok(s) => println!("  scanned: slot {} ({}), support code {}", s.slot, s.product, s.log_id),
+                    Err(e) => println!("  cannot scan: {e:#}"),
+                }
+            }
+            _ = stop.changed() => break,
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_idle(
+    screen: &mut watch::Receiver<Option<Snapshot>>,
+    within: Duration,
+) -> anyhow::Result<Snapshot> {
+    let found = tokio::time::timeout(
+        within,
+        screen.wait_for(|s| {
+            s.as_ref().is_some_and(|s| {
+                s.screen == Screen::Idle && s.qr_nonce.is_some() && s.link_up && s.board_up
+            })
+        }),
+    )
+    .await;
+    match found {
+        Ok(Ok(s)) => (*s)
+            .clone()
+            .context("the kiosk published no screen (a bug)"),
+        Ok(Err(_)) => bail!("the kiosk stopped"),
+        Err(_) => bail!(
+            "the cabinet did not become ready within {} s",
+            within.as_secs()
+        ),
+    }
+}
+
+async fn wait_outcome(
+    replies: &mut broadcast::Receiver<String>,
+    scan: &Scan,
+    within: Duration,
+) -> anyhow::Result<Reply> {
+    let found = tokio::time::timeout(within, async {
+        loop {
+            match replies.recv().await {
+                Ok(text) => {
+                    if let Ok(r) = serde_json::from_str::<Reply>(&text)
+                        && r.cmd_id == scan.cmd_id
+                        && r.is_terminal()
+                    {
+                        return Ok(r);
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => bail!("the demo backend stopped"),
+            }
+        }
+    })
+    .await;
+    found.unwrap_or_else(|_| {
+        bail!(
+            "no outcome for {} within {} s",
+            scan.log_id,
+            within.as_secs()
+        )
+    })
+}
+
+/// One line per screen change, as a customer would see it.
+async fn print_screens(mut screen: watch::Receiver<Option<Snapshot>>) {
+    let mut last = String::new();
+    while screen.changed().await.is_ok() {
+        let Some(s) = screen.borrow_and_update().clone() else {
+            continue;
+        };
+        let line = match &s.screen {
+            Screen::Idle => format!(
+                "idle: scan the QR code ({} of {} slots available)",
+                s.items.iter().filter(|i| i.available).count(),
+                s.items.len()
+            ),
+            Screen::Accepted { slot, product, .. } => {
+                format!("accepted: {product}, slot {slot}")
+            }
+            Screen::Dispensing { slot, product, .. } => {
+                format!("dispensing: {product}, slot {slot}")
+            }
+            Screen::TakeItem { product, .. } => format!("take your item: {product}"),
+            Screen::Failed {
+                reason,
+                uncertain,
+                support_code,
+                ..
+            } => format!(
+                "failed{}: {} (support code {support_code})",
+                if *uncertain {
+                    ", outcome uncertain"
+                } else {
+                    ""
+                },
+                reason.code()
+            ),
+            Screen::OutOfService { reason, .. } => format!("out of service: {reason:?}"),
+        };
+        if line != last {
+            println!("[screen] {line}");
+            last = line;
+        }
+    }
+}

@@ -1,0 +1,408 @@
+//! The zero-setup demo: everything a cabinet needs, on one machine, with nothing installed.
+//!
+//! [`Demo::start`] brings up
+//! - an MQTT broker in-process (rumqttd) on a free loopback port,
+//! - the board simulator on a real pseudo-terminal (the same VMC byte protocol a real
+//!   board speaks), behind a symlink like the udev one,
+//! - a fresh Ed25519 demo signing key, trusted by the demo config only,
+//! - a config file (`config.toml` in the demo directory) for a cabinet with a slot map,
+//!   requiring the QR session nonce like a production site should.
+//!
+//! The kiosk then runs unchanged on that config (headless `cabinet demo` or the window
+//! `cabinet-kiosk --demo`). [`DemoBackend::scan`] plays the backend's part of a customer
+//! scanning the QR code: it takes the nonce the screen shows, signs a dispense command
+//! with the demo key, and publishes it on the cabinet's topic, exactly as a backend
+//! would (docs/PROTOCOL.md). Nothing here is used outside the demo; tests use a real
+//! Mosquitto.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use cabinet_board::Protocol;
+use cabinet_board::sim::{SimConfig, Simulator};
+use cabinet_core::config::{Config, parse_broker_url};
+use cabinet_core::mqtt::{BackendClient, BackendOptions};
+use cabinet_core::protocol::{self, CommandClaims, SigningKey};
+use cabinet_core::screen::{Screen, Snapshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+/// The demo cabinet's code.
+pub const MACHINE_CODE: &str = "DEMO-0001";
+/// The `kid` of the demo signing key.
+pub const KEY_ID: &str = "demo";
+
+/// The demo cabinet's slot map: (product, items at start).
+const PRODUCTS: &[(&str, u32)] = &[
+    ("雨伞 Umbrella", 5),
+    ("充电宝 Power bank", 4),
+    ("矿泉水 Water", 8),
+    ("口罩 Face masks", 6),
+    ("数据线 USB-C cable", 3),
+    ("纸巾 Tissues", 0),
+];
+
+/// How the demo is set up.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Where the config, journal, logs and board symlink go; a temporary directory
+    /// (removed at exit) when `None`.
+    pub dir: Option<PathBuf>,
+    /// How long the simulated motor turns (long enough to see the dispensing screen).
+    pub motor_time: Duration,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        DemoOptions {
+            dir: None,
+            motor_time: Duration::from_millis(2500),
+        }
+    }
+}
+
+/// A running demo environment. Dropping it stops the simulator (the broker thread has no
+/// shutdown and ends with the process).
+#[derive(Debug)]
+pub struct Demo {
+    _tmp: Option<tempfile::TempDir>,
+    dir: PathBuf,
+    config_path: PathBuf,
+    config: Config,
+    broker: SocketAddr,
+    sim: Simulator,
+    key: SigningKey,
+}
+
+impl Demo {
+    /// Starts the broker and the simulator and writes the config. Call once per process
+    /// (the embedded broker cannot be stopped).
+    pub fn start(opts: DemoOptions) -> anyhow::Result<Demo> {
+        let (tmp, dir) = match opts.dir {
+            Some(d) => {
+                std::fs::create_dir_all(&d)
+                    .with_context(|| format!("cannot create {}", d.display()))?;
+                (None, d)
+            }
+            None => {
+                let t = tempfile::Builder::new()
+                    .prefix("cabinet-demo-")
+                    .tempdir()
+                    .context("cannot create a temporary directory")?;
+                let d = t.path().to_path_buf();
+                (Some(t), d)
+            }
+        };
+        let broker = start_broker().context("cannot start the embedded broker")?;
+
+        let link = dir.join("board");
+        let mut sc = SimConfig::new(Protocol::Vmc);
+        sc.link = Some(link.clone());
+        sc.slots = u16::try_from(PRODUCTS.len()).unwrap_or(u16::MAX);
+        sc.stock = PRODUCTS.iter().map(|p| p.1).max().unwrap_or(0);
+        sc.motor_time = opts.motor_time;
+        let sim = Simulator::start(sc).context("cannot start the board simulator")?;
+
+        let (key, public) = protocol::generate_keypair().context("cannot make a demo key")?;
+        let config_path = dir.join("config.toml");
+        let text = config_text(&dir, broker, &public, &link);
+        std::fs::write(&config_path, text)
+            .with_context(|| format!("cannot write {}", config_path.display()))?;
+        let config = Config::load(&config_path)
+            .map_err(|e| anyhow::anyhow!("the demo config is invalid (a bug): {e}"))?;
+        Ok(Demo {
+            _tmp: tmp,
+            dir,
+            config_path,
+            config,
+            broker,
+            sim,
+            key,
+        })
+    }
+
+    /// The demo cabinet's config (already validated).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The config file the kiosk can be started with.
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    /// The demo directory (journal, logs, board symlink).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The embedded broker's address.
+    pub fn broker(&self) -> SocketAddr {
+        self.broker
+    }
+
+    /// The simulated board (its motor count is what a demo viewer watches go up).
+    pub fn simulator(&self) -> &Simulator {
+        &self.sim
+    }
+
+    /// Connects the demo backend to the embedded broker and subscribes to the cabinet's
+    /// replies. Must run inside a Tokio runtime; the returned handle can be cloned.
+    pub async fn backend(&self) -> anyhow::Result<DemoBackend> {
+        let url = format!("mqtt://{}", self.broker);
+        let broker = parse_broker_url(&url).map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+        let id = protocol::new_boot_id().context("cannot make a client id")?;
+        let mut client = BackendClient::connect(BackendOptions {
+            client_id: format!("demo-backend-{}", &id[..8.min(id.len())]),
+            username: Some("demo-backend".into()),
+            password: None,
+            broker,
+            ca_pem: None,
+            timeout: Duration::from_secs(5),
+        })
+        .await
+        .context("the demo backend cannot reach the embedded broker")?;
+        client
+            .subscribe_cabinet(MACHINE_CODE)
+            .await
+            .context("the demo backend cannot subscribe")?;
+        let (tx, rx) = mpsc::channel(8);
+        let (replies, _) = broadcast::channel(64);
+        let actor = Actor {
+            client,
+            key: self.key.clone(),
+            last_slot: 0,
+            replies: replies.clone(),
+        };
+        tokio::spawn(actor.run(rx));
+        Ok(DemoBackend { tx, replies })
+    }
+}
+
+/// What one simulated scan sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scan {
+    /// Slot asked for.
+    pub slot: u16,
+    /// Its product.
+    pub product: String,
+    /// The command id (`jti`).
+    pub cmd_id: String,
+    /// The support code the screen will show if it fails.
+    pub log_id: String,
+}
+
+/// The demo backend: signs and publishes commands, and passes on the cabinet's replies.
+#[derive(Debug, Clone)]
+pub struct DemoBackend {
+    tx: mpsc::Sender<(Snapshot, oneshot::Sender<anyhow::Result<Scan>>)>,
+    replies: broadcast::Sender<String>,
+}
+
+impl DemoBackend {
+    /// Plays a customer scanning the QR code on `screen` (the kiosk's current snapshot):
+    /// picks the next slot the screen lists as available and sends a signed dispense
+    /// command carrying the screen's nonce. Fails when the screen is not idle (no QR
+    /// code to scan) or nothing is left to dispense.
+    pub async fn scan(&self, screen: &Snapshot) -> anyhow::Result<Scan> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send((screen.clone(), tx))
+            .await
+            .map_err(|_| anyhow::anyhow!("the demo backend has stopped"))?;
+        rx.await
+            .map_err(|_| anyhow::anyhow!("the demo backend has stopped"))?
+    }
+
+    /// Every reply payload the cabinet publishes from now on (JSON text).
+    pub fn replies(&self) -> broadcast::Receiver<String> {
+        self.replies.subscribe()
+    }
+}
+
+struct Actor {
+    client: BackendClient,
+    key: SigningKey,
+    last_slot: u16,
+    replies: broadcast::Sender<String>,
+}
+
+impl Actor {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<(Snapshot, oneshot::Sender<anyhow::Result<Scan>>)>,
+    ) {
+        loop {
+            tokio::select! {
+                req = rx.recv() => {
+                    let Some((screen, answer)) = req else { break };
+                    let result = self.scan(&screen).await;
+                    let _ = answer.send(result);
+                }
+                msg = self.client.recv() => {
+                    let Some(msg) = msg else {
+                        tracing::warn!("demo backend: the broker connection is gone");
+                        break;
+                    };
+                    if msg.topic.ends_with("/reply") {
+                        let text = String::from_utf8_lossy(&msg.payload).into_owned();
+                        tracing::info!(reply = %text, "demo backend: reply");
+                        let _ = self.replies.send(text);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn scan(&mut self, screen: &Snapshot) -> anyhow::Result<Scan> {
+        let Screen::Idle = screen.screen else {
+            bail!("the screen shows no QR code right now; wait for the idle screen");
+        };
+        let Some(nonce) = screen.qr_nonce.clone() else {
+            bail!("the idle screen has no QR nonce yet");
+        };
+        let available: Vec<_> = screen.items.iter().filter(|i| i.available).collect();
+        let Some(item) = available
+            .iter()
+            .find(|i| i.slot > self.last_slot)
+            .or_else(|| available.first())
+        else {
+            bail!("every slot is empty or disabled; restart the demo to refill it");
+        };
+        self.last_slot = item.slot;
+        let rand = protocol::new_boot_id().context("cannot make an id")?;
+        let now = unix_now();
+        let claims = CommandClaims {
+            aud: MACHINE_CODE.into(),
+            jti: format!("demo-{rand}"),
+            iat: now,
+            exp: now + 60,
+            kind: protocol::KIND_DISPENSE.into(),
+            slot: item.slot,
+            qty: 1,
+            order_id: format!("order-{}", &rand[..12.min(rand.len())]),
+            log_id: format!("D{}", rand[..8.min(rand.len())].to_uppercase()),
+            session: Some(nonce),
+        };
+        let token = protocol::sign_command(&claims, &self.key, KEY_ID).context("cannot sign")?;
+        self.client
+            .send_command(MACHINE_CODE, &token)
+            .await
+            .context("cannot publish the command")?;
+        tracing::info!(log_id = %claims.log_id, cmd_id = %claims.jti, slot = item.slot, "demo backend: command sent");
+        Ok(Scan {
+            slot: item.slot,
+            product: item.product.clone(),
+            cmd_id: claims.jti,
+            log_id: claims.log_id,
+        })
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn config_text(dir: &Path, broker: SocketAddr, public_key: &str, board: &Path) -> String {
+    let q = |p: &Path| toml_string(&p.display().to_string());
+    let mut s = format!(
+        "# Written by the demo at start; the kiosk runs on it unchanged.\n\
+         machine_code = \"{MACHINE_CODE}\"\n\n\
+         [mqtt]\nurl = \"mqtt://{broker}\"\nkeepalive_secs = 10\nreconnect_min_ms = 200\nreconnect_max_ms = 2000\n\n\
+         [keys]\n{KEY_ID} = \"{public_key}\"\n\n\
+         [commands]\nrequire_session = true\nsession_lifetime_secs = 120\n\n\
+         [board]\nprotocol = \"vmc\"\nport = {}\n\n\
+         [journal]\npath = {}\n\n\
+         [logs]\ndir = {}\nlevel = \"info,rumqttd=warn\"\n\n\
+         [kiosk]\nname = \"演示柜 Demo cabinet\"\ntake_item_secs = 8\nfailed_secs = 10\n",
+        q(board),
+        q(&dir.join("journal.sqlite3")),
+        q(&dir.join("logs")),
+    );
+    for (i, (product, count)) in PRODUCTS.iter().enumerate() {
+        s.push_str(&format!(
+            "\n[[slots]]\nslot = {}\nproduct = {}\ncapacity = 10\ninitial_count = {count}\n",
+            i + 1,
+            toml_string(product)
+        ));
+    }
+    s
+}
+
+/// A TOML basic string (paths may hold quotes or backslashes).
+fn toml_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Starts rumqttd on a free loopback port and waits until it accepts connections.
+fn start_broker() -> anyhow::Result<SocketAddr> {
+    let addr = {
+        let l = TcpListener::bind("127.0.0.1:0").context("no free loopback port")?;
+        l.local_addr().context("no local address")?
+    };
+    let text = format!(
+        "id = 0\n\
+         [router]\nmax_connections = 64\nmax_outgoing_packet_count = 200\n\
+         max_segment_size = 1048576\nmax_segment_count = 10\n\
+         [v4.1]\nname = \"demo\"\nlisten = \"{addr}\"\nnext_connection_delay_ms = 1\n\
+         [v4.1.connections]\nconnection_timeout_ms = 60000\nmax_payload_size = 20480\n\
+         max_inflight_count = 100\ndynamic_filters = true\n"
+    );
+    let config: rumqttd::Config =
+        toml::from_str(&text).context("the embedded broker's config is invalid (a bug)")?;
+    std::thread::Builder::new()
+        .name("demo-broker".into())
+        .spawn(move || {
+            let mut broker = rumqttd::Broker::new(config);
+            if let Err(e) = broker.start() {
+                tracing::error!(error = %e, "the embedded demo broker stopped");
+            }
+        })
+        .context("cannot start the broker thread")?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(addr).is_err() {
+        if Instant::now() > deadline {
+            bail!("the embedded broker did not start listening on {addr} within 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(addr)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_demo_config_is_valid_and_requires_sessions() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, public) = protocol::generate_keypair().unwrap();
+        let text = config_text(
+            dir.path(),
+            "127.0.0.1:1883".parse().unwrap(),
+            &public,
+            &dir.path().join("bo\"ard"),
+        );
+        let cfg = Config::from_toml_str(&text).unwrap();
+        assert_eq!(cfg.machine_code, MACHINE_CODE);
+        assert!(cfg.commands.require_session);
+        assert_eq!(cfg.slots.len(), PRODUCTS.len());
+        assert_eq!(cfg.board.port, dir.path().join("bo\"ard"));
+    }
+}
