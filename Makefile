@@ -1,7 +1,8 @@
 # Cabinet Kiosk: the two commands of the README, and the set-up they need.
 #
-#   make demo   start the demo (installs what is missing, builds, runs)
-#   make test   run every test (installs what is missing, fmt, clippy, tests)
+#   make demo   start the demo (installs what is missing, builds, opens the kiosk window;
+#               headless when there is no display)
+#   make test   run every test (installs what is missing, fmt, clippy, tests, WebDriver)
 #
 # System packages are installed with apt-get when missing, so a fresh Debian/Ubuntu machine
 # needs nothing else (Rust itself excepted: see README). The list covers the whole suite,
@@ -16,7 +17,10 @@ APT_PACKAGES := \
 	libayatana-appindicator3-dev libxdo-dev \
 	xvfb xauth webkit2gtk-driver mosquitto mosquitto-clients socat imagemagick fonts-noto-cjk jq openssl
 
-.PHONY: all deps toolchain demo test lint unit bench clean
+.PHONY: all deps toolchain tools demo demo-headless demo-boards test lint unit bench clean
+
+# Release builds of the window app embed the page and use Tauri's production protocol.
+RELEASE_APP := $(CARGO) build --release -p cabinet-kiosk-app -p cabinet-cli --features cabinet-kiosk-app/custom-protocol
 
 all: test
 
@@ -27,13 +31,28 @@ deps:
 toolchain:
 	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs) and re-run"; exit 1; }
 
+## WebDriver for the real-window tests: tauri-driver (from crates.io) drives Debian's
+## WebKitWebDriver. Installed into cargo's bin directory once.
+tools: toolchain
+	@command -v tauri-driver >/dev/null || [ -x "$${CARGO_HOME:-$$HOME/.cargo}/bin/tauri-driver" ] || \
+		$(CARGO) install tauri-driver --locked --version '^2'
+
 ## The README's first command: a zero-setup demo.
 demo: deps toolchain
+	@$(RELEASE_APP)
+	@./scripts/demo.sh target/release
+
+demo-headless: deps toolchain
 	@$(CARGO) build --release -p cabinet-cli
-	@./scripts/demo.sh target/release/cabinet
+	@CABINET_DEMO=headless ./scripts/demo.sh target/release
+
+## The boards and the command path in a terminal, step by step.
+demo-boards: deps toolchain
+	@$(CARGO) build --release -p cabinet-cli
+	@./scripts/demo-boards.sh target/release/cabinet
 
 ## The README's second command: everything CI checks.
-test: deps toolchain lint unit
+test: deps toolchain tools lint unit
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -3,10 +3,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::sync::mpsc;
+use std::sync::{Arc, OnceLock, mpsc};
 use std::time::Duration;
 
 use cabinet_core::screen::{Item, Screen, Snapshot};
+use cabinet_demo::{Demo, DemoOptions};
 use cabinet_kiosk_app::{AppState, SCREEN_EVENT, forward_screens, run_app};
 use serde_json::{Value, json};
 use tauri::test::{
@@ -188,4 +189,58 @@ fn a_window_outside_the_capability_cannot_call_our_commands() {
         .expect("window builds");
     let err = invoke(&other, "get_snapshot", json!({})).expect_err("denied");
     assert!(err.to_string().contains("not allowed"), "{err}");
+}
+
+#[test]
+fn outside_the_demo_the_demo_commands_refuse_and_ui_ready_is_harmless() {
+    let (_app, w, _core) = app_with(tauri::generate_context!());
+    assert_eq!(invoke(&w, "demo_available", json!({})), Ok(json!(false)));
+    for cmd in ["demo_scan", "demo_motor_count"] {
+        let err = invoke(&w, cmd, json!({})).expect_err(cmd);
+        assert_eq!(err["code"], "not_demo", "{cmd}: {err}");
+    }
+    assert_eq!(invoke(&w, "ui_ready", json!({})), Ok(Value::Null));
+    assert_eq!(invoke(&w, "ui_ready", json!({})), Ok(Value::Null));
+}
+
+/// The demo's commands against a real demo environment (embedded broker and simulated
+/// board; one per process, so only this test starts one).
+#[test]
+fn in_the_demo_a_scan_signs_a_command_for_the_nonce_on_screen() {
+    let demo = Arc::new(Demo::start(DemoOptions::default()).expect("demo starts"));
+    let backend = Arc::new(OnceLock::new());
+    let (core, rx) = watch::channel(None);
+    let app = run_app(
+        mock_builder(),
+        tauri::generate_context!(),
+        AppState::new(cabinet_demo::MACHINE_CODE, rx)
+            .with_demo(Arc::clone(&demo), Arc::clone(&backend)),
+    )
+    .expect("app builds");
+    let w = WebviewWindowBuilder::new(&app, "main", Default::default())
+        .build()
+        .expect("window builds");
+    assert_eq!(invoke(&w, "demo_available", json!({})), Ok(json!(true)));
+    assert_eq!(invoke(&w, "demo_motor_count", json!({})), Ok(json!(0)));
+    let err = invoke(&w, "demo_scan", json!({})).expect_err("not connected yet");
+    assert_eq!(err["code"], "demo_not_ready");
+
+    let connected = tauri::async_runtime::block_on(demo.backend()).expect("backend connects");
+    backend.set(connected).expect("set once");
+    let err = invoke(&w, "demo_scan", json!({})).expect_err("no screen yet");
+    assert_eq!(err["code"], "no_screen");
+
+    // Not idle: there is no QR code to scan.
+    core.send_replace(Some(dispensing()));
+    let err = invoke(&w, "demo_scan", json!({})).expect_err("not idle");
+    assert_eq!(err["code"], "scan_failed");
+
+    let idle = Snapshot {
+        screen: Screen::Idle,
+        qr_nonce: Some("0123456789abcdef".into()),
+        ..dispensing()
+    };
+    core.send_replace(Some(idle));
+    let code = invoke(&w, "demo_scan", json!({})).expect("scan sent");
+    assert!(code.as_str().is_some_and(|c| c.starts_with('D')), "{code}");
 }
