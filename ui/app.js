@@ -222,6 +222,7 @@ function render() {
   const count = $("#demo-count");
   count.hidden = !state.demo || state.motorCount === null;
   count.textContent = state.motorCount === null ? "" : tx.demo_count(state.motorCount);
+  count.dataset.count = state.motorCount === null ? "" : String(state.motorCount);
 
   for (const section of $$(".screen")) {
     section.classList.toggle("active", section.dataset.screen === screen);

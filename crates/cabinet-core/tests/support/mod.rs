@@ -266,9 +266,14 @@ fn current_user() -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
-/// The shipped ACL, `deploy/mosquitto/acl` at the workspace root.
+/// The shipped ACL, `deploy/mosquitto/acl` at the workspace root, found from the including
+/// crate's directory (`crates/<name>` or `src-tauri`).
 pub fn acl_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/mosquitto/acl")
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.ancestors()
+        .map(|d| d.join("deploy/mosquitto/acl"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| here.join("../../deploy/mosquitto/acl"))
 }
 
 /// A message seen by a [`Client`].

@@ -1,0 +1,960 @@
+//! The real window, driven like a customer would see it: the `cabinet-kiosk` binary under
+//! its own Xvfb, through `tauri-driver` and WebKitGTK's WebDriver, against a real Mosquitto
+//! (free loopback port, shipped ACL) and the board simulator on a real pty.
+//!
+//! What it proves, on the real page in the real webview (not the mock runtime):
+//!
+//! - the window covers the whole 1080×1920 screen; a cabinet that boots without its broker
+//!   shows `out_of_service` (reason `starting`), then idle once the broker is there;
+//! - the idle screen shows the cabinet name, a loaded QR code, the slot list, and no demo
+//!   button outside demo mode; the context menu is blocked;
+//! - a signed command sent by the backend walks the window through `dispensing` (held by
+//!   the simulator's slow report) and `take_item`, the motor runs exactly once, and the
+//!   backend gets `succeeded`;
+//! - a jammed motor shows `failed` with the command's log id as the support code;
+//! - a stopped broker shows `out_of_service` (reason `broker_down`), and the window comes
+//!   back to idle when the broker returns;
+//! - the language button switches every screen between zh-CN and en, and the language
+//!   falls back to zh-CN when a customer's session ends.
+//!
+//! Every screen is saved in both languages as `target/screenshots/<name>-<lang>.png`
+//! (workspace `target/`; names in [`SHOTS`]), for people to look at. Synchronisation is by
+//! polling the page's `<body data-screen>` (and the rendered text) with deadlines, never by
+//! sleeping. The `accepted` screen is not photographed: the engine starts the motor in the
+//! same step that accepts a command, so no snapshot ever shows it while the board is free.
+//! About 30 s in all, most of it the hold times below.
+//!
+//! Prerequisites (`make test` installs them): Xvfb, `WebKitWebDriver` (Debian package
+//! `webkit2gtk-driver`), `tauri-driver` (`cargo install tauri-driver --locked --version
+//! '^2'`, found on `PATH` or in `$CARGO_HOME/bin` / `~/.cargo/bin`), Mosquitto, and a CJK
+//! font (`fonts-noto-cjk`) for readable Chinese screenshots. A missing tool fails the test
+//! with what to install; it is never skipped silently.
+//!
+//! Every process started here (Xvfb, tauri-driver with WebKitWebDriver and the app in its
+//! process group, Mosquitto) is stopped by a `Drop` guard, also when an assertion fails.
+//! On failure the kiosk's log files, journal, config and the driver's output are kept and
+//! their directory is printed.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../../crates/cabinet-core/tests/support/mod.rs"]
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use cabinet_board::Protocol;
+use cabinet_board::sim::{Fault, SimConfig, Simulator};
+use cabinet_core::protocol::{self, CommandClaims, SigningKey};
+use serde_json::{Value, json};
+use support::{Broker, Client, password};
+
+/// The app under test.
+const APP: &str = env!("CARGO_BIN_EXE_cabinet-kiosk");
+/// Longest wait for any one state (a failing test fails, it does not hang).
+const WAIT: Duration = Duration::from_secs(30);
+/// The cabinet name in the header (`kiosk.name`): Chinese, so the screenshots show CJK.
+const CABINET_NAME: &str = "天河一号柜";
+/// How long the simulator holds back the dispense report, so `dispensing` stays on screen
+/// while it is photographed in both languages.
+const DISPENSE_HOLD: Duration = Duration::from_secs(8);
+/// `kiosk.take_item_secs` and `kiosk.failed_secs`: long enough for two screenshots.
+const RESULT_SECS: u64 = 8;
+/// The screenshots this test writes, each as `<name>-zh-CN.png` and `<name>-en.png`.
+const SHOTS: [&str; 6] = [
+    "out_of_service-starting",
+    "idle",
+    "dispensing",
+    "take_item",
+    "failed",
+    "out_of_service",
+];
+/// The demo test's screenshots (one language).
+const DEMO_SHOTS: [&str; 2] = ["demo-idle-zh-CN", "demo-take_item-zh-CN"];
+/// One window at a time: two Xvfb + WebKit stacks on a 2-core machine make both slow.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// The W3C WebDriver element reference key.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+fn now_s() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free loopback port");
+    l.local_addr().unwrap().port()
+}
+
+/// `<workspace>/target/screenshots`, created, without the files of an earlier run (so a
+/// failed run leaves no stale picture that looks current).
+fn screenshots_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("target")
+        .join("screenshots");
+    std::fs::create_dir_all(&dir).expect("create target/screenshots");
+    dir.canonicalize().unwrap()
+}
+
+/// `name` on `PATH`, else in the extra directories.
+fn find_tool(name: &str, extra: &[PathBuf]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(extra.iter().cloned())
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+fn tauri_driver_path() -> PathBuf {
+    let mut extra = vec![];
+    if let Some(home) = std::env::var_os("CARGO_HOME") {
+        extra.push(PathBuf::from(home).join("bin"));
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        extra.push(PathBuf::from(home).join(".cargo").join("bin"));
+    }
+    find_tool("tauri-driver", &extra).unwrap_or_else(|| {
+        panic!(
+            "tauri-driver not found on PATH, in $CARGO_HOME/bin or ~/.cargo/bin: `make test` \
+             installs it (or run `cargo install tauri-driver --locked --version '^2'`)"
+        )
+    })
+}
+
+fn system_tool(name: &str, package: &str) -> PathBuf {
+    find_tool(name, &[PathBuf::from("/usr/bin")]).unwrap_or_else(|| {
+        panic!("{name} not found: `make test` installs it (Debian package `{package}`)")
+    })
+}
+
+/// Polls `probe` every 50 ms until it returns `Ok`, or panics after `timeout` with `what`
+/// and the last `Err` it returned.
+fn poll<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match probe() {
+            Ok(v) => return v,
+            Err(last) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "{what}: not within {timeout:?} (last seen: {last})"
+                );
+            }
+        }
+        // Polling a remote state (the page, a process); there is nothing to await.
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+// ---- Xvfb -----------------------------------------------------------------------------
+
+/// A private X server on a display number it picks itself (`-displayfd`); killed on drop.
+struct Xvfb {
+    child: Child,
+    display: String,
+}
+
+impl Xvfb {
+    fn start(log: &Path) -> Xvfb {
+        let bin = system_tool("Xvfb", "xvfb");
+        // `-displayfd 1`: Xvfb picks a free display and writes its number to our pipe.
+        let mut child = Command::new(bin)
+            .args([
+                "-displayfd",
+                "1",
+                "-screen",
+                "0",
+                "1080x1920x24",
+                "-nolisten",
+                "tcp",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .expect("start Xvfb");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(Duration::from_secs(10)).unwrap_or_default();
+        let number = line.trim();
+        let mut x = Xvfb {
+            child,
+            display: String::new(),
+        };
+        assert!(
+            !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()),
+            "Xvfb did not report a display number (got {line:?}); see {}",
+            log.display()
+        );
+        x.display = format!(":{number}");
+        x
+    }
+}
+
+impl Drop for Xvfb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---- tauri-driver ---------------------------------------------------------------------
+
+/// tauri-driver in its own process group, with WebKitWebDriver (and the app it starts) in
+/// the same group: stopping tauri-driver alone would leave its child running, so drop kills
+/// the whole group.
+struct Driver {
+    child: Child,
+    port: u16,
+}
+
+impl Driver {
+    fn start(display: &str, log: &Path) -> Driver {
+        let bin = tauri_driver_path();
+        let native = system_tool("WebKitWebDriver", "webkit2gtk-driver");
+        let port = free_port();
+        let native_port = free_port();
+        let log = std::fs::File::create(log).unwrap();
+        let child = Command::new(&bin)
+            .arg("--port")
+            .arg(port.to_string())
+            .arg("--native-port")
+            .arg(native_port.to_string())
+            .arg("--native-driver")
+            .arg(native)
+            .env("DISPLAY", display)
+            .env("GDK_BACKEND", "x11")
+            .env_remove("WAYLAND_DISPLAY")
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        let mut d = Driver { child, port };
+        let agent = agent(Duration::from_secs(2));
+        let url = format!("http://127.0.0.1:{port}/status");
+        poll("tauri-driver answers /status", WAIT, || {
+            if let Some(st) = d.child.try_wait().unwrap() {
+                panic!("tauri-driver exited early: {st}");
+            }
+            match agent.get(&url).call() {
+                Ok(r) if r.status().is_success() => Ok(()),
+                Ok(r) => Err(format!("HTTP {}", r.status())),
+                Err(e) => Err(e.to_string()),
+            }
+        });
+        d
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.child.wait();
+    }
+}
+
+fn agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .timeout_global(Some(timeout))
+        .build()
+        .into()
+}
+
+// ---- WebDriver session --------------------------------------------------------------
+
+/// One WebDriver session: the app's window. Deleted on drop (which closes the app).
+struct Session {
+    agent: ureq::Agent,
+    base: String,
+}
+
+impl Session {
+    fn start(driver: &Driver, config: &Path) -> Session {
+        Session::start_with(driver, &["--config", config.to_str().unwrap()])
+    }
+
+    fn start_with(driver: &Driver, args: &[&str]) -> Session {
+        let agent = agent(Duration::from_secs(60));
+        let caps = json!({"capabilities": {"alwaysMatch": {"tauri:options": {
+            "application": APP,
+            "args": args,
+        }}}});
+        let root = format!("http://127.0.0.1:{}", driver.port);
+        let v = send(&agent, "POST", &format!("{root}/session"), Some(&caps))
+            .unwrap_or_else(|e| panic!("cannot start the app through tauri-driver: {e}"));
+        let id = v["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no sessionId in {v}"));
+        Session {
+            agent,
+            base: format!("{root}/session/{id}"),
+        }
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
+        send(&self.agent, method, &format!("{}{path}", self.base), body)
+            .unwrap_or_else(|e| panic!("WebDriver {method} {path}: {e}"))
+    }
+
+    /// Runs `script` (a function body) in the page.
+    fn js(&self, script: &str, args: Value) -> Value {
+        self.call(
+            "POST",
+            "/execute/sync",
+            Some(&json!({"script": script, "args": args})),
+        )
+    }
+
+    fn text(&self, script: &str) -> String {
+        match self.js(script, json!([])) {
+            Value::String(s) => s,
+            Value::Null => String::new(),
+            other => other.to_string(),
+        }
+    }
+
+    fn screen(&self) -> String {
+        self.text("return document.body.dataset.screen || ''")
+    }
+
+    fn lang(&self) -> String {
+        self.text("return document.documentElement.lang")
+    }
+
+    fn element(&self, css: &str) -> String {
+        let v = self.call(
+            "POST",
+            "/element",
+            Some(&json!({"using": "css selector", "value": css})),
+        );
+        v[ELEMENT]
+            .as_str()
+            .unwrap_or_else(|| panic!("no element for {css}: {v}"))
+            .to_owned()
+    }
+
+    fn click(&self, css: &str) {
+        let id = self.element(css);
+        self.call("POST", &format!("/element/{id}/click"), Some(&json!({})));
+    }
+
+    fn displayed(&self, css: &str) -> bool {
+        let id = self.element(css);
+        self.call("GET", &format!("/element/{id}/displayed"), None)
+            .as_bool()
+            .unwrap()
+    }
+
+    fn screenshot(&self, path: &Path) {
+        let v = self.call("GET", "/screenshot", None);
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().expect("screenshot is base64 text"))
+            .expect("screenshot is valid base64");
+        assert!(png.starts_with(b"\x89PNG"), "screenshot is not a PNG");
+        std::fs::write(path, png).unwrap();
+    }
+
+    /// Waits until the window covers the whole screen (a kiosk is fullscreen) and has
+    /// painted a frame: input sent before that can be lost.
+    fn wait_window_up(&self) {
+        poll("the window covers the screen", WAIT, || {
+            let v = self.js(
+                "return [innerWidth, innerHeight, screen.width, screen.height]",
+                json!([]),
+            );
+            if v[0] == v[2] && v[1] == v[3] {
+                Ok(())
+            } else {
+                Err(format!(
+                    "[innerWidth, innerHeight, screen.width, screen.height] = {v}"
+                ))
+            }
+        });
+        self.next_frames();
+    }
+
+    /// Returns after two animation frames (they run only while the page is painted).
+    fn next_frames(&self) {
+        self.call(
+            "POST",
+            "/execute/async",
+            Some(&json!({
+                "script": "const done = arguments[arguments.length - 1];\
+                           requestAnimationFrame(() => requestAnimationFrame(() => done(true)));",
+                "args": [],
+            })),
+        );
+    }
+
+    /// Waits until `<body data-screen>` is `screen`.
+    fn wait_screen(&self, screen: &str) {
+        self.wait_screen_within(screen, WAIT);
+    }
+
+    fn wait_screen_within(&self, screen: &str, timeout: Duration) {
+        poll(&format!("screen {screen}"), timeout, || {
+            let now = self.screen();
+            if now == screen { Ok(()) } else { Err(now) }
+        });
+    }
+
+    /// Waits until the current screen is drawn in `lang`: `<html lang>`, its section shown,
+    /// its heading in that script, and what each screen fetches asynchronously present;
+    /// then two animation frames, so the screenshot shows it painted.
+    fn wait_rendered(&self, lang: &str) {
+        const READY: &str = r#"
+            const lang = arguments[0];
+            const screen = document.body.dataset.screen || '';
+            if (document.documentElement.lang !== lang) return 'lang ' + document.documentElement.lang;
+            const sec = document.getElementById('screen-' + screen);
+            if (!sec || sec.getClientRects().length === 0) return 'section of ' + screen + ' not shown';
+            const h = sec.querySelector('h1');
+            const title = h ? h.textContent.trim() : '';
+            if (!title) return 'empty heading on ' + screen;
+            if (/[\u3400-\u9fff]/.test(title) !== (lang === 'zh-CN')) return 'heading not in ' + lang + ': ' + title;
+            if (screen === 'idle') {
+                const qr = document.getElementById('qr');
+                if (!qr.getAttribute('src') || !qr.complete || qr.naturalWidth === 0) return 'QR not loaded';
+            }
+            if (screen === 'failed') {
+                const r = sec.querySelector('[data-f=reason_text]');
+                if (!r || !r.textContent.trim()) return 'no reason text';
+            }
+            return 'ok';
+        "#;
+        poll(&format!("screen drawn in {lang}"), WAIT, || {
+            let v = self.js(READY, json!([lang]));
+            if v == "ok" {
+                Ok(())
+            } else {
+                Err(v.to_string())
+            }
+        });
+        self.next_frames();
+    }
+
+    /// Switches the language with the header button (if needed) and waits until drawn.
+    fn set_lang(&self, lang: &str) {
+        if self.lang() != lang {
+            self.click_delivered("#lang");
+        }
+        self.wait_rendered(lang);
+    }
+
+    /// Clicks `css` with WebDriver and checks that the click reached the page (a capturing
+    /// listener counts clicks on it). A synthetic click can be lost while the window is still
+    /// being mapped or resized: only then, and at most twice, it is sent again; a click that
+    /// arrived is never repeated (the button toggles).
+    fn click_delivered(&self, css: &str) {
+        const COUNT: &str = r#"
+            const css = arguments[0];
+            if (!window.__wdClicks) {
+                window.__wdClicks = {};
+                document.addEventListener('click', (e) => {
+                    for (const sel of Object.keys(window.__wdClicks)) {
+                        if (e.target.closest(sel)) window.__wdClicks[sel] += 1;
+                    }
+                }, true);
+            }
+            if (!(css in window.__wdClicks)) window.__wdClicks[css] = 0;
+            return window.__wdClicks[css];
+        "#;
+        let count = || self.js(COUNT, json!([css])).as_u64().unwrap();
+        let before = count();
+        for attempt in 1..=3 {
+            self.click(css);
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < deadline {
+                if count() > before {
+                    return;
+                }
+                // Polling the page; nothing to await.
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            eprintln!(
+                "click on {css} did not reach the page (attempt {attempt}); sending it again"
+            );
+        }
+        panic!("three WebDriver clicks on {css} never reached the page");
+    }
+
+    /// Saves the current screen, which must be `screen`, in the current language and then
+    /// in the other one (switched with the button), as `<name>-<lang>.png`. The screen is
+    /// checked again after each shot, so a file is never named after a screen it missed.
+    /// Returns how long it took (the hold times must leave a wide margin over it).
+    fn shoot_both(&self, screen: &str, name: &str, dir: &Path) -> Duration {
+        let started = Instant::now();
+        let first = self.lang();
+        let second = if first == "zh-CN" { "en" } else { "zh-CN" };
+        for lang in [first.as_str(), second] {
+            self.set_lang(lang);
+            assert_eq!(
+                self.screen(),
+                screen,
+                "screen changed before the {lang} shot"
+            );
+            self.screenshot(&dir.join(format!("{name}-{lang}.png")));
+            assert_eq!(
+                self.screen(),
+                screen,
+                "screen changed by the end of the {lang} shot ({:?} after the first): \
+                 raise DISPENSE_HOLD / RESULT_SECS",
+                started.elapsed()
+            );
+        }
+        started.elapsed()
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // Closes the window and ends the app; the driver's group kill is the backstop.
+        let quick = agent(Duration::from_secs(10));
+        let _ = send(&quick, "DELETE", &self.base, None);
+    }
+}
+
+/// One WebDriver request; `Ok(value)` or `Err` with the driver's error and message.
+fn send(
+    agent: &ureq::Agent,
+    method: &str,
+    url: &str,
+    body: Option<&Value>,
+) -> Result<Value, String> {
+    let result = match (method, body) {
+        ("GET", _) => agent.get(url).call(),
+        ("DELETE", _) => agent.delete(url).call(),
+        ("POST", Some(b)) => agent
+            .post(url)
+            .header("content-type", "application/json")
+            .send(b.to_string().as_bytes()),
+        _ => panic!("unsupported request {method} {url}"),
+    };
+    let mut resp = result.map_err(|e| e.to_string())?;
+    let status = resp.status();
+    let text = resp
+        .body_mut()
+        .with_config()
+        .limit(64 << 20)
+        .read_to_string()
+        .map_err(|e| e.to_string())?;
+    let v: Value = serde_json::from_str(&text)
+        .map_err(|e| format!("HTTP {status}, not JSON ({e}): {text}"))?;
+    if status.is_success() {
+        Ok(v["value"].clone())
+    } else {
+        Err(format!(
+            "HTTP {status}: {} {}",
+            v["value"]["error"], v["value"]["message"]
+        ))
+    }
+}
+
+// ---- broker, board, backend -----------------------------------------------------------
+
+/// Broker, simulated board, keys, config and the backend's MQTT client. On failure the
+/// directory (kiosk logs, journal, config, driver output) is kept and printed.
+struct Rig {
+    dir: tempfile::TempDir,
+    broker: Broker,
+    sim: Simulator,
+    key: SigningKey,
+    config: PathBuf,
+    backend: Option<Client>,
+    next_id: u32,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Rig {
+    fn new() -> Rig {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let broker = Broker::start();
+        let mut sc = SimConfig::new(Protocol::Vmc);
+        sc.link = Some(dir.path().join("board"));
+        sc.poll_interval = Duration::from_millis(20);
+        sc.motor_time = Duration::from_millis(200);
+        let sim = Simulator::start(sc).unwrap();
+        let (key, public) = protocol::generate_keypair().unwrap();
+        std::fs::write(dir.path().join("password"), password("C001")).unwrap();
+        let config = dir.path().join("config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"machine_code = "C001"
+[mqtt]
+url = "{url}"
+password_file = "password"
+keepalive_secs = 5
+reconnect_min_ms = 100
+reconnect_max_ms = 1000
+[keys]
+k1 = "{public}"
+[board]
+protocol = "vmc"
+port = "{port}"
+[board.vmc]
+report_timeout_secs = 30
+[[slots]]
+slot = 1
+product = "可乐 Cola"
+capacity = 10
+initial_count = 5
+[[slots]]
+slot = 2
+product = "矿泉水 Water"
+capacity = 10
+initial_count = 5
+[journal]
+path = "journal.sqlite3"
+[logs]
+dir = "logs"
+level = "debug"
+[kiosk]
+name = "{CABINET_NAME}"
+heartbeat_secs = 1
+take_item_secs = {RESULT_SECS}
+failed_secs = {RESULT_SECS}
+out_of_service_grace_secs = 1
+"#,
+                url = broker.url(),
+                port = dir.path().join("board").display(),
+            ),
+        )
+        .unwrap();
+        Rig {
+            dir,
+            broker,
+            sim,
+            key,
+            config,
+            backend: None,
+            next_id: 0,
+            rt,
+        }
+    }
+
+    /// Connects the backend (clean session: call it while the broker stays up) and
+    /// subscribes to C001's replies and heartbeats.
+    fn connect_backend(&mut self) {
+        let mut backend = self.rt.block_on(Client::connect(
+            &self.broker,
+            "backend-webdriver",
+            "backend",
+        ));
+        self.rt.block_on(async {
+            backend.subscribe("cabinet/v1/C001/reply").await;
+            backend.subscribe("cabinet/v1/C001/telemetry").await;
+        });
+        self.backend = Some(backend);
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Waits for a heartbeat saying the board answers: before that, a command would be
+    /// refused (honestly) with `board_unreachable`.
+    fn await_board_ok(&mut self) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            assert!(Instant::now() < deadline, "no heartbeat with board ok");
+            let m = self.rt.block_on(self.backend.as_mut().unwrap().next());
+            let v: Value = serde_json::from_slice(&m.payload).unwrap_or(Value::Null);
+            if m.topic.ends_with("/telemetry") && v["board"]["ok"] == true {
+                return;
+            }
+        }
+    }
+
+    /// Signs and publishes a dispense command for `slot`; returns (cmd_id, log_id).
+    fn send_dispense(&mut self, slot: u16) -> (String, String) {
+        self.next_id += 1;
+        let n = self.next_id;
+        let claims = CommandClaims {
+            aud: "C001".into(),
+            jti: format!("cmd-{n}-{}", now_s()),
+            iat: now_s(),
+            exp: now_s() + 120,
+            kind: "dispense".into(),
+            slot,
+            qty: 1,
+            order_id: format!("order-{n}"),
+            log_id: format!("LOG-{n}-{}", now_s() % 100_000),
+            session: None,
+        };
+        let token = protocol::sign_command(&claims, &self.key, "k1").unwrap();
+        let backend = self.backend.as_mut().unwrap();
+        self.rt
+            .block_on(backend.publish("cabinet/v1/C001/cmd", token.as_bytes(), false));
+        (claims.jti, claims.log_id)
+    }
+
+    /// Waits for the terminal reply for `cmd_id` and asserts its state.
+    fn await_terminal(&mut self, cmd_id: &str, expected: &str) -> Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            assert!(Instant::now() < deadline, "no terminal reply for {cmd_id}");
+            let m = self.rt.block_on(self.backend.as_mut().unwrap().next());
+            if !m.topic.ends_with("/reply") {
+                continue;
+            }
+            let v: Value = serde_json::from_slice(&m.payload).unwrap_or(Value::Null);
+            if v["cmd_id"] != cmd_id
+                || matches!(v["state"].as_str(), Some("accepted" | "dispensing"))
+            {
+                continue;
+            }
+            assert_eq!(v["state"], expected, "terminal reply for {cmd_id}: {v}");
+            return v;
+        }
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        // The client's task runs on the runtime: stop it first.
+        drop(self.backend.take());
+        if std::thread::panicking() {
+            let kept = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap()).keep();
+            eprintln!(
+                "test failed; kiosk logs (logs/), journal, config and driver output \
+                 (webdriver.log, xvfb.log) kept in {}",
+                kept.display()
+            );
+        }
+    }
+}
+
+// ---- the tour -------------------------------------------------------------------------
+
+/// Removes this test's pictures from an earlier run.
+fn clear_shots(dir: &Path, names: impl IntoIterator<Item = String>) {
+    for name in names {
+        let _ = std::fs::remove_file(dir.join(format!("{name}.png")));
+    }
+}
+
+#[test]
+fn every_customer_screen_in_the_real_window_in_both_languages() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let started = Instant::now();
+    let shots = screenshots_dir();
+    clear_shots(
+        &shots,
+        SHOTS
+            .iter()
+            .flat_map(|n| ["zh-CN", "en"].map(|l| format!("{n}-{l}"))),
+    );
+    let mut rig = Rig::new();
+    let phase = |what: &str| eprintln!("[{:>6.2?}] {what}", started.elapsed());
+
+    // --- out of service while starting: the cabinet boots without its broker ------------
+    rig.broker.stop();
+    let xvfb = Xvfb::start(&rig.path("xvfb.log"));
+    let driver = Driver::start(&xvfb.display, &rig.path("webdriver.log"));
+    let s = Session::start(&driver, &rig.config);
+    s.wait_window_up();
+    phase("window up");
+    s.wait_screen("out_of_service");
+    assert_eq!(s.text("return document.body.dataset.oos || ''"), "starting");
+    assert_eq!(s.lang(), "zh-CN", "the page starts in Chinese");
+    let took = s.shoot_both("out_of_service", "out_of_service-starting", &shots);
+    phase(&format!("out_of_service (starting) shot in {took:.1?}"));
+    s.set_lang("zh-CN");
+    rig.broker.restart();
+    rig.connect_backend();
+
+    // --- idle -----------------------------------------------------------------------------
+    rig.await_board_ok();
+    s.wait_screen("idle");
+    phase("idle");
+    s.wait_rendered("zh-CN");
+    assert_eq!(
+        s.text("return document.getElementById('cabinet').textContent.trim()"),
+        CABINET_NAME
+    );
+    let qr = s.text("return document.getElementById('qr').getAttribute('src') || ''");
+    assert!(
+        qr.starts_with("data:"),
+        "idle QR is a data: URL, got {qr:.40}"
+    );
+    let slots = s.js(
+        "return Array.from(document.querySelectorAll('#items li[data-slot]'), li => li.dataset.slot)",
+        json!([]),
+    );
+    assert_eq!(slots, json!(["1", "2"]), "idle lists the slot map");
+    assert!(
+        !s.displayed("#demo-scan"),
+        "the demo button is hidden outside demo mode"
+    );
+    let blocked = s.js(
+        "const e = new MouseEvent('contextmenu', {bubbles: true, cancelable: true});\
+         return !document.body.dispatchEvent(e)",
+        json!([]),
+    );
+    assert_eq!(blocked, true, "the context menu is blocked");
+    let took = s.shoot_both("idle", "idle", &shots);
+    phase(&format!("idle shot in {took:.1?}"));
+
+    // --- dispensing -> take_item -----------------------------------------------------------
+    let motors = rig.sim.stats().motor_actions;
+    rig.sim.set_fault(Fault::SlowReply(DISPENSE_HOLD));
+    let (cmd1, _) = rig.send_dispense(1);
+    s.wait_screen("dispensing");
+    let took = s.shoot_both("dispensing", "dispensing", &shots);
+    phase(&format!("dispensing shot in {took:.1?}"));
+    s.wait_screen_within("take_item", DISPENSE_HOLD + WAIT);
+    rig.sim.clear_faults();
+    let took = s.shoot_both("take_item", "take_item", &shots);
+    phase(&format!("take_item shot in {took:.1?}"));
+    assert!(
+        rig.sim
+            .wait_until(WAIT, |st| st.motor_actions == motors + 1),
+        "the motor ran once"
+    );
+    rig.await_terminal(&cmd1, "succeeded");
+    assert_eq!(rig.sim.stats().motor_actions, motors + 1, "and only once");
+    // End the session in English: back at idle the page must be Chinese again.
+    s.set_lang("en");
+    s.wait_screen("idle");
+    s.wait_rendered("zh-CN");
+    phase("idle again, in zh-CN");
+
+    // --- failed (jammed) -------------------------------------------------------------------
+    rig.sim.set_fault(Fault::Jam);
+    let (cmd2, log2) = rig.send_dispense(2);
+    s.wait_screen("failed");
+    let code = s.text(
+        "const c = document.querySelector('.support .code'); return c ? c.textContent.trim() : ''",
+    );
+    assert_eq!(code, log2, "the support code is the command's log id");
+    let took = s.shoot_both("failed", "failed", &shots);
+    phase(&format!("failed shot in {took:.1?}"));
+    rig.await_terminal(&cmd2, "failed");
+    rig.sim.clear_faults();
+    s.set_lang("en");
+    s.wait_screen("idle");
+    s.wait_rendered("zh-CN");
+    phase("idle again, in zh-CN");
+
+    // --- out of service: the broker goes away ----------------------------------------------
+    rig.broker.stop();
+    s.wait_screen("out_of_service");
+    assert_eq!(
+        s.text("return document.body.dataset.oos || ''"),
+        "broker_down"
+    );
+    let took = s.shoot_both("out_of_service", "out_of_service", &shots);
+    phase(&format!("out_of_service (broker_down) shot in {took:.1?}"));
+    s.set_lang("en");
+    rig.broker.restart();
+    s.wait_screen("idle");
+    s.wait_rendered("zh-CN");
+    phase("idle after the broker came back, in zh-CN");
+
+    drop(s);
+    drop(driver);
+    drop(xvfb);
+    eprintln!(
+        "screenshots in {} ({:.1?} in all)",
+        shots.display(),
+        started.elapsed()
+    );
+}
+
+/// `make demo`'s window: the embedded broker, simulated board and demo key come up by
+/// themselves; "simulate scan" plays a customer and the motor count on screen goes up by
+/// one through dispensing and take-your-item.
+#[test]
+fn the_demo_window_dispenses_on_simulate_scan_and_counts_the_motor_run() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let shots = screenshots_dir();
+    clear_shots(&shots, DEMO_SHOTS.map(String::from));
+    let dir = tempfile::Builder::new()
+        .prefix("cabinet-demo-window-")
+        .tempdir()
+        .unwrap();
+    let keep = KeepOnPanic(Some(dir));
+    let dir = keep.0.as_ref().unwrap().path().to_path_buf();
+    let demo_dir = dir.join("demo");
+    let xvfb = Xvfb::start(&dir.join("xvfb.log"));
+    let driver = Driver::start(&xvfb.display, &dir.join("webdriver.log"));
+    let s = Session::start_with(
+        &driver,
+        &["--demo", "--demo-dir", demo_dir.to_str().unwrap()],
+    );
+    s.wait_window_up();
+    s.wait_screen("idle");
+    let count = || s.text("return document.getElementById('demo-count').dataset.count || ''");
+    // In service (broker and board up), the demo backend connected, the counter shown.
+    poll("the demo ready to scan", WAIT, || {
+        let ready = s.js(
+            "return !document.getElementById('status-link').classList.contains('down') \
+             && !document.getElementById('status-board').classList.contains('down')",
+            json!([]),
+        );
+        if ready == json!(true) && s.displayed("#demo-scan") && count() == "0" {
+            Ok(())
+        } else {
+            Err(format!("ready={ready} count={:?}", count()))
+        }
+    });
+    s.wait_rendered("zh-CN");
+    s.screenshot(&shots.join(format!("{}.png", DEMO_SHOTS[0])));
+
+    s.click("#demo-scan");
+    s.wait_screen("dispensing");
+    s.wait_screen("take_item");
+    poll("the motor count on screen", WAIT, || {
+        let c = count();
+        if c == "1" { Ok(()) } else { Err(c) }
+    });
+    s.wait_rendered("zh-CN");
+    s.screenshot(&shots.join(format!("{}.png", DEMO_SHOTS[1])));
+    let journal = demo_dir.join("journal.sqlite3");
+    assert!(
+        journal.exists(),
+        "the demo journals to {}",
+        journal.display()
+    );
+    drop(s);
+    drop(driver);
+    drop(xvfb);
+    let _ = keep;
+}
+
+/// Keeps the directory (and prints it) when the test fails.
+struct KeepOnPanic(Option<tempfile::TempDir>);
+
+impl Drop for KeepOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking()
+            && let Some(dir) = self.0.take()
+        {
+            eprintln!("kept for inspection: {}", dir.keep().display());
+        }
+    }
+}
