@@ -269,6 +269,34 @@ impl Drop for Driver {
     }
 }
 
+/// The pid of the `cabinet-kiosk` process in tauri-driver's process group `group`.
+fn app_pid(group: u32) -> u32 {
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid pgrp ...
+        let Some((comm, rest)) = stat.split_once(") ") else {
+            continue;
+        };
+        let pgrp = rest
+            .split_whitespace()
+            .nth(2)
+            .and_then(|g| g.parse::<u32>().ok());
+        if comm.ends_with("(cabinet-kiosk") && pgrp == Some(group) {
+            return pid;
+        }
+    }
+    panic!("no cabinet-kiosk process in process group {group}");
+}
+
 fn agent(timeout: Duration) -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -818,6 +846,30 @@ fn every_customer_screen_in_the_real_window_in_both_languages() {
     assert_eq!(blocked, true, "the context menu is blocked");
     let took = s.shoot_both("idle", "idle", &shots);
     phase(&format!("idle shot in {took:.1?}"));
+
+    // The app set its WebKit fallback (kiosk.webkit_env default) for itself, and a second
+    // start on the same cabinet is refused before it opens a window.
+    let app_pid = app_pid(driver.child.id());
+    let environ = std::fs::read(format!("/proc/{app_pid}/environ")).unwrap();
+    assert!(
+        environ
+            .split(|b| *b == 0)
+            .any(|kv| kv == b"WEBKIT_DISABLE_DMABUF_RENDERER=1"),
+        "the app runs with WEBKIT_DISABLE_DMABUF_RENDERER=1"
+    );
+    let second = Command::new(APP)
+        .arg("--config")
+        .arg(&rig.config)
+        .env("DISPLAY", &xvfb.display)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(3), "second instance: {err}");
+    assert!(
+        err.contains("already running") && err.contains(&app_pid.to_string()),
+        "{err}"
+    );
 
     // --- dispensing -> take_item -----------------------------------------------------------
     let motors = rig.sim.stats().motor_actions;
