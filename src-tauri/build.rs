@@ -12,6 +12,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "demo_available",
             "demo_motor_count",
             "demo_scan",
+            "tech_status",
+            "tech_login",
+            "tech_logout",
+            "tech_activity",
         ]),
     ))?;
     Ok(())

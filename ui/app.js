@@ -20,6 +20,16 @@ const TEXT = {
     item_out: "已售罄",
     demo_scan: "演示：模拟扫码",
     demo_count: (n) => `模拟板电机动作：${n} 次`,
+    tech_title: "技术人员登录",
+    tech_cancel: "取消",
+    pin_clear: "清除",
+    pin_ok: "确定",
+    tech_in: "维护中：",
+    tech_maint_hint: "柜机已暂停服务，顾客订单将被拒绝。长时间无操作将自动退出。",
+    tech_logout: "退出维护",
+    wrong_pin: (n) => `PIN 错误，还可尝试 ${n} 次`,
+    locked_out: (s) => `尝试次数过多，请 ${s} 秒后再试`,
+    pick_name: "请选择姓名",
     accepted_title: "已收到您的订单",
     dispensing_title: "正在出货",
     dispensing_hint: "请稍候，不要伸手进取货口",
@@ -53,6 +63,16 @@ const TEXT = {
     item_out: "Sold out",
     demo_scan: "Demo: simulate a scan",
     demo_count: (n) => `Simulated board motor runs: ${n}`,
+    tech_title: "Technician login",
+    tech_cancel: "Cancel",
+    pin_clear: "Clear",
+    pin_ok: "OK",
+    tech_in: "Maintenance:",
+    tech_maint_hint: "The cabinet is out of service; customer orders are refused. You are logged out when idle.",
+    tech_logout: "End maintenance",
+    wrong_pin: (n) => `Wrong PIN, ${n} tries left`,
+    locked_out: (s) => `Too many tries; try again in ${s} s`,
+    pick_name: "Choose your name",
     accepted_title: "Order received",
     dispensing_title: "Dispensing",
     dispensing_hint: "Please wait; keep your hands out of the tray",
@@ -324,6 +344,172 @@ async function refreshMotorCount() {
   }
 }
 
+// ---- technicians -----------------------------------------------------------------------
+
+const TECH_HOLD_MS = 3_000; // press on the top-left corner this long to open the PIN pad
+const PIN_PAD_TIMEOUT_MS = 60_000;
+
+const tech = {
+  open: false,
+  names: [],
+  name: null,
+  pin: "",
+  message: null, // {kind: "wrong"|"locked", n}
+  loggedIn: null,
+  lastInput: 0,
+  lastActivitySent: 0,
+};
+
+function techCorner() {
+  let timer = null;
+  const corner = $("#tech-corner");
+  const cancel = () => {
+    clearTimeout(timer);
+    timer = null;
+  };
+  corner.addEventListener("pointerdown", () => {
+    cancel();
+    timer = setTimeout(openTech, TECH_HOLD_MS);
+  });
+  for (const ev of ["pointerup", "pointerleave", "pointercancel"]) corner.addEventListener(ev, cancel);
+}
+
+async function openTech() {
+  let st;
+  try {
+    st = await invoke("tech_status");
+  } catch (err) {
+    console.warn("tech_status", err && err.code, err && err.message);
+    return;
+  }
+  if (!st.technicians.length) return; // nobody configured: the gesture does nothing
+  Object.assign(tech, {
+    open: true,
+    names: st.technicians,
+    name: st.technicians.length === 1 ? st.technicians[0] : null,
+    pin: "",
+    message: st.locked_until_ms ? { kind: "locked", until: st.locked_until_ms } : null,
+    loggedIn: st.logged_in,
+    lastInput: Date.now(),
+  });
+  renderTech();
+}
+
+function closeTech() {
+  Object.assign(tech, { open: false, pin: "", message: null, loggedIn: null });
+  renderTech();
+}
+
+async function submitPin() {
+  if (!tech.name || !tech.pin) return;
+  const pin = tech.pin;
+  tech.pin = "";
+  let r;
+  try {
+    r = await invoke("tech_login", { technician: tech.name, pin });
+  } catch (err) {
+    console.warn("tech_login", err && err.code, err && err.message);
+    return;
+  }
+  tech.answers = (tech.answers || 0) + 1;
+  if (r.result === "logged_in") {
+    tech.loggedIn = r.technician;
+    tech.message = null;
+  } else if (r.result === "wrong_pin") {
+    tech.message = { kind: "wrong", n: r.tries_left };
+  } else {
+    tech.message = { kind: "locked", until: r.until_ms };
+  }
+  renderTech();
+}
+
+function renderTech() {
+  const tx = t();
+  const box = $("#tech");
+  box.hidden = !tech.open;
+  box.dataset.state = !tech.open ? "" : tech.loggedIn ? "in" : "pin";
+  if (!tech.open) return;
+  $("#tech-login").hidden = Boolean(tech.loggedIn);
+  $("#tech-panel").hidden = !tech.loggedIn;
+  $("#tech-name").textContent = tech.loggedIn || "";
+  const names = $("#tech-names");
+  const key = tech.names.join("\n") + "|" + tech.name;
+  if (names.dataset.key !== key) {
+    names.dataset.key = key;
+    names.replaceChildren(
+      ...tech.names.map((n) => {
+        const b = document.createElement("button");
+        b.type = "button";
+        b.textContent = n;
+        b.dataset.name = n;
+        b.classList.toggle("chosen", n === tech.name);
+        return b;
+      }),
+    );
+  }
+  $("#pin-dots").textContent = tech.name ? "●".repeat(tech.pin.length) || "—" : tx.pick_name;
+  const msg = $("#tech-msg");
+  const m = tech.message;
+  msg.dataset.result = m ? m.kind : "";
+  msg.dataset.seq = String(tech.answers || 0);
+  msg.textContent = !m
+    ? ""
+    : m.kind === "wrong"
+      ? tx.wrong_pin(m.n)
+      : tx.locked_out(Math.max(0, Math.ceil((m.until - Date.now()) / 1000)));
+}
+
+function techInput() {
+  $("#tech-names").addEventListener("click", (e) => {
+    const b = e.target.closest("button[data-name]");
+    if (!b) return;
+    tech.name = b.dataset.name;
+    tech.pin = "";
+    renderTech();
+  });
+  $("#pinpad").addEventListener("click", (e) => {
+    const b = e.target.closest("button");
+    if (!b) return;
+    tech.lastInput = Date.now();
+    if (b.dataset.digit && tech.pin.length < 12) tech.pin += b.dataset.digit;
+    else if (b.id === "pin-clear") tech.pin = "";
+    else if (b.id === "pin-ok") submitPin();
+    renderTech();
+  });
+  $("#tech-cancel").addEventListener("click", closeTech);
+  $("#tech-logout").addEventListener("click", async () => {
+    try {
+      await invoke("tech_logout");
+    } catch (err) {
+      console.warn("tech_logout", err && err.code, err && err.message);
+    }
+    closeTech();
+  });
+  // Any touch while logged in keeps the session (at most one message per 5 s).
+  document.addEventListener("pointerdown", () => {
+    if (!tech.loggedIn || Date.now() - tech.lastActivitySent < 5_000) return;
+    tech.lastActivitySent = Date.now();
+    invoke("tech_activity").catch(() => {});
+  });
+}
+
+/// Called on every tick: the PIN pad closes when left alone; the panel closes when the
+/// core ended maintenance (automatic logout).
+function techTick() {
+  if (!tech.open) return;
+  const snap = state.snapshot;
+  const inMaintenance = snap && snap.screen === "out_of_service" && snap.reason === "maintenance";
+  if (tech.loggedIn && snap && !inMaintenance) {
+    closeTech();
+    return;
+  }
+  if (!tech.loggedIn && Date.now() - tech.lastInput > PIN_PAD_TIMEOUT_MS) {
+    closeTech();
+    return;
+  }
+  renderTech();
+}
+
 // ---- start -------------------------------------------------------------------------------
 
 async function main() {
@@ -335,6 +521,8 @@ async function main() {
     setLang(state.lang === "zh-CN" ? "en" : "zh-CN");
   });
   $("#demo-scan").addEventListener("click", demoScan);
+  techCorner();
+  techInput();
   render();
 
   await listen("screen", (event) => onSnapshot(event.payload));
@@ -369,6 +557,7 @@ async function main() {
       return;
     }
     render();
+    techTick();
   }, 250);
 }
 

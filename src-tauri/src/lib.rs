@@ -9,7 +9,9 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
+use cabinet_core::control::{ControlHandle, TechStatus};
 use cabinet_core::screen::Snapshot;
+use cabinet_core::technician::Attempt;
 use cabinet_core::{Lang, Reason, qr};
 use cabinet_demo::{Demo, DemoBackend};
 use serde::Serialize;
@@ -29,6 +31,8 @@ pub struct AppState {
     /// Demo mode only: the demo environment, and the backend that plays a customer's
     /// scan (set once it has connected).
     demo: Option<(Arc<Demo>, Arc<OnceLock<DemoBackend>>)>,
+    /// The technician's requests to the core (absent when no core runs, as in tests).
+    control: Option<ControlHandle>,
 }
 
 impl AppState {
@@ -40,7 +44,14 @@ impl AppState {
             started: Instant::now(),
             painted: OnceLock::new(),
             demo: None,
+            control: None,
         }
+    }
+
+    /// The core's control channel (technician login and maintenance).
+    pub fn with_control(mut self, control: ControlHandle) -> Self {
+        self.control = Some(control);
+        self
     }
 
     /// Demo mode: enables the "simulate scan" control. `backend` is filled in once the
@@ -158,6 +169,48 @@ async fn demo_scan(state: State<'_, AppState>) -> Result<String, UiError> {
     Ok(scan.log_id)
 }
 
+fn control(state: &AppState) -> Result<&ControlHandle, UiError> {
+    state
+        .control
+        .as_ref()
+        .ok_or_else(|| UiError::new("no_core", "the kiosk core is not running"))
+}
+
+fn gone(e: cabinet_core::control::KioskGone) -> UiError {
+    UiError::new("no_core", e)
+}
+
+/// Who may log in, who is in, and whether entry is locked.
+#[tauri::command]
+async fn tech_status(state: State<'_, AppState>) -> Result<TechStatus, UiError> {
+    control(&state)?.status().await.map_err(gone)
+}
+
+/// A technician's PIN attempt. Wrong PINs count towards the lockout.
+#[tauri::command]
+async fn tech_login(
+    technician: String,
+    pin: String,
+    state: State<'_, AppState>,
+) -> Result<Attempt, UiError> {
+    control(&state)?
+        .login(&technician, &pin)
+        .await
+        .map_err(gone)
+}
+
+/// The technician leaves; the cabinet returns to service.
+#[tauri::command]
+async fn tech_logout(state: State<'_, AppState>) -> Result<(), UiError> {
+    control(&state)?.logout().await.map_err(gone)
+}
+
+/// The technician touched the screen (postpones the automatic logout).
+#[tauri::command]
+async fn tech_activity(state: State<'_, AppState>) -> Result<(), UiError> {
+    control(&state)?.activity().await.map_err(gone)
+}
+
 /// Builds the app: state, commands, nothing else. The caller runs it (or, in tests,
 /// creates a webview and invokes commands through the mock runtime).
 pub fn run_app<R: Runtime>(
@@ -181,7 +234,11 @@ pub fn run_app<R: Runtime>(
             ui_ready,
             demo_available,
             demo_motor_count,
-            demo_scan
+            demo_scan,
+            tech_status,
+            tech_login,
+            tech_logout,
+            tech_activity
         ])
         .build(context)
 }

@@ -156,7 +156,10 @@ fn run(started: Instant) -> anyhow::Result<ExitCode> {
 
     let (screen_tx, screen_rx) = watch::channel(None);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut state = AppState::new(cfg.machine_code.clone(), screen_rx.clone()).started_at(started);
+    let (control, control_rx) = cabinet_core::control::channel();
+    let mut state = AppState::new(cfg.machine_code.clone(), screen_rx.clone())
+        .started_at(started)
+        .with_control(control);
     let demo_backend = Arc::new(OnceLock::new());
     if let Some(demo) = &demo {
         state = state.with_demo(Arc::clone(demo), Arc::clone(&demo_backend));
@@ -174,7 +177,7 @@ fn run(started: Instant) -> anyhow::Result<ExitCode> {
     // reloading webview never stops dispensing or replies.
     let handle = app.handle().clone();
     let core = tauri::async_runtime::spawn(async move {
-        let result = kiosk::run(cfg, lock, board, screen_tx, stop_rx).await;
+        let result = kiosk::run(cfg, lock, board, screen_tx, control_rx, stop_rx).await;
         if let Err(e) = &result {
             tracing::error!(error = %e, "the kiosk core stopped");
             handle.exit(1);

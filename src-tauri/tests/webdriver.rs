@@ -74,6 +74,16 @@ const SHOTS: [&str; 6] = [
     "failed",
     "out_of_service",
 ];
+/// The technician in the test config, and the PIN whose hash the config holds.
+const TECH_NAME: &str = "李工";
+/// Twelve digits, so a search of the logs for it cannot hit a timestamp or an id by chance.
+const TECH_PIN: &str = "246801357913";
+/// The technician test's screenshots.
+const TECH_SHOTS: [&str; 3] = [
+    "tech-pin-zh-CN",
+    "tech-locked-zh-CN",
+    "tech-maintenance-zh-CN",
+];
 /// The demo test's screenshots (one language).
 const DEMO_SHOTS: [&str; 2] = ["demo-idle-zh-CN", "demo-take_item-zh-CN"];
 /// One window at a time: two Xvfb + WebKit stacks on a 2-core machine make both slow.
@@ -384,6 +394,41 @@ impl Session {
         self.call("POST", &format!("/element/{id}/click"), Some(&json!({})));
     }
 
+    /// Presses on `css` for `hold` with the W3C actions API (a touch-and-hold).
+    fn long_press(&self, css: &str, hold: Duration) {
+        let id = self.element(css);
+        let actions = json!({"actions": [{
+            "type": "pointer",
+            "id": "finger",
+            "parameters": {"pointerType": "mouse"},
+            "actions": [
+                {"type": "pointerMove", "duration": 0, "origin": {ELEMENT: id}, "x": 0, "y": 0},
+                {"type": "pointerDown", "button": 0},
+                {"type": "pause", "duration": hold.as_millis() as u64},
+                {"type": "pointerUp", "button": 0},
+            ],
+        }]});
+        self.call("POST", "/actions", Some(&actions));
+        self.call("DELETE", "/actions", None);
+    }
+
+    /// Types `pin` on the PIN pad and presses OK; returns `#tech-msg`'s result once the
+    /// core's answer arrived (`""` when logged in). The page counts answers in
+    /// `#tech-msg[data-seq]`.
+    fn enter_pin(&self, pin: &str) -> String {
+        let seq = || self.text("return document.getElementById('tech-msg').dataset.seq || '0'");
+        let before = seq();
+        for d in pin.chars() {
+            self.click(&format!("#pinpad button[data-digit='{d}']"));
+        }
+        self.click("#pin-ok");
+        poll("the PIN answer", WAIT, || {
+            let now = seq();
+            if now != before { Ok(()) } else { Err(now) }
+        });
+        self.text("return document.getElementById('tech-msg').dataset.result || ''")
+    }
+
     fn displayed(&self, css: &str) -> bool {
         let id = self.element(css);
         self.call("GET", &format!("/element/{id}/displayed"), None)
@@ -666,8 +711,14 @@ heartbeat_secs = 1
 take_item_secs = {RESULT_SECS}
 failed_secs = {RESULT_SECS}
 out_of_service_grace_secs = 1
+[technicians]
+"{TECH_NAME}" = "{tech_hash}"
+[maintenance]
+lockout_secs = 2
+lockout_max_secs = 4
 "#,
                 url = broker.url(),
+                tech_hash = cabinet_core::technician::hash_pin(TECH_PIN).unwrap(),
                 port = dir.path().join("board").display(),
             ),
         )
@@ -1009,4 +1060,109 @@ impl Drop for KeepOnPanic {
             eprintln!("kept for inspection: {}", dir.keep().display());
         }
     }
+}
+
+/// The technician's way in: a 3-second press on the top-left corner opens the PIN pad;
+/// five wrong PINs lock entry (even the right PIN is refused then); after the lockout the
+/// right PIN puts the cabinet in maintenance, where customer commands are refused; logging
+/// out returns it to service. Every step is in the journal's audit table, and neither the
+/// PIN nor its hash reaches a log file.
+#[test]
+fn a_technician_gets_in_with_the_right_pin_only_and_the_cabinet_pauses_meanwhile() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let shots = screenshots_dir();
+    clear_shots(&shots, TECH_SHOTS.map(String::from));
+    let mut rig = Rig::new();
+    rig.connect_backend();
+    let xvfb = Xvfb::start(&rig.path("xvfb.log"));
+    let driver = Driver::start(&xvfb.display, &rig.path("webdriver.log"));
+    let s = Session::start(&driver, &rig.config);
+    s.wait_window_up();
+    rig.await_board_ok();
+    s.wait_screen("idle");
+    let tech_state = || s.text("return document.getElementById('tech').dataset.state || ''");
+
+    // A short press does nothing; a 3-second one opens the PIN pad.
+    s.long_press("#tech-corner", Duration::from_millis(300));
+    s.next_frames();
+    assert_eq!(tech_state(), "", "a short press must not open the PIN pad");
+    s.long_press("#tech-corner", Duration::from_millis(3300));
+    poll("the PIN pad", WAIT, || {
+        let st = tech_state();
+        if st == "pin" { Ok(()) } else { Err(st) }
+    });
+    s.wait_rendered("zh-CN");
+    s.screenshot(&shots.join(format!("{}.png", TECH_SHOTS[0])));
+
+    for left in (1..5).rev() {
+        assert_eq!(s.enter_pin("0000"), "wrong", "{left} tries left");
+        let msg = s.text("return document.getElementById('tech-msg').textContent");
+        assert!(msg.contains(&left.to_string()), "{msg}");
+    }
+    assert_eq!(s.enter_pin("1111"), "locked", "the fifth wrong PIN locks");
+    s.screenshot(&shots.join(format!("{}.png", TECH_SHOTS[1])));
+    assert_eq!(
+        s.enter_pin(TECH_PIN),
+        "locked",
+        "while locked, even the right PIN is refused"
+    );
+    // The lockout (2 s in this config) runs out; then the right PIN opens.
+    poll("the lockout to end", WAIT, || {
+        match s.enter_pin(TECH_PIN).as_str() {
+            "" => Ok(()),
+            other => Err(other.to_owned()),
+        }
+    });
+    assert_eq!(tech_state(), "in");
+    s.wait_screen("out_of_service");
+    assert_eq!(
+        s.text("return document.body.dataset.oos || ''"),
+        "maintenance"
+    );
+    s.wait_rendered("zh-CN");
+    s.screenshot(&shots.join(format!("{}.png", TECH_SHOTS[2])));
+
+    // A customer's command while the technician is in: refused, no motor.
+    let motors = rig.sim.stats().motor_actions;
+    let (cmd, _) = rig.send_dispense(1);
+    let reply = rig.await_terminal(&cmd, "rejected");
+    assert_eq!(reply["reason"], "maintenance", "{reply}");
+    assert_eq!(rig.sim.stats().motor_actions, motors);
+
+    s.click("#tech-logout");
+    s.wait_screen("idle");
+    assert_eq!(tech_state(), "");
+    drop(s);
+
+    // The audit trail, and no secret in the logs.
+    let journal = cabinet_core::journal::Journal::open(&rig.path("journal.sqlite3")).unwrap();
+    let actions: Vec<String> = journal
+        .recent_audit(100)
+        .unwrap()
+        .into_iter()
+        .rev()
+        .map(|a| {
+            assert_eq!(a.technician, TECH_NAME);
+            a.action
+        })
+        .collect();
+    let expected: Vec<String> = std::iter::repeat_n("failed_pin", 5)
+        .chain(["locked_out", "login", "logout"])
+        .map(String::from)
+        .collect();
+    assert_eq!(actions, expected);
+    let logs = std::fs::read_dir(rig.path("logs"))
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect::<String>();
+    assert!(logs.contains("technician logged in"), "the login is logged");
+    let config = std::fs::read_to_string(&rig.config).unwrap();
+    let hash = config
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("\"{TECH_NAME}\" = \"")))
+        .and_then(|l| l.strip_suffix('"'))
+        .unwrap();
+    assert!(!logs.contains(hash), "the PIN hash reached a log");
+    assert!(!logs.contains(TECH_PIN), "the PIN reached a log");
 }

@@ -99,3 +99,38 @@ fn write_private(path: &std::path::Path, private: &str) -> anyhow::Result<()> {
     writeln!(f, "{private}")?;
     Ok(())
 }
+
+/// Arguments of `cabinet pin-hash`.
+#[derive(Debug, Args)]
+pub struct PinHashArgs {
+    /// The technician's name, as shown on the diagnostics screen and in the audit log.
+    #[arg(long)]
+    name: String,
+}
+
+/// Hash a technician's PIN (read from stdin, so it stays out of shell history) and print
+/// the `[technicians]` line for the config.
+pub fn pin_hash(a: PinHashArgs) -> anyhow::Result<ExitCode> {
+    use std::io::BufRead;
+    if a.name.is_empty() || a.name.chars().count() > 32 || a.name.chars().any(char::is_control) {
+        eprintln!("--name: 1 to 32 characters, no control characters");
+        return Ok(ExitCode::from(2));
+    }
+    eprintln!("PIN for {} (4-12 digits), then Enter:", a.name);
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("cannot read the PIN from stdin")?;
+    let pin = line.trim_end_matches(['\r', '\n']);
+    let hash = match cabinet_core::technician::hash_pin(pin) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let name = toml::Value::String(a.name.clone()).to_string();
+    println!("[technicians]\n{name} = \"{hash}\"");
+    Ok(ExitCode::SUCCESS)
+}

@@ -50,7 +50,8 @@ pub fn demo(a: DemoArgs) -> anyhow::Result<ExitCode> {
     let rt = crate::run::kiosk_runtime()?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let (screen_tx, screen_rx) = watch::channel(None);
-    let core = rt.spawn(kiosk::run(cfg, lock, board, screen_tx, stop_rx));
+    let (_, control_rx) = cabinet_core::control::channel();
+    let core = rt.spawn(kiosk::run(cfg, lock, board, screen_tx, control_rx, stop_rx));
     rt.spawn(print_screens(screen_rx.clone()));
 
     let result = rt.block_on(async {

@@ -40,6 +40,8 @@ enum Command {
     Config(admin::ConfigArgs),
     /// Generate an Ed25519 key pair for signing commands.
     Keygen(admin::KeygenArgs),
+    /// Hash a technician's PIN (read from stdin) into a `[technicians]` config line.
+    PinHash(admin::PinHashArgs),
     /// Sign a dispense command, publish it to a cabinet and wait for its outcome.
     /// Exit 0 succeeded, 1 failed/rejected/outcome_unknown, 2 nothing sent, 3 no outcome
     /// in time (retry with the same --cmd-id).
@@ -68,6 +70,7 @@ fn main() -> std::process::ExitCode {
         Command::Bench(a) => bench::run(a),
         Command::Config(a) => admin::config(a),
         Command::Keygen(a) => admin::keygen(a),
+        Command::PinHash(a) => admin::pin_hash(a),
         Command::Send(a) => backend_cmd::send(a),
         Command::Watch(a) => backend_cmd::watch(a),
     };

@@ -51,7 +51,9 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     })
     .context("cannot install the signal handler")?;
     let (screen_tx, _screen_rx) = watch::channel(None);
-    rt.block_on(kiosk::run(cfg, lock, board, screen_tx, stop_rx))
+    // No screen, so no technician: the control channel's sending end is dropped.
+    let (_, control_rx) = cabinet_core::control::channel();
+    rt.block_on(kiosk::run(cfg, lock, board, screen_tx, control_rx, stop_rx))
         .context("the kiosk stopped with an error")?;
     Ok(ExitCode::SUCCESS)
 }

@@ -122,6 +122,33 @@ impl fmt::Display for Secret {
     }
 }
 
+/// A technician's PIN hash (an Argon2 PHC string). Not the PIN, but still a secret: an
+/// offline guess of a short PIN against it is cheap enough to matter. `Debug` prints
+/// `***` and serializing writes `"[redacted]"`, so neither logs nor a diagnostics bundle
+/// built from a serialized config can carry it.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct PinHash(String);
+
+impl PinHash {
+    /// The PHC string, for the one place that verifies a PIN.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for PinHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl Serialize for PinHash {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("[redacted]")
+    }
+}
+
 /// The whole configuration. Build it with [`Config::load`] or [`Config::from_toml_str`],
 /// which always validate; a `Config` you hold has passed [`Config::validate`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,6 +174,26 @@ pub struct Config {
     pub logs: LogsConfig,
     /// The kiosk's behaviour: screens, heartbeat, health checks.
     pub kiosk: KioskConfig,
+    /// Technicians who may open the diagnostics screen: name → PIN hash
+    /// (`cabinet pin-hash`). Empty: nobody can (the screen's gesture does nothing).
+    pub technicians: BTreeMap<String, PinHash>,
+    /// Technician entry: lockout after wrong PINs, automatic logout.
+    pub maintenance: MaintenanceConfig,
+}
+
+/// `[maintenance]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceConfig {
+    /// Wrong PINs in a row before entry locks.
+    pub max_failures: u32,
+    /// The first lockout; each further one (without a correct PIN between) doubles.
+    pub lockout_secs: u64,
+    /// The longest lockout.
+    pub lockout_max_secs: u64,
+    /// A technician who has not touched the screen for this long is logged out and the
+    /// cabinet returns to service.
+    pub idle_logout_secs: u64,
 }
 
 /// `[kiosk]`.
@@ -467,6 +514,15 @@ fn parse_table(text: &str, origin: &str) -> Result<toml::Table, ConfigError> {
 }
 
 impl Config {
+    /// The lockout policy of `[maintenance]`.
+    pub fn lockout_policy(&self) -> crate::technician::LockoutPolicy {
+        crate::technician::LockoutPolicy {
+            max_failures: self.maintenance.max_failures,
+            first_lockout_ms: self.maintenance.lockout_secs * 1000,
+            max_lockout_ms: self.maintenance.lockout_max_secs * 1000,
+        }
+    }
+
     /// Reads the site file at `path`, merges it over the embedded defaults and
     /// validates. Relative paths inside the file (`password_file`, `ca_file`,
     /// `journal.path`, `logs.dir`) are taken relative to the file's directory, so a
@@ -728,6 +784,41 @@ impl Config {
             1,
             600,
         );
+        // [technicians], [maintenance]
+        for (name, hash) in &self.technicians {
+            let field = format!("technicians.{name}");
+            if name.is_empty() || name.chars().count() > 32 || name.chars().any(|c| c.is_control())
+            {
+                v.add(
+                    &field,
+                    "a technician name is 1 to 32 characters, no control characters",
+                );
+            }
+            if let Err(why) = crate::technician::check_pin_hash(hash.expose()) {
+                v.add(&field, &why);
+            }
+        }
+        let m = &self.maintenance;
+        v.range(
+            "maintenance.max_failures",
+            u64::from(m.max_failures),
+            1,
+            100,
+        );
+        v.range("maintenance.lockout_secs", m.lockout_secs, 1, 86_400);
+        v.range(
+            "maintenance.lockout_max_secs",
+            m.lockout_max_secs,
+            1,
+            604_800,
+        );
+        if m.lockout_max_secs < m.lockout_secs {
+            v.add(
+                "maintenance.lockout_max_secs",
+                "must be at least maintenance.lockout_secs",
+            );
+        }
+        v.range("maintenance.idle_logout_secs", m.idle_logout_secs, 10, 3600);
         for (name, value) in &self.kiosk.webkit_env {
             if !is_env_name(name) {
                 v.add(
@@ -1024,6 +1115,33 @@ mod tests {
         ));
         assert_eq!(p.len(), 1);
         assert_eq!(p[0].field, "kiosk.webkit_env.BAD NAME");
+    }
+
+    #[test]
+    fn technician_pin_hashes_are_checked_and_never_printed() {
+        let phc = crate::technician::hash_pin("2468").unwrap();
+        let cfg = Config::from_toml_str(&format!(
+            "{}\n[technicians]\n\"Li Wei\" = \"{phc}\"\n",
+            minimal()
+        ))
+        .unwrap();
+        assert_eq!(cfg.technicians["Li Wei"].expose(), phc);
+        assert!(!format!("{cfg:?}").contains(&phc), "Debug shows the hash");
+        let json = serde_json::to_string(&cfg).unwrap();
+        assert!(
+            !json.contains(&phc) && json.contains("[redacted]"),
+            "{json}"
+        );
+
+        let bad = "$argon2id$not-really";
+        let p = problems(&format!(
+            "{}\n[technicians]\nzhang = \"{bad}\"\n[maintenance]\nlockout_secs = 0\n",
+            minimal()
+        ));
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert_eq!(p[0].field, "technicians.zhang");
+        assert!(!p[0].message.contains(bad), "{}", p[0].message);
+        assert_eq!(p[1].field, "maintenance.lockout_secs");
     }
 
     #[test]

@@ -489,6 +489,10 @@ impl Engine {
 
     /// Why a valid command cannot be served, checked in the order of DESIGN.md §4.
     fn refusal(&self, cmd: &Command, now: u64) -> Option<Reason> {
+        // A technician is testing slots: no customer command may move a motor meanwhile.
+        if self.maintenance_since.is_some() {
+            return Some(Reason::Maintenance);
+        }
         if self.cfg.require_session {
             let ok = cmd.session.as_ref().is_some_and(|s| {
                 self.sessions
@@ -1441,6 +1445,37 @@ mod tests {
             rejected_reason(&send(&mut e, late, T0 + 61_000)),
             Some(Reason::SessionMismatch)
         );
+    }
+
+    #[test]
+    fn while_a_technician_is_in_no_customer_command_moves_a_motor() {
+        let mut e = engine_with(cfg(), vec![slot(1, 5)]);
+        let a = e.step(Event::Maintenance {
+            on: true,
+            now_ms: T0,
+        });
+        assert!(
+            a.iter().any(|a| matches!(a, Action::Screen(s)
+                if s.screen == Screen::OutOfService { reason: OutOfService::Maintenance, since_ms: T0 })),
+            "{a:?}"
+        );
+        let a = send(&mut e, cmd("m1", 1), T0 + 1);
+        assert_eq!(rejected_reason(&a), Some(Reason::Maintenance));
+        assert!(
+            !names(&a).iter().any(|n| n.starts_with("dispense")),
+            "{a:?}"
+        );
+        assert!(
+            !a.iter().any(
+                |a| matches!(a, Action::Screen(s) if matches!(s.screen, Screen::Failed { .. }))
+            ),
+            "the technician's screen is not replaced by a customer failure: {a:?}"
+        );
+        e.step(Event::Maintenance {
+            on: false,
+            now_ms: T0 + 2,
+        });
+        assert!(names(&send(&mut e, cmd("m2", 1), T0 + 3)).contains(&"dispense:1".to_string()));
     }
 
     #[test]

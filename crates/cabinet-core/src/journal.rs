@@ -103,6 +103,13 @@ const MIGRATIONS: &[&str] = &[
         detail         TEXT NOT NULL
     ) STRICT;
     "#,
+    // 2: small named values that must survive restarts (the technician PIN lockout).
+    r#"
+    CREATE TABLE settings (
+        key    TEXT PRIMARY KEY NOT NULL,
+        value  TEXT NOT NULL
+    ) STRICT;
+    "#,
 ];
 
 /// Errors from the journal.
@@ -863,6 +870,28 @@ impl Journal {
         Ok(())
     }
 
+    // ----------------------------------------------------------------- settings
+
+    /// A stored value, if set.
+    pub fn setting(&self, key: &str) -> Result<Option<String>, JournalError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT value FROM settings WHERE key = ?1")?
+            .query_row([key], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Stores `value` under `key` (replacing any earlier value).
+    pub fn set_setting(&mut self, key: &str, value: &str) -> Result<(), JournalError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO settings (key, value) VALUES (?1, ?2) \
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            )?
+            .execute([key, value])?;
+        Ok(())
+    }
+
     // -------------------------------------------------------------------- audit
 
     /// Records a technician action. Returns its row ID.
@@ -1054,6 +1083,26 @@ mod tests {
             .query_row("PRAGMA synchronous", [], |r| r.get(0))
             .unwrap();
         assert_eq!(sync, 2, "synchronous=FULL guards the motor");
+        assert_eq!(j.schema_version().unwrap(), MIGRATIONS.len() as i64);
+    }
+
+    #[test]
+    fn settings_survive_reopening_and_a_version_1_journal_gains_the_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.sqlite3");
+        {
+            // A journal as the first release left it: only migration 1.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+        }
+        let mut j = Journal::open(&path).unwrap();
+        assert_eq!(j.setting("gate").unwrap(), None);
+        j.set_setting("gate", "a").unwrap();
+        j.set_setting("gate", "b").unwrap();
+        drop(j);
+        let j = Journal::open(&path).unwrap();
+        assert_eq!(j.setting("gate").unwrap().as_deref(), Some("b"));
         assert_eq!(j.schema_version().unwrap(), MIGRATIONS.len() as i64);
     }
 

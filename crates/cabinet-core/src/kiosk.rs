@@ -25,12 +25,14 @@ use tokio::sync::{mpsc, watch};
 use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::config::{BoardProtocol, ByteOrder, Config, DoorPolarity};
+use crate::control::{Control, TechStatus};
 use crate::engine::{Action, Engine, EngineConfig, Event, InventoryChange, Job};
 use crate::instance::InstanceLock;
 use crate::journal::{Journal, JournalError, OutboxMessage};
 use crate::mqtt::{AckToken, LinkError, LinkEvent, LinkHandle, LinkOptions, MqttLink};
 use crate::protocol::{self, PROTOCOL_VERSION, ReplyState, SlotLevel, Telemetry, Topics};
 use crate::screen::{Screen, Snapshot};
+use crate::technician::{Attempt, Gate};
 
 /// The app version reported in the birth message and telemetry.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -114,16 +116,20 @@ fn new_nonce() -> Result<String, KioskError> {
 /// Run the kiosk until `shutdown` turns true. Screen snapshots go to `screen`. `lock`
 /// (from [`InstanceLock::for_config`]) proves no other kiosk runs on this journal; take
 /// it before opening the window or the board.
+///
+/// `control` carries the technician's requests from the screen ([`crate::control`]); a
+/// headless kiosk passes the receiver of a channel whose handle it drops.
 pub async fn run(
     cfg: Config,
     lock: InstanceLock,
     board: Arc<dyn Board>,
     screen: watch::Sender<Option<Snapshot>>,
+    control: mpsc::Receiver<Control>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), KioskError> {
     let boot_id = protocol::new_boot_id().map_err(|e| KioskError::Setup(e.to_string()))?;
     let span = info_span!("kiosk", machine_code = %cfg.machine_code, boot_id = %boot_id);
-    let result = Runner::start(cfg, board, screen, shutdown, boot_id)
+    let result = Runner::start(cfg, board, screen, control, shutdown, boot_id)
         .instrument(span.clone())
         .await?
         .run()
@@ -157,6 +163,20 @@ struct Runner {
     connected: bool,
     handed: HashSet<i64>,
     hooks: Hooks,
+    control: mpsc::Receiver<Control>,
+    control_open: bool,
+    gate: Gate,
+    tech: Option<TechSession>,
+}
+
+/// The journal setting that keeps the technician lockout.
+const GATE_KEY: &str = "technician_gate";
+
+/// A technician who is logged in.
+#[derive(Debug)]
+struct TechSession {
+    name: String,
+    last_activity: Instant,
 }
 
 impl Runner {
@@ -164,11 +184,17 @@ impl Runner {
         cfg: Config,
         board: Arc<dyn Board>,
         screen: watch::Sender<Option<Snapshot>>,
+        control: mpsc::Receiver<Control>,
         shutdown: watch::Receiver<bool>,
         boot_id: String,
     ) -> Result<Runner, KioskError> {
         let mut journal = Journal::open(&cfg.journal.path)?;
         journal.seed_inventory(&cfg.slots)?;
+        // A lockout outlives a restart: power-cycling the cabinet must not buy more tries.
+        let gate = journal
+            .setting(GATE_KEY)?
+            .and_then(|v| serde_json::from_str::<Gate>(&v).ok())
+            .unwrap_or_default();
         let topics =
             Topics::new(&cfg.machine_code).map_err(|e| KioskError::Setup(e.to_string()))?;
         let keys = cfg.trusted_keys()?;
@@ -214,6 +240,10 @@ impl Runner {
             connected: false,
             handed: HashSet::new(),
             hooks: Hooks::from_env(),
+            control,
+            control_open: true,
+            gate,
+            tech: None,
         };
         r.recover().await?;
         Ok(r)
@@ -291,7 +321,12 @@ impl Runner {
                 _ = tick.tick() => {
                     let actions = self.engine.step(Event::Tick { now_ms: now_ms() });
                     self.exec(actions, None).await?;
+                    self.check_idle_logout().await?;
                 }
+                req = self.control.recv(), if self.control_open => match req {
+                    Some(req) => self.on_control(req).await?,
+                    None => self.control_open = false,
+                },
                 _ = heartbeat.tick() => self.heartbeat().await?,
                 _ = board_check.tick() => self.start_board_check(false),
                 _ = qr.tick() => {
@@ -567,6 +602,118 @@ impl Runner {
             };
             let _ = tx.send(up);
         });
+    }
+
+    // ------------------------------------------------------------- technicians
+
+    async fn on_control(&mut self, req: Control) -> Result<(), KioskError> {
+        match req {
+            Control::BeginLogin { technician, reply } => {
+                let now = now_ms();
+                let answer = if let Some(until_ms) = self.gate.locked(now) {
+                    Err(Attempt::LockedOut { until_ms })
+                } else if let Some(hash) = self.cfg.technicians.get(&technician) {
+                    Ok(hash.expose().to_owned())
+                } else {
+                    Err(self.login_failed(&technician, now)?)
+                };
+                let _ = reply.send(answer);
+            }
+            Control::FinishLogin {
+                technician,
+                pin_ok,
+                reply,
+            } => {
+                let now = now_ms();
+                let answer = if let Some(until_ms) = self.gate.locked(now) {
+                    Attempt::LockedOut { until_ms }
+                } else if pin_ok {
+                    self.gate.on_success();
+                    self.save_gate()?;
+                    self.journal.audit(&technician, "login", "")?;
+                    info!(technician = %technician, "technician logged in: cabinet in maintenance");
+                    self.tech = Some(TechSession {
+                        name: technician.clone(),
+                        last_activity: Instant::now(),
+                    });
+                    let actions = self.engine.step(Event::Maintenance {
+                        on: true,
+                        now_ms: now,
+                    });
+                    self.exec(actions, None).await?;
+                    Attempt::LoggedIn { technician }
+                } else {
+                    self.login_failed(&technician, now)?
+                };
+                let _ = reply.send(answer);
+            }
+            Control::Activity => {
+                if let Some(t) = &mut self.tech {
+                    t.last_activity = Instant::now();
+                }
+            }
+            Control::Logout { reply } => {
+                self.logout("logout").await?;
+                let _ = reply.send(());
+            }
+            Control::Status { reply } => {
+                let _ = reply.send(TechStatus {
+                    technicians: self.cfg.technicians.keys().cloned().collect(),
+                    logged_in: self.tech.as_ref().map(|t| t.name.clone()),
+                    locked_until_ms: self.gate.locked(now_ms()),
+                    idle_logout_secs: self.cfg.maintenance.idle_logout_secs,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// A wrong PIN (or a name the config does not know): count it, audit it, persist.
+    fn login_failed(&mut self, technician: &str, now: u64) -> Result<Attempt, KioskError> {
+        let policy = self.cfg.lockout_policy();
+        let attempt = self.gate.on_failure(&policy, now);
+        self.save_gate()?;
+        self.journal.audit(technician, "failed_pin", "")?;
+        if let Attempt::LockedOut { until_ms } = attempt {
+            let secs = until_ms.saturating_sub(now) / 1000;
+            self.journal
+                .audit(technician, "locked_out", &format!("{secs} s"))?;
+            warn!(technician = %technician, lock_secs = secs, "technician entry locked after wrong PINs");
+        } else {
+            warn!(technician = %technician, "wrong technician PIN");
+        }
+        Ok(attempt)
+    }
+
+    fn save_gate(&mut self) -> Result<(), KioskError> {
+        let json = serde_json::to_string(&self.gate).unwrap_or_default();
+        self.journal.set_setting(GATE_KEY, &json)?;
+        Ok(())
+    }
+
+    async fn logout(&mut self, why: &str) -> Result<(), KioskError> {
+        let Some(t) = self.tech.take() else {
+            return Ok(());
+        };
+        self.journal.audit(&t.name, "logout", why)?;
+        info!(technician = %t.name, why, "technician logged out: cabinet back in service");
+        let actions = self.engine.step(Event::Maintenance {
+            on: false,
+            now_ms: now_ms(),
+        });
+        self.exec(actions, None).await
+    }
+
+    async fn check_idle_logout(&mut self) -> Result<(), KioskError> {
+        let idle = Duration::from_secs(self.cfg.maintenance.idle_logout_secs);
+        if self
+            .tech
+            .as_ref()
+            .is_some_and(|t| t.last_activity.elapsed() >= idle)
+        {
+            self.logout("idle").await?;
+        }
+        Ok(())
     }
 
     async fn heartbeat(&mut self) -> Result<(), KioskError> {

@@ -12,6 +12,7 @@
 //! - [`instance`]: one kiosk process per cabinet.
 
 pub mod config;
+pub mod control;
 pub mod engine;
 pub mod instance;
 pub mod journal;
@@ -22,5 +23,6 @@ pub mod protocol;
 pub mod qr;
 pub mod reason;
 pub mod screen;
+pub mod technician;
 
 pub use reason::{Lang, Reason};

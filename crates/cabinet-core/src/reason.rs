@@ -53,6 +53,8 @@ pub enum Reason {
     SlotEmpty,
     /// The slot jammed earlier and no technician has cleared it yet.
     SlotJammed,
+    /// A technician is servicing the cabinet (the diagnostics screen is open).
+    Maintenance,
 
     // --- the board tried and reported a failure ------------------------------------
     /// The board reported a jam during this dispense (VMC status 03).
@@ -107,7 +109,7 @@ impl Lang {
 
 impl Reason {
     /// Every reason, in declaration order. Used by tests and to parse codes back.
-    pub const ALL: [Reason; 24] = [
+    pub const ALL: [Reason; 25] = [
         Reason::WrongTarget,
         Reason::Expired,
         Reason::NotYetValid,
@@ -124,6 +126,7 @@ impl Reason {
         Reason::SlotDisabled,
         Reason::SlotEmpty,
         Reason::SlotJammed,
+        Reason::Maintenance,
         Reason::Jammed,
         Reason::MotorNotStopped,
         Reason::NoDropDetected,
@@ -153,6 +156,7 @@ impl Reason {
             Reason::SlotDisabled => "slot_disabled",
             Reason::SlotEmpty => "slot_empty",
             Reason::SlotJammed => "slot_jammed",
+            Reason::Maintenance => "maintenance",
             Reason::Jammed => "jammed",
             Reason::MotorNotStopped => "motor_not_stopped",
             Reason::NoDropDetected => "no_drop_detected",
@@ -182,9 +186,14 @@ impl Reason {
     /// so the screen should show the failure screen ("not dispensed", with the code).
     ///
     /// False for commands that were never this cabinet's (wrong target, forged,
-    /// unreadable) and for duplicates, whose first delivery already drove the screen.
+    /// unreadable), for duplicates, whose first delivery already drove the screen, and
+    /// during maintenance, when the person at the screen is the technician.
     pub fn is_customer_facing_failure(self) -> bool {
-        !self.is_trust_failure() && !matches!(self, Reason::WrongTarget | Reason::Duplicate)
+        !self.is_trust_failure()
+            && !matches!(
+                self,
+                Reason::WrongTarget | Reason::Duplicate | Reason::Maintenance
+            )
     }
 
     /// True when the reason means the slot should be taken out of service until a
@@ -223,6 +232,7 @@ impl Reason {
             Reason::SlotJammed | Reason::Jammed | Reason::MotorNotStopped => {
                 "The item got stuck. Staff have been told."
             }
+            Reason::Maintenance => "Staff are servicing this cabinet. Please try again shortly.",
             Reason::NoDropDetected => "We could not see the item drop.",
             Reason::DoorNeverOpened => "The door was not opened in time.",
             Reason::BoardUnreachable | Reason::BoardNoReply => {
@@ -252,6 +262,7 @@ impl Reason {
             Reason::SlotJammed | Reason::Jammed | Reason::MotorNotStopped => {
                 "商品卡住了，已通知工作人员。"
             }
+            Reason::Maintenance => "工作人员正在维护本柜机，请稍后再试。",
             Reason::NoDropDetected => "未检测到商品掉落。",
             Reason::DoorNeverOpened => "柜门未在规定时间内打开。",
             Reason::BoardUnreachable | Reason::BoardNoReply => "柜机无响应，请稍后再试。",
@@ -338,6 +349,7 @@ mod tests {
             "slot_disabled",
             "slot_empty",
             "slot_jammed",
+            "maintenance",
             "jammed",
             "motor_not_stopped",
             "no_drop_detected",

@@ -459,11 +459,13 @@ pub fn bench_dispatch(
     let (stop_tx, stop_rx) = watch::channel(false);
     let (screen_tx, _screen_rx) = watch::channel(None);
     let lock = cabinet_core::instance::InstanceLock::for_config(&cfg)?;
+    let (_, control_rx) = cabinet_core::control::channel();
     let kiosk_task = rt.spawn(kiosk::run(
         cfg,
         lock,
         Arc::clone(&board),
         screen_tx,
+        control_rx,
         stop_rx,
     ));
 

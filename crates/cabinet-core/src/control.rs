@@ -1,0 +1,127 @@
+//! What a screen may ask of the running kiosk: the technician's side.
+//!
+//! The UI holds a [`ControlHandle`]; the kiosk runner owns the other end and answers each
+//! request between its other events, so a technician's action is ordered with commands
+//! and board outcomes like everything else (and lands in the journal's audit table).
+//! Nothing here moves a motor for a customer; while a technician is logged in the engine
+//! refuses customer commands (`maintenance`) and the screen says "out of service".
+
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::technician::{self, Attempt};
+
+/// A request to the runner. Built by [`ControlHandle`]; the runner answers on `reply`.
+#[derive(Debug)]
+pub enum Control {
+    /// Step 1 of a login: is entry open, and what is this technician's PIN hash? The
+    /// slow hash check then runs off the runner (step 2 reports its result).
+    BeginLogin {
+        /// Name as chosen on the screen.
+        technician: String,
+        /// `Ok(hash)` to check the PIN against, or the attempt's final answer.
+        reply: oneshot::Sender<Result<String, Attempt>>,
+    },
+    /// Step 2: the PIN matched or not.
+    FinishLogin {
+        /// Name.
+        technician: String,
+        /// Whether the PIN matched the hash from step 1.
+        pin_ok: bool,
+        /// What the technician sees.
+        reply: oneshot::Sender<Attempt>,
+    },
+    /// The technician touched the screen (pushes the automatic logout back).
+    Activity,
+    /// Leave maintenance; the cabinet returns to service.
+    Logout {
+        /// Done.
+        reply: oneshot::Sender<()>,
+    },
+    /// Who is in, and whether entry is locked.
+    Status {
+        /// The answer.
+        reply: oneshot::Sender<TechStatus>,
+    },
+}
+
+/// The technician side of the screen, for the UI.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TechStatus {
+    /// The technicians the config knows (the PIN pad offers these names).
+    pub technicians: Vec<String>,
+    /// Who is logged in, if anyone.
+    pub logged_in: Option<String>,
+    /// Entry refused until this time (unix ms), while locked out.
+    pub locked_until_ms: Option<u64>,
+    /// Automatic logout after this long without a touch.
+    pub idle_logout_secs: u64,
+}
+
+/// The runner has stopped (the app is shutting down).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the kiosk core is not running")]
+pub struct KioskGone;
+
+/// The UI's end of the control channel. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ControlHandle {
+    tx: mpsc::Sender<Control>,
+}
+
+/// A new control channel: give the receiver to `kiosk::run`, keep the handle.
+pub fn channel() -> (ControlHandle, mpsc::Receiver<Control>) {
+    let (tx, rx) = mpsc::channel(16);
+    (ControlHandle { tx }, rx)
+}
+
+impl ControlHandle {
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Control,
+    ) -> Result<T, KioskGone> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(make(tx)).await.map_err(|_| KioskGone)?;
+        rx.await.map_err(|_| KioskGone)
+    }
+
+    /// A PIN attempt for `technician`. The Argon2 check runs on the blocking pool, not
+    /// on the runner, so commands and board events are not held up by it.
+    pub async fn login(&self, technician: &str, pin: &str) -> Result<Attempt, KioskGone> {
+        let begin = self
+            .ask(|reply| Control::BeginLogin {
+                technician: technician.to_owned(),
+                reply,
+            })
+            .await?;
+        let hash = match begin {
+            Ok(hash) => hash,
+            Err(answer) => return Ok(answer),
+        };
+        let pin = pin.to_owned();
+        let pin_ok = tokio::task::spawn_blocking(move || technician::verify_pin(&hash, &pin))
+            .await
+            .unwrap_or(false);
+        self.ask(|reply| Control::FinishLogin {
+            technician: technician.to_owned(),
+            pin_ok,
+            reply,
+        })
+        .await
+    }
+
+    /// The technician touched the screen.
+    pub async fn activity(&self) -> Result<(), KioskGone> {
+        self.tx.send(Control::Activity).await.map_err(|_| KioskGone)
+    }
+
+    /// Log out and return the cabinet to service.
+    pub async fn logout(&self) -> Result<(), KioskGone> {
+        self.ask(|reply| Control::Logout { reply }).await
+    }
+
+    /// Who is in, and whether entry is locked.
+    pub async fn status(&self) -> Result<TechStatus, KioskGone> {
+        self.ask(|reply| Control::Status { reply }).await
+    }
+}
