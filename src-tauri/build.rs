@@ -16,6 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "tech_login",
             "tech_logout",
             "tech_activity",
+            "tech_diag",
         ]),
     ))?;
     Ok(())

@@ -30,6 +30,12 @@ const TEXT = {
     wrong_pin: (n) => `PIN 错误，还可尝试 ${n} 次`,
     locked_out: (s) => `尝试次数过多，请 ${s} 秒后再试`,
     pick_name: "请选择姓名",
+    diag: {
+      broker: "消息服务器", link: "连接", since: "连接时间", last_msg: "最近指令", outbox: "待确认回执",
+      board: "主板", board_state: "主板状态", last_rx: "最近收到帧", frames: "收/发/错帧", timeouts: "超时/重发/重连",
+      poll: "POLL 最慢应答", journal: "日志库", disk: "剩余磁盘", version: "版本", boot: "启动 ID", clock: "时钟",
+      yes: "正常", no: "异常", never: "无",
+    },
     accepted_title: "已收到您的订单",
     dispensing_title: "正在出货",
     dispensing_hint: "请稍候，不要伸手进取货口",
@@ -73,6 +79,12 @@ const TEXT = {
     wrong_pin: (n) => `Wrong PIN, ${n} tries left`,
     locked_out: (s) => `Too many tries; try again in ${s} s`,
     pick_name: "Choose your name",
+    diag: {
+      broker: "Broker", link: "Link", since: "Connected since", last_msg: "Last command", outbox: "Replies pending",
+      board: "Board", board_state: "Board state", last_rx: "Last frame received", frames: "Frames rx/tx/bad", timeouts: "Timeouts/resends/reconnects",
+      poll: "Slowest POLL reply", journal: "Journal", disk: "Disk free", version: "Version", boot: "Boot id", clock: "Clock",
+      yes: "OK", no: "DOWN", never: "never",
+    },
     accepted_title: "Order received",
     dispensing_title: "Dispensing",
     dispensing_hint: "Please wait; keep your hands out of the tray",
@@ -415,6 +427,8 @@ async function submitPin() {
   if (r.result === "logged_in") {
     tech.loggedIn = r.technician;
     tech.message = null;
+    tech.lastDiag = Date.now();
+    refreshDiag();
   } else if (r.result === "wrong_pin") {
     tech.message = { kind: "wrong", n: r.tries_left };
   } else {
@@ -493,6 +507,65 @@ function techInput() {
   });
 }
 
+function fmtTime(ms, tx) {
+  return ms ? new Date(ms).toLocaleString(state.lang) : tx.diag.never;
+}
+
+function fmtBytes(n) {
+  if (n === null || n === undefined) return "?";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i += 1;
+  }
+  return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
+}
+
+async function refreshDiag() {
+  if (!tech.loggedIn) return;
+  let d;
+  try {
+    d = await invoke("tech_diag");
+  } catch (err) {
+    console.warn("tech_diag", err && err.code, err && err.message);
+    return;
+  }
+  const tx = t();
+  const L = tx.diag;
+  const b = d.board;
+  const rows = [
+    [L.broker, d.link.broker],
+    [L.link, `${d.link.connected ? L.yes : L.no} · ${d.link.subscription}`],
+    [L.since, fmtTime(d.link.connected_since_ms, tx)],
+    [L.last_msg, fmtTime(d.link.last_message_ms, tx)],
+    [L.outbox, String(d.link.outbox_pending)],
+    [L.board, `${b.protocol} · ${b.port}`],
+    [L.board_state, d.board_up ? L.yes : L.no],
+    [L.last_rx, b.last_rx_ms_ago === undefined ? L.never : `${b.last_rx_ms_ago} ms`],
+    [L.frames, `${b.frames_rx} / ${b.frames_tx} / ${b.bad_frames}`],
+    [L.timeouts, `${b.timeouts} / ${b.resends} / ${b.reconnects}`],
+    [L.poll, `${(b.poll_reply_max_us / 1000).toFixed(2)} ms`],
+    [L.journal, `${d.journal.path} · ${fmtBytes(d.journal.size_bytes)}`],
+    [L.disk, fmtBytes(d.journal.disk_free_bytes)],
+    [L.version, d.version],
+    [L.boot, d.boot_id],
+    [L.clock, `${fmtTime(d.at_ms, tx)} · ${d.clock_plausible ? L.yes : L.no}`],
+  ];
+  $("#diag").replaceChildren(
+    ...rows.map(([k, v]) => {
+      const tr = document.createElement("tr");
+      const th = document.createElement("th");
+      th.textContent = k;
+      const td = document.createElement("td");
+      td.textContent = v;
+      tr.append(th, td);
+      return tr;
+    }),
+  );
+  $("#diag").dataset.at = String(d.at_ms);
+}
+
 /// Called on every tick: the PIN pad closes when left alone; the panel closes when the
 /// core ended maintenance (automatic logout).
 function techTick() {
@@ -506,6 +579,10 @@ function techTick() {
   if (!tech.loggedIn && Date.now() - tech.lastInput > PIN_PAD_TIMEOUT_MS) {
     closeTech();
     return;
+  }
+  if (tech.loggedIn && Date.now() - (tech.lastDiag || 0) >= 2_000) {
+    tech.lastDiag = Date.now();
+    refreshDiag();
   }
   renderTech();
 }

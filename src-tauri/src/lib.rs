@@ -9,7 +9,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use cabinet_core::control::{ControlHandle, TechStatus};
+use cabinet_core::control::{ControlHandle, Diagnostics, TechStatus};
 use cabinet_core::screen::Snapshot;
 use cabinet_core::technician::Attempt;
 use cabinet_core::{Lang, Reason, qr};
@@ -211,6 +211,16 @@ async fn tech_activity(state: State<'_, AppState>) -> Result<(), UiError> {
     control(&state)?.activity().await.map_err(gone)
 }
 
+/// The cabinet's live health, for the logged-in technician.
+#[tauri::command]
+async fn tech_diag(state: State<'_, AppState>) -> Result<Diagnostics, UiError> {
+    control(&state)?
+        .diagnostics()
+        .await
+        .map_err(gone)?
+        .map_err(|e| UiError::new("not_logged_in", e))
+}
+
 /// Builds the app: state, commands, nothing else. The caller runs it (or, in tests,
 /// creates a webview and invokes commands through the mock runtime).
 pub fn run_app<R: Runtime>(
@@ -238,7 +248,8 @@ pub fn run_app<R: Runtime>(
             tech_status,
             tech_login,
             tech_logout,
-            tech_activity
+            tech_activity,
+            tech_diag
         ])
         .build(context)
 }

@@ -1119,8 +1119,30 @@ fn a_technician_gets_in_with_the_right_pin_only_and_the_cabinet_pauses_meanwhile
         s.text("return document.body.dataset.oos || ''"),
         "maintenance"
     );
+    // The live health, from the core (refreshed every 2 s while the panel is open).
+    poll("the diagnostics table", WAIT, || {
+        let t = s.text("return document.getElementById('diag').textContent");
+        if t.contains("cabinet/v1/C001/cmd") && t.contains("vmc") {
+            Ok(())
+        } else {
+            Err(t)
+        }
+    });
     s.wait_rendered("zh-CN");
     s.screenshot(&shots.join(format!("{}.png", TECH_SHOTS[2])));
+    let page = s.text("return document.documentElement.outerHTML");
+    let config_text = std::fs::read_to_string(&rig.config).unwrap();
+    let pin_hash = config_text
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("\"{TECH_NAME}\" = \"")))
+        .and_then(|l| l.strip_suffix('"'))
+        .unwrap()
+        .to_owned();
+    assert!(!page.contains(&pin_hash), "the PIN hash is on the screen");
+    assert!(
+        !page.contains(password("C001")),
+        "the broker password is on the screen"
+    );
 
     // A customer's command while the technician is in: refused, no motor.
     let motors = rig.sim.stats().motor_actions;
@@ -1157,12 +1179,10 @@ fn a_technician_gets_in_with_the_right_pin_only_and_the_cabinet_pauses_meanwhile
         .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
         .collect::<String>();
     assert!(logs.contains("technician logged in"), "the login is logged");
-    let config = std::fs::read_to_string(&rig.config).unwrap();
-    let hash = config
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("\"{TECH_NAME}\" = \"")))
-        .and_then(|l| l.strip_suffix('"'))
-        .unwrap();
-    assert!(!logs.contains(hash), "the PIN hash reached a log");
+    assert!(!logs.contains(&pin_hash), "the PIN hash reached a log");
+    assert!(
+        !logs.contains(password("C001")),
+        "the broker password reached a log"
+    );
     assert!(!logs.contains(TECH_PIN), "the PIN reached a log");
 }

@@ -233,7 +233,7 @@ pub enum BoardError {
 }
 
 /// Link health and counters.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct BoardHealth {
     /// Protocol name.
     pub protocol: String,

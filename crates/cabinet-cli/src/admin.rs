@@ -134,3 +134,63 @@ pub fn pin_hash(a: PinHashArgs) -> anyhow::Result<ExitCode> {
     println!("[technicians]\n{name} = \"{hash}\"");
     Ok(ExitCode::SUCCESS)
 }
+
+/// Arguments of `cabinet diag`.
+#[derive(Debug, Args)]
+pub struct DiagArgs {
+    /// The cabinet's site config file.
+    #[arg(long)]
+    config: PathBuf,
+    /// How many recent commands, audit entries and rejections to include.
+    #[arg(long, default_value_t = 20)]
+    recent: usize,
+}
+
+/// The diagnostics a technician sees on the screen, as JSON, for a cabinet without a
+/// working screen: whether the kiosk runs, its latest live health (the status file it
+/// rewrites every heartbeat), the slot table, recent commands, the audit log and
+/// refused payloads from the journal, and the config with its secrets redacted.
+pub fn diag(a: DiagArgs) -> anyhow::Result<ExitCode> {
+    use cabinet_core::instance::{InstanceError, InstanceLock};
+    let cfg = match Config::load(&a.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{}: {e}", a.config.display());
+            return Ok(ExitCode::from(2));
+        }
+    };
+    // Whether a kiosk holds the cabinet (the lock is released again at once).
+    let running = match InstanceLock::for_config(&cfg) {
+        Ok(_) => serde_json::json!({"running": false}),
+        Err(InstanceError::AlreadyRunning { pid, .. }) => {
+            serde_json::json!({"running": true, "pid": pid})
+        }
+        Err(e) => serde_json::json!({"running": null, "error": e.to_string()}),
+    };
+    let status_path = cabinet_core::kiosk::status_path(&cfg);
+    let live = match std::fs::read(&status_path) {
+        Ok(bytes) => match serde_json::from_slice::<cabinet_core::control::Diagnostics>(&bytes) {
+            Ok(d) => {
+                let age = cabinet_core::kiosk::now_ms().saturating_sub(d.at_ms) / 1000;
+                serde_json::json!({"age_secs": age, "diagnostics": d})
+            }
+            Err(e) => serde_json::json!({"error": format!("unreadable status file: {e}")}),
+        },
+        Err(e) => serde_json::json!({"error": format!("{}: {e}", status_path.display())}),
+    };
+    let journal = cabinet_core::journal::Journal::open(&cfg.journal.path)
+        .with_context(|| format!("cannot open the journal {}", cfg.journal.path.display()))?;
+    let out = serde_json::json!({
+        "machine_code": cfg.machine_code,
+        "kiosk": running,
+        "live": live,
+        "inventory": journal.inventory()?,
+        "outbox_pending": journal.outbox_len()?,
+        "recent_commands": journal.recent_commands(a.recent)?,
+        "audit": journal.recent_audit(a.recent)?,
+        "rejections": journal.recent_rejections(a.recent)?,
+        "config": cfg,
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(ExitCode::SUCCESS)
+}

@@ -42,6 +42,8 @@ enum Command {
     Keygen(admin::KeygenArgs),
     /// Hash a technician's PIN (read from stdin) into a `[technicians]` config line.
     PinHash(admin::PinHashArgs),
+    /// Print the cabinet's diagnostics as JSON (for a cabinet without a working screen).
+    Diag(admin::DiagArgs),
     /// Sign a dispense command, publish it to a cabinet and wait for its outcome.
     /// Exit 0 succeeded, 1 failed/rejected/outcome_unknown, 2 nothing sent, 3 no outcome
     /// in time (retry with the same --cmd-id).
@@ -71,6 +73,7 @@ fn main() -> std::process::ExitCode {
         Command::Config(a) => admin::config(a),
         Command::Keygen(a) => admin::keygen(a),
         Command::PinHash(a) => admin::pin_hash(a),
+        Command::Diag(a) => admin::diag(a),
         Command::Send(a) => backend_cmd::send(a),
         Command::Watch(a) => backend_cmd::watch(a),
     };

@@ -984,3 +984,41 @@ async fn a_second_kiosk_on_the_same_cabinet_refuses_to_start_and_the_first_keeps
     assert_eq!(states(&replies), ["accepted", "dispensing", "succeeded"]);
     assert_eq!(rig.stats().motor_actions, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cabinet_diag_shows_the_running_kiosk_its_commands_and_no_secret() {
+    let _s = serial().await;
+    let (mut rig, mut backend, _) = rig_online(30).await;
+    let c = rig.claims("C001", 1);
+    backend.send(&rig.sign(&c)).await;
+    backend.replies_until_terminal(&c.jti).await;
+    let out = Command::new(BIN)
+        .args(["diag", "--config"])
+        .arg(&rig.config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["kiosk"]["running"], true);
+    assert_eq!(
+        v["kiosk"]["pid"],
+        rig.kiosk.as_ref().unwrap().id().to_string()
+    );
+    let live = &v["live"]["diagnostics"];
+    assert_eq!(live["machine_code"], "C001", "{}", v["live"]);
+    assert_eq!(live["link"]["connected"], true);
+    assert_eq!(live["link"]["subscription"], "cabinet/v1/C001/cmd");
+    assert!(live["journal"]["size_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(v["recent_commands"][0]["log_id"], c.log_id.as_str());
+    assert_eq!(v["recent_commands"][0]["state"], "succeeded");
+    assert_eq!(v["inventory"][0]["slot"], 1);
+    assert!(
+        !text.contains(password("C001")),
+        "the broker password is in the diagnostics"
+    );
+}

@@ -43,6 +43,74 @@ pub enum Control {
         /// The answer.
         reply: oneshot::Sender<TechStatus>,
     },
+    /// The live health of the cabinet, for a logged-in technician only.
+    Diagnostics {
+        /// The answer, or `Err` when no technician is logged in.
+        reply: oneshot::Sender<Result<Diagnostics, NotLoggedIn>>,
+    },
+}
+
+/// A technician-only request came while nobody is logged in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("no technician is logged in")]
+pub struct NotLoggedIn;
+
+/// The cabinet's live health: what the diagnostics screen and `cabinet diag` show.
+/// Holds no secret (no password, no PIN hash, no key material).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct Diagnostics {
+    /// App version.
+    pub version: String,
+    /// This cabinet.
+    pub machine_code: String,
+    /// This run of the app.
+    pub boot_id: String,
+    /// Unix ms when this was taken.
+    pub at_ms: u64,
+    /// Seconds since the app started.
+    pub uptime_secs: u64,
+    /// Whether the clock looks right: later than the time this app was built. A cabinet
+    /// without a real-time clock battery boots in 1970 until NTP answers, and every
+    /// command's `exp` check depends on the clock.
+    pub clock_plausible: bool,
+    /// The broker link.
+    pub link: LinkDiagnostics,
+    /// The serial board, as its driver counts it.
+    pub board: cabinet_board::BoardHealth,
+    /// Whether the engine treats the board as usable.
+    pub board_up: bool,
+    /// The journal on disk.
+    pub journal: JournalDiagnostics,
+    /// Who is logged in.
+    pub technician: Option<String>,
+}
+
+/// The broker link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct LinkDiagnostics {
+    /// Broker URL (credentials are never part of it).
+    pub broker: String,
+    /// The topic the cabinet listens on.
+    pub subscription: String,
+    /// Connected right now.
+    pub connected: bool,
+    /// Since when (unix ms), while connected.
+    pub connected_since_ms: Option<u64>,
+    /// The last message received on the command topic (unix ms).
+    pub last_message_ms: Option<u64>,
+    /// Replies waiting for the broker's acknowledgement.
+    pub outbox_pending: u64,
+}
+
+/// The journal on disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct JournalDiagnostics {
+    /// Its path.
+    pub path: String,
+    /// Bytes of the database file plus its write-ahead log.
+    pub size_bytes: u64,
+    /// Free bytes on its file system (for an unprivileged user), if known.
+    pub disk_free_bytes: Option<u64>,
 }
 
 /// The technician side of the screen, for the UI.
@@ -123,5 +191,10 @@ impl ControlHandle {
     /// Who is in, and whether entry is locked.
     pub async fn status(&self) -> Result<TechStatus, KioskGone> {
         self.ask(|reply| Control::Status { reply }).await
+    }
+
+    /// The live health of the cabinet (technicians only).
+    pub async fn diagnostics(&self) -> Result<Result<Diagnostics, NotLoggedIn>, KioskGone> {
+        self.ask(|reply| Control::Diagnostics { reply }).await
     }
 }

@@ -234,7 +234,7 @@ pub struct OutboxMessage {
 }
 
 /// A command as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct StoredCommand {
     /// `jti`.
     pub cmd_id: String,
@@ -299,7 +299,7 @@ pub struct OutboxEntry {
 }
 
 /// One slot's stock and service state.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SlotInventory {
     /// Slot number.
     pub slot: u16,
@@ -331,7 +331,7 @@ impl SlotInventory {
 }
 
 /// One technician action.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct AuditEntry {
     /// Row ID.
     pub id: i64,
@@ -346,7 +346,7 @@ pub struct AuditEntry {
 }
 
 /// One payload that could not be trusted or was refused before entering `commands`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RejectionEntry {
     /// Row ID.
     pub id: i64,

@@ -25,7 +25,9 @@ use tokio::sync::{mpsc, watch};
 use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::config::{BoardProtocol, ByteOrder, Config, DoorPolarity};
-use crate::control::{Control, TechStatus};
+use crate::control::{
+    Control, Diagnostics, JournalDiagnostics, LinkDiagnostics, NotLoggedIn, TechStatus,
+};
 use crate::engine::{Action, Engine, EngineConfig, Event, InventoryChange, Job};
 use crate::instance::InstanceLock;
 use crate::journal::{Journal, JournalError, OutboxMessage};
@@ -167,6 +169,30 @@ struct Runner {
     control_open: bool,
     gate: Gate,
     tech: Option<TechSession>,
+    connected_since_ms: Option<u64>,
+    last_message_ms: Option<u64>,
+}
+
+/// 2026-01-01T00:00:00Z: a clock before this is certainly wrong (this code did not
+/// exist yet). Used for `Diagnostics::clock_plausible`.
+const BUILD_EPOCH_FLOOR_SECS: u64 = 1_767_225_600;
+
+/// Where the running kiosk keeps its latest [`Diagnostics`]: `<journal>.status.json`.
+pub fn status_path(cfg: &Config) -> std::path::PathBuf {
+    let mut p = cfg.journal.path.clone().into_os_string();
+    p.push(".status.json");
+    std::path::PathBuf::from(p)
+}
+
+/// Free bytes (for an unprivileged user) on the file system holding `path`.
+// fsblkcnt_t and c_ulong are u64 here but u32 on 32-bit ARM kiosk boards.
+#[allow(clippy::useless_conversion)]
+fn disk_free(path: &std::path::Path) -> Option<u64> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty())?;
+    let st = nix::sys::statvfs::statvfs(dir).ok()?;
+    u64::try_from(st.blocks_available())
+        .ok()?
+        .checked_mul(u64::try_from(st.fragment_size()).ok()?)
 }
 
 /// The journal setting that keeps the technician lockout.
@@ -244,6 +270,8 @@ impl Runner {
             control_open: true,
             gate,
             tech: None,
+            connected_since_ms: None,
+            last_message_ms: None,
         };
         r.recover().await?;
         Ok(r)
@@ -364,6 +392,7 @@ impl Runner {
         match ev {
             LinkEvent::Incoming(inc) => {
                 let now = now_ms();
+                self.last_message_ms = Some(now);
                 let now_s = i64::try_from(now / 1000).unwrap_or(i64::MAX);
                 let verdict = protocol::verify_command(
                     &inc.payload,
@@ -400,6 +429,7 @@ impl Runner {
             LinkEvent::Connected { session_present } => {
                 info!(session_present, "broker connected");
                 self.connected = true;
+                self.connected_since_ms = Some(now_ms());
                 if !session_present {
                     // The broker lost our session and rumqttc dropped its queue.
                     self.handed.clear();
@@ -416,6 +446,7 @@ impl Runner {
             LinkEvent::Disconnected { error } => {
                 warn!(%error, "broker connection lost");
                 self.connected = false;
+                self.connected_since_ms = None;
                 let actions = self.engine.step(Event::Link {
                     up: false,
                     now_ms: now_ms(),
@@ -656,6 +687,13 @@ impl Runner {
                 self.logout("logout").await?;
                 let _ = reply.send(());
             }
+            Control::Diagnostics { reply } => {
+                let answer = match self.tech {
+                    Some(_) => Ok(self.diagnostics()?),
+                    None => Err(NotLoggedIn),
+                };
+                let _ = reply.send(answer);
+            }
             Control::Status { reply } => {
                 let _ = reply.send(TechStatus {
                     technicians: self.cfg.technicians.keys().cloned().collect(),
@@ -666,6 +704,56 @@ impl Runner {
             }
         }
         Ok(())
+    }
+
+    /// Writes the live health beside the journal (`<journal>.status.json`, replaced
+    /// atomically) every heartbeat, so `cabinet diag` can show it from another process.
+    /// Best effort: a full disk must not stop the kiosk over a status file.
+    fn write_status(&self) {
+        let Ok(diag) = self.diagnostics() else { return };
+        let Ok(json) = serde_json::to_vec_pretty(&diag) else {
+            return;
+        };
+        let path = status_path(&self.cfg);
+        let mut tmp = path.clone().into_os_string();
+        tmp.push(".tmp");
+        let written = std::fs::write(&tmp, json).and_then(|()| std::fs::rename(&tmp, &path));
+        if let Err(e) = written {
+            warn!(path = %path.display(), error = %e, "cannot write the status file");
+        }
+    }
+
+    /// The live health, as the diagnostics screen shows it.
+    fn diagnostics(&self) -> Result<Diagnostics, KioskError> {
+        let now = now_ms();
+        let path = &self.cfg.journal.path;
+        let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        let mut wal = path.clone().into_os_string();
+        wal.push("-wal");
+        Ok(Diagnostics {
+            version: VERSION.to_owned(),
+            machine_code: self.cfg.machine_code.clone(),
+            boot_id: self.boot_id.clone(),
+            at_ms: now,
+            uptime_secs: self.started.elapsed().as_secs(),
+            clock_plausible: now / 1000 >= BUILD_EPOCH_FLOOR_SECS,
+            link: LinkDiagnostics {
+                broker: self.cfg.mqtt.url.clone(),
+                subscription: self.topics.cmd.clone(),
+                connected: self.connected,
+                connected_since_ms: self.connected_since_ms,
+                last_message_ms: self.last_message_ms,
+                outbox_pending: self.journal.outbox_len()?,
+            },
+            board: self.board.health(),
+            board_up: self.engine.board_up(),
+            journal: JournalDiagnostics {
+                path: path.display().to_string(),
+                size_bytes: size(path) + size(std::path::Path::new(&wal)),
+                disk_free_bytes: disk_free(path),
+            },
+            technician: self.tech.as_ref().map(|t| t.name.clone()),
+        })
     }
 
     /// A wrong PIN (or a name the config does not know): count it, audit it, persist.
@@ -717,6 +805,7 @@ impl Runner {
     }
 
     async fn heartbeat(&mut self) -> Result<(), KioskError> {
+        self.write_status();
         if !self.connected {
             return Ok(());
         }
