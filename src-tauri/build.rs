@@ -17,6 +17,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "tech_logout",
             "tech_activity",
             "tech_diag",
+            "tech_do",
         ]),
     ))?;
     Ok(())

@@ -30,6 +30,12 @@ const TEXT = {
     wrong_pin: (n) => `PIN 错误，还可尝试 ${n} 次`,
     locked_out: (s) => `尝试次数过多，请 ${s} 秒后再试`,
     pick_name: "请选择姓名",
+    tab_health: "状态", tab_slots: "货道", tab_commands: "订单", tab_frames: "串口帧", tab_audit: "审计", tab_export: "导出",
+    search: "按客服编码查找", export: "导出诊断包", tech_exit: "关闭程序",
+    slot_test: "测试出货", clear_jam: "清除卡货", enable: "启用", disable: "停用", save: "保存",
+    slot_states: { ok: "正常", jammed: "卡货", disabled: "已停用" },
+    test_result: (slot, outcome) => `货道 ${slot}：${outcome}`,
+    exported: (path, n) => `已导出 ${n} 个文件到 ${path}`,
     diag: {
       broker: "消息服务器", link: "连接", since: "连接时间", last_msg: "最近指令", outbox: "待确认回执",
       board: "主板", board_state: "主板状态", last_rx: "最近收到帧", frames: "收/发/错帧", timeouts: "超时/重发/重连",
@@ -79,6 +85,12 @@ const TEXT = {
     wrong_pin: (n) => `Wrong PIN, ${n} tries left`,
     locked_out: (s) => `Too many tries; try again in ${s} s`,
     pick_name: "Choose your name",
+    tab_health: "Health", tab_slots: "Slots", tab_commands: "Commands", tab_frames: "Frames", tab_audit: "Audit", tab_export: "Export",
+    search: "Find support code", export: "Export bundle", tech_exit: "Close the app",
+    slot_test: "Test", clear_jam: "Clear jam", enable: "Enable", disable: "Disable", save: "Save",
+    slot_states: { ok: "OK", jammed: "Jammed", disabled: "Disabled" },
+    test_result: (slot, outcome) => `Slot ${slot}: ${outcome}`,
+    exported: (path, n) => `${n} files written to ${path}`,
     diag: {
       broker: "Broker", link: "Link", since: "Connected since", last_msg: "Last command", outbox: "Replies pending",
       board: "Board", board_state: "Board state", last_rx: "Last frame received", frames: "Frames rx/tx/bad", timeouts: "Timeouts/resends/reconnects",
@@ -428,7 +440,7 @@ async function submitPin() {
     tech.loggedIn = r.technician;
     tech.message = null;
     tech.lastDiag = Date.now();
-    refreshDiag();
+    showTab("health");
   } else if (r.result === "wrong_pin") {
     tech.message = { kind: "wrong", n: r.tries_left };
   } else {
@@ -566,23 +578,210 @@ async function refreshDiag() {
   $("#diag").dataset.at = String(d.at_ms);
 }
 
-/// Called on every tick: the PIN pad closes when left alone; the panel closes when the
-/// core ended maintenance (automatic logout).
+// ---- technician views ------------------------------------------------------------------
+
+function cell(tag, text) {
+  const el = document.createElement(tag);
+  el.textContent = text === undefined || text === null ? "" : String(text);
+  return el;
+}
+
+function button(label, attrs) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.className = "secondary small";
+  b.textContent = label;
+  Object.assign(b.dataset, attrs);
+  return b;
+}
+
+async function techDo(action) {
+  const out = $("#tech-result");
+  try {
+    const r = await invoke("tech_do", { action });
+    out.dataset.result = "ok";
+    return r;
+  } catch (err) {
+    out.dataset.result = "error";
+    out.textContent = err && err.message ? err.message : String(err);
+    return null;
+  }
+}
+
+function showTab(tab) {
+  tech.tab = tab;
+  for (const b of $$("#tech-tabs button")) b.classList.toggle("chosen", b.dataset.tab === tab);
+  for (const d of $$("#tech-panel .tab")) d.hidden = d.dataset.tab !== tab;
+  $("#tech-panel").dataset.tab = tab;
+  loadTab(tab);
+}
+
+async function loadTab(tab) {
+  const tx = t();
+  if (tab === "health") return refreshDiag();
+  if (tab === "slots") {
+    const r = await techDo({ action: "slots" });
+    if (r) renderSlots(r.slots.map(slotView), tx);
+    return;
+  }
+  if (tab === "commands") {
+    const q = $("#cmd-log-id").value.trim();
+    const r = await techDo({ action: "commands", n: 50, log_id: q || null });
+    if (!r) return;
+    $("#commands").replaceChildren(
+      ...r.commands.map((c) => {
+        const tr = document.createElement("tr");
+        tr.dataset.logId = c.log_id;
+        tr.append(
+          cell("td", new Date(c.received_at).toLocaleString(state.lang)),
+          cell("td", c.log_id),
+          cell("td", c.slot),
+          cell("td", c.state),
+          cell("td", c.reason || ""),
+        );
+        return tr;
+      }),
+    );
+    return;
+  }
+  if (tab === "frames") {
+    const r = await techDo({ action: "frames" });
+    if (!r) return;
+    $("#frames").replaceChildren(
+      ...r.frames.slice(-40).reverse().map((f) => {
+        const tr = document.createElement("tr");
+        tr.append(cell("td", f.dir === "rx" ? "←" : "→"), cell("td", f.hex), cell("td", f.meaning));
+        return tr;
+      }),
+    );
+    return;
+  }
+  if (tab === "audit") {
+    const r = await techDo({ action: "audit", n: 50 });
+    if (!r) return;
+    $("#audit").replaceChildren(
+      ...r.entries.map((a) => {
+        const tr = document.createElement("tr");
+        tr.dataset.action = a.action;
+        tr.append(
+          cell("td", new Date(a.at).toLocaleString(state.lang)),
+          cell("td", a.technician),
+          cell("td", a.action),
+          cell("td", a.detail),
+        );
+        return tr;
+      }),
+    );
+  }
+}
+
+function slotView(s) {
+  return { ...s, state: !s.enabled ? "disabled" : s.jammed ? "jammed" : "ok" };
+}
+
+function renderSlots(items, tx) {
+  $("#slots").replaceChildren(
+    ...items.map((it) => {
+      const tr = document.createElement("tr");
+      tr.dataset.slot = String(it.slot);
+      const st = it.state || (it.available ? "ok" : "");
+      const count = document.createElement("input");
+      count.type = "number";
+      count.min = "0";
+      count.value = String(it.count);
+      count.className = "count";
+      const actions = document.createElement("td");
+      actions.append(
+        button(tx.save, { op: "save", slot: it.slot }),
+        button(tx.slot_test, { op: "test", slot: it.slot }),
+        button(tx.clear_jam, { op: "clear", slot: it.slot }),
+        button(it.enabled === false ? tx.enable : tx.disable, {
+          op: it.enabled === false ? "enable" : "disable",
+          slot: it.slot,
+        }),
+      );
+      const countCell = document.createElement("td");
+      countCell.append(count);
+      const stateCell = cell("td", tx.slot_states[st] || st);
+      stateCell.dataset.state = st;
+      tr.append(cell("td", it.slot), cell("td", it.product), countCell, cell("td", `/ ${it.capacity}`), stateCell, actions);
+      return tr;
+    }),
+  );
+}
+
+async function slotOp(op, slot, row) {
+  const tx = t();
+  const out = $("#tech-result");
+  out.textContent = "";
+  let r = null;
+  if (op === "test") {
+    out.dataset.result = "busy";
+    r = await techDo({ action: "slot_test", slot });
+    if (r) {
+      out.textContent = tx.test_result(slot, r.outcome.outcome);
+      out.dataset.outcome = r.outcome.outcome;
+      await loadTab("slots");
+    }
+  } else if (op === "clear") {
+    r = await techDo({ action: "clear_jam", slot });
+  } else if (op === "enable" || op === "disable") {
+    r = await techDo({ action: "set_enabled", slot, enabled: op === "enable" });
+  } else if (op === "save") {
+    const count = Number($("input.count", row).value);
+    r = await techDo({ action: "set_count", slot, count });
+  }
+  if (r && r.slots) renderSlots(r.slots.map(slotView), tx);
+  out.dataset.seq = String(Number(out.dataset.seq || 0) + 1);
+}
+
+function techViews() {
+  $("#tech-tabs").addEventListener("click", (e) => {
+    const b = e.target.closest("button[data-tab]");
+    if (b) showTab(b.dataset.tab);
+  });
+  $("#slots").addEventListener("click", (e) => {
+    const b = e.target.closest("button[data-op]");
+    if (b) slotOp(b.dataset.op, Number(b.dataset.slot), b.closest("tr"));
+  });
+  $("#cmd-search").addEventListener("submit", (e) => {
+    e.preventDefault();
+    loadTab("commands");
+  });
+  $("#export-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const out = $("#export-result");
+    out.textContent = "";
+    const r = await techDo({ action: "export", dir: $("#export-dir").value.trim() });
+    if (r) {
+      out.dataset.path = r.path;
+      out.textContent = t().exported(r.path, r.files.length);
+    }
+    out.dataset.seq = String(Number(out.dataset.seq || 0) + 1);
+  });
+  $("#tech-exit").addEventListener("click", () => techDo({ action: "exit" }));
+}
+
+// Called on every tick: the PIN pad closes when left alone; the panel closes when the
+// core ended maintenance (automatic logout).
 function techTick() {
   if (!tech.open) return;
-  const snap = state.snapshot;
-  const inMaintenance = snap && snap.screen === "out_of_service" && snap.reason === "maintenance";
-  if (tech.loggedIn && snap && !inMaintenance) {
-    closeTech();
-    return;
+  // The core may have logged the technician out (idle): ask it, every 2 s.
+  if (tech.loggedIn && Date.now() - (tech.lastStatus || 0) >= 2_000) {
+    tech.lastStatus = Date.now();
+    invoke("tech_status")
+      .then((st) => {
+        if (tech.loggedIn && !st.logged_in) closeTech();
+      })
+      .catch(() => {});
   }
   if (!tech.loggedIn && Date.now() - tech.lastInput > PIN_PAD_TIMEOUT_MS) {
     closeTech();
     return;
   }
-  if (tech.loggedIn && Date.now() - (tech.lastDiag || 0) >= 2_000) {
+  if (tech.loggedIn && tech.tab === "health" && Date.now() - (tech.lastDiag || 0) >= 2_000) {
     tech.lastDiag = Date.now();
-    refreshDiag();
+    showTab("health");
   }
   renderTech();
 }
@@ -600,6 +799,7 @@ async function main() {
   $("#demo-scan").addEventListener("click", demoScan);
   techCorner();
   techInput();
+  techViews();
   render();
 
   await listen("screen", (event) => onSnapshot(event.payload));

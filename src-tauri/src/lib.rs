@@ -9,7 +9,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use cabinet_core::control::{ControlHandle, Diagnostics, TechStatus};
+use cabinet_core::control::{ControlHandle, Diagnostics, TechAction, TechAnswer, TechStatus};
 use cabinet_core::screen::Snapshot;
 use cabinet_core::technician::Attempt;
 use cabinet_core::{Lang, Reason, qr};
@@ -33,6 +33,17 @@ pub struct AppState {
     demo: Option<(Arc<Demo>, Arc<OnceLock<DemoBackend>>)>,
     /// The technician's requests to the core (absent when no core runs, as in tests).
     control: Option<ControlHandle>,
+    /// Ends the app (set by `main` once the app exists; a technician action).
+    exit: OnceLock<ExitFn>,
+}
+
+/// How the app ends itself.
+struct ExitFn(Box<dyn Fn() + Send + Sync>);
+
+impl std::fmt::Debug for ExitFn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ExitFn")
+    }
 }
 
 impl AppState {
@@ -45,7 +56,13 @@ impl AppState {
             painted: OnceLock::new(),
             demo: None,
             control: None,
+            exit: OnceLock::new(),
         }
+    }
+
+    /// What the technician's "exit" does (main: end the Tauri app).
+    pub fn set_exit(&self, exit: impl Fn() + Send + Sync + 'static) {
+        let _ = self.exit.set(ExitFn(Box::new(exit)));
     }
 
     /// The core's control channel (technician login and maintenance).
@@ -221,6 +238,22 @@ async fn tech_diag(state: State<'_, AppState>) -> Result<Diagnostics, UiError> {
         .map_err(|e| UiError::new("not_logged_in", e))
 }
 
+/// A technician's action: slot test, clear jam, enable/disable, restock, command search,
+/// frames, audit, export, exit. Audited by the core; refused unless logged in.
+#[tauri::command]
+async fn tech_do(action: TechAction, state: State<'_, AppState>) -> Result<TechAnswer, UiError> {
+    let exit = matches!(action, TechAction::Exit);
+    let answer = control(&state)?
+        .tech(action)
+        .await
+        .map_err(gone)?
+        .map_err(|e| UiError::new(e.code(), e))?;
+    if exit && let Some(ExitFn(exit)) = state.exit.get() {
+        exit();
+    }
+    Ok(answer)
+}
+
 /// Builds the app: state, commands, nothing else. The caller runs it (or, in tests,
 /// creates a webview and invokes commands through the mock runtime).
 pub fn run_app<R: Runtime>(
@@ -249,7 +282,8 @@ pub fn run_app<R: Runtime>(
             tech_login,
             tech_logout,
             tech_activity,
-            tech_diag
+            tech_diag,
+            tech_do
         ])
         .build(context)
 }

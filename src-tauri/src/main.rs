@@ -17,7 +17,7 @@ use cabinet_core::instance::{InstanceError, InstanceLock};
 use cabinet_core::{kiosk, logs};
 use cabinet_demo::{Demo, DemoOptions};
 use cabinet_kiosk_app::{AppState, forward_screens, run_app};
-use tauri::RunEvent;
+use tauri::{Manager, RunEvent};
 use tokio::sync::watch;
 
 const USAGE: &str = "usage: cabinet-kiosk --config FILE   (or set CABINET_CONFIG=FILE)\n       \
@@ -167,6 +167,8 @@ fn run(started: Instant) -> anyhow::Result<ExitCode> {
     let app = run_app(tauri::Builder::default(), tauri::generate_context!(), state)
         .context("cannot build the window")?;
     forward_screens(app.handle().clone(), screen_rx);
+    let on_exit = app.handle().clone();
+    app.state::<AppState>().set_exit(move || on_exit.exit(0));
 
     // The window cannot be closed by a customer; SIGTERM/SIGINT (systemd, a technician's
     // shell) end the app cleanly: the core finishes its step and closes the journal.

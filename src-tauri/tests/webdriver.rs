@@ -84,6 +84,14 @@ const TECH_SHOTS: [&str; 3] = [
     "tech-locked-zh-CN",
     "tech-maintenance-zh-CN",
 ];
+/// The technician views' screenshots.
+const VIEW_SHOTS: [&str; 5] = [
+    "tech-slots-zh-CN",
+    "tech-commands-zh-CN",
+    "tech-frames-zh-CN",
+    "tech-audit-zh-CN",
+    "tech-export-zh-CN",
+];
 /// The demo test's screenshots (one language).
 const DEMO_SHOTS: [&str; 2] = ["demo-idle-zh-CN", "demo-take_item-zh-CN"];
 /// One window at a time: two Xvfb + WebKit stacks on a 2-core machine make both slow.
@@ -768,6 +776,26 @@ lockout_max_secs = 4
         }
     }
 
+    /// Waits for a heartbeat whose inventory shows `slot` holding `count`.
+    fn await_stock(&mut self, slot: u16, count: u32) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "no telemetry with slot {slot} = {count}"
+            );
+            let m = self.rt.block_on(self.backend.as_mut().unwrap().next());
+            let v: Value = serde_json::from_slice(&m.payload).unwrap_or(Value::Null);
+            if m.topic.ends_with("/telemetry")
+                && v["inventory"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|s| s["slot"] == slot && s["count"] == count))
+            {
+                return;
+            }
+        }
+    }
+
     /// Signs and publishes a dispense command for `slot`; returns (cmd_id, log_id).
     fn send_dispense(&mut self, slot: u16) -> (String, String) {
         self.next_id += 1;
@@ -1185,4 +1213,208 @@ fn a_technician_gets_in_with_the_right_pin_only_and_the_cabinet_pauses_meanwhile
         "the broker password reached a log"
     );
     assert!(!logs.contains(TECH_PIN), "the PIN reached a log");
+}
+
+/// The diagnostics views against the simulator: a slot test runs the motor once and
+/// shows the board's outcome; a restock reaches the backend as telemetry; a customer's
+/// support code finds its command; the frame console shows the serial exchange; the
+/// export writes a bundle without secrets; every action is audited with the technician's
+/// name; and "close the app" is a technician action that ends the process.
+#[test]
+fn a_technician_tests_a_slot_restocks_finds_a_command_and_exports_a_bundle() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let shots = screenshots_dir();
+    clear_shots(&shots, VIEW_SHOTS.map(String::from));
+    let mut rig = Rig::new();
+    rig.connect_backend();
+    let xvfb = Xvfb::start(&rig.path("xvfb.log"));
+    let driver = Driver::start(&xvfb.display, &rig.path("webdriver.log"));
+    let s = Session::start(&driver, &rig.config);
+    s.wait_window_up();
+    rig.await_board_ok();
+    s.wait_screen("idle");
+    let app = app_pid(driver.child.id());
+
+    // A customer's command first: its log id is the support code the technician searches.
+    let (cmd, log_id) = rig.send_dispense(2);
+    rig.await_terminal(&cmd, "succeeded");
+    s.wait_screen("take_item");
+
+    s.long_press("#tech-corner", Duration::from_millis(3300));
+    poll("the PIN pad", WAIT, || {
+        let st = s.text("return document.getElementById('tech').dataset.state || ''");
+        if st == "pin" { Ok(()) } else { Err(st) }
+    });
+    assert_eq!(s.enter_pin(TECH_PIN), "");
+    let result_seq = || s.text("return document.getElementById('tech-result').dataset.seq || '0'");
+    let after = |before: String| {
+        poll("the technician's action to finish", WAIT, || {
+            let now = result_seq();
+            if now != before { Ok(()) } else { Err(now) }
+        })
+    };
+
+    // Slots: a test run of slot 1.
+    s.click("#tech-tabs button[data-tab='slots']");
+    poll("the slot table", WAIT, || {
+        let n = s.js(
+            "return document.querySelectorAll('#slots tr[data-slot]').length",
+            json!([]),
+        );
+        if n == json!(2) {
+            Ok(())
+        } else {
+            Err(n.to_string())
+        }
+    });
+    let motors = rig.sim.stats().motor_actions;
+    let before = result_seq();
+    s.click("#slots tr[data-slot='1'] button[data-op='test']");
+    after(before);
+    assert_eq!(
+        s.text("return document.getElementById('tech-result').dataset.outcome || ''"),
+        "dispensed"
+    );
+    assert_eq!(
+        rig.sim.stats().motor_actions,
+        motors + 1,
+        "the slot test ran the motor once"
+    );
+
+    // Restock slot 2 (5 at start, one sold above) to 9: the backend hears of it.
+    s.js(
+        "document.querySelector(\"#slots tr[data-slot='2'] input.count\").value = '9'",
+        json!([]),
+    );
+    let before = result_seq();
+    s.click("#slots tr[data-slot='2'] button[data-op='save']");
+    after(before);
+    rig.await_stock(2, 9);
+    s.wait_rendered("zh-CN");
+    s.screenshot(&shots.join(format!("{}.png", VIEW_SHOTS[0])));
+
+    // Commands: find the customer's command by its support code.
+    s.click("#tech-tabs button[data-tab='commands']");
+    s.js(
+        "document.getElementById('cmd-log-id').value = arguments[0]",
+        json!([log_id]),
+    );
+    s.click("#cmd-search button[type='submit']");
+    poll("the command found by its support code", WAIT, || {
+        let rows = s.js(
+            "return Array.from(document.querySelectorAll('#commands tr'), r => r.dataset.logId)",
+            json!([]),
+        );
+        if rows == json!([log_id]) {
+            Ok(())
+        } else {
+            Err(rows.to_string())
+        }
+    });
+    s.screenshot(&shots.join(format!("{}.png", VIEW_SHOTS[1])));
+
+    // Frames: the serial exchange, decoded.
+    s.click("#tech-tabs button[data-tab='frames']");
+    poll("serial frames", WAIT, || {
+        let t = s.text("return document.getElementById('frames').textContent");
+        if t.contains("fa fb") { Ok(()) } else { Err(t) }
+    });
+    s.screenshot(&shots.join(format!("{}.png", VIEW_SHOTS[2])));
+
+    // Export to a "USB stick".
+    let usb = tempfile::tempdir().unwrap();
+    s.click("#tech-tabs button[data-tab='export']");
+    s.js(
+        "document.getElementById('export-dir').value = arguments[0]",
+        json!([usb.path().to_str().unwrap()]),
+    );
+    s.click("#export-form button[type='submit']");
+    let bundle = poll("the bundle", WAIT, || {
+        let p = s.text("return document.getElementById('export-result').dataset.path || ''");
+        if p.is_empty() {
+            Err(s.text("return document.getElementById('tech-result').textContent"))
+        } else {
+            Ok(p)
+        }
+    });
+    s.screenshot(&shots.join(format!("{}.png", VIEW_SHOTS[4])));
+    let bundle = PathBuf::from(bundle);
+    assert!(bundle.starts_with(usb.path()), "{}", bundle.display());
+    let mut everything = String::new();
+    for name in [
+        "diagnostics.json",
+        "config.json",
+        "journal.json",
+        "frames.json",
+    ] {
+        let text =
+            std::fs::read_to_string(bundle.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        serde_json::from_str::<Value>(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        everything.push_str(&text);
+    }
+    assert!(
+        everything.contains(&log_id),
+        "the journal extract has the command"
+    );
+    assert!(
+        everything.contains("[redacted]"),
+        "the config's PIN hash is redacted"
+    );
+    let logs: Vec<_> = std::fs::read_dir(bundle.join("logs"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert!(!logs.is_empty(), "the bundle has the log files");
+    for l in &logs {
+        everything.push_str(&std::fs::read_to_string(l.path()).unwrap());
+    }
+    let config_text = std::fs::read_to_string(&rig.config).unwrap();
+    let pin_hash = config_text
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("\"{TECH_NAME}\" = \"")))
+        .and_then(|l| l.strip_suffix('"'))
+        .unwrap();
+    assert!(
+        !everything.contains(pin_hash),
+        "the PIN hash is in the bundle"
+    );
+    assert!(
+        !everything.contains(password("C001")),
+        "the broker password is in the bundle"
+    );
+    assert!(!everything.contains(TECH_PIN), "the PIN is in the bundle");
+
+    // Audit: every action, by name.
+    s.click("#tech-tabs button[data-tab='audit']");
+    poll("the audit view", WAIT, || {
+        let actions = s.js(
+            "return Array.from(document.querySelectorAll('#audit tr'), r => r.dataset.action)",
+            json!([]),
+        );
+        let want = json!(["export", "restock", "slot_test", "login"]);
+        if actions == want {
+            Ok(())
+        } else {
+            Err(actions.to_string())
+        }
+    });
+    s.screenshot(&shots.join(format!("{}.png", VIEW_SHOTS[3])));
+
+    // Closing the app is a technician action: the process ends.
+    s.click("#tech-exit");
+    poll("the app to exit", WAIT, || {
+        if std::path::Path::new(&format!("/proc/{app}")).exists()
+            && !std::fs::read_to_string(format!("/proc/{app}/stat"))
+                .unwrap_or_default()
+                .contains(") Z ")
+        {
+            Err("still running".to_owned())
+        } else {
+            Ok(())
+        }
+    });
+    let journal = cabinet_core::journal::Journal::open(&rig.path("journal.sqlite3")).unwrap();
+    let last = journal.recent_audit(1).unwrap();
+    assert_eq!(last[0].action, "exit");
+    assert_eq!(last[0].technician, TECH_NAME);
 }

@@ -43,11 +43,145 @@ pub enum Control {
         /// The answer.
         reply: oneshot::Sender<TechStatus>,
     },
+    /// A technician's action (logged-in technicians only; audited).
+    Tech {
+        /// What.
+        action: TechAction,
+        /// The answer.
+        reply: oneshot::Sender<Result<TechAnswer, TechError>>,
+    },
     /// The live health of the cabinet, for a logged-in technician only.
     Diagnostics {
         /// The answer, or `Err` when no technician is logged in.
         reply: oneshot::Sender<Result<Diagnostics, NotLoggedIn>>,
     },
+}
+
+/// What a technician can change or look at (each needs a logged-in technician). The
+/// page sends these as JSON tagged by `action` (`{"action": "set_count", "slot": 1,
+/// "count": 10}`).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TechAction {
+    /// Run the motor of (or unlock) one slot, as a customer dispense would.
+    SlotTest {
+        /// Slot.
+        slot: u16,
+    },
+    /// The slot table (product, count, capacity, enabled, jammed).
+    Slots,
+    /// Put a jammed slot back in service.
+    ClearJam {
+        /// Slot.
+        slot: u16,
+    },
+    /// Take a slot out of service or put it back.
+    SetEnabled {
+        /// Slot.
+        slot: u16,
+        /// In service?
+        enabled: bool,
+    },
+    /// After refilling: the items now in the slot.
+    SetCount {
+        /// Slot.
+        slot: u16,
+        /// Items now in it (at most its capacity).
+        count: u32,
+    },
+    /// The last `n` commands, or those whose log id (the customer's support code) is
+    /// `log_id`.
+    Commands {
+        /// How many.
+        n: usize,
+        /// Search by support code.
+        log_id: Option<String>,
+    },
+    /// The last serial frames, newest last.
+    Frames,
+    /// The last `n` technician actions.
+    Audit {
+        /// How many.
+        n: usize,
+    },
+    /// Write a diagnostics bundle into `dir` (e.g. a USB stick's mount point).
+    Export {
+        /// Target directory (must exist).
+        dir: std::path::PathBuf,
+    },
+    /// The technician closes the app (systemd starts it again in production).
+    Exit,
+}
+
+/// The answer to a [`TechAction`].
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TechAnswer {
+    /// Done, nothing to show.
+    Done,
+    /// A slot test: what the board reported.
+    SlotTest {
+        /// Slot.
+        slot: u16,
+        /// The board's outcome.
+        outcome: cabinet_board::Outcome,
+    },
+    /// The slot table after the change.
+    Slots {
+        /// All slots.
+        slots: Vec<crate::journal::SlotInventory>,
+    },
+    /// Commands.
+    Commands {
+        /// Newest first.
+        commands: Vec<crate::journal::StoredCommand>,
+    },
+    /// Serial frames.
+    Frames {
+        /// Oldest first.
+        frames: Vec<cabinet_board::FrameRecord>,
+    },
+    /// Technician actions.
+    Audit {
+        /// Newest first.
+        entries: Vec<crate::journal::AuditEntry>,
+    },
+    /// Where the bundle went.
+    Exported {
+        /// The bundle's directory.
+        path: String,
+        /// Its files.
+        files: Vec<String>,
+    },
+}
+
+/// Why a technician action was not done.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TechError {
+    /// Nobody is logged in.
+    #[error("no technician is logged in")]
+    NotLoggedIn,
+    /// Something else is using the board; try again when it is done.
+    #[error("busy: {0}")]
+    Busy(String),
+    /// The request cannot be done as asked.
+    #[error("{0}")]
+    Invalid(String),
+    /// It failed.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl TechError {
+    /// A stable code for the UI.
+    pub fn code(&self) -> &'static str {
+        match self {
+            TechError::NotLoggedIn => "not_logged_in",
+            TechError::Busy(_) => "busy",
+            TechError::Invalid(_) => "invalid",
+            TechError::Failed(_) => "failed",
+        }
+    }
 }
 
 /// A technician-only request came while nobody is logged in.
@@ -191,6 +325,14 @@ impl ControlHandle {
     /// Who is in, and whether entry is locked.
     pub async fn status(&self) -> Result<TechStatus, KioskGone> {
         self.ask(|reply| Control::Status { reply }).await
+    }
+
+    /// A technician's action (slot test, restock, search, export, exit...).
+    pub async fn tech(
+        &self,
+        action: TechAction,
+    ) -> Result<Result<TechAnswer, TechError>, KioskGone> {
+        self.ask(|reply| Control::Tech { action, reply }).await
     }
 
     /// The live health of the cabinet (technicians only).

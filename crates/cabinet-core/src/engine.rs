@@ -130,6 +130,14 @@ pub enum Event {
         /// Clock.
         now_ms: u64,
     },
+    /// A technician changed a slot (restock, enable/disable, cleared or caused a jam):
+    /// the journal's row, now the engine's too.
+    SlotUpdated {
+        /// The slot as the journal holds it now.
+        slot: SlotInventory,
+        /// Clock.
+        now_ms: u64,
+    },
     /// A technician entered or left maintenance.
     Maintenance {
         /// On?
@@ -328,6 +336,10 @@ impl Engine {
             }
             Event::Maintenance { on, now_ms } => {
                 self.maintenance_since = on.then_some(now_ms);
+                now_ms
+            }
+            Event::SlotUpdated { slot, now_ms } => {
+                self.inventory.insert(slot.slot, slot);
                 now_ms
             }
             Event::Tick { now_ms } => now_ms,

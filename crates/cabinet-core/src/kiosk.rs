@@ -26,7 +26,8 @@ use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::config::{BoardProtocol, ByteOrder, Config, DoorPolarity};
 use crate::control::{
-    Control, Diagnostics, JournalDiagnostics, LinkDiagnostics, NotLoggedIn, TechStatus,
+    Control, Diagnostics, JournalDiagnostics, LinkDiagnostics, NotLoggedIn, TechAction, TechAnswer,
+    TechError, TechStatus,
 };
 use crate::engine::{Action, Engine, EngineConfig, Event, InventoryChange, Job};
 use crate::instance::InstanceLock;
@@ -171,7 +172,18 @@ struct Runner {
     tech: Option<TechSession>,
     connected_since_ms: Option<u64>,
     last_message_ms: Option<u64>,
+    tech_busy: bool,
+    tech_done_tx: mpsc::UnboundedSender<SlotTestDone>,
+    tech_done_rx: mpsc::UnboundedReceiver<SlotTestDone>,
 }
+
+/// A technician's slot test finished on the blocking pool.
+type SlotTestDone = (
+    String,
+    u16,
+    cabinet_board::Outcome,
+    tokio::sync::oneshot::Sender<Result<TechAnswer, TechError>>,
+);
 
 /// 2026-01-01T00:00:00Z: a clock before this is certainly wrong (this code did not
 /// exist yet). Used for `Diagnostics::clock_plausible`.
@@ -241,6 +253,7 @@ impl Runner {
         let link_task = tokio::spawn(link.run(shutdown.clone()).in_current_span());
         let (board_tx, board_rx) = mpsc::unbounded_channel();
         let (health_tx, health_rx) = mpsc::unbounded_channel();
+        let (tech_done_tx, tech_done_rx) = mpsc::unbounded_channel();
         info!(version = VERSION, journal = %cfg.journal.path.display(), board = %cfg.board.port.display(), "kiosk starting");
         let mut r = Runner {
             cfg,
@@ -272,6 +285,9 @@ impl Runner {
             tech: None,
             connected_since_ms: None,
             last_message_ms: None,
+            tech_busy: false,
+            tech_done_tx,
+            tech_done_rx,
         };
         r.recover().await?;
         Ok(r)
@@ -350,6 +366,10 @@ impl Runner {
                     let actions = self.engine.step(Event::Tick { now_ms: now_ms() });
                     self.exec(actions, None).await?;
                     self.check_idle_logout().await?;
+                }
+                Some((technician, slot, outcome, reply)) = self.tech_done_rx.recv() => {
+                    let answer = self.slot_test_done(&technician, slot, outcome);
+                    let _ = reply.send(answer);
                 }
                 req = self.control.recv(), if self.control_open => match req {
                     Some(req) => self.on_control(req).await?,
@@ -687,6 +707,25 @@ impl Runner {
                 self.logout("logout").await?;
                 let _ = reply.send(());
             }
+            Control::Tech { action, reply } => {
+                let Some(technician) = self.tech.as_ref().map(|t| t.name.clone()) else {
+                    let _ = reply.send(Err(TechError::NotLoggedIn));
+                    return Ok(());
+                };
+                if let TechAction::SlotTest { slot } = action {
+                    // Answered when the board is done (see slot_test_done).
+                    if let Err(e) = self.start_slot_test(&technician, slot, reply) {
+                        warn!(error = %e, "slot test refused");
+                    }
+                    return Ok(());
+                }
+                let exit = matches!(action, TechAction::Exit);
+                let answer = self.tech_action(&technician, action).await;
+                let _ = reply.send(answer);
+                if exit {
+                    info!(technician = %technician, "technician closes the app");
+                }
+            }
             Control::Diagnostics { reply } => {
                 let answer = match self.tech {
                     Some(_) => Ok(self.diagnostics()?),
@@ -704,6 +743,260 @@ impl Runner {
             }
         }
         Ok(())
+    }
+
+    fn start_slot_test(
+        &mut self,
+        technician: &str,
+        slot: u16,
+        reply: tokio::sync::oneshot::Sender<Result<TechAnswer, TechError>>,
+    ) -> Result<(), TechError> {
+        let refuse = |reply: tokio::sync::oneshot::Sender<_>, e: TechError| {
+            let _ = reply.send(Err(e.clone()));
+            Err(e)
+        };
+        if self.tech_busy {
+            return refuse(reply, TechError::Busy("a slot test is running".into()));
+        }
+        if self.engine.active().is_some() {
+            return refuse(
+                reply,
+                TechError::Busy("a customer's dispense is finishing".into()),
+            );
+        }
+        if !self.cfg.slots.iter().any(|s| s.slot == slot) {
+            return refuse(
+                reply,
+                TechError::Invalid(format!("slot {slot} is not in the slot map")),
+            );
+        }
+        self.tech_busy = true;
+        let board = Arc::clone(&self.board);
+        let tx = self.tech_done_tx.clone();
+        let technician = technician.to_owned();
+        let span = info_span!("slot_test", technician = %technician, slot);
+        tokio::task::spawn_blocking(move || {
+            let _g = span.enter();
+            info!("technician slot test: motor command");
+            let outcome = board.dispense(slot);
+            info!(
+                outcome = outcome.name(),
+                "technician slot test: board outcome"
+            );
+            let _ = tx.send((technician, slot, outcome, reply));
+        });
+        Ok(())
+    }
+
+    fn slot_test_done(
+        &mut self,
+        technician: &str,
+        slot: u16,
+        outcome: cabinet_board::Outcome,
+    ) -> Result<TechAnswer, TechError> {
+        self.tech_busy = false;
+        let failed = |e: JournalError| TechError::Failed(e.to_string());
+        self.journal
+            .audit(
+                technician,
+                "slot_test",
+                &format!("slot {slot}: {}", outcome.name()),
+            )
+            .map_err(failed)?;
+        // Same bookkeeping as a customer's dispense: an item that left the slot is gone
+        // from the stock, a jam takes the slot out of service.
+        let (_, _, _, changes) = crate::engine::judge(&outcome, slot);
+        for change in changes {
+            match change {
+                InventoryChange::Decrement(s) => {
+                    self.journal.decrement_on_drop(s).map_err(failed)?;
+                }
+                InventoryChange::Jammed(s) => self.journal.set_jammed(s, true).map_err(failed)?,
+            }
+        }
+        self.slot_changed(slot).map_err(failed)?;
+        Ok(TechAnswer::SlotTest { slot, outcome })
+    }
+
+    /// Tells the engine the journal's new row for `slot` (and redraws the screen).
+    fn slot_changed(&mut self, slot: u16) -> Result<(), JournalError> {
+        if let Some(row) = self.journal.slot(slot)? {
+            let actions = self.engine.step(Event::SlotUpdated {
+                slot: row,
+                now_ms: now_ms(),
+            });
+            for a in actions {
+                if let Action::Screen(snap) = a {
+                    self.screen.send_replace(Some(snap));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn tech_action(
+        &mut self,
+        technician: &str,
+        action: TechAction,
+    ) -> Result<TechAnswer, TechError> {
+        let failed = |e: JournalError| TechError::Failed(e.to_string());
+        let slots = |j: &Journal| {
+            j.inventory()
+                .map(|slots| TechAnswer::Slots { slots })
+                .map_err(failed)
+        };
+        match action {
+            TechAction::SlotTest { .. } => Err(TechError::Invalid("slot tests run apart".into())),
+            TechAction::Slots => slots(&self.journal),
+            TechAction::ClearJam { slot } => {
+                self.known_slot(slot)?;
+                self.journal.set_jammed(slot, false).map_err(failed)?;
+                self.journal
+                    .audit(technician, "clear_jam", &format!("slot {slot}"))
+                    .map_err(failed)?;
+                self.slot_changed(slot).map_err(failed)?;
+                self.heartbeat()
+                    .await
+                    .map_err(|e| TechError::Failed(e.to_string()))?;
+                slots(&self.journal)
+            }
+            TechAction::SetEnabled { slot, enabled } => {
+                self.known_slot(slot)?;
+                self.journal.set_enabled(slot, enabled).map_err(failed)?;
+                let what = if enabled {
+                    "enable_slot"
+                } else {
+                    "disable_slot"
+                };
+                self.journal
+                    .audit(technician, what, &format!("slot {slot}"))
+                    .map_err(failed)?;
+                self.slot_changed(slot).map_err(failed)?;
+                self.heartbeat()
+                    .await
+                    .map_err(|e| TechError::Failed(e.to_string()))?;
+                slots(&self.journal)
+            }
+            TechAction::SetCount { slot, count } => {
+                let capacity = self.known_slot(slot)?;
+                if count > capacity {
+                    return Err(TechError::Invalid(format!(
+                        "slot {slot} holds at most {capacity}"
+                    )));
+                }
+                let before = self
+                    .journal
+                    .slot(slot)
+                    .map_err(failed)?
+                    .map(|s| s.count)
+                    .unwrap_or(0);
+                self.journal.set_count(slot, count).map_err(failed)?;
+                self.journal
+                    .audit(
+                        technician,
+                        "restock",
+                        &format!("slot {slot}: {before} -> {count}"),
+                    )
+                    .map_err(failed)?;
+                info!(technician = %technician, slot, before, count, "restock");
+                self.slot_changed(slot).map_err(failed)?;
+                // The backend learns the new stock from the next telemetry: send it now.
+                self.heartbeat()
+                    .await
+                    .map_err(|e| TechError::Failed(e.to_string()))?;
+                slots(&self.journal)
+            }
+            TechAction::Commands { n, log_id } => {
+                let commands = match log_id.as_deref().map(str::trim) {
+                    Some(id) if !id.is_empty() => self.journal.find_by_log_id(id),
+                    _ => self.journal.recent_commands(n.clamp(1, 500)),
+                }
+                .map_err(failed)?;
+                Ok(TechAnswer::Commands { commands })
+            }
+            TechAction::Frames => Ok(TechAnswer::Frames {
+                frames: self.board.recent_frames(),
+            }),
+            TechAction::Audit { n } => Ok(TechAnswer::Audit {
+                entries: self.journal.recent_audit(n.clamp(1, 500)).map_err(failed)?,
+            }),
+            TechAction::Export { dir } => {
+                let (path, files) = self
+                    .export_bundle(&dir)
+                    .map_err(|e| TechError::Failed(format!("cannot write the bundle: {e}")))?;
+                self.journal
+                    .audit(technician, "export", &path.display().to_string())
+                    .map_err(failed)?;
+                Ok(TechAnswer::Exported {
+                    path: path.display().to_string(),
+                    files,
+                })
+            }
+            TechAction::Exit => {
+                self.journal.audit(technician, "exit", "").map_err(failed)?;
+                Ok(TechAnswer::Done)
+            }
+        }
+    }
+
+    /// The slot's capacity, or why the slot cannot be changed.
+    fn known_slot(&self, slot: u16) -> Result<u32, TechError> {
+        self.cfg
+            .slots
+            .iter()
+            .find(|s| s.slot == slot)
+            .map(|s| s.capacity)
+            .ok_or_else(|| TechError::Invalid(format!("slot {slot} is not in the slot map")))
+    }
+
+    /// Writes a diagnostics bundle into a new directory under `dir`: the live health,
+    /// the config with its secrets redacted, a journal extract, the last serial frames,
+    /// and the log files. Nothing in it is secret.
+    fn export_bundle(
+        &self,
+        dir: &std::path::Path,
+    ) -> Result<(std::path::PathBuf, Vec<String>), Box<dyn std::error::Error>> {
+        if !dir.is_dir() {
+            return Err(format!("{} is not a directory", dir.display()).into());
+        }
+        let bundle = dir.join(format!("cabinet-{}-{}", self.cfg.machine_code, now_ms()));
+        std::fs::create_dir(&bundle)?;
+        let mut files = vec![];
+        let mut write = |name: &str, value: serde_json::Value| -> std::io::Result<()> {
+            std::fs::write(bundle.join(name), serde_json::to_vec_pretty(&value)?)?;
+            files.push(name.to_owned());
+            Ok(())
+        };
+        write(
+            "diagnostics.json",
+            serde_json::to_value(self.diagnostics()?)?,
+        )?;
+        write("config.json", serde_json::to_value(&self.cfg)?)?;
+        write(
+            "journal.json",
+            serde_json::json!({
+                "inventory": self.journal.inventory()?,
+                "outbox_pending": self.journal.outbox_len()?,
+                "commands": self.journal.recent_commands(500)?,
+                "audit": self.journal.recent_audit(500)?,
+                "rejections": self.journal.recent_rejections(500)?,
+            }),
+        )?;
+        write(
+            "frames.json",
+            serde_json::to_value(self.board.recent_frames())?,
+        )?;
+        let logs = bundle.join("logs");
+        std::fs::create_dir(&logs)?;
+        if let Ok(entries) = std::fs::read_dir(&self.cfg.logs.dir) {
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_file()) {
+                    std::fs::copy(e.path(), logs.join(e.file_name()))?;
+                    files.push(format!("logs/{}", e.file_name().to_string_lossy()));
+                }
+            }
+        }
+        Ok((bundle, files))
     }
 
     /// Writes the live health beside the journal (`<journal>.status.json`, replaced
