@@ -776,8 +776,8 @@ lockout_max_secs = 4
         }
     }
 
-    /// Waits for a heartbeat whose inventory shows `slot` holding `count`.
-    fn await_stock(&mut self, slot: u16, count: u32) {
+    /// Waits for a heartbeat whose inventory shows `slot` holding `count`; returns it.
+    fn await_stock(&mut self, slot: u16, count: u32) -> Value {
         let deadline = Instant::now() + WAIT;
         loop {
             assert!(
@@ -791,7 +791,7 @@ lockout_max_secs = 4
                     .as_array()
                     .is_some_and(|a| a.iter().any(|s| s["slot"] == slot && s["count"] == count))
             {
-                return;
+                return v;
             }
         }
     }
@@ -1289,7 +1289,15 @@ fn a_technician_tests_a_slot_restocks_finds_a_command_and_exports_a_bundle() {
     let before = result_seq();
     s.click("#slots tr[data-slot='2'] button[data-op='save']");
     after(before);
-    rig.await_stock(2, 9);
+    let telemetry = rig.await_stock(2, 9);
+    // The technician's action reaches the backend with the same telemetry message.
+    let audit = telemetry["audit"].as_array().cloned().unwrap_or_default();
+    assert!(
+        audit
+            .iter()
+            .any(|a| a["action"] == "restock" && a["technician"] == TECH_NAME),
+        "{telemetry}"
+    );
     s.wait_rendered("zh-CN");
     s.screenshot(&shots.join(format!("{}.png", VIEW_SHOTS[0])));
 

@@ -173,6 +173,8 @@ struct Runner {
     connected_since_ms: Option<u64>,
     last_message_ms: Option<u64>,
     tech_busy: bool,
+    /// Technician actions not yet sent in telemetry.
+    pending_audit: Vec<protocol::AuditEvent>,
     tech_done_tx: mpsc::UnboundedSender<SlotTestDone>,
     tech_done_rx: mpsc::UnboundedReceiver<SlotTestDone>,
 }
@@ -286,6 +288,7 @@ impl Runner {
             connected_since_ms: None,
             last_message_ms: None,
             tech_busy: false,
+            pending_audit: Vec::new(),
             tech_done_tx,
             tech_done_rx,
         };
@@ -366,13 +369,18 @@ impl Runner {
                     let actions = self.engine.step(Event::Tick { now_ms: now_ms() });
                     self.exec(actions, None).await?;
                     self.check_idle_logout().await?;
+                    self.send_audit().await?;
                 }
                 Some((technician, slot, outcome, reply)) = self.tech_done_rx.recv() => {
                     let answer = self.slot_test_done(&technician, slot, outcome);
                     let _ = reply.send(answer);
+                    self.send_audit().await?;
                 }
                 req = self.control.recv(), if self.control_open => match req {
-                    Some(req) => self.on_control(req).await?,
+                    Some(req) => {
+                        self.on_control(req).await?;
+                        self.send_audit().await?;
+                    }
                     None => self.control_open = false,
                 },
                 _ = heartbeat.tick() => self.heartbeat().await?,
@@ -681,7 +689,7 @@ impl Runner {
                 } else if pin_ok {
                     self.gate.on_success();
                     self.save_gate()?;
-                    self.journal.audit(&technician, "login", "")?;
+                    self.audit(&technician, "login", "")?;
                     info!(technician = %technician, "technician logged in: cabinet in maintenance");
                     self.tech = Some(TechSession {
                         name: technician.clone(),
@@ -796,13 +804,12 @@ impl Runner {
     ) -> Result<TechAnswer, TechError> {
         self.tech_busy = false;
         let failed = |e: JournalError| TechError::Failed(e.to_string());
-        self.journal
-            .audit(
-                technician,
-                "slot_test",
-                &format!("slot {slot}: {}", outcome.name()),
-            )
-            .map_err(failed)?;
+        self.audit(
+            technician,
+            "slot_test",
+            &format!("slot {slot}: {}", outcome.name()),
+        )
+        .map_err(failed)?;
         // Same bookkeeping as a customer's dispense: an item that left the slot is gone
         // from the stock, a jam takes the slot out of service.
         let (_, _, _, changes) = crate::engine::judge(&outcome, slot);
@@ -851,8 +858,7 @@ impl Runner {
             TechAction::ClearJam { slot } => {
                 self.known_slot(slot)?;
                 self.journal.set_jammed(slot, false).map_err(failed)?;
-                self.journal
-                    .audit(technician, "clear_jam", &format!("slot {slot}"))
+                self.audit(technician, "clear_jam", &format!("slot {slot}"))
                     .map_err(failed)?;
                 self.slot_changed(slot).map_err(failed)?;
                 self.heartbeat()
@@ -868,8 +874,7 @@ impl Runner {
                 } else {
                     "disable_slot"
                 };
-                self.journal
-                    .audit(technician, what, &format!("slot {slot}"))
+                self.audit(technician, what, &format!("slot {slot}"))
                     .map_err(failed)?;
                 self.slot_changed(slot).map_err(failed)?;
                 self.heartbeat()
@@ -891,13 +896,12 @@ impl Runner {
                     .map(|s| s.count)
                     .unwrap_or(0);
                 self.journal.set_count(slot, count).map_err(failed)?;
-                self.journal
-                    .audit(
-                        technician,
-                        "restock",
-                        &format!("slot {slot}: {before} -> {count}"),
-                    )
-                    .map_err(failed)?;
+                self.audit(
+                    technician,
+                    "restock",
+                    &format!("slot {slot}: {before} -> {count}"),
+                )
+                .map_err(failed)?;
                 info!(technician = %technician, slot, before, count, "restock");
                 self.slot_changed(slot).map_err(failed)?;
                 // The backend learns the new stock from the next telemetry: send it now.
@@ -924,8 +928,7 @@ impl Runner {
                 let (path, files) = self
                     .export_bundle(&dir)
                     .map_err(|e| TechError::Failed(format!("cannot write the bundle: {e}")))?;
-                self.journal
-                    .audit(technician, "export", &path.display().to_string())
+                self.audit(technician, "export", &path.display().to_string())
                     .map_err(failed)?;
                 Ok(TechAnswer::Exported {
                     path: path.display().to_string(),
@@ -933,7 +936,7 @@ impl Runner {
                 })
             }
             TechAction::Exit => {
-                self.journal.audit(technician, "exit", "").map_err(failed)?;
+                self.audit(technician, "exit", "").map_err(failed)?;
                 Ok(TechAnswer::Done)
             }
         }
@@ -999,6 +1002,28 @@ impl Runner {
         Ok((bundle, files))
     }
 
+    /// Sends technician actions to the backend now (in a telemetry message) rather than
+    /// at the next heartbeat.
+    async fn send_audit(&mut self) -> Result<(), KioskError> {
+        if self.pending_audit.is_empty() {
+            return Ok(());
+        }
+        self.heartbeat().await
+    }
+
+    /// Records a technician action in the journal's audit table and queues it for the
+    /// next telemetry message.
+    fn audit(&mut self, technician: &str, action: &str, detail: &str) -> Result<i64, JournalError> {
+        let id = self.journal.audit(technician, action, detail)?;
+        self.pending_audit.push(protocol::AuditEvent {
+            at: now_ms(),
+            technician: technician.to_owned(),
+            action: action.to_owned(),
+            detail: detail.to_owned(),
+        });
+        Ok(id)
+    }
+
     /// Writes the live health beside the journal (`<journal>.status.json`, replaced
     /// atomically) every heartbeat, so `cabinet diag` can show it from another process.
     /// Best effort: a full disk must not stop the kiosk over a status file.
@@ -1054,11 +1079,10 @@ impl Runner {
         let policy = self.cfg.lockout_policy();
         let attempt = self.gate.on_failure(&policy, now);
         self.save_gate()?;
-        self.journal.audit(technician, "failed_pin", "")?;
+        self.audit(technician, "failed_pin", "")?;
         if let Attempt::LockedOut { until_ms } = attempt {
             let secs = until_ms.saturating_sub(now) / 1000;
-            self.journal
-                .audit(technician, "locked_out", &format!("{secs} s"))?;
+            self.audit(technician, "locked_out", &format!("{secs} s"))?;
             warn!(technician = %technician, lock_secs = secs, "technician entry locked after wrong PINs");
         } else {
             warn!(technician = %technician, "wrong technician PIN");
@@ -1076,7 +1100,7 @@ impl Runner {
         let Some(t) = self.tech.take() else {
             return Ok(());
         };
-        self.journal.audit(&t.name, "logout", why)?;
+        self.audit(&t.name, "logout", why)?;
         info!(technician = %t.name, why, "technician logged out: cabinet back in service");
         let actions = self.engine.step(Event::Maintenance {
             on: false,
@@ -1134,6 +1158,7 @@ impl Runner {
                     jammed: s.jammed,
                 })
                 .collect(),
+            audit: std::mem::take(&mut self.pending_audit),
         };
         if let Ok(json) = serde_json::to_string(&t) {
             self.handle.publish_telemetry(json).await?;

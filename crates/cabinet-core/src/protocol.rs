@@ -914,6 +914,25 @@ pub struct Telemetry {
     pub outbox_pending: u64,
     /// Stock per slot.
     pub inventory: Vec<SlotLevel>,
+    /// Technician actions since the previous telemetry message (the journal's audit
+    /// table keeps them all; telemetry is QoS 0, so a backend that must not miss one
+    /// reads the bundle or `cabinet diag`). Absent when there were none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audit: Vec<AuditEvent>,
+}
+
+/// One technician action, as telemetry carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    /// Unix milliseconds.
+    pub at: u64,
+    /// Who (the name in the config's `[technicians]`).
+    pub technician: String,
+    /// `login`, `failed_pin`, `locked_out`, `logout`, `slot_test`, `clear_jam`,
+    /// `enable_slot`, `disable_slot`, `restock`, `export`, `exit`.
+    pub action: String,
+    /// Details (slot, counts, outcome, path).
+    pub detail: String,
 }
 
 #[cfg(test)]
@@ -1549,9 +1568,26 @@ mod tests {
                 enabled: true,
                 jammed: false,
             }],
+            audit: vec![],
         };
-        let back: Telemetry = serde_json::from_str(&serde_json::to_string(&t).unwrap()).unwrap();
+        let json = serde_json::to_string(&t).unwrap();
+        assert!(
+            !json.contains("audit"),
+            "no audit key without actions: {json}"
+        );
+        let back: Telemetry = serde_json::from_str(&json).unwrap();
         assert_eq!(back, t);
+        let with = Telemetry {
+            audit: vec![AuditEvent {
+                at: 6,
+                technician: "Li".into(),
+                action: "restock".into(),
+                detail: "slot 1: 0 -> 10".into(),
+            }],
+            ..t
+        };
+        let back: Telemetry = serde_json::from_str(&serde_json::to_string(&with).unwrap()).unwrap();
+        assert_eq!(back, with);
     }
 
     proptest! {
