@@ -1,0 +1,210 @@
+//! Technician entry against the real runner (in-process `kiosk::run` with a real Mosquitto
+//! and the board simulator on a pty), through the same `ControlHandle` the window uses:
+//! the lockout outlives a restart, and an idle technician is logged out and the cabinet
+//! returns to service.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cabinet_board::Protocol;
+use cabinet_board::sim::{SimConfig, Simulator};
+use cabinet_core::config::Config;
+use cabinet_core::control::{self, ControlHandle};
+use cabinet_core::instance::InstanceLock;
+use cabinet_core::journal::Journal;
+use cabinet_core::screen::{OutOfService, Screen, Snapshot};
+use cabinet_core::technician::{Attempt, hash_pin};
+use cabinet_core::{kiosk, protocol};
+use support::{Broker, password};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+const PIN: &str = "97531";
+const NAME: &str = "Zhang";
+const WAIT: Duration = Duration::from_secs(30);
+
+fn write_config(dir: &Path, broker: &Broker, board: &Path) -> Config {
+    let (_, public) = protocol::generate_keypair().unwrap();
+    std::fs::write(dir.join("password"), password("C001")).unwrap();
+    let path = dir.join("config.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"machine_code = "C001"
+[mqtt]
+url = "{url}"
+password_file = "password"
+reconnect_min_ms = 100
+reconnect_max_ms = 1000
+[keys]
+k1 = "{public}"
+[board]
+protocol = "vmc"
+port = "{board}"
+[[slots]]
+slot = 1
+product = "Cola"
+capacity = 10
+initial_count = 5
+[journal]
+path = "journal.sqlite3"
+[logs]
+dir = "logs"
+[technicians]
+{NAME} = "{hash}"
+[maintenance]
+lockout_secs = 600
+idle_logout_secs = 10
+"#,
+            url = broker.url(),
+            board = board.display(),
+            hash = hash_pin(PIN).unwrap(),
+        ),
+    )
+    .unwrap();
+    Config::load(&path).unwrap()
+}
+
+struct Running {
+    control: ControlHandle,
+    screen: watch::Receiver<Option<Snapshot>>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<Result<(), kiosk::KioskError>>,
+}
+
+fn start(cfg: &Config) -> Running {
+    let lock = InstanceLock::for_config(cfg).unwrap();
+    let board = Arc::from(cabinet_board::open_lenient(&kiosk::board_settings(cfg)).unwrap());
+    let (control, control_rx) = control::channel();
+    let (screen_tx, screen) = watch::channel(None);
+    let (stop, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(kiosk::run(
+        cfg.clone(),
+        lock,
+        board,
+        screen_tx,
+        control_rx,
+        stop_rx,
+    ));
+    Running {
+        control,
+        screen,
+        stop,
+        task,
+    }
+}
+
+impl Running {
+    async fn stop(self) {
+        self.stop.send(true).unwrap();
+        tokio::time::timeout(WAIT, self.task)
+            .await
+            .expect("the kiosk stops")
+            .unwrap()
+            .unwrap();
+    }
+
+    async fn wait_screen(&mut self, pred: impl Fn(&Screen) -> bool) {
+        tokio::time::timeout(
+            WAIT,
+            self.screen
+                .wait_for(|s| s.as_ref().is_some_and(|s| pred(&s.screen))),
+        )
+        .await
+        .expect("screen in time")
+        .unwrap();
+    }
+}
+
+fn sim(dir: &Path) -> Simulator {
+    let mut sc = SimConfig::new(Protocol::Vmc);
+    sc.link = Some(dir.join("board"));
+    sc.poll_interval = Duration::from_millis(20);
+    Simulator::start(sc).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lockout_outlives_a_restart_and_refuses_even_the_right_pin() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start();
+    let _sim = sim(dir.path());
+    let cfg = write_config(dir.path(), &broker, &dir.path().join("board"));
+
+    let k = start(&cfg);
+    for left in (1..5).rev() {
+        assert_eq!(
+            k.control.login(NAME, "0000").await.unwrap(),
+            Attempt::WrongPin { tries_left: left }
+        );
+    }
+    let locked = k.control.login(NAME, "0000").await.unwrap();
+    let Attempt::LockedOut { until_ms } = locked else {
+        panic!("expected a lockout, got {locked:?}")
+    };
+    assert!(until_ms > kiosk::now_ms() + 590_000, "600 s");
+    // An unknown name counts as a wrong PIN too (no way around the gate).
+    assert!(matches!(
+        k.control.login("Nobody", PIN).await.unwrap(),
+        Attempt::LockedOut { .. }
+    ));
+    k.stop().await;
+
+    let k = start(&cfg);
+    let st = k.control.status().await.unwrap();
+    assert_eq!(st.locked_until_ms, Some(until_ms), "the lockout survived");
+    assert_eq!(
+        k.control.login(NAME, PIN).await.unwrap(),
+        Attempt::LockedOut { until_ms }
+    );
+    assert_eq!(st.logged_in, None);
+    k.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_technician_is_logged_out_and_the_cabinet_serves_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start();
+    let _sim = sim(dir.path());
+    let cfg = write_config(dir.path(), &broker, &dir.path().join("board"));
+    let mut k = start(&cfg);
+    k.wait_screen(|s| *s == Screen::Idle).await;
+    assert_eq!(
+        k.control.login(NAME, PIN).await.unwrap(),
+        Attempt::LoggedIn {
+            technician: NAME.into()
+        }
+    );
+    k.wait_screen(|s| {
+        matches!(
+            s,
+            Screen::OutOfService {
+                reason: OutOfService::Maintenance,
+                ..
+            }
+        )
+    })
+    .await;
+    assert!(k.control.diagnostics().await.unwrap().is_ok());
+    // idle_logout_secs = 10: nobody touches the screen.
+    k.wait_screen(|s| *s == Screen::Idle).await;
+    assert_eq!(k.control.status().await.unwrap().logged_in, None);
+    assert!(
+        k.control.diagnostics().await.unwrap().is_err(),
+        "diagnostics are for a logged-in technician only"
+    );
+    k.stop().await;
+    let journal = Journal::open(&cfg.journal.path).unwrap();
+    let last = &journal.recent_audit(1).unwrap()[0];
+    assert_eq!(
+        (
+            last.technician.as_str(),
+            last.action.as_str(),
+            last.detail.as_str()
+        ),
+        (NAME, "logout", "idle")
+    );
+}
