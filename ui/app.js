@@ -644,6 +644,7 @@ async function loadTab(tab) {
     );
     return;
   }
+  if (tab === "export") return loadExportTargets();
   if (tab === "frames") {
     const r = await techDo({ action: "frames" });
     if (!r) return;
@@ -735,7 +736,43 @@ async function slotOp(op, slot, row) {
   out.dataset.seq = String(Number(out.dataset.seq || 0) + 1);
 }
 
+// A touchscreen has no keyboard: support codes are typed on this one.
+const OSK_ROWS = ["1234567890", "QWERTYUIOP", "ASDFGHJKL-", "ZXCVBNM_⌫"];
+
+function buildOsk() {
+  const osk = $("#osk");
+  osk.replaceChildren(
+    ...OSK_ROWS.map((row) => {
+      const div = document.createElement("div");
+      div.className = "osk-row";
+      for (const k of row) div.append(button(k, { key: k }));
+      return div;
+    }),
+  );
+  osk.addEventListener("click", (e) => {
+    const b = e.target.closest("button[data-key]");
+    if (!b) return;
+    const input = $("#cmd-log-id");
+    input.value = b.dataset.key === "⌫" ? input.value.slice(0, -1) : input.value + b.dataset.key;
+  });
+}
+
+async function loadExportTargets() {
+  const r = await techDo({ action: "export_targets" });
+  if (!r) return;
+  $("#export-targets").replaceChildren(
+    ...r.dirs.map((d) => {
+      const b = button(d, { dir: d });
+      b.addEventListener("click", () => {
+        $("#export-dir").value = d;
+      });
+      return b;
+    }),
+  );
+}
+
 function techViews() {
+  buildOsk();
   $("#tech-tabs").addEventListener("click", (e) => {
     const b = e.target.closest("button[data-tab]");
     if (b) showTab(b.dataset.tab);

@@ -1303,9 +1303,13 @@ fn a_technician_tests_a_slot_restocks_finds_a_command_and_exports_a_bundle() {
 
     // Commands: find the customer's command by its support code.
     s.click("#tech-tabs button[data-tab='commands']");
-    s.js(
-        "document.getElementById('cmd-log-id').value = arguments[0]",
-        json!([log_id]),
+    // Typed on the on-screen keyboard, as a technician would (no keyboard on a kiosk).
+    for key in log_id.chars() {
+        s.click(&format!("#osk button[data-key='{key}']"));
+    }
+    assert_eq!(
+        s.text("return document.getElementById('cmd-log-id').value"),
+        log_id
     );
     s.click("#cmd-search button[type='submit']");
     poll("the command found by its support code", WAIT, || {

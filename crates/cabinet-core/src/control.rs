@@ -104,6 +104,9 @@ pub enum TechAction {
         /// How many.
         n: usize,
     },
+    /// Where a bundle could go: mounted removable media (under `/media`, `/run/media`,
+    /// `/mnt`).
+    ExportTargets,
     /// Write a diagnostics bundle into `dir` (e.g. a USB stick's mount point).
     Export {
         /// Target directory (must exist).
@@ -145,6 +148,11 @@ pub enum TechAnswer {
     Audit {
         /// Newest first.
         entries: Vec<crate::journal::AuditEntry>,
+    },
+    /// Mounted removable media.
+    ExportTargets {
+        /// Mount points.
+        dirs: Vec<String>,
     },
     /// Where the bundle went.
     Exported {

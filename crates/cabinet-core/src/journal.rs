@@ -674,6 +674,15 @@ impl Journal {
         self.query_commands("WHERE log_id = ?1 ORDER BY received_at, rowid", [log_id])
     }
 
+    /// Like [`Journal::find_by_log_id`] but ignoring ASCII case (a support code typed on
+    /// an on-screen keyboard). Scans the table: for technicians, not for the hot path.
+    pub fn find_by_log_id_nocase(&self, log_id: &str) -> Result<Vec<StoredCommand>, JournalError> {
+        self.query_commands(
+            "WHERE log_id = ?1 COLLATE NOCASE ORDER BY received_at, rowid",
+            [log_id],
+        )
+    }
+
     /// Every state a command went through, in order.
     pub fn transitions(&self, cmd_id: &str) -> Result<Vec<Transition>, JournalError> {
         let mut stmt = self.conn.prepare_cached(
@@ -1503,6 +1512,13 @@ mod tests {
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].cmd_id, "b");
         assert!(j.find_by_log_id("log-zzz").unwrap().is_empty());
+        assert!(
+            j.find_by_log_id("LOG-B").unwrap().is_empty(),
+            "exact is exact"
+        );
+        let typed = j.find_by_log_id_nocase("LOG-B").unwrap();
+        assert_eq!(typed.len(), 1);
+        assert_eq!(typed[0].cmd_id, "b");
     }
 
     #[test]

@@ -198,6 +198,26 @@ pub fn status_path(cfg: &Config) -> std::path::PathBuf {
     std::path::PathBuf::from(p)
 }
 
+/// Mount points under `/media`, `/run/media` and `/mnt` (where USB sticks appear), from
+/// `/proc/self/mounts`.
+fn removable_mounts() -> Vec<String> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let mut dirs: Vec<String> = mounts
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        // /proc/self/mounts escapes spaces as \040.
+        .map(|d| d.replace("\\040", " "))
+        .filter(|d| {
+            ["/media/", "/run/media/", "/mnt/"]
+                .iter()
+                .any(|p| d.starts_with(p))
+        })
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    dirs
+}
+
 /// Free bytes (for an unprivileged user) on the file system holding `path`.
 // fsblkcnt_t and c_ulong are u64 here but u32 on 32-bit ARM kiosk boards.
 #[allow(clippy::useless_conversion)]
@@ -912,10 +932,19 @@ impl Runner {
             }
             TechAction::Commands { n, log_id } => {
                 let commands = match log_id.as_deref().map(str::trim) {
-                    Some(id) if !id.is_empty() => self.journal.find_by_log_id(id),
-                    _ => self.journal.recent_commands(n.clamp(1, 500)),
-                }
-                .map_err(failed)?;
+                    Some(id) if !id.is_empty() => {
+                        let exact = self.journal.find_by_log_id(id).map_err(failed)?;
+                        if exact.is_empty() {
+                            self.journal.find_by_log_id_nocase(id).map_err(failed)?
+                        } else {
+                            exact
+                        }
+                    }
+                    _ => self
+                        .journal
+                        .recent_commands(n.clamp(1, 500))
+                        .map_err(failed)?,
+                };
                 Ok(TechAnswer::Commands { commands })
             }
             TechAction::Frames => Ok(TechAnswer::Frames {
@@ -923,6 +952,9 @@ impl Runner {
             }),
             TechAction::Audit { n } => Ok(TechAnswer::Audit {
                 entries: self.journal.recent_audit(n.clamp(1, 500)).map_err(failed)?,
+            }),
+            TechAction::ExportTargets => Ok(TechAnswer::ExportTargets {
+                dirs: removable_mounts(),
             }),
             TechAction::Export { dir } => {
                 let (path, files) = self
