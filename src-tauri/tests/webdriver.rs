@@ -857,6 +857,18 @@ impl Drop for Rig {
 
 // ---- the tour -------------------------------------------------------------------------
 
+/// The technician's PIN hash as the test config holds it (what must never be shown,
+/// logged or exported).
+fn pin_hash_in(config: &Path) -> String {
+    std::fs::read_to_string(config)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("\"{TECH_NAME}\" = \"")))
+        .and_then(|l| l.strip_suffix('"'))
+        .unwrap()
+        .to_owned()
+}
+
 /// Removes this test's pictures from an earlier run.
 fn clear_shots(dir: &Path, names: impl IntoIterator<Item = String>) {
     for name in names {
@@ -1159,13 +1171,7 @@ fn a_technician_gets_in_with_the_right_pin_only_and_the_cabinet_pauses_meanwhile
     s.wait_rendered("zh-CN");
     s.screenshot(&shots.join(format!("{}.png", TECH_SHOTS[2])));
     let page = s.text("return document.documentElement.outerHTML");
-    let config_text = std::fs::read_to_string(&rig.config).unwrap();
-    let pin_hash = config_text
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("\"{TECH_NAME}\" = \"")))
-        .and_then(|l| l.strip_suffix('"'))
-        .unwrap()
-        .to_owned();
+    let pin_hash = pin_hash_in(&rig.config);
     assert!(!page.contains(&pin_hash), "the PIN hash is on the screen");
     assert!(
         !page.contains(password("C001")),
@@ -1380,14 +1386,9 @@ fn a_technician_tests_a_slot_restocks_finds_a_command_and_exports_a_bundle() {
     for l in &logs {
         everything.push_str(&std::fs::read_to_string(l.path()).unwrap());
     }
-    let config_text = std::fs::read_to_string(&rig.config).unwrap();
-    let pin_hash = config_text
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("\"{TECH_NAME}\" = \"")))
-        .and_then(|l| l.strip_suffix('"'))
-        .unwrap();
+    let pin_hash = pin_hash_in(&rig.config);
     assert!(
-        !everything.contains(pin_hash),
+        !everything.contains(&pin_hash),
         "the PIN hash is in the bundle"
     );
     assert!(

@@ -878,13 +878,7 @@ impl Runner {
             TechAction::ClearJam { slot } => {
                 self.known_slot(slot)?;
                 self.journal.set_jammed(slot, false).map_err(failed)?;
-                self.audit(technician, "clear_jam", &format!("slot {slot}"))
-                    .map_err(failed)?;
-                self.slot_changed(slot).map_err(failed)?;
-                self.heartbeat()
-                    .await
-                    .map_err(|e| TechError::Failed(e.to_string()))?;
-                slots(&self.journal)
+                self.slot_edited(technician, slot, "clear_jam", &format!("slot {slot}"))
             }
             TechAction::SetEnabled { slot, enabled } => {
                 self.known_slot(slot)?;
@@ -894,13 +888,7 @@ impl Runner {
                 } else {
                     "disable_slot"
                 };
-                self.audit(technician, what, &format!("slot {slot}"))
-                    .map_err(failed)?;
-                self.slot_changed(slot).map_err(failed)?;
-                self.heartbeat()
-                    .await
-                    .map_err(|e| TechError::Failed(e.to_string()))?;
-                slots(&self.journal)
+                self.slot_edited(technician, slot, what, &format!("slot {slot}"))
             }
             TechAction::SetCount { slot, count } => {
                 let capacity = self.known_slot(slot)?;
@@ -916,19 +904,13 @@ impl Runner {
                     .map(|s| s.count)
                     .unwrap_or(0);
                 self.journal.set_count(slot, count).map_err(failed)?;
-                self.audit(
+                info!(technician = %technician, slot, before, count, "restock");
+                self.slot_edited(
                     technician,
+                    slot,
                     "restock",
                     &format!("slot {slot}: {before} -> {count}"),
                 )
-                .map_err(failed)?;
-                info!(technician = %technician, slot, before, count, "restock");
-                self.slot_changed(slot).map_err(failed)?;
-                // The backend learns the new stock from the next telemetry: send it now.
-                self.heartbeat()
-                    .await
-                    .map_err(|e| TechError::Failed(e.to_string()))?;
-                slots(&self.journal)
             }
             TechAction::Commands { n, log_id } => {
                 let commands = match log_id.as_deref().map(str::trim) {
@@ -972,6 +954,24 @@ impl Runner {
                 Ok(TechAnswer::Done)
             }
         }
+    }
+
+    /// After a technician changed `slot` in the journal: audit it, tell the engine, and
+    /// answer with the slot table. The runner sends the audit (and with it the new stock)
+    /// in telemetry right after the action.
+    fn slot_edited(
+        &mut self,
+        technician: &str,
+        slot: u16,
+        action: &str,
+        detail: &str,
+    ) -> Result<TechAnswer, TechError> {
+        let failed = |e: JournalError| TechError::Failed(e.to_string());
+        self.audit(technician, action, detail).map_err(failed)?;
+        self.slot_changed(slot).map_err(failed)?;
+        Ok(TechAnswer::Slots {
+            slots: self.journal.inventory().map_err(failed)?,
+        })
     }
 
     /// The slot's capacity, or why the slot cannot be changed.
