@@ -58,6 +58,9 @@ enum BenchWhat {
         #[arg(long)]
         json: bool,
     },
+    /// Time to first paint and idle memory (RSS, PSS) of the kiosk window and its WebKit
+    /// processes, beside an empty Tauri 2 window built the same way, on a private Xvfb.
+    Window(window::WindowArgs),
 }
 
 /// Run a benchmark.
@@ -76,6 +79,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
             pause_ms,
             json,
         } => dispatch::bench_dispatch(commands, poll_ms, !broker_nagle, pause_ms, json),
+        BenchWhat::Window(args) => window::bench_window(args),
     }
 }
 
@@ -192,6 +196,7 @@ fn bench_board(polls: u64, poll_ms: u64, rate: u32, json: bool) -> anyhow::Resul
 }
 
 mod dispatch;
+mod window;
 
 #[cfg(test)]
 mod tests {
