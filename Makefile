@@ -17,7 +17,7 @@ APT_PACKAGES := \
 	libayatana-appindicator3-dev libxdo-dev \
 	xvfb xauth webkit2gtk-driver mosquitto mosquitto-clients socat imagemagick fonts-noto-cjk jq openssl
 
-.PHONY: all deps toolchain tools demo demo-headless demo-boards test lint unit bench clean
+.PHONY: all deps toolchain tools demo demo-headless demo-boards test lint unit bench bench-window clean
 
 # Release builds of the window app embed the page and use Tauri's production protocol.
 RELEASE_APP := $(CARGO) build --release -p cabinet-kiosk-app -p cabinet-cli --features cabinet-kiosk-app/custom-protocol
@@ -67,6 +67,11 @@ bench: deps toolchain
 	target/release/cabinet bench board --polls 20000 --poll-ms 2 --dispense-rate 50
 	target/release/cabinet bench dispatch --commands 5000 --poll-ms 2
 	target/release/cabinet bench dispatch --commands 200 --poll-ms 200
+
+## First paint and footprint of the window beside an empty Tauri 2 window (needs Xvfb).
+bench-window: deps toolchain
+	$(CARGO) build --release -p cabinet-kiosk-app -p empty-tauri-window -p cabinet-cli --features tauri/custom-protocol
+	target/release/cabinet bench window --runs 5
 
 clean:
 	$(CARGO) clean
