@@ -39,7 +39,7 @@ const TEXT = {
     diag: {
       broker: "消息服务器", link: "连接", since: "连接时间", last_msg: "最近指令", outbox: "待确认回执",
       board: "主板", board_state: "主板状态", last_rx: "最近收到帧", frames: "收/发/错帧", timeouts: "超时/重发/重连",
-      poll: "POLL 最慢应答", journal: "日志库", disk: "剩余磁盘", version: "版本", boot: "启动 ID", clock: "时钟",
+      poll: "POLL 最慢应答", journal: "日志库", disk: "剩余磁盘", version: "版本", boot: "启动 ID", clock: "时钟", clock_ok: "时钟最近经后台校验",
       yes: "正常", no: "异常", never: "无",
     },
     accepted_title: "已收到您的订单",
@@ -94,7 +94,7 @@ const TEXT = {
     diag: {
       broker: "Broker", link: "Link", since: "Connected since", last_msg: "Last command", outbox: "Replies pending",
       board: "Board", board_state: "Board state", last_rx: "Last frame received", frames: "Frames rx/tx/bad", timeouts: "Timeouts/resends/reconnects",
-      poll: "Slowest POLL reply", journal: "Journal", disk: "Disk free", version: "Version", boot: "Boot id", clock: "Clock",
+      poll: "Slowest POLL reply", journal: "Journal", disk: "Disk free", version: "Version", boot: "Boot id", clock: "Clock", clock_ok: "Clock last vouched by a command",
       yes: "OK", no: "DOWN", never: "never",
     },
     accepted_title: "Order received",
@@ -563,6 +563,7 @@ async function refreshDiag() {
     [L.version, d.version],
     [L.boot, d.boot_id],
     [L.clock, `${fmtTime(d.at_ms, tx)} · ${d.clock_plausible ? L.yes : L.no}`],
+    [L.clock_ok, d.clock_confirmed_ms ? fmtTime(d.clock_confirmed_ms, tx) : L.never],
   ];
   $("#diag").replaceChildren(
     ...rows.map(([k, v]) => {

@@ -992,18 +992,34 @@ async fn cabinet_diag_shows_the_running_kiosk_its_commands_and_no_secret() {
     let c = rig.claims("C001", 1);
     backend.send(&rig.sign(&c)).await;
     backend.replies_until_terminal(&c.jti).await;
-    let out = Command::new(BIN)
-        .args(["diag", "--config"])
-        .arg(&rig.config)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    let v: Value = serde_json::from_str(&text).unwrap();
+    // The status file is rewritten every heartbeat: wait for one after the command.
+    let diag = || {
+        let out = Command::new(BIN)
+            .args(["diag", "--config"])
+            .arg(&rig.config)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let deadline = std::time::Instant::now() + LONG;
+    let (text, v) = loop {
+        let text = diag();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        if v["live"]["diagnostics"]["clock_confirmed_ms"].is_u64() {
+            break (text, v);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no status with the clock vouched for: {}",
+            v["live"]
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     assert_eq!(v["kiosk"]["running"], true);
     assert_eq!(
         v["kiosk"]["pid"],

@@ -215,6 +215,11 @@ pub struct Diagnostics {
     /// without a real-time clock battery boots in 1970 until NTP answers, and every
     /// command's `exp` check depends on the clock.
     pub clock_plausible: bool,
+    /// The last time (unix ms) the backend's clock vouched for ours: a signed command
+    /// arrived whose validity window (`iat`..`exp`, within the allowed skew) held this
+    /// clock's time. `None` since start until the first such command.
+    #[serde(default)]
+    pub clock_confirmed_ms: Option<u64>,
     /// The broker link.
     pub link: LinkDiagnostics,
     /// The serial board, as its driver counts it.

@@ -172,6 +172,7 @@ struct Runner {
     tech: Option<TechSession>,
     connected_since_ms: Option<u64>,
     last_message_ms: Option<u64>,
+    clock_confirmed_ms: Option<u64>,
     tech_busy: bool,
     /// Technician actions not yet sent in telemetry.
     pending_audit: Vec<protocol::AuditEvent>,
@@ -307,6 +308,7 @@ impl Runner {
             tech: None,
             connected_since_ms: None,
             last_message_ms: None,
+            clock_confirmed_ms: None,
             tech_busy: false,
             pending_audit: Vec::new(),
             tech_done_tx,
@@ -449,6 +451,11 @@ impl Runner {
                     now_s,
                     &self.verify,
                 );
+                if verdict.is_ok() {
+                    // A signed command whose iat/exp window holds `now` (within the skew):
+                    // the backend's clock vouches for ours.
+                    self.clock_confirmed_ms = Some(now);
+                }
                 let (cmd_id, log_id, order_id) = match &verdict {
                     Ok(c) => (c.cmd_id.clone(), c.log_id.clone(), c.order_id.clone()),
                     Err(r) => r
@@ -1087,6 +1094,7 @@ impl Runner {
             at_ms: now,
             uptime_secs: self.started.elapsed().as_secs(),
             clock_plausible: now / 1000 >= BUILD_EPOCH_FLOOR_SECS,
+            clock_confirmed_ms: self.clock_confirmed_ms,
             link: LinkDiagnostics {
                 broker: self.cfg.mqtt.url.clone(),
                 subscription: self.topics.cmd.clone(),
