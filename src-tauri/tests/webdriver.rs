@@ -445,6 +445,13 @@ impl Session {
     }
 
     fn screenshot(&self, path: &Path) {
+        // WebKit's snapshot waits for the page's next rendering update, and a kiosk page
+        // at rest schedules none (it writes to the DOM only what changed). A two-second
+        // animation of an invisible difference keeps frames coming while it is taken.
+        self.js(
+            "document.body.animate([{opacity: 1}, {opacity: 0.999}, {opacity: 1}], {duration: 2000});",
+            json!([]),
+        );
         let v = self.call("GET", "/screenshot", None);
         let png = base64::engine::general_purpose::STANDARD
             .decode(v.as_str().expect("screenshot is base64 text"))
