@@ -235,7 +235,7 @@ async fn tech_diag(state: State<'_, AppState>) -> Result<Diagnostics, UiError> {
         .diagnostics()
         .await
         .map_err(gone)?
-        .map_err(|e| UiError::new("not_logged_in", e))
+        .map_err(|e| UiError::new(e.code(), e))
 }
 
 /// A technician's action: slot test, clear jam, enable/disable, restock, command search,

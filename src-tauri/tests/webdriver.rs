@@ -420,6 +420,16 @@ impl Session {
         self.call("DELETE", "/actions", None);
     }
 
+    /// The technician's gesture: a 3-second press on the top-left corner, then waits for
+    /// the PIN pad.
+    fn open_pin_pad(&self) {
+        self.long_press("#tech-corner", Duration::from_millis(3300));
+        poll("the PIN pad", WAIT, || {
+            let st = self.text("return document.getElementById('tech').dataset.state || ''");
+            if st == "pin" { Ok(()) } else { Err(st) }
+        });
+    }
+
     /// Types `pin` on the PIN pad and presses OK; returns `#tech-msg`'s result once the
     /// core's answer arrived (`""` when logged in). The page counts answers in
     /// `#tech-msg[data-seq]`.
@@ -1133,11 +1143,7 @@ fn a_technician_gets_in_with_the_right_pin_only_and_the_cabinet_pauses_meanwhile
     s.long_press("#tech-corner", Duration::from_millis(300));
     s.next_frames();
     assert_eq!(tech_state(), "", "a short press must not open the PIN pad");
-    s.long_press("#tech-corner", Duration::from_millis(3300));
-    poll("the PIN pad", WAIT, || {
-        let st = tech_state();
-        if st == "pin" { Ok(()) } else { Err(st) }
-    });
+    s.open_pin_pad();
     s.wait_rendered("zh-CN");
     s.screenshot(&shots.join(format!("{}.png", TECH_SHOTS[0])));
 
@@ -1253,11 +1259,7 @@ fn a_technician_tests_a_slot_restocks_finds_a_command_and_exports_a_bundle() {
     rig.await_terminal(&cmd, "succeeded");
     s.wait_screen("take_item");
 
-    s.long_press("#tech-corner", Duration::from_millis(3300));
-    poll("the PIN pad", WAIT, || {
-        let st = s.text("return document.getElementById('tech').dataset.state || ''");
-        if st == "pin" { Ok(()) } else { Err(st) }
-    });
+    s.open_pin_pad();
     assert_eq!(s.enter_pin(TECH_PIN), "");
     let result_seq = || s.text("return document.getElementById('tech-result').dataset.seq || '0'");
     let after = |before: String| {

@@ -52,8 +52,8 @@ pub enum Control {
     },
     /// The live health of the cabinet, for a logged-in technician only.
     Diagnostics {
-        /// The answer, or `Err` when no technician is logged in.
-        reply: oneshot::Sender<Result<Diagnostics, NotLoggedIn>>,
+        /// The answer, or [`TechError::NotLoggedIn`].
+        reply: oneshot::Sender<Result<Diagnostics, TechError>>,
     },
 }
 
@@ -191,11 +191,6 @@ impl TechError {
         }
     }
 }
-
-/// A technician-only request came while nobody is logged in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("no technician is logged in")]
-pub struct NotLoggedIn;
 
 /// The cabinet's live health: what the diagnostics screen and `cabinet diag` show.
 /// Holds no secret (no password, no PIN hash, no key material).
@@ -349,7 +344,7 @@ impl ControlHandle {
     }
 
     /// The live health of the cabinet (technicians only).
-    pub async fn diagnostics(&self) -> Result<Result<Diagnostics, NotLoggedIn>, KioskGone> {
+    pub async fn diagnostics(&self) -> Result<Result<Diagnostics, TechError>, KioskGone> {
         self.ask(|reply| Control::Diagnostics { reply }).await
     }
 }

@@ -26,8 +26,8 @@ use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::config::{BoardProtocol, ByteOrder, Config, DoorPolarity};
 use crate::control::{
-    Control, Diagnostics, JournalDiagnostics, LinkDiagnostics, NotLoggedIn, TechAction, TechAnswer,
-    TechError, TechStatus,
+    Control, Diagnostics, JournalDiagnostics, LinkDiagnostics, TechAction, TechAnswer, TechError,
+    TechStatus,
 };
 use crate::engine::{Action, Engine, EngineConfig, Event, InventoryChange, Job};
 use crate::instance::InstanceLock;
@@ -755,7 +755,7 @@ impl Runner {
                     return Ok(());
                 }
                 let exit = matches!(action, TechAction::Exit);
-                let answer = self.tech_action(&technician, action).await;
+                let answer = self.tech_action(&technician, action);
                 let _ = reply.send(answer);
                 if exit {
                     info!(technician = %technician, "technician closes the app");
@@ -764,7 +764,7 @@ impl Runner {
             Control::Diagnostics { reply } => {
                 let answer = match self.tech {
                     Some(_) => Ok(self.diagnostics()?),
-                    None => Err(NotLoggedIn),
+                    None => Err(TechError::NotLoggedIn),
                 };
                 let _ = reply.send(answer);
             }
@@ -868,7 +868,7 @@ impl Runner {
         Ok(())
     }
 
-    async fn tech_action(
+    fn tech_action(
         &mut self,
         technician: &str,
         action: TechAction,
