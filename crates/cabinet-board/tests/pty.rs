@@ -282,6 +282,10 @@ fn vmc_unplug_mid_dispense_is_port_gone_and_replug_recovers() {
     std::thread::scope(|scope| {
         let inflight = scope.spawn(|| v.board.dispense(1));
         assert!(v.sim.wait_until(READY, |s| s.motor_actions == 1));
+        // The board ACKs the command, then sends a "dispensing" report: once the host has
+        // ACKed a frame sent after the motor started, it has read the board's ACK too.
+        let acks = v.sim.stats().host_acks;
+        assert!(v.sim.wait_until(READY, |s| s.host_acks > acks));
         v.sim.unplug();
         assert_eq!(
             inflight.join().unwrap(),

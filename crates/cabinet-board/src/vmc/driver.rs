@@ -160,8 +160,10 @@ impl VmcBoard {
     }
 
     /// Send `frame` in place of the next ACK and wait until the board acknowledged it.
-    /// Returns the reach and, on failure, the fault.
-    fn send(&self, make: impl FnOnce(u8) -> VmcFrame) -> Result<(), (LinkFault, Reach)> {
+    /// On failure, returns the fault and the reach. On success, returns the exchange to pass
+    /// to [`Self::wait_report`], so that losing the port at any moment after this call
+    /// began is reported as [`LinkFault::PortGone`], even before the report wait starts.
+    fn send(&self, make: impl FnOnce(u8) -> VmcFrame) -> Result<Sent, (LinkFault, Reach)> {
         let vmc = &self.inner.settings.vmc;
         let mut st = self.inner.lock();
         if !st.port_open {
@@ -202,7 +204,9 @@ impl VmcBoard {
             };
             if acked {
                 st.outgoing = None;
-                return Ok(());
+                return Ok(Sent {
+                    port_losses: losses,
+                });
             }
             if st.port_losses != losses || st.shutdown {
                 st.outgoing = None;
@@ -226,12 +230,13 @@ impl VmcBoard {
     /// Wait for a report that `pick` accepts (returning `Some`), until `timeout`.
     fn wait_report<T>(
         &self,
+        sent: Sent,
         timeout: Duration,
         mut pick: impl FnMut(&VmcFrame) -> Option<T>,
     ) -> Result<T, LinkFault> {
         let deadline = Instant::now() + timeout;
         let mut st = self.inner.lock();
-        let losses = st.port_losses;
+        let losses = sent.port_losses;
         let bad_before = st.health.bad_frames;
         loop {
             while let Some(ev) = st.events.pop_front() {
@@ -265,18 +270,21 @@ impl VmcBoard {
     /// last PackNO is that query's, and ours moves on.
     fn op_lock(&self) -> MutexGuard<'_, bool> {
         let mut synced = self.op.lock().unwrap_or_else(|p| p.into_inner());
-        if !*synced
-            && self
-                .send(|packno| VmcFrame::MachineStatusRequest { packno })
-                .is_ok()
+        if !*synced && let Ok(sent) = self.send(|packno| VmcFrame::MachineStatusRequest { packno })
         {
-            let _ = self.wait_report(self.inner.settings.vmc.query_timeout / 4, |ev| {
+            let _ = self.wait_report(sent, self.inner.settings.vmc.query_timeout / 4, |ev| {
                 matches!(ev, VmcFrame::MachineStatus { .. }).then_some(())
             });
             *synced = true;
         }
         synced
     }
+}
+
+/// A frame the board acknowledged, and the port's loss count when sending began.
+#[derive(Debug, Clone, Copy)]
+struct Sent {
+    port_losses: u64,
 }
 
 fn wait<'a>(inner: &'a Inner, st: MutexGuard<'a, State>, d: Duration) -> MutexGuard<'a, State> {
@@ -296,17 +304,20 @@ impl Board for VmcBoard {
         let vmc = &self.inner.settings.vmc;
         let span = tracing::info_span!("vmc_dispense", slot);
         let _g = span.enter();
-        if let Err((fault, reach)) = self.send(|packno| VmcFrame::Dispense {
+        let sent = match self.send(|packno| VmcFrame::Dispense {
             packno,
             drop_sensor: vmc.drop_sensor,
             elevator: vmc.elevator,
             slot,
         }) {
-            tracing::warn!(?fault, ?reach, "dispense command not acknowledged");
-            return Outcome::link(fault, reach);
-        }
+            Ok(sent) => sent,
+            Err((fault, reach)) => {
+                tracing::warn!(?fault, ?reach, "dispense command not acknowledged");
+                return Outcome::link(fault, reach);
+            }
+        };
         tracing::debug!("dispense acknowledged by board");
-        let result = self.wait_report(vmc.report_timeout, |ev| match ev {
+        let result = self.wait_report(sent, vmc.report_timeout, |ev| match ev {
             VmcFrame::DispenseReport {
                 status, slot: s, ..
             } if *s == slot => {
@@ -350,10 +361,11 @@ impl Board for VmcBoard {
 
     fn slot_status(&self, slot: u16) -> Result<SlotStatus, BoardError> {
         let _one_at_a_time = self.op_lock();
-        self.send(|packno| VmcFrame::CheckSlot { packno, slot })
+        let sent = self
+            .send(|packno| VmcFrame::CheckSlot { packno, slot })
             .map_err(|(f, _)| BoardError::Link(f))?;
         let status = self
-            .wait_report(self.inner.settings.vmc.query_timeout, |ev| match ev {
+            .wait_report(sent, self.inner.settings.vmc.query_timeout, |ev| match ev {
                 VmcFrame::SlotStatus {
                     status, slot: s, ..
                 } if *s == slot => Some(*status),
@@ -372,10 +384,11 @@ impl Board for VmcBoard {
 
     fn machine_status(&self) -> Result<MachineStatus, BoardError> {
         let _one_at_a_time = self.op_lock();
-        self.send(|packno| VmcFrame::MachineStatusRequest { packno })
+        let sent = self
+            .send(|packno| VmcFrame::MachineStatusRequest { packno })
             .map_err(|(f, _)| BoardError::Link(f))?;
         let status = self
-            .wait_report(self.inner.settings.vmc.query_timeout, |ev| match ev {
+            .wait_report(sent, self.inner.settings.vmc.query_timeout, |ev| match ev {
                 VmcFrame::MachineStatus { status, .. } => Some(status.clone()),
                 _ => None,
             })
