@@ -11,6 +11,7 @@
 //! Nothing here knows about MQTT, the journal or the UI.
 
 pub mod lockboard;
+pub mod memory;
 mod outcome;
 pub mod port;
 pub mod sim;

@@ -10,7 +10,10 @@ mod backend_cmd;
 mod bench;
 mod board_cmd;
 mod demo_cmd;
+mod fleet;
+mod mosquitto;
 mod run;
+mod xorshift;
 
 use clap::{Parser, Subcommand};
 
@@ -36,6 +39,10 @@ enum Command {
     Board(board_cmd::BoardArgs),
     /// Benchmarks that print figures (see docs/BENCHMARKS.md).
     Bench(bench::BenchArgs),
+    /// Run N headless kiosks in this process against a Mosquitto it starts, send them
+    /// signed commands (some hostile) and reconcile every outcome and motor action.
+    /// Exit 0 when the books balance, 1 when they do not.
+    Fleet(fleet::FleetArgs),
     /// Check a site config file.
     Config(admin::ConfigArgs),
     /// Generate an Ed25519 key pair for signing commands.
@@ -58,8 +65,15 @@ fn main() -> std::process::ExitCode {
     if !matches!(cli.command, Command::Run(_) | Command::Demo(_)) {
         tracing_subscriber::fmt()
             .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                    // The fleet's hostile commands are refused by design: a warning each.
+                    let level = if matches!(cli.command, Command::Fleet(_)) {
+                        "error"
+                    } else {
+                        "warn"
+                    };
+                    tracing_subscriber::EnvFilter::new(level)
+                }),
             )
             .with_writer(std::io::stderr)
             .init();
@@ -70,6 +84,7 @@ fn main() -> std::process::ExitCode {
         Command::SimBoard(a) => board_cmd::sim_board(a),
         Command::Board(a) => board_cmd::board(a),
         Command::Bench(a) => bench::run(a),
+        Command::Fleet(a) => fleet::fleet(a),
         Command::Config(a) => admin::config(a),
         Command::Keygen(a) => admin::keygen(a),
         Command::PinHash(a) => admin::pin_hash(a),

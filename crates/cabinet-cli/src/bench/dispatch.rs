@@ -11,9 +11,8 @@
 //! pause of up to one POLL interval so each command meets the POLL cycle at a random phase
 //! (a closed loop would otherwise lock onto one phase and bias the POLL wait).
 
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -30,6 +29,8 @@ use tokio::runtime::Runtime;
 use tokio::sync::{mpsc, watch};
 
 use super::percentile;
+use crate::mosquitto::Broker;
+use crate::xorshift::XorShift;
 
 const MACHINE: &str = "C001";
 const SLOTS: u16 = 60;
@@ -38,98 +39,6 @@ const VMC_BAUD: u32 = 57_600;
 const DISPENSE_FRAME_BYTES: usize = 10;
 /// Any single wait in the benchmark (a broken setup fails, it does not hang).
 const STEP: Duration = Duration::from_secs(15);
-
-/// A Mosquitto child process on a free loopback port; killed on drop.
-struct Broker {
-    _dir: tempfile::TempDir,
-    port: u16,
-    child: Child,
-}
-
-impl Broker {
-    fn start(nodelay: bool) -> anyhow::Result<Broker> {
-        let bin = ["/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"]
-            .into_iter()
-            .find(|p| Path::new(p).is_file())
-            .unwrap_or("mosquitto");
-        let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .context("cannot find a free port")?
-            .port();
-        // Run as root, Mosquitto drops to user `mosquitto` unless told otherwise.
-        let user = Command::new("id")
-            .arg("-un")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8(o.stdout).ok())
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty())
-            .map(|u| format!("user {u}\n"))
-            .unwrap_or_default();
-        let conf = dir.path().join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "{user}listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-                 log_dest stderr\nlog_type error\nset_tcp_nodelay {nodelay}\n"
-            ),
-        )?;
-        let mut child = Command::new(bin)
-            .arg("-c")
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("cannot start {bin} (is mosquitto installed?)"))?;
-        let deadline = Instant::now() + STEP;
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(st) = child.try_wait()? {
-                bail!("mosquitto exited at start: {st}");
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                bail!("mosquitto did not listen on port {port} in time");
-            }
-            // Waiting for a child process to open its port; there is nothing to await.
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(Broker {
-            _dir: dir,
-            port,
-            child,
-        })
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Tiny xorshift for the pauses between commands (no statistical claims).
-struct Jitter(u64);
-
-impl Jitter {
-    fn new() -> Jitter {
-        let seed = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1);
-        Jitter(seed | 1)
-    }
-
-    fn below(&mut self, max: Duration) -> Duration {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        let us = u64::try_from(max.as_micros()).unwrap_or(u64::MAX).max(1);
-        Duration::from_micros(self.0 % us)
-    }
-}
 
 fn us(d: Duration) -> u32 {
     u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
@@ -381,7 +290,7 @@ fn dispatch(
     }
     let _ = sim.take_dispense_times();
     let run = now_s();
-    let mut jitter = Jitter::new();
+    let mut jitter = XorShift::new();
     let mut first_byte = Vec::with_capacity(n as usize);
     let mut terminal = Vec::with_capacity(n as usize);
     let mut not_succeeded = 0u32;
@@ -393,7 +302,7 @@ fn dispatch(
         let token = sign(key, &id, slot)?;
         token_len = token.len();
         // Meet the POLL cycle at a random phase (pacing, not synchronisation).
-        std::thread::sleep(pause + jitter.below(poll));
+        std::thread::sleep(pause + jitter.duration_below(poll));
         let before = sim.stats().motor_actions;
         let t0 = Instant::now();
         rt.block_on(backend.send_command(MACHINE, &token))?;

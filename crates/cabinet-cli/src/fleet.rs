@@ -1,0 +1,795 @@
+//! `cabinet fleet`: N headless kiosks in one process against one real Mosquitto, and a
+//! backend that sends signed commands to random cabinets, some of them hostile, then
+//! reconciles: every command has exactly one terminal outcome at the backend, and every
+//! motor action is one succeeded command of that cabinet.
+//!
+//! Each kiosk is the real runner (`kiosk::run`, as `cabinet run` starts it) with its own
+//! config, journal on disk (synchronous=FULL) and MQTT connection (persistent session,
+//! manual acks). The board is in-process ([`MemoryBoard`]): no pty, no I/O thread, so a
+//! thousand cabinets fit on a small machine. The board's byte protocol has its own tests
+//! and benchmarks.
+//!
+//! Hostile commands, each aimed at a random cabinet:
+//! - **duplicate**: an earlier command's token published again (same `jti`): no second
+//!   dispense, the stored outcome again;
+//! - **wrong topic**: signed for one cabinet (`aud`), published to another's topic:
+//!   `rejected` / `wrong_target`;
+//! - **expired**: `exp` five minutes ago: `rejected` / `expired`;
+//! - **forged**: signed with a key the cabinets do not trust (same `kid`): `rejected` /
+//!   `bad_signature`, with empty ids (nothing in a forged token is believed).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use cabinet_board::Board;
+use cabinet_board::memory::MemoryBoard;
+use cabinet_core::config::{Config, parse_broker_url};
+use cabinet_core::instance::InstanceLock;
+use cabinet_core::kiosk;
+use cabinet_core::mqtt::{BackendClient, BackendMessage, BackendOptions};
+use cabinet_core::protocol::{self, CommandClaims, Reply, ReplyState};
+use cabinet_core::reason::Reason;
+use clap::Args;
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::mosquitto::Broker;
+use crate::xorshift::XorShift;
+
+/// Slots per simulated cabinet; with 1,000 items each (the most a slot may hold).
+const SLOTS: u16 = 20;
+const PER_SLOT: u32 = 1000;
+/// How long the backend waits for the fleet to come online, and for the last outcomes.
+const COME_ONLINE: Duration = Duration::from_secs(120);
+const SETTLE: Duration = Duration::from_secs(60);
+
+/// Arguments of `cabinet fleet`.
+#[derive(Debug, Args)]
+pub struct FleetArgs {
+    /// Cabinets to run in this process.
+    #[arg(long, default_value_t = 10)]
+    cabinets: u32,
+    /// Commands to send in all (hostile ones included).
+    #[arg(long, default_value_t = 2_000)]
+    commands: u32,
+    /// Aggregate publish rate, commands per second (0: as fast as the broker acks them).
+    #[arg(long, default_value_t = 200.0)]
+    rate: f64,
+    /// Share of hostile commands (duplicates, wrong topic, expired, forged), 0 to 1.
+    #[arg(long, default_value_t = 0.2)]
+    hostile: f64,
+    /// How long each simulated motor turns, milliseconds.
+    #[arg(long, default_value_t = 0)]
+    motor_ms: u64,
+    /// Keep the cabinets' configs and journals in this directory (default: a temporary one,
+    /// removed at the end).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// What a fleet run is asked to do.
+#[derive(Debug, Clone)]
+pub struct FleetOptions {
+    /// Cabinets in this process.
+    pub cabinets: u32,
+    /// Commands in all.
+    pub commands: u32,
+    /// Aggregate commands per second; 0 = unpaced.
+    pub rate: f64,
+    /// Share of hostile commands.
+    pub hostile: f64,
+    /// Motor time per dispense.
+    pub motor: Duration,
+    /// Where to keep configs and journals.
+    pub dir: Option<PathBuf>,
+}
+
+/// `cabinet fleet`: run, print the reconciliation and the figures. Exit 0 only when the
+/// books balance.
+pub fn fleet(a: FleetArgs) -> anyhow::Result<ExitCode> {
+    let opts = FleetOptions {
+        cabinets: a.cabinets,
+        commands: a.commands,
+        rate: a.rate,
+        hostile: a.hostile,
+        motor: Duration::from_millis(a.motor_ms),
+        dir: a.dir,
+    };
+    let report = run_fleet(&opts)?;
+    if a.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        report.print();
+    }
+    Ok(if report.reconciled {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Kind {
+    Valid,
+    Duplicate,
+    WrongTopic,
+    Expired,
+    Forged,
+}
+
+/// A command as the backend sent it.
+#[derive(Debug)]
+struct Sent {
+    cmd_id: String,
+    /// The cabinet whose topic it was published to.
+    to: usize,
+    kind: Kind,
+    at: Instant,
+}
+
+/// What the backend saw of one command id.
+#[derive(Debug, Default)]
+struct Seen {
+    terminal: Vec<(ReplyState, Option<Reason>)>,
+    first_terminal: Option<Instant>,
+    dispensing: Option<Instant>,
+}
+
+/// Everything the backend received.
+#[derive(Debug, Default)]
+struct Inbox {
+    by_cmd: HashMap<String, Seen>,
+    /// Rejections without ids (untrusted tokens), per cabinet, per reason code.
+    anonymous: HashMap<String, BTreeMap<&'static str, u64>>,
+    online: HashSet<String>,
+    /// Command ids that have their first terminal outcome.
+    terminal_ids: u64,
+    anonymous_total: u64,
+    replies: u64,
+    garbage: u64,
+}
+
+impl Inbox {
+    fn record(&mut self, m: &BackendMessage) {
+        let code = m.topic.split('/').nth(2).unwrap_or_default().to_owned();
+        if m.topic.ends_with("/state") {
+            let online = serde_json::from_slice::<serde_json::Value>(&m.payload)
+                .ok()
+                .is_some_and(|v| v["status"] == "online");
+            if online {
+                self.online.insert(code);
+            }
+            return;
+        }
+        if !m.topic.ends_with("/reply") {
+            return;
+        }
+        let Ok(r) = serde_json::from_slice::<Reply>(&m.payload) else {
+            self.garbage += 1;
+            return;
+        };
+        self.replies += 1;
+        let now = Instant::now();
+        if r.cmd_id.is_empty() {
+            let reason = r.reason.map_or("none", Reason::code);
+            *self
+                .anonymous
+                .entry(code)
+                .or_default()
+                .entry(reason)
+                .or_default() += 1;
+            self.anonymous_total += 1;
+            return;
+        }
+        let terminal = r.is_terminal();
+        let seen = self.by_cmd.entry(r.cmd_id).or_default();
+        if r.state == ReplyState::Dispensing && seen.dispensing.is_none() {
+            seen.dispensing = Some(now);
+        }
+        if terminal {
+            if seen.first_terminal.is_none() {
+                seen.first_terminal = Some(now);
+                self.terminal_ids += 1;
+            }
+            let outcome = (r.state, r.reason);
+            if !seen.terminal.contains(&outcome) {
+                seen.terminal.push(outcome);
+            }
+        }
+    }
+}
+
+/// Percentiles in milliseconds.
+#[derive(Debug, Default, Serialize)]
+pub struct Latency {
+    /// Samples.
+    pub n: usize,
+    /// Median.
+    pub p50_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// Worst.
+    pub max_ms: f64,
+}
+
+impl Latency {
+    fn of(mut v: Vec<u32>) -> Latency {
+        v.sort_unstable();
+        let ms = |us: u32| f64::from(us) / 1000.0;
+        Latency {
+            n: v.len(),
+            p50_ms: ms(crate::bench::percentile(&v, 50.0)),
+            p99_ms: ms(crate::bench::percentile(&v, 99.0)),
+            max_ms: ms(v.last().copied().unwrap_or(0)),
+        }
+    }
+}
+
+/// The outcome of a fleet run: reconciliation and figures.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// Cabinets run.
+    pub cabinets: u32,
+    /// Commands sent, by kind.
+    sent: BTreeMap<Kind, u64>,
+    /// Terminal outcomes of the commands with ids, e.g. `succeeded`, `rejected/expired`.
+    pub outcomes: BTreeMap<String, u64>,
+    /// Rejections without ids (forged tokens), by reason.
+    pub anonymous_rejections: BTreeMap<String, u64>,
+    /// Commands (with ids) that never got a terminal outcome.
+    pub missing: u64,
+    /// Commands that got two different terminal outcomes.
+    pub conflicting: u64,
+    /// Hostile commands whose outcome was not the refusal they deserved.
+    pub unexpected: u64,
+    /// Motor actions counted by the boards.
+    pub motor_actions: u64,
+    /// Succeeded commands (each must be exactly one motor action of its cabinet).
+    pub succeeded: u64,
+    /// Cabinets whose motor count differs from their succeeded commands.
+    pub motor_mismatch_cabinets: u64,
+    /// Whether the books balance.
+    pub reconciled: bool,
+    /// Requested aggregate rate, commands/s (0 = unpaced).
+    pub rate_requested: f64,
+    /// Commands sent per second, first to last publish.
+    pub rate_sent: f64,
+    /// Commands answered per second: all sent / (first publish -> last terminal outcome).
+    pub rate_sustained: f64,
+    /// Valid commands: publish -> terminal reply at the backend.
+    pub terminal_latency: Latency,
+    /// Valid commands: publish -> `dispensing` reply (the cabinet committed to the motor).
+    pub dispensing_latency: Latency,
+    /// Process start of the kiosks -> every cabinet's "online" at the backend.
+    pub all_online_s: f64,
+    /// Resident memory of this process before the kiosks started, KiB.
+    pub rss_before_kib: u64,
+    /// ... once every cabinet was online, KiB.
+    pub rss_online_kib: u64,
+    /// ... after the last command, KiB.
+    pub rss_after_kib: u64,
+    /// (after - before) / cabinets, KiB.
+    pub rss_per_cabinet_kib: f64,
+    /// CPU time of this process (kiosks, boards, backend driver) during the command run,
+    /// as a share of one core.
+    pub cpu_fleet_cores: f64,
+    /// CPU time of Mosquitto during the command run, as a share of one core.
+    pub cpu_broker_cores: f64,
+    /// Seconds from the first publish to the last terminal outcome.
+    pub run_s: f64,
+}
+
+impl Report {
+    fn print(&self) {
+        println!(
+            "Fleet: {} cabinets (real kiosk runners, in-process boards) on one Mosquitto",
+            self.cabinets
+        );
+        let sent: Vec<String> = self
+            .sent
+            .iter()
+            .map(|(k, n)| format!("{n} {}", serde_json::to_string(k).unwrap_or_default()))
+            .collect();
+        println!(
+            "  sent                 {}",
+            sent.join(", ").replace('"', "")
+        );
+        let outcomes: Vec<String> = self
+            .outcomes
+            .iter()
+            .map(|(k, n)| format!("{n} {k}"))
+            .collect();
+        println!("  outcomes (with ids)  {}", outcomes.join(", "));
+        let anon: Vec<String> = self
+            .anonymous_rejections
+            .iter()
+            .map(|(k, n)| format!("{n} {k}"))
+            .collect();
+        println!("  rejected without ids {}", anon.join(", "));
+        println!(
+            "  motor actions        {} for {} succeeded commands; cabinets off by any: {}",
+            self.motor_actions, self.succeeded, self.motor_mismatch_cabinets
+        );
+        println!(
+            "  missing outcomes     {}; conflicting outcomes {}; hostile commands not refused as expected {}",
+            self.missing, self.conflicting, self.unexpected
+        );
+        println!(
+            "  reconciled           {}",
+            if self.reconciled { "yes" } else { "NO" }
+        );
+        println!(
+            "  rate                 requested {:.0}/s, sent {:.0}/s, sustained {:.0}/s over {:.1} s",
+            self.rate_requested, self.rate_sent, self.rate_sustained, self.run_s
+        );
+        let l = |x: &Latency| {
+            format!(
+                "p50 {:.2} / p99 {:.2} / max {:.2} ms (n={})",
+                x.p50_ms, x.p99_ms, x.max_ms, x.n
+            )
+        };
+        println!("  publish -> terminal  {}", l(&self.terminal_latency));
+        println!("  publish -> dispensing {}", l(&self.dispensing_latency));
+        println!("  all online after     {:.2} s", self.all_online_s);
+        println!(
+            "  RSS                  {} KiB before, {} online, {} after; {:.0} KiB per cabinet",
+            self.rss_before_kib, self.rss_online_kib, self.rss_after_kib, self.rss_per_cabinet_kib
+        );
+        println!(
+            "  CPU during the run   fleet {:.2} cores, broker {:.2} cores (of 2)",
+            self.cpu_fleet_cores, self.cpu_broker_cores
+        );
+    }
+}
+
+fn now_s() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn code(i: usize) -> String {
+    format!("F{:04}", i + 1)
+}
+
+fn claims(aud: &str, id: &str, slot: u16, iat: i64, exp: i64) -> CommandClaims {
+    CommandClaims {
+        aud: aud.into(),
+        jti: id.into(),
+        iat,
+        exp,
+        kind: protocol::KIND_DISPENSE.into(),
+        slot,
+        qty: 1,
+        order_id: format!("order-{id}"),
+        log_id: format!("log-{id}"),
+        session: None,
+    }
+}
+
+fn write_config(dir: &Path, machine: &str, port: u16, public: &str) -> anyhow::Result<PathBuf> {
+    let mut text = format!(
+        "machine_code = \"{machine}\"\n\n[mqtt]\nurl = \"mqtt://127.0.0.1:{port}\"\n\
+         keepalive_secs = 30\nreconnect_min_ms = 100\nreconnect_max_ms = 2000\n\n\
+         [keys]\nk1 = \"{public}\"\n\n[board]\nprotocol = \"vmc\"\nport = \"/dev/null\"\n\n\
+         [journal]\npath = \"journal.sqlite3\"\n\n[logs]\ndir = \"logs\"\n"
+    );
+    for s in 1..=SLOTS {
+        text.push_str(&format!(
+            "\n[[slots]]\nslot = {s}\nproduct = \"P{s}\"\ncapacity = {PER_SLOT}\ninitial_count = {PER_SLOT}\n"
+        ));
+    }
+    let path = dir.join("config.toml");
+    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
+}
+
+/// A thousand cabinets need a few thousand descriptors (journal, WAL, lock, socket each).
+fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+    {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+}
+
+/// Resident set size of a process, KiB (`None` if it is gone).
+pub fn rss_kib(pid: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// CPU time (user + system) a process has used so far, seconds. Assumes USER_HZ = 100,
+/// as on every Linux the cabinet runs on.
+pub fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces; fields after it are positional.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+/// Run a fleet and reconcile.
+pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
+    let n = usize::try_from(o.cabinets.max(1))?;
+    let capacity = u64::from(o.cabinets.max(1)) * u64::from(SLOTS) * u64::from(PER_SLOT);
+    if u64::from(o.commands) * 2 > capacity {
+        bail!(
+            "--commands {} needs more stock than {} cabinets hold with margin ({} items); add cabinets",
+            o.commands,
+            n,
+            capacity
+        );
+    }
+    if !(0.0..=1.0).contains(&o.hostile) {
+        bail!("--hostile must be between 0 and 1, got {}", o.hostile);
+    }
+    raise_fd_limit();
+    let tmp;
+    let dir = match &o.dir {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            d.clone()
+        }
+        None => {
+            tmp = tempfile::tempdir().context("cannot create a temporary directory")?;
+            tmp.path().to_path_buf()
+        }
+    };
+    let broker = Broker::start(true)?;
+    let broker_pid = broker.pid().to_string();
+    let (key, public) = protocol::generate_keypair()?;
+    let (forger, _) = protocol::generate_keypair()?;
+    let rt = crate::run::kiosk_runtime()?;
+    let url = format!("mqtt://127.0.0.1:{}", broker.port);
+    let mut backend = rt.block_on(async {
+        let mut b = BackendClient::connect(BackendOptions {
+            client_id: "fleet-backend".into(),
+            username: None,
+            password: None,
+            broker: parse_broker_url(&url).map_err(|e| anyhow::anyhow!("{e}"))?,
+            ca_pem: None,
+            timeout: Duration::from_secs(15),
+        })
+        .await?;
+        b.subscribe_cabinet("+").await?;
+        anyhow::Ok(b)
+    })?;
+
+    let me = std::process::id().to_string();
+    let rss_before = rss_kib(&me).unwrap_or(0);
+    let started = Instant::now();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut boards = Vec::with_capacity(n);
+    let mut tasks = Vec::with_capacity(n);
+    let mut screens = Vec::with_capacity(n);
+    for i in 0..n {
+        let cdir = dir.join(code(i));
+        std::fs::create_dir_all(&cdir)?;
+        let path = write_config(&cdir, &code(i), broker.port, &public)?;
+        let cfg = Config::load(&path).map_err(|e| anyhow::anyhow!("fleet config: {e}"))?;
+        let lock = InstanceLock::for_config(&cfg)?;
+        let board = Arc::new(MemoryBoard::new(SLOTS, o.motor));
+        let (screen_tx, screen_rx) = watch::channel(None);
+        screens.push(screen_rx);
+        let (_, control_rx) = cabinet_core::control::channel();
+        let dyn_board: Arc<dyn Board> = board.clone();
+        tasks.push(rt.spawn(kiosk::run(
+            cfg,
+            lock,
+            dyn_board,
+            screen_tx,
+            control_rx,
+            stop_rx.clone(),
+        )));
+        boards.push(board);
+    }
+    let mut inbox = Inbox::default();
+    rt.block_on(async {
+        let deadline = tokio::time::Instant::now() + COME_ONLINE;
+        while inbox.online.len() < n {
+            match tokio::time::timeout_at(deadline, backend.recv()).await {
+                Ok(Some(m)) => inbox.record(&m),
+                Ok(None) => bail!("the backend lost its broker connection"),
+                Err(_) => bail!(
+                    "only {} of {n} cabinets came online within {COME_ONLINE:?}",
+                    inbox.online.len()
+                ),
+            }
+        }
+        anyhow::Ok(())
+    })?;
+    let all_online = started.elapsed();
+    let rss_online = rss_kib(&me).unwrap_or(0);
+
+    // The command run.
+    let cpu0 = cpu_seconds(&me).unwrap_or(0.0);
+    let bcpu0 = cpu_seconds(&broker_pid).unwrap_or(0.0);
+    let mut rng = XorShift::new();
+    let mut sent: Vec<Sent> = Vec::with_capacity(o.commands as usize);
+    // Valid commands, for duplicates: (cabinet, cmd_id, token).
+    let mut valid_tokens: Vec<(usize, String, String)> = Vec::new();
+    let run = now_s();
+    let interval = if o.rate > 0.0 {
+        Duration::from_secs_f64(1.0 / o.rate)
+    } else {
+        Duration::ZERO
+    };
+    let t0 = Instant::now();
+    let mut last_send = t0;
+    rt.block_on(async {
+        let mut next = tokio::time::Instant::now();
+        let total = o.commands as usize;
+        while sent.len() < total {
+            tokio::select! {
+                biased;
+                m = backend.recv() => match m {
+                    Some(m) => inbox.record(&m),
+                    None => bail!("the backend lost its broker connection"),
+                },
+                () = tokio::time::sleep_until(next) => {
+                    let i = sent.len();
+                    let to = rng.below(n as u64) as usize;
+                    let kind = if rng.unit() < o.hostile {
+                        [Kind::Duplicate, Kind::WrongTopic, Kind::Expired, Kind::Forged]
+                            [rng.below(4) as usize]
+                    } else {
+                        Kind::Valid
+                    };
+                    let slot = 1 + rng.below(u64::from(SLOTS)) as u16;
+                    let id = format!("fleet-{run}-{i}");
+                    let now = now_s();
+                    let (cmd_id, to, token) = match kind {
+                        Kind::Valid => {
+                            let t = protocol::sign_command(&claims(&code(to), &id, slot, now, now + 300), &key, "k1")?;
+                            valid_tokens.push((to, id.clone(), t.clone()));
+                            (id, to, t)
+                        }
+                        Kind::Duplicate => match valid_tokens.get(rng.below(valid_tokens.len().max(1) as u64) as usize) {
+                            Some((c, jti, t)) => (jti.clone(), *c, t.clone()),
+                            None => {
+                                next += interval;
+                                continue;
+                            }
+                        },
+                        Kind::WrongTopic => {
+                            // Signed for `to`, published to the next cabinet (or to a
+                            // cabinet that does not exist in a fleet of one).
+                            let aud = if n > 1 { code(to) } else { "F9999".to_owned() };
+                            let dest = (to + 1) % n;
+                            let t = protocol::sign_command(&claims(&aud, &id, slot, now, now + 300), &key, "k1")?;
+                            (id, dest, t)
+                        }
+                        Kind::Expired => {
+                            let t = protocol::sign_command(&claims(&code(to), &id, slot, now - 600, now - 300), &key, "k1")?;
+                            (id, to, t)
+                        }
+                        Kind::Forged => {
+                            let t = protocol::sign_command(&claims(&code(to), &id, slot, now, now + 300), &forger, "k1")?;
+                            (String::new(), to, t)
+                        }
+                    };
+                    let at = Instant::now();
+                    backend.send_command(&code(to), &token).await?;
+                    last_send = Instant::now();
+                    sent.push(Sent { cmd_id, to, kind, at });
+                    next += interval;
+                }
+            }
+        }
+        anyhow::Ok(())
+    })?;
+
+    // Wait for the outcomes: every id'd command terminal, every forged one refused.
+    let with_ids: HashSet<&str> = sent
+        .iter()
+        .filter(|s| s.kind != Kind::Forged)
+        .map(|s| s.cmd_id.as_str())
+        .collect();
+    let forged = sent.iter().filter(|s| s.kind == Kind::Forged).count() as u64;
+    rt.block_on(async {
+        let deadline = tokio::time::Instant::now() + SETTLE;
+        while inbox.terminal_ids < with_ids.len() as u64 || inbox.anonymous_total < forged {
+            match tokio::time::timeout_at(deadline, backend.recv()).await {
+                Ok(Some(m)) => inbox.record(&m),
+                Ok(None) | Err(_) => break,
+            }
+        }
+    });
+    let last_outcome = inbox
+        .by_cmd
+        .values()
+        .filter_map(|s| s.first_terminal)
+        .max()
+        .unwrap_or(last_send);
+    let run_s = last_outcome.max(last_send).duration_since(t0).as_secs_f64();
+    let cpu_fleet = cpu_seconds(&me).unwrap_or(0.0) - cpu0;
+    let cpu_broker = cpu_seconds(&broker_pid).unwrap_or(0.0) - bcpu0;
+    let rss_after = rss_kib(&me).unwrap_or(0);
+
+    // Stop the kiosks (each publishes "offline" and disconnects).
+    let _ = stop_tx.send(true);
+    rt.block_on(async {
+        for t in tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        }
+    });
+    drop(screens);
+    drop(backend);
+    drop(rt);
+    drop(broker);
+
+    Ok(reconcile(
+        o,
+        &sent,
+        &inbox,
+        &boards,
+        Figures {
+            t0,
+            last_send,
+            run_s,
+            all_online,
+            rss: [rss_before, rss_online, rss_after],
+            cpu: [cpu_fleet, cpu_broker],
+        },
+    ))
+}
+
+struct Figures {
+    t0: Instant,
+    last_send: Instant,
+    run_s: f64,
+    all_online: Duration,
+    rss: [u64; 3],
+    cpu: [f64; 2],
+}
+
+fn reconcile(
+    o: &FleetOptions,
+    sent: &[Sent],
+    inbox: &Inbox,
+    boards: &[Arc<MemoryBoard>],
+    f: Figures,
+) -> Report {
+    let n = boards.len();
+    let mut by_kind: BTreeMap<Kind, u64> = BTreeMap::new();
+    let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
+    let mut missing = 0;
+    let mut conflicting = 0;
+    let mut unexpected = 0;
+    let mut succeeded_per_cabinet = vec![0u64; n];
+    let mut forged_per_cabinet: HashMap<String, u64> = HashMap::new();
+    let mut terminal_us = Vec::new();
+    let mut dispensing_us = Vec::new();
+    let us =
+        |a: Instant, b: Instant| u32::try_from(b.duration_since(a).as_micros()).unwrap_or(u32::MAX);
+    for s in sent {
+        *by_kind.entry(s.kind).or_default() += 1;
+        match s.kind {
+            Kind::Forged => {
+                *forged_per_cabinet.entry(code(s.to)).or_default() += 1;
+                continue;
+            }
+            // The original command is reconciled on its own; a duplicate must not have
+            // added an outcome (checked there) or a motor action (checked below).
+            Kind::Duplicate => continue,
+            _ => {}
+        }
+        let Some(seen) = inbox
+            .by_cmd
+            .get(&s.cmd_id)
+            .filter(|x| !x.terminal.is_empty())
+        else {
+            missing += 1;
+            continue;
+        };
+        if seen.terminal.len() > 1 {
+            conflicting += 1;
+        }
+        let Some(&(state, reason)) = seen.terminal.first() else {
+            continue;
+        };
+        let label = match reason {
+            Some(r) => format!("{}/{}", state.as_str(), r.code()),
+            None => state.as_str().to_owned(),
+        };
+        *outcomes.entry(label).or_default() += 1;
+        match s.kind {
+            Kind::Valid => {
+                if state == ReplyState::Succeeded {
+                    succeeded_per_cabinet[s.to] += 1;
+                }
+                if let Some(t) = seen.first_terminal {
+                    terminal_us.push(us(s.at, t));
+                }
+                if let Some(t) = seen.dispensing {
+                    dispensing_us.push(us(s.at, t));
+                }
+            }
+            Kind::WrongTopic if reason != Some(Reason::WrongTarget) => unexpected += 1,
+            Kind::Expired if reason != Some(Reason::Expired) => unexpected += 1,
+            _ => {}
+        }
+        if s.kind != Kind::Valid && state != ReplyState::Rejected {
+            unexpected += 1;
+        }
+    }
+    let mut anonymous: BTreeMap<String, u64> = BTreeMap::new();
+    for (cab, reasons) in &inbox.anonymous {
+        for (r, k) in reasons {
+            *anonymous.entry(format!("rejected/{r}")).or_default() += k;
+        }
+        let bad = reasons.get("bad_signature").copied().unwrap_or(0);
+        let expected = forged_per_cabinet.get(cab).copied().unwrap_or(0);
+        if bad != expected || reasons.len() > usize::from(bad > 0) {
+            unexpected += 1;
+        }
+    }
+    for (cab, k) in &forged_per_cabinet {
+        if !inbox.anonymous.contains_key(cab) && *k > 0 {
+            missing += k;
+        }
+    }
+    let mut motor = 0;
+    let mut mismatch = 0;
+    for (i, b) in boards.iter().enumerate() {
+        let m = b.motor_actions();
+        motor += m;
+        if m != succeeded_per_cabinet[i] {
+            mismatch += 1;
+        }
+    }
+    let succeeded: u64 = succeeded_per_cabinet.iter().sum();
+    let total = sent.len() as f64;
+    let send_s = f.last_send.duration_since(f.t0).as_secs_f64();
+    let [rss_before, rss_online, rss_after] = f.rss;
+    Report {
+        cabinets: n as u32,
+        sent: by_kind,
+        outcomes,
+        anonymous_rejections: anonymous,
+        missing,
+        conflicting,
+        unexpected,
+        motor_actions: motor,
+        succeeded,
+        motor_mismatch_cabinets: mismatch,
+        reconciled: missing == 0 && conflicting == 0 && unexpected == 0 && mismatch == 0,
+        rate_requested: o.rate,
+        rate_sent: if send_s > 0.0 { total / send_s } else { 0.0 },
+        rate_sustained: if f.run_s > 0.0 { total / f.run_s } else { 0.0 },
+        terminal_latency: Latency::of(terminal_us),
+        dispensing_latency: Latency::of(dispensing_us),
+        all_online_s: f.all_online.as_secs_f64(),
+        rss_before_kib: rss_before,
+        rss_online_kib: rss_online,
+        rss_after_kib: rss_after,
+        rss_per_cabinet_kib: rss_after.saturating_sub(rss_before) as f64 / n as f64,
+        cpu_fleet_cores: if f.run_s > 0.0 {
+            f.cpu[0] / f.run_s
+        } else {
+            0.0
+        },
+        cpu_broker_cores: if f.run_s > 0.0 {
+            f.cpu[1] / f.run_s
+        } else {
+            0.0
+        },
+        run_s: f.run_s,
+    }
+}

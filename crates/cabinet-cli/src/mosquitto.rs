@@ -1,0 +1,93 @@
+//! A Mosquitto child process on a free loopback port, for the benchmarks and the fleet
+//! simulator (the tests have their own harness in crates/cabinet-core/tests/support).
+
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// Any single wait while starting the broker.
+const STEP: Duration = Duration::from_secs(15);
+
+/// A Mosquitto child process on a free loopback port; killed on drop.
+pub struct Broker {
+    _dir: tempfile::TempDir,
+    /// The loopback port it listens on.
+    pub port: u16,
+    child: Child,
+}
+
+impl Broker {
+    /// Start Mosquitto (anonymous, no persistence), with `set_tcp_nodelay` as given, and
+    /// wait until it listens.
+    pub fn start(nodelay: bool) -> anyhow::Result<Broker> {
+        let bin = ["/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"]
+            .into_iter()
+            .find(|p| Path::new(p).is_file())
+            .unwrap_or("mosquitto");
+        let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .context("cannot find a free port")?
+            .port();
+        // Run as root, Mosquitto drops to user `mosquitto` unless told otherwise.
+        let user = Command::new("id")
+            .arg("-un")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .map(|u| format!("user {u}\n"))
+            .unwrap_or_default();
+        let conf = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "{user}listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+                 log_dest stderr\nlog_type error\nset_tcp_nodelay {nodelay}\n"
+            ),
+        )?;
+        let mut child = Command::new(bin)
+            .arg("-c")
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("cannot start {bin} (is mosquitto installed?)"))?;
+        let deadline = Instant::now() + STEP;
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(st) = child.try_wait()? {
+                bail!("mosquitto exited at start: {st}");
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("mosquitto did not listen on port {port} in time");
+            }
+            // Waiting for a child process to open its port; there is nothing to await.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(Broker {
+            _dir: dir,
+            port,
+            child,
+        })
+    }
+}
+
+impl Broker {
+    /// The broker's process id (for its CPU time).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
