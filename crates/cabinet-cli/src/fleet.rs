@@ -45,7 +45,12 @@ const SLOTS: u16 = 20;
 const PER_SLOT: u32 = 1000;
 /// How long the backend waits for the fleet to come online, and for the last outcomes.
 const COME_ONLINE: Duration = Duration::from_secs(120);
-const SETTLE: Duration = Duration::from_secs(60);
+/// Outcomes are considered lost (and their commands resent) after this long without a new one.
+const QUIET: Duration = Duration::from_secs(5);
+/// Rounds of resending lost commands before giving up.
+const MAX_RETRY_ROUNDS: u32 = 20;
+/// Commands resent per round: Mosquitto queues 1,000 per session by default.
+const RETRY_BATCH: usize = 500;
 
 /// Arguments of `cabinet fleet`.
 #[derive(Debug, Args)]
@@ -256,6 +261,10 @@ pub struct Report {
     pub succeeded: u64,
     /// Cabinets whose motor count differs from their succeeded commands.
     pub motor_mismatch_cabinets: u64,
+    /// Commands resent (same id) because no outcome came: lost by the broker, not the cabinet.
+    pub resent: u64,
+    /// Forged commands without a refusal (dropped by the broker before any cabinet saw them).
+    pub forged_unanswered: u64,
     /// Whether the books balance.
     pub reconciled: bool,
     /// Requested aggregate rate, commands/s (0 = unpaced).
@@ -323,6 +332,10 @@ impl Report {
             self.missing, self.conflicting, self.unexpected
         );
         println!(
+            "  resent (same id)     {} after no outcome for {:?}; forged without a refusal {}",
+            self.resent, QUIET, self.forged_unanswered
+        );
+        println!(
             "  reconciled           {}",
             if self.reconciled { "yes" } else { "NO" }
         );
@@ -338,7 +351,10 @@ impl Report {
         };
         println!("  publish -> terminal  {}", l(&self.terminal_latency));
         println!("  publish -> dispensing {}", l(&self.dispensing_latency));
-        println!("  all online after     {:.2} s", self.all_online_s);
+        println!(
+            "  all online after     {:.0} ms",
+            self.all_online_s * 1000.0
+        );
         println!(
             "  RSS                  {} KiB before, {} online, {} after; {:.0} KiB per cabinet",
             self.rss_before_kib, self.rss_online_kib, self.rss_after_kib, self.rss_per_cabinet_kib
@@ -522,6 +538,8 @@ pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
     let bcpu0 = cpu_seconds(&broker_pid).unwrap_or(0.0);
     let mut rng = XorShift::new();
     let mut sent: Vec<Sent> = Vec::with_capacity(o.commands as usize);
+    // Every command with an id, for retries: cmd_id -> (cabinet, token).
+    let mut tokens: HashMap<String, (usize, String)> = HashMap::new();
     // Valid commands, for duplicates: (cabinet, cmd_id, token).
     let mut valid_tokens: Vec<(usize, String, String)> = Vec::new();
     let run = now_s();
@@ -586,6 +604,9 @@ pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
                     };
                     let at = Instant::now();
                     backend.send_command(&code(to), &token).await?;
+                    if kind != Kind::Forged && kind != Kind::Duplicate {
+                        tokens.insert(cmd_id.clone(), (to, token));
+                    }
                     last_send = Instant::now();
                     sent.push(Sent { cmd_id, to, kind, at });
                     next += interval;
@@ -595,22 +616,35 @@ pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
         anyhow::Ok(())
     })?;
 
-    // Wait for the outcomes: every id'd command terminal, every forged one refused.
-    let with_ids: HashSet<&str> = sent
-        .iter()
-        .filter(|s| s.kind != Kind::Forged)
-        .map(|s| s.cmd_id.as_str())
-        .collect();
+    // Wait for the outcomes: every id'd command terminal, every forged one refused. A
+    // broker may drop what it cannot queue (Mosquitto: max_queued_messages per session)
+    // and then a backend retries with the same id, as docs/PROTOCOL.md tells it to:
+    // the cabinet's journal makes that harmless, and the motor counts below prove it.
+    let with_ids = sent.iter().filter(|s| s.kind != Kind::Forged).count() as u64;
     let forged = sent.iter().filter(|s| s.kind == Kind::Forged).count() as u64;
+    let mut resent = 0u64;
     rt.block_on(async {
-        let deadline = tokio::time::Instant::now() + SETTLE;
-        while inbox.terminal_ids < with_ids.len() as u64 || inbox.anonymous_total < forged {
-            match tokio::time::timeout_at(deadline, backend.recv()).await {
-                Ok(Some(m)) => inbox.record(&m),
-                Ok(None) | Err(_) => break,
+        for _round in 0..=MAX_RETRY_ROUNDS {
+            settle(&mut backend, &mut inbox, with_ids, forged).await;
+            let missing: Vec<&(usize, String)> = tokens
+                .iter()
+                .filter(|(id, _)| inbox.by_cmd.get(*id).is_none_or(|x| x.terminal.is_empty()))
+                .map(|(_, t)| t)
+                .collect();
+            if missing.is_empty() {
+                break;
+            }
+            // In batches a broker can queue for one cabinet.
+            for (to, token) in missing.into_iter().take(RETRY_BATCH) {
+                backend.send_command(&code(*to), token).await?;
+                resent += 1;
+                if interval > Duration::ZERO {
+                    tokio::time::sleep(interval).await;
+                }
             }
         }
-    });
+        anyhow::Ok(())
+    })?;
     let last_outcome = inbox
         .by_cmd
         .values()
@@ -646,8 +680,26 @@ pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
             all_online,
             rss: [rss_before, rss_online, rss_after],
             cpu: [cpu_fleet, cpu_broker],
+            resent,
         },
     ))
+}
+
+/// Receive until every command has its outcome, or none came for [`QUIET`].
+async fn settle(backend: &mut BackendClient, inbox: &mut Inbox, with_ids: u64, forged: u64) {
+    let mut progress = (inbox.terminal_ids, inbox.anonymous_total);
+    let mut quiet_until = tokio::time::Instant::now() + QUIET;
+    while inbox.terminal_ids < with_ids || inbox.anonymous_total < forged {
+        match tokio::time::timeout_at(quiet_until, backend.recv()).await {
+            Ok(Some(m)) => inbox.record(&m),
+            Ok(None) | Err(_) => return,
+        }
+        let now = (inbox.terminal_ids, inbox.anonymous_total);
+        if now != progress {
+            progress = now;
+            quiet_until = tokio::time::Instant::now() + QUIET;
+        }
+    }
 }
 
 struct Figures {
@@ -657,6 +709,7 @@ struct Figures {
     all_online: Duration,
     rss: [u64; 3],
     cpu: [f64; 2],
+    resent: u64,
 }
 
 fn reconcile(
@@ -730,20 +783,28 @@ fn reconcile(
         }
     }
     let mut anonymous: BTreeMap<String, u64> = BTreeMap::new();
-    for (cab, reasons) in &inbox.anonymous {
+    for reasons in inbox.anonymous.values() {
         for (r, k) in reasons {
             *anonymous.entry(format!("rejected/{r}")).or_default() += k;
         }
-        let bad = reasons.get("bad_signature").copied().unwrap_or(0);
-        let expected = forged_per_cabinet.get(cab).copied().unwrap_or(0);
-        if bad != expected || reasons.len() > usize::from(bad > 0) {
+        if reasons.keys().any(|r| *r != "bad_signature") {
             unexpected += 1;
         }
     }
+    // Forged tokens cannot be retried (nothing identifies them), so one the broker
+    // dropped has no refusal; more refusals than forgeries would be a cabinet's fault.
+    let mut forged_unanswered = 0;
     for (cab, k) in &forged_per_cabinet {
-        if !inbox.anonymous.contains_key(cab) && *k > 0 {
-            missing += k;
+        let bad = inbox
+            .anonymous
+            .get(cab)
+            .and_then(|r| r.get("bad_signature"))
+            .copied()
+            .unwrap_or(0);
+        if bad > *k {
+            unexpected += 1;
         }
+        forged_unanswered += k.saturating_sub(bad);
     }
     let mut motor = 0;
     let mut mismatch = 0;
@@ -769,6 +830,8 @@ fn reconcile(
         motor_actions: motor,
         succeeded,
         motor_mismatch_cabinets: mismatch,
+        resent: f.resent,
+        forged_unanswered,
         reconciled: missing == 0 && conflicting == 0 && unexpected == 0 && mismatch == 0,
         rate_requested: o.rate,
         rate_sent: if send_s > 0.0 { total / send_s } else { 0.0 },

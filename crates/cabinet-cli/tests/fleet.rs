@@ -1,0 +1,48 @@
+//! `cabinet fleet` at a small size, as the README's test command runs it: a few real
+//! kiosk runners on a real Mosquitto, valid and hostile commands, and the reconciliation.
+//! Bigger runs are in docs/BENCHMARKS.md and docs/RELIABILITY.md.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::process::Command;
+
+#[test]
+fn a_small_fleet_balances_its_books_under_hostile_commands() {
+    let out = Command::new(env!("CARGO_BIN_EXE_cabinet"))
+        .args([
+            "fleet",
+            "--cabinets",
+            "4",
+            "--commands",
+            "400",
+            "--rate",
+            "400",
+        ])
+        .args(["--hostile", "0.3", "--json"])
+        .output()
+        .expect("run cabinet fleet");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "fleet did not reconcile:\n{stdout}\n{stderr}"
+    );
+    let r: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON object");
+    assert_eq!(r["reconciled"], true);
+    assert_eq!(r["missing"], 0);
+    assert_eq!(r["conflicting"], 0);
+    assert_eq!(r["unexpected"], 0);
+    assert_eq!(r["motor_mismatch_cabinets"], 0);
+    let sent = &r["sent"];
+    for kind in ["valid", "duplicate", "wrong_topic", "expired", "forged"] {
+        assert!(
+            sent[kind].as_u64().unwrap_or(0) > 0,
+            "no {kind} command in {sent}"
+        );
+    }
+    // Every valid command dispensed exactly once; hostile ones never.
+    assert_eq!(r["motor_actions"], sent["valid"]);
+    assert_eq!(r["succeeded"], sent["valid"]);
+    assert_eq!(r["outcomes"]["rejected/expired"], sent["expired"]);
+    assert_eq!(r["outcomes"]["rejected/wrong_target"], sent["wrong_topic"]);
+}
