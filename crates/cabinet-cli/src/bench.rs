@@ -54,10 +54,28 @@ enum BenchWhat {
         /// up to one POLL interval (e.g. 60 lets TCP delayed ACKs fire in between).
         #[arg(long, default_value_t = 0)]
         pause_ms: u64,
+        /// Fill the kiosk's journal with this many finished commands before the run
+        /// (0, 100000, 1000000: the latency must not grow with history).
+        #[arg(long, default_value_t = 0)]
+        history: u64,
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
     },
+    /// Journal commits of a dispense with synchronous=FULL (shipped) against NORMAL.
+    Journal {
+        /// Dispenses to journal with each setting (six commits each).
+        #[arg(long, default_value_t = 5_000)]
+        commands: u32,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The fleet simulator at several sizes, one process per size: sustained commands/s,
+    /// p99 latency and memory per cabinet.
+    Scale(scale::ScaleArgs),
+    /// Headless kiosk (`cabinet run`): start -> subscribed, then idle RSS and CPU.
+    Footprint(footprint::FootprintArgs),
     /// Time to first paint and idle memory (RSS, PSS) of the kiosk window and its WebKit
     /// processes, beside an empty Tauri 2 window built the same way, on a private Xvfb.
     Window(window::WindowArgs),
@@ -77,8 +95,12 @@ pub fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
             poll_ms,
             broker_nagle,
             pause_ms,
+            history,
             json,
-        } => dispatch::bench_dispatch(commands, poll_ms, !broker_nagle, pause_ms, json),
+        } => dispatch::bench_dispatch(commands, poll_ms, !broker_nagle, pause_ms, history, json),
+        BenchWhat::Journal { commands, json } => journal::bench_journal(commands, json),
+        BenchWhat::Scale(args) => scale::bench_scale(args),
+        BenchWhat::Footprint(args) => footprint::bench_footprint(args),
         BenchWhat::Window(args) => window::bench_window(args),
     }
 }
@@ -196,6 +218,9 @@ fn bench_board(polls: u64, poll_ms: u64, rate: u32, json: bool) -> anyhow::Resul
 }
 
 mod dispatch;
+mod footprint;
+mod journal;
+mod scale;
 mod window;
 
 #[cfg(test)]

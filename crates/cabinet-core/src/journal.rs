@@ -489,9 +489,26 @@ fn limit(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+/// How hard each commit is pushed to disk (SQLite's `synchronous` in WAL mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync the WAL on every commit: a commit survives a power cut. What the kiosk uses.
+    Full,
+    /// fsync only at checkpoints: a power cut can roll back the last commits. Only for
+    /// benchmarks (`cabinet bench journal`) and for filling a journal with history.
+    Normal,
+}
+
 impl Journal {
-    /// Opens (creating if needed, with its parent directory) and migrates the journal.
+    /// Opens (creating if needed, with its parent directory) and migrates the journal,
+    /// with [`Durability::Full`].
     pub fn open(path: &Path) -> Result<Journal, JournalError> {
+        Journal::open_with(path, Durability::Full)
+    }
+
+    /// [`Journal::open`] with a chosen durability. The kiosk never uses anything but
+    /// `Full` (see the module docs).
+    pub fn open_with(path: &Path, durability: Durability) -> Result<Journal, JournalError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| JournalError::CreateDir {
                 path: dir.to_owned(),
@@ -504,7 +521,11 @@ impl Journal {
             return Err(JournalError::NoWal(mode));
         }
         // See the module docs for why FULL and not NORMAL.
-        conn.pragma_update(None, "synchronous", "FULL")?;
+        let sync = match durability {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        };
+        conn.pragma_update(None, "synchronous", sync)?;
         conn.pragma_update(None, "foreign_keys", true)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         migrate(&mut conn)?;

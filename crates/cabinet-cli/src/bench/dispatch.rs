@@ -32,7 +32,7 @@ use super::percentile;
 use crate::mosquitto::Broker;
 use crate::xorshift::XorShift;
 
-const MACHINE: &str = "C001";
+pub(super) const MACHINE: &str = "C001";
 const SLOTS: u16 = 60;
 const VMC_BAUD: u32 = 57_600;
 /// Dispense frame: FA FB 06 05 PackNO sensor elevator slot-hi slot-lo XOR.
@@ -96,7 +96,13 @@ async fn terminal_reply(backend: &mut BackendClient, cmd_id: &str) -> Option<Rep
     tokio::time::timeout(STEP, wait).await.ok().flatten()
 }
 
-fn write_config(dir: &Path, port: u16, public: &str, link: &Path, per_slot: u32) -> PathBuf {
+pub(super) fn write_config(
+    dir: &Path,
+    port: u16,
+    public: &str,
+    link: &Path,
+    per_slot: u32,
+) -> PathBuf {
     let mut slots = String::new();
     for s in 1..=SLOTS {
         slots.push_str(&format!(
@@ -338,6 +344,7 @@ pub fn bench_dispatch(
     poll_ms: u64,
     broker_nodelay: bool,
     pause_ms: u64,
+    history: u64,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let commands = commands.max(1);
@@ -362,6 +369,8 @@ pub fn bench_dispatch(
     if commands / u32::from(SLOTS) + 1 > per_slot {
         bail!("--commands {commands} needs more stock than a slot may hold (1000 x {SLOTS})");
     }
+    let filled = super::journal::fill_history(&cfg.journal.path, history)?;
+    let journal_mib = std::fs::metadata(&cfg.journal.path).map_or(0, |m| m.len()) >> 20;
     // Board and runtime exactly as `cabinet run` builds them.
     let board = crate::run::open_board(&cfg)?;
     let rt = crate::run::kiosk_runtime()?;
@@ -430,6 +439,8 @@ pub fn bench_dispatch(
                 "poll_interval_ms": poll_ms,
                 "broker_tcp_nodelay": broker_nodelay,
                 "extra_pause_ms": pause_ms,
+                "history_commands": history,
+                "journal_mib_at_start": journal_mib,
                 "motor_ms": 1,
                 "warmup_commands": d.warmup,
                 "not_succeeded": d.not_succeeded,
@@ -508,6 +519,10 @@ pub fn bench_dispatch(
             "  on a real cable (+c)         p50 {} / p99 {}",
             ms(m50 + wire),
             ms(m99 + wire)
+        );
+        println!(
+            "  history            {history} finished commands in the journal at start ({journal_mib} MiB, filled in {:.1} s)",
+            filled.as_secs_f64()
         );
         println!("  elapsed            {:.1} s", d.elapsed.as_secs_f64());
     }

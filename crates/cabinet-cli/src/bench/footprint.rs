@@ -1,0 +1,230 @@
+//! `cabinet bench footprint`: the headless kiosk as a cabinet runs it (`cabinet run`, a
+//! separate process, release build) against a real Mosquitto and the VMC simulator on a
+//! pty at the real board's POLL cadence: time from start to subscribed, then resident
+//! memory and CPU while it idles.
+//!
+//! "Subscribed" is when the backend receives the kiosk's retained "online" birth: the
+//! kiosk sends SUBSCRIBE before the birth on the same connection, so the broker has the
+//! subscription by then and a command published now reaches the cabinet.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use cabinet_board::Protocol;
+use cabinet_board::sim::{SimConfig, Simulator};
+use cabinet_core::config::parse_broker_url;
+use cabinet_core::mqtt::{BackendClient, BackendOptions};
+use cabinet_core::protocol;
+use clap::Args;
+
+use super::dispatch::{MACHINE, write_config};
+use crate::fleet::{cpu_seconds, rss_kib};
+use crate::mosquitto::Broker;
+
+/// The open-source locker client measured on this machine (issue 8): idle RSS and start
+/// to subscribed.
+const REFERENCE_RSS_KIB: u64 = 72 * 1024;
+const REFERENCE_START_MS: f64 = 600.0;
+
+/// Arguments of `cabinet bench footprint`.
+#[derive(Debug, Args)]
+pub struct FootprintArgs {
+    /// Starts to time (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    starts: u32,
+    /// Seconds of idling to measure RSS and CPU over.
+    #[arg(long, default_value_t = 60)]
+    idle_secs: u64,
+    /// Milliseconds between the simulated board's POLLs (the real board: ~200).
+    #[arg(long, default_value_t = 200)]
+    poll_ms: u64,
+    /// The `cabinet` binary to measure (default: this one).
+    #[arg(long)]
+    binary: Option<PathBuf>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A `cabinet run` child, stopped with SIGTERM (and killed if it ignores it) on drop.
+struct Kiosk(Child);
+
+impl Kiosk {
+    fn pid(&self) -> String {
+        self.0.id().to_string()
+    }
+}
+
+impl Drop for Kiosk {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.pid()]).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            // Waiting for a child to exit; there is nothing to await.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Proportional set size, KiB (shared pages divided among their users).
+fn pss_kib(pid: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+fn threads(pid: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Run the benchmark and print its figures.
+pub fn bench_footprint(a: FootprintArgs) -> anyhow::Result<ExitCode> {
+    let bin = match a.binary {
+        Some(b) => b,
+        None => std::env::current_exe().context("cannot find this program's path")?,
+    };
+    let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let broker = Broker::start(true)?;
+    let link = dir.path().join("board");
+    let mut sc = SimConfig::new(Protocol::Vmc);
+    sc.link = Some(link.clone());
+    sc.poll_interval = Duration::from_millis(a.poll_ms.max(1));
+    let sim = Simulator::start(sc).context("cannot start the simulator")?;
+    let (_key, public) = protocol::generate_keypair()?;
+    let cfg = write_config(dir.path(), broker.port, &public, &link, 10);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let url = format!("mqtt://127.0.0.1:{}", broker.port);
+    let mut starts_ms = Vec::new();
+    let mut last = None;
+    for i in 0..a.starts.max(1) {
+        // Each start: a fresh backend session (so the retained birth of the previous
+        // start is not mistaken for this one), then spawn and wait for this boot's birth.
+        let mut backend = rt.block_on(async {
+            let mut b = BackendClient::connect(BackendOptions {
+                client_id: format!("bench-footprint-{i}"),
+                username: None,
+                password: None,
+                broker: parse_broker_url(&url).map_err(|e| anyhow::anyhow!("{e}"))?,
+                ca_pem: None,
+                timeout: Duration::from_secs(15),
+            })
+            .await?;
+            b.subscribe_cabinet(MACHINE).await?;
+            anyhow::Ok(b)
+        })?;
+        // Drop last start's kiosk first (it publishes "offline" as it goes).
+        drop(last.take());
+        let t0 = Instant::now();
+        let child = Command::new(&bin)
+            .args(["run", "--quiet", "--config"])
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("cannot start {}", bin.display()))?;
+        let kiosk = Kiosk(child);
+        let online = rt.block_on(async {
+            let wait = async {
+                while let Some(m) = backend.recv().await {
+                    let v: serde_json::Value =
+                        serde_json::from_slice(&m.payload).unwrap_or_default();
+                    // Live messages arrive with retain off; a retained one is an old start's.
+                    if m.topic.ends_with("/state") && v["status"] == "online" && !m.retain {
+                        return Some(t0.elapsed());
+                    }
+                }
+                None
+            };
+            tokio::time::timeout(Duration::from_secs(30), wait)
+                .await
+                .ok()
+                .flatten()
+        });
+        let Some(online) = online else {
+            bail!("the kiosk never came online (start {i})");
+        };
+        starts_ms.push(online.as_secs_f64() * 1000.0);
+        last = Some(kiosk);
+    }
+    let Some(kiosk) = last else {
+        bail!("no kiosk ran");
+    };
+    let pid = kiosk.pid();
+    // Let start-up work (journal migration check, first health check) finish.
+    std::thread::sleep(Duration::from_secs(3));
+    let rss0 = rss_kib(&pid).unwrap_or(0);
+    let cpu0 = cpu_seconds(&pid).unwrap_or(0.0);
+    let polls0 = sim.stats().poll_replies;
+    let t_idle = Instant::now();
+    let mut rss_max = rss0;
+    while t_idle.elapsed() < Duration::from_secs(a.idle_secs) {
+        // Sampling once a second; this is a measurement loop, not synchronisation.
+        std::thread::sleep(Duration::from_secs(1));
+        rss_max = rss_max.max(rss_kib(&pid).unwrap_or(0));
+    }
+    let idle = t_idle.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(&pid).unwrap_or(0.0) - cpu0;
+    let rss1 = rss_kib(&pid).unwrap_or(0);
+    let pss = pss_kib(&pid).unwrap_or(0);
+    let n_threads = threads(&pid).unwrap_or(0);
+    let polls = sim.stats().poll_replies - polls0;
+    drop(kiosk);
+    let mut sorted = starts_ms.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    let cpu_pct = cpu / idle * 100.0;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "bench": "headless_footprint",
+                "binary": bin.display().to_string(),
+                "start_to_subscribed_ms": {"median": median, "all": starts_ms},
+                "idle_s": idle,
+                "poll_ms": a.poll_ms,
+                "polls_answered_while_idle": polls,
+                "idle_cpu_percent_of_one_core": cpu_pct,
+                "rss_kib": {"start_of_idle": rss0, "end_of_idle": rss1, "max": rss_max},
+                "pss_kib": pss,
+                "threads": n_threads,
+                "reference": {"rss_kib": REFERENCE_RSS_KIB, "start_to_subscribed_ms": REFERENCE_START_MS},
+            })
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("Headless kiosk footprint: `cabinet run` against Mosquitto and the VMC simulator");
+    println!("  binary               {}", bin.display());
+    println!(
+        "  start -> subscribed  median {median:.1} ms over {} starts {:?}  (reference client: {REFERENCE_START_MS:.0} ms, {:.1}x)",
+        starts_ms.len(),
+        starts_ms
+            .iter()
+            .map(|v| format!("{v:.1}"))
+            .collect::<Vec<_>>(),
+        REFERENCE_START_MS / median.max(0.001)
+    );
+    println!(
+        "  idle {idle:.0} s           CPU {cpu_pct:.3} % of one core ({cpu:.2} s), answering {polls} POLLs ({} ms cadence)",
+        a.poll_ms
+    );
+    println!(
+        "  RSS                  {rss0} KiB at start of idle, {rss1} KiB at end, max {rss_max} KiB  (reference client: {REFERENCE_RSS_KIB} KiB, {:.1}x)",
+        REFERENCE_RSS_KIB as f64 / rss_max.max(1) as f64
+    );
+    println!("  PSS                  {pss} KiB; {n_threads} threads");
+    Ok(ExitCode::SUCCESS)
+}
