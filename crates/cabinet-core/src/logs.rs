@@ -47,6 +47,9 @@ pub enum LogError {
 /// File name prefix of the daily files: `cabinet.YYYY-MM-DD.log`.
 pub const FILE_PREFIX: &str = "cabinet";
 
+/// Lines the background log writer may have queued (see [`init`]).
+const LOG_QUEUE_LINES: usize = 8192;
+
 /// Install the global subscriber. Keep the returned guard alive for the life of the
 /// process: dropping it flushes and stops the background writer.
 pub fn init(cfg: &LogsConfig, stderr: bool) -> Result<WorkerGuard, LogError> {
@@ -57,7 +60,13 @@ pub fn init(cfg: &LogsConfig, stderr: bool) -> Result<WorkerGuard, LogError> {
         source,
     })?;
     let appender = daily_appender(dir, cfg.retention_days)?;
-    let (writer, guard) = tracing_appender::non_blocking(appender);
+    // tracing-appender's default queue holds 128,000 lines and allocates (and touches)
+    // all of it up front: 4 MB, most of an idle kiosk's heap. A kiosk logs a few lines
+    // per command; 8,192 queued lines cover any burst it makes, in 256 KB. When the queue
+    // is full the line is dropped rather than stalling the engine (lossy, the default).
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .buffered_lines_limit(LOG_QUEUE_LINES)
+        .finish(appender);
     let filter = || {
         EnvFilter::try_from_env("CABINET_LOG")
             .or_else(|_| EnvFilter::try_new(&cfg.level))

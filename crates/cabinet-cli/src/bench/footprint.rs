@@ -81,11 +81,12 @@ fn pss_kib(pid: &str) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
-fn threads(pid: &str) -> Option<u64> {
+/// A numeric field of `/proc/<pid>/status` (`Threads`, `RssAnon`, ... ; kB units dropped).
+fn status_field(pid: &str, field: &str) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     s.lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .and_then(|v| v.trim().parse().ok())
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 /// Run the benchmark and print its figures.
@@ -180,7 +181,9 @@ pub fn bench_footprint(a: FootprintArgs) -> anyhow::Result<ExitCode> {
     let cpu = cpu_seconds(&pid).unwrap_or(0.0) - cpu0;
     let rss1 = rss_kib(&pid).unwrap_or(0);
     let pss = pss_kib(&pid).unwrap_or(0);
-    let n_threads = threads(&pid).unwrap_or(0);
+    let n_threads = status_field(&pid, "Threads").unwrap_or(0);
+    let anon = status_field(&pid, "RssAnon").unwrap_or(0);
+    let file = status_field(&pid, "RssFile").unwrap_or(0);
     let polls = sim.stats().poll_replies - polls0;
     drop(kiosk);
     let mut sorted = starts_ms.clone();
@@ -200,6 +203,8 @@ pub fn bench_footprint(a: FootprintArgs) -> anyhow::Result<ExitCode> {
                 "idle_cpu_percent_of_one_core": cpu_pct,
                 "rss_kib": {"start_of_idle": rss0, "end_of_idle": rss1, "max": rss_max},
                 "pss_kib": pss,
+                "rss_anon_kib": anon,
+                "rss_file_kib": file,
                 "threads": n_threads,
                 "reference": {"rss_kib": REFERENCE_RSS_KIB, "start_to_subscribed_ms": REFERENCE_START_MS},
             })
@@ -224,6 +229,9 @@ pub fn bench_footprint(a: FootprintArgs) -> anyhow::Result<ExitCode> {
     println!(
         "  RSS                  {rss0} KiB at start of idle, {rss1} KiB at end, max {rss_max} KiB  (reference client: {REFERENCE_RSS_KIB} KiB, {:.1}x)",
         REFERENCE_RSS_KIB as f64 / rss_max.max(1) as f64
+    );
+    println!(
+        "  of which             {anon} KiB anonymous (heap, stacks), {file} KiB file-backed (the binary, libraries)"
     );
     println!("  PSS                  {pss} KiB; {n_threads} threads");
     Ok(ExitCode::SUCCESS)
