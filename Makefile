@@ -17,7 +17,7 @@ APT_PACKAGES := \
 	libayatana-appindicator3-dev libxdo-dev \
 	xvfb xauth webkit2gtk-driver mosquitto mosquitto-clients socat imagemagick fonts-noto-cjk jq openssl
 
-.PHONY: all deps toolchain tools demo demo-headless demo-boards test lint unit bench bench-window clean
+.PHONY: all deps toolchain tools demo demo-headless demo-boards test lint unit bench bench-history bench-window clean
 
 # Release builds of the window app embed the page and use Tauri's production protocol.
 RELEASE_APP := $(CARGO) build --release -p cabinet-kiosk-app -p cabinet-cli --features cabinet-kiosk-app/custom-protocol
@@ -67,6 +67,16 @@ bench: deps toolchain
 	target/release/cabinet bench board --polls 20000 --poll-ms 2 --dispense-rate 50
 	target/release/cabinet bench dispatch --commands 5000 --poll-ms 2
 	target/release/cabinet bench dispatch --commands 200 --poll-ms 200
+	target/release/cabinet bench journal --commands 5000
+	target/release/cabinet bench footprint --starts 5 --idle-secs 60
+	target/release/cabinet bench scale --sizes 1,10,100,1000 --commands 6000 --rate 200 --unpaced
+
+## Dispatch latency with 0, 100,000 and 1,000,000 finished commands in the journal.
+bench-history: deps toolchain
+	$(CARGO) build --release -p cabinet-cli
+	target/release/cabinet bench dispatch --commands 5000 --poll-ms 2 --history 0
+	target/release/cabinet bench dispatch --commands 5000 --poll-ms 2 --history 100000
+	target/release/cabinet bench dispatch --commands 5000 --poll-ms 2 --history 1000000
 
 ## First paint and footprint of the window beside an empty Tauri 2 window (needs Xvfb).
 bench-window: deps toolchain

@@ -45,6 +45,9 @@ const SLOTS: u16 = 20;
 const PER_SLOT: u32 = 1000;
 /// How long the backend waits for the fleet to come online, and for the last outcomes.
 const COME_ONLINE: Duration = Duration::from_secs(120);
+/// Commands a backend lets wait on one cabinet at a time: half of Mosquitto's default
+/// per-session queue (1,000), so the broker never has to drop one.
+const MAX_OUTSTANDING: u64 = 500;
 /// Outcomes are considered lost (and their commands resent) after this long without a new one.
 const QUIET: Duration = Duration::from_secs(5);
 /// Rounds of resending lost commands before giving up.
@@ -159,6 +162,8 @@ struct Inbox {
     terminal_ids: u64,
     anonymous_total: u64,
     replies: u64,
+    /// Outcomes (first terminal reply or anonymous rejection) per cabinet code.
+    done: HashMap<String, u64>,
     garbage: u64,
 }
 
@@ -187,11 +192,12 @@ impl Inbox {
             let reason = r.reason.map_or("none", Reason::code);
             *self
                 .anonymous
-                .entry(code)
+                .entry(code.clone())
                 .or_default()
                 .entry(reason)
                 .or_default() += 1;
             self.anonymous_total += 1;
+            *self.done.entry(code).or_default() += 1;
             return;
         }
         let terminal = r.is_terminal();
@@ -203,6 +209,7 @@ impl Inbox {
             if seen.first_terminal.is_none() {
                 seen.first_terminal = Some(now);
                 self.terminal_ids += 1;
+                *self.done.entry(code).or_default() += 1;
             }
             let outcome = (r.state, r.reason);
             if !seen.terminal.contains(&outcome) {
@@ -538,6 +545,8 @@ pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
     let bcpu0 = cpu_seconds(&broker_pid).unwrap_or(0.0);
     let mut rng = XorShift::new();
     let mut sent: Vec<Sent> = Vec::with_capacity(o.commands as usize);
+    // Outcomes each cabinet owes (duplicates owe none of their own).
+    let mut expected = vec![0u64; n];
     // Every command with an id, for retries: cmd_id -> (cabinet, token).
     let mut tokens: HashMap<String, (usize, String)> = HashMap::new();
     // Valid commands, for duplicates: (cabinet, cmd_id, token).
@@ -563,6 +572,15 @@ pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
                 () = tokio::time::sleep_until(next) => {
                     let i = sent.len();
                     let to = rng.below(n as u64) as usize;
+                    // A backend does not pile more on a cabinet than its broker queue
+                    // holds: wait for outcomes instead.
+                    if expected[to] >= inbox.done.get(&code(to)).copied().unwrap_or(0) + MAX_OUTSTANDING {
+                        match backend.recv().await {
+                            Some(m) => inbox.record(&m),
+                            None => bail!("the backend lost its broker connection"),
+                        }
+                        continue;
+                    }
                     let kind = if rng.unit() < o.hostile {
                         [Kind::Duplicate, Kind::WrongTopic, Kind::Expired, Kind::Forged]
                             [rng.below(4) as usize]
@@ -608,6 +626,9 @@ pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
                         tokens.insert(cmd_id.clone(), (to, token));
                     }
                     last_send = Instant::now();
+                    if kind != Kind::Duplicate {
+                        expected[to] += 1;
+                    }
                     sent.push(Sent { cmd_id, to, kind, at });
                     next += interval;
                 }
