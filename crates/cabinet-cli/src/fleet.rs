@@ -27,10 +27,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use cabinet_board::Board;
 use cabinet_board::memory::MemoryBoard;
-use cabinet_core::config::{Config, parse_broker_url};
+use cabinet_core::config::Config;
 use cabinet_core::instance::InstanceLock;
 use cabinet_core::kiosk;
-use cabinet_core::mqtt::{BackendClient, BackendMessage, BackendOptions};
+use cabinet_core::mqtt::{BackendClient, BackendMessage};
 use cabinet_core::protocol::{self, CommandClaims, Reply, ReplyState};
 use cabinet_core::reason::Reason;
 use clap::Args;
@@ -479,20 +479,7 @@ pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
     let (key, public) = protocol::generate_keypair()?;
     let (forger, _) = protocol::generate_keypair()?;
     let rt = crate::run::kiosk_runtime()?;
-    let url = format!("mqtt://127.0.0.1:{}", broker.port);
-    let mut backend = rt.block_on(async {
-        let mut b = BackendClient::connect(BackendOptions {
-            client_id: "fleet-backend".into(),
-            username: None,
-            password: None,
-            broker: parse_broker_url(&url).map_err(|e| anyhow::anyhow!("{e}"))?,
-            ca_pem: None,
-            timeout: Duration::from_secs(15),
-        })
-        .await?;
-        b.subscribe_cabinet("+").await?;
-        anyhow::Ok(b)
-    })?;
+    let mut backend = rt.block_on(broker.backend("fleet-backend", "+"))?;
 
     let me = std::process::id().to_string();
     let rss_before = rss_kib(&me).unwrap_or(0);

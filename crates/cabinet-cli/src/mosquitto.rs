@@ -79,6 +79,29 @@ impl Broker {
 }
 
 impl Broker {
+    /// A backend connection to this broker, subscribed to `cabinet`'s topics (`"+"`: every
+    /// cabinet's).
+    pub async fn backend(
+        &self,
+        client_id: &str,
+        cabinet: &str,
+    ) -> anyhow::Result<cabinet_core::mqtt::BackendClient> {
+        let url = format!("mqtt://127.0.0.1:{}", self.port);
+        let mut b =
+            cabinet_core::mqtt::BackendClient::connect(cabinet_core::mqtt::BackendOptions {
+                client_id: client_id.into(),
+                username: None,
+                password: None,
+                broker: cabinet_core::config::parse_broker_url(&url)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?,
+                ca_pem: None,
+                timeout: STEP,
+            })
+            .await?;
+        b.subscribe_cabinet(cabinet).await?;
+        Ok(b)
+    }
+
     /// The broker's process id (for its CPU time).
     pub fn pid(&self) -> u32 {
         self.child.id()

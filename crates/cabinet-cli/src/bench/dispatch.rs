@@ -19,10 +19,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use cabinet_board::Protocol;
 use cabinet_board::sim::{SimConfig, Simulator};
-use cabinet_core::config::{Config, parse_broker_url};
+use cabinet_core::config::Config;
 use cabinet_core::journal::{Journal, NewCommand, OutboxMessage};
 use cabinet_core::kiosk;
-use cabinet_core::mqtt::{BackendClient, BackendOptions};
+use cabinet_core::mqtt::BackendClient;
 use cabinet_core::protocol::{self, CommandClaims, Evidence, Reply, ReplyState, SigningKey};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::runtime::Runtime;
@@ -387,20 +387,7 @@ pub fn bench_dispatch(
         stop_rx,
     ));
 
-    let url = format!("mqtt://127.0.0.1:{}", broker.port);
-    let mut backend = rt.block_on(async {
-        let mut b = BackendClient::connect(BackendOptions {
-            client_id: "bench-backend".into(),
-            username: None,
-            password: None,
-            broker: parse_broker_url(&url).map_err(|e| anyhow::anyhow!("{e}"))?,
-            ca_pem: None,
-            timeout: STEP,
-        })
-        .await?;
-        b.subscribe_cabinet(MACHINE).await?;
-        anyhow::Ok(b)
-    })?;
+    let mut backend = rt.block_on(broker.backend("bench-backend", MACHINE))?;
 
     let pause = Duration::from_millis(pause_ms);
     let d = dispatch(&rt, &sim, &mut backend, &key, commands, poll, pause)?;

@@ -14,8 +14,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use cabinet_board::Protocol;
 use cabinet_board::sim::{SimConfig, Simulator};
-use cabinet_core::config::parse_broker_url;
-use cabinet_core::mqtt::{BackendClient, BackendOptions};
 use cabinet_core::protocol;
 use clap::Args;
 
@@ -107,25 +105,12 @@ pub fn bench_footprint(a: FootprintArgs) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let url = format!("mqtt://127.0.0.1:{}", broker.port);
     let mut starts_ms = Vec::new();
     let mut last = None;
     for i in 0..a.starts.max(1) {
         // Each start: a fresh backend session (so the retained birth of the previous
         // start is not mistaken for this one), then spawn and wait for this boot's birth.
-        let mut backend = rt.block_on(async {
-            let mut b = BackendClient::connect(BackendOptions {
-                client_id: format!("bench-footprint-{i}"),
-                username: None,
-                password: None,
-                broker: parse_broker_url(&url).map_err(|e| anyhow::anyhow!("{e}"))?,
-                ca_pem: None,
-                timeout: Duration::from_secs(15),
-            })
-            .await?;
-            b.subscribe_cabinet(MACHINE).await?;
-            anyhow::Ok(b)
-        })?;
+        let mut backend = rt.block_on(broker.backend(&format!("bench-footprint-{i}"), MACHINE))?;
         // Drop last start's kiosk first (it publishes "offline" as it goes).
         drop(last.take());
         let t0 = Instant::now();
