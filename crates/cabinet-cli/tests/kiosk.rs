@@ -1038,3 +1038,91 @@ async fn cabinet_diag_shows_the_running_kiosk_its_commands_and_no_secret() {
         "the broker password is in the diagnostics"
     );
 }
+
+/// The systemd side of a `Type=notify` unit with `WatchdogSec=`: a datagram socket the
+/// kiosk is pointed at with `NOTIFY_SOCKET`.
+struct NotifySocket {
+    sock: std::os::unix::net::UnixDatagram,
+    path: PathBuf,
+}
+
+impl NotifySocket {
+    fn bind(dir: &std::path::Path) -> NotifySocket {
+        let path = dir.join("notify");
+        let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        NotifySocket { sock, path }
+    }
+
+    /// The next notification, or `None` if none came within `wait`.
+    fn next(&self, wait: Duration) -> Option<String> {
+        self.sock.set_read_timeout(Some(wait)).unwrap();
+        let mut buf = [0u8; 512];
+        match self.sock.recv(&mut buf) {
+            Ok(n) => Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                None
+            }
+            Err(e) => panic!("notify socket: {e}"),
+        }
+    }
+
+    /// Notifications until one starts with `prefix` (which is returned).
+    fn until(&self, prefix: &str) -> String {
+        loop {
+            match self.next(LONG) {
+                Some(m) if m.starts_with(prefix) => return m,
+                Some(_) => {}
+                None => panic!("no {prefix} notification within {LONG:?}"),
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn systemd_gets_ready_once_serving_and_watchdog_pings_that_stop_when_the_runner_hangs() {
+    let _one = serial().await;
+    let mut rig = Rig::new(50);
+    let mut backend = Backend::connect(&rig.broker).await;
+    let notify = NotifySocket::bind(rig.dir.path());
+    let hang = rig.dir.path().join("hang");
+    // 400 ms watchdog: the runner pings every 200 ms.
+    rig.start_kiosk_with(&[
+        ("NOTIFY_SOCKET", notify.path.to_str().unwrap()),
+        ("WATCHDOG_USEC", "400000"),
+        ("CABINET_TEST_HANG_WHEN", hang.to_str().unwrap()),
+    ]);
+    let ready = notify.until("READY=1");
+    assert!(ready.contains("STATUS=serving"), "{ready}");
+    // READY means a command is served now.
+    let mut boots = vec![];
+    backend.await_online(&mut boots).await;
+    let c = rig.claims("C001", 1);
+    backend.send(&rig.sign(&c)).await;
+    let replies = backend.replies_until_terminal(&c.jti).await;
+    assert_eq!(
+        states(&replies).last().map(String::as_str),
+        Some("succeeded")
+    );
+    // Pings keep coming while the runner is alive.
+    for _ in 0..3 {
+        notify.until("WATCHDOG=1");
+    }
+    std::fs::write(&hang, b"").unwrap();
+    notify.until("STATUS=test hook: runner hung");
+    // A hung runner sends nothing more: ten ping intervals of silence (systemd would have
+    // killed it after two).
+    let mut after = vec![];
+    while let Some(m) = notify.next(Duration::from_secs(2)) {
+        after.push(m);
+    }
+    assert!(
+        !after.iter().any(|m| m.contains("WATCHDOG=1")),
+        "pings after the hang: {after:?}"
+    );
+    rig.kill9();
+}

@@ -35,6 +35,7 @@ use crate::journal::{Journal, JournalError, OutboxMessage};
 use crate::mqtt::{AckToken, LinkError, LinkEvent, LinkHandle, LinkOptions, MqttLink};
 use crate::protocol::{self, PROTOCOL_VERSION, ReplyState, SlotLevel, Telemetry, Topics};
 use crate::screen::{Screen, Snapshot};
+use crate::systemd::Notifier;
 use crate::technician::{Attempt, Gate};
 
 /// The app version reported in the birth message and telemetry.
@@ -62,17 +63,22 @@ pub enum KioskError {
 
 /// Test hooks, read from the environment at start. They exist so crash tests can stop the
 /// process at an exact point; a production config never sets them.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 struct Hooks {
     /// `CABINET_TEST_EXIT_AFTER_ACCEPT=1`: abort right after journaling `accepted`, before
     /// the PUBACK (so the broker redelivers).
     exit_after_accept: bool,
+    /// `CABINET_TEST_HANG_WHEN=<path>`: once that file exists, the runner blocks forever in
+    /// its loop (after saying so in a `STATUS=` line), as a runner stuck in a call that
+    /// never returns would: the systemd watchdog test.
+    hang_when: Option<std::path::PathBuf>,
 }
 
 impl Hooks {
     fn from_env() -> Hooks {
         Hooks {
             exit_after_accept: std::env::var_os("CABINET_TEST_EXIT_AFTER_ACCEPT").is_some(),
+            hang_when: std::env::var_os("CABINET_TEST_HANG_WHEN").map(Into::into),
         }
     }
 }
@@ -178,6 +184,10 @@ struct Runner {
     pending_audit: Vec<protocol::AuditEvent>,
     tech_done_tx: mpsc::UnboundedSender<SlotTestDone>,
     tech_done_rx: mpsc::UnboundedReceiver<SlotTestDone>,
+    /// systemd: READY once subscribed and the board answered, WATCHDOG from the tick.
+    notify: Notifier,
+    subscribed: bool,
+    board_up: bool,
 }
 
 /// A technician's slot test finished on the blocking pool.
@@ -313,6 +323,9 @@ impl Runner {
             pending_audit: Vec::new(),
             tech_done_tx,
             tech_done_rx,
+            notify: Notifier::from_env(),
+            subscribed: false,
+            board_up: false,
         };
         r.recover().await?;
         Ok(r)
@@ -384,10 +397,14 @@ impl Runner {
                 }
                 Some(up) = self.health_rx.recv() => {
                     self.health_in_flight = false;
+                    self.board_health(up);
                     let actions = self.engine.step(Event::Board { up, now_ms: now_ms() });
                     self.exec(actions, None).await?;
                 }
                 _ = tick.tick() => {
+                    self.hang_hook();
+                    // Pinged from this loop: a runner stuck anywhere stops the pings.
+                    self.notify.watchdog();
                     let actions = self.engine.step(Event::Tick { now_ms: now_ms() });
                     self.exec(actions, None).await?;
                     self.check_idle_logout().await?;
@@ -416,9 +433,52 @@ impl Runner {
         self.finish().await
     }
 
+    /// The board check's answer, for systemd: READY waits for it, STATUS reports a loss.
+    fn board_health(&mut self, up: bool) {
+        if up != self.board_up {
+            self.board_up = up;
+            if up {
+                self.maybe_ready();
+            } else {
+                self.notify.status("board not answering: out of service");
+            }
+        }
+    }
+
+    /// `READY=1` the first time the cabinet is subscribed and its board answers.
+    fn maybe_ready(&mut self) {
+        if !(self.subscribed && self.board_up) {
+            return;
+        }
+        let status = format!(
+            "serving: subscribed to {}, board answering",
+            self.topics.cmd
+        );
+        if self.notify.is_ready() {
+            self.notify.status(&status);
+        } else {
+            info!("ready: subscribed and the board answers");
+            self.notify.ready(&status);
+        }
+    }
+
+    /// The watchdog test's hook ([`Hooks::hang_when`]).
+    fn hang_hook(&self) {
+        if let Some(path) = &self.hooks.hang_when
+            && path.exists()
+        {
+            warn!("test hook: the runner hangs now");
+            self.notify.status("test hook: runner hung");
+            loop {
+                std::thread::park();
+            }
+        }
+    }
+
     /// On shutdown: let a running dispense finish and journal its outcome (the outbox keeps
     /// the reply for the next start if it cannot be published now).
     async fn finish(mut self) -> Result<(), KioskError> {
+        self.notify.stopping();
         if self.engine.active().is_some() {
             info!("shutting down: waiting for the dispense in progress");
             let wait = Duration::from_secs(self.cfg.board.vmc.report_timeout_secs + 10);
@@ -497,9 +557,16 @@ impl Runner {
                 self.flush().await?;
                 self.heartbeat().await?;
             }
-            LinkEvent::Subscribed => info!(topic = %self.topics.cmd, "subscribed"),
+            LinkEvent::Subscribed => {
+                info!(topic = %self.topics.cmd, "subscribed");
+                self.subscribed = true;
+                self.maybe_ready();
+            }
             LinkEvent::Disconnected { error } => {
                 warn!(%error, "broker connection lost");
+                self.subscribed = false;
+                self.notify
+                    .status(&format!("broker connection lost: {error}"));
                 self.connected = false;
                 self.connected_since_ms = None;
                 let actions = self.engine.step(Event::Link {

@@ -23,6 +23,7 @@ pub mod protocol;
 pub mod qr;
 pub mod reason;
 pub mod screen;
+pub mod systemd;
 pub mod technician;
 
 pub use reason::{Lang, Reason};
