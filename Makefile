@@ -15,9 +15,10 @@ APT_PACKAGES := \
 	build-essential pkg-config libssl-dev libudev-dev \
 	libwebkit2gtk-4.1-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev librsvg2-dev \
 	libayatana-appindicator3-dev libxdo-dev \
-	xvfb xauth webkit2gtk-driver mosquitto mosquitto-clients socat imagemagick fonts-noto-cjk jq openssl
+	xvfb xauth webkit2gtk-driver mosquitto mosquitto-clients socat imagemagick fonts-noto-cjk jq openssl \
+	dpkg-dev debootstrap python3
 
-.PHONY: all deps toolchain tools demo demo-headless demo-boards test lint unit bench bench-history bench-window clean
+.PHONY: all deps toolchain tools demo demo-headless demo-boards test lint unit test-deb deb bench bench-history bench-window clean
 
 # Release builds of the window app embed the page and use Tauri's production protocol.
 RELEASE_APP := $(CARGO) build --release -p cabinet-kiosk-app -p cabinet-cli --features cabinet-kiosk-app/custom-protocol
@@ -52,7 +53,7 @@ demo-boards: deps toolchain
 	@./scripts/demo-boards.sh target/release/cabinet
 
 ## The README's second command: everything CI checks.
-test: deps toolchain tools lint unit
+test: deps toolchain tools lint unit test-deb
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -60,6 +61,15 @@ lint:
 
 unit:
 	$(CARGO) test --workspace
+
+## The .deb installed into a clean Debian root (debootstrap), its units verified, the
+## headless unit's commands run in it; uses the binaries `unit` built. Needs root.
+test-deb: deps
+	@if [ "$$(id -u)" -eq 0 ]; then ./scripts/test-deb.sh; else sudo ./scripts/test-deb.sh; fi
+
+## The package for cabinets: target/debian/cabinet-kiosk_<version>_<arch>.deb (release build).
+deb: deps toolchain
+	./scripts/build-deb.sh
 
 ## Benchmarks that print figures (see docs/BENCHMARKS.md).
 bench: deps toolchain

@@ -20,7 +20,8 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+# DEB_VERSION overrides the workspace version (the package test builds an "upgrade").
+version=${DEB_VERSION:-$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)}
 arch=$(dpkg --print-architecture)
 bin="target/$profile"
 
@@ -28,7 +29,7 @@ if [ "$build" = 1 ]; then
     flag=()
     [ "$profile" = release ] && flag=(--release)
     # custom-protocol: the page is embedded in the binary (no dev server).
-    cargo build "${flag[@]}" -p cabinet-kiosk-app -p cabinet-cli --features tauri/custom-protocol
+    cargo build "${flag[@]}" -p cabinet-kiosk-app -p cabinet-cli --features cabinet-kiosk-app/custom-protocol
 fi
 for b in cabinet cabinet-kiosk; do
     [ -x "$bin/$b" ] || { echo "missing $bin/$b: build it first (or drop --no-build)" >&2; exit 1; }
