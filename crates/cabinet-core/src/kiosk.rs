@@ -65,19 +65,55 @@ pub enum KioskError {
 /// process at an exact point; a production config never sets them.
 #[derive(Debug, Clone, Default)]
 struct Hooks {
-    /// `CABINET_TEST_EXIT_AFTER_ACCEPT=1`: abort right after journaling `accepted`, before
-    /// the PUBACK (so the broker redelivers).
-    exit_after_accept: bool,
+    /// `CABINET_TEST_CRASH_AT=<point>`: abort the process there (no clean-up, as kill -9
+    /// or a power cut would), for the crash-point tests ([`CrashPoint`]).
+    crash_at: Option<CrashPoint>,
     /// `CABINET_TEST_HANG_WHEN=<path>`: once that file exists, the runner blocks forever in
     /// its loop (after saying so in a `STATUS=` line), as a runner stuck in a call that
     /// never returns would: the systemd watchdog test.
     hang_when: Option<std::path::PathBuf>,
 }
 
+/// Where a dispense can be cut short by a crash: each journal transition, and between the
+/// motor command and its outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CrashPoint {
+    /// `accepted` journaled, before the PUBACK (the broker redelivers the command).
+    Accepted,
+    /// `dispensing` journaled, before the motor command goes to the board.
+    Dispensing,
+    /// The board reported the motor's outcome, before it is journaled.
+    MotorDone,
+    /// The terminal state journaled, before its reply is published.
+    Outcome,
+}
+
+impl CrashPoint {
+    fn parse(s: &str) -> Option<CrashPoint> {
+        Some(match s {
+            "accepted" => CrashPoint::Accepted,
+            "dispensing" => CrashPoint::Dispensing,
+            "motor_done" => CrashPoint::MotorDone,
+            "outcome" => CrashPoint::Outcome,
+            _ => return None,
+        })
+    }
+}
+
 impl Hooks {
+    /// Abort here if the crash-point hook says so.
+    fn crash(&self, point: CrashPoint) {
+        if self.crash_at == Some(point) {
+            error!(?point, "test hook: crashing here");
+            std::process::abort();
+        }
+    }
+
     fn from_env() -> Hooks {
         Hooks {
-            exit_after_accept: std::env::var_os("CABINET_TEST_EXIT_AFTER_ACCEPT").is_some(),
+            crash_at: std::env::var("CABINET_TEST_CRASH_AT")
+                .ok()
+                .and_then(|p| CrashPoint::parse(&p)),
             hang_when: std::env::var_os("CABINET_TEST_HANG_WHEN").map(Into::into),
         }
     }
@@ -392,6 +428,7 @@ impl Runner {
                     }
                 },
                 Some((cmd_id, outcome)) = self.board_rx.recv() => {
+                    self.hooks.crash(CrashPoint::MotorDone);
                     let actions = self.engine.step(Event::BoardDone { cmd_id, outcome, now_ms: now_ms() });
                     self.exec(actions, None).await?;
                 }
@@ -605,9 +642,8 @@ impl Runner {
                 Action::Insert { cmd, reply } => {
                     let msg = self.outbox_message(&reply);
                     self.journal.insert_new_command(&cmd, Some(&msg))?;
-                    if cmd.state == ReplyState::Accepted && self.hooks.exit_after_accept {
-                        error!("test hook: aborting after journaling accepted, before the PUBACK");
-                        std::process::abort();
+                    if cmd.state == ReplyState::Accepted {
+                        self.hooks.crash(CrashPoint::Accepted);
                     }
                 }
                 Action::Transition {
@@ -620,6 +656,11 @@ impl Runner {
                     let msg = self.outbox_message(&reply);
                     self.journal
                         .transition(&cmd_id, to, reason, &evidence, Some(&msg))?;
+                    if to == ReplyState::Dispensing {
+                        self.hooks.crash(CrashPoint::Dispensing);
+                    } else if to.is_terminal() {
+                        self.hooks.crash(CrashPoint::Outcome);
+                    }
                     info!(
                         state = to.as_str(),
                         reason = reason.map(|r| r.code()),
