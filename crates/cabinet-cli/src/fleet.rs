@@ -77,6 +77,13 @@ pub struct FleetArgs {
     /// removed at the end).
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Restart the broker this many times while the commands go out (SIGTERM and start
+    /// again on the same port, as `systemctl restart mosquitto` does).
+    #[arg(long, default_value_t = 0)]
+    broker_restarts: u32,
+    /// Run the broker with persistence (its sessions and queues survive a restart).
+    #[arg(long)]
+    broker_persistence: bool,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -97,6 +104,10 @@ pub struct FleetOptions {
     pub motor: Duration,
     /// Where to keep configs and journals.
     pub dir: Option<PathBuf>,
+    /// Broker restarts during the run.
+    pub broker_restarts: u32,
+    /// Broker persistence on.
+    pub broker_persistence: bool,
 }
 
 /// `cabinet fleet`: run, print the reconciliation and the figures. Exit 0 only when the
@@ -109,6 +120,8 @@ pub fn fleet(a: FleetArgs) -> anyhow::Result<ExitCode> {
         hostile: a.hostile,
         motor: Duration::from_millis(a.motor_ms),
         dir: a.dir,
+        broker_restarts: a.broker_restarts,
+        broker_persistence: a.broker_persistence,
     };
     let report = run_fleet(&opts)?;
     if a.json {
@@ -270,6 +283,12 @@ pub struct Report {
     pub motor_mismatch_cabinets: u64,
     /// Commands resent (same id) because no outcome came: lost by the broker, not the cabinet.
     pub resent: u64,
+    /// Broker restarts during the run.
+    pub broker_restarts: u32,
+    /// Whether the broker kept its state across restarts.
+    pub broker_persistence: bool,
+    /// Times the backend had to connect again.
+    pub backend_reconnects: u32,
     /// Forged commands without a refusal (dropped by the broker before any cabinet saw them).
     pub forged_unanswered: u64,
     /// Whether the books balance.
@@ -342,6 +361,14 @@ impl Report {
             "  resent (same id)     {} after no outcome for {:?}; forged without a refusal {}",
             self.resent, QUIET, self.forged_unanswered
         );
+        if self.broker_restarts > 0 {
+            println!(
+                "  broker restarts      {} (persistence {}); backend reconnects {}",
+                self.broker_restarts,
+                if self.broker_persistence { "on" } else { "off" },
+                self.backend_reconnects
+            );
+        }
         println!(
             "  reconciled           {}",
             if self.reconciled { "yes" } else { "NO" }
@@ -474,7 +501,7 @@ pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
             tmp.path().to_path_buf()
         }
     };
-    let broker = Broker::start(true)?;
+    let mut broker = Broker::start_with(true, o.broker_persistence)?;
     let broker_pid = broker.pid().to_string();
     let (key, public) = protocol::generate_keypair()?;
     let (forger, _) = protocol::generate_keypair()?;
@@ -546,15 +573,27 @@ pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
     };
     let t0 = Instant::now();
     let mut last_send = t0;
+    let total = o.commands as usize;
+    let restarts = o.broker_restarts as usize;
+    let mut restart_at: Vec<usize> = (1..=restarts).map(|k| total * k / (restarts + 1)).collect();
+    let mut reconnects = 0u32;
     rt.block_on(async {
         let mut next = tokio::time::Instant::now();
-        let total = o.commands as usize;
         while sent.len() < total {
+            if restart_at.first() == Some(&sent.len()) {
+                restart_at.remove(0);
+                broker.restart()?;
+                backend = reconnect(&broker).await?;
+                reconnects += 1;
+            }
             tokio::select! {
                 biased;
                 m = backend.recv() => match m {
                     Some(m) => inbox.record(&m),
-                    None => bail!("the backend lost its broker connection"),
+                    None => {
+                        backend = reconnect(&broker).await?;
+                        reconnects += 1;
+                    }
                 },
                 () = tokio::time::sleep_until(next) => {
                     let i = sent.len();
@@ -564,7 +603,10 @@ pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
                     if expected[to] >= inbox.done.get(&code(to)).copied().unwrap_or(0) + MAX_OUTSTANDING {
                         match backend.recv().await {
                             Some(m) => inbox.record(&m),
-                            None => bail!("the backend lost its broker connection"),
+                            None => {
+                                backend = reconnect(&broker).await?;
+                                reconnects += 1;
+                            }
                         }
                         continue;
                     }
@@ -608,7 +650,12 @@ pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
                         }
                     };
                     let at = Instant::now();
-                    backend.send_command(&code(to), &token).await?;
+                    // A publish the broker did not acknowledge may or may not have arrived:
+                    // recorded as sent all the same, and resent (same id) if no outcome comes.
+                    if backend.send_command(&code(to), &token).await.is_err() {
+                        backend = reconnect(&broker).await?;
+                        reconnects += 1;
+                    }
                     if kind != Kind::Forged && kind != Kind::Duplicate {
                         tokens.insert(cmd_id.clone(), (to, token));
                     }
@@ -633,7 +680,10 @@ pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
     let mut resent = 0u64;
     rt.block_on(async {
         for _round in 0..=MAX_RETRY_ROUNDS {
-            settle(&mut backend, &mut inbox, with_ids, forged).await;
+            if !settle(&mut backend, &mut inbox, with_ids, forged).await {
+                backend = reconnect(&broker).await?;
+                reconnects += 1;
+            }
             let missing: Vec<&(usize, String)> = tokens
                 .iter()
                 .filter(|(id, _)| inbox.by_cmd.get(*id).is_none_or(|x| x.terminal.is_empty()))
@@ -644,7 +694,10 @@ pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
             }
             // In batches a broker can queue for one cabinet.
             for (to, token) in missing.into_iter().take(RETRY_BATCH) {
-                backend.send_command(&code(*to), token).await?;
+                if backend.send_command(&code(*to), token).await.is_err() {
+                    backend = reconnect(&broker).await?;
+                    reconnects += 1;
+                }
                 resent += 1;
                 if interval > Duration::ZERO {
                     tokio::time::sleep(interval).await;
@@ -689,18 +742,43 @@ pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
             rss: [rss_before, rss_online, rss_after],
             cpu: [cpu_fleet, cpu_broker],
             resent,
+            restarts: o.broker_restarts,
+            reconnects,
         },
     ))
 }
 
-/// Receive until every command has its outcome, or none came for [`QUIET`].
-async fn settle(backend: &mut BackendClient, inbox: &mut Inbox, with_ids: u64, forged: u64) {
+/// A fresh backend connection after the broker went away (it is restarting): retried
+/// for up to a minute.
+async fn reconnect(broker: &Broker) -> anyhow::Result<BackendClient> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match broker.backend("fleet-backend", "+").await {
+            Ok(b) => return Ok(b),
+            Err(e) if Instant::now() > deadline => {
+                return Err(e.context("the backend cannot reconnect to the broker"));
+            }
+            // Backing off between connection attempts to a restarting broker.
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+/// Receive until every command has its outcome, or none came for [`QUIET`]. `false` if
+/// the connection was lost.
+async fn settle(
+    backend: &mut BackendClient,
+    inbox: &mut Inbox,
+    with_ids: u64,
+    forged: u64,
+) -> bool {
     let mut progress = (inbox.terminal_ids, inbox.anonymous_total);
     let mut quiet_until = tokio::time::Instant::now() + QUIET;
     while inbox.terminal_ids < with_ids || inbox.anonymous_total < forged {
         match tokio::time::timeout_at(quiet_until, backend.recv()).await {
             Ok(Some(m)) => inbox.record(&m),
-            Ok(None) | Err(_) => return,
+            Ok(None) => return false,
+            Err(_) => return true,
         }
         let now = (inbox.terminal_ids, inbox.anonymous_total);
         if now != progress {
@@ -708,6 +786,7 @@ async fn settle(backend: &mut BackendClient, inbox: &mut Inbox, with_ids: u64, f
             quiet_until = tokio::time::Instant::now() + QUIET;
         }
     }
+    true
 }
 
 struct Figures {
@@ -718,6 +797,8 @@ struct Figures {
     rss: [u64; 3],
     cpu: [f64; 2],
     resent: u64,
+    restarts: u32,
+    reconnects: u32,
 }
 
 fn reconcile(
@@ -839,6 +920,9 @@ fn reconcile(
         succeeded,
         motor_mismatch_cabinets: mismatch,
         resent: f.resent,
+        broker_restarts: f.restarts,
+        backend_reconnects: f.reconnects,
+        broker_persistence: o.broker_persistence,
         forged_unanswered,
         reconciled: missing == 0 && conflicting == 0 && unexpected == 0 && mismatch == 0,
         rate_requested: o.rate,

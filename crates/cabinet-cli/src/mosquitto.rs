@@ -13,20 +13,29 @@ const STEP: Duration = Duration::from_secs(15);
 
 /// A Mosquitto child process on a free loopback port; killed on drop.
 pub struct Broker {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     /// The loopback port it listens on.
     pub port: u16,
     child: Child,
+}
+
+fn mosquitto_bin() -> &'static str {
+    ["/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"]
+        .into_iter()
+        .find(|p| Path::new(p).is_file())
+        .unwrap_or("mosquitto")
 }
 
 impl Broker {
     /// Start Mosquitto (anonymous, no persistence), with `set_tcp_nodelay` as given, and
     /// wait until it listens.
     pub fn start(nodelay: bool) -> anyhow::Result<Broker> {
-        let bin = ["/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"]
-            .into_iter()
-            .find(|p| Path::new(p).is_file())
-            .unwrap_or("mosquitto");
+        Broker::start_with(nodelay, false)
+    }
+
+    /// [`Broker::start`], optionally with persistence (sessions, subscriptions and queued
+    /// messages saved in its directory when it stops, and loaded when it starts).
+    pub fn start_with(nodelay: bool, persistence: bool) -> anyhow::Result<Broker> {
         let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -42,40 +51,61 @@ impl Broker {
             .filter(|s| !s.is_empty())
             .map(|u| format!("user {u}\n"))
             .unwrap_or_default();
-        let conf = dir.path().join("mosquitto.conf");
-        std::fs::write(
-            &conf,
+        let persist = if persistence {
             format!(
-                "{user}listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+                "persistence true\npersistence_location {}/\n",
+                dir.path().display()
+            )
+        } else {
+            "persistence false\n".to_owned()
+        };
+        std::fs::write(
+            dir.path().join("mosquitto.conf"),
+            format!(
+                "{user}listener {port} 127.0.0.1\nallow_anonymous true\n{persist}\
                  log_dest stderr\nlog_type error\nset_tcp_nodelay {nodelay}\n"
             ),
         )?;
-        let mut child = Command::new(bin)
-            .arg("-c")
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("cannot start {bin} (is mosquitto installed?)"))?;
-        let deadline = Instant::now() + STEP;
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(st) = child.try_wait()? {
-                bail!("mosquitto exited at start: {st}");
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                bail!("mosquitto did not listen on port {port} in time");
-            }
-            // Waiting for a child process to open its port; there is nothing to await.
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(Broker {
-            _dir: dir,
-            port,
-            child,
-        })
+        let child = spawn(dir.path(), port)?;
+        Ok(Broker { dir, port, child })
     }
+
+    /// Stop the broker as `systemctl restart` would (SIGTERM: a persistent broker saves its
+    /// state) and start it again on the same port.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        self.child = spawn(self.dir.path(), self.port)?;
+        Ok(())
+    }
+}
+
+/// Run Mosquitto with the config in `dir` and wait until it listens on `port`.
+fn spawn(dir: &Path, port: u16) -> anyhow::Result<Child> {
+    let bin = mosquitto_bin();
+    let mut child = Command::new(bin)
+        .arg("-c")
+        .arg(dir.join("mosquitto.conf"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("cannot start {bin} (is mosquitto installed?)"))?;
+    let deadline = Instant::now() + STEP;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Some(st) = child.try_wait()? {
+            bail!("mosquitto exited at start: {st}");
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            bail!("mosquitto did not listen on port {port} in time");
+        }
+        // Waiting for a child process to open its port; there is nothing to await.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(child)
 }
 
 impl Broker {
