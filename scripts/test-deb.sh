@@ -9,6 +9,10 @@
 #
 # Needs root (chroot, mounts) and the Debian mirror (debootstrap; the base system is cached
 # in target/debootstrap for the next run).
+#
+# CABINET_DEB_FULL=1 installs with apt instead, dependencies and all (WebKitGTK, cage,
+# fonts: ~1.7 GB more in the root, a few minutes), and checks every library of both
+# binaries resolves. Not part of `make test`; see docs/OPERATIONS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -65,8 +69,19 @@ say "clean Debian root in $root"
 cp "$deb" "$deb2" "$root/tmp/"
 # The touchscreen app's GUI libraries are not in a minimal root; everything else must be.
 gui="libcairo2 libdbus-1-3 libgdk-pixbuf-2.0-0 libglib2.0-0 libgtk-3-0 libjavascriptcoregtk-4.1-0 libsoup-3.0-0 libwebkit2gtk-4.1-0"
-chroot "$root" dpkg --force-depends -i "/tmp/$(basename "$deb")" >"$work/dpkg.log" 2>&1 ||
-    fail "dpkg -i failed: $(cat "$work/dpkg.log")"
+if [ "${CABINET_DEB_FULL:-0}" = 1 ]; then
+    cp /etc/resolv.conf "$root/etc/resolv.conf"
+    { chroot "$root" apt-get update -qq &&
+        DEBIAN_FRONTEND=noninteractive chroot "$root" apt-get install -y -q "/tmp/$(basename "$deb")"; } \
+        >"$work/dpkg.log" 2>&1 || fail "apt-get install failed: $(tail -20 "$work/dpkg.log")"
+    for b in cabinet cabinet-kiosk; do
+        if chroot "$root" ldd "/usr/bin/$b" | grep 'not found'; then fail "$b has unresolved libraries"; fi
+    done
+    say "installed with apt, every dependency resolved (cage, WebKitGTK, fonts); both binaries link"
+else
+    chroot "$root" dpkg --force-depends -i "/tmp/$(basename "$deb")" >"$work/dpkg.log" 2>&1 ||
+        fail "dpkg -i failed: $(cat "$work/dpkg.log")"
+fi
 chroot "$root" dpkg-query -W -f='${Status}\n' cabinet-kiosk | grep -qx 'install ok installed' ||
     fail "cabinet-kiosk is not installed"
 deps=$(chroot "$root" dpkg-query -W -f='${Depends}\n' cabinet-kiosk | tr ',' '\n' | sed 's/(.*//; s/ //g')
