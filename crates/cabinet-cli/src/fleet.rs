@@ -400,7 +400,8 @@ impl Report {
     }
 }
 
-fn now_s() -> i64 {
+/// Wall clock, unix seconds (the claims' `iat`/`exp` unit).
+pub fn now_s() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
@@ -411,7 +412,8 @@ fn code(i: usize) -> String {
     format!("F{:04}", i + 1)
 }
 
-fn claims(aud: &str, id: &str, slot: u16, iat: i64, exp: i64) -> CommandClaims {
+/// A dispense command's claims for cabinet `aud`, with ids derived from `id`.
+pub fn claims(aud: &str, id: &str, slot: u16, iat: i64, exp: i64) -> CommandClaims {
     CommandClaims {
         aud: aud.into(),
         jti: id.into(),

@@ -14,7 +14,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use cabinet_board::Protocol;
@@ -23,12 +23,13 @@ use cabinet_core::config::Config;
 use cabinet_core::journal::{Journal, NewCommand, OutboxMessage};
 use cabinet_core::kiosk;
 use cabinet_core::mqtt::BackendClient;
-use cabinet_core::protocol::{self, CommandClaims, Evidence, Reply, ReplyState, SigningKey};
+use cabinet_core::protocol::{self, Evidence, Reply, ReplyState, SigningKey};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::runtime::Runtime;
 use tokio::sync::{mpsc, watch};
 
 use super::percentile;
+use crate::fleet::now_s;
 use crate::mosquitto::Broker;
 use crate::xorshift::XorShift;
 
@@ -54,26 +55,9 @@ fn summary(v: &mut [u32]) -> (u32, u32, u32) {
     )
 }
 
-fn now_s() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 fn sign(key: &SigningKey, id: &str, slot: u16) -> anyhow::Result<String> {
-    let claims = CommandClaims {
-        aud: MACHINE.into(),
-        jti: id.into(),
-        iat: now_s(),
-        exp: now_s() + 120,
-        kind: protocol::KIND_DISPENSE.into(),
-        slot,
-        qty: 1,
-        order_id: format!("order-{id}"),
-        log_id: format!("log-{id}"),
-        session: None,
-    };
+    let now = now_s();
+    let claims = crate::fleet::claims(MACHINE, id, slot, now, now + 120);
     Ok(protocol::sign_command(&claims, key, "k1")?)
 }
 
