@@ -337,18 +337,17 @@ impl Report {
             "  sent                 {}",
             sent.join(", ").replace('"', "")
         );
-        let outcomes: Vec<String> = self
-            .outcomes
-            .iter()
-            .map(|(k, n)| format!("{n} {k}"))
-            .collect();
-        println!("  outcomes (with ids)  {}", outcomes.join(", "));
-        let anon: Vec<String> = self
-            .anonymous_rejections
-            .iter()
-            .map(|(k, n)| format!("{n} {k}"))
-            .collect();
-        println!("  rejected without ids {}", anon.join(", "));
+        let counts = |m: &BTreeMap<String, u64>| {
+            m.iter()
+                .map(|(k, n)| format!("{n} {k}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        println!("  outcomes (with ids)  {}", counts(&self.outcomes));
+        println!(
+            "  rejected without ids {}",
+            counts(&self.anonymous_rejections)
+        );
         println!(
             "  motor actions        {} for {} succeeded commands; cabinets off by any: {}",
             self.motor_actions, self.succeeded, self.motor_mismatch_cabinets
