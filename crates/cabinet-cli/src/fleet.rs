@@ -316,7 +316,8 @@ pub struct Report {
     /// CPU time of this process (kiosks, boards, backend driver) during the command run,
     /// as a share of one core.
     pub cpu_fleet_cores: f64,
-    /// CPU time of Mosquitto during the command run, as a share of one core.
+    /// CPU time of Mosquitto during the command run, as a share of one core (null when the
+    /// broker was restarted).
     pub cpu_broker_cores: f64,
     /// Seconds from the first publish to the last terminal outcome.
     pub run_s: f64,
@@ -715,7 +716,12 @@ pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
         .unwrap_or(last_send);
     let run_s = last_outcome.max(last_send).duration_since(t0).as_secs_f64();
     let cpu_fleet = cpu_seconds(&me).unwrap_or(0.0) - cpu0;
-    let cpu_broker = cpu_seconds(&broker_pid).unwrap_or(0.0) - bcpu0;
+    // After a restart the broker is another process: its CPU time is not comparable.
+    let cpu_broker = if broker.pid().to_string() == broker_pid {
+        cpu_seconds(&broker_pid).unwrap_or(0.0) - bcpu0
+    } else {
+        f64::NAN
+    };
     let rss_after = rss_kib(&me).unwrap_or(0);
 
     // Stop the kiosks (each publishes "offline" and disconnects).
