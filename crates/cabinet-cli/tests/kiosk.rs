@@ -206,6 +206,17 @@ out_of_service_grace_secs = 1
 impl Drop for Rig {
     fn drop(&mut self) {
         self.kill9();
+        if !std::thread::panicking() {
+            // Every test's kiosk logs (at debug level) are searched for every password the
+            // harness knows: a secret in a log file is a failure of whatever test wrote it.
+            let logs = self.logs();
+            for user in ["C001", "C002", "backend"] {
+                assert!(
+                    !logs.contains(password(user)),
+                    "the password of {user} is in the kiosk's logs"
+                );
+            }
+        }
         if std::thread::panicking() {
             // Leave the evidence: the kiosk's log files and journal.
             let kept = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap()).keep();
