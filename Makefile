@@ -16,7 +16,7 @@ APT_PACKAGES := \
 	libwebkit2gtk-4.1-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev librsvg2-dev \
 	libayatana-appindicator3-dev libxdo-dev \
 	xvfb xauth webkit2gtk-driver mosquitto mosquitto-clients socat imagemagick fonts-noto-cjk jq openssl \
-	dpkg-dev debootstrap python3
+	dpkg-dev debootstrap python3 faketime
 
 .PHONY: all deps toolchain tools demo demo-headless demo-boards test lint unit test-deb deb bench bench-history bench-window clean
 

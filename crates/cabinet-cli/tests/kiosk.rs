@@ -1384,3 +1384,59 @@ async fn serial_faults_end_in_the_right_reason_and_a_replug_brings_the_cabinet_b
     );
     assert_eq!(rig.stats().motor_actions, motor_before_replug + 1);
 }
+
+/// libfaketime (Debian's `faketime`): the kiosk's wall clock follows a file, its
+/// monotonic clock stays real (timers, timeouts).
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+/// The cabinet's clock jumps (a bad RTC, NTP stepping it): a command signed on the
+/// backend's correct clock is refused honestly while the cabinet's clock is off in either
+/// direction, nothing moves, and once the clock is right again the cabinet serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cabinet_clock_that_jumps_refuses_commands_honestly_and_recovers() {
+    let _s = serial().await;
+    assert!(
+        std::path::Path::new(LIBFAKETIME).exists(),
+        "{LIBFAKETIME} missing: install the faketime package (make deps does)"
+    );
+    let mut rig = Rig::new(30);
+    let clock = rig.dir.path().join("clock");
+    std::fs::write(&clock, "+0\n").unwrap();
+    let mut backend = Backend::connect(&rig.broker).await;
+    rig.start_kiosk_with(&[
+        ("LD_PRELOAD", LIBFAKETIME),
+        ("FAKETIME_TIMESTAMP_FILE", clock.to_str().unwrap()),
+        ("FAKETIME_NO_CACHE", "1"),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+    ]);
+    let mut boots = vec![];
+    backend.await_online(&mut boots).await;
+    // (cabinet clock offset, state, reason)
+    let steps: [(&str, &str, Option<&str>); 4] = [
+        ("+0", "succeeded", None),
+        // An hour ahead: the command's exp (now + 60 s) has passed on the cabinet.
+        ("+1h", "rejected", Some("expired")),
+        // An hour behind: the command was issued in the cabinet's future.
+        ("-1h", "rejected", Some("not_yet_valid")),
+        ("+0", "succeeded", None),
+    ];
+    for (offset, state, reason) in steps {
+        std::fs::write(&clock, format!("{offset}\n")).unwrap();
+        let before = rig.stats().motor_actions;
+        let c = rig.claims("C001", 1);
+        backend.send(&rig.sign(&c)).await;
+        let r = backend.replies_until_terminal(&c.jti).await;
+        let last = r.last().unwrap();
+        assert_eq!(
+            (last["state"].as_str(), last["reason"].as_str()),
+            (Some(state), reason),
+            "cabinet clock {offset}: {r:?}"
+        );
+        let moved = rig.stats().motor_actions - before;
+        assert_eq!(
+            moved,
+            u64::from(state == "succeeded"),
+            "cabinet clock {offset}"
+        );
+    }
+}
