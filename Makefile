@@ -18,7 +18,7 @@ APT_PACKAGES := \
 	xvfb xauth webkit2gtk-driver mosquitto mosquitto-clients socat imagemagick fonts-noto-cjk jq openssl \
 	dpkg-dev debootstrap python3 faketime
 
-.PHONY: all deps toolchain tools demo demo-headless demo-boards test lint unit test-deb deb bench bench-history bench-window clean
+.PHONY: all deps toolchain tools demo demo-headless demo-boards test lint unit test-deb deb reliability mutants bench bench-history bench-window clean
 
 # Release builds of the window app embed the page and use Tauri's production protocol.
 RELEASE_APP := $(CARGO) build --release -p cabinet-kiosk-app -p cabinet-cli --features cabinet-kiosk-app/custom-protocol
@@ -87,6 +87,23 @@ bench-history: deps toolchain
 	target/release/cabinet bench dispatch --commands 5000 --poll-ms 2 --history 0
 	target/release/cabinet bench dispatch --commands 5000 --poll-ms 2 --history 100000
 	target/release/cabinet bench dispatch --commands 5000 --poll-ms 2 --history 1000000
+
+## docs/RELIABILITY.md's full-size figures: 400 crashes at the crash points, 4,900 hostile
+## commands on 100 cabinets, 10,000 commands through 5 broker restarts with and without
+## persistence. About 25 minutes. (The mutation run is its own target: mutants.)
+reliability: deps toolchain
+	$(CARGO) build --release -p cabinet-cli
+	CABINET_CRASH_ROUNDS=100 $(CARGO) test --release -p cabinet-cli --test kiosk a_crash_at_every_point -- --nocapture
+	target/release/cabinet fleet --cabinets 100 --commands 7000 --rate 400 --hostile 0.7
+	target/release/cabinet fleet --cabinets 100 --commands 10000 --rate 400 --hostile 0.2 --broker-restarts 5
+	target/release/cabinet fleet --cabinets 100 --commands 10000 --rate 400 --hostile 0.2 --broker-restarts 5 --broker-persistence
+
+## cargo-mutants over the engine, the journal and the command verifier, against
+## cabinet-core's unit tests (hours on 2 cores). Report in mutants.out/.
+mutants: toolchain
+	@command -v cargo-mutants >/dev/null || $(CARGO) install cargo-mutants --locked
+	$(CARGO) mutants -j 1 --no-shuffle -p cabinet-core --test-package cabinet-core --cargo-test-arg=--lib \
+		-f crates/cabinet-core/src/engine.rs -f crates/cabinet-core/src/journal.rs -f crates/cabinet-core/src/protocol.rs
 
 ## First paint and footprint of the window beside an empty Tauri 2 window (needs Xvfb).
 bench-window: deps toolchain
