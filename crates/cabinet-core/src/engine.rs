@@ -1253,6 +1253,92 @@ mod tests {
         assert!(e.active().is_none());
     }
 
+    /// `exp` is inclusive: a queued command whose turn comes in the very millisecond of its
+    /// `exp` second still runs; one millisecond later it fails `expired`.
+    #[test]
+    fn a_queued_command_runs_at_its_exp_and_not_a_millisecond_later() {
+        for (late, want) in [(0, "dispense:1"), (1, "to:failed:expired")] {
+            let mut e = engine();
+            send(&mut e, cmd("a", 1), T0);
+            let mut b = cmd("b", 1);
+            b.expires_at = (T0 / 1000) as i64 + 5;
+            send(&mut e, b, T0);
+            let done = e.step(Event::BoardDone {
+                cmd_id: "a".into(),
+                outcome: Outcome::Dispensed {
+                    drop_detected: Some(true),
+                },
+                now_ms: T0 + 5_000 + late,
+            });
+            assert!(
+                names(&done).contains(&want.to_owned()),
+                "{late} ms late: {:?}",
+                names(&done)
+            );
+        }
+    }
+
+    /// A QR session is good until the millisecond its lifetime ends, not including it;
+    /// then the idle screen stops showing it.
+    #[test]
+    fn a_session_expires_exactly_at_the_end_of_its_lifetime() {
+        let session_cfg = || EngineConfig {
+            require_session: true,
+            ..cfg()
+        };
+        for (at, accepted) in [(59_999, true), (60_000, false)] {
+            let mut e = engine_with(session_cfg(), vec![slot(1, 5)]);
+            e.step(Event::SessionIssued {
+                nonce: "n1".into(),
+                now_ms: T0,
+            });
+            let mut c = cmd("a", 1);
+            c.session = Some("n1".into());
+            let out = send(&mut e, c, T0 + at);
+            let got = names(&out);
+            if accepted {
+                assert!(got.contains(&"insert:accepted".to_owned()), "{at}: {got:?}");
+            } else {
+                assert!(got.contains(&"insert:rejected".to_owned()), "{at}: {got:?}");
+            }
+        }
+        let mut e = engine_with(session_cfg(), vec![slot(1, 5)]);
+        e.step(Event::SessionIssued {
+            nonce: "n1".into(),
+            now_ms: T0,
+        });
+        let shown = |actions: &[Action]| {
+            actions.iter().rev().find_map(|a| match a {
+                Action::Screen(s) => Some(s.qr_nonce.clone()),
+                _ => None,
+            })
+        };
+        let before = e.step(Event::Tick {
+            now_ms: T0 + 59_999,
+        });
+        assert_ne!(shown(&before), Some(None), "still valid: still shown");
+        let after = e.step(Event::Tick {
+            now_ms: T0 + 60_000,
+        });
+        assert_eq!(shown(&after), Some(None), "expired: no longer shown");
+    }
+
+    #[test]
+    fn the_accessors_show_the_board_the_queue_and_the_slots() {
+        let mut e = engine();
+        assert!(e.board_up());
+        send(&mut e, cmd("a", 1), T0);
+        send(&mut e, cmd("b", 1), T0);
+        assert_eq!(e.queued(), 1, "one at the board, one waiting");
+        e.step(Event::Board {
+            up: false,
+            now_ms: T0,
+        });
+        assert!(!e.board_up());
+        let slots: Vec<u16> = e.inventory().map(|s| s.slot).collect();
+        assert_eq!(slots, vec![1, 2, 3]);
+    }
+
     #[test]
     fn a_jam_takes_the_slot_out_of_service() {
         let mut e = engine();
