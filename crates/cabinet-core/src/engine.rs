@@ -1339,6 +1339,96 @@ mod tests {
         assert_eq!(slots, vec![1, 2, 3]);
     }
 
+    fn screens(actions: &[Action]) -> Vec<Snapshot> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Screen(s) => Some(s.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// What the customer sees (invariant 6) through a session, a dispense and a failure:
+    /// the product by name, the QR code only on the idle screen, the failure screen for
+    /// exactly `failed_ms`, and a version that grows with every change.
+    #[test]
+    fn the_screens_show_the_product_the_qr_code_only_when_idle_and_the_failure_for_its_time() {
+        let mut e = engine();
+        let mut seen = screens(&e.step(Event::SessionIssued {
+            nonce: "n1".into(),
+            now_ms: T0,
+        }));
+        let idle = seen
+            .last()
+            .cloned()
+            .expect("a new nonce changes the screen");
+        assert_eq!(idle.screen, Screen::Idle);
+        assert_eq!(idle.qr_nonce.as_deref(), Some("n1"));
+        let busy = screens(&send(&mut e, cmd("a", 1), T0));
+        let dispensing = busy.last().expect("the screen changes").clone();
+        assert!(
+            matches!(&dispensing.screen, Screen::Dispensing { product, slot: 1, .. } if product == "item 1"),
+            "{:?}",
+            dispensing.screen
+        );
+        assert_eq!(dispensing.qr_nonce, None, "no QR code while dispensing");
+        seen.extend(busy);
+        let failed_at = T0 + 1_000;
+        let jam = screens(&e.step(Event::BoardDone {
+            cmd_id: "a".into(),
+            outcome: Outcome::Jammed,
+            now_ms: failed_at,
+        }));
+        let failed = jam.last().expect("the failure is shown").clone();
+        assert_eq!(
+            failed.screen,
+            Screen::Failed {
+                reason: Reason::Jammed,
+                uncertain: false,
+                support_code: "log-a".into(),
+                until_ms: failed_at + 15_000,
+            }
+        );
+        seen.extend(jam);
+        let still = e.step(Event::Tick {
+            now_ms: failed_at + 14_999,
+        });
+        assert!(
+            screens(&still).is_empty(),
+            "the failure stays for failed_ms"
+        );
+        let back = screens(&e.step(Event::Tick {
+            now_ms: failed_at + 15_000,
+        }));
+        assert_eq!(back.last().map(|s| &s.screen), Some(&Screen::Idle));
+        seen.extend(back);
+        let versions: Vec<u64> = seen.iter().map(|s| s.version).collect();
+        assert!(
+            versions.windows(2).all(|w| w[1] > w[0]),
+            "versions grow: {versions:?}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_board_status_is_kept_as_evidence() {
+        let mut e = engine();
+        send(&mut e, cmd("a", 1), T0);
+        let done = e.step(Event::BoardDone {
+            cmd_id: "a".into(),
+            outcome: Outcome::UnknownStatus { code: 0x77 },
+            now_ms: T0 + 1_000,
+        });
+        let evidence = done.iter().find_map(|a| match a {
+            Action::Transition { evidence, .. } => Some(evidence.clone()),
+            _ => None,
+        });
+        assert_eq!(
+            evidence.and_then(|e| e.board_status).as_deref(),
+            Some("unknown_status:77")
+        );
+    }
+
     #[test]
     fn a_jam_takes_the_slot_out_of_service() {
         let mut e = engine();

@@ -1158,6 +1158,33 @@ mod tests {
         assert_eq!(out[0].cmd_id.as_deref(), Some("c1"));
     }
 
+    /// The journal's timestamps are the wall clock in milliseconds (the technician's
+    /// command list and the diagnostics bundle show them).
+    #[test]
+    fn commands_are_stamped_with_the_wall_clock() {
+        let (_d, mut j) = open_tmp();
+        let before = now_ms();
+        j.insert_new_command(&NewCommand::accepted(&cmd("c1")), None)
+            .unwrap();
+        j.transition(
+            "c1",
+            ReplyState::Dispensing,
+            None,
+            &Evidence::default(),
+            None,
+        )
+        .unwrap();
+        let after = now_ms();
+        let c = j.get_command("c1").unwrap().unwrap();
+        assert!(before > 1_700_000_000_000, "milliseconds since 1970");
+        for t in [c.received_at, c.updated_at] {
+            assert!(
+                (before..=after).contains(&t),
+                "{t} not in {before}..={after}"
+            );
+        }
+    }
+
     #[test]
     fn a_duplicate_insert_returns_the_stored_command_and_writes_nothing() {
         let (_d, mut j) = open_tmp();
