@@ -1327,9 +1327,12 @@ mod tests {
     fn the_accessors_show_the_board_the_queue_and_the_slots() {
         let mut e = engine();
         assert!(e.board_up());
+        assert_eq!(e.queued(), 0);
         send(&mut e, cmd("a", 1), T0);
         send(&mut e, cmd("b", 1), T0);
         assert_eq!(e.queued(), 1, "one at the board, one waiting");
+        send(&mut e, cmd("c", 2), T0);
+        assert_eq!(e.queued(), 2);
         e.step(Event::Board {
             up: false,
             now_ms: T0,
@@ -1405,9 +1408,13 @@ mod tests {
         seen.extend(back);
         let versions: Vec<u64> = seen.iter().map(|s| s.version).collect();
         assert!(
-            versions.windows(2).all(|w| w[1] > w[0]),
-            "versions grow: {versions:?}"
+            versions.windows(2).all(|w| w[1] == w[0] + 1),
+            "one more per change: {versions:?}"
         );
+        // Version 0 means "no snapshot yet": the first one a fresh engine emits is 1.
+        let mut fresh = Engine::new(cfg(), vec![slot(1, 5)], T0);
+        let first = screens(&fresh.step(Event::Tick { now_ms: T0 }));
+        assert_eq!(first.first().map(|s| s.version), Some(1));
     }
 
     #[test]

@@ -1050,6 +1050,21 @@ mod tests {
         assert_eq!(ids.aud, "XA-0002");
     }
 
+    /// Attacker-chosen strings reach the logs only as their first 32 characters.
+    #[test]
+    fn a_foreign_aud_is_logged_truncated() {
+        let mut c = claims();
+        c.aud = format!("{}{}", "A".repeat(30), "B".repeat(60));
+        let r = verify(&signed(&c)).unwrap_err();
+        assert_eq!(r.reason, Reason::WrongTarget);
+        assert!(
+            r.detail.contains(&format!("\"{}BB\"", "A".repeat(30))),
+            "{}",
+            r.detail
+        );
+        assert!(!r.detail.contains("BBB"), "{}", r.detail);
+    }
+
     #[test]
     fn aud_comparison_is_exact_not_case_insensitive_or_prefix() {
         for aud in ["gz-0001", "GZ-00011", "GZ-000", " GZ-0001"] {
@@ -1081,6 +1096,50 @@ mod tests {
         let r = verify(&signed(&c)).unwrap_err();
         assert_eq!(r.reason, Reason::Expired);
         assert_eq!(r.trusted.unwrap().cmd_id, "cmd-1");
+    }
+
+    #[test]
+    fn a_command_valid_for_one_instant_is_accepted_and_one_ending_before_it_starts_is_not() {
+        let mut c = claims();
+        c.iat = NOW;
+        c.exp = NOW;
+        assert!(verify(&signed(&c)).is_ok(), "exp == iat");
+        c.exp = NOW - 1;
+        assert_eq!(verify(&signed(&c)).unwrap_err().reason, Reason::Malformed);
+    }
+
+    #[test]
+    fn only_outcomes_are_terminal_replies() {
+        let reply = |state: &str| -> Reply {
+            serde_json::from_str(&format!(
+                "{{\"v\":1,\"cmd_id\":\"c\",\"order_id\":\"o\",\"log_id\":\"l\",\
+                 \"machine_code\":\"GZ-0001\",\"boot_id\":\"b\",\"state\":\"{state}\",\
+                 \"evidence\":{{}},\"at\":1}}"
+            ))
+            .unwrap()
+        };
+        for (state, terminal) in [
+            ("accepted", false),
+            ("dispensing", false),
+            ("succeeded", true),
+            ("failed", true),
+            ("rejected", true),
+            ("outcome_unknown", true),
+        ] {
+            assert_eq!(reply(state).is_terminal(), terminal, "{state}");
+        }
+    }
+
+    #[test]
+    fn the_size_limit_is_inclusive() {
+        let t = signed(&claims());
+        let opts = |max| VerifyOptions {
+            max_token_bytes: max,
+            ..VerifyOptions::default()
+        };
+        let check = |max| verify_command(t.as_bytes(), &keys(), ME, NOW, &opts(max));
+        assert!(check(t.len()).is_ok(), "exactly at the limit");
+        assert_eq!(check(t.len() - 1).unwrap_err().reason, Reason::Oversize);
     }
 
     #[test]
@@ -1447,13 +1506,32 @@ mod tests {
     #[test]
     fn kids_with_unsafe_characters_are_refused() {
         let mut k = TrustedKeys::new();
+        assert!(k.is_empty());
         let x = public_key_base64url(&key(1));
         assert_eq!(k.insert_base64url("", &x), Err(KeyError::InvalidKid));
         assert_eq!(k.insert_base64url("a b", &x), Err(KeyError::InvalidKid));
         assert_eq!(k.insert_base64url("a\n", &x), Err(KeyError::InvalidKid));
         assert!(k.insert_base64url("backend-2026.01_a", &x).is_ok());
-        assert_eq!(k.len(), 1);
-        assert_eq!(k.kids().collect::<Vec<_>>(), ["backend-2026.01_a"]);
+        assert_eq!(
+            k.insert_base64url(&"k".repeat(MAX_ID_LEN + 1), &x),
+            Err(KeyError::InvalidKid)
+        );
+        assert!(k.insert_base64url(&"k".repeat(MAX_ID_LEN), &x).is_ok());
+        assert!(
+            k.insert_base64url(&"k".repeat(MAX_ID_LEN), &x).is_ok(),
+            "replaces, not adds"
+        );
+        assert_eq!(k.len(), 2);
+        assert!(!k.is_empty());
+        assert_eq!(
+            k.kids().collect::<Vec<_>>(),
+            ["backend-2026.01_a", "k".repeat(MAX_ID_LEN).as_str()]
+        );
+        assert!(
+            k.insert_base64url("backend-2", &public_key_base64url(&key(2)))
+                .is_ok()
+        );
+        assert_eq!(k.len(), 3, "a rotation keeps several keys");
     }
 
     #[test]
