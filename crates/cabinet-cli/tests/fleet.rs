@@ -46,3 +46,34 @@ fn a_small_fleet_balances_its_books_under_hostile_commands() {
     assert_eq!(r["outcomes"]["rejected/expired"], sent["expired"]);
     assert_eq!(r["outcomes"]["rejected/wrong_target"], sent["wrong_topic"]);
 }
+
+#[test]
+fn a_fleet_balances_its_books_across_a_broker_restart_without_persistence() {
+    let out = Command::new(env!("CARGO_BIN_EXE_cabinet"))
+        .args([
+            "fleet",
+            "--cabinets",
+            "3",
+            "--commands",
+            "300",
+            "--rate",
+            "200",
+        ])
+        .args(["--hostile", "0.2", "--broker-restarts", "1", "--json"])
+        .output()
+        .expect("run cabinet fleet");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "fleet did not reconcile:\n{stdout}\n{stderr}"
+    );
+    let r: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON object");
+    assert_eq!(r["broker_restarts"], 1);
+    assert!(r["backend_reconnects"].as_u64().unwrap_or(0) >= 1);
+    assert_eq!(r["missing"], 0);
+    assert_eq!(r["conflicting"], 0);
+    assert_eq!(r["motor_mismatch_cabinets"], 0);
+    assert_eq!(r["motor_actions"], r["succeeded"]);
+    assert_eq!(r["succeeded"], r["sent"]["valid"]);
+}
