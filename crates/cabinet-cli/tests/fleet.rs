@@ -6,19 +6,12 @@
 
 use std::process::Command;
 
-#[test]
-fn a_small_fleet_balances_its_books_under_hostile_commands() {
+/// Run `cabinet fleet --json` with `args`; it must exit 0 (the books balance). Its report.
+fn fleet(args: &str) -> serde_json::Value {
     let out = Command::new(env!("CARGO_BIN_EXE_cabinet"))
-        .args([
-            "fleet",
-            "--cabinets",
-            "4",
-            "--commands",
-            "400",
-            "--rate",
-            "400",
-        ])
-        .args(["--hostile", "0.3", "--json"])
+        .arg("fleet")
+        .args(args.split_whitespace())
+        .arg("--json")
         .output()
         .expect("run cabinet fleet");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -27,7 +20,12 @@ fn a_small_fleet_balances_its_books_under_hostile_commands() {
         out.status.success(),
         "fleet did not reconcile:\n{stdout}\n{stderr}"
     );
-    let r: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON object");
+    serde_json::from_str(stdout.trim()).expect("one JSON object")
+}
+
+#[test]
+fn a_small_fleet_balances_its_books_under_hostile_commands() {
+    let r = fleet("--cabinets 4 --commands 400 --rate 400 --hostile 0.3");
     assert_eq!(r["reconciled"], true);
     assert_eq!(r["missing"], 0);
     assert_eq!(r["conflicting"], 0);
@@ -49,26 +47,7 @@ fn a_small_fleet_balances_its_books_under_hostile_commands() {
 
 #[test]
 fn a_fleet_balances_its_books_across_a_broker_restart_without_persistence() {
-    let out = Command::new(env!("CARGO_BIN_EXE_cabinet"))
-        .args([
-            "fleet",
-            "--cabinets",
-            "3",
-            "--commands",
-            "300",
-            "--rate",
-            "200",
-        ])
-        .args(["--hostile", "0.2", "--broker-restarts", "1", "--json"])
-        .output()
-        .expect("run cabinet fleet");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "fleet did not reconcile:\n{stdout}\n{stderr}"
-    );
-    let r: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON object");
+    let r = fleet("--cabinets 3 --commands 300 --rate 200 --hostile 0.2 --broker-restarts 1");
     assert_eq!(r["broker_restarts"], 1);
     assert!(r["backend_reconnects"].as_u64().unwrap_or(0) >= 1);
     assert_eq!(r["missing"], 0);

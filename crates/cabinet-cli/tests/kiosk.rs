@@ -359,6 +359,21 @@ impl Backend {
         self.backlog.extend(kept);
     }
 
+    /// Wait (up to 30 s) for a heartbeat saying the board is up (`ok`) or down.
+    async fn await_board(&mut self, ok: bool) {
+        let wait = async {
+            loop {
+                let (topic, v) = self.next().await;
+                if topic.ends_with("/telemetry") && v["board"]["ok"] == ok {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(LONG, wait)
+            .await
+            .unwrap_or_else(|_| panic!("no heartbeat with board ok = {ok} within {LONG:?}"));
+    }
+
     async fn publish(&self, topic: &str, payload: impl Into<Vec<u8>>) {
         self.client
             .publish(topic, QoS::AtLeastOnce, false, payload.into())
@@ -751,17 +766,7 @@ async fn an_unplugged_board_takes_commands_as_failed_or_rejected_never_as_dispen
     assert_eq!(last["reason"], "board_unreachable");
     rig.sim.replug();
     // Back in service: the heartbeat says the board is up again, and a command dispenses.
-    let back = async {
-        loop {
-            let (topic, v) = backend.next().await;
-            if topic.ends_with("/telemetry") && v["board"]["ok"] == true {
-                break;
-            }
-        }
-    };
-    tokio::time::timeout(LONG, back)
-        .await
-        .expect("board back in service after replug");
+    backend.await_board(true).await;
     for attempt in 0.. {
         assert!(attempt < 3, "never back in service after replug");
         let c = rig.claims("C001", 1);
@@ -1346,17 +1351,7 @@ async fn serial_faults_end_in_the_right_reason_and_a_replug_brings_the_cabinet_b
     );
     rig.sim.clear_faults();
     // While it is out, the cabinet says so and refuses without moving anything.
-    let out = async {
-        loop {
-            let (topic, v) = backend.next().await;
-            if topic.ends_with("/telemetry") && v["board"]["ok"] == false {
-                break;
-            }
-        }
-    };
-    tokio::time::timeout(LONG, out)
-        .await
-        .expect("board reported down");
+    backend.await_board(false).await;
     let c = rig.claims("C001", 2);
     backend.send(&rig.sign(&c)).await;
     let r = backend.replies_until_terminal(&c.jti).await;

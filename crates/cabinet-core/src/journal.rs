@@ -1083,6 +1083,14 @@ mod tests {
         }
     }
 
+    /// `id` stored as accepted and moved to dispensing, without replies.
+    fn accepted_then_dispensing(j: &mut Journal, id: &str) {
+        j.insert_new_command(&NewCommand::accepted(&cmd(id)), None)
+            .unwrap();
+        j.transition(id, ReplyState::Dispensing, None, &Evidence::default(), None)
+            .unwrap();
+    }
+
     fn reply(text: &str) -> OutboxMessage {
         OutboxMessage {
             topic: "cabinet/v1/GZ-1/reply".into(),
@@ -1164,16 +1172,7 @@ mod tests {
     fn commands_are_stamped_with_the_wall_clock() {
         let (_d, mut j) = open_tmp();
         let before = now_ms();
-        j.insert_new_command(&NewCommand::accepted(&cmd("c1")), None)
-            .unwrap();
-        j.transition(
-            "c1",
-            ReplyState::Dispensing,
-            None,
-            &Evidence::default(),
-            None,
-        )
-        .unwrap();
+        accepted_then_dispensing(&mut j, "c1");
         let after = now_ms();
         let c = j.get_command("c1").unwrap().unwrap();
         assert!(before > 1_700_000_000_000, "milliseconds since 1970");
@@ -1317,16 +1316,7 @@ mod tests {
     #[test]
     fn an_illegal_transition_changes_nothing_and_enqueues_nothing() {
         let (_d, mut j) = open_tmp();
-        j.insert_new_command(&NewCommand::accepted(&cmd("c1")), None)
-            .unwrap();
-        j.transition(
-            "c1",
-            ReplyState::Dispensing,
-            None,
-            &Evidence::default(),
-            None,
-        )
-        .unwrap();
+        accepted_then_dispensing(&mut j, "c1");
         j.transition(
             "c1",
             ReplyState::Succeeded,
@@ -1363,16 +1353,7 @@ mod tests {
     #[test]
     fn dispensing_can_never_become_rejected_or_go_back_to_accepted() {
         let (_d, mut j) = open_tmp();
-        j.insert_new_command(&NewCommand::accepted(&cmd("c1")), None)
-            .unwrap();
-        j.transition(
-            "c1",
-            ReplyState::Dispensing,
-            None,
-            &Evidence::default(),
-            None,
-        )
-        .unwrap();
+        accepted_then_dispensing(&mut j, "c1");
         for to in [
             ReplyState::Rejected,
             ReplyState::Accepted,
