@@ -997,6 +997,24 @@ impl Validator {
 mod tests {
     use super::*;
 
+    #[test]
+    fn every_problem_is_listed_on_its_own_line() {
+        let p = |field: &str, message: &str| Problem {
+            field: field.into(),
+            message: message.into(),
+        };
+        let one = ConfigError::Invalid(vec![p("board.protocol", "must be vmc or lockboard")]);
+        assert_eq!(
+            one.to_string(),
+            "invalid config (1 problem):\n  - board.protocol: must be vmc or lockboard"
+        );
+        let two = ConfigError::Invalid(vec![p("a", "x"), p("b", "y")]);
+        assert_eq!(
+            two.to_string(),
+            "invalid config (2 problems):\n  - a: x\n  - b: y"
+        );
+    }
+
     /// The RFC 8037 A.1 example public key: valid, and fine for tests only (its
     /// private half is published in the RFC).
     const KEY: &str = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
