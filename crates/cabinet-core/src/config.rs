@@ -1369,6 +1369,13 @@ mod tests {
         assert_eq!(format!("{s}"), "***");
         assert_eq!(format!("{:?}", Some(s.clone())), "Some(***)");
         assert_eq!(s.expose(), "hunter2");
+        let pin = PinHash("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into());
+        assert_eq!(format!("{pin:?}"), "***");
+        assert_eq!(
+            serde_json::to_string(&pin).unwrap(),
+            "\"[redacted]\"",
+            "serialized (e.g. into a diagnostics bundle) without the hash"
+        );
     }
 
     #[test]
