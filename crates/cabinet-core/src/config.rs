@@ -1035,6 +1035,68 @@ mod tests {
     }
 
     #[test]
+    fn the_lockout_policy_is_in_milliseconds() {
+        let cfg = Config::from_toml_str(&format!(
+            "{}[maintenance]\nmax_failures = 4\nlockout_secs = 45\nlockout_max_secs = 7200\n",
+            minimal()
+        ))
+        .unwrap();
+        let p = cfg.lockout_policy();
+        assert_eq!(
+            (p.max_failures, p.first_lockout_ms, p.max_lockout_ms),
+            (4, 45_000, 7_200_000)
+        );
+    }
+
+    #[test]
+    fn the_mqtt_username_must_be_1_to_256_characters_without_control_characters() {
+        // TOML string literals.
+        for (name, ok) in [
+            ("\"\"".to_owned(), false),
+            (format!("\"{}\"", "u".repeat(256)), true),
+            (format!("\"{}\"", "u".repeat(257)), false),
+            ("\"a\\u0007b\"".to_owned(), false),
+            ("\"cabinet-7\"".to_owned(), true),
+        ] {
+            let toml = format!("{}[mqtt]\nusername = {name}\n", minimal());
+            let bad = Config::from_toml_str(&toml).is_err();
+            assert_eq!(bad, !ok, "{name:?}");
+            if bad {
+                assert_eq!(fields(&toml), ["mqtt.username"], "{name:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn reconnect_max_may_equal_min_but_not_be_below_it() {
+        let at = |min: u64, max: u64| {
+            format!(
+                "{}[mqtt]\nreconnect_min_ms = {min}\nreconnect_max_ms = {max}\n",
+                minimal()
+            )
+        };
+        assert!(Config::from_toml_str(&at(2000, 2000)).is_ok());
+        assert_eq!(fields(&at(3000, 2000)), ["mqtt.reconnect_max_ms"]);
+    }
+
+    #[test]
+    fn relative_paths_follow_the_config_file_and_absolute_or_empty_ones_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("site.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "{}[journal]\npath = \"data/journal.sqlite3\"\n[logs]\ndir = \"/var/log/x\"\n",
+                minimal()
+            ),
+        )
+        .unwrap();
+        let cfg = Config::load(&path).unwrap();
+        assert_eq!(cfg.journal.path, dir.path().join("data/journal.sqlite3"));
+        assert_eq!(cfg.logs.dir, PathBuf::from("/var/log/x"));
+    }
+
+    #[test]
     fn embedded_defaults_cover_every_field() {
         // Only machine_code and one key are added; every other field must come from
         // defaults.toml, or deserialization would fail with "missing field".
