@@ -1097,6 +1097,20 @@ mod tests {
     }
 
     #[test]
+    fn lock_board_slots_go_up_to_the_channel_count_and_vmc_slots_are_not_limited_by_it() {
+        let with = |protocol: &str, slot: u16| {
+            format!(
+                "{}[board]\nprotocol = \"{protocol}\"\n[board.lockboard]\nchannels = 16\n\
+                 [[slots]]\nslot = {slot}\nproduct = \"p\"\ncapacity = 1\ninitial_count = 1\n",
+                minimal()
+            )
+        };
+        assert!(Config::from_toml_str(&with("lockboard", 16)).is_ok());
+        assert_eq!(fields(&with("lockboard", 17)), ["slots[0].slot"]);
+        assert!(Config::from_toml_str(&with("vmc", 17)).is_ok());
+    }
+
+    #[test]
     fn embedded_defaults_cover_every_field() {
         // Only machine_code and one key are added; every other field must come from
         // defaults.toml, or deserialization would fail with "missing field".
