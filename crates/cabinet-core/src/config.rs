@@ -1111,6 +1111,40 @@ mod tests {
     }
 
     #[test]
+    fn products_and_technician_names_have_length_bounds() {
+        let product = |name: &str| {
+            format!(
+                "{}[[slots]]\nslot = 1\nproduct = \"{name}\"\ncapacity = 1\ninitial_count = 1\n",
+                minimal()
+            )
+        };
+        assert!(Config::from_toml_str(&product(&"p".repeat(64))).is_ok());
+        assert_eq!(fields(&product(&"p".repeat(65))), ["slots[0].product"]);
+        assert_eq!(fields(&product(" ")), ["slots[0].product"]);
+
+        let phc = crate::technician::hash_pin("2468").unwrap();
+        let tech = |name: &str| format!("{}[technicians]\n\"{name}\" = \"{phc}\"\n", minimal());
+        assert!(Config::from_toml_str(&tech(&"t".repeat(32))).is_ok());
+        for bad in ["t".repeat(33), String::new(), "a\\u0007b".to_owned()] {
+            let p = problems(&tech(&bad));
+            assert_eq!(p.len(), 1, "{bad:?}: {p:?}");
+            assert!(p[0].field.starts_with("technicians."), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn the_longest_lockout_may_equal_the_first_but_not_be_shorter() {
+        let with = |first: u64, max: u64| {
+            format!(
+                "{}[maintenance]\nlockout_secs = {first}\nlockout_max_secs = {max}\n",
+                minimal()
+            )
+        };
+        assert!(Config::from_toml_str(&with(60, 60)).is_ok());
+        assert_eq!(fields(&with(60, 59)), ["maintenance.lockout_max_secs"]);
+    }
+
+    #[test]
     fn embedded_defaults_cover_every_field() {
         // Only machine_code and one key are added; every other field must come from
         // defaults.toml, or deserialization would fail with "missing field".
