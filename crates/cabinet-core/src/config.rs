@@ -1145,6 +1145,28 @@ mod tests {
     }
 
     #[test]
+    fn verify_limits_and_keepalive_come_from_the_config() {
+        let cfg = Config::from_toml_str(&format!(
+            "{}[commands]\nmax_payload_bytes = 2048\nclock_skew_secs = 10\n[mqtt]\nkeepalive_secs = 45\n",
+            minimal()
+        ))
+        .unwrap();
+        let v = cfg.verify_options();
+        assert_eq!((v.max_token_bytes, v.leeway_secs), (2048, 10));
+        assert_eq!(cfg.mqtt.keepalive(), Duration::from_secs(45));
+    }
+
+    #[test]
+    fn a_password_env_that_is_set_gives_its_value() {
+        // PATH is set and not empty in any environment the tests run in; setting a
+        // variable of our own would need `unsafe` (forbidden in this workspace).
+        let cfg = Config::from_toml_str(&format!("{}[mqtt]\npassword_env = \"PATH\"\n", minimal()))
+            .unwrap();
+        let pw = cfg.mqtt.load_password().unwrap().unwrap();
+        assert_eq!(pw.expose(), std::env::var("PATH").unwrap());
+    }
+
+    #[test]
     fn embedded_defaults_cover_every_field() {
         // Only machine_code and one key are added; every other field must come from
         // defaults.toml, or deserialization would fail with "missing field".
