@@ -1167,6 +1167,16 @@ mod tests {
     }
 
     #[test]
+    fn the_clock_skew_is_0_to_600_seconds() {
+        let skew = |v: i64| format!("{}[commands]\nclock_skew_secs = {v}\n", minimal());
+        assert!(Config::from_toml_str(&skew(0)).is_ok());
+        assert!(Config::from_toml_str(&skew(600)).is_ok());
+        for bad in [-1, 601] {
+            assert_eq!(fields(&skew(bad)), ["commands.clock_skew_secs"], "{bad}");
+        }
+    }
+
+    #[test]
     fn embedded_defaults_cover_every_field() {
         // Only machine_code and one key are added; every other field must come from
         // defaults.toml, or deserialization would fail with "missing field".
