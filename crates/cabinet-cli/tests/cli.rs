@@ -233,3 +233,47 @@ fn the_headless_demo_dispenses_each_scan_and_the_motor_count_follows() {
     assert!(stdout.contains("[screen] dispensing: "), "{stdout}");
     assert!(dir.path().join("journal.sqlite3").exists());
 }
+
+/// A password variable that is set but empty is not a password: `cabinet run` refuses to
+/// start and names the variable (once, not repeated through the error chain).
+#[test]
+fn an_empty_password_variable_stops_the_kiosk_with_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "machine_code = \"C001\"\n[mqtt]\nurl = \"mqtt://127.0.0.1:1\"\n\
+         password_env = \"CABINET_TEST_EMPTY_PASSWORD\"\n\
+         [keys]\nk1 = \"OFs-zWo0yl11xXTONdtio_I6LxhKY6V69ovhB51ABFU\"\n\
+         [board]\nport = \"/nonexistent/board\"\n\
+         [journal]\npath = \"journal.sqlite3\"\n[logs]\ndir = \"logs\"\n",
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .args(["run", "--quiet", "--config"])
+        .arg(&config)
+        .env("CABINET_TEST_EMPTY_PASSWORD", "")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A kiosk that accepted the empty password would run on: stop it and fail.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the kiosk started with an empty password");
+        }
+        // Polling a child process's state; there is no exit notification to await.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(
+        stderr.matches("CABINET_TEST_EMPTY_PASSWORD").count(),
+        1,
+        "{stderr}"
+    );
+}

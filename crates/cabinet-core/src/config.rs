@@ -56,8 +56,8 @@ pub enum ConfigError {
         /// Why (never the file's content).
         message: String,
     },
-    /// `mqtt.password_env` names a variable that is not set or not UTF-8.
-    #[error("MQTT password environment variable {var} is not set (or not UTF-8)")]
+    /// `mqtt.password_env` names a variable that is not set, empty or not UTF-8.
+    #[error("MQTT password environment variable {var} is not set, empty or not UTF-8")]
     PasswordEnv {
         /// The variable name.
         var: String,
@@ -1094,6 +1094,18 @@ mod tests {
         let cfg = Config::load(&path).unwrap();
         assert_eq!(cfg.journal.path, dir.path().join("data/journal.sqlite3"));
         assert_eq!(cfg.logs.dir, PathBuf::from("/var/log/x"));
+        // An empty path is a mistake to report, not the config's directory.
+        std::fs::write(
+            &path,
+            format!("{}[mqtt]\npassword_file = \"\"\n", minimal()),
+        )
+        .unwrap();
+        match Config::load(&path) {
+            Err(ConfigError::Invalid(p)) => {
+                assert!(p.iter().any(|p| p.field == "mqtt.password_file"), "{p:?}")
+            }
+            other => panic!("an empty password_file was accepted: {other:?}"),
+        }
     }
 
     #[test]

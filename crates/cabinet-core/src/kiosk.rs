@@ -49,16 +49,36 @@ const MAX_IN_FLIGHT: usize = 32;
 pub enum KioskError {
     /// The journal failed: the kiosk cannot keep its promises without it.
     #[error("journal: {0}")]
-    Journal(#[from] JournalError),
+    Journal(JournalError),
     /// The MQTT link could not be built or has stopped.
     #[error("mqtt: {0}")]
-    Link(#[from] LinkError),
+    Link(LinkError),
     /// Config problems found at start.
     #[error("config: {0}")]
-    Config(#[from] crate::config::ConfigError),
+    Config(crate::config::ConfigError),
     /// Protocol set-up (topics, keys, boot id).
     #[error("{0}")]
     Setup(String),
+}
+
+// By hand rather than `#[from]`: the message already carries the inner error, and a
+// `source()` as well would print it twice in an error chain ("mqtt: X: X").
+impl From<JournalError> for KioskError {
+    fn from(e: JournalError) -> Self {
+        KioskError::Journal(e)
+    }
+}
+
+impl From<LinkError> for KioskError {
+    fn from(e: LinkError) -> Self {
+        KioskError::Link(e)
+    }
+}
+
+impl From<crate::config::ConfigError> for KioskError {
+    fn from(e: crate::config::ConfigError) -> Self {
+        KioskError::Config(e)
+    }
 }
 
 /// Test hooks, read from the environment at start. They exist so crash tests can stop the
