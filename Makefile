@@ -98,12 +98,13 @@ reliability: deps toolchain
 	target/release/cabinet fleet --cabinets 100 --commands 10000 --rate 400 --hostile 0.2 --broker-restarts 5
 	target/release/cabinet fleet --cabinets 100 --commands 10000 --rate 400 --hostile 0.2 --broker-restarts 5 --broker-persistence
 
-## cargo-mutants over the engine, the journal and the command verifier, against
+## cargo-mutants over the engine, the journal, the command verifier and the config validator, against
 ## cabinet-core's unit tests (hours on 2 cores). Report in mutants.out/.
 mutants: toolchain
 	@command -v cargo-mutants >/dev/null || $(CARGO) install cargo-mutants --locked
 	$(CARGO) mutants -j 1 --no-shuffle -p cabinet-core --test-package cabinet-core --cargo-test-arg=--lib \
-		-f crates/cabinet-core/src/engine.rs -f crates/cabinet-core/src/journal.rs -f crates/cabinet-core/src/protocol.rs
+		-f crates/cabinet-core/src/engine.rs -f crates/cabinet-core/src/journal.rs -f crates/cabinet-core/src/protocol.rs \
+		-f crates/cabinet-core/src/config.rs
 
 ## First paint and footprint of the window beside an empty Tauri 2 window (needs Xvfb).
 bench-window: deps toolchain
