@@ -99,7 +99,7 @@ reliability: deps toolchain
 	target/release/cabinet fleet --cabinets 100 --commands 10000 --rate 400 --hostile 0.2 --broker-restarts 5 --broker-persistence
 
 ## cargo-mutants over the engine, the journal, the command verifier and the config validator, against
-## cabinet-core's unit tests (hours on 2 cores). Report in mutants.out/.
+## cabinet-core's unit tests (about 45 minutes on 2 cores). Report in mutants.out/.
 mutants: toolchain
 	@command -v cargo-mutants >/dev/null || $(CARGO) install cargo-mutants --locked
 	$(CARGO) mutants -j 1 --no-shuffle -p cabinet-core --test-package cabinet-core --cargo-test-arg=--lib \
