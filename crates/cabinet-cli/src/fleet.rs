@@ -38,6 +38,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::mosquitto::Broker;
+use crate::procfs::{cpu_seconds, rss_kib};
 use crate::xorshift::XorShift;
 
 /// Slots per simulated cabinet; with 1,000 items each (the most a slot may hold).
@@ -455,27 +456,6 @@ fn raise_fd_limit() {
     }
 }
 
-/// Resident set size of a process, KiB (`None` if it is gone).
-pub fn rss_kib(pid: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
-/// CPU time (user + system) a process has used so far, seconds. Assumes USER_HZ = 100,
-/// as on every Linux the cabinet runs on.
-pub fn cpu_seconds(pid: &str) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may contain spaces; fields after it are positional.
-    let rest = stat.rsplit_once(')')?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = f.get(11)?.parse().ok()?;
-    let stime: f64 = f.get(12)?.parse().ok()?;
-    Some((utime + stime) / 100.0)
-}
-
 /// Run a fleet and reconcile.
 pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
     let n = usize::try_from(o.cabinets.max(1))?;
@@ -504,14 +484,14 @@ pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
         }
     };
     let mut broker = Broker::start_with(true, o.broker_persistence)?;
-    let broker_pid = broker.pid().to_string();
+    let broker_pid = broker.pid();
     let (key, public) = protocol::generate_keypair()?;
     let (forger, _) = protocol::generate_keypair()?;
     let rt = crate::run::kiosk_runtime()?;
     let mut backend = rt.block_on(broker.backend("fleet-backend", "+"))?;
 
-    let me = std::process::id().to_string();
-    let rss_before = rss_kib(&me).unwrap_or(0);
+    let me = std::process::id();
+    let rss_before = rss_kib(me).unwrap_or(0);
     let started = Instant::now();
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut boards = Vec::with_capacity(n);
@@ -554,11 +534,11 @@ pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
         anyhow::Ok(())
     })?;
     let all_online = started.elapsed();
-    let rss_online = rss_kib(&me).unwrap_or(0);
+    let rss_online = rss_kib(me).unwrap_or(0);
 
     // The command run.
-    let cpu0 = cpu_seconds(&me).unwrap_or(0.0);
-    let bcpu0 = cpu_seconds(&broker_pid).unwrap_or(0.0);
+    let cpu0 = cpu_seconds(me).unwrap_or(0.0);
+    let bcpu0 = cpu_seconds(broker_pid).unwrap_or(0.0);
     let mut rng = XorShift::new();
     let mut sent: Vec<Sent> = Vec::with_capacity(o.commands as usize);
     // Outcomes each cabinet owes (duplicates owe none of their own).
@@ -715,14 +695,14 @@ pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
         .max()
         .unwrap_or(last_send);
     let run_s = last_outcome.max(last_send).duration_since(t0).as_secs_f64();
-    let cpu_fleet = cpu_seconds(&me).unwrap_or(0.0) - cpu0;
+    let cpu_fleet = cpu_seconds(me).unwrap_or(0.0) - cpu0;
     // After a restart the broker is another process: its CPU time is not comparable.
-    let cpu_broker = if broker.pid().to_string() == broker_pid {
-        cpu_seconds(&broker_pid).unwrap_or(0.0) - bcpu0
+    let cpu_broker = if broker.pid() == broker_pid {
+        cpu_seconds(broker_pid).unwrap_or(0.0) - bcpu0
     } else {
         f64::NAN
     };
-    let rss_after = rss_kib(&me).unwrap_or(0);
+    let rss_after = rss_kib(me).unwrap_or(0);
 
     // Stop the kiosks (each publishes "offline" and disconnects).
     let _ = stop_tx.send(true);

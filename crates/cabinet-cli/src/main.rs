@@ -12,6 +12,7 @@ mod board_cmd;
 mod demo_cmd;
 mod fleet;
 mod mosquitto;
+mod procfs;
 mod run;
 mod xorshift;
 

@@ -433,6 +433,15 @@ impl Drop for Backend {
     }
 }
 
+/// State and reason of the last reply.
+fn outcome(replies: &[Value]) -> (Option<&str>, Option<&str>) {
+    let last = replies.last();
+    (
+        last.and_then(|v| v["state"].as_str()),
+        last.and_then(|v| v["reason"].as_str()),
+    )
+}
+
 fn states(replies: &[Value]) -> Vec<String> {
     replies
         .iter()
@@ -645,9 +654,8 @@ async fn kill_9_while_dispensing_reports_outcome_unknown_and_never_runs_the_moto
     rig.start_kiosk();
     backend.await_online(&mut boots).await;
     let replies = backend.replies_until_terminal(&c.jti).await;
-    let last = replies.last().unwrap();
     assert_eq!(
-        (last["state"].as_str(), last["reason"].as_str()),
+        outcome(&replies),
         (Some("outcome_unknown"), Some("interrupted"))
     );
     // Redelivery of the same command after the restart: the stored reply, no motor.
@@ -1222,7 +1230,7 @@ async fn a_crash_at_every_point_of_a_dispense_ends_in_one_honest_outcome_and_no_
             let replies = backend.replies_until_terminal(&c.jti).await;
             let last = replies.last().unwrap().clone();
             assert_eq!(
-                (last["state"].as_str(), last["reason"].as_str()),
+                outcome(&replies),
                 (Some(state), reason),
                 "{what}: {replies:?}"
             );
@@ -1317,12 +1325,7 @@ async fn serial_faults_end_in_the_right_reason_and_a_replug_brings_the_cabinet_b
         let c = rig.claims("C001", slot);
         backend.send(&rig.sign(&c)).await;
         let r = backend.replies_until_terminal(&c.jti).await;
-        let last = r.last().unwrap();
-        assert_eq!(
-            (last["state"].as_str(), last["reason"].as_str()),
-            (Some(state), reason),
-            "{fault:?}: {r:?}"
-        );
+        assert_eq!(outcome(&r), (Some(state), reason), "{fault:?}: {r:?}");
         assert_eq!(
             rig.stats().motor_actions - before,
             motor,
@@ -1343,9 +1346,8 @@ async fn serial_faults_end_in_the_right_reason_and_a_replug_brings_the_cabinet_b
     );
     rig.sim.unplug();
     let r = backend.replies_until_terminal(&c.jti).await;
-    let last = r.last().unwrap();
     assert_eq!(
-        (last["state"].as_str(), last["reason"].as_str()),
+        outcome(&r),
         (Some("outcome_unknown"), Some("board_no_reply")),
         "{r:?}"
     );
@@ -1421,9 +1423,8 @@ async fn a_cabinet_clock_that_jumps_refuses_commands_honestly_and_recovers() {
         let c = rig.claims("C001", 1);
         backend.send(&rig.sign(&c)).await;
         let r = backend.replies_until_terminal(&c.jti).await;
-        let last = r.last().unwrap();
         assert_eq!(
-            (last["state"].as_str(), last["reason"].as_str()),
+            outcome(&r),
             (Some(state), reason),
             "cabinet clock {offset}: {r:?}"
         );

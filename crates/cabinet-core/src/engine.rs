@@ -1226,8 +1226,9 @@ mod tests {
         assert_eq!(e.active().map(|j| j.cmd_id.as_str()), Some("b"));
     }
 
-    #[test]
-    fn a_queued_command_that_expires_while_waiting_fails_at_its_turn() {
+    /// Command "a" at the board, "b" (expiring at T0 + 5 s) queued behind it; "a" finishes
+    /// at `done_at`. The engine and the actions of that step.
+    fn b_expiring_queued_behind_a(done_at: u64) -> (Engine, Vec<Action>) {
         let mut e = engine();
         send(&mut e, cmd("a", 1), T0);
         let mut b = cmd("b", 1);
@@ -1238,8 +1239,14 @@ mod tests {
             outcome: Outcome::Dispensed {
                 drop_detected: Some(true),
             },
-            now_ms: T0 + 30_000,
+            now_ms: done_at,
         });
+        (e, done)
+    }
+
+    #[test]
+    fn a_queued_command_that_expires_while_waiting_fails_at_its_turn() {
+        let (e, done) = b_expiring_queued_behind_a(T0 + 30_000);
         assert_eq!(
             names(&done),
             [
@@ -1258,18 +1265,7 @@ mod tests {
     #[test]
     fn a_queued_command_runs_at_its_exp_and_not_a_millisecond_later() {
         for (late, want) in [(0, "dispense:1"), (1, "to:failed:expired")] {
-            let mut e = engine();
-            send(&mut e, cmd("a", 1), T0);
-            let mut b = cmd("b", 1);
-            b.expires_at = (T0 / 1000) as i64 + 5;
-            send(&mut e, b, T0);
-            let done = e.step(Event::BoardDone {
-                cmd_id: "a".into(),
-                outcome: Outcome::Dispensed {
-                    drop_detected: Some(true),
-                },
-                now_ms: T0 + 5_000 + late,
-            });
+            let (_, done) = b_expiring_queued_behind_a(T0 + 5_000 + late);
             assert!(
                 names(&done).contains(&want.to_owned()),
                 "{late} ms late: {:?}",

@@ -18,8 +18,8 @@ use cabinet_core::protocol;
 use clap::Args;
 
 use super::dispatch::{MACHINE, write_config};
-use crate::fleet::{cpu_seconds, rss_kib};
 use crate::mosquitto::Broker;
+use crate::procfs::{cpu_seconds, parse_rollup, rss_kib, status_field};
 
 /// The open-source locker client measured on this machine (issue 8): idle RSS and start
 /// to subscribed.
@@ -50,14 +50,16 @@ pub struct FootprintArgs {
 struct Kiosk(Child);
 
 impl Kiosk {
-    fn pid(&self) -> String {
-        self.0.id().to_string()
+    fn pid(&self) -> u32 {
+        self.0.id()
     }
 }
 
 impl Drop for Kiosk {
     fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.pid()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.0.try_wait() {
@@ -69,22 +71,6 @@ impl Drop for Kiosk {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// Proportional set size, KiB (shared pages divided among their users).
-fn pss_kib(pid: &str) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
-    s.lines()
-        .find_map(|l| l.strip_prefix("Pss:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
-/// A numeric field of `/proc/<pid>/status` (`Threads`, `RssAnon`, ... ; kB units dropped).
-fn status_field(pid: &str, field: &str) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 /// Run the benchmark and print its figures.
@@ -152,23 +138,25 @@ pub fn bench_footprint(a: FootprintArgs) -> anyhow::Result<ExitCode> {
     let pid = kiosk.pid();
     // Let start-up work (journal migration check, first health check) finish.
     std::thread::sleep(Duration::from_secs(3));
-    let rss0 = rss_kib(&pid).unwrap_or(0);
-    let cpu0 = cpu_seconds(&pid).unwrap_or(0.0);
+    let rss0 = rss_kib(pid).unwrap_or(0);
+    let cpu0 = cpu_seconds(pid).unwrap_or(0.0);
     let polls0 = sim.stats().poll_replies;
     let t_idle = Instant::now();
     let mut rss_max = rss0;
     while t_idle.elapsed() < Duration::from_secs(a.idle_secs) {
         // Sampling once a second; this is a measurement loop, not synchronisation.
         std::thread::sleep(Duration::from_secs(1));
-        rss_max = rss_max.max(rss_kib(&pid).unwrap_or(0));
+        rss_max = rss_max.max(rss_kib(pid).unwrap_or(0));
     }
     let idle = t_idle.elapsed().as_secs_f64();
-    let cpu = cpu_seconds(&pid).unwrap_or(0.0) - cpu0;
-    let rss1 = rss_kib(&pid).unwrap_or(0);
-    let pss = pss_kib(&pid).unwrap_or(0);
-    let n_threads = status_field(&pid, "Threads").unwrap_or(0);
-    let anon = status_field(&pid, "RssAnon").unwrap_or(0);
-    let file = status_field(&pid, "RssFile").unwrap_or(0);
+    let cpu = cpu_seconds(pid).unwrap_or(0.0) - cpu0;
+    let rss1 = rss_kib(pid).unwrap_or(0);
+    // Proportional set size: shared pages divided among their users.
+    let pss = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .map_or(0, |t| parse_rollup(&t).1);
+    let n_threads = status_field(pid, "Threads").unwrap_or(0);
+    let anon = status_field(pid, "RssAnon").unwrap_or(0);
+    let file = status_field(pid, "RssFile").unwrap_or(0);
     let polls = sim.stats().poll_replies - polls0;
     drop(kiosk);
     let mut sorted = starts_ms.clone();

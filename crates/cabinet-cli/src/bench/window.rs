@@ -26,6 +26,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Args;
 
+use crate::procfs::{clk_tck, parse_rollup, read_stat};
+
 /// How long a window may take to report its first paint before the run fails.
 const FIRST_PAINT_TIMEOUT: Duration = Duration::from_secs(60);
 /// SIGTERM → SIGKILL.
@@ -398,28 +400,6 @@ fn descendants(pid: u32) -> Vec<u32> {
     tree
 }
 
-#[derive(Debug)]
-struct Stat {
-    ppid: u32,
-    /// utime + stime, in clock ticks.
-    cpu_ticks: u64,
-}
-
-fn read_stat(pid: u32) -> Option<Stat> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_stat(&text)
-}
-
-/// `pid (comm) state ppid … utime stime …`; comm may hold spaces and parentheses.
-fn parse_stat(text: &str) -> Option<Stat> {
-    let rest = &text[text.rfind(')')? + 1..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    Some(Stat {
-        ppid: f.get(1)?.parse().ok()?,
-        cpu_ticks: f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?,
-    })
-}
-
 /// The tree's total and per-name memory from `smaps_rollup`, and the CPU each process
 /// used since `cpu_start` (its ticks then; a process born since counts from zero).
 fn tree_memory(
@@ -470,22 +450,6 @@ fn foreign_webkit(tree: &[u32]) -> u32 {
         .filter(|p| !tree.contains(p) && process_name(*p).starts_with("WebKit"))
         .count();
     u32::try_from(count).unwrap_or(u32::MAX)
-}
-
-/// `Rss:`, `Pss:` and `Private_Clean:` + `Private_Dirty:`, in kB.
-fn parse_rollup(text: &str) -> (u64, u64, u64) {
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    (
-        field("Rss:"),
-        field("Pss:"),
-        field("Private_Clean:") + field("Private_Dirty:"),
-    )
 }
 
 /// The executable's file name from argv[0] (`comm` is cut at 15 characters).
@@ -621,18 +585,6 @@ fn loadavg() -> String {
         .take(3)
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// Clock ticks per second for `/proc/<pid>/stat` (100 on every Linux we ship to).
-fn clk_tck() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse::<f64>().ok())
-        .filter(|v| *v > 0.0)
-        .unwrap_or(100.0)
 }
 
 fn mb(kb: u64) -> f64 {
@@ -928,23 +880,6 @@ fn report(a: &WindowArgs, setup: &Setup, runs: &[Run]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stat_fields_after_a_comm_with_spaces_and_parens() {
-        let text = "4242 (Web Content (x)) S 17 4242 4242 0 -1 4194560 100 0 0 0 \
-                    250 31 0 0 20 0 12 0 900 1000 200 18446744073709551615";
-        let s = parse_stat(text).unwrap();
-        assert_eq!(s.ppid, 17);
-        assert_eq!(s.cpu_ticks, 281);
-    }
-
-    #[test]
-    fn rollup_fields() {
-        let text = "55d0-7ff [rollup]\nRss:              433024 kB\nPss:              \
-                    251904 kB\nPss_Anon:          1 kB\nShared_Clean:     9 kB\n\
-                    Private_Clean:     2000 kB\nPrivate_Dirty:    100000 kB\n";
-        assert_eq!(parse_rollup(text), (433_024, 251_904, 102_000));
-    }
 
     #[test]
     fn spread_takes_the_middle() {
