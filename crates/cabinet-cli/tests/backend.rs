@@ -48,7 +48,7 @@ async fn fake_cabinet(broker: &Broker, key: &SigningKey, how: Behaviour) -> watc
         machine_code: "C001".into(),
         username: "C001".into(),
         password: Some(Secret::new(password("C001"))),
-        broker: parse_broker_url(&broker.url()).unwrap(),
+        brokers: vec![parse_broker_url(&broker.url()).unwrap()],
         ca_pem: None,
         keepalive: Duration::from_secs(5),
         reconnect_min: Duration::from_millis(100),

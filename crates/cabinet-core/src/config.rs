@@ -22,6 +22,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::protocol::{self, TrustedKeys, VerifyOptions};
 
+/// Most entries in `mqtt.failover_urls`.
+pub const MAX_FAILOVER_URLS: usize = 15;
+
 /// The embedded defaults. Every field without a safe default is left out (see the
 /// file's header); a test proves the rest is complete.
 pub const DEFAULTS_TOML: &str = include_str!("defaults.toml");
@@ -233,6 +236,12 @@ fn is_env_name(s: &str) -> bool {
 pub struct MqttConfig {
     /// `mqtt://host[:port]` or `mqtts://host[:port]` (ports default to 1883 / 8883).
     pub url: String,
+    /// More nodes of the same broker cluster. With these, `url` and `failover_urls`
+    /// form one list: the cabinet starts on the entry its machine code picks (so a fleet
+    /// spreads over the nodes), stays on whichever entry works, and moves to the next
+    /// one when a connection fails.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failover_urls: Vec<String>,
     /// Defaults to the machine code, so ACLs can use `%u` / `${username}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
@@ -618,6 +627,40 @@ impl Config {
         if let Err(e) = &broker {
             v.add("mqtt.url", e);
         }
+        if m.failover_urls.len() > MAX_FAILOVER_URLS {
+            v.add(
+                "mqtt.failover_urls",
+                &format!("at most {MAX_FAILOVER_URLS} entries (put a load balancer or one DNS name in front of a larger cluster)"),
+            );
+        }
+        let mut seen = Vec::with_capacity(m.failover_urls.len() + 1);
+        if let Ok(b) = &broker {
+            seen.push(b.clone());
+        }
+        for (i, u) in m.failover_urls.iter().enumerate() {
+            let field = format!("mqtt.failover_urls[{i}]");
+            match parse_broker_url(u) {
+                Err(e) => v.add(&field, &e),
+                Ok(b) if seen.contains(&b) => v.add(
+                    &field,
+                    &format!("repeats an endpoint already listed (got {u:?})"),
+                ),
+                Ok(b) => {
+                    if let Ok(first) = &broker
+                        && first.tls != b.tls
+                    {
+                        v.add(
+                            &field,
+                            &format!(
+                                "must use the same scheme as mqtt.url ({}://) so one CA and one set of credentials fit every node (got {u:?})",
+                                if first.tls { "mqtts" } else { "mqtt" }
+                            ),
+                        );
+                    }
+                    seen.push(b);
+                }
+            }
+        }
         if let Some(u) = &m.username
             && (u.is_empty() || u.len() > 256 || u.chars().any(char::is_control))
         {
@@ -869,6 +912,20 @@ impl Config {
                 message,
             }])
         })
+    }
+
+    /// Every broker endpoint: `mqtt.url`, then `mqtt.failover_urls` in order.
+    pub fn brokers(&self) -> Result<Vec<BrokerUrl>, ConfigError> {
+        let mut all = vec![self.broker()?];
+        for (i, u) in self.mqtt.failover_urls.iter().enumerate() {
+            all.push(parse_broker_url(u).map_err(|message| {
+                ConfigError::Invalid(vec![Problem {
+                    field: format!("mqtt.failover_urls[{i}]"),
+                    message,
+                }])
+            })?);
+        }
+        Ok(all)
     }
 
     /// The trusted keys from `[keys]`.
@@ -1438,6 +1495,78 @@ mod tests {
                 port: 8883
             }
         );
+    }
+
+    #[test]
+    fn failover_urls_follow_url_in_order() {
+        let cfg = Config::from_toml_str(&format!(
+            "{}\n[mqtt]\nurl = \"mqtt://node1\"\nfailover_urls = [\"mqtt://node2:1884\", \"mqtt://[::1]\"]\n",
+            minimal()
+        ))
+        .unwrap();
+        let hosts: Vec<(String, u16)> = cfg
+            .brokers()
+            .unwrap()
+            .into_iter()
+            .map(|b| (b.host, b.port))
+            .collect();
+        assert_eq!(
+            hosts,
+            [
+                ("node1".to_owned(), 1883),
+                ("node2".to_owned(), 1884),
+                ("::1".to_owned(), 1883)
+            ]
+        );
+        // Without failover_urls the list is just `url`.
+        let cfg = Config::from_toml_str(&minimal()).unwrap();
+        assert_eq!(cfg.brokers().unwrap(), vec![cfg.broker().unwrap()]);
+    }
+
+    #[test]
+    fn bad_failover_urls_are_named_by_index() {
+        let p = problems(&format!(
+            "{}\n[mqtt]\nurl = \"mqtt://node1\"\nfailover_urls = [\"mqtt://node2\", \"tcp://node3\", \"mqtt://node1:1883/\", \"mqtts://node4\"]\n",
+            minimal()
+        ));
+        let fields: Vec<&str> = p.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "mqtt.failover_urls[1]",
+                "mqtt.failover_urls[2]",
+                "mqtt.failover_urls[3]"
+            ]
+        );
+        assert!(
+            p[0].message.contains("mqtt://host[:port]"),
+            "{}",
+            p[0].message
+        );
+        assert!(p[1].message.contains("repeats"), "{}", p[1].message);
+        assert!(p[2].message.contains("same scheme"), "{}", p[2].message);
+    }
+
+    #[test]
+    fn failover_urls_are_capped() {
+        let urls = |n: usize| {
+            (0..n)
+                .map(|i| format!("\"mqtt://node{i}:1884\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let at_cap = format!(
+            "{}\n[mqtt]\nfailover_urls = [{}]\n",
+            minimal(),
+            urls(MAX_FAILOVER_URLS)
+        );
+        assert!(Config::from_toml_str(&at_cap).is_ok());
+        let over = format!(
+            "{}\n[mqtt]\nfailover_urls = [{}]\n",
+            minimal(),
+            urls(MAX_FAILOVER_URLS + 1)
+        );
+        assert_eq!(fields(&over), vec!["mqtt.failover_urls".to_owned()]);
     }
 
     #[test]

@@ -233,6 +233,8 @@ struct Runner {
     gate: Gate,
     tech: Option<TechSession>,
     connected_since_ms: Option<u64>,
+    /// The endpoint of the current (or last) connection, `host:port`.
+    broker: Option<String>,
     last_message_ms: Option<u64>,
     clock_confirmed_ms: Option<u64>,
     tech_busy: bool,
@@ -373,6 +375,7 @@ impl Runner {
             gate,
             tech: None,
             connected_since_ms: None,
+            broker: None,
             last_message_ms: None,
             clock_confirmed_ms: None,
             tech_busy: false,
@@ -598,8 +601,12 @@ impl Runner {
                 .instrument(span)
                 .await?;
             }
-            LinkEvent::Connected { session_present } => {
-                info!(session_present, "broker connected");
+            LinkEvent::Connected {
+                session_present,
+                broker,
+            } => {
+                info!(%broker, session_present, "broker connected");
+                self.broker = Some(broker);
                 self.connected = true;
                 self.connected_since_ms = Some(now_ms());
                 if !session_present {
@@ -1209,6 +1216,25 @@ impl Runner {
     }
 
     /// The live health, as the diagnostics screen shows it.
+    /// The technician screen's broker line: the configured URL, or with failover
+    /// endpoints the one in use (or last used) and how many are configured.
+    fn broker_diagnostics(&self) -> String {
+        let m = &self.cfg.mqtt;
+        let n = 1 + m.failover_urls.len();
+        if n == 1 {
+            return m.url.clone();
+        }
+        let scheme = if m.url.starts_with("mqtts://") {
+            "mqtts"
+        } else {
+            "mqtt"
+        };
+        match &self.broker {
+            Some(b) => format!("{scheme}://{b} ({n} endpoints configured)"),
+            None => format!("{} ({n} endpoints configured)", m.url),
+        }
+    }
+
     fn diagnostics(&self) -> Result<Diagnostics, KioskError> {
         let now = now_ms();
         let path = &self.cfg.journal.path;
@@ -1224,7 +1250,7 @@ impl Runner {
             clock_plausible: now / 1000 >= BUILD_EPOCH_FLOOR_SECS,
             clock_confirmed_ms: self.clock_confirmed_ms,
             link: LinkDiagnostics {
-                broker: self.cfg.mqtt.url.clone(),
+                broker: self.broker_diagnostics(),
                 subscription: self.topics.cmd.clone(),
                 connected: self.connected,
                 connected_since_ms: self.connected_since_ms,

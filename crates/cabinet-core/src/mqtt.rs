@@ -17,7 +17,12 @@
 //!   session, so the consumer keeps the outbox and replays it on every
 //!   [`LinkEvent::Connected`];
 //! - reconnects with exponential backoff and jitter; on shutdown publishes "offline"
-//!   and disconnects cleanly.
+//!   and disconnects cleanly;
+//! - fails over between the nodes of a broker cluster (`mqtt.failover_urls`): it starts
+//!   on the endpoint its machine code picks, stays on whichever endpoint works, tries
+//!   the next one at once when a connection fails, and backs off only after every
+//!   endpoint has failed in a row. Client id, credentials, will and clean-session-off go
+//!   to every node alike, so a cluster that kept the session hands it back.
 //!
 //! The link never parses payloads: oversize or garbage commands are forwarded to the
 //! verifier, which rejects them with a reason.
@@ -74,6 +79,9 @@ pub enum LinkError {
     /// `mqtts://` without a CA file.
     #[error("mqtts:// needs mqtt.ca_file")]
     MissingCa,
+    /// No broker endpoint at all.
+    #[error("no broker endpoint configured")]
+    NoBroker,
     /// The link task has stopped.
     #[error("the MQTT link has stopped")]
     Closed,
@@ -88,9 +96,10 @@ pub struct LinkOptions {
     pub username: String,
     /// MQTT password, if any.
     pub password: Option<Secret>,
-    /// Broker address.
-    pub broker: BrokerUrl,
-    /// PEM CA bundle, required when `broker.tls`.
+    /// Broker endpoints, in configured order (at least one; all nodes of one broker
+    /// or cluster).
+    pub brokers: Vec<BrokerUrl>,
+    /// PEM CA bundle, required when any endpoint uses TLS.
     pub ca_pem: Option<Vec<u8>>,
     /// MQTT keep-alive (at least one second).
     pub keepalive: Duration,
@@ -111,8 +120,9 @@ impl LinkOptions {
         boot_id: impl Into<String>,
         version: impl Into<String>,
     ) -> Result<LinkOptions, LinkError> {
-        let broker = cfg.broker()?;
-        let ca_pem = match (&cfg.mqtt.ca_file, broker.tls) {
+        let brokers = cfg.brokers()?;
+        let tls = brokers.iter().any(|b| b.tls);
+        let ca_pem = match (&cfg.mqtt.ca_file, tls) {
             (Some(path), true) => Some(std::fs::read(path).map_err(|e| LinkError::CaFile {
                 path: path.clone(),
                 message: e.to_string(),
@@ -124,7 +134,7 @@ impl LinkOptions {
             machine_code: cfg.machine_code.clone(),
             username: cfg.mqtt_username().to_owned(),
             password: cfg.mqtt.load_password()?,
-            broker,
+            brokers,
             ca_pem,
             keepalive: cfg.mqtt.keepalive(),
             reconnect_min: Duration::from_millis(cfg.mqtt.reconnect_min_ms),
@@ -178,6 +188,8 @@ pub enum LinkEvent {
     Connected {
         /// The broker kept our session.
         session_present: bool,
+        /// The endpoint this connection went to, `host:port`.
+        broker: String,
     },
     /// The broker acknowledged the `cmd` subscription of this connection.
     Subscribed,
@@ -364,13 +376,17 @@ pub struct MqttLink {
     handle: LinkHandle,
     events: mpsc::UnboundedSender<LinkEvent>,
     opts: LinkOptions,
+    /// One set of options per endpoint; only the address differs.
+    endpoints: Vec<MqttOptions>,
+    /// Index into `endpoints` of the one the event loop connects to.
+    current: usize,
 }
 
 impl std::fmt::Debug for MqttLink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MqttLink")
             .field("machine_code", &self.opts.machine_code)
-            .field("broker", &self.opts.broker)
+            .field("brokers", &self.opts.brokers)
             .finish_non_exhaustive()
     }
 }
@@ -382,29 +398,15 @@ impl MqttLink {
         opts: LinkOptions,
     ) -> Result<(MqttLink, LinkHandle, mpsc::UnboundedReceiver<LinkEvent>), LinkError> {
         let topics = Topics::new(&opts.machine_code)?;
-        let mut mo = MqttOptions::new(
-            opts.machine_code.clone(),
-            opts.broker.host.clone(),
-            opts.broker.port,
-        );
-        mo.set_clean_session(false)
-            .set_manual_acks(true)
-            .set_keep_alive(opts.keepalive.max(Duration::from_secs(1)))
-            .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES)
-            .set_inflight(MAX_INFLIGHT)
-            .set_last_will(LastWill::new(
-                topics.state.clone(),
-                opts.state_message(Presence::Offline),
-                QoS::AtLeastOnce,
-                true,
-            ));
-        if let Some(pw) = &opts.password {
-            mo.set_credentials(opts.username.clone(), pw.expose());
-        }
-        if opts.broker.tls {
-            let ca = opts.ca_pem.clone().ok_or(LinkError::MissingCa)?;
-            mo.set_transport(tls_verified_by(ca));
-        }
+        let endpoints = opts
+            .brokers
+            .iter()
+            .map(|b| endpoint_options(&opts, &topics, b))
+            .collect::<Result<Vec<_>, _>>()?;
+        let current = first_endpoint(&opts.machine_code, endpoints.len());
+        let Some(mo) = endpoints.get(current).cloned() else {
+            return Err(LinkError::NoBroker);
+        };
         let (client, mut eventloop) = AsyncClient::new(mo, REQUEST_CAPACITY);
         eventloop.set_network_options(no_nagle());
         let handle = LinkHandle {
@@ -420,24 +422,89 @@ impl MqttLink {
                 handle: handle.clone(),
                 events,
                 opts,
+                endpoints,
+                current,
             },
             handle,
             rx,
         ))
     }
 
+    /// `host:port` of the endpoint the event loop connects to.
+    fn endpoint(&self) -> String {
+        let (host, port) = self.eventloop.mqtt_options.broker_address();
+        format!("{host}:{port}")
+    }
+
+    /// Points the event loop at the next endpoint; its next poll connects there.
+    fn fail_over(&mut self) {
+        if self.endpoints.len() < 2 {
+            return;
+        }
+        let from = self.endpoint();
+        self.current = (self.current + 1) % self.endpoints.len();
+        self.eventloop.mqtt_options = self.endpoints[self.current].clone();
+        info!(%from, to = %self.endpoint(), "failing over to the next broker endpoint");
+    }
+}
+
+/// Which endpoint a cabinet tries first: FNV-1a of its machine code, so a fleet spreads
+/// evenly over a cluster's nodes and each cabinet always starts on the same one.
+fn first_endpoint(machine_code: &str, n: usize) -> usize {
+    if n < 2 {
+        return 0;
+    }
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in machine_code.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % n as u64) as usize
+}
+
+/// The `rumqttc` options for one endpoint: everything but the address is the same on
+/// every node.
+fn endpoint_options(
+    opts: &LinkOptions,
+    topics: &Topics,
+    broker: &BrokerUrl,
+) -> Result<MqttOptions, LinkError> {
+    let mut mo = MqttOptions::new(opts.machine_code.clone(), broker.host.clone(), broker.port);
+    mo.set_clean_session(false)
+        .set_manual_acks(true)
+        .set_keep_alive(opts.keepalive.max(Duration::from_secs(1)))
+        .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES)
+        .set_inflight(MAX_INFLIGHT)
+        .set_last_will(LastWill::new(
+            topics.state.clone(),
+            opts.state_message(Presence::Offline),
+            QoS::AtLeastOnce,
+            true,
+        ));
+    if let Some(pw) = &opts.password {
+        mo.set_credentials(opts.username.clone(), pw.expose());
+    }
+    if broker.tls {
+        let ca = opts.ca_pem.clone().ok_or(LinkError::MissingCa)?;
+        mo.set_transport(tls_verified_by(ca));
+    }
+    Ok(mo)
+}
+
+impl MqttLink {
     /// Runs until `shutdown` turns true (or its sender is dropped), then publishes the
     /// retained "offline" state and disconnects cleanly.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let span = info_span!(
             "mqtt",
             machine_code = %self.opts.machine_code,
-            broker = %format_args!("{}:{}", self.opts.broker.host, self.opts.broker.port),
-            tls = self.opts.broker.tls,
+            tls = self.opts.brokers.iter().any(|b| b.tls),
         );
         async move {
             let mut st = PollState::default();
             let mut backoff = self.opts.reconnect_min;
+            // Endpoints that failed in a row since the last ConnAck or backoff.
+            let mut failed_in_row = 0;
             loop {
                 if *shutdown.borrow() {
                     break;
@@ -452,11 +519,19 @@ impl MqttLink {
                         Ok(ev) => {
                             if matches!(ev, Event::Incoming(Packet::ConnAck(_))) {
                                 backoff = self.opts.reconnect_min;
+                                failed_in_row = 0;
                             }
                             self.on_event(ev, &mut st);
                         }
                         Err(e) => {
                             self.on_error(&e, &mut st);
+                            failed_in_row += 1;
+                            self.fail_over();
+                            if failed_in_row < self.endpoints.len() {
+                                // Another node may be up: try it at once.
+                                continue;
+                            }
+                            failed_in_row = 0;
                             let delay = jitter(backoff);
                             backoff = (backoff * 2).min(self.opts.reconnect_max);
                             debug!(delay_ms = delay.as_millis() as u64, "reconnecting after backoff");
@@ -495,14 +570,15 @@ impl MqttLink {
             sh.connection += 1;
             sh.acks.clear();
         }
+        let broker = self.endpoint();
         if st.connected {
-            warn!(error = %e, "connection lost");
+            warn!(%broker, error = %e, "connection lost");
             st.connected = false;
             self.emit(LinkEvent::Disconnected {
                 error: e.to_string(),
             });
         } else {
-            warn!(error = %e, "connect failed");
+            warn!(%broker, error = %e, "connect failed");
         }
     }
 
@@ -510,7 +586,8 @@ impl MqttLink {
         match ev {
             Event::Incoming(Packet::ConnAck(ack)) => {
                 let session_present = ack.session_present;
-                info!(session_present, "connected");
+                let broker = self.endpoint();
+                info!(%broker, session_present, "connected");
                 st.connected = true;
                 {
                     let mut sh = lock(&self.handle.shared);
@@ -527,7 +604,10 @@ impl MqttLink {
                 st.fresh_in_pending = 0;
                 st.collision = None;
                 st.sub_pkid = None;
-                self.emit(LinkEvent::Connected { session_present });
+                self.emit(LinkEvent::Connected {
+                    session_present,
+                    broker,
+                });
                 // Never await the request channel from the polling task.
                 let h = self.handle.clone();
                 let birth = self.opts.state_message(Presence::Online);
@@ -936,6 +1016,27 @@ impl Drop for BackendClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fleet_spreads_evenly_over_the_endpoints() {
+        assert_eq!(first_endpoint("C001", 0), 0);
+        assert_eq!(first_endpoint("C001", 1), 0);
+        for n in 2..=4 {
+            let mut per = vec![0u32; n];
+            for i in 0..3000 {
+                per[first_endpoint(&format!("C{i:04}"), n)] += 1;
+            }
+            let even = 3000 / n as u32;
+            for count in &per {
+                assert!(
+                    count.abs_diff(even) * 10 < even,
+                    "{n} endpoints: {per:?} is not within 10 % of {even} each"
+                );
+            }
+        }
+        // The same cabinet always starts on the same node.
+        assert_eq!(first_endpoint("C001", 3), first_endpoint("C001", 3));
+    }
 
     fn publish(pkid: u16) -> Publish {
         let mut p = Publish::new("t", QoS::AtLeastOnce, vec![1]);

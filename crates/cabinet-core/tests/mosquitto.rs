@@ -23,16 +23,20 @@ struct Link {
     backlog: VecDeque<LinkEvent>,
 }
 
-fn options(broker: &Broker, code: &str) -> LinkOptions {
+fn endpoint(broker: &Broker) -> BrokerUrl {
+    BrokerUrl {
+        tls: false,
+        host: "127.0.0.1".into(),
+        port: broker.port(),
+    }
+}
+
+fn options(brokers: &[&Broker], code: &str) -> LinkOptions {
     LinkOptions {
         machine_code: code.into(),
         username: code.into(),
         password: Some(Secret::new(password(code))),
-        broker: BrokerUrl {
-            tls: false,
-            host: "127.0.0.1".into(),
-            port: broker.port(),
-        },
+        brokers: brokers.iter().map(|b| endpoint(b)).collect(),
         ca_pem: None,
         keepalive: Duration::from_secs(5),
         reconnect_min: Duration::from_millis(50),
@@ -45,7 +49,13 @@ fn options(broker: &Broker, code: &str) -> LinkOptions {
 impl Link {
     /// Starts the link and waits until it is connected and subscribed.
     async fn start(broker: &Broker, code: &str) -> (Link, bool) {
-        let (link, handle, events) = MqttLink::new(options(broker, code)).unwrap();
+        let (l, session_present, _) = Link::start_on(&[broker], code).await;
+        (l, session_present)
+    }
+
+    /// Starts a link with several endpoints; also returns the `host:port` it reached.
+    async fn start_on(brokers: &[&Broker], code: &str) -> (Link, bool, String) {
+        let (link, handle, events) = MqttLink::new(options(brokers, code)).unwrap();
         let (stop, rx) = watch::channel(false);
         let task = tokio::spawn(link.run(rx));
         let mut l = Link {
@@ -55,10 +65,10 @@ impl Link {
             stop,
             backlog: VecDeque::new(),
         };
-        let session_present = l.connected().await;
+        let (session_present, reached) = l.connected_to().await;
         l.wait(|e| matches!(e, LinkEvent::Subscribed).then_some(()))
             .await;
-        (l, session_present)
+        (l, session_present, reached)
     }
 
     async fn next(&mut self) -> LinkEvent {
@@ -84,8 +94,16 @@ impl Link {
     }
 
     async fn connected(&mut self) -> bool {
+        self.connected_to().await.0
+    }
+
+    /// The next ConnAck: whether the session was kept, and the endpoint's `host:port`.
+    async fn connected_to(&mut self) -> (bool, String) {
         self.wait(|e| match e {
-            LinkEvent::Connected { session_present } => Some(*session_present),
+            LinkEvent::Connected {
+                session_present,
+                broker,
+            } => Some((*session_present, broker.clone())),
             _ => None,
         })
         .await
@@ -300,4 +318,62 @@ async fn replies_are_confirmed_and_the_link_survives_a_broker_restart() {
         .unwrap();
     assert_eq!(link.published().await, 8);
     assert_eq!(backend.next().await.payload, b"outcome-2");
+}
+
+/// Two brokers standing in for two cluster nodes: when the node in use dies, the link
+/// moves to the other one, resubscribes and takes commands there; when that one dies
+/// too, it comes back to the first. (Separate Mosquittos share no session; a real
+/// cluster does, see `cabinet fleet --cluster`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fails_over_to_the_next_endpoint_resubscribes_and_comes_back() {
+    let mut brokers = [Broker::start(), Broker::start()];
+    let (mut link, _, reached) = {
+        let [a, b] = &brokers;
+        Link::start_on(&[a, b], "C001").await
+    };
+    let at = |b: &Broker| format!("127.0.0.1:{}", b.port());
+    let first = brokers.iter().position(|b| at(b) == reached).unwrap();
+    let other = 1 - first;
+
+    for (down, up) in [(first, other), (other, first)] {
+        if down == other {
+            tokio::task::block_in_place(|| brokers[first].restart());
+        }
+        tokio::task::block_in_place(|| brokers[down].stop());
+        link.wait(|e| matches!(e, LinkEvent::Disconnected { .. }).then_some(()))
+            .await;
+        let (_, now) = link.connected_to().await;
+        assert_eq!(now, at(&brokers[up]), "the link moved to the live endpoint");
+        link.wait(|e| matches!(e, LinkEvent::Subscribed).then_some(()))
+            .await;
+
+        let mut backend = Client::connect(&brokers[up], "backend", "backend").await;
+        backend.subscribe("cabinet/v1/C001/state").await;
+        let birth = backend.next().await;
+        assert_eq!(
+            state(&birth).status,
+            Presence::Online,
+            "birth on the new node"
+        );
+        backend
+            .publish("cabinet/v1/C001/cmd", format!("via-{up}").as_bytes(), false)
+            .await;
+        let cmd = link.incoming().await;
+        assert_eq!(cmd.payload, format!("via-{up}").as_bytes());
+        link.handle.ack(cmd.ack).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_first_endpoint_costs_no_backoff_round() {
+    // Whatever endpoint C001 starts on, one of the two is dead from the start; the link
+    // still ends up connected to the live one.
+    let live = Broker::start();
+    let mut dead = Broker::start();
+    dead.stop();
+    for order in [[&live, &dead], [&dead, &live]] {
+        let (link, _, reached) = Link::start_on(&order, "C001").await;
+        assert_eq!(reached, format!("127.0.0.1:{}", live.port()));
+        link.crash().await;
+    }
 }
