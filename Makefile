@@ -16,9 +16,9 @@ APT_PACKAGES := \
 	libwebkit2gtk-4.1-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev librsvg2-dev \
 	libayatana-appindicator3-dev libxdo-dev \
 	xvfb xauth webkit2gtk-driver mosquitto mosquitto-clients socat imagemagick fonts-noto-cjk jq openssl \
-	dpkg-dev debootstrap python3 faketime
+	dpkg-dev debootstrap python3 faketime rabbitmq-server
 
-.PHONY: all deps toolchain tools demo demo-headless demo-boards test lint unit test-deb deb reliability mutants bench bench-history bench-window clean
+.PHONY: all deps toolchain tools demo demo-headless demo-boards test lint unit test-deb deb reliability cluster mutants bench bench-history bench-window clean
 
 # Release builds of the window app embed the page and use Tauri's production protocol.
 RELEASE_APP := $(CARGO) build --release -p cabinet-kiosk-app -p cabinet-cli --features cabinet-kiosk-app/custom-protocol
@@ -97,6 +97,12 @@ reliability: deps toolchain
 	target/release/cabinet fleet --cabinets 100 --commands 7000 --rate 400 --hostile 0.7
 	target/release/cabinet fleet --cabinets 100 --commands 10000 --rate 400 --hostile 0.2 --broker-restarts 5
 	target/release/cabinet fleet --cabinets 100 --commands 10000 --rate 400 --hostile 0.2 --broker-restarts 5 --broker-persistence
+
+## docs/RELIABILITY.md's cluster figures: 100 cabinets on a real 3-node RabbitMQ cluster,
+## one node killed half way, three times over. About 3 minutes.
+cluster: deps toolchain
+	$(CARGO) build --release -p cabinet-cli
+	for i in 1 2 3; do target/release/cabinet fleet --cluster 3 --kill-node --cabinets 100 --commands 6000 --rate 200 --hostile 0.2 || exit 1; done
 
 ## cargo-mutants over the engine, the journal, the command verifier and the config validator, against
 ## cabinet-core's unit tests (about 45 minutes on 2 cores). Report in mutants.out/.

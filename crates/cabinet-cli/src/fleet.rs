@@ -1,7 +1,13 @@
-//! `cabinet fleet`: N headless kiosks in one process against one real Mosquitto, and a
-//! backend that sends signed commands to random cabinets, some of them hostile, then
-//! reconciles: every command has exactly one terminal outcome at the backend, and every
-//! motor action is one succeeded command of that cabinet.
+//! `cabinet fleet`: N headless kiosks in one process against one real Mosquitto (or,
+//! with `--cluster`, a real RabbitMQ cluster on loopback), and a backend that sends
+//! signed commands to random cabinets, some of them hostile, then reconciles: every
+//! command has exactly one terminal outcome at the backend, and every motor action is
+//! one succeeded command of that cabinet.
+//!
+//! With `--cluster N --kill-node`, one node is killed (SIGKILL, like a power cut) half way
+//! through the commands: the cabinets on it fail over to the other nodes
+//! (`mqtt.failover_urls`), and the report says how long until every one of them was
+//! online again.
 //!
 //! Each kiosk is the real runner (`kiosk::run`, as `cabinet run` starts it) with its own
 //! config, journal on disk (synchronous=FULL) and MQTT connection (persistent session,
@@ -39,6 +45,7 @@ use tokio::sync::watch;
 
 use crate::mosquitto::Broker;
 use crate::procfs::{cpu_seconds, rss_kib};
+use crate::rabbitmq::Cluster;
 use crate::xorshift::XorShift;
 
 /// Slots per simulated cabinet; with 1,000 items each (the most a slot may hold).
@@ -46,6 +53,8 @@ const SLOTS: u16 = 20;
 const PER_SLOT: u32 = 1000;
 /// How long the backend waits for the fleet to come online, and for the last outcomes.
 const COME_ONLINE: Duration = Duration::from_secs(120);
+/// How long the cabinets of a killed node may take to be online on another node.
+const BACK_ONLINE: Duration = Duration::from_secs(60);
 /// Commands a backend lets wait on one cabinet at a time: half of Mosquitto's default
 /// per-session queue (1,000), so the broker never has to drop one.
 const MAX_OUTSTANDING: u64 = 500;
@@ -85,6 +94,15 @@ pub struct FleetArgs {
     /// Run the broker with persistence (its sessions and queues survive a restart).
     #[arg(long)]
     broker_persistence: bool,
+    /// Instead of Mosquitto, run a RabbitMQ cluster of this many nodes (MQTT plugin, one
+    /// user per cabinet with the shipped topic permissions); cabinets get every node in
+    /// `mqtt.url` + `mqtt.failover_urls`.
+    #[arg(long, value_name = "NODES")]
+    cluster: Option<usize>,
+    /// With --cluster: kill one node (SIGKILL) half way through the commands. The
+    /// backend stays on node 1; the last node is killed.
+    #[arg(long, requires = "cluster")]
+    kill_node: bool,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -109,6 +127,10 @@ pub struct FleetOptions {
     pub broker_restarts: u32,
     /// Broker persistence on.
     pub broker_persistence: bool,
+    /// A RabbitMQ cluster of this many nodes instead of Mosquitto.
+    pub cluster: Option<usize>,
+    /// Kill the cluster's last node half way through.
+    pub kill_node: bool,
 }
 
 /// `cabinet fleet`: run, print the reconciliation and the figures. Exit 0 only when the
@@ -123,6 +145,8 @@ pub fn fleet(a: FleetArgs) -> anyhow::Result<ExitCode> {
         dir: a.dir,
         broker_restarts: a.broker_restarts,
         broker_persistence: a.broker_persistence,
+        cluster: a.cluster,
+        kill_node: a.kill_node,
     };
     let report = run_fleet(&opts)?;
     if a.json {
@@ -179,6 +203,10 @@ struct Inbox {
     /// Outcomes (first terminal reply or anonymous rejection) per cabinet code.
     done: HashMap<String, u64>,
     garbage: u64,
+    /// When a cluster node was killed.
+    kill_at: Option<Instant>,
+    /// The first live (not retained) "online" of each cabinet after `kill_at`.
+    back_online: HashMap<String, Instant>,
 }
 
 impl Inbox {
@@ -189,6 +217,14 @@ impl Inbox {
                 .ok()
                 .is_some_and(|v| v["status"] == "online");
             if online {
+                if let Some(k) = self.kill_at
+                    && !m.retain
+                {
+                    let _ = k;
+                    self.back_online
+                        .entry(code.clone())
+                        .or_insert_with(Instant::now);
+                }
                 self.online.insert(code);
             }
             return;
@@ -290,6 +326,16 @@ pub struct Report {
     pub broker_persistence: bool,
     /// Times the backend had to connect again.
     pub backend_reconnects: u32,
+    /// RabbitMQ cluster nodes (0: one Mosquitto).
+    pub cluster_nodes: usize,
+    /// Cluster nodes killed during the run.
+    pub node_kills: u32,
+    /// Cabinets connected to the killed node when it died (the broker's own list).
+    pub displaced_cabinets: u64,
+    /// Displaced cabinets that announced "online" again (on another node).
+    pub displaced_back_online: u64,
+    /// Node killed -> each displaced cabinet's "online" at the backend.
+    pub back_online: Latency,
     /// Forged commands without a refusal (dropped by the broker before any cabinet saw them).
     pub forged_unanswered: u64,
     /// Whether the books balance.
@@ -327,8 +373,13 @@ pub struct Report {
 impl Report {
     fn print(&self) {
         println!(
-            "Fleet: {} cabinets (real kiosk runners, in-process boards) on one Mosquitto",
-            self.cabinets
+            "Fleet: {} cabinets (real kiosk runners, in-process boards) on {}",
+            self.cabinets,
+            if self.cluster_nodes > 0 {
+                "a RabbitMQ cluster"
+            } else {
+                "one Mosquitto"
+            }
         );
         let sent: Vec<String> = self
             .sent
@@ -362,6 +413,21 @@ impl Report {
             "  resent (same id)     {} after no outcome for {:?}; forged without a refusal {}",
             self.resent, QUIET, self.forged_unanswered
         );
+        if self.cluster_nodes > 0 {
+            println!(
+                "  cluster              {} RabbitMQ nodes; {} killed; backend reconnects {}",
+                self.cluster_nodes, self.node_kills, self.backend_reconnects
+            );
+        }
+        if self.node_kills > 0 {
+            println!(
+                "  failover             {} of {} cabinets on the killed node online again: p50 {:.0} / max {:.0} ms after the kill",
+                self.displaced_back_online,
+                self.displaced_cabinets,
+                self.back_online.p50_ms,
+                self.back_online.max_ms
+            );
+        }
         if self.broker_restarts > 0 {
             println!(
                 "  broker restarts      {} (persistence {}); backend reconnects {}",
@@ -429,13 +495,68 @@ pub fn claims(aud: &str, id: &str, slot: u16, iat: i64, exp: i64) -> CommandClai
     }
 }
 
-fn write_config(dir: &Path, machine: &str, port: u16, public: &str) -> anyhow::Result<PathBuf> {
+/// The broker(s) a fleet runs against.
+enum Net {
+    /// One Mosquitto, anonymous.
+    One(Broker),
+    /// A RabbitMQ cluster, one user per cabinet.
+    Cluster(Cluster),
+}
+
+impl Net {
+    fn urls(&self) -> Vec<String> {
+        match self {
+            Net::One(b) => vec![format!("mqtt://127.0.0.1:{}", b.port)],
+            Net::Cluster(c) => c.urls(),
+        }
+    }
+
+    /// A cabinet's MQTT password, if the broker wants one.
+    fn password(&self, user: &str) -> Option<String> {
+        match self {
+            Net::One(_) => None,
+            Net::Cluster(c) => Some(c.password(user)),
+        }
+    }
+
+    async fn backend(&self) -> anyhow::Result<BackendClient> {
+        match self {
+            Net::One(b) => b.backend("fleet-backend", "+").await,
+            Net::Cluster(c) => c.backend("fleet-backend", "+").await,
+        }
+    }
+
+    fn pids(&self) -> Vec<u32> {
+        match self {
+            Net::One(b) => vec![b.pid()],
+            Net::Cluster(c) => c.pids(),
+        }
+    }
+}
+
+fn write_config(
+    dir: &Path,
+    machine: &str,
+    urls: &[String],
+    password: Option<String>,
+    public: &str,
+) -> anyhow::Result<PathBuf> {
+    let (url, failover) = urls.split_first().context("no broker URL")?;
+    let failover: Vec<String> = failover.iter().map(|u| format!("\"{u}\"")).collect();
     let mut text = format!(
-        "machine_code = \"{machine}\"\n\n[mqtt]\nurl = \"mqtt://127.0.0.1:{port}\"\n\
-         keepalive_secs = 30\nreconnect_min_ms = 100\nreconnect_max_ms = 2000\n\n\
-         [keys]\nk1 = \"{public}\"\n\n[board]\nprotocol = \"vmc\"\nport = \"/dev/null\"\n\n\
-         [journal]\npath = \"journal.sqlite3\"\n\n[logs]\ndir = \"logs\"\n"
+        "machine_code = \"{machine}\"\n\n[mqtt]\nurl = \"{url}\"\nfailover_urls = [{}]\n\
+         keepalive_secs = 30\nreconnect_min_ms = 100\nreconnect_max_ms = 2000\n",
+        failover.join(", ")
     );
+    if let Some(pw) = password {
+        let file = dir.join("mqtt-password");
+        std::fs::write(&file, pw).with_context(|| format!("cannot write {}", file.display()))?;
+        text.push_str(&format!("password_file = \"{}\"\n", file.display()));
+    }
+    text.push_str(&format!(
+        "\n[keys]\nk1 = \"{public}\"\n\n[board]\nprotocol = \"vmc\"\nport = \"/dev/null\"\n\n\
+         [journal]\npath = \"journal.sqlite3\"\n\n[logs]\ndir = \"logs\"\n"
+    ));
     for s in 1..=SLOTS {
         text.push_str(&format!(
             "\n[[slots]]\nslot = {s}\nproduct = \"P{s}\"\ncapacity = {PER_SLOT}\ninitial_count = {PER_SLOT}\n"
@@ -483,12 +604,21 @@ pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
             tmp.path().to_path_buf()
         }
     };
-    let mut broker = Broker::start_with(true, o.broker_persistence)?;
-    let broker_pid = broker.pid();
+    if o.cluster.is_some() && o.broker_restarts > 0 {
+        bail!("--broker-restarts is for the single Mosquitto; with --cluster use --kill-node");
+    }
+    let mut net = match o.cluster {
+        None => Net::One(Broker::start_with(true, o.broker_persistence)?),
+        Some(nodes) => Net::Cluster(Cluster::start(
+            nodes,
+            &(0..n).map(code).collect::<Vec<_>>(),
+        )?),
+    };
+    let broker_pids = net.pids();
     let (key, public) = protocol::generate_keypair()?;
     let (forger, _) = protocol::generate_keypair()?;
     let rt = crate::run::kiosk_runtime()?;
-    let mut backend = rt.block_on(broker.backend("fleet-backend", "+"))?;
+    let mut backend = rt.block_on(net.backend())?;
 
     let me = std::process::id();
     let rss_before = rss_kib(me).unwrap_or(0);
@@ -500,7 +630,13 @@ pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
     for i in 0..n {
         let cdir = dir.join(code(i));
         std::fs::create_dir_all(&cdir)?;
-        let path = write_config(&cdir, &code(i), broker.port, &public)?;
+        let path = write_config(
+            &cdir,
+            &code(i),
+            &net.urls(),
+            net.password(&code(i)),
+            &public,
+        )?;
         let cfg = Config::load(&path).map_err(|e| anyhow::anyhow!("fleet config: {e}"))?;
         let lock = InstanceLock::for_config(&cfg)?;
         let board = Arc::new(MemoryBoard::new(SLOTS, o.motor));
@@ -538,7 +674,7 @@ pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
 
     // The command run.
     let cpu0 = cpu_seconds(me).unwrap_or(0.0);
-    let bcpu0 = cpu_seconds(broker_pid).unwrap_or(0.0);
+    let bcpu0: f64 = broker_pids.iter().filter_map(|p| cpu_seconds(*p)).sum();
     let mut rng = XorShift::new();
     let mut sent: Vec<Sent> = Vec::with_capacity(o.commands as usize);
     // Outcomes each cabinet owes (duplicates owe none of their own).
@@ -558,22 +694,35 @@ pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
     let total = o.commands as usize;
     let restarts = o.broker_restarts as usize;
     let mut restart_at: Vec<usize> = (1..=restarts).map(|k| total * k / (restarts + 1)).collect();
+    let mut kill_at = o.kill_node.then_some(total / 2);
+    let mut displaced: Vec<String> = Vec::new();
     let mut reconnects = 0u32;
     rt.block_on(async {
         let mut next = tokio::time::Instant::now();
         while sent.len() < total {
             if restart_at.first() == Some(&sent.len()) {
                 restart_at.remove(0);
-                broker.restart()?;
-                backend = reconnect(&broker).await?;
+                if let Net::One(broker) = &mut net {
+                    broker.restart()?;
+                }
+                backend = reconnect(&net).await?;
                 reconnects += 1;
+            }
+            if kill_at == Some(sent.len())
+                && let Net::Cluster(cluster) = &mut net
+            {
+                kill_at = None;
+                let last = cluster.nodes() - 1;
+                displaced = cluster.mqtt_clients(last)?;
+                cluster.kill(last)?;
+                inbox.kill_at = Some(Instant::now());
             }
             tokio::select! {
                 biased;
                 m = backend.recv() => match m {
                     Some(m) => inbox.record(&m),
                     None => {
-                        backend = reconnect(&broker).await?;
+                        backend = reconnect(&net).await?;
                         reconnects += 1;
                     }
                 },
@@ -586,7 +735,7 @@ pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
                         match backend.recv().await {
                             Some(m) => inbox.record(&m),
                             None => {
-                                backend = reconnect(&broker).await?;
+                                backend = reconnect(&net).await?;
                                 reconnects += 1;
                             }
                         }
@@ -635,7 +784,7 @@ pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
                     // A publish the broker did not acknowledge may or may not have arrived:
                     // recorded as sent all the same, and resent (same id) if no outcome comes.
                     if backend.send_command(&code(to), &token).await.is_err() {
-                        backend = reconnect(&broker).await?;
+                        backend = reconnect(&net).await?;
                         reconnects += 1;
                     }
                     if kind != Kind::Forged && kind != Kind::Duplicate {
@@ -663,7 +812,7 @@ pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
     rt.block_on(async {
         for _round in 0..=MAX_RETRY_ROUNDS {
             if !settle(&mut backend, &mut inbox, with_ids, forged).await {
-                backend = reconnect(&broker).await?;
+                backend = reconnect(&net).await?;
                 reconnects += 1;
             }
             let missing: Vec<&(usize, String)> = tokens
@@ -677,13 +826,28 @@ pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
             // In batches a broker can queue for one cabinet.
             for (to, token) in missing.into_iter().take(RETRY_BATCH) {
                 if backend.send_command(&code(*to), token).await.is_err() {
-                    backend = reconnect(&broker).await?;
+                    backend = reconnect(&net).await?;
                     reconnects += 1;
                 }
                 resent += 1;
                 if interval > Duration::ZERO {
                     tokio::time::sleep(interval).await;
                 }
+            }
+        }
+        anyhow::Ok(())
+    })?;
+    // Every cabinet of a killed node must be online again, commands for it or not.
+    rt.block_on(async {
+        let deadline = tokio::time::Instant::now() + BACK_ONLINE;
+        while displaced.iter().any(|c| !inbox.back_online.contains_key(c)) {
+            match tokio::time::timeout_at(deadline, backend.recv()).await {
+                Ok(Some(m)) => inbox.record(&m),
+                Ok(None) => {
+                    backend = reconnect(&net).await?;
+                    reconnects += 1;
+                }
+                Err(_) => break,
             }
         }
         anyhow::Ok(())
@@ -697,8 +861,12 @@ pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
     let run_s = last_outcome.max(last_send).duration_since(t0).as_secs_f64();
     let cpu_fleet = cpu_seconds(me).unwrap_or(0.0) - cpu0;
     // After a restart the broker is another process: its CPU time is not comparable.
-    let cpu_broker = if broker.pid() == broker_pid {
-        cpu_seconds(broker_pid).unwrap_or(0.0) - bcpu0
+    let cpu_broker = if net.pids() == broker_pids {
+        broker_pids
+            .iter()
+            .filter_map(|p| cpu_seconds(*p))
+            .sum::<f64>()
+            - bcpu0
     } else {
         f64::NAN
     };
@@ -714,7 +882,7 @@ pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
     drop(screens);
     drop(backend);
     drop(rt);
-    drop(broker);
+    drop(net);
 
     Ok(reconcile(
         o,
@@ -731,16 +899,17 @@ pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
             resent,
             restarts: o.broker_restarts,
             reconnects,
+            displaced,
         },
     ))
 }
 
 /// A fresh backend connection after the broker went away (it is restarting): retried
 /// for up to a minute.
-async fn reconnect(broker: &Broker) -> anyhow::Result<BackendClient> {
+async fn reconnect(net: &Net) -> anyhow::Result<BackendClient> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        match broker.backend("fleet-backend", "+").await {
+        match net.backend().await {
             Ok(b) => return Ok(b),
             Err(e) if Instant::now() > deadline => {
                 return Err(e.context("the backend cannot reconnect to the broker"));
@@ -786,6 +955,8 @@ struct Figures {
     resent: u64,
     restarts: u32,
     reconnects: u32,
+    /// Cabinets on the killed node.
+    displaced: Vec<String>,
 }
 
 fn reconcile(
@@ -895,6 +1066,15 @@ fn reconcile(
     let total = sent.len() as f64;
     let send_s = f.last_send.duration_since(f.t0).as_secs_f64();
     let [rss_before, rss_online, rss_after] = f.rss;
+    let mut back_us = Vec::new();
+    if let Some(k) = inbox.kill_at {
+        for c in &f.displaced {
+            if let Some(t) = inbox.back_online.get(c) {
+                back_us.push(us(k, *t));
+            }
+        }
+    }
+    let displaced_back = back_us.len() as u64;
     Report {
         cabinets: n as u32,
         sent: by_kind,
@@ -909,9 +1089,18 @@ fn reconcile(
         resent: f.resent,
         broker_restarts: f.restarts,
         backend_reconnects: f.reconnects,
+        cluster_nodes: o.cluster.unwrap_or(0),
+        node_kills: u32::from(inbox.kill_at.is_some()),
+        displaced_cabinets: f.displaced.len() as u64,
+        displaced_back_online: displaced_back,
+        back_online: Latency::of(back_us),
         broker_persistence: o.broker_persistence,
         forged_unanswered,
-        reconciled: missing == 0 && conflicting == 0 && unexpected == 0 && mismatch == 0,
+        reconciled: missing == 0
+            && conflicting == 0
+            && unexpected == 0
+            && mismatch == 0
+            && displaced_back == f.displaced.len() as u64,
         rate_requested: o.rate,
         rate_sent: if send_s > 0.0 { total / send_s } else { 0.0 },
         rate_sustained: if f.run_s > 0.0 { total / f.run_s } else { 0.0 },

@@ -13,6 +13,7 @@ mod demo_cmd;
 mod fleet;
 mod mosquitto;
 mod procfs;
+mod rabbitmq;
 mod run;
 mod xorshift;
 

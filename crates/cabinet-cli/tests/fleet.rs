@@ -56,3 +56,25 @@ fn a_fleet_balances_its_books_across_a_broker_restart_without_persistence() {
     assert_eq!(r["motor_actions"], r["succeeded"]);
     assert_eq!(r["succeeded"], r["sent"]["valid"]);
 }
+
+/// Issue 9's test: a real three-node RabbitMQ cluster on loopback (shipped MQTT settings
+/// and permissions), one node killed with SIGKILL half way through the commands.
+#[test]
+fn a_fleet_on_a_rabbitmq_cluster_balances_its_books_when_a_node_dies() {
+    let r = fleet("--cluster 3 --kill-node --cabinets 6 --commands 400 --rate 100 --hostile 0.2");
+    println!(
+        "cluster failover: {} cabinets on the killed node, back online p50 {} / max {} ms",
+        r["displaced_cabinets"], r["back_online"]["p50_ms"], r["back_online"]["max_ms"]
+    );
+    assert_eq!(r["cluster_nodes"], 3);
+    assert_eq!(r["node_kills"], 1);
+    let displaced = r["displaced_cabinets"].as_u64().unwrap();
+    assert!(displaced > 0, "no cabinet was on the killed node: {r}");
+    assert_eq!(r["displaced_back_online"], displaced);
+    assert_eq!(r["missing"], 0);
+    assert_eq!(r["conflicting"], 0);
+    assert_eq!(r["unexpected"], 0);
+    assert_eq!(r["motor_mismatch_cabinets"], 0);
+    assert_eq!(r["motor_actions"], r["succeeded"]);
+    assert_eq!(r["succeeded"], r["sent"]["valid"]);
+}

@@ -979,14 +979,17 @@ impl BackendClient {
         token: &str,
     ) -> Result<(), BackendError> {
         let topics = Topics::new(machine_code)?;
-        self.client
-            .publish(
-                topics.cmd,
-                QoS::AtLeastOnce,
-                false,
-                token.as_bytes().to_vec(),
-            )
+        // The request channel is full when the broker stops acknowledging (a cluster
+        // node that lost its quorum): that is a timeout too, not a wait forever.
+        let publish = self.client.publish(
+            topics.cmd,
+            QoS::AtLeastOnce,
+            false,
+            token.as_bytes().to_vec(),
+        );
+        tokio::time::timeout(self.timeout, publish)
             .await
+            .map_err(|_| BackendError::Timeout(self.timeout, "publishing the command"))?
             .map_err(|e| BackendError::Connection(e.to_string()))?;
         loop {
             if let Ctl::PubAck = self.next_ctl("publishing the command").await? {

@@ -1,0 +1,501 @@
+//! A real RabbitMQ cluster (Debian's `rabbitmq-server` with the MQTT plugin) on loopback,
+//! for `cabinet fleet --cluster`: every node on free ports, with its own epmd, Erlang
+//! cookie, data and logs in a temporary directory; nothing of the machine's own
+//! RabbitMQ (ports 4369/5672/1883/25672, `/etc/rabbitmq`) is used or touched.
+//!
+//! The nodes form one cluster at boot (`cluster_formation.classic_config`) and load one
+//! definitions file: a user per cabinet (username = machine code) and a `backend` user,
+//! with the vhost and topic permissions of `deploy/rabbitmq/definitions.example.json`,
+//! so a cabinet can read only its own `cmd` and write only its own `reply`, `state`,
+//! `telemetry`. docs/OPERATIONS.md ("Scaling out") explains each setting.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use cabinet_core::config::{Secret, parse_broker_url};
+use cabinet_core::mqtt::{BackendClient, BackendOptions};
+use sha2::{Digest, Sha256};
+
+/// Where Debian's package puts the server and CLI scripts.
+const RABBITMQ_BIN: &str = "/usr/lib/rabbitmq/bin";
+/// How long one node may take to start (a cold node takes 5-10 s on 2 cores).
+const NODE_START: Duration = Duration::from_secs(120);
+/// Any single MQTT wait.
+const STEP: Duration = Duration::from_secs(10);
+
+/// The MQTT settings every node shares, as shipped for operators.
+pub const MQTT_CONF: &str = include_str!("../../../deploy/rabbitmq/conf.d/50-cabinet-mqtt.conf");
+
+struct Node {
+    name: String,
+    amqp: u16,
+    dist: u16,
+    mqtt: u16,
+    dir: PathBuf,
+    /// The `rabbitmq-server` script's process (it execs the Erlang VM).
+    child: Option<Child>,
+}
+
+/// A running cluster; every node is killed and the directory removed on drop.
+pub struct Cluster {
+    dir: tempfile::TempDir,
+    epmd_port: u16,
+    epmd: Child,
+    nodes: Vec<Node>,
+    /// Seed of every user's password.
+    secret: [u8; 16],
+}
+
+/// `n` distinct free loopback ports (all bound at once, then released).
+fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
+    let listeners = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()
+        .context("cannot find free ports")?;
+    listeners
+        .iter()
+        .map(|l| Ok(l.local_addr()?.port()))
+        .collect()
+}
+
+/// RabbitMQ's `rabbit_password_hashing_sha256`: base64(salt ++ sha256(salt ++ password)).
+pub fn password_hash(password: &str) -> anyhow::Result<String> {
+    use base64::Engine as _;
+    let mut salt = [0u8; 4];
+    getrandom::fill(&mut salt).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    let mut h = Sha256::new();
+    h.update(salt);
+    h.update(password.as_bytes());
+    let mut out = salt.to_vec();
+    out.extend_from_slice(&h.finalize());
+    Ok(base64::engine::general_purpose::STANDARD.encode(out))
+}
+
+/// The definitions (users, permissions, topic permissions) for these cabinets and one
+/// `backend` user. MQTT topics become routing keys on `amq.topic` with `/` -> `.`.
+pub fn definitions(
+    cabinets: &[String],
+    password: impl Fn(&str) -> String,
+) -> anyhow::Result<serde_json::Value> {
+    // MQTT needs configure on its session queues, write on them and on amq.topic (to
+    // bind and publish) and read on them (to consume). A cabinet gets its own queues only
+    // (vhost permissions have no {username}, so the name is spelled out): connecting with
+    // another cabinet's client id must not reach that cabinet's queued commands.
+    let vhost = |user: &str, queues: &str| {
+        serde_json::json!({
+            "user": user, "vhost": "/",
+            "configure": format!("^{queues}$"),
+            "write": format!("^(amq\\.topic|{queues})$"),
+            "read": format!("^(amq\\.topic|{queues})$"),
+        })
+    };
+    let user = |name: &str| -> anyhow::Result<serde_json::Value> {
+        Ok(serde_json::json!({
+            "name": name,
+            "password_hash": password_hash(&password(name))?,
+            "hashing_algorithm": "rabbit_password_hashing_sha256",
+            "tags": [],
+        }))
+    };
+    let mut users = vec![user("backend")?];
+    let mut permissions = vec![vhost("backend", "mqtt-subscription-.*")];
+    let mut topic_permissions = vec![serde_json::json!({
+        "user": "backend", "vhost": "/", "exchange": "amq.topic",
+        "write": "^cabinet\\.v1\\.[^.*#]+\\.cmd$",
+        "read": "^cabinet\\.v1\\.([^.*#]+|\\*)\\.(reply|state|telemetry)$",
+    })];
+    for c in cabinets {
+        users.push(user(c)?);
+        permissions.push(vhost(c, &format!("mqtt-subscription-{c}qos[01]")));
+        topic_permissions.push(serde_json::json!({
+            "user": c, "vhost": "/", "exchange": "amq.topic",
+            "write": "^cabinet\\.v1\\.{username}\\.(reply|state|telemetry)$",
+            "read": "^cabinet\\.v1\\.{username}\\.cmd$",
+        }));
+    }
+    Ok(serde_json::json!({
+        "users": users,
+        "vhosts": [{"name": "/"}],
+        "permissions": permissions,
+        "topic_permissions": topic_permissions,
+    }))
+}
+
+impl Cluster {
+    /// Starts `nodes` nodes with users for `cabinets` and waits until each one takes an
+    /// authenticated MQTT connection and subscription.
+    pub fn start(nodes: usize, cabinets: &[String]) -> anyhow::Result<Cluster> {
+        if !(2..=5).contains(&nodes) {
+            bail!("--cluster must be 2..=5 nodes, got {nodes}");
+        }
+        let server = Path::new(RABBITMQ_BIN).join("rabbitmq-server");
+        if !server.is_file() {
+            bail!(
+                "{} not found: install Debian's rabbitmq-server (make deps does)",
+                server.display()
+            );
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("cabinet-rabbitmq.")
+            .tempdir()
+            .context("cannot create a temporary directory")?;
+        let mut secret = [0u8; 16];
+        getrandom::fill(&mut secret).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+        let ports = free_ports(1 + 3 * nodes)?;
+        let epmd_port = ports[0];
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(&home)?;
+        write_private(&home.join(".erlang.cookie"), &hex(&secret).to_uppercase())?;
+        std::fs::write(dir.path().join("enabled_plugins"), "[rabbitmq_mqtt].\n")?;
+        std::fs::write(dir.path().join("rabbitmq-env.conf"), "")?;
+
+        let mut cluster = Cluster {
+            epmd: spawn_epmd(dir.path(), epmd_port)?,
+            epmd_port,
+            nodes: Vec::with_capacity(nodes),
+            secret,
+            dir,
+        };
+        let defs = definitions(cabinets, |u| cluster.password(u))?;
+        let defs_path = cluster.dir.path().join("definitions.json");
+        write_private(&defs_path, &serde_json::to_string(&defs)?)?;
+        let names: Vec<String> = (1..=nodes)
+            .map(|i| format!("cabinet{i}@localhost"))
+            .collect();
+        let members: String = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| format!("cluster_formation.classic_config.nodes.{} = {n}\n", i + 1))
+            .collect();
+        for (i, name) in names.iter().enumerate() {
+            let [amqp, dist, mqtt] = [ports[1 + 3 * i], ports[2 + 3 * i], ports[3 + 3 * i]];
+            let ndir = cluster.dir.path().join(format!("n{}", i + 1));
+            std::fs::create_dir_all(ndir.join("log"))?;
+            std::fs::create_dir_all(ndir.join("mnesia"))?;
+            std::fs::write(
+                ndir.join("rabbitmq.conf"),
+                format!(
+                    "listeners.tcp.default = 127.0.0.1:{amqp}\n\
+                     mqtt.listeners.tcp.default = 127.0.0.1:{mqtt}\n{MQTT_CONF}\
+                     load_definitions = {}\n\
+                     cluster_formation.peer_discovery_backend = classic_config\n{members}\
+                     log.console = false\nlog.file.level = info\n",
+                    defs_path.display()
+                ),
+            )?;
+            cluster.nodes.push(Node {
+                name: name.clone(),
+                amqp,
+                dist,
+                mqtt,
+                dir: ndir,
+                child: None,
+            });
+        }
+        // The first node alone, then the others join it.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        cluster.spawn(0)?;
+        rt.block_on(cluster.wait_ready(0))?;
+        for i in 1..nodes {
+            cluster.spawn(i)?;
+        }
+        for i in 1..nodes {
+            rt.block_on(cluster.wait_ready(i))?;
+        }
+        Ok(cluster)
+    }
+
+    /// Number of nodes (running or not).
+    pub fn nodes(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Every node's MQTT URL, in node order.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|n| format!("mqtt://127.0.0.1:{}", n.mqtt))
+            .collect()
+    }
+
+    /// The MQTT password of `user` in this cluster.
+    pub fn password(&self, user: &str) -> String {
+        let mut h = Sha256::new();
+        h.update(self.secret);
+        h.update(user.as_bytes());
+        hex(&h.finalize()[..12])
+    }
+
+    fn env(&self, node: &Node, cmd: &mut Command) {
+        let d = self.dir.path();
+        let loopback = "-kernel inet_dist_use_interface {127,0,0,1} -start_epmd false";
+        cmd.env("HOME", d.join("home"))
+            .env("RABBITMQ_NODENAME", &node.name)
+            .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
+            .env("RABBITMQ_NODE_PORT", node.amqp.to_string())
+            .env("RABBITMQ_DIST_PORT", node.dist.to_string())
+            .env("RABBITMQ_CONF_ENV_FILE", d.join("rabbitmq-env.conf"))
+            .env("RABBITMQ_CONFIG_FILE", node.dir.join("rabbitmq.conf"))
+            .env(
+                "RABBITMQ_ADVANCED_CONFIG_FILE",
+                node.dir.join("advanced.config"),
+            )
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", d.join("enabled_plugins"))
+            .env("RABBITMQ_MNESIA_BASE", node.dir.join("mnesia"))
+            .env("RABBITMQ_LOG_BASE", node.dir.join("log"))
+            .env("RABBITMQ_PID_FILE", node.dir.join("beam.pid"))
+            .env("ERL_EPMD_PORT", self.epmd_port.to_string())
+            .env("ERL_EPMD_ADDRESS", "127.0.0.1")
+            .env("RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS", loopback)
+            .env("RABBITMQ_CTL_DIST_PORT_MIN", "0")
+            .env("RABBITMQ_CTL_DIST_PORT_MAX", "0")
+            .env("RABBITMQ_CTL_ERL_ARGS", loopback);
+    }
+
+    fn spawn(&mut self, i: usize) -> anyhow::Result<()> {
+        let node = &self.nodes[i];
+        let _ = std::fs::remove_file(node.dir.join("beam.pid"));
+        let log = std::fs::File::create(node.dir.join("log").join("stdout.log"))?;
+        let mut cmd = Command::new(Path::new(RABBITMQ_BIN).join("rabbitmq-server"));
+        self.env(node, &mut cmd);
+        let child = cmd
+            .current_dir(&node.dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("cannot start RabbitMQ node {}", node.name))?;
+        self.nodes[i].child = Some(child);
+        Ok(())
+    }
+
+    /// Waits until node `i` takes the backend's MQTT connection and a subscription (its
+    /// listener opens before the definitions are loaded and before the cluster-wide
+    /// client id registry has a leader, so an open port is not enough).
+    async fn wait_ready(&mut self, i: usize) -> anyhow::Result<()> {
+        let deadline = Instant::now() + NODE_START;
+        loop {
+            if let Ok(mut b) = self.backend_on(i, &format!("ready-probe-{i}")).await
+                && b.subscribe_cabinet("+").await.is_ok()
+            {
+                return Ok(());
+            }
+            let node = &mut self.nodes[i];
+            if let Some(child) = node.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                bail!(
+                    "RabbitMQ node {} exited at start ({status}); its logs are in {}",
+                    node.name,
+                    node.dir.join("log").display()
+                );
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "RabbitMQ node {} took no MQTT connection within {NODE_START:?}; logs in {}",
+                    node.name,
+                    node.dir.join("log").display()
+                );
+            }
+            // Polling a starting Erlang VM: it has nothing to await.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn backend_on(&self, i: usize, client_id: &str) -> anyhow::Result<BackendClient> {
+        let url = format!("mqtt://127.0.0.1:{}", self.nodes[i].mqtt);
+        Ok(BackendClient::connect(BackendOptions {
+            client_id: client_id.into(),
+            username: Some("backend".into()),
+            password: Some(Secret::new(self.password("backend"))),
+            broker: parse_broker_url(&url).map_err(|e| anyhow::anyhow!("{e}"))?,
+            ca_pem: None,
+            timeout: STEP,
+        })
+        .await?)
+    }
+
+    /// A backend connection subscribed to `cabinet`'s topics (`"+"`: all), on the first
+    /// node that takes it.
+    pub async fn backend(&self, client_id: &str, cabinet: &str) -> anyhow::Result<BackendClient> {
+        let mut last = None;
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].child.is_none() {
+                continue;
+            }
+            match self.backend_on(i, client_id).await {
+                Ok(mut b) => {
+                    b.subscribe_cabinet(cabinet).await?;
+                    return Ok(b);
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("no RabbitMQ node is running")))
+    }
+
+    /// The Erlang VM's process id of node `i`, while it runs.
+    fn beam_pid(&self, i: usize) -> Option<u32> {
+        self.nodes[i].child.as_ref()?;
+        std::fs::read_to_string(self.nodes[i].dir.join("beam.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Process ids of the running nodes' Erlang VMs (for their CPU time).
+    pub fn pids(&self) -> Vec<u32> {
+        (0..self.nodes.len())
+            .filter_map(|i| self.beam_pid(i))
+            .collect()
+    }
+
+    /// The MQTT client ids connected to node `i`, as the cluster lists them (it lists
+    /// every node's connections; the server-side port tells which node holds each).
+    pub fn mqtt_clients(&self, i: usize) -> anyhow::Result<Vec<String>> {
+        let node = &self.nodes[i];
+        let mut cmd = Command::new(Path::new(RABBITMQ_BIN).join("rabbitmqctl"));
+        self.env(node, &mut cmd);
+        let out = cmd
+            .args([
+                "--quiet",
+                "--no-table-headers",
+                "list_mqtt_connections",
+                "client_id",
+                "port",
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .context("cannot run rabbitmqctl")?;
+        if !out.status.success() {
+            bail!(
+                "rabbitmqctl list_mqtt_connections on {} failed: {}",
+                node.name,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        let port = node.mqtt.to_string();
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| {
+                let mut cols = l.split_whitespace();
+                let (id, p) = (cols.next()?, cols.next()?);
+                (p == port && id != "fleet-backend").then(|| id.to_owned())
+            })
+            .collect())
+    }
+
+    /// Kills node `i` at once (SIGKILL to its Erlang VM, like a power cut: no goodbye to
+    /// the other nodes or to its clients) and waits until it is gone.
+    pub fn kill(&mut self, i: usize) -> anyhow::Result<()> {
+        let pid = self.beam_pid(i);
+        let node = &mut self.nodes[i];
+        let Some(mut child) = node.child.take() else {
+            bail!("node {} is not running", node.name);
+        };
+        if let Some(pid) = pid {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        Ok(())
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].child.is_some() {
+                let _ = self.kill(i);
+            }
+        }
+        let _ = self.epmd.kill();
+        let _ = self.epmd.wait();
+    }
+}
+
+/// Our own epmd on a free loopback port: the machine's (port 4369) is left alone.
+fn spawn_epmd(dir: &Path, port: u16) -> anyhow::Result<Child> {
+    let log = std::fs::File::create(dir.join("epmd.log"))?;
+    let mut child = Command::new("epmd")
+        .args(["-port", &port.to_string(), "-address", "127.0.0.1"])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("cannot start epmd (part of erlang-base)")?;
+    let deadline = Instant::now() + STEP;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Some(st) = child.try_wait()? {
+            bail!("epmd exited at start: {st}");
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            bail!("epmd did not listen on port {port} in time");
+        }
+        // Waiting for a child process to open its port; there is nothing to await.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(child)
+}
+
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o400)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shipped example is exactly what the cluster test loads, but for the hashes.
+    #[test]
+    fn the_shipped_definitions_are_the_tested_ones() {
+        let shipped: serde_json::Value = serde_json::from_str(include_str!(
+            "../../../deploy/rabbitmq/definitions.example.json"
+        ))
+        .unwrap();
+        let mut tested =
+            definitions(&["GZ-TIANHE-0001".to_owned()], |u| format!("pw-{u}")).unwrap();
+        let hashes = tested["users"].as_array_mut().unwrap();
+        for u in hashes {
+            u["password_hash"] = shipped["users"][0]["password_hash"].clone();
+        }
+        assert_eq!(tested, shipped);
+    }
+
+    #[test]
+    fn password_hashes_are_salted_sha256_as_rabbitmq_checks_them() {
+        use base64::Engine as _;
+        let h = password_hash("secret").unwrap();
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(&h)
+            .unwrap();
+        assert_eq!(raw.len(), 4 + 32);
+        let mut d = Sha256::new();
+        d.update(&raw[..4]);
+        d.update(b"secret");
+        assert_eq!(&raw[4..], d.finalize().as_slice());
+        assert_ne!(password_hash("secret").unwrap(), h, "a new salt each time");
+    }
+}
