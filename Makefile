@@ -98,11 +98,13 @@ reliability: deps toolchain
 	target/release/cabinet fleet --cabinets 100 --commands 10000 --rate 400 --hostile 0.2 --broker-restarts 5
 	target/release/cabinet fleet --cabinets 100 --commands 10000 --rate 400 --hostile 0.2 --broker-restarts 5 --broker-persistence
 
-## docs/RELIABILITY.md's cluster figures: 100 cabinets on a real 3-node RabbitMQ cluster,
-## one node killed half way, three times over. About 3 minutes.
+## docs/RELIABILITY.md's cluster figures: 100 cabinets on a real 3-node RabbitMQ cluster
+## (quorum session queues), one node killed half way, three times over; then a 2-node
+## cluster with mirrored session queues. About 4 minutes.
 cluster: deps toolchain
 	$(CARGO) build --release -p cabinet-cli
 	for i in 1 2 3; do target/release/cabinet fleet --cluster 3 --kill-node --cabinets 100 --commands 6000 --rate 200 --hostile 0.2 || exit 1; done
+	target/release/cabinet fleet --cluster 2 --session-queues mirrored --kill-node --cabinets 100 --commands 6000 --rate 200 --hostile 0.2
 
 ## cargo-mutants over the engine, the journal, the command verifier and the config validator, against
 ## cabinet-core's unit tests (about 45 minutes on 2 cores). Report in mutants.out/.

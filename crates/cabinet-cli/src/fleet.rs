@@ -45,7 +45,7 @@ use tokio::sync::watch;
 
 use crate::mosquitto::Broker;
 use crate::procfs::{cpu_seconds, rss_kib};
-use crate::rabbitmq::Cluster;
+use crate::rabbitmq::{Cluster, SessionQueues};
 use crate::xorshift::XorShift;
 
 /// Slots per simulated cabinet; with 1,000 items each (the most a slot may hold).
@@ -103,6 +103,10 @@ pub struct FleetArgs {
     /// backend stays on node 1; the last node is killed.
     #[arg(long, requires = "cluster")]
     kill_node: bool,
+    /// With --cluster: what keeps a cabinet's session when a node dies. Quorum queues
+    /// (the shipped setting) need three nodes or more; mirrored ones work with two.
+    #[arg(long, value_enum, default_value = "quorum", requires = "cluster")]
+    session_queues: SessionQueues,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -131,6 +135,8 @@ pub struct FleetOptions {
     pub cluster: Option<usize>,
     /// Kill the cluster's last node half way through.
     pub kill_node: bool,
+    /// The cluster's session queues.
+    pub session_queues: SessionQueues,
 }
 
 /// `cabinet fleet`: run, print the reconciliation and the figures. Exit 0 only when the
@@ -147,6 +153,7 @@ pub fn fleet(a: FleetArgs) -> anyhow::Result<ExitCode> {
         broker_persistence: a.broker_persistence,
         cluster: a.cluster,
         kill_node: a.kill_node,
+        session_queues: a.session_queues,
     };
     let report = run_fleet(&opts)?;
     if a.json {
@@ -328,6 +335,8 @@ pub struct Report {
     pub backend_reconnects: u32,
     /// RabbitMQ cluster nodes (0: one Mosquitto).
     pub cluster_nodes: usize,
+    /// The cluster's session queues (null without a cluster).
+    pub session_queues: Option<SessionQueues>,
     /// Cluster nodes killed during the run.
     pub node_kills: u32,
     /// Cabinets connected to the killed node when it died (the broker's own list).
@@ -368,6 +377,9 @@ pub struct Report {
     pub cpu_broker_cores: f64,
     /// Seconds from the first publish to the last terminal outcome.
     pub run_s: f64,
+    /// Resident memory of the broker process(es) still running after the last command,
+    /// KiB (every cluster node's Erlang VM summed).
+    pub broker_rss_kib: u64,
 }
 
 impl Report {
@@ -415,8 +427,13 @@ impl Report {
         );
         if self.cluster_nodes > 0 {
             println!(
-                "  cluster              {} RabbitMQ nodes; {} killed; backend reconnects {}",
-                self.cluster_nodes, self.node_kills, self.backend_reconnects
+                "  cluster              {} RabbitMQ nodes, {} session queues; {} killed; backend reconnects {}",
+                self.cluster_nodes,
+                serde_json::to_string(&self.session_queues)
+                    .unwrap_or_default()
+                    .replace('"', ""),
+                self.node_kills,
+                self.backend_reconnects
             );
         }
         if self.node_kills > 0 {
@@ -463,6 +480,10 @@ impl Report {
         println!(
             "  CPU during the run   fleet {:.2} cores, broker {:.2} cores (of 2)",
             self.cpu_fleet_cores, self.cpu_broker_cores
+        );
+        println!(
+            "  broker RSS           {} KiB after the run",
+            self.broker_rss_kib
         );
     }
 }
@@ -612,6 +633,7 @@ pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
         Some(nodes) => Net::Cluster(Cluster::start(
             nodes,
             &(0..n).map(code).collect::<Vec<_>>(),
+            o.session_queues,
         )?),
     };
     let broker_pids = net.pids();
@@ -871,6 +893,7 @@ pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
         f64::NAN
     };
     let rss_after = rss_kib(me).unwrap_or(0);
+    let broker_rss = net.pids().iter().filter_map(|p| rss_kib(*p)).sum();
 
     // Stop the kiosks (each publishes "offline" and disconnects).
     let _ = stop_tx.send(true);
@@ -900,6 +923,7 @@ pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
             restarts: o.broker_restarts,
             reconnects,
             displaced,
+            broker_rss,
         },
     ))
 }
@@ -957,6 +981,7 @@ struct Figures {
     reconnects: u32,
     /// Cabinets on the killed node.
     displaced: Vec<String>,
+    broker_rss: u64,
 }
 
 fn reconcile(
@@ -1090,6 +1115,7 @@ fn reconcile(
         broker_restarts: f.restarts,
         backend_reconnects: f.reconnects,
         cluster_nodes: o.cluster.unwrap_or(0),
+        session_queues: o.cluster.map(|_| o.session_queues),
         node_kills: u32::from(inbox.kill_at.is_some()),
         displaced_cabinets: f.displaced.len() as u64,
         displaced_back_online: displaced_back,
@@ -1122,5 +1148,6 @@ fn reconcile(
             0.0
         },
         run_s: f.run_s,
+        broker_rss_kib: f.broker_rss,
     }
 }

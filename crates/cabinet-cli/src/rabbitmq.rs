@@ -29,6 +29,27 @@ const STEP: Duration = Duration::from_secs(10);
 /// The MQTT settings every node shares, as shipped for operators.
 pub const MQTT_CONF: &str = include_str!("../../../deploy/rabbitmq/conf.d/50-cabinet-mqtt.conf");
 
+/// What keeps a cabinet's session (its QoS 1 subscription queue) alive when a node dies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionQueues {
+    /// Quorum queues (the shipped setting): replicated by majority, so they need three
+    /// nodes or more to lose one.
+    Quorum,
+    /// Classic queues mirrored on every node (`ha-mode: all` policy): work with two
+    /// nodes; deprecated by RabbitMQ and gone in 4.0.
+    Mirrored,
+}
+
+/// The policy that mirrors classic session queues on every node.
+pub fn mirrored_sessions_policy() -> serde_json::Value {
+    serde_json::json!({
+        "vhost": "/", "name": "cabinet-sessions", "pattern": "^mqtt-subscription-",
+        "apply-to": "queues", "priority": 0,
+        "definition": {"ha-mode": "all", "ha-sync-mode": "automatic"},
+    })
+}
+
 struct Node {
     name: String,
     amqp: u16,
@@ -127,7 +148,11 @@ pub fn definitions(
 impl Cluster {
     /// Starts `nodes` nodes with users for `cabinets` and waits until each one takes an
     /// authenticated MQTT connection and subscription.
-    pub fn start(nodes: usize, cabinets: &[String]) -> anyhow::Result<Cluster> {
+    pub fn start(
+        nodes: usize,
+        cabinets: &[String],
+        queues: SessionQueues,
+    ) -> anyhow::Result<Cluster> {
         if !(2..=5).contains(&nodes) {
             bail!("--cluster must be 2..=5 nodes, got {nodes}");
         }
@@ -159,7 +184,16 @@ impl Cluster {
             secret,
             dir,
         };
-        let defs = definitions(cabinets, |u| cluster.password(u))?;
+        let mut defs = definitions(cabinets, |u| cluster.password(u))?;
+        let mut mqtt_conf = MQTT_CONF.to_owned();
+        if queues == SessionQueues::Mirrored {
+            defs["policies"] = serde_json::json!([mirrored_sessions_policy()]);
+            let quorum = "mqtt.durable_queue_type = quorum";
+            if !mqtt_conf.contains(quorum) {
+                bail!("the shipped RabbitMQ settings no longer say {quorum:?}");
+            }
+            mqtt_conf = mqtt_conf.replace(quorum, "mqtt.durable_queue_type = classic");
+        }
         let defs_path = cluster.dir.path().join("definitions.json");
         write_private(&defs_path, &serde_json::to_string(&defs)?)?;
         let names: Vec<String> = (1..=nodes)
@@ -179,9 +213,11 @@ impl Cluster {
                 ndir.join("rabbitmq.conf"),
                 format!(
                     "listeners.tcp.default = 127.0.0.1:{amqp}\n\
-                     mqtt.listeners.tcp.default = 127.0.0.1:{mqtt}\n{MQTT_CONF}\
+                     mqtt.listeners.tcp.default = 127.0.0.1:{mqtt}\n{mqtt_conf}\
                      load_definitions = {}\n\
                      cluster_formation.peer_discovery_backend = classic_config\n{members}\
+                     cluster_formation.discovery_retry_limit = 2\n\
+                     cluster_formation.discovery_retry_interval = 200\n\
                      log.console = false\nlog.file.level = info\n",
                     defs_path.display()
                 ),
@@ -254,14 +290,19 @@ impl Cluster {
             .env("RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS", loopback)
             .env("RABBITMQ_CTL_DIST_PORT_MIN", "0")
             .env("RABBITMQ_CTL_DIST_PORT_MAX", "0")
-            .env("RABBITMQ_CTL_ERL_ARGS", loopback);
+            .env("RABBITMQ_CTL_ERL_ARGS", loopback)
+            // The server script then execs the Erlang VM instead of waiting on it as a
+            // child: our process is the VM, which `dies_with_us` needs. No notify socket
+            // of ours may reach it.
+            .env("RUNNING_UNDER_SYSTEMD", "true")
+            .env_remove("NOTIFY_SOCKET");
     }
 
     fn spawn(&mut self, i: usize) -> anyhow::Result<()> {
         let node = &self.nodes[i];
         let _ = std::fs::remove_file(node.dir.join("beam.pid"));
         let log = std::fs::File::create(node.dir.join("log").join("stdout.log"))?;
-        let mut cmd = Command::new(Path::new(RABBITMQ_BIN).join("rabbitmq-server"));
+        let mut cmd = dies_with_us(&Path::new(RABBITMQ_BIN).join("rabbitmq-server"));
         self.env(node, &mut cmd);
         let child = cmd
             .current_dir(&node.dir)
@@ -425,7 +466,7 @@ impl Drop for Cluster {
 /// Our own epmd on a free loopback port: the machine's (port 4369) is left alone.
 fn spawn_epmd(dir: &Path, port: u16) -> anyhow::Result<Child> {
     let log = std::fs::File::create(dir.join("epmd.log"))?;
-    let mut child = Command::new("epmd")
+    let mut child = dies_with_us(Path::new("epmd"))
         .args(["-port", &port.to_string(), "-address", "127.0.0.1"])
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
@@ -445,6 +486,20 @@ fn spawn_epmd(dir: &Path, port: u16) -> anyhow::Result<Child> {
         std::thread::sleep(Duration::from_millis(20));
     }
     Ok(child)
+}
+
+/// A command killed when this process dies (`setpriv --pdeathsig KILL`, util-linux), so
+/// a fleet run killed half way leaves no Erlang VM or epmd behind. The signal is bound
+/// to the spawning thread: spawn from the thread that owns the cluster.
+fn dies_with_us(program: &Path) -> Command {
+    let setpriv = Path::new("/usr/bin/setpriv");
+    if setpriv.is_file() {
+        let mut c = Command::new(setpriv);
+        c.args(["--pdeathsig", "KILL"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
 }
 
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
