@@ -88,7 +88,8 @@ pub fn keygen(a: KeygenArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn write_private(path: &std::path::Path, private: &str) -> anyhow::Result<()> {
+/// Writes `private` and a newline to a new file only its owner can read (mode 0600).
+pub fn write_private(path: &std::path::Path, private: &str) -> anyhow::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
         .write(true)

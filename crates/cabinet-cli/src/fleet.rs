@@ -53,8 +53,9 @@ const SLOTS: u16 = 20;
 const PER_SLOT: u32 = 1000;
 /// How long the backend waits for the fleet to come online, and for the last outcomes.
 const COME_ONLINE: Duration = Duration::from_secs(120);
-/// How long the cabinets of a killed node may take to be online on another node.
-const BACK_ONLINE: Duration = Duration::from_secs(60);
+/// The promise: every cabinet of a killed node is online on another node within this
+/// long of the kill, or the run fails. (Measured: under a second; RELIABILITY.md.)
+const BACK_ONLINE: Duration = Duration::from_secs(10);
 /// Commands a backend lets wait on one cabinet at a time: half of Mosquitto's default
 /// per-session queue (1,000), so the broker never has to drop one.
 const MAX_OUTSTANDING: u64 = 500;
@@ -341,7 +342,8 @@ pub struct Report {
     pub node_kills: u32,
     /// Cabinets connected to the killed node when it died (the broker's own list).
     pub displaced_cabinets: u64,
-    /// Displaced cabinets that announced "online" again (on another node).
+    /// Displaced cabinets that announced "online" again (on another node) within
+    /// [`BACK_ONLINE`] of the kill.
     pub displaced_back_online: u64,
     /// Node killed -> each displaced cabinet's "online" at the backend.
     pub back_online: Latency,
@@ -438,9 +440,10 @@ impl Report {
         }
         if self.node_kills > 0 {
             println!(
-                "  failover             {} of {} cabinets on the killed node online again: p50 {:.0} / max {:.0} ms after the kill",
+                "  failover             {} of {} cabinets on the killed node online again within {:?}: p50 {:.0} / max {:.0} ms after the kill",
                 self.displaced_back_online,
                 self.displaced_cabinets,
+                BACK_ONLINE,
                 self.back_online.p50_ms,
                 self.back_online.max_ms
             );
@@ -861,7 +864,8 @@ pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
     })?;
     // Every cabinet of a killed node must be online again, commands for it or not.
     rt.block_on(async {
-        let deadline = tokio::time::Instant::now() + BACK_ONLINE;
+        let killed = inbox.kill_at.unwrap_or_else(Instant::now);
+        let deadline = tokio::time::Instant::from_std(killed + BACK_ONLINE);
         while displaced.iter().any(|c| !inbox.back_online.contains_key(c)) {
             match tokio::time::timeout_at(deadline, backend.recv()).await {
                 Ok(Some(m)) => inbox.record(&m),
@@ -1094,7 +1098,9 @@ fn reconcile(
     let mut back_us = Vec::new();
     if let Some(k) = inbox.kill_at {
         for c in &f.displaced {
-            if let Some(t) = inbox.back_online.get(c) {
+            if let Some(t) = inbox.back_online.get(c)
+                && t.duration_since(k) <= BACK_ONLINE
+            {
                 back_us.push(us(k, *t));
             }
         }

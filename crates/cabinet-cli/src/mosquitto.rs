@@ -93,19 +93,26 @@ fn spawn(dir: &Path, port: u16) -> anyhow::Result<Child> {
         .stderr(Stdio::inherit())
         .spawn()
         .with_context(|| format!("cannot start {bin} (is mosquitto installed?)"))?;
+    wait_listening(&mut child, port, "mosquitto")?;
+    Ok(child)
+}
+
+/// Waits until the child process `name` listens on loopback `port`; kills it if it does
+/// not in time.
+pub fn wait_listening(child: &mut Child, port: u16, name: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + STEP;
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         if let Some(st) = child.try_wait()? {
-            bail!("mosquitto exited at start: {st}");
+            bail!("{name} exited at start: {st}");
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            bail!("mosquitto did not listen on port {port} in time");
+            bail!("{name} did not listen on port {port} in time");
         }
         // Waiting for a child process to open its port; there is nothing to await.
         std::thread::sleep(Duration::from_millis(20));
     }
-    Ok(child)
+    Ok(())
 }
 
 impl Broker {

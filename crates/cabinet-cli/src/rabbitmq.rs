@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::admin::write_private;
 use anyhow::{Context, bail};
 use cabinet_core::config::{Secret, parse_broker_url};
 use cabinet_core::mqtt::{BackendClient, BackendOptions};
@@ -473,18 +474,7 @@ fn spawn_epmd(dir: &Path, port: u16) -> anyhow::Result<Child> {
         .stderr(log)
         .spawn()
         .context("cannot start epmd (part of erlang-base)")?;
-    let deadline = Instant::now() + STEP;
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Some(st) = child.try_wait()? {
-            bail!("epmd exited at start: {st}");
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            bail!("epmd did not listen on port {port} in time");
-        }
-        // Waiting for a child process to open its port; there is nothing to await.
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    crate::mosquitto::wait_listening(&mut child, port, "epmd")?;
     Ok(child)
 }
 
@@ -500,19 +490,6 @@ fn dies_with_us(program: &Path) -> Command {
     } else {
         Command::new(program)
     }
-}
-
-fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o400)
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    f.write_all(text.as_bytes())?;
-    Ok(())
 }
 
 fn hex(bytes: &[u8]) -> String {
