@@ -45,7 +45,7 @@ use tokio::sync::watch;
 
 use crate::mosquitto::Broker;
 use crate::procfs::{cpu_seconds, rss_kib};
-use crate::rabbitmq::{Cluster, SessionQueues};
+use crate::rabbitmq::{Cluster, HijackProbe, SessionQueues};
 use crate::xorshift::XorShift;
 
 /// Slots per simulated cabinet; with 1,000 items each (the most a slot may hold).
@@ -347,6 +347,8 @@ pub struct Report {
     pub displaced_back_online: u64,
     /// Node killed -> each displaced cabinet's "online" at the backend.
     pub back_online: Latency,
+    /// On a cluster: the first cabinet's credentials with the second's client id.
+    pub hijack_probe: Option<HijackProbe>,
     /// Forged commands without a refusal (dropped by the broker before any cabinet saw them).
     pub forged_unanswered: u64,
     /// Whether the books balance.
@@ -436,6 +438,20 @@ impl Report {
                     .replace('"', ""),
                 self.node_kills,
                 self.backend_reconnects
+            );
+        }
+        if let Some(p) = &self.hijack_probe {
+            println!(
+                "  hijack probe         {}'s credentials with {}'s client id: connected {}, subscribed {}, received {}{}",
+                code(0),
+                code(1),
+                p.connected,
+                p.subscribed,
+                p.received,
+                p.closed
+                    .as_deref()
+                    .map(|c| format!(", closed: {c}"))
+                    .unwrap_or_default()
             );
         }
         if self.node_kills > 0 {
@@ -696,6 +712,11 @@ pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
     })?;
     let all_online = started.elapsed();
     let rss_online = rss_kib(me).unwrap_or(0);
+    // On a cluster: may one cabinet's credentials read another's commands?
+    let hijack = match &net {
+        Net::Cluster(c) if n >= 2 => Some(rt.block_on(c.hijack_probe(&code(0), &code(1)))),
+        _ => None,
+    };
 
     // The command run.
     let cpu0 = cpu_seconds(me).unwrap_or(0.0);
@@ -928,6 +949,7 @@ pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
             reconnects,
             displaced,
             broker_rss,
+            hijack,
         },
     ))
 }
@@ -986,6 +1008,7 @@ struct Figures {
     /// Cabinets on the killed node.
     displaced: Vec<String>,
     broker_rss: u64,
+    hijack: Option<HijackProbe>,
 }
 
 fn reconcile(
@@ -1126,13 +1149,15 @@ fn reconcile(
         displaced_cabinets: f.displaced.len() as u64,
         displaced_back_online: displaced_back,
         back_online: Latency::of(back_us),
+        hijack_probe: f.hijack.clone(),
         broker_persistence: o.broker_persistence,
         forged_unanswered,
         reconciled: missing == 0
             && conflicting == 0
             && unexpected == 0
             && mismatch == 0
-            && displaced_back == f.displaced.len() as u64,
+            && displaced_back == f.displaced.len() as u64
+            && f.hijack.as_ref().is_none_or(HijackProbe::refused),
         rate_requested: o.rate,
         rate_sent: if send_s > 0.0 { total / send_s } else { 0.0 },
         rate_sustained: if f.run_s > 0.0 { total / f.run_s } else { 0.0 },

@@ -61,6 +61,27 @@ struct Node {
     child: Option<Child>,
 }
 
+/// What [`Cluster::hijack_probe`] was allowed to do.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct HijackProbe {
+    /// The broker accepted the CONNECT.
+    pub connected: bool,
+    /// The broker granted the subscription to the victim's `cmd`.
+    pub subscribed: bool,
+    /// Messages it received.
+    pub received: u64,
+    /// How the broker ended the connection, if it did.
+    pub closed: Option<String>,
+}
+
+impl HijackProbe {
+    /// The broker did not hand the victim's session to the intruder (it refuses the
+    /// CONNECT when the session queue is not the user's), and nothing reached it.
+    pub fn refused(&self) -> bool {
+        !self.connected && !self.subscribed && self.received == 0
+    }
+}
+
 /// A running cluster; every node is killed and the directory removed on drop.
 pub struct Cluster {
     dir: tempfile::TempDir,
@@ -379,6 +400,45 @@ impl Cluster {
             }
         }
         Err(last.unwrap_or_else(|| anyhow::anyhow!("no RabbitMQ node is running")))
+    }
+
+    /// A cabinet's credentials used with another cabinet's client id (clean session off,
+    /// the victim's `cmd` subscribed), against node 1, for up to two seconds: what the
+    /// broker let it do. The shipped permissions must refuse the victim's session queue
+    /// and topic. (The victim's own connection is kicked and comes back: RabbitMQ 3.10
+    /// cannot tie a client id to a username.)
+    pub async fn hijack_probe(&self, user: &str, victim: &str) -> HijackProbe {
+        use rumqttc::{Event, MqttOptions, Packet, QoS, SubscribeReasonCode};
+        let mut o = MqttOptions::new(victim, "127.0.0.1", self.nodes[0].mqtt);
+        o.set_clean_session(false)
+            .set_credentials(user, self.password(user))
+            .set_keep_alive(Duration::from_secs(5));
+        let (client, mut eventloop) = rumqttc::AsyncClient::new(o, 10);
+        let mut probe = HijackProbe::default();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        let topic = format!("cabinet/v1/{victim}/cmd");
+        loop {
+            match tokio::time::timeout_at(deadline, eventloop.poll()).await {
+                Err(_) => break,
+                Ok(Err(e)) => {
+                    probe.closed = Some(e.to_string());
+                    break;
+                }
+                Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => {
+                    probe.connected = true;
+                    let _ = client.try_subscribe(topic.clone(), QoS::AtLeastOnce);
+                }
+                Ok(Ok(Event::Incoming(Packet::SubAck(ack)))) => {
+                    probe.subscribed = ack
+                        .return_codes
+                        .iter()
+                        .any(|c| matches!(c, SubscribeReasonCode::Success(_)));
+                }
+                Ok(Ok(Event::Incoming(Packet::Publish(_)))) => probe.received += 1,
+                Ok(Ok(_)) => {}
+            }
+        }
+        probe
     }
 
     /// The Erlang VM's process id of node `i`, while it runs.

@@ -68,6 +68,13 @@ fn assert_failed_over(r: &serde_json::Value, nodes: u64) {
         r["resent"]
     );
     assert_eq!(r["cluster_nodes"], nodes);
+    // F0001's password with F0002's client id: the broker must not hand over F0002's session.
+    assert_eq!(
+        r["hijack_probe"]["connected"], false,
+        "{}",
+        r["hijack_probe"]
+    );
+    assert_eq!(r["hijack_probe"]["received"], 0);
     assert_eq!(r["node_kills"], 1);
     let displaced = r["displaced_cabinets"].as_u64().unwrap();
     assert!(displaced > 0, "no cabinet was on the killed node: {r}");
