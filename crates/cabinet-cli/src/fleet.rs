@@ -186,6 +186,8 @@ struct Sent {
     /// The cabinet whose topic it was published to.
     to: usize,
     kind: Kind,
+    /// The slot it asked for (for a duplicate: not the original's).
+    slot: u16,
     at: Instant,
 }
 
@@ -326,6 +328,14 @@ pub struct Report {
     pub succeeded: u64,
     /// Cabinets whose motor count differs from their succeeded commands.
     pub motor_mismatch_cabinets: u64,
+    /// Motor runs beyond the succeeded commands of that cabinet and slot: a command
+    /// dispensed twice (or a motor run for no command at all).
+    pub double_dispenses: u64,
+    /// Commands signed for one cabinet, published on another's topic, that the receiving
+    /// cabinet dispensed (reported `dispensing` or `succeeded`).
+    pub wrong_cabinet_dispenses: u64,
+    /// Succeeded commands without their motor run at that cabinet and slot.
+    pub succeeded_without_motor: u64,
     /// Commands resent (same id) because no outcome came: lost by the broker, not the cabinet.
     pub resent: u64,
     /// Broker restarts during the run.
@@ -420,6 +430,10 @@ impl Report {
         println!(
             "  motor actions        {} for {} succeeded commands; cabinets off by any: {}",
             self.motor_actions, self.succeeded, self.motor_mismatch_cabinets
+        );
+        println!(
+            "  dispenses            {} double, {} for the wrong cabinet, {} succeeded without a motor run (per cabinet and slot)",
+            self.double_dispenses, self.wrong_cabinet_dispenses, self.succeeded_without_motor
         );
         println!(
             "  missing outcomes     {}; conflicting outcomes {}; hostile commands not refused as expected {}",
@@ -840,7 +854,7 @@ pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
                     if kind != Kind::Duplicate {
                         expected[to] += 1;
                     }
-                    sent.push(Sent { cmd_id, to, kind, at });
+                    sent.push(Sent { cmd_id, to, kind, slot, at });
                     next += interval;
                 }
             }
@@ -1025,6 +1039,8 @@ fn reconcile(
     let mut conflicting = 0;
     let mut unexpected = 0;
     let mut succeeded_per_cabinet = vec![0u64; n];
+    let mut succeeded_per_slot: HashMap<(usize, u16), u64> = HashMap::new();
+    let mut wrong_cabinet = 0;
     let mut forged_per_cabinet: HashMap<String, u64> = HashMap::new();
     let mut terminal_us = Vec::new();
     let mut dispensing_us = Vec::new();
@@ -1041,6 +1057,16 @@ fn reconcile(
             // added an outcome (checked there) or a motor action (checked below).
             Kind::Duplicate => continue,
             _ => {}
+        }
+        if s.kind == Kind::WrongTopic
+            && inbox.by_cmd.get(&s.cmd_id).is_some_and(|x| {
+                x.dispensing.is_some()
+                    || x.terminal
+                        .iter()
+                        .any(|(st, _)| *st == ReplyState::Succeeded)
+            })
+        {
+            wrong_cabinet += 1;
         }
         let Some(seen) = inbox
             .by_cmd
@@ -1065,6 +1091,7 @@ fn reconcile(
             Kind::Valid => {
                 if state == ReplyState::Succeeded {
                     succeeded_per_cabinet[s.to] += 1;
+                    *succeeded_per_slot.entry((s.to, s.slot)).or_default() += 1;
                 }
                 if let Some(t) = seen.first_terminal {
                     terminal_us.push(us(s.at, t));
@@ -1107,11 +1134,23 @@ fn reconcile(
     }
     let mut motor = 0;
     let mut mismatch = 0;
+    let mut double = 0;
+    let mut without_motor = 0;
     for (i, b) in boards.iter().enumerate() {
         let m = b.motor_actions();
         motor += m;
         if m != succeeded_per_cabinet[i] {
             mismatch += 1;
+        }
+        let runs = b.actions_by_slot();
+        for (slot, r) in &runs {
+            let ok = succeeded_per_slot.get(&(i, *slot)).copied().unwrap_or(0);
+            double += r.saturating_sub(ok);
+        }
+        for ((cab, slot), ok) in &succeeded_per_slot {
+            if *cab == i {
+                without_motor += ok.saturating_sub(runs.get(slot).copied().unwrap_or(0));
+            }
         }
     }
     let succeeded: u64 = succeeded_per_cabinet.iter().sum();
@@ -1140,6 +1179,9 @@ fn reconcile(
         motor_actions: motor,
         succeeded,
         motor_mismatch_cabinets: mismatch,
+        double_dispenses: double,
+        wrong_cabinet_dispenses: wrong_cabinet,
+        succeeded_without_motor: without_motor,
         resent: f.resent,
         broker_restarts: f.restarts,
         backend_reconnects: f.reconnects,
@@ -1154,6 +1196,9 @@ fn reconcile(
         forged_unanswered,
         reconciled: missing == 0
             && conflicting == 0
+            && double == 0
+            && wrong_cabinet == 0
+            && without_motor == 0
             && unexpected == 0
             && mismatch == 0
             && displaced_back == f.displaced.len() as u64

@@ -38,6 +38,9 @@ fn a_small_fleet_balances_its_books_under_hostile_commands() {
             "no {kind} command in {sent}"
         );
     }
+    assert_eq!(r["double_dispenses"], 0);
+    assert_eq!(r["wrong_cabinet_dispenses"], 0);
+    assert_eq!(r["succeeded_without_motor"], 0);
     // Every valid command dispensed exactly once; hostile ones never.
     assert_eq!(r["motor_actions"], sent["valid"]);
     assert_eq!(r["succeeded"], sent["valid"]);
@@ -60,6 +63,7 @@ fn a_fleet_balances_its_books_across_a_broker_restart_without_persistence() {
 /// Checks a `--kill-node` run: every cabinet of the killed node came back on another node,
 /// and the books balance.
 fn assert_failed_over(r: &serde_json::Value, nodes: u64) {
+    println!("{r:#}");
     println!(
         "{nodes}-node cluster: {} cabinets on the killed node, back online p50 {} / max {} ms, {} commands resent",
         r["displaced_cabinets"],
@@ -79,6 +83,9 @@ fn assert_failed_over(r: &serde_json::Value, nodes: u64) {
     let displaced = r["displaced_cabinets"].as_u64().unwrap();
     assert!(displaced > 0, "no cabinet was on the killed node: {r}");
     assert_eq!(r["displaced_back_online"], displaced);
+    assert_eq!(r["double_dispenses"], 0);
+    assert_eq!(r["wrong_cabinet_dispenses"], 0);
+    assert_eq!(r["succeeded_without_motor"], 0);
     assert_eq!(r["missing"], 0);
     assert_eq!(r["conflicting"], 0);
     assert_eq!(r["unexpected"], 0);
