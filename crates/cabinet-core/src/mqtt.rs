@@ -502,9 +502,7 @@ impl MqttLink {
         );
         async move {
             let mut st = PollState::default();
-            let mut backoff = self.opts.reconnect_min;
-            // Endpoints that failed in a row since the last ConnAck or backoff.
-            let mut failed_in_row = 0;
+            let mut retry = Retry::new(self.opts.reconnect_min, self.opts.reconnect_max);
             loop {
                 if *shutdown.borrow() {
                     break;
@@ -518,22 +516,20 @@ impl MqttLink {
                     ev = self.eventloop.poll() => match ev {
                         Ok(ev) => {
                             if matches!(ev, Event::Incoming(Packet::ConnAck(_))) {
-                                backoff = self.opts.reconnect_min;
-                                failed_in_row = 0;
+                                retry.connected(std::time::Instant::now());
                             }
                             self.on_event(ev, &mut st);
                         }
                         Err(e) => {
                             self.on_error(&e, &mut st);
-                            failed_in_row += 1;
                             self.fail_over();
-                            if failed_in_row < self.endpoints.len() {
+                            let Some(backoff) =
+                                retry.failed(std::time::Instant::now(), self.endpoints.len())
+                            else {
                                 // Another node may be up: try it at once.
                                 continue;
-                            }
-                            failed_in_row = 0;
+                            };
                             let delay = jitter(backoff);
-                            backoff = (backoff * 2).min(self.opts.reconnect_max);
                             debug!(delay_ms = delay.as_millis() as u64, "reconnecting after backoff");
                             tokio::select! {
                                 _ = tokio::time::sleep(delay) => {}
@@ -757,6 +753,61 @@ struct PollState {
     sub_pkid: Option<u16>,
     offline_acked: bool,
     disconnect_sent: bool,
+}
+
+/// A connection that lasted this long was a working one: its loss starts a fresh round
+/// (first retry at once, backoff from the minimum). A shorter one counts as a failure,
+/// so a broker that accepts and then drops the cabinet (a duplicate client id, an ACL
+/// that disconnects) is retried with a growing backoff, not in a tight loop.
+const STABLE_AFTER: Duration = Duration::from_secs(10);
+
+/// When to connect again: at once to the next endpoint while some endpoint of this round
+/// has not failed yet; after an exponential backoff once every endpoint failed in a row.
+#[derive(Debug)]
+struct Retry {
+    min: Duration,
+    max: Duration,
+    backoff: Duration,
+    failed_in_row: usize,
+    up_since: Option<std::time::Instant>,
+}
+
+impl Retry {
+    fn new(min: Duration, max: Duration) -> Retry {
+        Retry {
+            min,
+            max,
+            backoff: min,
+            failed_in_row: 0,
+            up_since: None,
+        }
+    }
+
+    /// ConnAck received at `now`.
+    fn connected(&mut self, now: std::time::Instant) {
+        self.up_since = Some(now);
+    }
+
+    /// A connection or an attempt failed at `now`, with `endpoints` in all. `None`: try
+    /// the next endpoint now; `Some(d)`: wait about `d` first.
+    fn failed(&mut self, now: std::time::Instant, endpoints: usize) -> Option<Duration> {
+        if self
+            .up_since
+            .take()
+            .is_some_and(|t| now.duration_since(t) >= STABLE_AFTER)
+        {
+            self.backoff = self.min;
+            self.failed_in_row = 0;
+        }
+        self.failed_in_row += 1;
+        if self.failed_in_row < endpoints {
+            return None;
+        }
+        self.failed_in_row = 0;
+        let d = self.backoff;
+        self.backoff = (self.backoff * 2).min(self.max);
+        Some(d)
+    }
 }
 
 /// A delay between `d / 2` and `d`.
@@ -1019,6 +1070,56 @@ impl Drop for BackendClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_endpoint_backs_off_exponentially_until_a_stable_connection() {
+        let ms = Duration::from_millis;
+        let t0 = std::time::Instant::now();
+        let mut r = Retry::new(ms(500), ms(3000));
+        let waits: Vec<_> = (0..5).map(|_| r.failed(t0, 1)).collect();
+        assert_eq!(
+            waits,
+            [
+                Some(ms(500)),
+                Some(ms(1000)),
+                Some(ms(2000)),
+                Some(ms(3000)),
+                Some(ms(3000))
+            ]
+        );
+        // A connection that dropped right away does not reset the backoff...
+        r.connected(t0);
+        assert_eq!(r.failed(t0 + ms(100), 1), Some(ms(3000)));
+        // ...one that worked for a while does.
+        r.connected(t0);
+        assert_eq!(r.failed(t0 + STABLE_AFTER, 1), Some(ms(500)));
+    }
+
+    #[test]
+    fn several_endpoints_are_tried_at_once_then_backed_off_as_a_round() {
+        let ms = Duration::from_millis;
+        let t0 = std::time::Instant::now();
+        let mut r = Retry::new(ms(100), ms(1000));
+        let waits: Vec<_> = (0..6).map(|_| r.failed(t0, 3)).collect();
+        assert_eq!(
+            waits,
+            [None, None, Some(ms(100)), None, None, Some(ms(200))]
+        );
+        // A node dies under a working connection: the next node at once.
+        r.connected(t0);
+        assert_eq!(r.failed(t0 + STABLE_AFTER, 3), None);
+        // A broker that accepts and drops the cabinet over and over: still a round, and
+        // the backoff grows instead of a tight loop between the nodes.
+        let mut flapping = Vec::new();
+        for _ in 0..6 {
+            r.connected(t0);
+            flapping.push(r.failed(t0 + ms(10), 3));
+        }
+        assert_eq!(
+            flapping,
+            [None, Some(ms(100)), None, None, Some(ms(200)), None]
+        );
+    }
 
     #[test]
     fn a_fleet_spreads_evenly_over_the_endpoints() {
