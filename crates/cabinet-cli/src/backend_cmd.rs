@@ -394,6 +394,7 @@ mod tests {
             topic: "cabinet/v1/C001/state".into(),
             payload: br#"{"status":"online"}"#.to_vec(),
             retain: true,
+            at: std::time::Instant::now(),
         };
         let v = watch_line(&m);
         assert_eq!(v["kind"], "state");
@@ -403,6 +404,7 @@ mod tests {
             topic: "cabinet/v1/C001/telemetry".into(),
             payload: b"not json".to_vec(),
             retain: false,
+            at: std::time::Instant::now(),
         };
         assert_eq!(watch_line(&m)["payload"], "not json");
     }

@@ -227,13 +227,8 @@ impl Inbox {
                 .ok()
                 .is_some_and(|v| v["status"] == "online");
             if online {
-                if let Some(k) = self.kill_at
-                    && !m.retain
-                {
-                    let _ = k;
-                    self.back_online
-                        .entry(code.clone())
-                        .or_insert_with(Instant::now);
+                if self.kill_at.is_some_and(|k| m.at >= k) && !m.retain {
+                    self.back_online.entry(code.clone()).or_insert(m.at);
                 }
                 self.online.insert(code);
             }
@@ -1202,6 +1197,8 @@ fn reconcile(
             && unexpected == 0
             && mismatch == 0
             && displaced_back == f.displaced.len() as u64
+            // A kill that found no cabinet on its node checked nothing.
+            && (!o.kill_node || !f.displaced.is_empty())
             && f.hijack.as_ref().is_none_or(HijackProbe::refused),
         rate_requested: o.rate,
         rate_sent: if send_s > 0.0 { total / send_s } else { 0.0 },

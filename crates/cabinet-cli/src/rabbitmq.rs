@@ -26,6 +26,8 @@ const RABBITMQ_BIN: &str = "/usr/lib/rabbitmq/bin";
 const NODE_START: Duration = Duration::from_secs(120);
 /// Any single MQTT wait.
 const STEP: Duration = Duration::from_secs(10);
+/// The longest a `rabbitmqctl` call may take (it starts an Erlang VM of its own).
+const CTL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The MQTT settings every node shares, as shipped for operators.
 pub const MQTT_CONF: &str = include_str!("../../../deploy/rabbitmq/conf.d/50-cabinet-mqtt.conf");
@@ -198,6 +200,7 @@ impl Cluster {
         write_private(&home.join(".erlang.cookie"), &hex(&secret).to_uppercase())?;
         std::fs::write(dir.path().join("enabled_plugins"), "[rabbitmq_mqtt].\n")?;
         std::fs::write(dir.path().join("rabbitmq-env.conf"), "")?;
+        std::fs::create_dir_all(dir.path().join("conf.d"))?;
 
         let mut cluster = Cluster {
             epmd: spawn_epmd(dir.path(), epmd_port)?,
@@ -265,6 +268,8 @@ impl Cluster {
         for i in 1..nodes {
             rt.block_on(cluster.wait_ready(i))?;
         }
+        // Each node takes MQTT; now make sure they formed one cluster, not N.
+        cluster.ctl(0, &["await_online_nodes", &nodes.to_string()])?;
         Ok(cluster)
     }
 
@@ -299,6 +304,8 @@ impl Cluster {
             .env("RABBITMQ_DIST_PORT", node.dist.to_string())
             .env("RABBITMQ_CONF_ENV_FILE", d.join("rabbitmq-env.conf"))
             .env("RABBITMQ_CONFIG_FILE", node.dir.join("rabbitmq.conf"))
+            // Not the machine's /etc/rabbitmq/conf.d/*.conf: an empty directory of ours.
+            .env("RABBITMQ_CONFIG_FILES", d.join("conf.d").join("*.conf"))
             .env(
                 "RABBITMQ_ADVANCED_CONFIG_FILE",
                 node.dir.join("advanced.config"),
@@ -458,32 +465,45 @@ impl Cluster {
             .collect()
     }
 
-    /// The MQTT client ids connected to node `i`, as the cluster lists them (it lists
-    /// every node's connections; the server-side port tells which node holds each).
-    pub fn mqtt_clients(&self, i: usize) -> anyhow::Result<Vec<String>> {
+    /// `rabbitmqctl` against node `i`, for at most [`CTL_TIMEOUT`]; its standard output.
+    fn ctl(&self, i: usize, args: &[&str]) -> anyhow::Result<String> {
         let node = &self.nodes[i];
-        let mut cmd = Command::new(Path::new(RABBITMQ_BIN).join("rabbitmqctl"));
+        let mut cmd = Command::new("timeout");
+        cmd.arg(CTL_TIMEOUT.as_secs().to_string())
+            .arg(Path::new(RABBITMQ_BIN).join("rabbitmqctl"));
         self.env(node, &mut cmd);
         let out = cmd
-            .args([
-                "--quiet",
-                "--no-table-headers",
-                "list_mqtt_connections",
-                "client_id",
-                "port",
-            ])
+            .arg("--quiet")
+            .args(args)
             .stdin(Stdio::null())
             .output()
             .context("cannot run rabbitmqctl")?;
         if !out.status.success() {
             bail!(
-                "rabbitmqctl list_mqtt_connections on {} failed: {}",
+                "rabbitmqctl {} on {} failed ({}): {}",
+                args.join(" "),
                 node.name,
+                out.status,
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }
-        let port = node.mqtt.to_string();
-        Ok(String::from_utf8_lossy(&out.stdout)
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// The MQTT client ids connected to node `i`, as the cluster lists them (it lists
+    /// every node's connections; the server-side port tells which node holds each).
+    pub fn mqtt_clients(&self, i: usize) -> anyhow::Result<Vec<String>> {
+        let out = self.ctl(
+            i,
+            &[
+                "--no-table-headers",
+                "list_mqtt_connections",
+                "client_id",
+                "port",
+            ],
+        )?;
+        let port = self.nodes[i].mqtt.to_string();
+        Ok(out
             .lines()
             .filter_map(|l| {
                 let mut cols = l.split_whitespace();

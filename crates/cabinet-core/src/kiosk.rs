@@ -1215,7 +1215,6 @@ impl Runner {
         }
     }
 
-    /// The live health, as the diagnostics screen shows it.
     /// The technician screen's broker line: the configured URL, or with failover
     /// endpoints the one in use (or last used) and how many are configured.
     fn broker_diagnostics(&self) -> String {
@@ -1235,6 +1234,7 @@ impl Runner {
         }
     }
 
+    /// The live health, as the diagnostics screen shows it.
     fn diagnostics(&self) -> Result<Diagnostics, KioskError> {
         let now = now_ms();
         let path = &self.cfg.journal.path;

@@ -18,10 +18,10 @@
 //!   [`LinkEvent::Connected`];
 //! - reconnects with exponential backoff and jitter; on shutdown publishes "offline"
 //!   and disconnects cleanly;
-//! - fails over between the nodes of a broker cluster (`mqtt.failover_urls`): it starts
-//!   on the endpoint its machine code picks, stays on whichever endpoint works, tries
-//!   the next one at once when a connection fails, and backs off only after every
-//!   endpoint has failed in a row. Client id, credentials, will and clean-session-off go
+//! - fails over between the nodes of a broker cluster (`mqtt.failover_urls`): it orders
+//!   the endpoints by its machine code (rendezvous hashing), starts on its first, stays
+//!   on whichever endpoint works, tries its next one at once when a connection fails,
+//!   and backs off only after every endpoint has failed in a row. Client id, credentials, will and clean-session-off go
 //!   to every node alike, so a cluster that kept the session hands it back.
 //!
 //! The link never parses payloads: oversize or garbage commands are forwarded to the
@@ -378,7 +378,9 @@ pub struct MqttLink {
     opts: LinkOptions,
     /// One set of options per endpoint; only the address differs.
     endpoints: Vec<MqttOptions>,
-    /// Index into `endpoints` of the one the event loop connects to.
+    /// This cabinet's order of the endpoints (indexes into `endpoints`).
+    order: Vec<usize>,
+    /// Position in `order` of the endpoint the event loop connects to.
     current: usize,
 }
 
@@ -403,8 +405,8 @@ impl MqttLink {
             .iter()
             .map(|b| endpoint_options(&opts, &topics, b))
             .collect::<Result<Vec<_>, _>>()?;
-        let current = first_endpoint(&opts.machine_code, endpoints.len());
-        let Some(mo) = endpoints.get(current).cloned() else {
+        let order = endpoint_order(&opts.machine_code, endpoints.len());
+        let Some(mo) = order.first().and_then(|&i| endpoints.get(i)).cloned() else {
             return Err(LinkError::NoBroker);
         };
         let (client, mut eventloop) = AsyncClient::new(mo, REQUEST_CAPACITY);
@@ -423,7 +425,8 @@ impl MqttLink {
                 events,
                 opts,
                 endpoints,
-                current,
+                order,
+                current: 0,
             },
             handle,
             rx,
@@ -442,24 +445,32 @@ impl MqttLink {
             return;
         }
         let from = self.endpoint();
-        self.current = (self.current + 1) % self.endpoints.len();
-        self.eventloop.mqtt_options = self.endpoints[self.current].clone();
+        self.current = (self.current + 1) % self.order.len();
+        self.eventloop.mqtt_options = self.endpoints[self.order[self.current]].clone();
         info!(%from, to = %self.endpoint(), "failing over to the next broker endpoint");
     }
 }
 
-/// Which endpoint a cabinet tries first: FNV-1a of its machine code, so a fleet spreads
-/// evenly over a cluster's nodes and each cabinet always starts on the same one.
-fn first_endpoint(machine_code: &str, n: usize) -> usize {
-    if n < 2 {
-        return 0;
-    }
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in machine_code.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    (h % n as u64) as usize
+/// The order in which a cabinet tries the endpoints: highest random weight first
+/// (rendezvous hashing of the machine code with each endpoint's position, FNV-1a). So a
+/// fleet spreads evenly over a cluster's nodes, each cabinet always starts on the same
+/// one, and the cabinets of a dead node spread evenly over the others instead of all
+/// landing on the next one in the list.
+fn endpoint_order(machine_code: &str, n: usize) -> Vec<usize> {
+    let weight = |i: usize| {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in machine_code.bytes().chain((i as u64).to_le_bytes()) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        // FNV's low bits mix poorly: finish with a multiply-xorshift.
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^ (h >> 33)
+    };
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(weight(i)));
+    order
 }
 
 /// The `rumqttc` options for one endpoint: everything but the address is the same on
@@ -865,6 +876,9 @@ pub struct BackendMessage {
     pub payload: Vec<u8>,
     /// The broker delivered it from its retained store (e.g. the last `state`).
     pub retain: bool,
+    /// When the connection task read it off the socket (a consumer busy elsewhere may
+    /// take it from the channel much later).
+    pub at: std::time::Instant,
 }
 
 /// Why a backend operation failed.
@@ -945,6 +959,7 @@ impl BackendClient {
                             topic: p.topic,
                             payload: p.payload.to_vec(),
                             retain: p.retain,
+                            at: std::time::Instant::now(),
                         });
                         continue;
                     }
@@ -1121,25 +1136,43 @@ mod tests {
         );
     }
 
+    fn within_10_percent(per: &[u32], what: &str) {
+        let even = per.iter().sum::<u32>() / per.len() as u32;
+        for count in per {
+            assert!(
+                count.abs_diff(even) * 10 < even,
+                "{what}: {per:?} is not within 10 % of {even} each"
+            );
+        }
+    }
+
     #[test]
-    fn a_fleet_spreads_evenly_over_the_endpoints() {
-        assert_eq!(first_endpoint("C001", 0), 0);
-        assert_eq!(first_endpoint("C001", 1), 0);
+    fn a_fleet_spreads_evenly_over_the_endpoints_and_so_does_a_dead_ones_share() {
+        assert_eq!(endpoint_order("C001", 0), Vec::<usize>::new());
+        assert_eq!(endpoint_order("C001", 1), [0]);
         for n in 2..=4 {
-            let mut per = vec![0u32; n];
-            for i in 0..3000 {
-                per[first_endpoint(&format!("C{i:04}"), n)] += 1;
+            let orders: Vec<Vec<usize>> = (0..6000)
+                .map(|i| endpoint_order(&format!("C{i:04}"), n))
+                .collect();
+            let mut first = vec![0u32; n];
+            for o in &orders {
+                let mut sorted = o.clone();
+                sorted.sort_unstable();
+                assert_eq!(sorted, (0..n).collect::<Vec<_>>(), "each endpoint once");
+                first[o[0]] += 1;
             }
-            let even = 3000 / n as u32;
-            for count in &per {
-                assert!(
-                    count.abs_diff(even) * 10 < even,
-                    "{n} endpoints: {per:?} is not within 10 % of {even} each"
-                );
+            within_10_percent(&first, &format!("{n} endpoints, first choice"));
+            if n > 2 {
+                // The cabinets that start on node 0 move evenly to the others when it dies.
+                let mut second = vec![0u32; n];
+                for o in orders.iter().filter(|o| o[0] == 0) {
+                    second[o[1]] += 1;
+                }
+                within_10_percent(&second[1..], &format!("{n} endpoints, node 0's share"));
             }
         }
-        // The same cabinet always starts on the same node.
-        assert_eq!(first_endpoint("C001", 3), first_endpoint("C001", 3));
+        // The same cabinet always has the same order.
+        assert_eq!(endpoint_order("C001", 3), endpoint_order("C001", 3));
     }
 
     fn publish(pkid: u16) -> Publish {
