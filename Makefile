@@ -100,7 +100,7 @@ reliability: deps toolchain
 
 ## docs/RELIABILITY.md's cluster figures: 100 cabinets on a real 3-node RabbitMQ cluster
 ## (quorum session queues), one node killed half way, three times over; then a 2-node
-## cluster with mirrored session queues. About 4 minutes.
+## cluster with mirrored session queues. About 4.5 minutes.
 cluster: deps toolchain
 	$(CARGO) build --release -p cabinet-cli
 	for i in 1 2 3; do target/release/cabinet fleet --cluster 3 --kill-node --cabinets 100 --commands 6000 --rate 200 --hostile 0.2 || exit 1; done
