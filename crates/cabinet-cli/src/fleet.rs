@@ -1127,27 +1127,26 @@ fn reconcile(
         }
         forged_unanswered += k.saturating_sub(bad);
     }
+    // Each board read once: its motor runs per slot.
+    let runs: Vec<BTreeMap<u16, u64>> = boards.iter().map(|b| b.actions_by_slot()).collect();
     let mut motor = 0;
     let mut mismatch = 0;
     let mut double = 0;
-    let mut without_motor = 0;
-    for (i, b) in boards.iter().enumerate() {
-        let m = b.motor_actions();
+    for (i, by_slot) in runs.iter().enumerate() {
+        let m: u64 = by_slot.values().sum();
         motor += m;
         if m != succeeded_per_cabinet[i] {
             mismatch += 1;
         }
-        let runs = b.actions_by_slot();
-        for (slot, r) in &runs {
+        for (slot, r) in by_slot {
             let ok = succeeded_per_slot.get(&(i, *slot)).copied().unwrap_or(0);
             double += r.saturating_sub(ok);
         }
-        for ((cab, slot), ok) in &succeeded_per_slot {
-            if *cab == i {
-                without_motor += ok.saturating_sub(runs.get(slot).copied().unwrap_or(0));
-            }
-        }
     }
+    let without_motor: u64 = succeeded_per_slot
+        .iter()
+        .map(|((cab, slot), ok)| ok.saturating_sub(runs[*cab].get(slot).copied().unwrap_or(0)))
+        .sum();
     let succeeded: u64 = succeeded_per_cabinet.iter().sum();
     let total = sent.len() as f64;
     let send_s = f.last_send.duration_since(f.t0).as_secs_f64();

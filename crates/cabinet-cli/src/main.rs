@@ -11,6 +11,7 @@ mod bench;
 mod board_cmd;
 mod demo_cmd;
 mod fleet;
+mod loopback;
 mod mosquitto;
 mod procfs;
 mod rabbitmq;

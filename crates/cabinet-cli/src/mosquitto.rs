@@ -1,12 +1,13 @@
 //! A Mosquitto child process on a free loopback port, for the benchmarks and the fleet
 //! simulator (the tests have their own harness in crates/cabinet-core/tests/support).
 
-use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
+
+use crate::loopback::{free_ports, wait_listening};
 
 /// Any single wait while starting the broker.
 const STEP: Duration = Duration::from_secs(15);
@@ -37,10 +38,7 @@ impl Broker {
     /// messages saved in its directory when it stops, and loaded when it starts).
     pub fn start_with(nodelay: bool, persistence: bool) -> anyhow::Result<Broker> {
         let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .context("cannot find a free port")?
-            .port();
+        let port = free_ports(1)?[0];
         // Run as root, Mosquitto drops to user `mosquitto` unless told otherwise.
         let user = Command::new("id")
             .arg("-un")
@@ -97,24 +95,6 @@ fn spawn(dir: &Path, port: u16) -> anyhow::Result<Child> {
     Ok(child)
 }
 
-/// Waits until the child process `name` listens on loopback `port`; kills it if it does
-/// not in time.
-pub fn wait_listening(child: &mut Child, port: u16, name: &str) -> anyhow::Result<()> {
-    let deadline = Instant::now() + STEP;
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Some(st) = child.try_wait()? {
-            bail!("{name} exited at start: {st}");
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            bail!("{name} did not listen on port {port} in time");
-        }
-        // Waiting for a child process to open its port; there is nothing to await.
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(())
-}
-
 impl Broker {
     /// A backend connection to this broker, subscribed to `cabinet`'s topics (`"+"`: every
     /// cabinet's).
@@ -123,18 +103,7 @@ impl Broker {
         client_id: &str,
         cabinet: &str,
     ) -> anyhow::Result<cabinet_core::mqtt::BackendClient> {
-        let url = format!("mqtt://127.0.0.1:{}", self.port);
-        let mut b =
-            cabinet_core::mqtt::BackendClient::connect(cabinet_core::mqtt::BackendOptions {
-                client_id: client_id.into(),
-                username: None,
-                password: None,
-                broker: cabinet_core::config::parse_broker_url(&url)
-                    .map_err(|e| anyhow::anyhow!("{e}"))?,
-                ca_pem: None,
-                timeout: STEP,
-            })
-            .await?;
+        let mut b = crate::loopback::backend(self.port, client_id, None, STEP).await?;
         b.subscribe_cabinet(cabinet).await?;
         Ok(b)
     }

@@ -9,15 +9,16 @@
 //! so a cabinet can read only its own `cmd` and write only its own `reply`, `state`,
 //! `telemetry`. docs/OPERATIONS.md ("Scaling out") explains each setting.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::admin::write_private;
 use anyhow::{Context, bail};
-use cabinet_core::config::{Secret, parse_broker_url};
-use cabinet_core::mqtt::{BackendClient, BackendOptions};
+use cabinet_core::config::Secret;
+use cabinet_core::mqtt::BackendClient;
+
+use crate::admin::write_private;
+use crate::loopback::{free_ports, wait_listening};
 use sha2::{Digest, Sha256};
 
 /// Where Debian's package puts the server and CLI scripts.
@@ -92,18 +93,6 @@ pub struct Cluster {
     nodes: Vec<Node>,
     /// Seed of every user's password.
     secret: [u8; 16],
-}
-
-/// `n` distinct free loopback ports (all bound at once, then released).
-fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
-    let listeners = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<Vec<_>, _>>()
-        .context("cannot find free ports")?;
-    listeners
-        .iter()
-        .map(|l| Ok(l.local_addr()?.port()))
-        .collect()
 }
 
 /// RabbitMQ's `rabbit_password_hashing_sha256`: base64(salt ++ sha256(salt ++ password)).
@@ -378,16 +367,8 @@ impl Cluster {
     }
 
     async fn backend_on(&self, i: usize, client_id: &str) -> anyhow::Result<BackendClient> {
-        let url = format!("mqtt://127.0.0.1:{}", self.nodes[i].mqtt);
-        Ok(BackendClient::connect(BackendOptions {
-            client_id: client_id.into(),
-            username: Some("backend".into()),
-            password: Some(Secret::new(self.password("backend"))),
-            broker: parse_broker_url(&url).map_err(|e| anyhow::anyhow!("{e}"))?,
-            ca_pem: None,
-            timeout: STEP,
-        })
-        .await?)
+        let login = ("backend", Secret::new(self.password("backend")));
+        crate::loopback::backend(self.nodes[i].mqtt, client_id, Some(login), STEP).await
     }
 
     /// A backend connection subscribed to `cabinet`'s topics (`"+"`: all), on the first
@@ -554,7 +535,7 @@ fn spawn_epmd(dir: &Path, port: u16) -> anyhow::Result<Child> {
         .stderr(log)
         .spawn()
         .context("cannot start epmd (part of erlang-base)")?;
-    crate::mosquitto::wait_listening(&mut child, port, "epmd")?;
+    wait_listening(&mut child, port, "epmd")?;
     Ok(child)
 }
 

@@ -136,35 +136,42 @@ out_of_service_grace_secs = 1
         self.kiosk = Some(child);
     }
 
+    /// Rewrite the config file through `f`.
+    fn edit_config(&self, f: impl FnOnce(String) -> String) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        std::fs::write(&self.config, f(text)).unwrap();
+    }
+
     /// Give both slots `n` items (capacity and count) for long runs.
     fn set_stock(&self, n: u32) {
-        let text = std::fs::read_to_string(&self.config).unwrap();
-        let text = text.replace(
-            "capacity = 10\ninitial_count = 5",
-            &format!("capacity = {n}\ninitial_count = {n}"),
-        );
-        std::fs::write(&self.config, text).unwrap();
+        self.edit_config(|t| {
+            t.replace(
+                "capacity = 10\ninitial_count = 5",
+                &format!("capacity = {n}\ninitial_count = {n}"),
+            )
+        });
     }
 
     /// Add slots `from..=to` (10 items each) to the config.
     fn add_slots(&self, from: u16, to: u16) {
-        let mut text = std::fs::read_to_string(&self.config).unwrap();
-        for slot in from..=to {
-            text.push_str(&format!(
-                "\n[[slots]]\nslot = {slot}\nproduct = \"P{slot}\"\ncapacity = 10\ninitial_count = 10\n"
-            ));
-        }
-        std::fs::write(&self.config, text).unwrap();
+        self.edit_config(|mut t| {
+            for slot in from..=to {
+                t.push_str(&format!(
+                    "\n[[slots]]\nslot = {slot}\nproduct = \"P{slot}\"\ncapacity = 10\ninitial_count = 10\n"
+                ));
+            }
+            t
+        });
     }
 
     /// Set `board.vmc.report_timeout_secs`.
     fn set_report_timeout(&self, secs: u64) {
-        let text = std::fs::read_to_string(&self.config).unwrap();
-        let text = text.replace(
-            "report_timeout_secs = 20",
-            &format!("report_timeout_secs = {secs}"),
-        );
-        std::fs::write(&self.config, text).unwrap();
+        self.edit_config(|t| {
+            t.replace(
+                "report_timeout_secs = 20",
+                &format!("report_timeout_secs = {secs}"),
+            )
+        });
     }
 
     /// kill -9: no clean disconnect, no flush, nothing.

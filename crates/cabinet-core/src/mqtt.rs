@@ -449,60 +449,7 @@ impl MqttLink {
         self.eventloop.mqtt_options = self.endpoints[self.order[self.current]].clone();
         info!(%from, to = %self.endpoint(), "failing over to the next broker endpoint");
     }
-}
 
-/// The order in which a cabinet tries the endpoints: highest random weight first
-/// (rendezvous hashing of the machine code with each endpoint's position, FNV-1a). So a
-/// fleet spreads evenly over a cluster's nodes, each cabinet always starts on the same
-/// one, and the cabinets of a dead node spread evenly over the others instead of all
-/// landing on the next one in the list.
-fn endpoint_order(machine_code: &str, n: usize) -> Vec<usize> {
-    let weight = |i: usize| {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in machine_code.bytes().chain((i as u64).to_le_bytes()) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        // FNV's low bits mix poorly: finish with a multiply-xorshift.
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        h ^ (h >> 33)
-    };
-    let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(weight(i)));
-    order
-}
-
-/// The `rumqttc` options for one endpoint: everything but the address is the same on
-/// every node.
-fn endpoint_options(
-    opts: &LinkOptions,
-    topics: &Topics,
-    broker: &BrokerUrl,
-) -> Result<MqttOptions, LinkError> {
-    let mut mo = MqttOptions::new(opts.machine_code.clone(), broker.host.clone(), broker.port);
-    mo.set_clean_session(false)
-        .set_manual_acks(true)
-        .set_keep_alive(opts.keepalive.max(Duration::from_secs(1)))
-        .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES)
-        .set_inflight(MAX_INFLIGHT)
-        .set_last_will(LastWill::new(
-            topics.state.clone(),
-            opts.state_message(Presence::Offline),
-            QoS::AtLeastOnce,
-            true,
-        ));
-    if let Some(pw) = &opts.password {
-        mo.set_credentials(opts.username.clone(), pw.expose());
-    }
-    if broker.tls {
-        let ca = opts.ca_pem.clone().ok_or(LinkError::MissingCa)?;
-        mo.set_transport(tls_verified_by(ca));
-    }
-    Ok(mo)
-}
-
-impl MqttLink {
     /// Runs until `shutdown` turns true (or its sender is dropped), then publishes the
     /// retained "offline" state and disconnects cleanly.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
@@ -749,6 +696,57 @@ impl MqttLink {
         }
         info!("stopped");
     }
+}
+
+/// The order in which a cabinet tries the endpoints: highest random weight first
+/// (rendezvous hashing of the machine code with each endpoint's position, FNV-1a). So a
+/// fleet spreads evenly over a cluster's nodes, each cabinet always starts on the same
+/// one, and the cabinets of a dead node spread evenly over the others instead of all
+/// landing on the next one in the list.
+fn endpoint_order(machine_code: &str, n: usize) -> Vec<usize> {
+    let weight = |i: usize| {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in machine_code.bytes().chain((i as u64).to_le_bytes()) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        // FNV's low bits mix poorly: finish with a multiply-xorshift.
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^ (h >> 33)
+    };
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(weight(i)));
+    order
+}
+
+/// The `rumqttc` options for one endpoint: everything but the address is the same on
+/// every node.
+fn endpoint_options(
+    opts: &LinkOptions,
+    topics: &Topics,
+    broker: &BrokerUrl,
+) -> Result<MqttOptions, LinkError> {
+    let mut mo = MqttOptions::new(opts.machine_code.clone(), broker.host.clone(), broker.port);
+    mo.set_clean_session(false)
+        .set_manual_acks(true)
+        .set_keep_alive(opts.keepalive.max(Duration::from_secs(1)))
+        .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES)
+        .set_inflight(MAX_INFLIGHT)
+        .set_last_will(LastWill::new(
+            topics.state.clone(),
+            opts.state_message(Presence::Offline),
+            QoS::AtLeastOnce,
+            true,
+        ));
+    if let Some(pw) = &opts.password {
+        mo.set_credentials(opts.username.clone(), pw.expose());
+    }
+    if broker.tls {
+        let ca = opts.ca_pem.clone().ok_or(LinkError::MissingCa)?;
+        mo.set_transport(tls_verified_by(ca));
+    }
+    Ok(mo)
 }
 
 #[derive(Debug, Default)]
