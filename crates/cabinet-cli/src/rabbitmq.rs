@@ -245,16 +245,14 @@ impl Cluster {
                 child: None,
             });
         }
-        // The first node alone, then the others join it.
+        // One node at a time, each joining the ones before it. Classic-config peer
+        // discovery takes no lock, so nodes that join at once can race (one CI run had a
+        // third node, started with the second, take no MQTT connection in 120 s).
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        cluster.spawn(0)?;
-        rt.block_on(cluster.wait_ready(0))?;
-        for i in 1..nodes {
+        for i in 0..nodes {
             cluster.spawn(i)?;
-        }
-        for i in 1..nodes {
             rt.block_on(cluster.wait_ready(i))?;
         }
         // Each node takes MQTT; now make sure they formed one cluster, not N.
@@ -344,26 +342,45 @@ impl Cluster {
             {
                 return Ok(());
             }
-            let node = &mut self.nodes[i];
-            if let Some(child) = node.child.as_mut()
-                && let Some(status) = child.try_wait()?
-            {
+            let exited = match self.nodes[i].child.as_mut() {
+                Some(child) => child.try_wait()?,
+                None => None,
+            };
+            let name = &self.nodes[i].name;
+            if let Some(status) = exited {
                 bail!(
-                    "RabbitMQ node {} exited at start ({status}); its logs are in {}",
-                    node.name,
-                    node.dir.join("log").display()
+                    "RabbitMQ node {name} exited at start ({status})\n{}",
+                    self.log_tails()
                 );
             }
             if Instant::now() > deadline {
                 bail!(
-                    "RabbitMQ node {} took no MQTT connection within {NODE_START:?}; logs in {}",
-                    node.name,
-                    node.dir.join("log").display()
+                    "RabbitMQ node {name} took no MQTT connection within {NODE_START:?}\n{}",
+                    self.log_tails()
                 );
             }
             // Polling a starting Erlang VM: it has nothing to await.
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// The last lines of every node's log, for an error message: the temporary directory
+    /// is gone by the time anyone reads it.
+    fn log_tails(&self) -> String {
+        const LINES: usize = 25;
+        let mut out = String::new();
+        for node in &self.nodes {
+            for file in [format!("{}.log", node.name), "stdout.log".to_owned()] {
+                let path = node.dir.join("log").join(&file);
+                let Ok(text) = std::fs::read_to_string(&path) else {
+                    continue;
+                };
+                out.push_str(&format!("--- {} {file}, its end:\n", node.name));
+                out.push_str(last_lines(&text, LINES));
+                out.push('\n');
+            }
+        }
+        out
     }
 
     async fn backend_on(&self, i: usize, client_id: &str) -> anyhow::Result<BackendClient> {
@@ -553,6 +570,16 @@ fn dies_with_us(program: &Path) -> Command {
     }
 }
 
+/// The last `n` lines of `text` (all of it if it has fewer), without a final newline.
+fn last_lines(text: &str, n: usize) -> &str {
+    let text = text.trim_end_matches('\n');
+    let start = text
+        .rmatch_indices('\n')
+        .nth(n.saturating_sub(1))
+        .map_or(0, |(i, _)| i + 1);
+    if n == 0 { "" } else { &text[start..] }
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -575,6 +602,17 @@ mod tests {
             u["password_hash"] = shipped["users"][0]["password_hash"].clone();
         }
         assert_eq!(tested, shipped);
+    }
+
+    #[test]
+    fn a_log_tail_is_the_last_lines() {
+        assert_eq!(last_lines("a\nb\nc\n", 2), "b\nc");
+        assert_eq!(last_lines("a\nb\nc", 2), "b\nc");
+        assert_eq!(last_lines("a\nb\nc\n", 3), "a\nb\nc");
+        assert_eq!(last_lines("a\nb\nc\n", 9), "a\nb\nc");
+        assert_eq!(last_lines("a\nb\nc\n", 1), "c");
+        assert_eq!(last_lines("a\nb\nc\n", 0), "");
+        assert_eq!(last_lines("", 5), "");
     }
 
     #[test]
