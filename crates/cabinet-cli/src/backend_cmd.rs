@@ -82,6 +82,7 @@ impl BrokerArgs {
             broker,
             ca_pem,
             timeout: Duration::from_secs(10),
+            persistent_session: false,
         })
     }
 

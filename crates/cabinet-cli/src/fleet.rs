@@ -44,8 +44,9 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::mosquitto::Broker;
+use crate::node_kills::{Kill, NodeKills, Step};
 use crate::procfs::{cpu_seconds, rss_kib};
-use crate::rabbitmq::{Cluster, HijackProbe, SessionQueues};
+use crate::rabbitmq::{BACKEND_ID, Cluster, HijackProbe, SessionQueues};
 use crate::xorshift::XorShift;
 
 /// Slots per simulated cabinet; with 1,000 items each (the most a slot may hold).
@@ -104,6 +105,12 @@ pub struct FleetArgs {
     /// backend stays on node 1; the last node is killed.
     #[arg(long, requires = "cluster")]
     kill_node: bool,
+    /// With --cluster: kill every node in turn (last to first, SIGKILL) and start it
+    /// again, each once RabbitMQ says it may go (its session queues keep their majority
+    /// or a synchronised mirror without it). Spread over the run; give it enough
+    /// commands to last a minute or two.
+    #[arg(long, requires = "cluster", conflicts_with = "kill_node")]
+    rolling_restart: bool,
     /// With --cluster: what keeps a cabinet's session when a node dies. Quorum queues
     /// (the shipped setting) need three nodes or more; mirrored ones work with two.
     #[arg(long, value_enum, default_value = "quorum", requires = "cluster")]
@@ -136,6 +143,8 @@ pub struct FleetOptions {
     pub cluster: Option<usize>,
     /// Kill the cluster's last node half way through.
     pub kill_node: bool,
+    /// Kill and restart every node in turn.
+    pub rolling_restart: bool,
     /// The cluster's session queues.
     pub session_queues: SessionQueues,
 }
@@ -154,6 +163,7 @@ pub fn fleet(a: FleetArgs) -> anyhow::Result<ExitCode> {
         broker_persistence: a.broker_persistence,
         cluster: a.cluster,
         kill_node: a.kill_node,
+        rolling_restart: a.rolling_restart,
         session_queues: a.session_queues,
     };
     let report = run_fleet(&opts)?;
@@ -205,6 +215,8 @@ struct Inbox {
     by_cmd: HashMap<String, Seen>,
     /// Rejections without ids (untrusted tokens), per cabinet, per reason code.
     anonymous: HashMap<String, BTreeMap<&'static str, u64>>,
+    /// (boot id, seq) of each rejection without an id, to drop redeliveries.
+    anonymous_seen: HashSet<(String, u64)>,
     online: HashSet<String>,
     /// Command ids that have their first terminal outcome.
     terminal_ids: u64,
@@ -213,13 +225,20 @@ struct Inbox {
     /// Outcomes (first terminal reply or anonymous rejection) per cabinet code.
     done: HashMap<String, u64>,
     garbage: u64,
-    /// When a cluster node was killed.
-    kill_at: Option<Instant>,
-    /// The first live (not retained) "online" of each cabinet after `kill_at`.
-    back_online: HashMap<String, Instant>,
+    /// When each cabinet announced itself live (not retained) "online", in order.
+    online_at: HashMap<String, Vec<Instant>>,
 }
 
 impl Inbox {
+    /// When cabinet `code` first announced itself online at or after `since`.
+    fn online_since(&self, code: &str, since: Instant) -> Option<Instant> {
+        self.online_at
+            .get(code)?
+            .iter()
+            .find(|t| **t >= since)
+            .copied()
+    }
+
     fn record(&mut self, m: &BackendMessage) {
         let code = m.topic.split('/').nth(2).unwrap_or_default().to_owned();
         if m.topic.ends_with("/state") {
@@ -227,8 +246,8 @@ impl Inbox {
                 .ok()
                 .is_some_and(|v| v["status"] == "online");
             if online {
-                if self.kill_at.is_some_and(|k| m.at >= k) && !m.retain {
-                    self.back_online.entry(code.clone()).or_insert(m.at);
+                if !m.retain {
+                    self.online_at.entry(code.clone()).or_default().push(m.at);
                 }
                 self.online.insert(code);
             }
@@ -244,6 +263,13 @@ impl Inbox {
         self.replies += 1;
         let now = Instant::now();
         if r.cmd_id.is_empty() {
+            // A persistent session may deliver a reply twice: one reply is one boot's
+            // sequence number.
+            if let Some(seq) = r.seq
+                && !self.anonymous_seen.insert((r.boot_id.clone(), seq))
+            {
+                return;
+            }
             let reason = r.reason.map_or("none", Reason::code);
             *self
                 .anonymous
@@ -300,6 +326,25 @@ impl Latency {
     }
 }
 
+/// One node kill in a fleet run.
+#[derive(Debug, Serialize)]
+pub struct KillReport {
+    /// The node (1-based).
+    pub node: usize,
+    /// Commands sent before the kill.
+    pub after_commands: usize,
+    /// Cabinets connected to it when it died.
+    pub displaced: usize,
+    /// Of those, online again elsewhere within [`BACK_ONLINE`].
+    pub back_online: usize,
+    /// The last of them, after the kill.
+    pub back_online_max_ms: Option<f64>,
+    /// Kill -> the restarted node served MQTT again (rolling restarts).
+    pub rejoined_ms: Option<f64>,
+    /// Node served again -> RabbitMQ let the next node go (rolling restarts).
+    pub next_safe_ms: Option<f64>,
+}
+
 /// The outcome of a fleet run: reconciliation and figures.
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -345,10 +390,13 @@ pub struct Report {
     pub session_queues: Option<SessionQueues>,
     /// Cluster nodes killed during the run.
     pub node_kills: u32,
-    /// Cabinets connected to the killed node when it died (the broker's own list).
+    /// Each kill: which node, what it displaced, how fast everything came back.
+    pub kills: Vec<KillReport>,
+    /// Cabinets connected to a node when it was killed (the broker's own list), all
+    /// kills together.
     pub displaced_cabinets: u64,
     /// Displaced cabinets that announced "online" again (on another node) within
-    /// [`BACK_ONLINE`] of the kill.
+    /// [`BACK_ONLINE`] of their node's kill.
     pub displaced_back_online: u64,
     /// Node killed -> each displaced cabinet's "online" at the backend.
     pub back_online: Latency,
@@ -465,13 +513,29 @@ impl Report {
         }
         if self.node_kills > 0 {
             println!(
-                "  failover             {} of {} cabinets on the killed node online again within {:?}: p50 {:.0} / max {:.0} ms after the kill",
+                "  failover             {} of {} cabinets on a killed node online again within {:?}: p50 {:.0} / max {:.0} ms after the kill",
                 self.displaced_back_online,
                 self.displaced_cabinets,
                 BACK_ONLINE,
                 self.back_online.p50_ms,
                 self.back_online.max_ms
             );
+        }
+        for k in &self.kills {
+            let mut line = format!(
+                "    node {} killed after {} commands: {} of {} cabinets back",
+                k.node, k.after_commands, k.back_online, k.displaced
+            );
+            if let Some(v) = k.back_online_max_ms {
+                line += &format!(", the last {v:.0} ms after the kill");
+            }
+            if let Some(v) = k.rejoined_ms {
+                line += &format!("; node serving again {v:.0} ms after the kill");
+            }
+            if let Some(v) = k.next_safe_ms {
+                line += &format!("; next node safe to stop {v:.0} ms after that");
+            }
+            println!("{line}");
         }
         if self.broker_restarts > 0 {
             println!(
@@ -570,8 +634,8 @@ impl Net {
 
     async fn backend(&self) -> anyhow::Result<BackendClient> {
         match self {
-            Net::One(b) => b.backend("fleet-backend", "+").await,
-            Net::Cluster(c) => c.backend("fleet-backend", "+").await,
+            Net::One(b) => b.backend(BACKEND_ID, "+").await,
+            Net::Cluster(c) => c.backend(BACKEND_ID, "+").await,
         }
     }
 
@@ -749,8 +813,11 @@ pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
     let total = o.commands as usize;
     let restarts = o.broker_restarts as usize;
     let mut restart_at: Vec<usize> = (1..=restarts).map(|k| total * k / (restarts + 1)).collect();
-    let mut kill_at = o.kill_node.then_some(total / 2);
-    let mut displaced: Vec<String> = Vec::new();
+    let mut kills = match o.cluster {
+        Some(nodes) if o.rolling_restart => NodeKills::rolling(nodes, total),
+        Some(nodes) if o.kill_node => NodeKills::one(nodes, total),
+        _ => NodeKills::none(),
+    };
     let mut reconnects = 0u32;
     rt.block_on(async {
         let mut next = tokio::time::Instant::now();
@@ -763,14 +830,14 @@ pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
                 backend = reconnect(&net).await?;
                 reconnects += 1;
             }
-            if kill_at == Some(sent.len())
-                && let Net::Cluster(cluster) = &mut net
+            if let Net::Cluster(cluster) = &mut net
+                && kills
+                    .step(cluster, sent.len(), |c, t| inbox.online_since(c, t).is_some())
+                    .await?
+                    == Step::MoveBackend
             {
-                kill_at = None;
-                let last = cluster.nodes() - 1;
-                displaced = cluster.mqtt_clients(last)?;
-                cluster.kill(last)?;
-                inbox.kill_at = Some(Instant::now());
+                backend = reconnect(&net).await?;
+                reconnects += 1;
             }
             tokio::select! {
                 biased;
@@ -856,6 +923,37 @@ pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
         }
         anyhow::Ok(())
     })?;
+    // A rolling restart that outlasted the commands goes on to its end, the outcomes
+    // still coming in (each step has its own time bound).
+    rt.block_on(async {
+        while let Net::Cluster(cluster) = &mut net
+            && !kills.finished()
+        {
+            if kills
+                .step(cluster, sent.len(), |c, t| {
+                    inbox.online_since(c, t).is_some()
+                })
+                .await?
+                == Step::MoveBackend
+            {
+                backend = reconnect(&net).await?;
+                reconnects += 1;
+                continue;
+            }
+            tokio::select! {
+                m = backend.recv() => match m {
+                    Some(m) => inbox.record(&m),
+                    None => {
+                        backend = reconnect(&net).await?;
+                        reconnects += 1;
+                    }
+                },
+                // Polling the kill plan's probes and checks.
+                () = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
+        }
+        anyhow::Ok(())
+    })?;
 
     // Wait for the outcomes: every id'd command terminal, every forged one refused. A
     // broker may drop what it cannot queue (Mosquitto: max_queued_messages per session)
@@ -894,9 +992,14 @@ pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
     })?;
     // Every cabinet of a killed node must be online again, commands for it or not.
     rt.block_on(async {
-        let killed = inbox.kill_at.unwrap_or_else(Instant::now);
-        let deadline = tokio::time::Instant::from_std(killed + BACK_ONLINE);
-        while displaced.iter().any(|c| !inbox.back_online.contains_key(c)) {
+        let last_kill = kills.kills().iter().map(|k| k.at).max();
+        let deadline =
+            tokio::time::Instant::from_std(last_kill.unwrap_or_else(Instant::now) + BACK_ONLINE);
+        while kills.kills().iter().any(|k| {
+            k.displaced
+                .iter()
+                .any(|c| inbox.online_since(c, k.at).is_none())
+        }) {
             match tokio::time::timeout_at(deadline, backend.recv()).await {
                 Ok(Some(m)) => inbox.record(&m),
                 Ok(None) => {
@@ -956,7 +1059,8 @@ pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
             resent,
             restarts: o.broker_restarts,
             reconnects,
-            displaced,
+            kills: kills.kills().to_vec(),
+            planned_kills: kills.planned(),
             broker_rss,
             hijack,
         },
@@ -1014,8 +1118,9 @@ struct Figures {
     resent: u64,
     restarts: u32,
     reconnects: u32,
-    /// Cabinets on the killed node.
-    displaced: Vec<String>,
+    /// The node kills, as they happened.
+    kills: Vec<Kill>,
+    planned_kills: usize,
     broker_rss: u64,
     hijack: Option<HijackProbe>,
 }
@@ -1152,15 +1257,28 @@ fn reconcile(
     let send_s = f.last_send.duration_since(f.t0).as_secs_f64();
     let [rss_before, rss_online, rss_after] = f.rss;
     let mut back_us = Vec::new();
-    if let Some(k) = inbox.kill_at {
-        for c in &f.displaced {
-            if let Some(t) = inbox.back_online.get(c)
-                && t.duration_since(k) <= BACK_ONLINE
-            {
-                back_us.push(us(k, *t));
-            }
-        }
+    let mut kill_reports = Vec::new();
+    for k in &f.kills {
+        let back: Vec<u32> = k
+            .displaced
+            .iter()
+            .filter_map(|c| inbox.online_since(c, k.at))
+            .filter(|t| t.duration_since(k.at) <= BACK_ONLINE)
+            .map(|t| us(k.at, t))
+            .collect();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        kill_reports.push(KillReport {
+            node: k.node + 1,
+            after_commands: k.after_commands,
+            displaced: k.displaced.len(),
+            back_online: back.len(),
+            back_online_max_ms: back.iter().max().map(|us| f64::from(*us) / 1000.0),
+            rejoined_ms: k.rejoined.map(ms),
+            next_safe_ms: k.next_safe.map(ms),
+        });
+        back_us.extend(back);
     }
+    let displaced: u64 = f.kills.iter().map(|k| k.displaced.len() as u64).sum();
     let displaced_back = back_us.len() as u64;
     Report {
         cabinets: n as u32,
@@ -1181,8 +1299,9 @@ fn reconcile(
         backend_reconnects: f.reconnects,
         cluster_nodes: o.cluster.unwrap_or(0),
         session_queues: o.cluster.map(|_| o.session_queues),
-        node_kills: u32::from(inbox.kill_at.is_some()),
-        displaced_cabinets: f.displaced.len() as u64,
+        node_kills: f.kills.len() as u32,
+        kills: kill_reports,
+        displaced_cabinets: displaced,
         displaced_back_online: displaced_back,
         back_online: Latency::of(back_us),
         hijack_probe: f.hijack.clone(),
@@ -1195,9 +1314,10 @@ fn reconcile(
             && without_motor == 0
             && unexpected == 0
             && mismatch == 0
-            && displaced_back == f.displaced.len() as u64
-            // A kill that found no cabinet on its node checked nothing.
-            && (!o.kill_node || !f.displaced.is_empty())
+            && displaced_back == displaced
+            && f.kills.len() == f.planned_kills
+            // Kills that found no cabinet on their node checked nothing.
+            && (f.planned_kills == 0 || displaced > 0)
             && f.hijack.as_ref().is_none_or(HijackProbe::refused),
         rate_requested: o.rate,
         rate_sent: if send_s > 0.0 { total / send_s } else { 0.0 },

@@ -42,12 +42,14 @@ pub fn wait_listening(child: &mut Child, port: u16, name: &str) -> anyhow::Resul
     Ok(())
 }
 
-/// A backend connection (clean session) to the broker on loopback `port`, as
-/// `username`/`password` when given; each broker operation waits at most `timeout`.
+/// A backend connection to the broker on loopback `port`, as `username`/`password` when
+/// given, keeping its session if `persistent`; each broker operation waits at most
+/// `timeout`.
 pub async fn backend(
     port: u16,
     client_id: &str,
     login: Option<(&str, Secret)>,
+    persistent: bool,
     timeout: Duration,
 ) -> anyhow::Result<BackendClient> {
     let url = format!("mqtt://127.0.0.1:{port}");
@@ -62,6 +64,7 @@ pub async fn backend(
         broker: parse_broker_url(&url).map_err(|e| anyhow::anyhow!("{e}"))?,
         ca_pem: None,
         timeout,
+        persistent_session: persistent,
     })
     .await?)
 }

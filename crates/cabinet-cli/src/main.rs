@@ -13,6 +13,7 @@ mod demo_cmd;
 mod fleet;
 mod loopback;
 mod mosquitto;
+mod node_kills;
 mod procfs;
 mod rabbitmq;
 mod run;

@@ -103,7 +103,7 @@ impl Broker {
         client_id: &str,
         cabinet: &str,
     ) -> anyhow::Result<cabinet_core::mqtt::BackendClient> {
-        let mut b = crate::loopback::backend(self.port, client_id, None, STEP).await?;
+        let mut b = crate::loopback::backend(self.port, client_id, None, false, STEP).await?;
         b.subscribe_cabinet(cabinet).await?;
         Ok(b)
     }

@@ -9,8 +9,9 @@
 //! so a cabinet can read only its own `cmd` and write only its own `reply`, `state`,
 //! `telemetry`. docs/OPERATIONS.md ("Scaling out") explains each setting.
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -21,6 +22,8 @@ use crate::admin::write_private;
 use crate::loopback::{free_ports, wait_listening};
 use sha2::{Digest, Sha256};
 
+/// The fleet backend's client ids start with this (not a cabinet of any node).
+pub const BACKEND_ID: &str = "fleet-backend";
 /// Where Debian's package puts the server and CLI scripts.
 const RABBITMQ_BIN: &str = "/usr/lib/rabbitmq/bin";
 /// How long one node may take to start (a cold node takes 5-10 s on 2 cores).
@@ -93,6 +96,10 @@ pub struct Cluster {
     nodes: Vec<Node>,
     /// Seed of every user's password.
     secret: [u8; 16],
+    queues: SessionQueues,
+    /// Where the backend connected last, and a node it must not connect to.
+    backend_node: Cell<Option<usize>>,
+    leaving: Cell<Option<usize>>,
 }
 
 /// RabbitMQ's `rabbit_password_hashing_sha256`: base64(salt ++ sha256(salt ++ password)).
@@ -196,6 +203,9 @@ impl Cluster {
             epmd_port,
             nodes: Vec::with_capacity(nodes),
             secret,
+            queues,
+            backend_node: Cell::new(None),
+            leaving: Cell::new(None),
             dir,
         };
         let mut defs = definitions(cabinets, |u| cluster.password(u))?;
@@ -258,11 +268,6 @@ impl Cluster {
         // Each node takes MQTT; now make sure they formed one cluster, not N.
         cluster.ctl(0, &["await_online_nodes", &nodes.to_string()])?;
         Ok(cluster)
-    }
-
-    /// Number of nodes (running or not).
-    pub fn nodes(&self) -> usize {
-        self.nodes.len()
     }
 
     /// Every node's MQTT URL, in node order.
@@ -337,15 +342,10 @@ impl Cluster {
     async fn wait_ready(&mut self, i: usize) -> anyhow::Result<()> {
         let deadline = Instant::now() + NODE_START;
         loop {
-            if let Ok(mut b) = self.backend_on(i, &format!("ready-probe-{i}")).await
-                && b.subscribe_cabinet("+").await.is_ok()
-            {
+            if self.ready_probe(i).await {
                 return Ok(());
             }
-            let exited = match self.nodes[i].child.as_mut() {
-                Some(child) => child.try_wait()?,
-                None => None,
-            };
+            let exited = self.exited(i)?;
             let name = &self.nodes[i].name;
             if let Some(status) = exited {
                 bail!(
@@ -361,6 +361,76 @@ impl Cluster {
             }
             // Polling a starting Erlang VM: it has nothing to await.
             tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// One try at what "ready" means here: node `i` takes the backend's MQTT connection
+    /// and a subscription. It owns what it needs, so it can run as a task.
+    pub fn ready_probe(&self, i: usize) -> impl Future<Output = bool> + Send + 'static {
+        let port = self.nodes[i].mqtt;
+        let password = Secret::new(self.password("backend"));
+        let client_id = format!("ready-probe-{i}");
+        async move {
+            match crate::loopback::backend(
+                port,
+                &client_id,
+                Some(("backend", password)),
+                false,
+                STEP,
+            )
+            .await
+            {
+                Ok(mut b) => b.subscribe_cabinet("+").await.is_ok(),
+                Err(_) => false,
+            }
+        }
+    }
+
+    /// Node `i`'s exit status if it stopped by itself (a node we killed has none).
+    pub fn exited(&mut self, i: usize) -> anyhow::Result<Option<ExitStatus>> {
+        Ok(match self.nodes[i].child.as_mut() {
+            Some(child) => child.try_wait()?,
+            None => None,
+        })
+    }
+
+    /// Starts node `i` again after a kill. It keeps its data directory, so it rejoins
+    /// the cluster as the member it was; [`Cluster::ready_probe`] tells when it serves.
+    pub fn restart(&mut self, i: usize) -> anyhow::Result<()> {
+        if self.nodes[i].child.is_some() {
+            bail!("node {} is still running", self.nodes[i].name);
+        }
+        self.spawn(i)
+    }
+
+    /// RabbitMQ's own check before a node of a rolling restart goes down: would stopping
+    /// node `i` leave a session queue without its majority (quorum queues:
+    /// `rabbitmq-queues check_if_node_is_quorum_critical`) or without a synchronised
+    /// mirror (`check_if_node_is_mirror_sync_critical`)? `Ok(Ok(()))`: safe to stop;
+    /// `Ok(Err(why))`: not yet; `Err`: the check itself could not run. Blocking (it
+    /// starts an Erlang VM of its own, bounded by [`CTL_TIMEOUT`]): run it off the runtime.
+    pub fn safe_to_stop(
+        &self,
+        i: usize,
+    ) -> impl FnOnce() -> anyhow::Result<Result<(), String>> + Send + 'static {
+        let check = match self.queues {
+            SessionQueues::Quorum => "check_if_node_is_quorum_critical",
+            SessionQueues::Mirrored => "check_if_node_is_mirror_sync_critical",
+        };
+        let mut cmd = Command::new("timeout");
+        cmd.arg(CTL_TIMEOUT.as_secs().to_string())
+            .arg(Path::new(RABBITMQ_BIN).join("rabbitmq-queues"));
+        self.env(&self.nodes[i], &mut cmd);
+        cmd.args(["--quiet", check]).stdin(Stdio::null());
+        move || {
+            let out = cmd.output().context("cannot run rabbitmq-queues")?;
+            Ok(if out.status.success() {
+                Ok(())
+            } else {
+                let why = String::from_utf8_lossy(&out.stdout).into_owned()
+                    + &String::from_utf8_lossy(&out.stderr);
+                Err(format!("{check} ({}): {}", out.status, why.trim()))
+            })
         }
     }
 
@@ -383,22 +453,37 @@ impl Cluster {
         out
     }
 
+    /// The node the last [`Cluster::backend`] connection went to.
+    pub fn backend_node(&self) -> Option<usize> {
+        self.backend_node.get()
+    }
+
+    /// From now on [`Cluster::backend`] connects anywhere but node `i` (about to go down).
+    pub fn move_backend_off(&self, i: usize) {
+        self.leaving.set(Some(i));
+    }
+
     async fn backend_on(&self, i: usize, client_id: &str) -> anyhow::Result<BackendClient> {
         let login = ("backend", Secret::new(self.password("backend")));
-        crate::loopback::backend(self.nodes[i].mqtt, client_id, Some(login), STEP).await
+        crate::loopback::backend(self.nodes[i].mqtt, client_id, Some(login), true, STEP).await
     }
 
     /// A backend connection subscribed to `cabinet`'s topics (`"+"`: all), on the first
-    /// node that takes it.
+    /// running node that takes it, other than the one [`Cluster::move_backend_off`] names.
+    /// Its session is persistent, so it lives in a quorum (or mirrored) queue like a
+    /// cabinet's and what arrives while the backend moves between nodes waits for it: with
+    /// a clean session RabbitMQ 3.10 keeps the subscription in a classic queue on one
+    /// node, and while that node is down the client id cannot subscribe anywhere else.
     pub async fn backend(&self, client_id: &str, cabinet: &str) -> anyhow::Result<BackendClient> {
         let mut last = None;
         for i in 0..self.nodes.len() {
-            if self.nodes[i].child.is_none() {
+            if self.nodes[i].child.is_none() || self.leaving.get() == Some(i) {
                 continue;
             }
             match self.backend_on(i, client_id).await {
                 Ok(mut b) => {
                     b.subscribe_cabinet(cabinet).await?;
+                    self.backend_node.set(Some(i));
                     return Ok(b);
                 }
                 Err(e) => last = Some(e),
@@ -506,7 +591,7 @@ impl Cluster {
             .filter_map(|l| {
                 let mut cols = l.split_whitespace();
                 let (id, p) = (cols.next()?, cols.next()?);
-                (p == port && id != "fleet-backend").then(|| id.to_owned())
+                (p == port && !id.starts_with(BACKEND_ID)).then(|| id.to_owned())
             })
             .collect())
     }

@@ -863,6 +863,10 @@ pub struct BackendOptions {
     pub ca_pem: Option<Vec<u8>>,
     /// How long connect, subscribe and publish may each wait for the broker.
     pub timeout: Duration,
+    /// Keep the session across connections (clean session off): the broker queues what
+    /// arrives while this client is away and delivers it on its return, with the same
+    /// `client_id`. Messages may then come twice; replies carry `boot_id` + `seq`.
+    pub persistent_session: bool,
 }
 
 /// A message the backend received on one of the cabinet topics.
@@ -924,14 +928,14 @@ pub struct BackendClient {
 }
 
 impl BackendClient {
-    /// Connects (clean session) and waits for the broker's ConnAck.
+    /// Connects and waits for the broker's ConnAck.
     pub async fn connect(opts: BackendOptions) -> Result<BackendClient, BackendError> {
         let mut mo = MqttOptions::new(
             opts.client_id.clone(),
             opts.broker.host.clone(),
             opts.broker.port,
         );
-        mo.set_clean_session(true)
+        mo.set_clean_session(!opts.persistent_session)
             .set_keep_alive(Duration::from_secs(30))
             .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES);
         if let Some(user) = &opts.username {

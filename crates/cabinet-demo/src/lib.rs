@@ -160,6 +160,7 @@ impl Demo {
             broker,
             ca_pem: None,
             timeout: Duration::from_secs(5),
+            persistent_session: false,
         })
         .await
         .context("the demo backend cannot reach the embedded broker")?;
