@@ -7,7 +7,8 @@
 //! With `--cluster N --kill-node`, one node is killed (SIGKILL, like a power cut) half way
 //! through the commands: the cabinets on it fail over to the other nodes
 //! (`mqtt.failover_urls`), and the report says how long until every one of them was
-//! online again.
+//! online again. With `--rolling-restart`, every node in turn is killed, started again
+//! and let back into its queues before the next one goes ([`crate::node_kills`]).
 //!
 //! Each kiosk is the real runner (`kiosk::run`, as `cabinet run` starts it) with its own
 //! config, journal on disk (synchronous=FULL) and MQTT connection (persistent session,
@@ -337,6 +338,8 @@ pub struct KillReport {
     pub displaced: usize,
     /// Of those, online again elsewhere within [`BACK_ONLINE`].
     pub back_online: usize,
+    /// Those that were not.
+    pub not_back: Vec<String>,
     /// The last of them, after the kill.
     pub back_online_max_ms: Option<f64>,
     /// Kill -> the restarted node served MQTT again (rolling restarts).
@@ -404,6 +407,10 @@ pub struct Report {
     pub hijack_probe: Option<HijackProbe>,
     /// Forged commands without a refusal (dropped by the broker before any cabinet saw them).
     pub forged_unanswered: u64,
+    /// Refusals without ids beyond the forged commands a cabinet was sent: a token the
+    /// broker delivered twice after losing a node or restarting (counted, not a failure,
+    /// only then).
+    pub forged_refused_twice: u64,
     /// Whether the books balance.
     pub reconciled: bool,
     /// Requested aggregate rate, commands/s (0 = unpaced).
@@ -486,6 +493,12 @@ impl Report {
             "  resent (same id)     {} after no outcome for {:?}; forged without a refusal {}",
             self.resent, QUIET, self.forged_unanswered
         );
+        if self.forged_refused_twice > 0 {
+            println!(
+                "  forged refused twice {} (delivered twice by a broker that lost a node or restarted)",
+                self.forged_refused_twice
+            );
+        }
         if self.cluster_nodes > 0 {
             println!(
                 "  cluster              {} RabbitMQ nodes, {} session queues; {} killed; backend reconnects {}",
@@ -528,6 +541,9 @@ impl Report {
             );
             if let Some(v) = k.back_online_max_ms {
                 line += &format!(", the last {v:.0} ms after the kill");
+            }
+            if !k.not_back.is_empty() {
+                line += &format!(" (not back: {})", k.not_back.join(", "));
             }
             if let Some(v) = k.rejoined_ms {
                 line += &format!("; node serving again {v:.0} ms after the kill");
@@ -1218,8 +1234,13 @@ fn reconcile(
         }
     }
     // Forged tokens cannot be retried (nothing identifies them), so one the broker
-    // dropped has no refusal; more refusals than forgeries would be a cabinet's fault.
+    // dropped has no refusal. More refusals than forgeries: a broker that lost a node or
+    // restarted delivers at least once, so it may hand the cabinet a forged token twice,
+    // and nothing in an untrusted token deduplicates it. Without such a disruption it
+    // would be the cabinet's fault.
+    let disrupted = !f.kills.is_empty() || f.restarts > 0;
     let mut forged_unanswered = 0;
+    let mut forged_refused_twice = 0;
     for (cab, k) in &forged_per_cabinet {
         let bad = inbox
             .anonymous
@@ -1228,7 +1249,11 @@ fn reconcile(
             .copied()
             .unwrap_or(0);
         if bad > *k {
-            unexpected += 1;
+            if disrupted {
+                forged_refused_twice += bad - k;
+            } else {
+                unexpected += 1;
+            }
         }
         forged_unanswered += k.saturating_sub(bad);
     }
@@ -1259,19 +1284,21 @@ fn reconcile(
     let mut back_us = Vec::new();
     let mut kill_reports = Vec::new();
     for k in &f.kills {
-        let back: Vec<u32> = k
-            .displaced
-            .iter()
-            .filter_map(|c| inbox.online_since(c, k.at))
-            .filter(|t| t.duration_since(k.at) <= BACK_ONLINE)
-            .map(|t| us(k.at, t))
-            .collect();
+        let mut back = Vec::new();
+        let mut not_back = Vec::new();
+        for c in &k.displaced {
+            match inbox.online_since(c, k.at) {
+                Some(t) if t.duration_since(k.at) <= BACK_ONLINE => back.push(us(k.at, t)),
+                _ => not_back.push(c.clone()),
+            }
+        }
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         kill_reports.push(KillReport {
             node: k.node + 1,
             after_commands: k.after_commands,
             displaced: k.displaced.len(),
             back_online: back.len(),
+            not_back,
             back_online_max_ms: back.iter().max().map(|us| f64::from(*us) / 1000.0),
             rejoined_ms: k.rejoined.map(ms),
             next_safe_ms: k.next_safe.map(ms),
@@ -1307,6 +1334,7 @@ fn reconcile(
         hijack_probe: f.hijack.clone(),
         broker_persistence: o.broker_persistence,
         forged_unanswered,
+        forged_refused_twice,
         reconciled: missing == 0
             && conflicting == 0
             && double == 0

@@ -157,6 +157,9 @@ impl NodeKills {
                     return Ok(Step::MoveBackend);
                 }
                 let displaced = cluster.mqtt_clients(node)?;
+                // The clock starts with the SIGKILL: a cabinet may be back on another node
+                // before the node's process has been reaped.
+                let at = Instant::now();
                 cluster.kill(node)?;
                 eprintln!(
                     "fleet: killed RabbitMQ node {} after {sent} commands ({} cabinets on it)",
@@ -165,7 +168,7 @@ impl NodeKills {
                 );
                 self.done.push(Kill {
                     node,
-                    at: Instant::now(),
+                    at,
                     after_commands: sent,
                     displaced,
                     rejoined: None,
