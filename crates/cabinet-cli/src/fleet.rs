@@ -226,30 +226,35 @@ struct Inbox {
     /// Outcomes (first terminal reply or anonymous rejection) per cabinet code.
     done: HashMap<String, u64>,
     garbage: u64,
-    /// When each cabinet announced itself live (not retained) "online", in order.
-    online_at: HashMap<String, Vec<Instant>>,
+    /// Every "online" and reply of each cabinet, in arrival order: (arrival, the
+    /// message's own `at`, unix ms: when the cabinet opened that connection, or made that
+    /// reply).
+    heard: HashMap<String, Vec<(Instant, u64)>>,
 }
 
 impl Inbox {
-    /// When cabinet `code` first announced itself online at or after `since`.
-    fn online_since(&self, code: &str, since: Instant) -> Option<Instant> {
-        self.online_at
+    /// When the backend first heard from cabinet `code` over a connection made after
+    /// `kill`: an "online" of that connection or a reply made after the kill. Either one
+    /// proves the cabinet is back; both, because RabbitMQ may drop a presence message
+    /// that crosses a leader election.
+    fn back_since(&self, code: &str, kill: &Kill) -> Option<Instant> {
+        self.heard
             .get(code)?
             .iter()
-            .find(|t| **t >= since)
-            .copied()
+            .find(|(_, at_ms)| *at_ms >= kill.at_ms)
+            .map(|(arrival, _)| *arrival)
     }
 
     fn record(&mut self, m: &BackendMessage) {
         let code = m.topic.split('/').nth(2).unwrap_or_default().to_owned();
         if m.topic.ends_with("/state") {
-            let online = serde_json::from_slice::<serde_json::Value>(&m.payload)
-                .ok()
-                .is_some_and(|v| v["status"] == "online");
-            if online {
-                if !m.retain {
-                    self.online_at.entry(code.clone()).or_default().push(m.at);
-                }
+            let state = serde_json::from_slice::<serde_json::Value>(&m.payload).ok();
+            if let Some(v) = state.filter(|v| v["status"] == "online") {
+                let at_ms = v["at"].as_u64().unwrap_or(0);
+                self.heard
+                    .entry(code.clone())
+                    .or_default()
+                    .push((m.at, at_ms));
                 self.online.insert(code);
             }
             return;
@@ -262,6 +267,10 @@ impl Inbox {
             return;
         };
         self.replies += 1;
+        self.heard
+            .entry(code.clone())
+            .or_default()
+            .push((m.at, r.at));
         let now = Instant::now();
         if r.cmd_id.is_empty() {
             // A persistent session may deliver a reply twice: one reply is one boot's
@@ -848,7 +857,7 @@ pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
             }
             if let Net::Cluster(cluster) = &mut net
                 && kills
-                    .step(cluster, sent.len(), |c, t| inbox.online_since(c, t).is_some())
+                    .step(cluster, sent.len(), |c, k| inbox.back_since(c, k).is_some())
                     .await?
                     == Step::MoveBackend
             {
@@ -946,9 +955,7 @@ pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
             && !kills.finished()
         {
             if kills
-                .step(cluster, sent.len(), |c, t| {
-                    inbox.online_since(c, t).is_some()
-                })
+                .step(cluster, sent.len(), |c, k| inbox.back_since(c, k).is_some())
                 .await?
                 == Step::MoveBackend
             {
@@ -1011,11 +1018,11 @@ pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
         let last_kill = kills.kills().iter().map(|k| k.at).max();
         let deadline =
             tokio::time::Instant::from_std(last_kill.unwrap_or_else(Instant::now) + BACK_ONLINE);
-        while kills.kills().iter().any(|k| {
-            k.displaced
-                .iter()
-                .any(|c| inbox.online_since(c, k.at).is_none())
-        }) {
+        while kills
+            .kills()
+            .iter()
+            .any(|k| k.displaced.iter().any(|c| inbox.back_since(c, k).is_none()))
+        {
             match tokio::time::timeout_at(deadline, backend.recv()).await {
                 Ok(Some(m)) => inbox.record(&m),
                 Ok(None) => {
@@ -1287,7 +1294,7 @@ fn reconcile(
         let mut back = Vec::new();
         let mut not_back = Vec::new();
         for c in &k.displaced {
-            match inbox.online_since(c, k.at) {
+            match inbox.back_since(c, k) {
                 Some(t) if t.duration_since(k.at) <= BACK_ONLINE => back.push(us(k.at, t)),
                 _ => not_back.push(c.clone()),
             }

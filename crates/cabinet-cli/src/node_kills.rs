@@ -31,6 +31,8 @@ pub struct Kill {
     pub node: usize,
     /// When the SIGKILL went out.
     pub at: Instant,
+    /// The same, unix milliseconds (to compare with the `at` of a cabinet's messages).
+    pub at_ms: u64,
     /// Commands sent before it.
     pub after_commands: usize,
     /// Cabinets connected to the node when it died (the broker's own list).
@@ -131,13 +133,13 @@ impl NodeKills {
         matches!(self.phase, Phase::Done)
     }
 
-    /// Moves the plan on: `sent` commands are out, and `back(code, since)` says whether
-    /// cabinet `code` has come online again since `since`.
+    /// Moves the plan on: `sent` commands are out, and `back(code, kill)` says whether
+    /// cabinet `code` has been heard from over a connection made after `kill`.
     pub async fn step(
         &mut self,
         cluster: &mut Cluster,
         sent: usize,
-        back: impl Fn(&str, Instant) -> bool,
+        back: impl Fn(&str, &Kill) -> bool,
     ) -> anyhow::Result<Step> {
         let now = Instant::now();
         match &mut self.phase {
@@ -160,6 +162,7 @@ impl NodeKills {
                 // The clock starts with the SIGKILL: a cabinet may be back on another node
                 // before the node's process has been reaped.
                 let at = Instant::now();
+                let at_ms = unix_ms();
                 cluster.kill(node)?;
                 eprintln!(
                     "fleet: killed RabbitMQ node {} after {sent} commands ({} cabinets on it)",
@@ -169,6 +172,7 @@ impl NodeKills {
                 self.done.push(Kill {
                     node,
                     at,
+                    at_ms,
                     after_commands: sent,
                     displaced,
                     rejoined: None,
@@ -184,7 +188,7 @@ impl NodeKills {
                     self.phase = self.after_kill();
                     return Ok(Step::Going);
                 }
-                let all_back = kill.displaced.iter().all(|c| back(c, kill.at));
+                let all_back = kill.displaced.iter().all(|c| back(c, kill));
                 if all_back || now.duration_since(kill.at) > BACK_ONLINE {
                     cluster.restart(kill.node)?;
                     eprintln!("fleet: restarting RabbitMQ node {}", kill.node + 1);
@@ -285,6 +289,14 @@ impl NodeKills {
             Phase::Due
         }
     }
+}
+
+/// Wall clock, unix milliseconds.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
