@@ -100,11 +100,14 @@ reliability: deps toolchain
 
 ## docs/RELIABILITY.md's cluster figures: 100 cabinets on a real 3-node RabbitMQ cluster
 ## (quorum session queues), one node killed half way, three times over; then a 2-node
-## cluster with mirrored session queues. About 4.5 minutes.
+## cluster with mirrored session queues; then a rolling restart (every node killed and
+## started again in turn) of each. About 11 minutes.
 cluster: deps toolchain
 	$(CARGO) build --release -p cabinet-cli
 	for i in 1 2 3; do target/release/cabinet fleet --cluster 3 --kill-node --cabinets 100 --commands 6000 --rate 200 --hostile 0.2 || exit 1; done
 	target/release/cabinet fleet --cluster 2 --session-queues mirrored --kill-node --cabinets 100 --commands 6000 --rate 200 --hostile 0.2
+	target/release/cabinet fleet --cluster 3 --rolling-restart --cabinets 100 --commands 20000 --rate 200 --hostile 0.2
+	target/release/cabinet fleet --cluster 2 --session-queues mirrored --rolling-restart --cabinets 100 --commands 20000 --rate 200 --hostile 0.2
 
 ## cargo-mutants over the engine, the journal, the command verifier and the config validator, against
 ## cabinet-core's unit tests (about 45 minutes on 2 cores). Report in mutants.out/.

@@ -12,11 +12,9 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use tokio::task::JoinHandle;
 
+use crate::fleet::BACK_ONLINE;
 use crate::rabbitmq::Cluster;
 
-/// How long a killed node's cabinets get to come back online elsewhere before the node
-/// is started again anyway (the fleet's back-online bound; missing them fails the run).
-const BACK_ONLINE: Duration = Duration::from_secs(10);
 /// How long a restarted node may take to serve MQTT again.
 const REJOIN: Duration = Duration::from_secs(120);
 /// How long RabbitMQ may call the next node critical before the run gives up.
