@@ -1085,8 +1085,7 @@ pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
             resent,
             restarts: o.broker_restarts,
             reconnects,
-            kills: kills.kills().to_vec(),
-            planned_kills: kills.planned(),
+            kills,
             broker_rss,
             hijack,
         },
@@ -1144,9 +1143,8 @@ struct Figures {
     resent: u64,
     restarts: u32,
     reconnects: u32,
-    /// The node kills, as they happened.
-    kills: Vec<Kill>,
-    planned_kills: usize,
+    /// The node kills planned, and as they happened.
+    kills: NodeKills,
     broker_rss: u64,
     hijack: Option<HijackProbe>,
 }
@@ -1248,7 +1246,7 @@ fn reconcile(
     // restarted delivers at least once, so it may hand the cabinet a forged token twice,
     // and nothing in an untrusted token deduplicates it. Without such a disruption it
     // would be the cabinet's fault.
-    let disrupted = !f.kills.is_empty() || f.restarts > 0;
+    let disrupted = !f.kills.kills().is_empty() || f.restarts > 0;
     let mut forged_unanswered = 0;
     let mut forged_refused_twice = 0;
     for (cab, k) in &forged_per_cabinet {
@@ -1293,7 +1291,7 @@ fn reconcile(
     let [rss_before, rss_online, rss_after] = f.rss;
     let mut back_us = Vec::new();
     let mut kill_reports = Vec::new();
-    for k in &f.kills {
+    for k in f.kills.kills() {
         let mut back = Vec::new();
         let mut not_back = Vec::new();
         for c in &k.displaced {
@@ -1315,7 +1313,12 @@ fn reconcile(
         });
         back_us.extend(back);
     }
-    let displaced: u64 = f.kills.iter().map(|k| k.displaced.len() as u64).sum();
+    let displaced: u64 = f
+        .kills
+        .kills()
+        .iter()
+        .map(|k| k.displaced.len() as u64)
+        .sum();
     let displaced_back = back_us.len() as u64;
     Report {
         cabinets: n as u32,
@@ -1336,7 +1339,7 @@ fn reconcile(
         backend_reconnects: f.reconnects,
         cluster_nodes: o.cluster.unwrap_or(0),
         session_queues: o.cluster.map(|_| o.session_queues),
-        node_kills: f.kills.len() as u32,
+        node_kills: f.kills.kills().len() as u32,
         kills: kill_reports,
         displaced_cabinets: displaced,
         displaced_back_online: displaced_back,
@@ -1353,9 +1356,9 @@ fn reconcile(
             && unexpected == 0
             && mismatch == 0
             && displaced_back == displaced
-            && f.kills.len() == f.planned_kills
+            && f.kills.kills().len() == f.kills.planned()
             // Kills that found no cabinet on their node checked nothing.
-            && (f.planned_kills == 0 || displaced > 0)
+            && (f.kills.planned() == 0 || displaced > 0)
             && f.hijack.as_ref().is_none_or(HijackProbe::refused),
         rate_requested: o.rate,
         rate_sent: if send_s > 0.0 { total / send_s } else { 0.0 },

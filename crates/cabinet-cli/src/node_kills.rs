@@ -3,9 +3,11 @@
 //! into its queues before the next one goes (`--rolling-restart`): an operator's
 //! rolling upgrade, except that each node dies by SIGKILL instead of a clean stop.
 //!
-//! The fleet's send loop calls [`NodeKills::step`] between commands. It never waits on a
-//! node: readiness probes and RabbitMQ's health checks run as tasks, and `step` only
-//! looks at whether they finished.
+//! The fleet's send loop calls [`NodeKills::step`] between commands. It does not wait on
+//! a node: readiness probes and RabbitMQ's health checks run as tasks, and `step` only
+//! looks at whether they finished. The one blocking call is the broker's connection list
+//! just before a kill (a `rabbitmqctl` run, about a second), once per kill and before the
+//! kill's clock starts.
 
 use std::time::{Duration, Instant};
 
@@ -24,7 +26,7 @@ const SAFE_TO_STOP: Duration = Duration::from_secs(120);
 const RETRY: Duration = Duration::from_millis(250);
 
 /// One node kill, as it happened.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Kill {
     /// Node index (0-based).
     pub node: usize,
@@ -45,7 +47,8 @@ pub struct Kill {
 enum Phase {
     /// The next kill waits for its command.
     Due,
-    /// A node is down; it is started again once its cabinets are back online elsewhere.
+    /// A node is down (rolling restarts); it is started again once its cabinets are back
+    /// elsewhere.
     Down,
     /// Restarted; probing until it serves MQTT.
     Rejoining {
@@ -161,7 +164,7 @@ impl NodeKills {
                 // The clock starts with the SIGKILL: a cabinet may be back on another node
                 // before the node's process has been reaped.
                 let at = Instant::now();
-                let at_ms = unix_ms();
+                let at_ms = cabinet_core::kiosk::now_ms();
                 cluster.kill(node)?;
                 eprintln!(
                     "fleet: killed RabbitMQ node {} after {sent} commands ({} cabinets on it)",
@@ -177,16 +180,16 @@ impl NodeKills {
                     rejoined: None,
                     next_safe: None,
                 });
-                self.phase = Phase::Down;
+                self.phase = if self.restart {
+                    Phase::Down
+                } else {
+                    self.after_kill()
+                };
             }
             Phase::Down => {
                 let Some(kill) = self.done.last() else {
                     bail!("a node is down with no kill on record");
                 };
-                if !self.restart {
-                    self.phase = self.after_kill();
-                    return Ok(Step::Going);
-                }
                 let all_back = kill.displaced.iter().all(|c| back(c, kill));
                 if all_back || now.duration_since(kill.at) > BACK_ONLINE {
                     cluster.restart(kill.node)?;
@@ -288,14 +291,6 @@ impl NodeKills {
             Phase::Due
         }
     }
-}
-
-/// Wall clock, unix milliseconds.
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

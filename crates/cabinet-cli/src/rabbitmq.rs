@@ -417,11 +417,8 @@ impl Cluster {
             SessionQueues::Quorum => "check_if_node_is_quorum_critical",
             SessionQueues::Mirrored => "check_if_node_is_mirror_sync_critical",
         };
-        let mut cmd = Command::new("timeout");
-        cmd.arg(CTL_TIMEOUT.as_secs().to_string())
-            .arg(Path::new(RABBITMQ_BIN).join("rabbitmq-queues"));
-        self.env(&self.nodes[i], &mut cmd);
-        cmd.args(["--quiet", check]).stdin(Stdio::null());
+        let mut cmd = self.cli(i, "rabbitmq-queues");
+        cmd.arg(check);
         move || {
             let out = cmd.output().context("cannot run rabbitmq-queues")?;
             Ok(if out.status.success() {
@@ -548,17 +545,23 @@ impl Cluster {
             .collect()
     }
 
+    /// A RabbitMQ CLI `tool` (`rabbitmqctl`, `rabbitmq-queues`) against node `i`, quiet,
+    /// bounded by [`CTL_TIMEOUT`] (each starts an Erlang VM of its own).
+    fn cli(&self, i: usize, tool: &str) -> Command {
+        let mut cmd = Command::new("timeout");
+        cmd.arg(CTL_TIMEOUT.as_secs().to_string())
+            .arg(Path::new(RABBITMQ_BIN).join(tool));
+        self.env(&self.nodes[i], &mut cmd);
+        cmd.arg("--quiet").stdin(Stdio::null());
+        cmd
+    }
+
     /// `rabbitmqctl` against node `i`, for at most [`CTL_TIMEOUT`]; its standard output.
     fn ctl(&self, i: usize, args: &[&str]) -> anyhow::Result<String> {
         let node = &self.nodes[i];
-        let mut cmd = Command::new("timeout");
-        cmd.arg(CTL_TIMEOUT.as_secs().to_string())
-            .arg(Path::new(RABBITMQ_BIN).join("rabbitmqctl"));
-        self.env(node, &mut cmd);
-        let out = cmd
-            .arg("--quiet")
+        let out = self
+            .cli(i, "rabbitmqctl")
             .args(args)
-            .stdin(Stdio::null())
             .output()
             .context("cannot run rabbitmqctl")?;
         if !out.status.success() {
