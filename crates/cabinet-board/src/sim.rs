@@ -7,6 +7,11 @@
 //! stable symlink to the current pty (what the udev rule gives a real cabinet), so
 //! [`Simulator::unplug`] and [`Simulator::replug`] look to the host like a cable pulled and
 //! plugged back: the path vanishes, then reappears pointing at a new pty.
+//!
+//! The simulated VMC board plays what real boards do, not what our driver expects: it
+//! keeps polling and keeps its PackNO memory while the host is away (a host restart is
+//! the host closing and reopening the pty; only a replug powers the board afresh), it can
+//! report late, twice or for another slot, and it can lack the machine-status command.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{Read, Write};
@@ -51,6 +56,10 @@ pub struct SimConfig {
     /// VMC: record when the first byte of each new host Dispense frame was read (for the
     /// dispatch benchmark); see [`Simulator::take_dispense_times`].
     pub record_dispense_times: bool,
+    /// VMC: the board knows the machine-status command (0x53). Without it the board
+    /// acknowledges the frame and does nothing else: it neither answers nor takes the
+    /// frame's PackNO as its last, as boards without that command do.
+    pub machine_status: bool,
 }
 
 impl SimConfig {
@@ -72,6 +81,7 @@ impl SimConfig {
             polarity: DoorPolarity::OpenIs11,
             record_latencies: false,
             record_dispense_times: false,
+            machine_status: true,
         }
     }
 }
@@ -101,12 +111,18 @@ pub enum Fault {
     /// VMC: lose the board's first ACK of each command (so the host resends the same
     /// PackNO) and send every report twice with the same PackNO.
     RepeatedPackNo,
+    /// VMC: send every final dispense report a second time, as a new frame with its own
+    /// PackNO, at the board's next turn (a board that reports again).
+    ReportTwice,
+    /// VMC: the final dispense report names the next slot instead of the one dispensed.
+    ReportWrongSlot,
 }
 
 impl std::str::FromStr for Fault {
     type Err = String;
     /// Parse `jam`, `motor-not-stopped`, `no-drop`, `door-stuck`, `no-reply`, `silent`,
-    /// `bad-checksum[=N]`, `slow-reply=MS`, `repeated-packno`.
+    /// `bad-checksum[=N]`, `slow-reply=MS`, `repeated-packno`, `report-twice`,
+    /// `report-wrong-slot`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (name, arg) = s.split_once('=').map_or((s, None), |(n, a)| (n, Some(a)));
         let num = |a: Option<&str>, default: Option<u64>| -> Result<u64, String> {
@@ -130,10 +146,13 @@ impl std::str::FromStr for Fault {
             }
             "slow-reply" => Fault::SlowReply(Duration::from_millis(num(arg, None)?)),
             "repeated-packno" => Fault::RepeatedPackNo,
+            "report-twice" => Fault::ReportTwice,
+            "report-wrong-slot" => Fault::ReportWrongSlot,
             other => {
                 return Err(format!(
                     "unknown fault {other:?}; allowed: jam, motor-not-stopped, no-drop, door-stuck, \
-                     no-reply, silent, bad-checksum[=N], slow-reply=MS, repeated-packno"
+                     no-reply, silent, bad-checksum[=N], slow-reply=MS, repeated-packno, \
+                     report-twice, report-wrong-slot"
                 ));
             }
         })
@@ -151,6 +170,8 @@ struct Faults {
     bad_checksum: u32,
     slow_reply: Option<Duration>,
     repeated_packno: bool,
+    report_twice: bool,
+    report_wrong_slot: bool,
 }
 
 /// What the simulator has seen and done.
@@ -278,6 +299,8 @@ impl Simulator {
             Fault::BadChecksum(n) => f.bad_checksum = n,
             Fault::SlowReply(d) => f.slow_reply = Some(d),
             Fault::RepeatedPackNo => f.repeated_packno = true,
+            Fault::ReportTwice => f.report_twice = true,
+            Fault::ReportWrongSlot => f.report_wrong_slot = true,
         }
         tracing::info!(?fault, "simulator fault on");
     }
@@ -680,10 +703,23 @@ impl VmcModel {
                             DispenseStatus::Success
                         };
                         let due = now + cfg.motor_time + f.slow_reply.unwrap_or_default();
+                        let reported = if f.report_wrong_slot {
+                            slot % cfg.slots + 1
+                        } else {
+                            slot
+                        };
                         self.queue.push_back(Pending {
                             due,
-                            frame: report(status, slot),
+                            frame: report(status, reported),
                         });
+                        if f.report_twice {
+                            // Queued behind the first: it goes out at the board's next turn
+                            // with a PackNO of its own, so the host cannot drop it as a resend.
+                            self.queue.push_back(Pending {
+                                due,
+                                frame: report(status, reported),
+                            });
+                        }
                     }
                 }
                 drop(c);
@@ -713,6 +749,11 @@ impl VmcModel {
                         },
                     });
                 }
+                drop(c);
+                send(shared, port, vmc::ACK.to_vec(), true);
+            }
+            VmcFrame::MachineStatusRequest { .. } if !cfg.machine_status => {
+                // A board without this command: ACK, nothing else, PackNO not remembered.
                 drop(c);
                 send(shared, port, vmc::ACK.to_vec(), true);
             }

@@ -335,6 +335,79 @@ fn vmc_slot_and_machine_status_are_read_without_moving_anything() {
     assert!(!v.board.recent_frames().is_empty());
 }
 
+/// Regression: after an app restart the driver numbered its frames the same way every
+/// time, so the first dispense could repeat the PackNO the board executed last and be
+/// silently skipped as a resend (`board_no_reply`). A board without the machine-status
+/// command defeats the old fix (a status query first), so the number must come from disk.
+#[test]
+fn vmc_a_restarted_driver_never_repeats_the_packno_the_board_executed_last() {
+    let _s = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = SimConfig::new(Protocol::Vmc);
+    cfg.link = Some(dir.path().join("board"));
+    cfg.poll_interval = Duration::from_millis(20);
+    cfg.motor_time = Duration::from_millis(30);
+    cfg.machine_status = false;
+    let sim = Simulator::start(cfg).unwrap();
+    let mut settings = BoardSettings::new(Protocol::Vmc, dir.path().join("board"));
+    settings.vmc.report_timeout = Duration::from_secs(2);
+    settings.vmc.silent_after = Duration::from_millis(500);
+    settings.vmc.query_timeout = Duration::from_millis(200);
+    settings.vmc.packno_file = Some(dir.path().join("packno"));
+    for run in 1..=4u64 {
+        // A new driver is what a restarted app has; the board keeps its memory.
+        let board = VmcBoard::open(&settings).unwrap();
+        assert!(board.wait_ready(READY), "run {run}: board never polled");
+        assert_eq!(
+            board.dispense(3),
+            Outcome::Dispensed {
+                drop_detected: Some(true)
+            },
+            "run {run}: the first dispense after a restart"
+        );
+        drop(board);
+        let stats = sim.stats();
+        assert_eq!(stats.motor_actions, run, "run {run}");
+        assert_eq!(stats.host_resends_seen, 0, "run {run}: a PackNO repeated");
+    }
+    let stored = std::fs::read_to_string(dir.path().join("packno")).unwrap();
+    assert!(stored.trim().parse::<u8>().is_ok(), "{stored:?}");
+}
+
+/// Regression: a board that sends its final report twice (a new frame each time) had the
+/// second copy credited to the next command on the same slot, which then "succeeded"
+/// before its own motor had finished. Here the next command jams: it must say so.
+#[test]
+fn vmc_a_report_sent_twice_never_confirms_the_next_command() {
+    let _s = serial();
+    let v = vmc();
+    v.sim.set_fault(Fault::ReportTwice);
+    assert_eq!(
+        v.board.dispense(5),
+        Outcome::Dispensed {
+            drop_detected: Some(true)
+        }
+    );
+    v.sim.clear_faults();
+    v.sim.set_fault(Fault::Jam);
+    assert_eq!(v.board.dispense(5), Outcome::Jammed);
+    assert_eq!(v.sim.stats().motor_actions, 2);
+}
+
+#[test]
+fn vmc_a_report_for_another_slot_never_confirms_a_dispense() {
+    let _s = serial();
+    let v = vmc();
+    v.sim.set_fault(Fault::ReportWrongSlot);
+    assert_eq!(
+        v.board.dispense(5),
+        Outcome::NoReply {
+            reach: Reach::Acknowledged
+        }
+    );
+    assert_eq!(v.sim.stats().motor_actions, 1);
+}
+
 struct Lock {
     sim: Simulator,
     board: LockBoard,

@@ -7,9 +7,21 @@
 //! every report and drops a report whose PackNO repeats the previous one (the board resent
 //! it because our ACK was lost). Callers block on a condition variable until their
 //! operation's answer arrives.
+//!
+//! Two habits of real boards shape what counts as an answer:
+//! - A board remembers the PackNO it executed last, across our restarts, and silently
+//!   skips a frame that repeats it. The last PackNO we used is kept on disk
+//!   ([`crate::vmc::VmcSettings::packno_file`]) and written before the frame goes out, so
+//!   a restarted driver continues after it.
+//! - A board sends what it has to say when it has the turn, so a report can come late or
+//!   twice. A report that arrived before our command went out belongs to an earlier
+//!   command and is dropped; one that arrives after is taken for ours only if it is for
+//!   our slot (the engine takes a slot whose report never came out of service, so an
+//!   earlier command's late report cannot confirm the next one there).
 
 use std::collections::VecDeque;
 use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -36,7 +48,95 @@ pub struct VmcBoard {
     /// One operation at a time (one physical dispense at a time, DESIGN.md §4). The flag
     /// says whether the PackNO sequence has been synchronised with the board.
     op: Mutex<bool>,
+    /// The last PackNO put on the wire, on disk. Used only under `op`.
+    packnos: Mutex<PacknoStore>,
     io: Option<JoinHandle<()>>,
+}
+
+/// The last PackNO the driver put on the wire, kept in a small file so that a restarted
+/// driver never repeats the number the board executed last
+/// ([`crate::vmc::VmcSettings::packno_file`]).
+#[derive(Debug)]
+struct PacknoStore {
+    path: Option<PathBuf>,
+    file: Option<std::fs::File>,
+    /// A write failed and was logged; later failures are not logged again.
+    warned: bool,
+}
+
+impl PacknoStore {
+    /// Open (or create) the file; returns the store and the PackNO it holds, if valid.
+    fn open(path: Option<&Path>) -> (PacknoStore, Option<u8>) {
+        let Some(path) = path else {
+            return (
+                PacknoStore {
+                    path: None,
+                    file: None,
+                    warned: false,
+                },
+                None,
+            );
+        };
+        let stored = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| t.trim().parse::<u8>().ok())
+            .filter(|p| *p != 0);
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path);
+        let mut store = PacknoStore {
+            path: Some(path.to_path_buf()),
+            file: None,
+            warned: false,
+        };
+        match file {
+            Ok(f) => store.file = Some(f),
+            Err(e) => store.warn(&e),
+        }
+        (store, stored)
+    }
+
+    /// Record `packno` durably before it goes on the wire. A failure is logged (once) and
+    /// otherwise ignored: it only matters if the app restarts before the next success.
+    fn save(&mut self, packno: u8) {
+        use std::os::unix::fs::FileExt;
+        let Some(f) = &self.file else {
+            return;
+        };
+        // Fixed width, written in place: one small write within one disk sector.
+        let text = format!("{packno:03}\n");
+        if let Err(e) = f
+            .write_all_at(text.as_bytes(), 0)
+            .and_then(|()| f.sync_data())
+        {
+            self.warn(&e);
+        }
+    }
+
+    fn warn(&mut self, e: &std::io::Error) {
+        if !self.warned {
+            self.warned = true;
+            tracing::warn!(
+                path = %self.path.as_deref().unwrap_or(Path::new("")).display(),
+                error = %e,
+                "cannot keep the VMC PackNO on disk: after a restart the board may skip the first command"
+            );
+        }
+    }
+}
+
+/// A first PackNO for a driver without a stored one: anything but a fixed number, which
+/// would repeat the board's last one whenever the previous run sent as many frames.
+fn random_packno() -> u8 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let mixed = nanos ^ std::process::id().rotate_left(16);
+    u8::try_from(mixed % 255).unwrap_or(0) + 1
 }
 
 #[derive(Debug)]
@@ -130,10 +230,15 @@ impl VmcBoard {
         port: Option<Box<dyn SerialLink>>,
     ) -> Result<Self, BoardError> {
         let opened = port.is_some();
+        let (packnos, stored) = PacknoStore::open(settings.vmc.packno_file.as_deref());
+        // `State::packno` increments before use: the first frame carries stored + 1.
+        let next_packno = stored.unwrap_or_else(random_packno);
+        tracing::debug!(stored, next_packno, "VMC PackNO sequence");
         let inner = Arc::new(Inner {
             settings: settings.clone(),
             state: Mutex::new(State {
                 port_open: opened,
+                next_packno,
                 health: BoardHealth {
                     protocol: Protocol::Vmc.to_string(),
                     port: settings.port.display().to_string(),
@@ -155,6 +260,7 @@ impl VmcBoard {
         Ok(Self {
             inner,
             op: Mutex::new(false),
+            packnos: Mutex::new(packnos),
             io: Some(io),
         })
     }
@@ -165,16 +271,29 @@ impl VmcBoard {
     /// began is reported as [`LinkFault::PortGone`], even before the report wait starts.
     fn send(&self, make: impl FnOnce(u8) -> VmcFrame) -> Result<Sent, (LinkFault, Reach)> {
         let vmc = &self.inner.settings.vmc;
+        let usable = |st: &State| {
+            if !st.port_open {
+                return Err((LinkFault::PortGone, Reach::NotSent));
+            }
+            if st.last_poll.is_none_or(|t| t.elapsed() >= vmc.silent_after) {
+                // No POLL lately: the board is off or the cable is out. Nothing was sent.
+                return Err((LinkFault::NoReply, Reach::NotSent));
+            }
+            Ok(())
+        };
+        let packno = {
+            let mut st = self.inner.lock();
+            usable(&st)?;
+            st.packno()
+        };
+        // On disk before the frame can reach the wire; outside the state lock, so the I/O
+        // thread keeps answering POLLs while the disk syncs.
+        self.packnos
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .save(packno);
         let mut st = self.inner.lock();
-        if !st.port_open {
-            return Err((LinkFault::PortGone, Reach::NotSent));
-        }
-        let polled = st.last_poll.is_some_and(|t| t.elapsed() < vmc.silent_after);
-        if !polled {
-            // No POLL lately: the board is off or the cable is out. Nothing was sent.
-            return Err((LinkFault::NoReply, Reach::NotSent));
-        }
-        let packno = st.packno();
+        usable(&st)?;
         let frame = make(packno);
         let slot = match &frame {
             VmcFrame::Dispense { slot, .. } | VmcFrame::CheckSlot { slot, .. } => Some(*slot),
@@ -551,6 +670,15 @@ fn handle(
                     let resend = out.sends > 0;
                     out.sends += 1;
                     owned = Some((out.bytes.clone(), out.describe.clone(), resend));
+                }
+            }
+            if owned.as_ref().is_some_and(|(_, _, resend)| !resend) {
+                // Our command goes out now: whatever the board reported before this moment
+                // is about an earlier command (a report sent twice, or late), never ours.
+                let stale = st.events.len();
+                if stale > 0 {
+                    tracing::info!(stale, "board reports from before this command dropped");
+                    st.events.clear();
                 }
             }
             if let Some((bytes, describe, resend)) = &owned {

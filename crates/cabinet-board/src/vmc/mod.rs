@@ -1,4 +1,4 @@
-//! The spiral-motor vending board ("VMC" protocol, DESIGN.md §5).
+//! The spiral-motor vending board ("VMC" protocol).
 //!
 //! RS-232, 57600 8N1. The board is the master: it sends POLL about every 200 ms and the
 //! host must answer within 100 ms, with ACK or with one queued command.
@@ -9,6 +9,7 @@ mod driver;
 pub use codec::{Decoder, DispenseStatus, FrameError, SlotOrder, VmcFrame};
 pub use driver::VmcBoard;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Site settings of a VMC board.
@@ -30,6 +31,13 @@ pub struct VmcSettings {
     pub max_attempts: u8,
     /// Without a POLL for this long the board counts as unreachable.
     pub silent_after: Duration,
+    /// Where the driver keeps the last PackNO it put on the wire, written (and synced)
+    /// before the frame goes out. A board remembers the PackNO it executed last across
+    /// our restarts and takes a frame with the same number for a resend, silently not
+    /// executing it; starting after the stored number makes that impossible. `None`: a
+    /// random first PackNO (a 1-in-255 chance of a collision per start; fine for a
+    /// technician's one-off command, not for a cabinet).
+    pub packno_file: Option<PathBuf>,
 }
 
 impl Default for VmcSettings {
@@ -42,6 +50,7 @@ impl Default for VmcSettings {
             query_timeout: Duration::from_secs(2),
             max_attempts: 3,
             silent_after: Duration::from_secs(1),
+            packno_file: None,
         }
     }
 }
