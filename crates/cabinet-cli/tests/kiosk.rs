@@ -55,12 +55,18 @@ impl Rig {
     }
 
     fn with_broker(broker: Broker, motor_ms: u64) -> Rig {
+        Rig::with_board(broker, motor_ms, |_| {})
+    }
+
+    /// A rig whose simulated board `tweak` may change (POLL cadence, habits).
+    fn with_board(broker: Broker, motor_ms: u64, tweak: impl FnOnce(&mut SimConfig)) -> Rig {
         let dir = tempfile::tempdir().unwrap();
         eprintln!("rig dir: {}", dir.path().display());
         let mut sc = SimConfig::new(Protocol::Vmc);
         sc.link = Some(dir.path().join("board"));
         sc.poll_interval = Duration::from_millis(20);
         sc.motor_time = Duration::from_millis(motor_ms);
+        tweak(&mut sc);
         let sim = Simulator::start(sc).unwrap();
         let (key, public) = protocol::generate_keypair().unwrap();
         std::fs::write(dir.path().join("password"), password("C001")).unwrap();
@@ -1387,6 +1393,51 @@ async fn serial_faults_end_in_the_right_reason_and_a_replug_brings_the_cabinet_b
         back.as_millis()
     );
     assert_eq!(rig.stats().motor_actions, motor_before_replug + 1);
+}
+
+/// Regression (two field bugs at once): commands that wait in the cabinet's broker session
+/// while the app restarts arrive within milliseconds of the new connection, before the
+/// board's first POLL, and were all refused `board_unreachable` (31 of 40 in one run of
+/// kill -9 restarts); and the first dispense after a restart could reuse the PackNO the
+/// board executed last and be skipped. The board here polls at the real 200 ms, keeps its
+/// PackNO memory across the app's restarts and has no machine-status command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_queued_in_the_broker_during_a_restart_are_all_served_after_it() {
+    let _s = serial().await;
+    let mut rig = Rig::with_board(Broker::start(), 30, |sc| {
+        sc.poll_interval = Duration::from_millis(200);
+        sc.machine_status = false;
+    });
+    rig.set_stock(100);
+    let mut backend = Backend::connect(&rig.broker).await;
+    rig.start_kiosk();
+    let mut boots = vec![];
+    backend.await_online(&mut boots).await;
+    let mut served = 0u64;
+    // Restarts with 1, 2 and 3 orders waiting; a single order after a restart is the one
+    // that used to repeat the board's last PackNO.
+    for (round, waiting) in [1u16, 2, 1, 3, 1].into_iter().enumerate() {
+        rig.kill9();
+        let mut ids = vec![];
+        for i in 0..waiting {
+            let c = rig.claims("C001", 1 + (i % 2));
+            backend.send(&rig.sign(&c)).await;
+            ids.push(c.jti);
+        }
+        rig.start_kiosk();
+        for id in &ids {
+            let r = backend.replies_until_terminal(id).await;
+            assert_eq!(
+                outcome(&r),
+                (Some("succeeded"), None),
+                "round {round}, {waiting} waiting: {r:?}"
+            );
+        }
+        served += u64::from(waiting);
+        assert_eq!(rig.stats().motor_actions, served, "round {round}");
+        assert_eq!(rig.stats().host_resends_seen, 0, "round {round}");
+    }
+    eprintln!("restarts with queued orders: {served} of {served} served, 0 lost");
 }
 
 /// libfaketime (Debian's `faketime`): the kiosk's wall clock follows a file, its

@@ -216,6 +216,12 @@ pub struct KioskConfig {
     /// How often the board's health is checked (a lock board is queried this often when
     /// idle; a VMC board proves itself with its POLLs).
     pub board_check_secs: u64,
+    /// At start, how long the first board check may take before a board that has not
+    /// answered counts as down. Until then the board's state is unknown, not down:
+    /// commands that arrive meanwhile (those a broker queued while the app was
+    /// restarting come within ~30 ms of connecting, a VMC board's first POLLs after
+    /// ~200 ms) are journaled, acknowledged and held, then served once it answers.
+    pub board_start_wait_secs: u64,
     /// The window app only: WebKitGTK rendering fallbacks, set in the app's environment
     /// *only when the variable is not already set* (so an operator can always override
     /// them per cabinet). An empty value means "leave unset". The default turns off the
@@ -826,6 +832,12 @@ impl Config {
             self.kiosk.board_check_secs,
             1,
             600,
+        );
+        v.range(
+            "kiosk.board_start_wait_secs",
+            self.kiosk.board_start_wait_secs,
+            1,
+            120,
         );
         // [technicians], [maintenance]
         for (name, hash) in &self.technicians {

@@ -50,6 +50,13 @@ pub struct EngineConfig {
     pub failed_ms: u64,
     /// How long the broker or board may be down before the screen says "out of service".
     pub out_of_service_grace_ms: u64,
+    /// Allowed clock skew (`commands.clock_skew_secs`): the same staleness rule as on
+    /// arrival ([`crate::protocol::is_expired`]) when a queued command's turn comes.
+    pub clock_skew_secs: i64,
+    /// How long after start the board's state may stay unknown (no check answered yet)
+    /// before it counts as down. The runner's first check normally decides well before;
+    /// this bound makes the engine hold commands for a bounded time whatever happens.
+    pub board_start_wait_ms: u64,
 }
 
 /// A command waiting for (or at) the board.
@@ -157,7 +164,8 @@ pub enum Event {
 pub enum InventoryChange {
     /// A confirmed drop: one item fewer.
     Decrement(u16),
-    /// Take the slot out of service until a technician clears it.
+    /// Take the slot out of service until a technician clears it: after a jam, a motor
+    /// that did not stop, or a dispense whose outcome is unknown.
     Jammed(u16),
 }
 
@@ -224,7 +232,13 @@ pub struct Engine {
     link_up: bool,
     link_down_since: u64,
     board_up: bool,
+    /// Whether any board check has answered yet (or the start wait ran out). Until then
+    /// the board is *unknown*, not down: a restart must not refuse the commands a broker
+    /// queued for it just because they arrive before the first POLL.
+    board_known: bool,
     board_down_since: u64,
+    /// When this engine started: the start wait counts from here.
+    started_ms: u64,
     ever_connected: bool,
     maintenance_since: Option<u64>,
     sessions: VecDeque<(String, u64)>,
@@ -246,7 +260,9 @@ impl Engine {
             link_up: false,
             link_down_since: now_ms,
             board_up: false,
+            board_known: false,
             board_down_since: now_ms,
+            started_ms: now_ms,
             ever_connected: false,
             maintenance_since: None,
             sessions: VecDeque::new(),
@@ -265,6 +281,12 @@ impl Engine {
     /// Whether the engine considers the board usable (what dispense decisions use).
     pub fn board_up(&self) -> bool {
         self.board_up
+    }
+
+    /// Whether the board's state is known: a check has answered, or the start wait
+    /// ([`EngineConfig::board_start_wait_ms`]) ran out.
+    pub fn board_known(&self) -> bool {
+        self.board_known
     }
 
     /// Commands waiting behind the active one.
@@ -324,7 +346,11 @@ impl Engine {
                         self.board_down_since = now_ms;
                     }
                 }
-                if up {
+                // The first answer ends the hold: commands held since start run now, or
+                // fail `board_unreachable` if the board was checked and found down.
+                let first = !self.board_known;
+                self.board_known = true;
+                if up || first {
                     self.start_next(now_ms, &mut out);
                 }
                 now_ms
@@ -342,7 +368,20 @@ impl Engine {
                 self.inventory.insert(slot.slot, slot);
                 now_ms
             }
-            Event::Tick { now_ms } => now_ms,
+            Event::Tick { now_ms } => {
+                if !self.board_known
+                    && now_ms.saturating_sub(self.started_ms) >= self.cfg.board_start_wait_ms
+                {
+                    tracing::warn!(
+                        wait_ms = self.cfg.board_start_wait_ms,
+                        held = self.queue.len(),
+                        "the board did not answer in its start wait: it counts as down"
+                    );
+                    self.board_known = true;
+                    self.start_next(now_ms, &mut out);
+                }
+                now_ms
+            }
         };
         self.sessions.retain(|(_, until)| *until > now);
         self.emit_screen(now, &mut out);
@@ -530,7 +569,9 @@ impl Engine {
         if u64::from(slot.count) <= waiting as u64 {
             return Some(Reason::SlotEmpty);
         }
-        if !self.board_up {
+        // Only a board that was checked and found down refuses. While its state is
+        // unknown (the app just started) the command is accepted and held (`start_next`).
+        if self.board_known && !self.board_up {
             return Some(Reason::BoardUnreachable);
         }
         None
@@ -592,14 +633,18 @@ impl Engine {
         }
     }
 
-    /// Start the next queued job if the board is free.
+    /// Start the next queued job if the board is free (and its state known: until the
+    /// first board check answers, jobs wait).
     fn start_next(&mut self, now: u64, out: &mut Vec<Action>) {
-        while self.active.is_none() {
+        while self.active.is_none() && self.board_known {
             let Some(job) = self.queue.pop_front() else {
                 return;
             };
-            // Queued commands are re-checked for expiry when their turn comes.
-            let expired = i128::from(job.expires_at) * 1000 < i128::from(now);
+            // Queued commands are re-checked for expiry when their turn comes, by the
+            // same rule (and skew) as on arrival.
+            let now_s = i64::try_from(now / 1000).unwrap_or(i64::MAX);
+            let expired =
+                crate::protocol::is_expired(job.expires_at, now_s, self.cfg.clock_skew_secs);
             let fail = if expired {
                 Some(Reason::Expired)
             } else if !self.board_up {
@@ -872,6 +917,10 @@ pub fn judge(
             ev(None, None),
             vec![],
         ),
+        // Whenever the outcome is unknown, the slot waits for a technician (as after a
+        // jam): its motor may still be turning, or the board may report this dispense
+        // late, and a late report must never confirm the slot's next command (a board's
+        // success report 6 s late was once credited to the next command on the slot).
         Outcome::UnknownStatus { code } => {
             let e = Evidence {
                 board_status: Some(format!("unknown_status:{code:02x}")),
@@ -881,7 +930,7 @@ pub fn judge(
                 ReplyState::OutcomeUnknown,
                 Some(Reason::BoardNoReply),
                 e,
-                vec![],
+                vec![InventoryChange::Jammed(slot)],
             )
         }
         Outcome::NoReply { reach } | Outcome::BadFrame { reach } | Outcome::PortGone { reach } => {
@@ -898,7 +947,7 @@ pub fn judge(
                     ReplyState::OutcomeUnknown,
                     Some(Reason::BoardNoReply),
                     ev(None, None),
-                    vec![],
+                    vec![InventoryChange::Jammed(slot)],
                 )
             }
         }
@@ -922,6 +971,8 @@ mod tests {
             take_item_ms: 10_000,
             failed_ms: 15_000,
             out_of_service_grace_ms: 5_000,
+            clock_skew_secs: 0,
+            board_start_wait_ms: 10_000,
         }
     }
 
@@ -1194,6 +1245,113 @@ mod tests {
         );
     }
 
+    /// Regression: a command 10 s past `exp` was accepted on arrival (within the 30 s
+    /// skew) and then failed `expired` at its turn. One rule, one skew.
+    #[test]
+    fn expiry_at_the_motor_allows_the_same_clock_skew_as_on_arrival() {
+        let skewed = EngineConfig {
+            clock_skew_secs: 30,
+            ..cfg()
+        };
+        for (late_s, want) in [
+            (10, "dispense:1"),
+            (30, "dispense:1"),
+            (31, "to:failed:expired"),
+        ] {
+            let mut e = engine_with(skewed.clone(), vec![slot(1, 5)]);
+            let mut c = cmd("late", 1);
+            c.expires_at = (T0 / 1000) as i64 - late_s;
+            let out = send(&mut e, c, T0);
+            assert!(
+                names(&out).contains(&want.to_owned()),
+                "{late_s} s past exp: {:?}",
+                names(&out)
+            );
+        }
+    }
+
+    /// Regression: after a restart, commands the broker had queued arrived before the
+    /// first board check and were all refused `board_unreachable` (31 of 40 in one run of
+    /// kill -9 restarts) although the board was healthy.
+    #[test]
+    fn commands_before_the_first_board_check_are_held_then_run_when_it_answers() {
+        let mut e = Engine::new(cfg(), vec![slot(1, 5)], T0);
+        e.step(Event::Link {
+            up: true,
+            now_ms: T0,
+        });
+        assert!(!e.board_known());
+        let a = send(&mut e, cmd("a", 1), T0 + 30);
+        assert_eq!(
+            names(&a),
+            ["insert:accepted", "ack", "publish"],
+            "held, not refused"
+        );
+        let b = send(&mut e, cmd("b", 1), T0 + 31);
+        assert_eq!(names(&b), ["insert:accepted", "ack", "publish"]);
+        assert_eq!(e.queued(), 2);
+        let up = e.step(Event::Board {
+            up: true,
+            now_ms: T0 + 700,
+        });
+        assert_eq!(names(&up), ["to:dispensing", "publish", "dispense:1"]);
+        assert_eq!(e.queued(), 1, "b waits for a, one dispense at a time");
+    }
+
+    #[test]
+    fn held_commands_fail_board_unreachable_when_the_first_check_finds_the_board_down() {
+        let mut e = Engine::new(cfg(), vec![slot(1, 5)], T0);
+        e.step(Event::Link {
+            up: true,
+            now_ms: T0,
+        });
+        send(&mut e, cmd("a", 1), T0 + 30);
+        let down = e.step(Event::Board {
+            up: false,
+            now_ms: T0 + 3_000,
+        });
+        assert_eq!(names(&down), ["to:failed:board_unreachable", "publish"]);
+        // Now it is known to be down: the next command is refused on arrival.
+        assert_eq!(
+            rejected_reason(&send(&mut e, cmd("b", 1), T0 + 3_001)),
+            Some(Reason::BoardUnreachable)
+        );
+    }
+
+    #[test]
+    fn held_commands_wait_no_longer_than_the_start_wait() {
+        let mut e = Engine::new(cfg(), vec![slot(1, 5)], T0);
+        e.step(Event::Link {
+            up: true,
+            now_ms: T0,
+        });
+        send(&mut e, cmd("a", 1), T0 + 30);
+        let before = e.step(Event::Tick { now_ms: T0 + 9_999 });
+        assert!(names(&before).is_empty(), "{:?}", names(&before));
+        let after = e.step(Event::Tick {
+            now_ms: T0 + 10_000,
+        });
+        assert_eq!(names(&after), ["to:failed:board_unreachable", "publish"]);
+        assert!(e.board_known() && !e.board_up());
+    }
+
+    #[test]
+    fn a_held_command_whose_exp_passes_during_the_wait_fails_expired() {
+        let mut e = Engine::new(cfg(), vec![slot(1, 5)], T0);
+        e.step(Event::Link {
+            up: true,
+            now_ms: T0,
+        });
+        let mut c = cmd("a", 1);
+        c.expires_at = (T0 / 1000) as i64 + 1;
+        send(&mut e, c, T0);
+        let up = e.step(Event::Board {
+            up: true,
+            now_ms: T0 + 2_000,
+        });
+        assert_eq!(names(&up), ["to:failed:expired", "publish"]);
+    }
+
     #[test]
     fn one_physical_dispense_at_a_time() {
         let mut e = engine();
@@ -1263,8 +1421,13 @@ mod tests {
     /// `exp` is inclusive: a queued command whose turn comes in the very millisecond of its
     /// `exp` second still runs; one millisecond later it fails `expired`.
     #[test]
-    fn a_queued_command_runs_at_its_exp_and_not_a_millisecond_later() {
-        for (late, want) in [(0, "dispense:1"), (1, "to:failed:expired")] {
+    fn a_queued_command_runs_through_its_exp_second_and_not_a_second_later() {
+        // `exp` is in whole seconds, as on arrival: the second it names is still good.
+        for (late, want) in [
+            (0, "dispense:1"),
+            (999, "dispense:1"),
+            (1000, "to:failed:expired"),
+        ] {
             let (_, done) = b_expiring_queued_behind_a(T0 + 5_000 + late);
             assert!(
                 names(&done).contains(&want.to_owned()),
@@ -1454,6 +1617,54 @@ mod tests {
             rejected_reason(&send(&mut e, cmd("b", 1), T0 + 2)),
             Some(Reason::SlotJammed)
         );
+    }
+
+    /// Regression: a board's success report that came 6 s late (after `report_timeout`)
+    /// was credited to the next command on the same slot. After an unknown outcome the
+    /// slot waits for a technician, so no later command there can take that report.
+    #[test]
+    fn after_an_unknown_outcome_the_slot_waits_for_a_technician() {
+        for outcome in [
+            Outcome::NoReply {
+                reach: Reach::Acknowledged,
+            },
+            Outcome::PortGone {
+                reach: Reach::Unconfirmed,
+            },
+            Outcome::UnknownStatus { code: 0x07 },
+        ] {
+            let mut e = engine();
+            send(&mut e, cmd("a", 1), T0);
+            let a = e.step(Event::BoardDone {
+                cmd_id: "a".into(),
+                outcome,
+                now_ms: T0 + 30_000,
+            });
+            assert_eq!(
+                names(&a),
+                ["to:outcome_unknown:board_no_reply", "publish", "jammed:1"],
+                "{outcome:?}"
+            );
+            assert_eq!(
+                rejected_reason(&send(&mut e, cmd("b", 1), T0 + 36_000)),
+                Some(Reason::SlotJammed),
+                "{outcome:?}"
+            );
+            // Other slots serve on.
+            let c = send(&mut e, cmd("c", 2), T0 + 36_001);
+            assert!(names(&c).contains(&"dispense:2".to_owned()), "{outcome:?}");
+        }
+        // Nothing reached the board: nothing can report late, the slot stays in service.
+        let mut e = engine();
+        send(&mut e, cmd("a", 1), T0);
+        let a = e.step(Event::BoardDone {
+            cmd_id: "a".into(),
+            outcome: Outcome::NoReply {
+                reach: Reach::NotSent,
+            },
+            now_ms: T0 + 1,
+        });
+        assert_eq!(names(&a), ["to:failed:board_unreachable", "publish"]);
     }
 
     #[test]

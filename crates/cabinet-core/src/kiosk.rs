@@ -153,6 +153,7 @@ pub fn board_settings(cfg: &Config) -> BoardSettings {
     };
     s.vmc.drop_sensor = cfg.board.vmc.drop_sensor;
     s.vmc.report_timeout = Duration::from_secs(cfg.board.vmc.report_timeout_secs);
+    s.vmc.packno_file = Some(packno_path(cfg));
     s.lockboard.address = cfg.board.lockboard.address;
     s.lockboard.channels = cfg.board.lockboard.channels;
     s.lockboard.polarity = match cfg.board.lockboard.door_polarity {
@@ -260,6 +261,15 @@ type SlotTestDone = (
 /// exist yet). Used for `Diagnostics::clock_plausible`.
 const BUILD_EPOCH_FLOOR_SECS: u64 = 1_767_225_600;
 
+/// Where the VMC driver keeps the last PackNO it sent: `<journal>.vmc-packno`, beside the
+/// journal because it belongs to the same cabinet's life (a board remembers its last
+/// PackNO across our restarts; see `cabinet_board::vmc::VmcSettings::packno_file`).
+pub fn packno_path(cfg: &Config) -> std::path::PathBuf {
+    let mut p = cfg.journal.path.clone().into_os_string();
+    p.push(".vmc-packno");
+    std::path::PathBuf::from(p)
+}
+
 /// Where the running kiosk keeps its latest [`Diagnostics`]: `<journal>.status.json`.
 pub fn status_path(cfg: &Config) -> std::path::PathBuf {
     let mut p = cfg.journal.path.clone().into_os_string();
@@ -337,6 +347,10 @@ impl Runner {
             take_item_ms: cfg.kiosk.take_item_secs * 1000,
             failed_ms: cfg.kiosk.failed_secs * 1000,
             out_of_service_grace_ms: cfg.kiosk.out_of_service_grace_secs * 1000,
+            clock_skew_secs: cfg.commands.clock_skew_secs,
+            // A margin over the runner's own first check (which waits this long for the
+            // board), so that check's answer normally decides; this is the backstop.
+            board_start_wait_ms: (cfg.kiosk.board_start_wait_secs + 2) * 1000,
         };
         let engine = Engine::new(ecfg, journal.inventory()?, now_ms());
         let opts = LinkOptions::from_config(&cfg, boot_id.clone(), VERSION)?;
@@ -810,12 +824,16 @@ impl Runner {
         }
         let board = Arc::clone(&self.board);
         let busy = self.engine.active().is_some();
+        let start_wait = Duration::from_secs(self.cfg.kiosk.board_start_wait_secs);
         let tx = self.health_tx.clone();
         self.health_in_flight = true;
         tokio::task::spawn_blocking(move || {
             let up = match board.protocol() {
-                // The VMC board proves itself with its POLLs; at start, also sync PackNOs.
-                Protocol::Vmc if first => board.wait_ready(Duration::from_secs(3)),
+                // At start, wait (bounded) for the board's first answer: until then the
+                // engine holds commands instead of refusing them. A VMC board proves itself
+                // with its POLLs (and its PackNOs are synchronised); a lock board answers
+                // a query.
+                _ if first => board.wait_ready(start_wait),
                 Protocol::Vmc => board.health().connected,
                 // A lock board must be asked; not while it is unlocking a door.
                 Protocol::Lockboard if busy => board.health().connected,

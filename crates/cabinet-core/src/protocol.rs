@@ -516,6 +516,14 @@ fn ids_from_value(v: &serde_json::Value) -> Option<TrustedIds> {
     })
 }
 
+/// Whether a command with this `exp` is stale at `now_unix`, allowing `leeway_secs` of
+/// clock skew. The one rule for staleness: the verifier applies it on arrival and the
+/// engine again when a queued command's turn at the motor comes, so a command accepted
+/// within the skew is not failed as `expired` a moment later for the same clock.
+pub fn is_expired(exp: i64, now_unix: i64, leeway_secs: i64) -> bool {
+    now_unix > exp.saturating_add(leeway_secs)
+}
+
 /// Decides whether a command payload may be trusted and acted on.
 ///
 /// `token` is the raw MQTT payload: the compact JWS as UTF-8 text (surrounding ASCII
@@ -615,7 +623,7 @@ pub fn verify_command(
             ),
         ));
     }
-    if now_unix > claims.exp.saturating_add(opts.leeway_secs) {
+    if is_expired(claims.exp, now_unix, opts.leeway_secs) {
         return Err(reject(
             Reason::Expired,
             format!("exp {} is before now {now_unix}", claims.exp),

@@ -51,7 +51,8 @@ pub enum Reason {
     SlotDisabled,
     /// The inventory count for the slot is zero.
     SlotEmpty,
-    /// The slot jammed earlier and no technician has cleared it yet.
+    /// The slot jammed earlier, or its last dispense ended with an unknown outcome, and no
+    /// technician has cleared it yet.
     SlotJammed,
     /// A technician is servicing the cabinet (the diagnostics screen is open).
     Maintenance,
