@@ -49,8 +49,11 @@ pub const JWS_ALG: &str = "EdDSA";
 /// The only command kind understood today.
 pub const KIND_DISPENSE: &str = "dispense";
 
-/// Longest accepted ID (`jti`, `log_id`, `order_id`, `session`, `kid`), in bytes.
-/// IDs go into logs, SQLite and replies; an unbounded ID is a memory and log hazard.
+/// Longest accepted ID (`jti`, `log_id`, `order_id`, `session`, `kid`), in characters
+/// (Unicode scalar values, what PROTOCOL.md and the JSON schemas count; `kid` is ASCII,
+/// so there characters and bytes agree). IDs go into logs, SQLite and replies; an
+/// unbounded ID is a memory and log hazard. A backend that uses CJK order numbers gets
+/// the same 128 as one that uses ASCII (at most 512 bytes of UTF-8 per ID).
 pub const MAX_ID_LEN: usize = 128;
 
 /// Errors building protocol values from local input (not from the network: network
@@ -495,8 +498,40 @@ fn truncate(s: &str) -> String {
     s.chars().take(32).collect()
 }
 
+/// Whether `c` may not appear in an ID. IDs are written into log lines, the journal,
+/// replies and the technician's screen, so a character that can break or reorder a line
+/// would let a backend bug (or the holder of a key) forge what a log reader sees:
+/// - controls (Unicode `Cc`: C0, DEL, C1) such as `\n`, `\r`, ESC;
+/// - LINE SEPARATOR and PARAGRAPH SEPARATOR (U+2028, U+2029), which many viewers and
+///   JSON-lines tools treat as a line break;
+/// - the bidi controls (Unicode property `Bidi_Control`: U+061C, U+200E, U+200F,
+///   U+202A–U+202E, U+2066–U+2069), which make a line display in an order other than
+///   the one it is stored in ("Trojan Source").
+fn forbidden_in_id(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{2028}'
+                | '\u{2029}'
+                | '\u{061C}'
+                | '\u{200E}'
+                | '\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2066}'..='\u{2069}'
+        )
+}
+
+/// 1..=[`MAX_ID_LEN`] characters (not bytes: a 50-character CJK order number is fine),
+/// none of them [`forbidden_in_id`].
 fn id_ok(s: &str) -> bool {
-    !s.is_empty() && s.len() <= MAX_ID_LEN && !s.chars().any(char::is_control)
+    let mut n = 0usize;
+    for c in s.chars() {
+        n += 1;
+        if n > MAX_ID_LEN || forbidden_in_id(c) {
+            return false;
+        }
+    }
+    n > 0
 }
 
 /// Best effort: pulls the IDs out of signed claims that failed to deserialize, so a
@@ -611,7 +646,7 @@ pub fn verify_command(
     if !ids_ok {
         return Err(Rejection::untrusted(
             Reason::Malformed,
-            "jti and aud must be 1..=128 characters without control characters",
+            "jti and aud must be 1..=128 characters without control, line separator or bidi characters",
         ));
     }
     if claims.aud != my_machine_code {
@@ -662,7 +697,8 @@ pub fn verify_command(
     {
         return Err(reject(
             Reason::Malformed,
-            "order_id, log_id and session must be 1..=128 characters without control characters"
+            "order_id, log_id and session must be 1..=128 characters without control, \
+             line separator or bidi characters"
                 .into(),
         ));
     }
@@ -1395,6 +1431,64 @@ mod tests {
     }
 
     #[test]
+    fn id_lengths_are_counted_in_characters_not_bytes() {
+        // 50 CJK characters are 150 bytes of UTF-8: within the documented 128 characters.
+        let mut c = claims();
+        c.jti = "订".repeat(50);
+        c.order_id = "单".repeat(MAX_ID_LEN);
+        c.log_id = "🧾".repeat(MAX_ID_LEN); // 4 bytes each
+        c.session = Some("码".repeat(MAX_ID_LEN));
+        let cmd = verify(&signed(&c)).expect("128 characters of any width are accepted");
+        assert_eq!(cmd.cmd_id, "订".repeat(50));
+        assert_eq!(cmd.order_id.chars().count(), MAX_ID_LEN);
+        let mut c = claims();
+        c.order_id = "单".repeat(MAX_ID_LEN + 1);
+        assert_eq!(reason(&signed(&c)), Reason::Malformed, "129 characters");
+        let mut c = claims();
+        c.jti = "订".repeat(MAX_ID_LEN + 1);
+        let r = verify(&signed(&c)).unwrap_err();
+        assert_eq!(r.reason, Reason::Malformed);
+        assert!(r.trusted.is_none(), "an overlong jti is not echoed");
+    }
+
+    /// Characters that break a log line or reorder how it displays.
+    const LINE_FORGING: [char; 16] = [
+        '\n', '\r', '\u{1b}', '\u{85}', '\u{2028}', '\u{2029}', '\u{061C}', '\u{200E}', '\u{200F}',
+        '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{202E}', '\u{2066}', '\u{2069}',
+    ];
+
+    #[test]
+    fn ids_with_line_separators_or_bidi_controls_are_malformed() {
+        for bad in LINE_FORGING.into_iter().chain(['\u{2067}', '\u{2068}']) {
+            let id = format!("ok{bad}forged");
+            let mut c = claims();
+            c.jti = id.clone();
+            let r = verify(&signed(&c)).unwrap_err();
+            assert_eq!(r.reason, Reason::Malformed, "jti with U+{:04X}", bad as u32);
+            assert!(r.trusted.is_none(), "jti with U+{:04X} echoed", bad as u32);
+            for field in ["order_id", "log_id", "session"] {
+                let mut c = claims();
+                match field {
+                    "order_id" => c.order_id = id.clone(),
+                    "log_id" => c.log_id = id.clone(),
+                    _ => c.session = Some(id.clone()),
+                }
+                assert_eq!(
+                    reason(&signed(&c)),
+                    Reason::Malformed,
+                    "{field} with U+{:04X}",
+                    bad as u32
+                );
+            }
+        }
+        // Ordinary non-ASCII text, including right-to-left scripts, is fine: only the
+        // invisible controls are refused.
+        let mut c = claims();
+        c.log_id = "طلب-٤٢ / 订单 / заказ".into();
+        assert!(verify(&signed(&c)).is_ok());
+    }
+
+    #[test]
     fn session_is_carried_through() {
         let mut c = claims();
         c.session = Some("nonce-42".into());
@@ -1711,6 +1805,34 @@ mod tests {
             let trimmed_same = m.trim_ascii() == t.as_slice();
             let r = verify_command(&m, &keys(), ME, NOW, &VerifyOptions::default());
             prop_assert!(r.is_err() || trimmed_same, "accepted a modified token");
+        }
+
+        #[test]
+        fn an_id_is_accepted_exactly_when_it_has_1_to_128_characters_none_line_forging(
+            id in proptest::collection::vec(
+                prop_oneof![
+                    4 => any::<char>(),
+                    2 => proptest::char::range('\u{4E00}', '\u{9FFF}'),
+                    1 => proptest::sample::select(LINE_FORGING.to_vec()),
+                ],
+                0..140,
+            ).prop_map(|v| v.into_iter().collect::<String>()),
+        ) {
+            let mut c = claims();
+            c.log_id = id.clone();
+            let n = id.chars().count();
+            let expect_ok = (1..=MAX_ID_LEN).contains(&n)
+                && !id.chars().any(|ch| {
+                    ch.is_control()
+                        || LINE_FORGING.contains(&ch)
+                        || ('\u{2066}'..='\u{2069}').contains(&ch)
+                });
+            let r = verify(&signed(&c));
+            prop_assert_eq!(r.is_ok(), expect_ok, "log_id {:?} ({} chars)", id, n);
+            if let Ok(cmd) = r {
+                // What reaches a log line stays one line.
+                prop_assert_eq!(cmd.log_id.lines().count(), 1);
+            }
         }
 
         #[test]
