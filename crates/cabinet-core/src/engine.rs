@@ -152,6 +152,13 @@ pub enum Event {
         /// Clock.
         now_ms: u64,
     },
+    /// The app is stopping: the dispense in progress may finish, nothing new starts.
+    /// Commands still waiting stay `accepted` in the journal; the next start fails them
+    /// `interrupted` (nothing moved).
+    Stop {
+        /// Clock.
+        now_ms: u64,
+    },
     /// Time passes (screens time out, sessions expire, out-of-service grace runs out).
     Tick {
         /// Clock.
@@ -239,6 +246,8 @@ pub struct Engine {
     board_down_since: u64,
     /// When this engine started: the start wait counts from here.
     started_ms: u64,
+    /// The app is stopping ([`Event::Stop`]): no new dispense starts.
+    stopping: bool,
     ever_connected: bool,
     maintenance_since: Option<u64>,
     sessions: VecDeque<(String, u64)>,
@@ -263,6 +272,7 @@ impl Engine {
             board_known: false,
             board_down_since: now_ms,
             started_ms: now_ms,
+            stopping: false,
             ever_connected: false,
             maintenance_since: None,
             sessions: VecDeque::new(),
@@ -366,6 +376,10 @@ impl Engine {
             }
             Event::SlotUpdated { slot, now_ms } => {
                 self.inventory.insert(slot.slot, slot);
+                now_ms
+            }
+            Event::Stop { now_ms } => {
+                self.stopping = true;
                 now_ms
             }
             Event::Tick { now_ms } => {
@@ -636,7 +650,7 @@ impl Engine {
     /// Start the next queued job if the board is free (and its state known: until the
     /// first board check answers, jobs wait).
     fn start_next(&mut self, now: u64, out: &mut Vec<Action>) {
-        while self.active.is_none() && self.board_known {
+        while self.active.is_none() && self.board_known && !self.stopping {
             let Some(job) = self.queue.pop_front() else {
                 return;
             };
@@ -1350,6 +1364,25 @@ mod tests {
             now_ms: T0 + 2_000,
         });
         assert_eq!(names(&up), ["to:failed:expired", "publish"]);
+    }
+
+    /// Regression: on SIGTERM the runner waited for the dispense in progress, and booking
+    /// its outcome started the next queued command's motor while the app was exiting.
+    #[test]
+    fn once_stopping_the_dispense_in_progress_finishes_and_nothing_new_starts() {
+        let mut e = engine();
+        send(&mut e, cmd("a", 1), T0);
+        send(&mut e, cmd("b", 1), T0 + 1);
+        e.step(Event::Stop { now_ms: T0 + 2 });
+        let done = e.step(Event::BoardDone {
+            cmd_id: "a".into(),
+            outcome: Outcome::Dispensed {
+                drop_detected: Some(true),
+            },
+            now_ms: T0 + 1_000,
+        });
+        assert_eq!(names(&done), ["to:succeeded", "publish", "stock-1:1"]);
+        assert_eq!(e.queued(), 1, "b stays accepted for the next start");
     }
 
     #[test]

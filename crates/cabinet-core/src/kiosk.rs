@@ -553,6 +553,8 @@ impl Runner {
     /// the reply for the next start if it cannot be published now).
     async fn finish(mut self) -> Result<(), KioskError> {
         self.notify.stopping();
+        let actions = self.engine.step(Event::Stop { now_ms: now_ms() });
+        self.exec(actions, None).await?;
         if self.engine.active().is_some() {
             info!("shutting down: waiting for the dispense in progress");
             let wait = Duration::from_secs(self.cfg.board.vmc.report_timeout_secs + 10);
@@ -564,6 +566,13 @@ impl Runner {
                     outcome,
                     now_ms: now_ms(),
                 });
+                // The link stops on the same signal: publishing now could fail and cut
+                // the bookkeeping after it short (the stock of a confirmed drop). The
+                // outbox keeps the reply; the next start publishes it.
+                let actions = actions
+                    .into_iter()
+                    .filter(|a| !matches!(a, Action::Publish))
+                    .collect();
                 self.exec(actions, None).await?;
             }
         }

@@ -259,7 +259,10 @@ impl VmcBoard {
             })?;
         Ok(Self {
             inner,
-            op: Mutex::new(false),
+            // With a stored PackNO the sequence is already known to differ from the
+            // board's last one: no status query is needed before the first command, which
+            // saves a POLL round trip or two at every start.
+            op: Mutex::new(stored.is_some()),
             packnos: Mutex::new(packnos),
             io: Some(io),
         })

@@ -55,7 +55,7 @@ fn summary(v: &mut [u32]) -> (u32, u32, u32) {
     )
 }
 
-fn sign(key: &SigningKey, id: &str, slot: u16) -> anyhow::Result<String> {
+pub(super) fn sign(key: &SigningKey, id: &str, slot: u16) -> anyhow::Result<String> {
     let now = now_s();
     let claims = crate::fleet::claims(MACHINE, id, slot, now, now + 120);
     Ok(protocol::sign_command(&claims, key, "k1")?)

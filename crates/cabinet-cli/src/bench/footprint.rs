@@ -1,11 +1,16 @@
 //! `cabinet bench footprint`: the headless kiosk as a cabinet runs it (`cabinet run`, a
 //! separate process, release build) against a real Mosquitto and the VMC simulator on a
-//! pty at the real board's POLL cadence: time from start to subscribed, then resident
-//! memory and CPU while it idles.
+//! pty at the real board's POLL cadence: time from start to subscribed, to ready and to the
+//! first dispense on the wire, then resident memory and CPU while it idles.
 //!
 //! "Subscribed" is when the backend receives the kiosk's retained "online" birth: the
 //! kiosk sends SUBSCRIBE before the birth on the same connection, so the broker has the
 //! subscription by then and a command published now reaches the cabinet.
+//!
+//! "Ready" is subscribed *and* the board answering: the moment the kiosk tells systemd
+//! `READY=1` (read here from a notify socket of our own). Before each start a signed
+//! command waits in the cabinet's broker session, as orders do while a cabinet restarts;
+//! "first dispense" is when the simulated board reads the first byte of its motor command.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -17,7 +22,7 @@ use cabinet_board::sim::{SimConfig, Simulator};
 use cabinet_core::protocol;
 use clap::Args;
 
-use super::dispatch::{MACHINE, write_config};
+use super::dispatch::{MACHINE, sign, write_config};
 use crate::mosquitto::Broker;
 use crate::procfs::{cpu_seconds, parse_rollup, rss_kib, status_field};
 
@@ -85,24 +90,37 @@ pub fn bench_footprint(a: FootprintArgs) -> anyhow::Result<ExitCode> {
     let mut sc = SimConfig::new(Protocol::Vmc);
     sc.link = Some(link.clone());
     sc.poll_interval = Duration::from_millis(a.poll_ms.max(1));
+    sc.record_dispense_times = true;
     let sim = Simulator::start(sc).context("cannot start the simulator")?;
-    let (_key, public) = protocol::generate_keypair()?;
+    let (key, public) = protocol::generate_keypair()?;
     let cfg = write_config(dir.path(), broker.port, &public, &link, 10);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let mut starts_ms = Vec::new();
+    let mut ready_ms = Vec::new();
+    let mut dispense_ms = Vec::new();
     let mut last = None;
-    for i in 0..a.starts.max(1) {
+    // Start 0 only creates the cabinet's broker session (a command published before the
+    // cabinet ever connected would not be queued for it); it is not timed.
+    for i in 0..=a.starts.max(1) {
         // Each start: a fresh backend session (so the retained birth of the previous
         // start is not mistaken for this one), then spawn and wait for this boot's birth.
         let mut backend = rt.block_on(broker.backend(&format!("bench-footprint-{i}"), MACHINE))?;
         // Drop last start's kiosk first (it publishes "offline" as it goes).
         drop(last.take());
+        if i > 0 {
+            // An order waiting in the cabinet's session while it is down.
+            let token = sign(&key, &format!("footprint-{i}"), 1 + (i % 10) as u16)?;
+            rt.block_on(backend.send_command(MACHINE, &token))?;
+        }
+        sim.take_dispense_times();
+        let notify = NotifyWatch::bind(dir.path(), i)?;
         let t0 = Instant::now();
         let child = Command::new(&bin)
             .args(["run", "--quiet", "--config"])
             .arg(&cfg)
+            .env("NOTIFY_SOCKET", &notify.path)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -129,7 +147,19 @@ pub fn bench_footprint(a: FootprintArgs) -> anyhow::Result<ExitCode> {
         let Some(online) = online else {
             bail!("the kiosk never came online (start {i})");
         };
-        starts_ms.push(online.as_secs_f64() * 1000.0);
+        let Some(ready) = notify.ready_after(t0) else {
+            bail!("the kiosk never told systemd it was ready (start {i})");
+        };
+        if i > 0 {
+            let ok = sim.wait_until(STEP, |s| s.motor_actions >= u64::from(i));
+            let first = sim.take_dispense_times().first().map(|(_, at)| *at);
+            let Some(at) = first.filter(|_| ok) else {
+                bail!("the waiting order never reached the board (start {i})");
+            };
+            starts_ms.push(online.as_secs_f64() * 1000.0);
+            ready_ms.push(ready.as_secs_f64() * 1000.0);
+            dispense_ms.push(at.saturating_duration_since(t0).as_secs_f64() * 1000.0);
+        }
         last = Some(kiosk);
     }
     let Some(kiosk) = last else {
@@ -159,9 +189,9 @@ pub fn bench_footprint(a: FootprintArgs) -> anyhow::Result<ExitCode> {
     let file = status_field(pid, "RssFile").unwrap_or(0);
     let polls = sim.stats().poll_replies - polls0;
     drop(kiosk);
-    let mut sorted = starts_ms.clone();
-    sorted.sort_by(f64::total_cmp);
-    let median = sorted[sorted.len() / 2];
+    let median = median_of(&starts_ms);
+    let ready_median = median_of(&ready_ms);
+    let dispense_median = median_of(&dispense_ms);
     let cpu_pct = cpu / idle * 100.0;
     if a.json {
         println!(
@@ -170,6 +200,8 @@ pub fn bench_footprint(a: FootprintArgs) -> anyhow::Result<ExitCode> {
                 "bench": "headless_footprint",
                 "binary": bin.display().to_string(),
                 "start_to_subscribed_ms": {"median": median, "all": starts_ms},
+                "start_to_ready_ms": {"median": ready_median, "all": ready_ms},
+                "start_to_first_dispense_ms": {"median": dispense_median, "all": dispense_ms},
                 "idle_s": idle,
                 "poll_ms": a.poll_ms,
                 "polls_answered_while_idle": polls,
@@ -196,6 +228,20 @@ pub fn bench_footprint(a: FootprintArgs) -> anyhow::Result<ExitCode> {
         REFERENCE_START_MS / median.max(0.001)
     );
     println!(
+        "  start -> ready       median {ready_median:.1} ms {:?}  (subscribed and the board answering: systemd READY=1)",
+        ready_ms
+            .iter()
+            .map(|v| format!("{v:.1}"))
+            .collect::<Vec<_>>()
+    );
+    println!(
+        "  start -> 1st motor   median {dispense_median:.1} ms {:?}  (an order waiting in the broker, its motor command on the wire)",
+        dispense_ms
+            .iter()
+            .map(|v| format!("{v:.1}"))
+            .collect::<Vec<_>>()
+    );
+    println!(
         "  idle {idle:.0} s           CPU {cpu_pct:.3} % of one core ({cpu:.2} s), answering {polls} POLLs ({} ms cadence)",
         a.poll_ms
     );
@@ -208,4 +254,49 @@ pub fn bench_footprint(a: FootprintArgs) -> anyhow::Result<ExitCode> {
     );
     println!("  PSS                  {pss} KiB; {n_threads} threads");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Any single wait for the board in this benchmark.
+const STEP: Duration = Duration::from_secs(30);
+
+fn median_of(v: &[f64]) -> f64 {
+    let mut sorted = v.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// A systemd notify socket of our own: a thread notes when `READY=1` arrives.
+struct NotifyWatch {
+    path: PathBuf,
+    ready: std::sync::mpsc::Receiver<Instant>,
+}
+
+impl NotifyWatch {
+    fn bind(dir: &std::path::Path, i: u32) -> anyhow::Result<NotifyWatch> {
+        let path = dir.join(format!("notify-{i}.sock"));
+        let sock = std::os::unix::net::UnixDatagram::bind(&path)
+            .with_context(|| format!("cannot bind {}", path.display()))?;
+        sock.set_read_timeout(Some(STEP))?;
+        let (tx, ready) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = sock.recv(&mut buf) {
+                let at = Instant::now();
+                let text = String::from_utf8_lossy(&buf[..n]);
+                if text.lines().any(|l| l == "READY=1") {
+                    let _ = tx.send(at);
+                    return;
+                }
+            }
+        });
+        Ok(NotifyWatch { path, ready })
+    }
+
+    /// How long after `t0` the kiosk said READY=1 (waits up to [`STEP`]).
+    fn ready_after(&self, t0: Instant) -> Option<Duration> {
+        self.ready
+            .recv_timeout(STEP)
+            .ok()
+            .map(|at| at.saturating_duration_since(t0))
+    }
 }
