@@ -1,5 +1,6 @@
 //! Property tests on both frame decoders: any bytes, cut into any chunks, never panic and
 //! never yield a frame whose checksum is wrong; and chunking never changes what is decoded.
+//! A lock board's query reply of any width decodes whatever width the decoder expects.
 
 use cabinet_board::lockboard::codec::{self as lock, LockDecoded, LockDecoder, Side};
 use cabinet_board::vmc::codec::{self as vmc, Decoded, Decoder, SlotOrder, VmcFrame};
@@ -134,5 +135,31 @@ proptest! {
                 prop_assert_eq!(lock::encode(&frame), raw);
             }
         }
+    }
+
+    #[test]
+    fn lock_query_replies_of_any_width_decode_whatever_width_is_expected(
+        pre in noisy_bytes(),
+        board in any::<u8>(),
+        status in prop::collection::vec(any::<u8>(), 1..=lock::MAX_STATUS_BYTES),
+        expected in 1usize..=lock::MAX_STATUS_BYTES,
+        cuts in prop::collection::vec(any::<usize>(), 0..20),
+    ) {
+        // Noise without frame headers is skipped whole. Status bytes equal to 33 can make a
+        // shorter or longer reading check out too (the frame has no length byte, so that
+        // ambiguity is the protocol's); without them the board's own width must win.
+        let mut bytes: Vec<u8> = pre
+            .into_iter()
+            .map(|b| if b == lock::QUERY || b == lock::UNLOCK { 0 } else { b })
+            .collect();
+        let status: Vec<u8> = status
+            .into_iter()
+            .map(|b| if b == lock::QUERY_CMD { 0 } else { b })
+            .collect();
+        let frame = lock::LockFrame::QueryReply { board, status };
+        let raw = lock::encode(&frame);
+        bytes.extend_from_slice(&raw);
+        let events = lock_decode(&chunked(bytes, cuts), Side::FromBoard, expected);
+        prop_assert_eq!(events, vec![LockDecoded::Frame(frame, raw)]);
     }
 }

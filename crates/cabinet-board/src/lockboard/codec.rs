@@ -8,6 +8,13 @@
 //!
 //! Requests and replies share shapes (an unlock and its reply look alike), so a decoder is
 //! told which side's frames it reads.
+//!
+//! A query reply carries no length byte, and boards in the field do not always send as
+//! many status bytes as their configured channel count implies. The board-side decoder
+//! therefore prefers the width it is told to expect, but accepts a reply of any width
+//! from 1 to [`MAX_STATUS_BYTES`] whose `33 BCC` tail checks out: a wider one as soon as
+//! its bytes are in, a narrower one once the line goes quiet ([`LockDecoder::on_idle`]),
+//! because only silence shows that a shorter frame is the whole reply.
 
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +28,9 @@ pub const ON: u8 = 0x11;
 pub const OFF: u8 = 0x00;
 /// Query command byte.
 pub const QUERY_CMD: u8 = 0x33;
+/// The widest query reply the board-side decoder accepts, in status bytes: 248 channels,
+/// the most a board address can have.
+pub const MAX_STATUS_BYTES: usize = 31;
 
 /// Which sensor reading means "door open" (boards are wired both ways).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -219,15 +229,39 @@ pub struct LockDecoder {
     side: Side,
     status_bytes: usize,
     buf: Vec<u8>,
+    /// Set by [`LockDecoder::on_idle`]: the next event to hand out (a narrower reply the
+    /// silence completed, or the report of a broken one).
+    idle_event: Option<IdleEvent>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum IdleEvent {
+    /// The first `n` bytes are a complete query reply.
+    Frame(usize),
+    /// The first `n` bytes were a query reply of the expected length that did not check
+    /// out; report them, then drop one byte.
+    Broken(usize),
+}
+
+/// Where a query reply starting at the front of the buffer ends, as far as we can tell.
+enum Span {
+    /// A good reply of this many bytes.
+    Frame(usize),
+    /// Not decidable yet: more bytes may complete a wider reply.
+    Wait,
+    /// No width up to the widest accepted makes a good reply.
+    Bad,
 }
 
 impl LockDecoder {
-    /// A decoder for `side`; `status_bytes` is the query reply's status-byte count.
+    /// A decoder for `side`; `status_bytes` is the query reply width to expect (one byte per
+    /// 8 channels). Board-side decoders accept other widths too (see the module docs).
     pub fn new(side: Side, status_bytes: usize) -> Self {
         Self {
             side,
             status_bytes: status_bytes.max(1),
             buf: Vec::with_capacity(32),
+            idle_event: None,
         }
     }
 
@@ -236,11 +270,34 @@ impl LockDecoder {
         self.buf.extend_from_slice(bytes);
     }
 
-    /// The line went quiet with a partial frame buffered: drop its first byte so the rest
-    /// can be searched again. Returns whether anything was dropped.
+    /// Bytes buffered that have not made an event yet (a partial frame, or noise).
+    pub fn pending(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The line went quiet with bytes buffered. A query reply narrower than expected that
+    /// is complete is handed out by the next [`LockDecoder::next_event`]; anything else
+    /// loses its first byte so the rest can be searched again (reported as a bad frame if
+    /// it was a query reply of the expected length that did not check out). Returns
+    /// whether anything changed.
     pub fn on_idle(&mut self) -> bool {
         if self.buf.is_empty() {
             return false;
+        }
+        if self.at_query_reply() {
+            let expected = self.status_bytes + 4;
+            let complete = match self.reply_span() {
+                Span::Frame(total) => Some(total),
+                Span::Wait | Span::Bad => (5..expected).find(|t| self.reply_ends_at(*t)),
+            };
+            if let Some(total) = complete {
+                self.idle_event = Some(IdleEvent::Frame(total));
+                return true;
+            }
+            if self.buf.len() >= expected {
+                self.idle_event = Some(IdleEvent::Broken(expected));
+                return true;
+            }
         }
         self.buf.drain(..1);
         true
@@ -248,6 +305,15 @@ impl LockDecoder {
 
     /// The next complete event, or `None` until more bytes arrive.
     pub fn next_event(&mut self) -> Option<LockDecoded> {
+        match self.idle_event.take() {
+            Some(IdleEvent::Frame(total)) if self.reply_ends_at(total) => {
+                return Some(self.take_frame(total));
+            }
+            Some(IdleEvent::Broken(total)) if self.buf.len() >= total => {
+                return Some(self.broken(total));
+            }
+            _ => {}
+        }
         let start = self.buf.iter().position(|b| *b == UNLOCK || *b == QUERY);
         match start {
             None => {
@@ -258,26 +324,82 @@ impl LockDecoder {
                 self.buf.drain(..i);
             }
         }
-        let header = self.buf[0];
-        let total = match (header, self.side) {
-            (QUERY, Side::FromBoard) => self.status_bytes + 4,
-            _ => 5,
-        };
+        if self.at_query_reply() {
+            return match self.reply_span() {
+                Span::Frame(total) => Some(self.take_frame(total)),
+                Span::Wait => None,
+                Span::Bad => Some(self.broken(self.status_bytes + 4)),
+            };
+        }
+        let total = 5;
         if self.buf.len() < total {
             return None;
         }
-        let expected = bcc(&self.buf[..total - 1]);
-        let got = self.buf[total - 1];
-        if expected != got {
-            let raw = self.buf[..total].to_vec();
-            self.buf.drain(..1);
-            return Some(LockDecoded::Error(
-                LockFrameError::BadChecksum { expected, got },
-                raw,
-            ));
+        if bcc(&self.buf[..total - 1]) != self.buf[total - 1] {
+            return Some(self.broken(total));
         }
+        Some(self.take_frame(total))
+    }
+
+    fn at_query_reply(&self) -> bool {
+        self.side == Side::FromBoard && self.buf.first() == Some(&QUERY)
+    }
+
+    /// Whether the first `total` bytes are a query reply: `80 board status… 33 BCC` with
+    /// at least one status byte and a good BCC.
+    fn reply_ends_at(&self, total: usize) -> bool {
+        total >= 5
+            && self.buf.len() >= total
+            && self.buf[total - 2] == QUERY_CMD
+            && bcc(&self.buf[..total - 1]) == self.buf[total - 1]
+    }
+
+    /// Decide on the query reply at the front. The expected width wins when it checks out;
+    /// a narrower one is taken once the expected length has arrived without a good frame;
+    /// wider ones are tried shortest first as their bytes arrive. Every decision depends on
+    /// the bytes alone, never on how they were chunked.
+    fn reply_span(&self) -> Span {
+        let expected = self.status_bytes + 4;
+        if self.buf.len() < expected {
+            return Span::Wait;
+        }
+        if self.reply_ends_at(expected) {
+            return Span::Frame(expected);
+        }
+        if let Some(total) = (5..expected).find(|t| self.reply_ends_at(*t)) {
+            return Span::Frame(total);
+        }
+        let widest = self.status_bytes.max(MAX_STATUS_BYTES) + 4;
+        for total in expected + 1..=widest {
+            if self.buf.len() < total {
+                return Span::Wait;
+            }
+            if self.reply_ends_at(total) {
+                return Span::Frame(total);
+            }
+        }
+        Span::Bad
+    }
+
+    /// Report the first `total` bytes as a bad frame and drop one byte, so a frame that
+    /// starts inside them is still found.
+    fn broken(&mut self, total: usize) -> LockDecoded {
         let raw = self.buf[..total].to_vec();
-        let frame = match (header, self.side) {
+        let expected = bcc(&raw[..total - 1]);
+        let got = raw[total - 1];
+        self.buf.drain(..1);
+        let error = if expected != got {
+            LockFrameError::BadChecksum { expected, got }
+        } else {
+            LockFrameError::Malformed
+        };
+        LockDecoded::Error(error, raw)
+    }
+
+    /// The first `total` bytes (checksum good) as a frame, or as malformed.
+    fn take_frame(&mut self, total: usize) -> LockDecoded {
+        let raw = self.buf[..total].to_vec();
+        let frame = match (raw[0], self.side) {
             (UNLOCK, Side::FromHost) if raw[3] == ON => Some(LockFrame::Unlock {
                 board: raw[1],
                 channel: raw[2],
@@ -298,7 +420,7 @@ impl LockDecoder {
             }
             _ => None,
         };
-        Some(match frame {
+        match frame {
             Some(f) => {
                 self.buf.drain(..total);
                 LockDecoded::Frame(f, raw)
@@ -307,7 +429,7 @@ impl LockDecoder {
                 self.buf.drain(..1);
                 LockDecoded::Error(LockFrameError::Malformed, raw)
             }
-        })
+        }
     }
 }
 
@@ -419,6 +541,122 @@ mod tests {
             last,
             Some(LockDecoded::Frame(
                 LockFrame::unlock_reply(1, 2, false),
+                good
+            ))
+        );
+    }
+
+    #[test]
+    fn a_reply_one_byte_wider_than_expected_decodes_with_the_boards_width() {
+        // Expecting 24 channels (3 bytes); the board sends 4. Channel 1 and 25 on.
+        let mut sensors = vec![false; 32];
+        sensors[0] = true;
+        sensors[24] = true;
+        let status = status_bytes(&sensors, 4);
+        assert_eq!(status, vec![0x01, 0x00, 0x00, 0x01]);
+        let bytes = encode(&LockFrame::QueryReply {
+            board: 1,
+            status: status.clone(),
+        });
+        assert_eq!(
+            one(Side::FromBoard, 3, &bytes),
+            Some(LockDecoded::Frame(
+                LockFrame::QueryReply { board: 1, status },
+                bytes
+            ))
+        );
+    }
+
+    #[test]
+    fn a_reply_one_byte_narrower_decodes_once_the_line_goes_idle() {
+        // Expecting 3 bytes; the board sends 2 (channels 1-16), channel 9 on.
+        let status = vec![0x01, 0x00];
+        let bytes = encode(&LockFrame::QueryReply {
+            board: 1,
+            status: status.clone(),
+        });
+        let mut d = LockDecoder::new(Side::FromBoard, 3);
+        d.push(&bytes);
+        // Until the line is quiet, the reply may still be the expected one, arriving late.
+        assert_eq!(d.next_event(), None);
+        assert!(d.on_idle());
+        let ev = d.next_event();
+        assert_eq!(
+            ev,
+            Some(LockDecoded::Frame(
+                LockFrame::QueryReply {
+                    board: 1,
+                    status: status.clone()
+                },
+                bytes
+            ))
+        );
+        assert_eq!(channel_sensor(&status, 9), Some(true));
+        assert_eq!(channel_sensor(&status, 1), Some(false));
+        assert_eq!(channel_sensor(&status, 17), None, "not in the reply");
+        assert_eq!(d.pending(), 0);
+        assert!(!d.on_idle());
+    }
+
+    #[test]
+    fn the_expected_width_wins_when_a_narrower_reading_also_checks_out() {
+        // 80 01 81 00 33 | 33 00: the first six bytes are also a good 2-byte reply (status
+        // 81 00, BCC 33). The expected 3-byte reading is the one the board meant.
+        let status = vec![0x81, 0x00, 0x33];
+        let bytes = encode(&LockFrame::QueryReply {
+            board: 1,
+            status: status.clone(),
+        });
+        assert_eq!(bytes, [0x80, 0x01, 0x81, 0x00, 0x33, 0x33, 0x00]);
+        let mut d = LockDecoder::new(Side::FromBoard, 3);
+        d.push(&bytes[..6]);
+        assert_eq!(d.next_event(), None, "waits for the expected length");
+        d.push(&bytes[6..]);
+        assert_eq!(
+            d.next_event(),
+            Some(LockDecoded::Frame(
+                LockFrame::QueryReply { board: 1, status },
+                bytes.to_vec()
+            ))
+        );
+    }
+
+    #[test]
+    fn a_corrupt_reply_of_the_expected_width_is_reported_when_the_line_goes_idle() {
+        let mut bytes = encode(&LockFrame::QueryReply {
+            board: 1,
+            status: vec![0, 0, 4],
+        });
+        bytes[6] ^= 0x5A;
+        let mut d = LockDecoder::new(Side::FromBoard, 3);
+        d.push(&bytes);
+        // It might still be a wider reply whose tail has not arrived.
+        assert_eq!(d.next_event(), None);
+        assert!(d.on_idle());
+        assert!(matches!(
+            d.next_event(),
+            Some(LockDecoded::Error(LockFrameError::BadChecksum { .. }, raw)) if raw == bytes
+        ));
+    }
+
+    #[test]
+    fn garbage_after_a_query_header_fails_once_no_width_can_fit() {
+        let mut bytes = vec![0x80, 0x01];
+        bytes.extend(std::iter::repeat_n(0x00, MAX_STATUS_BYTES + 2));
+        let good = encode(&LockFrame::unlock_reply(1, 2, true));
+        bytes.extend_from_slice(&good);
+        let mut d = LockDecoder::new(Side::FromBoard, 3);
+        d.push(&bytes);
+        // Without waiting for the line to go quiet: the widest reply cannot end there.
+        assert!(matches!(d.next_event(), Some(LockDecoded::Error(..))));
+        let mut last = None;
+        while let Some(ev) = d.next_event() {
+            last = Some(ev);
+        }
+        assert_eq!(
+            last,
+            Some(LockDecoded::Frame(
+                LockFrame::unlock_reply(1, 2, true),
                 good
             ))
         );
