@@ -193,8 +193,10 @@ pub struct SimStats {
     pub poll_reply_max_us: u64,
     /// Frames from the host carrying a PackNO the board had already executed.
     pub host_resends_seen: u64,
-    /// ACKs received from the host.
+    /// ACKs received from the host (POLL answers included).
     pub host_acks: u64,
+    /// VMC: reports (dispense, slot, machine status) the board sent, resends excluded.
+    pub reports_sent: u64,
     /// Good frames received from the host.
     pub frames_rx: u64,
     /// Frames from the host with a bad checksum or shape.
@@ -582,6 +584,8 @@ impl VmcModel {
                     }
                     self.unacked = Some(bytes.clone());
                     send(shared, port, bytes, true);
+                    shared.lock().stats.reports_sent += 1;
+                    shared.changed.notify_all();
                 }
             } else {
                 send(shared, port, vmc::POLL.to_vec(), false);
