@@ -88,7 +88,8 @@ fn apply_webkit_env(wanted: &BTreeMap<String, String>) -> anyhow::Result<()> {
 }
 
 fn load(path: &std::path::Path) -> anyhow::Result<Result<Config, ExitCode>> {
-    match Config::load(path) {
+    // The checks `cabinet config check` makes, before the lock file and the window.
+    match Config::load_for_start(path) {
         Ok(c) => Ok(Ok(c)),
         Err(ConfigError::Invalid(problems)) => {
             eprintln!(

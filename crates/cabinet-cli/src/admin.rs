@@ -18,7 +18,8 @@ pub struct ConfigArgs {
 
 #[derive(Debug, Subcommand)]
 enum ConfigWhat {
-    /// Load and validate a site config file; print every problem with its field.
+    /// Load and validate a site config file, and check the files and devices it names as
+    /// `cabinet run` would find them; print every problem with its field.
     Check {
         /// The site config file (e.g. /etc/cabinet-kiosk/config.toml).
         file: PathBuf,
@@ -28,7 +29,9 @@ enum ConfigWhat {
 /// Run `cabinet config ...`. Exit 0: valid; 1: invalid (problems on stderr).
 pub fn config(a: ConfigArgs) -> anyhow::Result<ExitCode> {
     match a.what {
-        ConfigWhat::Check { file } => match Config::load(&file) {
+        // The same checks `cabinet run` and the window app make before they start, so
+        // "valid" means the kiosk will start with this file on this machine.
+        ConfigWhat::Check { file } => match Config::load_for_start(&file) {
             Ok(cfg) => {
                 let keys = cfg.trusted_keys().map(|k| k.len()).unwrap_or(0);
                 println!(

@@ -26,7 +26,8 @@ pub struct RunArgs {
 
 /// Run the headless kiosk.
 pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
-    let cfg = match Config::load(&a.config) {
+    // Every check that can be made before start, before the lock file is created.
+    let cfg = match Config::load_for_start(&a.config) {
         Ok(c) => c,
         Err(ConfigError::Invalid(problems)) => {
             eprintln!(

@@ -155,8 +155,23 @@ fn config_check_accepts_the_shipped_example_and_names_bad_fields() {
         env!("CARGO_MANIFEST_DIR"),
         "/../../deploy/config.example.toml"
     );
+    // The check also looks at the files the config names: give the example its
+    // password file (it names /etc/cabinet-kiosk/mqtt-password).
+    let dir = tempfile::tempdir().unwrap();
+    let password = dir.path().join("mqtt-password");
+    std::fs::write(&password, "secret\n").unwrap();
+    let provisioned = dir.path().join("example.toml");
+    std::fs::write(
+        &provisioned,
+        std::fs::read_to_string(example).unwrap().replace(
+            "\"/etc/cabinet-kiosk/mqtt-password\"",
+            &format!("{:?}", password.display().to_string()),
+        ),
+    )
+    .unwrap();
     let out = Command::new(BIN)
-        .args(["config", "check", example])
+        .args(["config", "check"])
+        .arg(&provisioned)
         .output()
         .unwrap();
     assert!(
@@ -165,7 +180,6 @@ fn config_check_accepts_the_shipped_example_and_names_bad_fields() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
     std::fs::write(
         &bad,
@@ -275,5 +289,87 @@ fn an_empty_password_variable_stops_the_kiosk_with_its_name() {
         stderr.matches("CABINET_TEST_EMPTY_PASSWORD").count(),
         1,
         "{stderr}"
+    );
+}
+
+/// A config whose text is fine but whose files are not: `config check` names each field
+/// with what is allowed, and `cabinet run` refuses the same file before it creates its
+/// lock file beside the journal (it used to start, fail, and leave `<journal>.lock`).
+#[test]
+fn config_check_and_run_name_files_the_kiosk_cannot_use_before_any_lock_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("journal-dir")).unwrap();
+    std::fs::create_dir(dir.path().join("port-dir")).unwrap();
+    std::fs::write(dir.path().join("logs-file"), "").unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "machine_code = \"C001\"\n[mqtt]\nurl = \"mqtt://127.0.0.1:1\"\n\
+             password_file = \"missing-password\"\n\
+             [keys]\nk1 = \"OFs-zWo0yl11xXTONdtio_I6LxhKY6V69ovhB51ABFU\"\n\
+             [board]\nport = \"{}\"\n[board.vmc]\nreport_timeout_secs = 100\n\
+             [journal]\npath = \"journal-dir\"\n[logs]\ndir = \"logs-file\"\n",
+            dir.path().join("port-dir").display()
+        ),
+    )
+    .unwrap();
+    let check = Command::new(BIN)
+        .args(["config", "check"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&check.stderr);
+    assert_eq!(check.status.code(), Some(1), "{err}");
+    for needle in [
+        "mqtt.password_file: ",
+        "does not exist",
+        "journal.path: ",
+        "is a directory",
+        "logs.dir: ",
+        "is a regular file",
+        "board.port: ",
+        "serial device",
+        "board.vmc.report_timeout_secs: must be at most 35",
+        "TimeoutStopSec",
+    ] {
+        assert!(err.contains(needle), "{needle:?} missing in:\n{err}");
+    }
+
+    let run = Command::new(BIN)
+        .args(["run", "--quiet", "--config"])
+        .arg(&config)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let run_err = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{run_err}");
+    assert!(run_err.contains("journal.path: "), "{run_err}");
+    assert!(
+        !dir.path().join("journal-dir.lock").exists(),
+        "a lock file was created beside the bad journal path"
+    );
+    assert!(
+        !dir.path().join("logs-file").is_dir(),
+        "the logs path was touched"
+    );
+
+    // /dev/null as the journal: a device, not a file the journal can live in.
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("path = \"journal-dir\"", "path = \"/dev/null\""),
+    )
+    .unwrap();
+    let check = Command::new(BIN)
+        .args(["config", "check"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&check.stderr);
+    assert!(
+        err.contains("journal.path: /dev/null is a character device"),
+        "{err}"
     );
 }

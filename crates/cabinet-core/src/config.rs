@@ -25,6 +25,25 @@ use crate::protocol::{self, TrustedKeys, VerifyOptions};
 /// Most entries in `mqtt.failover_urls`.
 pub const MAX_FAILOVER_URLS: usize = 15;
 
+/// `TimeoutStopSec` of the shipped systemd units (`deploy/systemd/*.service`): how long
+/// systemd lets the kiosk stop before it kills it. [`Config::validate`] refuses a board
+/// timeout whose [`Config::stop_budget`] does not fit in it (a test keeps this equal to
+/// the unit files), because a kill in the middle of a dispense turns an outcome the board
+/// was about to report into `outcome_unknown`.
+pub const UNIT_STOP_TIMEOUT_SECS: u64 = 60;
+
+/// Added to the longest dispense when the kiosk stops: the VMC board's ACK round and
+/// resends before its report window opens (under 3 s), and journaling the outcome.
+pub const STOP_MARGIN_SECS: u64 = 10;
+
+/// The MQTT link's goodbye on stop (the `offline` presence and a clean disconnect).
+pub const LINK_GOODBYE_SECS: u64 = 5;
+
+/// What a binary allows beyond [`Config::stop_budget`] before it gives up on the core
+/// (the core's own bounds fire first), and what the unit allows beyond that for the
+/// process to exit (the window's teardown, flushing logs).
+pub const STOP_GRACE_SECS: u64 = 5;
+
 /// The embedded defaults. Every field without a safe default is left out (see the
 /// file's header); a test proves the rest is complete.
 pub const DEFAULTS_TOML: &str = include_str!("defaults.toml");
@@ -543,6 +562,29 @@ impl Config {
     /// `journal.path`, `logs.dir`) are taken relative to the file's directory, so a
     /// config and its neighbours can be moved together.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let cfg = Config::read(path)?;
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    /// [`Config::load`] plus [`Config::check_host`]: everything that can be known
+    /// before the kiosk starts, all problems at once. The one check `cabinet config
+    /// check`, `cabinet run` and the window app share, so a file the check calls valid
+    /// does not then fail to start; it runs before the instance lock is taken, so a bad
+    /// `journal.path` leaves no lock file behind.
+    pub fn load_for_start(path: &Path) -> Result<Config, ConfigError> {
+        let cfg = Config::read(path)?;
+        let mut problems = cfg.validate();
+        problems.extend(cfg.check_host());
+        if problems.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+
+    /// Reads, merges and shapes the site file, with relative paths resolved; no rules.
+    fn read(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
@@ -551,7 +593,6 @@ impl Config {
         if let Some(dir) = path.parent() {
             cfg.resolve_relative_paths(dir);
         }
-        cfg.check()?;
         Ok(cfg)
     }
 
@@ -763,6 +804,7 @@ impl Config {
             1,
             300,
         );
+        self.check_stop_budget(&mut v);
         v.baud("board.lockboard.baud", b.lockboard.baud);
         v.range("board.lockboard.address", b.lockboard.address.into(), 1, 31);
         v.range(
@@ -911,6 +953,252 @@ impl Config {
         v.problems
     }
 
+    /// The longest a dispense already under way can still take: the VMC board's
+    /// report timeout; for the lock board the unlock's reply, the wait for the door and
+    /// the last door query's reply.
+    pub fn dispense_bound(&self) -> Duration {
+        let b = &self.board;
+        match b.protocol {
+            BoardProtocol::Vmc => Duration::from_secs(b.vmc.report_timeout_secs),
+            BoardProtocol::Lockboard => {
+                Duration::from_secs(b.lockboard.door_open_timeout_secs)
+                    + 2 * Duration::from_millis(b.lockboard.reply_timeout_ms)
+            }
+        }
+    }
+
+    /// How long the kiosk, once told to stop, waits for a dispense in progress to end
+    /// and journals its outcome: [`Config::dispense_bound`] + [`STOP_MARGIN_SECS`].
+    pub fn stop_dispense_wait(&self) -> Duration {
+        self.dispense_bound() + Duration::from_secs(STOP_MARGIN_SECS)
+    }
+
+    /// The whole stop of the kiosk core: the dispense wait and the link's goodbye
+    /// ([`LINK_GOODBYE_SECS`]). Both binaries wait this plus [`STOP_GRACE_SECS`] for the
+    /// core; the shipped units allow [`UNIT_STOP_TIMEOUT_SECS`], which
+    /// [`Config::validate`] keeps at least this plus twice the grace.
+    pub fn stop_budget(&self) -> Duration {
+        self.stop_dispense_wait() + Duration::from_secs(LINK_GOODBYE_SECS)
+    }
+
+    /// The stop budget must fit in the shipped units' `TimeoutStopSec`, or systemd kills
+    /// a kiosk that is waiting for a board to report a dispense. Named on the timeout of
+    /// the protocol in use; skipped while that timeout is out of its range (already
+    /// reported).
+    fn check_stop_budget(&self, v: &mut Validator) {
+        let b = &self.board;
+        let fits = |c: &Config| {
+            c.stop_budget() + Duration::from_secs(2 * STOP_GRACE_SECS)
+                <= Duration::from_secs(UNIT_STOP_TIMEOUT_SECS)
+        };
+        if fits(self) {
+            return;
+        }
+        // The largest value of the field that fits, for the message.
+        let overhead = STOP_MARGIN_SECS + LINK_GOODBYE_SECS + 2 * STOP_GRACE_SECS;
+        let why = format!(
+            "on stop the kiosk lets a dispense in progress end, which takes up to this timeout + {overhead} s, \
+             and the shipped systemd units allow {UNIT_STOP_TIMEOUT_SECS} s (TimeoutStopSec) before they kill it"
+        );
+        match b.protocol {
+            BoardProtocol::Vmc if (1..=300).contains(&b.vmc.report_timeout_secs) => {
+                let max = UNIT_STOP_TIMEOUT_SECS.saturating_sub(overhead);
+                v.add(
+                    "board.vmc.report_timeout_secs",
+                    &format!(
+                        "must be at most {max} (got {}): {why}",
+                        b.vmc.report_timeout_secs
+                    ),
+                );
+            }
+            BoardProtocol::Lockboard
+                if (1..=600).contains(&b.lockboard.door_open_timeout_secs)
+                    && (100..=10_000).contains(&b.lockboard.reply_timeout_ms) =>
+            {
+                let replies = (2 * b.lockboard.reply_timeout_ms).div_ceil(1000);
+                let max = UNIT_STOP_TIMEOUT_SECS.saturating_sub(overhead + replies);
+                v.add(
+                    "board.lockboard.door_open_timeout_secs",
+                    &format!(
+                        "must be at most {max} with board.lockboard.reply_timeout_ms = {} (got {}): {why} \
+                         (plus two replies)",
+                        b.lockboard.reply_timeout_ms, b.lockboard.door_open_timeout_secs
+                    ),
+                );
+            }
+            _ => {}
+        }
+    }
+
+    /// What can be checked on this machine before the kiosk starts (the files and
+    /// devices the config names), each problem naming its field and what is allowed.
+    /// [`Config::validate`] checks the text alone; this looks at the file system and
+    /// the environment as the kiosk will see them, so run it as the kiosk's user (the
+    /// units' `ExecStartPre` does). Fields that `validate` already refuses are skipped.
+    ///
+    /// Missing things that the kiosk creates or waits for are fine: the journal's file
+    /// and directories, the logs directory, and the board port (a USB adapter that is
+    /// unplugged means "out of service" until it comes back).
+    pub fn check_host(&self) -> Vec<Problem> {
+        let mut v = Validator::default();
+        let m = &self.mqtt;
+        if let Some(p) = m
+            .password_file
+            .as_deref()
+            .filter(|p| !p.as_os_str().is_empty())
+        {
+            let allowed = "must be a readable file whose first line is the MQTT password";
+            match std::fs::metadata(p) {
+                Err(e) => v.add(
+                    "mqtt.password_file",
+                    &format!("{}: {} ({allowed})", p.display(), io_why(&e)),
+                ),
+                Ok(md) if !md.is_file() => v.add(
+                    "mqtt.password_file",
+                    &format!("{} is {} ({allowed})", p.display(), kind_of(&md)),
+                ),
+                Ok(_) => {
+                    if let Err(ConfigError::PasswordFile { message, .. }) = m.load_password() {
+                        v.add(
+                            "mqtt.password_file",
+                            &format!("{}: {message} ({allowed})", p.display()),
+                        );
+                    }
+                }
+            }
+        }
+        if let Some(var) = m.password_env.as_deref().filter(|e| is_env_name(e))
+            && m.password_file.is_none()
+            && m.load_password().is_err()
+        {
+            v.add(
+                "mqtt.password_env",
+                &format!(
+                    "the variable {var} is not set, empty or not UTF-8 in this environment \
+                     (the kiosk reads the MQTT password from it; set it where the kiosk runs, \
+                     e.g. Environment= in the unit)"
+                ),
+            );
+        }
+        if let Some(p) = &m.ca_file {
+            match std::fs::metadata(p) {
+                Err(e) => v.add(
+                    "mqtt.ca_file",
+                    &format!(
+                        "{}: {} (must be a readable PEM file)",
+                        p.display(),
+                        io_why(&e)
+                    ),
+                ),
+                Ok(md) if !md.is_file() => v.add(
+                    "mqtt.ca_file",
+                    &format!(
+                        "{} is {} (must be a readable PEM file)",
+                        p.display(),
+                        kind_of(&md)
+                    ),
+                ),
+                Ok(_) => {
+                    if let Err(e) = std::fs::File::open(p) {
+                        v.add(
+                            "mqtt.ca_file",
+                            &format!(
+                                "{}: {} (must be a readable PEM file)",
+                                p.display(),
+                                io_why(&e)
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+
+        let journal = &self.journal.path;
+        if !journal.as_os_str().is_empty() {
+            let allowed = "must be a regular file (the SQLite journal) or not exist yet, \
+                           in a directory that exists or can be created";
+            match std::fs::metadata(journal) {
+                Ok(md) if !md.is_file() => v.add(
+                    "journal.path",
+                    &format!("{} is {} ({allowed})", journal.display(), kind_of(&md)),
+                ),
+                Ok(_) => {}
+                Err(e) if missing(&e) => {
+                    if let Some(why) = creatable(journal) {
+                        v.add(
+                            "journal.path",
+                            &format!("{}: {why} ({allowed})", journal.display()),
+                        );
+                    }
+                }
+                Err(e) => v.add(
+                    "journal.path",
+                    &format!("{}: {} ({allowed})", journal.display(), io_why(&e)),
+                ),
+            }
+            // The instance lock beside it is the first file the kiosk creates.
+            let mut lock = journal.clone().into_os_string();
+            lock.push(".lock");
+            let lock = PathBuf::from(lock);
+            if let Ok(md) = std::fs::metadata(&lock)
+                && !md.is_file()
+            {
+                v.add(
+                    "journal.path",
+                    &format!(
+                        "{} (the kiosk's lock file) is {}: remove it, it must be a regular file",
+                        lock.display(),
+                        kind_of(&md)
+                    ),
+                );
+            }
+        }
+
+        let logs = &self.logs.dir;
+        if !logs.as_os_str().is_empty() {
+            let allowed = "must be a directory, or not exist yet under a directory";
+            match std::fs::metadata(logs) {
+                Ok(md) if !md.is_dir() => v.add(
+                    "logs.dir",
+                    &format!("{} is {} ({allowed})", logs.display(), kind_of(&md)),
+                ),
+                Ok(_) => {}
+                Err(e) if missing(&e) => {
+                    if let Some(why) = creatable(logs) {
+                        v.add(
+                            "logs.dir",
+                            &format!("{}: {why} ({allowed})", logs.display()),
+                        );
+                    }
+                }
+                Err(e) => v.add(
+                    "logs.dir",
+                    &format!("{}: {} ({allowed})", logs.display(), io_why(&e)),
+                ),
+            }
+        }
+
+        let port = &self.board.port;
+        if port.is_absolute() {
+            use std::os::unix::fs::FileTypeExt as _;
+            // Missing is allowed: an unplugged adapter's udev symlink comes back with it.
+            if let Ok(md) = std::fs::metadata(port)
+                && !md.file_type().is_char_device()
+            {
+                v.add(
+                    "board.port",
+                    &format!(
+                        "{} is {} (must be a serial device: a character device such as the \
+                         board's udev symlink, or not exist while the adapter is unplugged)",
+                        port.display(),
+                        kind_of(&md)
+                    ),
+                );
+            }
+        }
+        v.problems
+    }
+
     /// The MQTT username: `mqtt.username`, or the machine code when left out.
     pub fn mqtt_username(&self) -> &str {
         self.mqtt.username.as_deref().unwrap_or(&self.machine_code)
@@ -1000,6 +1288,67 @@ impl BoardConfig {
             BoardProtocol::Lockboard => self.lockboard.baud,
         }
     }
+}
+
+/// "a directory", "a character device", ... for messages about a path.
+fn kind_of(md: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt as _;
+    let t = md.file_type();
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_file() {
+        "a regular file"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_fifo() {
+        "a named pipe"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// The path is not there: it, or a directory on the way, does not exist (or a file
+/// stands where a directory would have to be, which [`creatable`] then names).
+fn missing(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+    )
+}
+
+/// An I/O error without the "(os error N)" noise.
+fn io_why(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "does not exist".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// Why `path` (which does not exist) could not be created with its missing parent
+/// directories, or `None` when its nearest existing ancestor is a directory.
+fn creatable(path: &Path) -> Option<String> {
+    let mut dir = path.parent();
+    while let Some(d) = dir.filter(|d| !d.as_os_str().is_empty()) {
+        match std::fs::metadata(d) {
+            Ok(md) if md.is_dir() => return None,
+            Ok(md) => {
+                return Some(format!(
+                    "{} is {}, so nothing can be created under it",
+                    d.display(),
+                    kind_of(&md)
+                ));
+            }
+            Err(e) if missing(&e) => dir = d.parent(),
+            Err(e) => return Some(format!("{}: {}", d.display(), io_why(&e))),
+        }
+    }
+    // A relative path with no existing ancestor lives in the current directory.
+    None
 }
 
 /// Accepts a level or comma-separated `target=level` directives (the subset of
@@ -1751,6 +2100,245 @@ mod tests {
         assert_eq!(o.max_token_bytes, 4096);
         assert_eq!(o.leeway_secs, 30);
         assert_eq!(cfg.trusted_keys().unwrap().len(), 1);
+    }
+
+    /// A config whose files all live in `dir` and are fine on this machine.
+    fn host_ok(dir: &Path) -> Config {
+        std::fs::write(dir.join("pw"), "s3cret\n").unwrap();
+        let mut cfg = Config::from_toml_str(&minimal()).unwrap();
+        cfg.mqtt.password_file = Some(dir.join("pw"));
+        cfg.journal.path = dir.join("data/journal.sqlite3");
+        cfg.logs.dir = dir.join("logs");
+        cfg.board.port = dir.join("board-unplugged");
+        cfg
+    }
+
+    fn host_fields(cfg: &Config) -> Vec<String> {
+        cfg.check_host().into_iter().map(|p| p.field).collect()
+    }
+
+    #[test]
+    fn host_checks_pass_when_the_kiosk_can_create_what_is_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = host_ok(dir.path());
+        assert_eq!(
+            cfg.check_host(),
+            vec![],
+            "missing journal, logs and port are fine"
+        );
+        // /dev/null is a character device: a port may be any such device.
+        let mut cfg = cfg;
+        cfg.board.port = PathBuf::from("/dev/null");
+        assert_eq!(cfg.check_host(), vec![]);
+    }
+
+    #[test]
+    fn a_password_file_that_is_missing_a_directory_or_empty_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = host_ok(dir.path());
+        cfg.mqtt.password_file = Some(dir.path().join("missing"));
+        let p = cfg.check_host();
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].field, "mqtt.password_file");
+        assert!(p[0].message.contains("does not exist"), "{}", p[0].message);
+        assert!(p[0].message.contains("readable file"), "{}", p[0].message);
+        cfg.mqtt.password_file = Some(dir.path().to_path_buf());
+        let p = cfg.check_host();
+        assert_eq!(host_fields(&cfg), ["mqtt.password_file"]);
+        assert!(p[0].message.contains("is a directory"), "{}", p[0].message);
+        std::fs::write(dir.path().join("empty"), "\n").unwrap();
+        cfg.mqtt.password_file = Some(dir.path().join("empty"));
+        let p = cfg.check_host();
+        assert_eq!(host_fields(&cfg), ["mqtt.password_file"]);
+        assert!(!p[0].message.contains("s3cret"));
+    }
+
+    #[test]
+    fn an_unset_password_variable_is_named_before_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = host_ok(dir.path());
+        cfg.mqtt.password_file = None;
+        cfg.mqtt.password_env = Some("CABINET_TEST_SURELY_UNSET_VAR_7C1".into());
+        let p = cfg.check_host();
+        assert_eq!(host_fields(&cfg), ["mqtt.password_env"]);
+        assert!(
+            p[0].message.contains("CABINET_TEST_SURELY_UNSET_VAR_7C1"),
+            "{}",
+            p[0].message
+        );
+    }
+
+    #[test]
+    fn a_journal_that_is_a_directory_a_device_or_under_a_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = host_ok(dir.path());
+        cfg.journal.path = dir.path().to_path_buf();
+        let p = cfg.check_host();
+        assert_eq!(host_fields(&cfg), ["journal.path"]);
+        assert!(p[0].message.contains("is a directory"), "{}", p[0].message);
+        assert!(p[0].message.contains("regular file"), "{}", p[0].message);
+        cfg.journal.path = PathBuf::from("/dev/null");
+        let p = cfg.check_host();
+        assert_eq!(host_fields(&cfg), ["journal.path"]);
+        assert!(
+            p[0].message.contains("character device"),
+            "{}",
+            p[0].message
+        );
+        std::fs::write(dir.path().join("plain"), "").unwrap();
+        cfg.journal.path = dir.path().join("plain/deeper/journal.sqlite3");
+        let p = cfg.check_host();
+        assert_eq!(host_fields(&cfg), ["journal.path"]);
+        assert!(
+            p[0].message.contains("plain is a regular file"),
+            "{}",
+            p[0].message
+        );
+        // An existing journal is fine; a directory where its lock file goes is not.
+        cfg.journal.path = dir.path().join("j.sqlite3");
+        std::fs::write(&cfg.journal.path, "").unwrap();
+        assert_eq!(cfg.check_host(), vec![]);
+        std::fs::create_dir(dir.path().join("j.sqlite3.lock")).unwrap();
+        assert_eq!(host_fields(&cfg), ["journal.path"]);
+    }
+
+    #[test]
+    fn a_logs_dir_that_is_a_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = host_ok(dir.path());
+        std::fs::write(dir.path().join("logfile"), "").unwrap();
+        cfg.logs.dir = dir.path().join("logfile");
+        let p = cfg.check_host();
+        assert_eq!(host_fields(&cfg), ["logs.dir"]);
+        assert!(
+            p[0].message.contains("is a regular file"),
+            "{}",
+            p[0].message
+        );
+        cfg.logs.dir = dir.path().join("logfile/sub");
+        assert_eq!(host_fields(&cfg), ["logs.dir"]);
+    }
+
+    #[test]
+    fn a_board_port_that_is_a_directory_or_a_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = host_ok(dir.path());
+        cfg.board.port = dir.path().to_path_buf();
+        let p = cfg.check_host();
+        assert_eq!(host_fields(&cfg), ["board.port"]);
+        assert!(p[0].message.contains("is a directory"), "{}", p[0].message);
+        assert!(p[0].message.contains("serial device"), "{}", p[0].message);
+        cfg.board.port = dir.path().join("pw");
+        assert_eq!(host_fields(&cfg), ["board.port"]);
+    }
+
+    #[test]
+    fn every_host_problem_is_reported_at_once_by_load_for_start() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("logs"), "").unwrap();
+        let file = dir.path().join("site.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "{}[mqtt]\npassword_file = \"nope\"\n[board]\nport = \"{}\"\n\
+                 [board.vmc]\nreport_timeout_secs = 100\n\
+                 [journal]\npath = \"/dev/null\"\n[logs]\ndir = \"logs\"\n",
+                minimal(),
+                dir.path().display()
+            ),
+        )
+        .unwrap();
+        let Err(ConfigError::Invalid(p)) = Config::load_for_start(&file) else {
+            panic!("expected problems");
+        };
+        let fields: Vec<&str> = p.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "board.vmc.report_timeout_secs",
+                "mqtt.password_file",
+                "journal.path",
+                "logs.dir",
+                "board.port"
+            ]
+        );
+        // Config::load alone checks only the text (cabinet diag reads broken cabinets).
+        assert_eq!(
+            problems_of(Config::load(&file)),
+            ["board.vmc.report_timeout_secs"]
+        );
+    }
+
+    fn problems_of(r: Result<Config, ConfigError>) -> Vec<String> {
+        match r {
+            Err(ConfigError::Invalid(p)) => p.into_iter().map(|p| p.field).collect(),
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_board_timeout_that_outlasts_the_units_stop_timeout_is_refused() {
+        // The defaults fit, with the stop budget they give.
+        let cfg = Config::from_toml_str(&minimal()).unwrap();
+        assert_eq!(cfg.stop_budget(), Duration::from_secs(30 + 10 + 5));
+        let max =
+            UNIT_STOP_TIMEOUT_SECS - STOP_MARGIN_SECS - LINK_GOODBYE_SECS - 2 * STOP_GRACE_SECS;
+        let vmc = |secs: u64| format!("{}[board.vmc]\nreport_timeout_secs = {secs}\n", minimal());
+        assert!(Config::from_toml_str(&vmc(max)).is_ok(), "{max} fits");
+        let p = problems(&vmc(max + 1));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].field, "board.vmc.report_timeout_secs");
+        assert!(
+            p[0].message.contains(&format!("at most {max}")),
+            "{}",
+            p[0].message
+        );
+        assert!(p[0].message.contains("TimeoutStopSec"), "{}", p[0].message);
+        // Out of range altogether: one problem, the range.
+        assert_eq!(fields(&vmc(301)), ["board.vmc.report_timeout_secs"]);
+        // A lock board's dispense is its door wait and two replies; the VMC timeout
+        // does not matter there.
+        let lock = |door: u64| {
+            format!(
+                "{}[board]\nprotocol = \"lockboard\"\n[board.vmc]\nreport_timeout_secs = 300\n\
+                 [board.lockboard]\ndoor_open_timeout_secs = {door}\nreply_timeout_ms = 1500\n",
+                minimal()
+            )
+        };
+        assert!(Config::from_toml_str(&lock(max - 3)).is_ok());
+        let p = problems(&lock(max - 2));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].field, "board.lockboard.door_open_timeout_secs");
+        assert!(
+            p[0].message.contains(&format!("at most {}", max - 3)),
+            "{}",
+            p[0].message
+        );
+    }
+
+    #[test]
+    fn the_shipped_units_allow_the_stop_timeout_the_budget_is_checked_against() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/systemd");
+        let mut units = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "service") {
+                continue;
+            }
+            units += 1;
+            let text = std::fs::read_to_string(&path).unwrap();
+            let values: Vec<&str> = text
+                .lines()
+                .filter_map(|l| l.trim().strip_prefix("TimeoutStopSec="))
+                .collect();
+            assert_eq!(
+                values,
+                [UNIT_STOP_TIMEOUT_SECS.to_string().as_str()],
+                "{}",
+                path.display()
+            );
+        }
+        assert_eq!(units, 2, "both shipped units checked");
     }
 
     #[test]
