@@ -10,9 +10,9 @@
 //!
 //! Two habits of real boards shape what counts as an answer:
 //! - A board remembers the PackNO it executed last, across our restarts, and silently
-//!   skips a frame that repeats it. The last PackNO we used is kept on disk
-//!   ([`crate::vmc::VmcSettings::packno_file`]) and written before the frame goes out, so
-//!   a restarted driver continues after it.
+//!   skips a frame that repeats it. The PackNOs we may have used are kept on disk
+//!   ([`crate::vmc::VmcSettings::packno_file`]), covered before a frame goes out, so a
+//!   restarted driver continues after them.
 //! - A board sends what it has to say when it has the turn, so a report can come late or
 //!   twice. A report that arrived before our command went out belongs to an earlier
 //!   command and is dropped; one that arrives after is taken for ours only if it is for
@@ -53,66 +53,101 @@ pub struct VmcBoard {
     io: Option<JoinHandle<()>>,
 }
 
-/// The last PackNO the driver put on the wire, kept in a small file so that a restarted
-/// driver never repeats the number the board executed last
+/// How many PackNOs one write to disk covers (see [`PacknoStore`]).
+const PACKNO_RESERVE: u8 = 32;
+
+/// `p` advanced by `n` in the PackNO cycle 1..=255.
+fn packno_add(p: u8, n: u8) -> u8 {
+    let v = (u16::from(p.max(1)) - 1 + u16::from(n)) % 255 + 1;
+    u8::try_from(v).unwrap_or(1)
+}
+
+/// Steps forward from `from` to `to` in the PackNO cycle (0 when equal).
+fn packno_distance(from: u8, to: u8) -> u8 {
+    let d = (i16::from(to.max(1)) - i16::from(from.max(1))).rem_euclid(255);
+    u8::try_from(d).unwrap_or(0)
+}
+
+/// The PackNOs the driver may have put on the wire, kept in a small file so that a
+/// restarted driver never repeats the number the board executed last
 /// ([`crate::vmc::VmcSettings::packno_file`]).
+///
+/// The file holds a *reservation* D: every number sent is at or before D, and a restart
+/// continues at D + 1, which therefore cannot be the board's last. Sending D + 1 first
+/// writes a new D (synced); after each acknowledged frame the reservation is topped up
+/// when less than half of it is left. So the write is off the path from a command to
+/// its motor byte except when frames outrun the top-ups (never in normal service).
 #[derive(Debug)]
 struct PacknoStore {
     path: Option<PathBuf>,
     file: Option<std::fs::File>,
+    /// The reservation on disk, once written by this run.
+    disk: Option<u8>,
     /// A write failed and was logged; later failures are not logged again.
     warned: bool,
 }
 
 impl PacknoStore {
-    /// Open (or create) the file; returns the store and the PackNO it holds, if valid.
+    /// Open (or create) the file; returns the store and the reservation it holds, if
+    /// valid: the next PackNO must come after it.
     fn open(path: Option<&Path>) -> (PacknoStore, Option<u8>) {
+        let mut store = PacknoStore {
+            path: path.map(Path::to_path_buf),
+            file: None,
+            disk: None,
+            warned: false,
+        };
         let Some(path) = path else {
-            return (
-                PacknoStore {
-                    path: None,
-                    file: None,
-                    warned: false,
-                },
-                None,
-            );
+            return (store, None);
         };
         let stored = std::fs::read_to_string(path)
             .ok()
             .and_then(|t| t.trim().parse::<u8>().ok())
             .filter(|p| *p != 0);
-        let file = std::fs::OpenOptions::new()
+        match std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
-            .open(path);
-        let mut store = PacknoStore {
-            path: Some(path.to_path_buf()),
-            file: None,
-            warned: false,
-        };
-        match file {
+            .open(path)
+        {
             Ok(f) => store.file = Some(f),
             Err(e) => store.warn(&e),
         }
         (store, stored)
     }
 
-    /// Record `packno` durably before it goes on the wire. A failure is logged (once) and
-    /// otherwise ignored: it only matters if the app restarts before the next success.
-    fn save(&mut self, packno: u8) {
+    /// Before `packno` goes on the wire: make sure the reservation on disk covers it.
+    fn before_send(&mut self, packno: u8) {
+        if self.file.is_some() && self.disk.is_none_or(|d| packno_add(d, 1) == packno) {
+            self.save(packno_add(packno, PACKNO_RESERVE - 1));
+        }
+    }
+
+    /// After `packno` was acknowledged: renew the reservation while it is not urgent.
+    fn top_up(&mut self, packno: u8) {
+        if let Some(d) = self.disk
+            && packno_distance(packno, d) < PACKNO_RESERVE / 2
+        {
+            self.save(packno_add(packno, PACKNO_RESERVE));
+        }
+    }
+
+    /// Write `reservation` durably. A failure is logged (once) and otherwise ignored: it
+    /// only matters if the app restarts before the next success.
+    fn save(&mut self, reservation: u8) {
         use std::os::unix::fs::FileExt;
         let Some(f) = &self.file else {
             return;
         };
         // Fixed width, written in place: one small write within one disk sector.
-        let text = format!("{packno:03}\n");
-        if let Err(e) = f
+        let text = format!("{reservation:03}\n");
+        match f
             .write_all_at(text.as_bytes(), 0)
             .and_then(|()| f.sync_data())
         {
-            self.warn(&e);
+            Ok(()) => self.disk = Some(reservation),
+            Err(e) => self.warn(&e),
         }
     }
 
@@ -230,9 +265,11 @@ impl VmcBoard {
         port: Option<Box<dyn SerialLink>>,
     ) -> Result<Self, BoardError> {
         let opened = port.is_some();
-        let (packnos, stored) = PacknoStore::open(settings.vmc.packno_file.as_deref());
+        let (mut packnos, stored) = PacknoStore::open(settings.vmc.packno_file.as_deref());
         // `State::packno` increments before use: the first frame carries stored + 1.
         let next_packno = stored.unwrap_or_else(random_packno);
+        // Reserve the first numbers now, at start, rather than in front of a customer.
+        packnos.before_send(packno_add(next_packno, 1));
         tracing::debug!(stored, next_packno, "VMC PackNO sequence");
         let inner = Arc::new(Inner {
             settings: settings.clone(),
@@ -289,12 +326,12 @@ impl VmcBoard {
             usable(&st)?;
             st.packno()
         };
-        // On disk before the frame can reach the wire; outside the state lock, so the I/O
-        // thread keeps answering POLLs while the disk syncs.
+        // Covered on disk before the frame can reach the wire (normally already); outside
+        // the state lock, so the I/O thread keeps answering POLLs while the disk syncs.
         self.packnos
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .save(packno);
+            .before_send(packno);
         let mut st = self.inner.lock();
         usable(&st)?;
         let frame = make(packno);
@@ -326,6 +363,13 @@ impl VmcBoard {
             };
             if acked {
                 st.outgoing = None;
+                drop(st);
+                // The motor command is on its way: renewing the reservation now costs it
+                // nothing (the report takes a motor run to come).
+                self.packnos
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .top_up(packno);
                 return Ok(Sent {
                     port_losses: losses,
                 });
@@ -750,4 +794,56 @@ fn handle(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packno_arithmetic_wraps_within_1_to_255() {
+        assert_eq!(packno_add(1, 1), 2);
+        assert_eq!(packno_add(255, 1), 1);
+        assert_eq!(packno_add(250, 31), 26);
+        assert_eq!(packno_distance(250, 26), 31);
+        assert_eq!(packno_distance(7, 7), 0);
+        assert_eq!(packno_distance(8, 7), 254);
+    }
+
+    /// Whatever was sent before a crash, the next run's first number (reservation + 1)
+    /// is none of the last 200 numbers sent, and the file is written once per 16 frames
+    /// or less often, never in front of a frame once the reservation is established.
+    #[test]
+    fn a_restart_never_continues_at_a_number_sent_since_the_last_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("packno");
+        let (mut store, stored) = PacknoStore::open(Some(&path));
+        assert_eq!(stored, None);
+        let mut next = 200u8;
+        store.before_send(packno_add(next, 1));
+        let mut sent = Vec::new();
+        let mut writes_in_front = 0;
+        for _ in 0..1000 {
+            next = packno_add(next, 1);
+            let before = store.disk;
+            store.before_send(next);
+            if store.disk != before {
+                writes_in_front += 1;
+            }
+            sent.push(next);
+            store.top_up(next);
+            let on_disk: u8 = std::fs::read_to_string(&path)
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
+            let restart_at = packno_add(on_disk, 1);
+            let recent = &sent[sent.len().saturating_sub(200)..];
+            assert!(
+                !recent.contains(&restart_at),
+                "restart at {restart_at} after {next}"
+            );
+        }
+        assert_eq!(writes_in_front, 0, "writes in front of a frame");
+    }
 }

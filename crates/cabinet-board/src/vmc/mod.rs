@@ -31,8 +31,8 @@ pub struct VmcSettings {
     pub max_attempts: u8,
     /// Without a POLL for this long the board counts as unreachable.
     pub silent_after: Duration,
-    /// Where the driver keeps the last PackNO it put on the wire, written (and synced)
-    /// before the frame goes out. A board remembers the PackNO it executed last across
+    /// Where the driver keeps a reservation of the PackNOs it may put on the wire,
+    /// covering every frame before it goes out. A board remembers the PackNO it executed last across
     /// our restarts and takes a frame with the same number for a resend, silently not
     /// executing it; starting after the stored number makes that impossible. `None`: a
     /// random first PackNO (a 1-in-255 chance of a collision per start; fine for a
