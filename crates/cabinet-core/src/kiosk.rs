@@ -261,7 +261,7 @@ type SlotTestDone = (
 /// exist yet). Used for `Diagnostics::clock_plausible`.
 const BUILD_EPOCH_FLOOR_SECS: u64 = 1_767_225_600;
 
-/// Where the VMC driver keeps the last PackNO it sent: `<journal>.vmc-packno`, beside the
+/// Where the VMC driver keeps its PackNO reservation: `<journal>.vmc-packno`, beside the
 /// journal because it belongs to the same cabinet's life (a board remembers its last
 /// PackNO across our restarts; see `cabinet_board::vmc::VmcSettings::packno_file`).
 pub fn packno_path(cfg: &Config) -> std::path::PathBuf {
