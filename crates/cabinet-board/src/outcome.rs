@@ -156,6 +156,9 @@ pub enum SlotStatus {
     DoorOpen,
     /// Lock board: the slot's door is closed.
     DoorClosed,
+    /// Lock board: a configured channel the board's status reply does not carry (the
+    /// board answers with fewer status bytes than the channel count needs).
+    DoorUnknown,
     /// A status byte this driver does not know.
     Unknown(u8),
 }

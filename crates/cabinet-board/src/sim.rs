@@ -51,6 +51,10 @@ pub struct SimConfig {
     pub address: u8,
     /// Lock board: door sensor polarity.
     pub polarity: DoorPolarity,
+    /// Lock board: status bytes in a query reply. `None`: one per 8 channels of `slots`,
+    /// as the protocol implies; boards in the field send one more or one fewer, and a
+    /// narrower reply leaves the last channels out.
+    pub status_bytes: Option<usize>,
     /// Record every POLL reply latency (for the benchmark).
     pub record_latencies: bool,
     /// VMC: record when the first byte of each new host Dispense frame was read (for the
@@ -79,6 +83,7 @@ impl SimConfig {
             motor_time: Duration::from_millis(300),
             address: 1,
             polarity: DoorPolarity::OpenIs11,
+            status_bytes: None,
             record_latencies: false,
             record_dispense_times: false,
             machine_status: true,
@@ -858,9 +863,12 @@ fn lock_step(shared: &Shared, decoder: &mut LockDecoder, port: &mut TTYPort) {
                     .iter()
                     .map(|open| cfg.polarity.sensor(*open))
                     .collect();
+                let width = cfg
+                    .status_bytes
+                    .unwrap_or_else(|| usize::from(cfg.slots).div_ceil(8));
                 LockFrame::QueryReply {
                     board,
-                    status: lock::status_bytes(&sensors, usize::from(cfg.slots).div_ceil(8)),
+                    status: lock::status_bytes(&sensors, width),
                 }
             }
             _ => continue,

@@ -582,3 +582,65 @@ fn opening_a_missing_port_names_it() {
         "{err}"
     );
 }
+
+/// Regression: a healthy board whose query reply was one status byte wider than 24
+/// channels need was taken for garbage: marked down, every command refused.
+#[test]
+fn lock_board_replying_one_byte_wider_is_up_unlocks_and_reads_its_doors() {
+    let _s = serial();
+    let l = lock_with(|c, _| c.status_bytes = Some(4));
+    assert!(l.board.wait_ready(READY), "board never answered a query");
+    assert!(l.board.health().connected);
+    assert_eq!(l.board.dispense(3), Outcome::DoorOpened);
+    assert_eq!(l.sim.stats().unlock_actions, 1);
+    // Channel 20 sits in the third byte from the end, not the second: bit order kept.
+    l.sim.set_door(20, true);
+    assert_eq!(l.board.slot_status(3).unwrap(), SlotStatus::DoorOpen);
+    assert_eq!(l.board.slot_status(4).unwrap(), SlotStatus::DoorClosed);
+    assert_eq!(l.board.slot_status(20).unwrap(), SlotStatus::DoorOpen);
+    assert_eq!(l.board.slot_status(21).unwrap(), SlotStatus::DoorClosed);
+    let m = l.board.machine_status().unwrap();
+    assert_eq!(m.open_doors, Some(vec![3, 20]));
+    assert_eq!(m.raw, "00 08 00 04");
+    assert!(l.board.health().connected);
+    assert_eq!(l.board.health().bad_frames, 0);
+}
+
+/// Regression: the same with a reply one byte narrower (16 channels' worth). Channels
+/// 17-24 are not in the replies: their doors read unknown and they are never unlocked.
+#[test]
+fn lock_board_replying_one_byte_narrower_is_up_and_unlocks_the_channels_it_reports() {
+    let _s = serial();
+    let l = lock_with(|c, _| c.status_bytes = Some(2));
+    assert!(l.board.wait_ready(READY), "board never answered a query");
+    assert!(l.board.health().connected);
+    assert_eq!(l.board.dispense(3), Outcome::DoorOpened);
+    assert_eq!(l.board.dispense(12), Outcome::DoorOpened);
+    l.sim.set_door(16, true);
+    assert_eq!(l.board.slot_status(12).unwrap(), SlotStatus::DoorOpen);
+    assert_eq!(l.board.slot_status(13).unwrap(), SlotStatus::DoorClosed);
+    assert_eq!(l.board.slot_status(16).unwrap(), SlotStatus::DoorOpen);
+    assert_eq!(l.board.slot_status(17).unwrap(), SlotStatus::DoorUnknown);
+    let m = l.board.machine_status().unwrap();
+    assert_eq!(m.open_doors, Some(vec![3, 12, 16]));
+    assert_eq!(m.raw, "88 04");
+    let frames_before = l.sim.stats().frames_rx;
+    assert_eq!(l.board.dispense(20), Outcome::NoSuchSlot);
+    let stats = l.sim.stats();
+    assert_eq!(stats.unlock_actions, 2, "channel 20 was never unlocked");
+    assert_eq!(stats.frames_rx, frames_before, "nothing was sent for it");
+    assert!(l.board.health().connected);
+    assert_eq!(l.board.health().bad_frames, 0);
+}
+
+/// A fresh driver asked to unlock a channel past 8 learns the reply width first, so a
+/// channel the board does not report is refused before anything is sent to unlock it.
+#[test]
+fn lock_unlock_of_a_channel_beyond_a_narrower_reply_is_refused_on_first_use() {
+    let _s = serial();
+    let l = lock_with(|c, _| c.status_bytes = Some(2));
+    assert_eq!(l.board.dispense(20), Outcome::NoSuchSlot);
+    assert_eq!(l.sim.stats().unlock_actions, 0);
+    assert_eq!(l.board.dispense(10), Outcome::DoorOpened);
+    assert_eq!(l.sim.stats().unlock_actions, 1);
+}

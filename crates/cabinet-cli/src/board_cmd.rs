@@ -102,6 +102,10 @@ pub struct SimArgs {
     /// Lock board: door sensor polarity.
     #[arg(long, value_enum, default_value = "open_is_11")]
     polarity: PolarityArg,
+    /// Lock board: status bytes in a query reply, 1-31 (default: one per 8 channels), to
+    /// play a board whose reply is wider or narrower than its channel count.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=31))]
+    status_bytes: Option<u8>,
 }
 
 fn parse_fault(s: &str) -> Result<Fault, String> {
@@ -121,6 +125,7 @@ pub fn sim_board(a: SimArgs) -> anyhow::Result<ExitCode> {
     cfg.slot_order = a.slot_order.into();
     cfg.address = a.address;
     cfg.polarity = a.polarity.into();
+    cfg.status_bytes = a.status_bytes.map(usize::from);
     let sim = Simulator::start(cfg).context("cannot start the board simulator")?;
     for f in &a.faults {
         sim.set_fault(*f);

@@ -3,6 +3,12 @@
 //! Unlocking is physical, so it is sent once and never repeated: if its reply is lost or
 //! corrupt, the driver asks the board for the door states instead (a read-only query) and
 //! decides from what the door sensor says.
+//!
+//! A query reply's width is the board's word on how many doors it reports: the driver
+//! takes the width the board sends (and expects it from then on), and a channel beyond
+//! it is unknown: its door cannot be watched, so it is never unlocked (`NoSuchSlot`,
+//! nothing sent) and its status reads `DoorUnknown`. A width that disagrees with
+//! `board.lockboard.channels` is logged once, with both numbers.
 
 use std::collections::VecDeque;
 use std::io::Read;
@@ -18,6 +24,10 @@ use crate::{
 };
 
 const READ_SLICE: Duration = Duration::from_millis(20);
+/// Silence that ends a frame. At 9600 baud bytes come ~1 ms apart, but USB-serial adapters
+/// hand them over in bursts up to ~16 ms apart; a reply narrower than expected is only
+/// known to be complete after such a gap.
+const IDLE_GAP: Duration = Duration::from_millis(50);
 const FRAME_LOG: usize = 256;
 
 /// A lock board on an RS-485 bus.
@@ -37,6 +47,10 @@ struct State {
     was_open: bool,
     /// Transactions failed since the last answered one.
     failures: u32,
+    /// Status bytes in the board's last query reply: the width expected from then on.
+    reply_width: Option<usize>,
+    /// The reply width a mismatch with the configured channels was last logged for.
+    width_logged: Option<usize>,
 }
 
 impl std::fmt::Debug for State {
@@ -92,6 +106,8 @@ impl LockBoard {
                 frames: VecDeque::new(),
                 was_open: opened,
                 failures: 0,
+                reply_width: None,
+                width_logged: None,
             }),
         }
     }
@@ -175,7 +191,8 @@ impl LockBoard {
         self.record(st, FrameDirection::Tx, &bytes, request.describe());
 
         let deadline = Instant::now() + ls.reply_timeout;
-        let mut decoder = LockDecoder::new(Side::FromBoard, ls.status_bytes());
+        let width = st.reply_width.unwrap_or_else(|| ls.status_bytes());
+        let mut decoder = LockDecoder::new(Side::FromBoard, width);
         let mut bad = false;
         let mut good = false;
         let mut bytes_seen = false;
@@ -201,7 +218,13 @@ impl LockBoard {
                     written: true,
                 });
             };
-            let _ = port.set_read_timeout((deadline - now).min(READ_SLICE * 5));
+            // With a partial frame buffered, a short silence is news: the frame is over.
+            let slice = if decoder.pending() > 0 {
+                IDLE_GAP
+            } else {
+                READ_SLICE * 5
+            };
+            let _ = port.set_read_timeout((deadline - now).min(slice));
             let n = match port.read(&mut buf) {
                 Ok(n) => n,
                 Err(e) if port::is_gone(&e) => {
@@ -212,10 +235,14 @@ impl LockBoard {
                         written: true,
                     });
                 }
-                Err(_) => continue,
+                Err(_) => 0,
             };
-            bytes_seen |= n > 0;
-            decoder.push(&buf[..n]);
+            if n > 0 {
+                bytes_seen = true;
+                decoder.push(&buf[..n]);
+            } else if decoder.pending() == 0 || !decoder.on_idle() {
+                continue;
+            }
             while let Some(ev) = decoder.next_event() {
                 match ev {
                     LockDecoded::Error(e, raw) => {
@@ -241,13 +268,28 @@ impl LockBoard {
     }
 
     fn query(&self, st: &mut State) -> Result<Vec<u8>, Failed> {
-        let address = self.settings.lockboard.address;
-        self.transact(st, &LockFrame::Query { board: address }, |f| match f {
+        let ls = &self.settings.lockboard;
+        let status = self.transact(st, &LockFrame::Query { board: ls.address }, |f| match f {
             LockFrame::QueryReply { status, .. } => Some(status.clone()),
             _ => None,
-        })
+        })?;
+        let width = status.len();
+        st.reply_width = Some(width);
+        if width != ls.status_bytes() && st.width_logged != Some(width) {
+            st.width_logged = Some(width);
+            tracing::warn!(
+                board = ls.address,
+                port = %self.settings.port.display(),
+                reply_status_bytes = width,
+                configured_channels = ls.channels,
+                "{}",
+                width_mismatch(ls.channels, width)
+            );
+        }
+        Ok(status)
     }
 
+    /// The door state of `channel`, `None` when the reply does not carry it.
     fn door_open(&self, status: &[u8], channel: u16) -> Option<bool> {
         codec::channel_sensor(status, channel).map(|s| self.settings.lockboard.polarity.is_open(s))
     }
@@ -263,6 +305,22 @@ impl LockBoard {
             return Outcome::NoSuchSlot;
         }
         let mut st = self.lock();
+        // Channels 1-8 are in every reply; for a later one, learn the board's reply width
+        // first (a read-only query), since a door the replies do not carry cannot be watched.
+        if st.reply_width.is_none() && channel > 8 {
+            let _ = self.query(&mut st);
+        }
+        if let Some(width) = st.reply_width
+            && usize::from(channel) > width * 8
+        {
+            tracing::warn!(
+                reply_status_bytes = width,
+                "channel {channel} is not in the board's status replies (channels 1-{}): \
+                 its door cannot be watched, so it is not unlocked",
+                width * 8
+            );
+            return Outcome::NoSuchSlot;
+        }
         let unlock = LockFrame::Unlock {
             board: ls.address,
             channel: ch,
@@ -345,7 +403,8 @@ impl Board for LockBoard {
         Ok(match self.door_open(&status, slot) {
             Some(true) => SlotStatus::DoorOpen,
             Some(false) => SlotStatus::DoorClosed,
-            None => SlotStatus::NoSuchSlot,
+            // Configured, but narrower than the board's reply: the board does not say.
+            None => SlotStatus::DoorUnknown,
         })
     }
 
@@ -390,5 +449,52 @@ impl Board for LockBoard {
             // port fails at once, so pace the retries.
             std::thread::sleep(self.settings.lockboard.query_interval.min(deadline - now));
         }
+    }
+}
+
+/// What a query reply `width` status bytes wide means next to `channels` configured
+/// channels, and what to do about it: the one line a technician needs.
+fn width_mismatch(channels: u16, width: usize) -> String {
+    let expected = usize::from(channels).div_ceil(8);
+    let reported = width * 8;
+    let consequence = if width < expected {
+        format!(
+            "channels {}-{channels} are not in its replies and are refused as unknown; if the \
+             board has no more doors, set board.lockboard.channels (`cabinet board \
+             --channels`) to {reported} or fewer",
+            reported + 1
+        )
+    } else {
+        format!(
+            "the reply's channels {}-{reported} are ignored; if the board has more doors, raise \
+             board.lockboard.channels (`cabinet board --channels`)",
+            usize::from(channels) + 1
+        )
+    };
+    format!(
+        "the lock board answers with {width} status bytes (channels 1-{reported}), but \
+         board.lockboard.channels = {channels} needs {expected}; using the board's {width}: \
+         {consequence}"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::width_mismatch;
+
+    #[test]
+    fn a_narrower_reply_names_both_numbers_the_field_and_the_unknown_channels() {
+        let m = width_mismatch(24, 2);
+        assert!(m.contains("2 status bytes (channels 1-16)"), "{m}");
+        assert!(m.contains("board.lockboard.channels = 24 needs 3"), "{m}");
+        assert!(m.contains("channels 17-24 are not in its replies"), "{m}");
+    }
+
+    #[test]
+    fn a_wider_reply_names_the_ignored_channels() {
+        let m = width_mismatch(24, 4);
+        assert!(m.contains("4 status bytes (channels 1-32)"), "{m}");
+        assert!(m.contains("board.lockboard.channels = 24 needs 3"), "{m}");
+        assert!(m.contains("channels 25-32 are ignored"), "{m}");
     }
 }
