@@ -373,3 +373,35 @@ fn config_check_and_run_name_files_the_kiosk_cannot_use_before_any_lock_file() {
         "{err}"
     );
 }
+
+/// A lock board whose query reply is one byte narrower than `--channels` implies is used
+/// as it is (no `board_unreachable`), and the mismatch is said once, however many replies
+/// came (here: the door watch after an unlock queries it for seconds).
+#[test]
+fn a_lock_board_with_a_narrower_reply_works_and_the_mismatch_is_logged_once() {
+    let sim = Sim::start(&[
+        "--protocol",
+        "lockboard",
+        "--status-bytes",
+        "2",
+        "--fault",
+        "door-stuck",
+    ]);
+    let (code, json, err) = board(&[
+        "--port",
+        &sim.path,
+        "--protocol",
+        "lockboard",
+        "dispense",
+        "3",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(json["result"]["outcome"]["outcome"], "door_never_opened");
+    assert!(json["health"]["frames_rx"].as_u64().unwrap() > 2, "{json}");
+    assert_eq!(
+        err.matches("board.lockboard.channels = 24 needs 3").count(),
+        1,
+        "{err}"
+    );
+    assert!(err.contains("2 status bytes (channels 1-16)"), "{err}");
+}
