@@ -200,11 +200,13 @@ pub enum BoardError {
         /// The path tried.
         path: String,
     },
-    /// Another process holds the port.
-    #[error("serial port {path} is in use by another process")]
+    /// Another process holds the port (the kiosk, another `cabinet board`, a terminal).
+    #[error("serial port {path} is busy: {}", busy_detail(.path, .holder.as_ref()))]
     PortBusy {
         /// The path tried.
         path: String,
+        /// Who holds it, when that could be found out.
+        holder: Option<crate::port::PortHolder>,
     },
     /// Any other failure opening or configuring the port.
     #[error("cannot open serial port {path}: {message}")]
@@ -233,6 +235,18 @@ pub enum BoardError {
         /// What is allowed.
         message: String,
     },
+}
+
+/// The rest of a "port busy" message: who holds it and what to do.
+fn busy_detail(path: &str, holder: Option<&crate::port::PortHolder>) -> String {
+    let who = match holder {
+        Some(h) => format!("{h} has it open"),
+        None => format!("another process has it open (`fuser -v {path}` as root names it)"),
+    };
+    format!(
+        "{who}; stop that process first (a running kiosk holds its board: \
+         `systemctl stop cabinet-kiosk` or `cabinet-headless`)"
+    )
 }
 
 /// Link health and counters.

@@ -374,6 +374,32 @@ fn config_check_and_run_name_files_the_kiosk_cannot_use_before_any_lock_file() {
     );
 }
 
+/// Regression: `cabinet board` on a port another process holds (the kiosk, another
+/// `cabinet board`) said "no such serial port … check the cable". The port is busy: say
+/// so, name the holder, keep exit code 2; once released the same command works.
+#[test]
+fn board_on_a_port_another_process_holds_says_busy_and_names_the_holder() {
+    let sim = Sim::start(&["--protocol", "lockboard"]);
+    // This test process holds it, opened the way the kiosk's driver opens it.
+    let held = cabinet_board::port::open(
+        std::path::Path::new(&sim.path),
+        9600,
+        std::time::Duration::from_millis(10),
+    )
+    .unwrap();
+    let (code, _, err) = board(&["--port", &sim.path, "--protocol", "lockboard", "status"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains(&format!("{} is busy", sim.path)), "{err}");
+    assert!(
+        err.contains(&format!("pid {}", std::process::id())),
+        "{err}"
+    );
+    assert!(!err.contains("no such serial port"), "{err}");
+    drop(held);
+    let (code, _, err) = board(&["--port", &sim.path, "--protocol", "lockboard", "status"]);
+    assert_eq!(code, 0, "{err}");
+}
+
 /// A lock board whose query reply is one byte narrower than `--channels` implies is used
 /// as it is (no `board_unreachable`), and the mismatch is said once, however many replies
 /// came (here: the door watch after an unlock queries it for seconds).
