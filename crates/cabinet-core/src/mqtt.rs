@@ -4,7 +4,7 @@
 //! event loop and must be driven by [`MqttLink::run`] on one task), a cloneable
 //! [`LinkHandle`] for requests, and a receiver of [`LinkEvent`]s for the consumer.
 //!
-//! What the link guarantees (DESIGN.md §3, FACTS.md "MQTT"):
+//! What the link guarantees (docs/PROTOCOL.md §1–2):
 //!
 //! - client id = username = machine code, persistent session (clean session off),
 //!   retained "offline" last will on `.../state`, retained "online" birth and a QoS 1
@@ -24,8 +24,9 @@
 //!   and backs off only after every endpoint has failed in a row. Client id, credentials, will and clean-session-off go
 //!   to every node alike, so a cluster that kept the session hands it back.
 //!
-//! The link never parses payloads: oversize or garbage commands are forwarded to the
-//! verifier, which rejects them with a reason.
+//! The link never parses payloads: oversize or garbage commands, of any size MQTT can
+//! frame, are forwarded to the verifier, which rejects them with a reason (see
+//! [`MAX_INCOMING_PACKET_BYTES`]).
 //!
 //! The other side of the contract lives here too, so `rumqttc` stays in one module:
 //! [`BackendClient`] (clean session, publishes commands, receives replies, presence and
@@ -45,10 +46,31 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::config::{BrokerUrl, Config, ConfigError, Secret};
 use crate::protocol::{PROTOCOL_VERSION, Presence, ProtocolError, StateMessage, Topics};
 
-/// Largest MQTT packet accepted or sent. Far above any valid command: an oversize
-/// command must reach the verifier (and be rejected with a reply), not kill the
-/// connection in a reconnect/redeliver loop.
-pub const MAX_PACKET_BYTES: usize = 256 * 1024;
+/// Largest MQTT packet taken from the broker: the largest MQTT can frame (a remaining
+/// length of 268,435,455 bytes plus at most 5 bytes of fixed header), so this limit never
+/// fires.
+///
+/// Why no lower limit: rumqttc answers a packet above its limit by dropping the
+/// connection, and the broker redelivers the unacknowledged message on every reconnect,
+/// forever (a 300 KB payload against the old 256 KiB limit took a cabinet offline for
+/// good, with every command behind it). Whatever the broker delivers must reach the
+/// verifier, which refuses it as `oversize` and so gets it acknowledged. Brokers are told
+/// to stop such messages before they get here (`message_size_limit` in the shipped
+/// Mosquitto config, docs/OPERATIONS.md).
+///
+/// What it costs: rumqttc 0.25's codec (`framed.rs`, `mqttbytes::check`) reserves the
+/// whole declared length in its read buffer as soon as it has parsed a fixed header, and
+/// then fills it as bytes arrive. So a message of N bytes takes N bytes of address space
+/// from its first bytes (pages are touched as the bytes come in), plus one copy of N when
+/// the link hands the payload to the verifier; both are freed once it is refused. At
+/// MQTT's maximum that is about 512 MB for a moment, which a broker that sets no limit
+/// can make a cabinet pay; a broker with the shipped limit never sends more than 64 KiB.
+pub const MAX_INCOMING_PACKET_BYTES: usize = 268_435_455 + 5;
+
+/// Largest MQTT packet sent. The cabinet's own messages are small (a reply is well under
+/// 2 KiB, telemetry about 65 bytes per slot): a packet above this is a bug, refused here
+/// rather than sent.
+pub const MAX_OUTGOING_PACKET_BYTES: usize = 256 * 1024;
 
 /// Capacity of `rumqttc`'s request channel.
 const REQUEST_CAPACITY: usize = 64;
@@ -628,9 +650,14 @@ impl MqttLink {
                 seq,
             };
             if p.qos != QoS::AtMostOnce {
+                // The PUBACK needs only the packet id and QoS. Without the payload, a
+                // large message is held once (in `Incoming`), not twice, while it waits
+                // for the journal.
+                let mut publish = p.clone();
+                publish.payload.clear();
                 sh.acks.push_back(AckEntry {
                     seq,
-                    publish: p.clone(),
+                    publish,
                     acked: false,
                 });
             }
@@ -731,7 +758,7 @@ fn endpoint_options(
     mo.set_clean_session(false)
         .set_manual_acks(true)
         .set_keep_alive(opts.keepalive.max(Duration::from_secs(1)))
-        .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES)
+        .set_max_packet_size(MAX_INCOMING_PACKET_BYTES, MAX_OUTGOING_PACKET_BYTES)
         .set_inflight(MAX_INFLIGHT)
         .set_last_will(LastWill::new(
             topics.state.clone(),
@@ -935,9 +962,13 @@ impl BackendClient {
             opts.broker.host.clone(),
             opts.broker.port,
         );
+        // Incoming as large as MQTT allows, for the cabinet's reason: a cabinet's
+        // password can publish any size on that cabinet's reply/state/telemetry topics,
+        // which this client subscribes to, and a limit here would turn one such message
+        // into a disconnect that a persistent session redelivers on every reconnect.
         mo.set_clean_session(!opts.persistent_session)
             .set_keep_alive(Duration::from_secs(30))
-            .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES);
+            .set_max_packet_size(MAX_INCOMING_PACKET_BYTES, MAX_OUTGOING_PACKET_BYTES);
         if let Some(user) = &opts.username {
             let pw = opts.password.as_ref().map(Secret::expose).unwrap_or("");
             mo.set_credentials(user.clone(), pw);
