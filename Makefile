@@ -61,6 +61,9 @@ lint:
 
 unit:
 	$(CARGO) test --workspace
+	@# The workspace run builds cabinet-core with its test hooks (cabinet-cli's dev-dependency
+	@# turns them on); built alone, as in the shipped binaries, they must do nothing.
+	$(CARGO) test -p cabinet-core --lib hooks::
 
 ## The .deb installed into a clean Debian root (debootstrap), its units verified, the
 ## headless unit's commands run in it; uses the binaries `unit` built. Needs root.

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cabinet_board::{Board, BoardSettings, Protocol};
 use tokio::sync::{mpsc, watch};
-use tracing::{Instrument, error, info, info_span, warn};
+use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::{BoardProtocol, ByteOrder, Config, DoorPolarity};
 use crate::control::{
@@ -30,6 +30,7 @@ use crate::control::{
     TechStatus,
 };
 use crate::engine::{Action, Engine, EngineConfig, Event, InventoryChange, Job};
+use crate::hooks::{CrashPoint, Hooks};
 use crate::instance::InstanceLock;
 use crate::journal::{Journal, JournalError, OutboxMessage};
 use crate::mqtt::{AckToken, LinkError, LinkEvent, LinkHandle, LinkOptions, MqttLink};
@@ -78,64 +79,6 @@ impl From<LinkError> for KioskError {
 impl From<crate::config::ConfigError> for KioskError {
     fn from(e: crate::config::ConfigError) -> Self {
         KioskError::Config(e)
-    }
-}
-
-/// Test hooks, read from the environment at start. They exist so crash tests can stop the
-/// process at an exact point; a production config never sets them.
-#[derive(Debug, Clone, Default)]
-struct Hooks {
-    /// `CABINET_TEST_CRASH_AT=<point>`: abort the process there (no clean-up, as kill -9
-    /// or a power cut would), for the crash-point tests ([`CrashPoint`]).
-    crash_at: Option<CrashPoint>,
-    /// `CABINET_TEST_HANG_WHEN=<path>`: once that file exists, the runner blocks forever in
-    /// its loop (after saying so in a `STATUS=` line), as a runner stuck in a call that
-    /// never returns would: the systemd watchdog test.
-    hang_when: Option<std::path::PathBuf>,
-}
-
-/// Where a dispense can be cut short by a crash: each journal transition, and between the
-/// motor command and its outcome.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum CrashPoint {
-    /// `accepted` journaled, before the PUBACK (the broker redelivers the command).
-    Accepted,
-    /// `dispensing` journaled, before the motor command goes to the board.
-    Dispensing,
-    /// The board reported the motor's outcome, before it is journaled.
-    MotorDone,
-    /// The terminal state journaled, before its reply is published.
-    Outcome,
-}
-
-impl CrashPoint {
-    fn parse(s: &str) -> Option<CrashPoint> {
-        Some(match s {
-            "accepted" => CrashPoint::Accepted,
-            "dispensing" => CrashPoint::Dispensing,
-            "motor_done" => CrashPoint::MotorDone,
-            "outcome" => CrashPoint::Outcome,
-            _ => return None,
-        })
-    }
-}
-
-impl Hooks {
-    /// Abort here if the crash-point hook says so.
-    fn crash(&self, point: CrashPoint) {
-        if self.crash_at == Some(point) {
-            error!(?point, "test hook: crashing here");
-            std::process::abort();
-        }
-    }
-
-    fn from_env() -> Hooks {
-        Hooks {
-            crash_at: std::env::var("CABINET_TEST_CRASH_AT")
-                .ok()
-                .and_then(|p| CrashPoint::parse(&p)),
-            hang_when: std::env::var_os("CABINET_TEST_HANG_WHEN").map(Into::into),
-        }
     }
 }
 

@@ -14,6 +14,7 @@
 pub mod config;
 pub mod control;
 pub mod engine;
+mod hooks;
 pub mod instance;
 pub mod journal;
 pub mod kiosk;
