@@ -186,6 +186,11 @@ struct Runner {
     pending_audit: Vec<protocol::AuditEvent>,
     tech_done_tx: mpsc::UnboundedSender<SlotTestDone>,
     tech_done_rx: mpsc::UnboundedReceiver<SlotTestDone>,
+    /// Diagnostics exports come back here from the blocking pool (see `start_export`).
+    export_done_tx: mpsc::UnboundedSender<ExportDone>,
+    export_done_rx: mpsc::UnboundedReceiver<ExportDone>,
+    /// An export is being written: one at a time, so a hung USB stick holds one thread.
+    exporting: bool,
     /// systemd: READY once subscribed and the board answered, WATCHDOG from the tick.
     notify: Notifier,
     subscribed: bool,
@@ -197,6 +202,14 @@ type SlotTestDone = (
     String,
     u16,
     cabinet_board::Outcome,
+    tokio::sync::oneshot::Sender<Result<TechAnswer, TechError>>,
+);
+
+/// A technician's diagnostics export finished on the blocking pool: who asked, where the
+/// bundle went and its files (or why not), and who waits for the answer.
+type ExportDone = (
+    String,
+    Result<(std::path::PathBuf, Vec<String>), String>,
     tokio::sync::oneshot::Sender<Result<TechAnswer, TechError>>,
 );
 
@@ -302,6 +315,7 @@ impl Runner {
         let (board_tx, board_rx) = mpsc::unbounded_channel();
         let (health_tx, health_rx) = mpsc::unbounded_channel();
         let (tech_done_tx, tech_done_rx) = mpsc::unbounded_channel();
+        let (export_done_tx, export_done_rx) = mpsc::unbounded_channel();
         info!(version = VERSION, journal = %cfg.journal.path.display(), board = %cfg.board.port.display(), "kiosk starting");
         let mut r = Runner {
             cfg,
@@ -339,6 +353,9 @@ impl Runner {
             pending_audit: Vec::new(),
             tech_done_tx,
             tech_done_rx,
+            export_done_tx,
+            export_done_rx,
+            exporting: false,
             notify: Notifier::from_env(),
             subscribed: false,
             board_up: false,
@@ -429,6 +446,11 @@ impl Runner {
                 }
                 Some((technician, slot, outcome, reply)) = self.tech_done_rx.recv() => {
                     let answer = self.slot_test_done(&technician, slot, outcome);
+                    let _ = reply.send(answer);
+                    self.send_audit().await?;
+                }
+                Some((technician, written, reply)) = self.export_done_rx.recv() => {
+                    let answer = self.export_done(&technician, written);
                     let _ = reply.send(answer);
                     self.send_audit().await?;
                 }
@@ -859,6 +881,11 @@ impl Runner {
                     }
                     return Ok(());
                 }
+                if let TechAction::Export { dir } = action {
+                    // Answered when the files are written (see export_done).
+                    self.start_export(&technician, dir, reply);
+                    return Ok(());
+                }
                 let exit = matches!(action, TechAction::Exit);
                 let answer = self.tech_action(&technician, action);
                 let _ = reply.send(answer);
@@ -1050,17 +1077,7 @@ impl Runner {
             TechAction::ExportTargets => Ok(TechAnswer::ExportTargets {
                 dirs: removable_mounts(),
             }),
-            TechAction::Export { dir } => {
-                let (path, files) = self
-                    .export_bundle(&dir)
-                    .map_err(|e| TechError::Failed(format!("cannot write the bundle: {e}")))?;
-                self.audit(technician, "export", &path.display().to_string())
-                    .map_err(failed)?;
-                Ok(TechAnswer::Exported {
-                    path: path.display().to_string(),
-                    files,
-                })
-            }
+            TechAction::Export { .. } => Err(TechError::Invalid("exports run apart".into())),
             TechAction::Exit => {
                 self.audit(technician, "exit", "").map_err(failed)?;
                 Ok(TechAnswer::Done)
@@ -1096,54 +1113,93 @@ impl Runner {
             .ok_or_else(|| TechError::Invalid(format!("slot {slot} is not in the slot map")))
     }
 
-    /// Writes a diagnostics bundle into a new directory under `dir`: the live health,
-    /// the config with its secrets redacted, a journal extract, the last serial frames,
-    /// and the log files. Nothing in it is secret.
-    fn export_bundle(
-        &self,
-        dir: &std::path::Path,
-    ) -> Result<(std::path::PathBuf, Vec<String>), Box<dyn std::error::Error>> {
-        if !dir.is_dir() {
-            return Err(format!("{} is not a directory", dir.display()).into());
+    /// Starts a diagnostics bundle for `dir`: the live health, the config with its
+    /// secrets redacted, a journal extract and the last serial frames are gathered here
+    /// (memory and journal reads), and the files, with a copy of the log files, are
+    /// written on the blocking pool (crate::export), so a slow or hung USB stick never
+    /// holds up the loop. The technician is answered from `export_done`. Nothing in the
+    /// bundle is secret.
+    fn start_export(
+        &mut self,
+        technician: &str,
+        dir: std::path::PathBuf,
+        reply: tokio::sync::oneshot::Sender<Result<TechAnswer, TechError>>,
+    ) {
+        if self.exporting {
+            let _ = reply.send(Err(TechError::Busy("an export is being written".into())));
+            return;
         }
-        let bundle = dir.join(format!("cabinet-{}-{}", self.cfg.machine_code, now_ms()));
-        std::fs::create_dir(&bundle)?;
-        let mut files = vec![];
-        let mut write = |name: &str, value: serde_json::Value| -> std::io::Result<()> {
-            std::fs::write(bundle.join(name), serde_json::to_vec_pretty(&value)?)?;
-            files.push(name.to_owned());
-            Ok(())
-        };
-        write(
-            "diagnostics.json",
-            serde_json::to_value(self.diagnostics()?)?,
-        )?;
-        write("config.json", serde_json::to_value(&self.cfg)?)?;
-        write(
-            "journal.json",
-            serde_json::json!({
-                "inventory": self.journal.inventory()?,
-                "outbox_pending": self.journal.outbox_len()?,
-                "commands": self.journal.recent_commands(500)?,
-                "audit": self.journal.recent_audit(500)?,
-                "rejections": self.journal.recent_rejections(500)?,
-            }),
-        )?;
-        write(
-            "frames.json",
-            serde_json::to_value(self.board.recent_frames())?,
-        )?;
-        let logs = bundle.join("logs");
-        std::fs::create_dir(&logs)?;
-        if let Ok(entries) = std::fs::read_dir(&self.cfg.logs.dir) {
-            for e in entries.flatten() {
-                if e.file_type().is_ok_and(|t| t.is_file()) {
-                    std::fs::copy(e.path(), logs.join(e.file_name()))?;
-                    files.push(format!("logs/{}", e.file_name().to_string_lossy()));
-                }
+        let bundle = match self.export_contents(dir) {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = reply.send(Err(TechError::Failed(format!(
+                    "cannot gather the bundle: {e}"
+                ))));
+                return;
             }
-        }
-        Ok((bundle, files))
+        };
+        self.exporting = true;
+        let tx = self.export_done_tx.clone();
+        let technician = technician.to_owned();
+        let span = info_span!("export", technician = %technician);
+        tokio::task::spawn_blocking(move || {
+            let _g = span.enter();
+            let written = bundle.write();
+            if let Err(e) = &written {
+                warn!(error = %e, "diagnostics export failed");
+            }
+            let _ = tx.send((technician, written, reply));
+        });
+    }
+
+    /// What goes into the bundle, read now so it is one moment's picture.
+    fn export_contents(
+        &self,
+        dir: std::path::PathBuf,
+    ) -> Result<crate::export::Bundle, Box<dyn std::error::Error>> {
+        Ok(crate::export::Bundle {
+            dir,
+            name: format!("cabinet-{}-{}", self.cfg.machine_code, now_ms()),
+            files: vec![
+                (
+                    "diagnostics.json",
+                    serde_json::to_value(self.diagnostics()?)?,
+                ),
+                ("config.json", serde_json::to_value(&self.cfg)?),
+                (
+                    "journal.json",
+                    serde_json::json!({
+                        "inventory": self.journal.inventory()?,
+                        "outbox_pending": self.journal.outbox_len()?,
+                        "commands": self.journal.recent_commands(500)?,
+                        "audit": self.journal.recent_audit(500)?,
+                        "rejections": self.journal.recent_rejections(500)?,
+                    }),
+                ),
+                (
+                    "frames.json",
+                    serde_json::to_value(self.board.recent_frames())?,
+                ),
+            ],
+            logs_dir: self.cfg.logs.dir.clone(),
+        })
+    }
+
+    /// An export came back from the blocking pool: audit it (as every technician
+    /// action) and say where it went.
+    fn export_done(
+        &mut self,
+        technician: &str,
+        written: Result<(std::path::PathBuf, Vec<String>), String>,
+    ) -> Result<TechAnswer, TechError> {
+        self.exporting = false;
+        let (path, files) = written.map_err(TechError::Failed)?;
+        self.audit(technician, "export", &path.display().to_string())
+            .map_err(|e| TechError::Failed(e.to_string()))?;
+        Ok(TechAnswer::Exported {
+            path: path.display().to_string(),
+            files,
+        })
     }
 
     /// Sends technician actions to the backend now (in a telemetry message) rather than

@@ -14,6 +14,7 @@
 pub mod config;
 pub mod control;
 pub mod engine;
+mod export;
 mod hooks;
 pub mod instance;
 pub mod journal;

@@ -208,3 +208,89 @@ async fn an_idle_technician_is_logged_out_and_the_cabinet_serves_again() {
         (NAME, "logout", "idle")
     );
 }
+
+/// Opens `fifo` for writing (which waits for its reader), writes `text` and closes it,
+/// on a thread of its own: what lets a blocked export finish.
+fn drain(fifo: &Path, text: &'static str) -> std::thread::JoinHandle<()> {
+    let fifo = fifo.to_path_buf();
+    std::thread::spawn(move || {
+        use std::io::Write as _;
+        let mut w = std::fs::OpenOptions::new().write(true).open(fifo).unwrap();
+        w.write_all(text.as_bytes()).unwrap();
+    })
+}
+
+/// A diagnostics export that cannot finish its file work (a slow or hung USB stick;
+/// here a log "file" that is a named pipe nobody writes yet, so copying it waits) does
+/// not hold up the runner: it keeps answering while the export waits, refuses a second
+/// export, and the first answers, audited, once the pipe is drained.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runner_keeps_serving_while_a_diagnostics_export_is_blocked() {
+    use cabinet_core::control::{TechAction, TechAnswer, TechError};
+    let dir = tempfile::tempdir().unwrap();
+    let usb = tempfile::tempdir().unwrap();
+    let broker = Broker::start();
+    let _sim = sim(dir.path());
+    let cfg = write_config(dir.path(), &broker, &dir.path().join("board"));
+    std::fs::create_dir_all(&cfg.logs.dir).unwrap();
+    let fifo = cfg.logs.dir.join("cabinet.2026-01-01.log");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let mut k = start(&cfg);
+    k.wait_screen(|s| *s == Screen::Idle).await;
+    assert!(matches!(
+        k.control.login(NAME, PIN).await.unwrap(),
+        Attempt::LoggedIn { .. }
+    ));
+
+    let control = k.control.clone();
+    let target = usb.path().to_path_buf();
+    let export =
+        tokio::spawn(async move { control.tech(TechAction::Export { dir: target }).await });
+    // The control channel is in order: this is answered after the runner took the export.
+    let status = tokio::time::timeout(WAIT, k.control.status()).await;
+    let Ok(status) = status else {
+        drain(&fifo, "").join().unwrap();
+        panic!("the runner stopped answering while the export waits for its files");
+    };
+    assert_eq!(status.unwrap().logged_in.as_deref(), Some(NAME));
+    assert!(k.control.diagnostics().await.unwrap().is_ok());
+    assert!(
+        !export.is_finished(),
+        "the export cannot be done: its log copy waits for the pipe"
+    );
+    assert!(matches!(
+        k.control
+            .tech(TechAction::Export {
+                dir: usb.path().to_path_buf()
+            })
+            .await
+            .unwrap(),
+        Err(TechError::Busy(_))
+    ));
+
+    let writer = drain(&fifo, "the last lines\n");
+    let answer = tokio::time::timeout(WAIT, export)
+        .await
+        .expect("the export answers once its files are written")
+        .unwrap()
+        .unwrap();
+    writer.join().unwrap();
+    let Ok(TechAnswer::Exported { path, files }) = answer else {
+        panic!("expected the bundle, got {answer:?}");
+    };
+    assert!(
+        files.contains(&"logs/cabinet.2026-01-01.log".to_owned()),
+        "{files:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(Path::new(&path).join("logs/cabinet.2026-01-01.log")).unwrap(),
+        "the last lines\n"
+    );
+    k.stop().await;
+    let journal = Journal::open(&cfg.journal.path).unwrap();
+    let last = &journal.recent_audit(1).unwrap()[0];
+    assert_eq!(
+        (last.action.as_str(), last.detail.as_str()),
+        ("export", path.as_str())
+    );
+}
