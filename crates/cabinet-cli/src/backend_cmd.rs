@@ -302,6 +302,13 @@ pub struct WatchArgs {
 }
 
 /// Run `cabinet watch`: print replies, presence and telemetry as JSON lines until Ctrl-C.
+///
+/// The first connection must work (a wrong URL or password is an error to fix, exit 2);
+/// a connection lost after that (a broker restart, a network hiccup, a cluster node
+/// going down) is made again with backoff ([`WatchBackoff`]) and the lines go on, so a
+/// technician watching a cabinet through a broker restart does not have to notice and
+/// start it again. What was published while it was away is not shown (a clean session,
+/// as a fresh watch would have); stderr says when that gap begins and ends.
 pub fn watch(a: WatchArgs) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
     rt.block_on(async {
@@ -311,20 +318,68 @@ pub fn watch(a: WatchArgs) -> anyhow::Result<ExitCode> {
         })
         .context("cannot install the Ctrl-C handler")?;
         let mut client = a.broker.connect(&a.cabinet).await?;
-        eprintln!("watching cabinet/v1/{}/{{reply,state,telemetry}}; Ctrl-C to stop", a.cabinet);
+        eprintln!(
+            "watching cabinet/v1/{}/{{reply,state,telemetry}}; Ctrl-C to stop",
+            a.cabinet
+        );
         loop {
-            tokio::select! {
-                _ = stop.recv() => {
-                    client.disconnect().await;
-                    return Ok(ExitCode::SUCCESS);
-                }
-                m = client.recv() => match m {
-                    Some(m) => println!("{}", watch_line(&m)),
-                    None => bail!("the connection to the broker was lost; run `cabinet watch` again"),
+            loop {
+                tokio::select! {
+                    _ = stop.recv() => {
+                        client.disconnect().await;
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                    m = client.recv() => match m {
+                        Some(m) => println!("{}", watch_line(&m)),
+                        None => break,
+                    }
                 }
             }
+            eprintln!(
+                "the connection to the broker was lost; reconnecting (messages published \
+                 until then are not shown)"
+            );
+            let mut backoff = WatchBackoff::default();
+            client = loop {
+                let wait = backoff.next_wait();
+                let attempt = async {
+                    tokio::time::sleep(wait).await;
+                    a.broker.connect(&a.cabinet).await
+                };
+                tokio::select! {
+                    _ = stop.recv() => return Ok(ExitCode::SUCCESS),
+                    r = attempt => match r {
+                        Ok(c) => break c,
+                        Err(e) => eprintln!("reconnecting failed: {e:#}"),
+                    }
+                }
+            };
+            eprintln!("reconnected; watching cabinet/v1/{}/... again", a.cabinet);
         }
     })
+}
+
+/// The pauses before `watch`'s reconnection attempts: none before the first (a dropped
+/// connection to a live broker comes back at once), then 0.5 s doubling up to 10 s, so
+/// a broker that is down for minutes is not hammered and one that comes back is found
+/// within 10 s.
+#[derive(Debug, Default)]
+struct WatchBackoff {
+    next: Option<Duration>,
+}
+
+impl WatchBackoff {
+    const FIRST: Duration = Duration::from_millis(500);
+    const MAX: Duration = Duration::from_secs(10);
+
+    fn next_wait(&mut self) -> Duration {
+        let wait = self.next.unwrap_or(Duration::ZERO);
+        self.next = Some(match self.next {
+            None => Self::FIRST,
+            Some(d) => (d * 2).min(Self::MAX),
+        });
+        wait
+    }
 }
 
 /// One `watch` output line: `{"topic", "kind", "payload"}`.
@@ -387,6 +442,13 @@ mod tests {
         for bad in ["", "s", "1h", "-1", "1.5s", "10 s"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn watch_reconnects_at_once_then_backs_off_to_ten_seconds() {
+        let mut b = WatchBackoff::default();
+        let waits: Vec<u64> = (0..8).map(|_| b.next_wait().as_millis() as u64).collect();
+        assert_eq!(waits, [0, 500, 1000, 2000, 4000, 8000, 10_000, 10_000]);
     }
 
     #[test]

@@ -332,3 +332,93 @@ async fn watch_prints_a_cabinets_presence_as_a_json_line() {
     assert_eq!(v["payload"]["status"], "online");
     assert_eq!(v["payload"]["boot_id"], "boot-test");
 }
+
+/// Lines of a child's pipe, as they come, on a thread of their own.
+fn line_channel(pipe: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead as _;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(pipe).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// The next line from `rx` that `pred` accepts, within `within`; `None` if none came.
+async fn line_matching(
+    rx: std::sync::mpsc::Receiver<String>,
+    within: Duration,
+    pred: impl Fn(&str) -> bool + Send + 'static,
+) -> (Option<String>, std::sync::mpsc::Receiver<String>) {
+    tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(l) if pred(&l) => return (Some(l), rx),
+                Ok(_) => {}
+                Err(_) => return (None, rx),
+            }
+        }
+    })
+    .await
+    .unwrap()
+}
+
+/// A broker restart used to end `cabinet watch` ("run it again"); it now reconnects and
+/// goes on printing: a reply the cabinet sends after the restart shows up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_reconnects_after_a_broker_restart_and_keeps_printing() {
+    let mut broker = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (key, key_file) = write_key(dir.path());
+    let _stop = fake_cabinet(&broker, &key, Behaviour::AcceptThenSucceed).await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cabinet"))
+        .args(["watch", "--broker", &broker.url(), "--cabinet", "C001"])
+        .args(["--password-env", "TEST_MQTT_PW"])
+        .env("TEST_MQTT_PW", password("backend"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = line_channel(child.stdout.take().unwrap());
+    let stderr = line_channel(child.stderr.take().unwrap());
+    let (first, stdout) = line_matching(stdout, STEP, |l| l.contains("\"state\"")).await;
+    assert!(
+        first.is_some(),
+        "watch printed the cabinet's presence first"
+    );
+
+    broker.restart();
+    let (note, _stderr) = line_matching(stderr, 3 * STEP, |l| l.starts_with("reconnected")).await;
+    if note.is_none() {
+        let _ = child.kill();
+        let status = child.wait().unwrap();
+        panic!("watch did not reconnect after the broker restart (it exited: {status})");
+    }
+    // The cabinet reconnects by itself; retrying with the same id until it answers is
+    // what PROTOCOL.md tells backends to do, and each try is bounded by --wait.
+    let mut args = base_args(&broker, &key_file);
+    args.extend(["--cmd-id", "cmd-after-restart", "--wait", "5s"].map(String::from));
+    let mut sent = false;
+    for _ in 0..6 {
+        if cabinet_send(args.clone()).await.status.code() == Some(0) {
+            sent = true;
+            break;
+        }
+    }
+    assert!(sent, "the fake cabinet answered after the restart");
+    let (reply, _) = line_matching(stdout, STEP, |l| l.contains("cmd-after-restart")).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&reply.expect("watch printed the reply sent after the restart"))
+            .unwrap();
+    assert_eq!(v["kind"], "reply");
+    assert_eq!(v["topic"], "cabinet/v1/C001/reply");
+    assert_eq!(v["payload"]["cmd_id"], "cmd-after-restart");
+}
