@@ -606,8 +606,10 @@ async fn hostile_commands_are_rejected_with_their_reason_and_move_nothing() {
         backend.next_untrusted_rejection().await["reason"],
         "malformed"
     );
+    // Above the cabinet's 4096 bytes, below the shipped broker limit (64 KiB), which
+    // drops anything larger before it reaches a cabinet (larger ones: the last test).
     backend
-        .publish("cabinet/v1/C001/cmd", vec![b'a'; 100_000])
+        .publish("cabinet/v1/C001/cmd", vec![b'a'; 10_000])
         .await;
     assert_eq!(
         backend.next_untrusted_rejection().await["reason"],
@@ -1556,4 +1558,74 @@ async fn a_cabinet_clock_that_jumps_refuses_commands_honestly_and_recovers() {
             "cabinet clock {offset}"
         );
     }
+}
+
+/// Publishes `payload` on `topic` (QoS 1) as the backend, from a client of its own that
+/// sends packets of any size (the rig's backend refuses to send more than 1 MiB), and
+/// waits for the broker's PUBACK.
+async fn publish_large(broker: &Broker, topic: &str, payload: Vec<u8>) {
+    let mut mo = MqttOptions::new("backend-large", "127.0.0.1", broker.port());
+    mo.set_credentials("backend", password("backend"));
+    mo.set_max_packet_size(1 << 20, 16 << 20);
+    let (client, mut el) = AsyncClient::new(mo, 4);
+    client
+        .publish(topic, QoS::AtLeastOnce, false, payload)
+        .await
+        .unwrap();
+    let acked = async {
+        loop {
+            match el.poll().await {
+                Ok(Event::Incoming(Packet::PubAck(_))) => return,
+                Ok(_) => {}
+                Err(e) => panic!("publishing the large payload failed: {e}"),
+            }
+        }
+    };
+    tokio::time::timeout(STEP, acked)
+        .await
+        .expect("the broker acknowledged the large payload in time");
+    let _ = client.disconnect().await;
+}
+
+/// Regression: one large message took a cabinet offline for good. A payload above the
+/// MQTT link's old 256 KiB packet limit made it drop the connection, and a broker without
+/// a size limit (Mosquitto's default, 256 MB) redelivered it on every reconnect, forever:
+/// nothing behind it was ever served. Now both are refused as `oversize` and the command
+/// queued right behind them is served at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payloads_of_300_kb_and_2_mb_are_refused_as_oversize_and_the_next_command_is_served_within_5_s()
+ {
+    let _s = serial().await;
+    let mut rig = Rig::with_broker(Broker::start_stock(), 30);
+    let mut backend = Backend::connect(&rig.broker).await;
+    rig.start_kiosk();
+    backend.await_online(&mut vec![]).await;
+
+    for size in [300_000, 2_000_000] {
+        publish_large(&rig.broker, "cabinet/v1/C001/cmd", vec![b'a'; size]).await;
+    }
+    // The broker has both (PUBACKs): from here on the cabinet must get past them.
+    let after = std::time::Instant::now();
+    let c = rig.claims("C001", 1);
+    backend.send(&rig.sign(&c)).await;
+    for _ in 0..2 {
+        let r = backend.next_untrusted_rejection().await;
+        assert_eq!(
+            (r["state"].as_str(), r["reason"].as_str()),
+            (Some("rejected"), Some("oversize"))
+        );
+    }
+    let r = backend.replies_until_terminal(&c.jti).await;
+    let took = after.elapsed();
+    assert_eq!(outcome(&r), (Some("succeeded"), None), "{r:?}");
+    eprintln!("served {took:?} after the 300 KB and 2 MB payloads");
+    assert!(
+        took < Duration::from_secs(5),
+        "the command behind the large payloads took {took:?}"
+    );
+    assert_eq!(rig.stats().motor_actions, 1);
+    assert!(
+        !rig.logs().contains("connection lost"),
+        "the kiosk's link dropped its connection"
+    );
 }

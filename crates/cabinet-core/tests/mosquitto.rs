@@ -1,5 +1,7 @@
-//! The MQTT link against a real Mosquitto using the shipped `deploy/mosquitto/acl`.
-//! Each test starts its own broker on its own port, so they run in parallel.
+//! The MQTT link against a real Mosquitto using the shipped `deploy/mosquitto/acl` and
+//! the settings of `deploy/mosquitto/mosquitto.conf` (cabinets on the cabinets' listener),
+//! or a stock Mosquitto where a test is about a broker set up without them.
+//! Each test starts its own broker on its own ports, so they run in parallel.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -9,7 +11,7 @@ use std::time::Duration;
 
 use cabinet_core::config::{BrokerUrl, Secret};
 use cabinet_core::mqtt::{Incoming, LinkEvent, LinkHandle, LinkOptions, MqttLink};
-use cabinet_core::protocol::{Presence, StateMessage};
+use cabinet_core::protocol::{self, CommandClaims, Presence, StateMessage};
 use support::{Broker, Client, STEP, password};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -23,11 +25,12 @@ struct Link {
     backlog: VecDeque<LinkEvent>,
 }
 
+/// The cabinets' listener: what a cabinet connects to with the shipped config.
 fn endpoint(broker: &Broker) -> BrokerUrl {
     BrokerUrl {
         tls: false,
         host: "127.0.0.1".into(),
-        port: broker.port(),
+        port: broker.cabinet_port(),
     }
 }
 
@@ -75,26 +78,50 @@ impl Link {
         (l, session_present, reached)
     }
 
-    async fn next(&mut self) -> LinkEvent {
-        tokio::time::timeout(STEP, self.events.recv())
-            .await
-            .expect("link event in time")
-            .expect("link running")
-    }
-
-    /// Waits for the first event `f` accepts; the others stay in the backlog.
+    /// Waits (up to [`STEP`] in all) for the first event `f` accepts; the others stay in
+    /// the backlog. The bound is on the whole wait, not on each event: a link stuck in a
+    /// reconnect loop produces events forever and must still fail the test.
     async fn wait<T>(&mut self, f: impl Fn(&LinkEvent) -> Option<T>) -> T {
         if let Some(i) = self.backlog.iter().position(|e| f(e).is_some()) {
             let e = self.backlog.remove(i).unwrap();
             return f(&e).unwrap();
         }
+        let deadline = tokio::time::Instant::now() + STEP;
         loop {
-            let e = self.next().await;
+            let e = tokio::time::timeout_at(deadline, self.events.recv())
+                .await
+                .unwrap_or_else(|_| {
+                    let n = self.backlog.len();
+                    panic!(
+                        "the awaited link event did not come within {STEP:?}; meanwhile {n} \
+                         others, the last: {:?}",
+                        self.backlog.iter().skip(n.saturating_sub(3)).collect::<Vec<_>>()
+                    )
+                })
+                .expect("link running");
             if let Some(t) = f(&e) {
                 return t;
             }
             self.backlog.push_back(e);
         }
+    }
+
+    /// Connection events received so far (and kept in the backlog): a link that stayed
+    /// up has none.
+    fn reconnects(&mut self) -> Vec<LinkEvent> {
+        while let Ok(e) = self.events.try_recv() {
+            self.backlog.push_back(e);
+        }
+        self.backlog
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    LinkEvent::Disconnected { .. } | LinkEvent::Connected { .. }
+                )
+            })
+            .cloned()
+            .collect()
     }
 
     async fn connected(&mut self) -> bool {
@@ -167,13 +194,6 @@ async fn receives_commands_announces_birth_and_leaves_a_retained_will() {
     assert_eq!(cmd.payload, b"token-1");
     assert_eq!(cmd.topic, "cabinet/v1/C001/cmd");
     assert!(!cmd.dup);
-    link.handle.ack(cmd.ack).await.unwrap();
-
-    // The link never judges payloads: an oversize one reaches the verifier.
-    let big = vec![b'x'; 100 * 1024];
-    backend.publish("cabinet/v1/C001/cmd", &big, false).await;
-    let cmd = link.incoming().await;
-    assert_eq!(cmd.payload.len(), big.len());
     link.handle.ack(cmd.ack).await.unwrap();
 
     link.crash().await;
@@ -335,7 +355,7 @@ async fn fails_over_to_the_next_endpoint_resubscribes_and_comes_back() {
         let [a, b] = &brokers;
         Link::start_on(&[a, b], "C001").await
     };
-    let at = |b: &Broker| format!("127.0.0.1:{}", b.port());
+    let at = |b: &Broker| format!("127.0.0.1:{}", b.cabinet_port());
     let first = brokers.iter().position(|b| at(b) == reached).unwrap();
     let other = 1 - first;
 
@@ -381,7 +401,184 @@ async fn a_dead_first_endpoint_costs_no_backoff_round() {
         opts.reconnect_min = Duration::from_secs(60);
         opts.reconnect_max = Duration::from_secs(60);
         let (link, _, reached) = Link::start_with(opts).await;
-        assert_eq!(reached, format!("127.0.0.1:{}", live.port()));
+        assert_eq!(reached, format!("127.0.0.1:{}", live.cabinet_port()));
         link.crash().await;
     }
+}
+
+/// A signed command for `code`, as a backend sends it (the link does not judge it; the
+/// kiosk's end-to-end test shows such a command served after the same large payloads).
+fn signed_command(code: &str) -> Vec<u8> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let (key, _) = protocol::generate_keypair().unwrap();
+    let claims = CommandClaims {
+        aud: code.into(),
+        jti: format!("cmd-{now}"),
+        iat: now,
+        exp: now + 60,
+        kind: "dispense".into(),
+        slot: 1,
+        qty: 1,
+        order_id: "order-1".into(),
+        log_id: "log-1".into(),
+        session: None,
+    };
+    protocol::sign_command(&claims, &key, "k1")
+        .unwrap()
+        .into_bytes()
+}
+
+/// Regression: one large message took a cabinet offline for good. The link refused any
+/// packet above 256 KiB by dropping the connection, and a broker without a size limit
+/// (Mosquitto's default takes payloads up to 256 MB) redelivered the message on every
+/// reconnect, forever; nothing queued behind it ever arrived. Now the link takes any
+/// packet MQTT can frame and hands it to the verifier, which refuses it as `oversize`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payloads_of_300_kb_and_2_mb_on_a_broker_without_a_limit_are_delivered_and_the_link_stays_up()
+ {
+    let broker = Broker::start_stock();
+    let mut backend = Client::connect(&broker, "backend", "backend").await;
+    let (mut link, _) = Link::start(&broker, "C001").await;
+
+    let payloads = [
+        vec![b'x'; 300_000],
+        vec![b'y'; 2_000_000],
+        signed_command("C001"),
+    ];
+    for p in &payloads {
+        backend.publish("cabinet/v1/C001/cmd", p, false).await;
+    }
+    for p in &payloads {
+        let cmd = link.incoming().await;
+        assert_eq!(
+            cmd.payload.len(),
+            p.len(),
+            "payloads arrive whole and in order"
+        );
+        assert!(
+            cmd.payload == *p,
+            "the {} byte payload arrived changed",
+            p.len()
+        );
+        assert!(!cmd.dup, "delivered once, not again after a reconnect");
+        link.handle.ack(cmd.ack).await.unwrap();
+    }
+    let reconnects = link.reconnects();
+    assert!(
+        reconnects.is_empty(),
+        "the link reconnected: {reconnects:?}"
+    );
+
+    // The acks went out: the broker does not deliver any of them again after a restart
+    // of the cabinet, only what is new.
+    link.crash().await;
+    let (mut link, session_present) = Link::start(&broker, "C001").await;
+    assert!(session_present);
+    backend.publish("cabinet/v1/C001/cmd", b"next", false).await;
+    assert_eq!(link.incoming().await.payload, b"next");
+}
+
+/// The shipped `message_size_limit` lets the largest command a cabinet can be configured
+/// to take through (`commands.max_payload_bytes` goes up to 65,536, CONFIG.md) and stops
+/// anything larger at the broker: Mosquitto acknowledges it to the publisher and delivers
+/// it to nobody, so it never costs a cabinet anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_broker_limit_passes_the_largest_valid_command_and_drops_anything_larger() {
+    let limit: usize = support::shipped_setting("message_size_limit")
+        .expect("deploy/mosquitto/mosquitto.conf sets message_size_limit")
+        .parse()
+        .expect("message_size_limit in bytes");
+    assert!(
+        limit >= 65_536,
+        "message_size_limit {limit} is below the largest valid command (65,536 bytes)"
+    );
+    let broker = Broker::start();
+    let mut backend = Client::connect(&broker, "backend", "backend").await;
+    let (mut link, _) = Link::start(&broker, "C001").await;
+
+    backend
+        .publish("cabinet/v1/C001/cmd", &vec![b'x'; limit], false)
+        .await;
+    let cmd = link.incoming().await;
+    assert_eq!(cmd.payload.len(), limit);
+    link.handle.ack(cmd.ack).await.unwrap();
+
+    backend
+        .publish("cabinet/v1/C001/cmd", &vec![b'y'; limit + 1], false)
+        .await;
+    backend
+        .publish("cabinet/v1/C001/cmd", b"after", false)
+        .await;
+    let cmd = link.incoming().await;
+    assert_eq!(
+        cmd.payload, b"after",
+        "a payload above the shipped limit reached the cabinet"
+    );
+    link.handle.ack(cmd.ack).await.unwrap();
+}
+
+/// Regression: with the shipped config of before, cabinet C001's password used with
+/// client id `C002` got C002's persistent session (`session_present`), silently took the
+/// commands queued in it (the ACL kept them from the intruder, and from C002 for good),
+/// and kicked the real C002 off on every try. The cabinets' listener now makes the client
+/// id the username (`use_username_as_clientid`): C001's password only ever opens C001's
+/// session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cabinets_password_with_another_cabinets_client_id_gets_neither_its_session_nor_its_commands_nor_kicks_it_off()
+ {
+    let broker = Broker::start();
+    let mut backend = Client::connect(&broker, "backend", "backend").await;
+
+    // C002 has a persistent session and is away: its commands wait in the session.
+    let (c002, _) = Link::start(&broker, "C002").await;
+    c002.crash().await;
+    backend
+        .publish("cabinet/v1/C002/cmd", b"queued-1", false)
+        .await;
+    backend
+        .publish("cabinet/v1/C002/cmd", b"queued-2", false)
+        .await;
+
+    // C001's credentials with C002's client id, clean session off, on the cabinets'
+    // listener (where a leaked cabinet password gets in).
+    let (mut intruder, session_present) =
+        Client::connect_to(broker.cabinet_port(), "C002", "C001", false).await;
+    assert!(
+        !session_present,
+        "C001's password was handed C002's session; broker config:\n{}",
+        broker.config()
+    );
+    // A session's queued messages follow the CONNACK at once, before anything of a
+    // later subscription: once C001's own command arrives, nothing of C002's came.
+    intruder.subscribe("cabinet/v1/C001/cmd").await;
+    backend
+        .publish("cabinet/v1/C001/cmd", b"for-C001", false)
+        .await;
+    let first = intruder.next().await;
+    assert_eq!(
+        (first.topic.as_str(), first.payload.as_slice()),
+        ("cabinet/v1/C001/cmd", b"for-C001".as_slice())
+    );
+    drop(intruder);
+
+    // C002 comes back to its session with both commands still in it.
+    let (mut c002, session_present) = Link::start(&broker, "C002").await;
+    assert!(session_present, "C002's session was taken over or lost");
+    for want in [b"queued-1", b"queued-2"] {
+        let cmd = c002.incoming().await;
+        assert_eq!(cmd.payload, want);
+        c002.handle.ack(cmd.ack).await.unwrap();
+    }
+
+    // The intruder tries again while C002 is online: C002 stays connected and serving.
+    let (_intruder, _) = Client::connect_to(broker.cabinet_port(), "C002", "C001", false).await;
+    backend.publish("cabinet/v1/C002/cmd", b"live", false).await;
+    let cmd = c002.incoming().await;
+    assert_eq!(cmd.payload, b"live");
+    c002.handle.ack(cmd.ack).await.unwrap();
+    let reconnects = c002.reconnects();
+    assert!(reconnects.is_empty(), "C002 was kicked off: {reconnects:?}");
 }

@@ -1,5 +1,7 @@
-//! Test harness: a real Mosquitto on a free loopback port, configured with the shipped
-//! `deploy/mosquitto/acl`, plus a `rumqttc` client playing the backend.
+//! Test harness: a real Mosquitto on free loopback ports, configured with the shipped
+//! `deploy/mosquitto/acl` and the settings of the shipped `deploy/mosquitto/mosquitto.conf`
+//! (read from the file, so a change there is a change here), plus a `rumqttc` client
+//! playing the backend.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::{TcpListener, TcpStream};
@@ -33,23 +35,97 @@ pub const STEP: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct Broker {
     dir: tempfile::TempDir,
+    /// The backends' listener (see [`Broker::port`]).
     port: u16,
+    /// The cabinets' listener (see [`Broker::cabinet_port`]).
+    cabinet_port: u16,
     child: Option<Child>,
     /// A second, TLS-only listener (see [`Broker::start_with_tls`]).
     tls_port: Option<u16>,
 }
 
+/// Keys of the shipped config that name this host's files, users or addresses: the
+/// harness has its own (or, for TLS, [`Broker::start_with_tls`]'s), so these lines are
+/// left out. Every other line applies as shipped.
+const SITE_SPECIFIC: [&str; 12] = [
+    "user",
+    "persistence_location",
+    "password_file",
+    "acl_file",
+    "pid_file",
+    "log_dest",
+    "include_dir",
+    "certfile",
+    "keyfile",
+    "cafile",
+    "capath",
+    "crlfile",
+];
+
+/// The shipped `deploy/mosquitto/mosquitto.conf` without its site-specific lines: the
+/// lines before the first `listener` (global settings) and the lines of each listener,
+/// in order (`deploy/mosquitto/mosquitto.conf` says: the cabinets' first, then the
+/// backends').
+#[derive(Debug)]
+struct Shipped {
+    global: Vec<String>,
+    listeners: Vec<Vec<String>>,
+}
+
+impl Shipped {
+    fn read() -> Shipped {
+        let path = shipped_conf_path();
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("shipped config {}: {e}", path.display()));
+        let mut shipped = Shipped {
+            global: Vec::new(),
+            listeners: Vec::new(),
+        };
+        for line in text.lines().map(str::trim) {
+            let key = line.split_whitespace().next().unwrap_or("");
+            if key.is_empty() || key.starts_with('#') || SITE_SPECIFIC.contains(&key) {
+                continue;
+            }
+            if key == "listener" {
+                shipped.listeners.push(Vec::new());
+            } else if let Some(l) = shipped.listeners.last_mut() {
+                l.push(line.to_owned());
+            } else {
+                shipped.global.push(line.to_owned());
+            }
+        }
+        assert_eq!(
+            shipped.listeners.len(),
+            2,
+            "{} must have two listeners, the cabinets' and then the backends'",
+            path.display()
+        );
+        shipped
+    }
+}
+
 impl Broker {
-    /// Starts Mosquitto on a free loopback port, waits until it accepts connections.
+    /// Starts Mosquitto with the shipped settings (`deploy/mosquitto/mosquitto.conf`):
+    /// the cabinets' listener on [`Broker::cabinet_port`], the backends' on
+    /// [`Broker::port`], both on free loopback ports, and the shipped limits; waits until
+    /// it accepts connections.
     pub fn start() -> Broker {
-        Broker::start_inner(false)
+        Broker::start_inner(false, Some(Shipped::read()))
     }
 
-    /// Like [`Broker::start`], plus a TLS listener on a second port with a server
-    /// certificate for `localhost`/`127.0.0.1` signed by a CA generated here with OpenSSL
-    /// ([`Broker::ca_file`]).
+    /// Mosquitto as Debian installs it, plus only the shipped ACL and passwords: one
+    /// listener for everybody ([`Broker::port`] = [`Broker::cabinet_port`]), no message
+    /// size limit (Mosquitto's default takes payloads up to 256 MB), client ids not tied
+    /// to usernames. What a cabinet meets on a broker that was set up without our config.
+    pub fn start_stock() -> Broker {
+        Broker::start_inner(false, None)
+    }
+
+    /// Like [`Broker::start`], plus a TLS listener with the cabinets' listener settings
+    /// on a third port, with a server certificate for `localhost`/`127.0.0.1` signed by a
+    /// CA generated here with OpenSSL ([`Broker::ca_file`]).
     pub fn start_with_tls() -> Broker {
-        Broker::start_inner(true)
+        Broker::start_inner(true, Some(Shipped::read()))
     }
 
     /// The TLS listener's port.
@@ -62,7 +138,7 @@ impl Broker {
         self.dir.path().join("ca.pem")
     }
 
-    fn start_inner(tls: bool) -> Broker {
+    fn start_inner(tls: bool, shipped: Option<Shipped>) -> Broker {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let passwd = dir.path().join("passwd");
@@ -87,8 +163,8 @@ impl Broker {
         std::fs::create_dir(&data).unwrap();
         // As root, Mosquitto drops to user `mosquitto` unless told otherwise, and then
         // cannot read our tempdir.
-        let conf = format!(
-            "user {user}\nset_tcp_nodelay true\nlistener {port} 127.0.0.1\nallow_anonymous false\n\
+        let mut conf = format!(
+            "user {user}\nallow_anonymous false\n\
              password_file {passwd}\nacl_file {acl}\npersistence true\n\
              persistence_location {data}/\nlog_dest stderr\nlog_type error\nlog_type warning\n",
             user = current_user(),
@@ -96,12 +172,36 @@ impl Broker {
             acl = acl.display(),
             data = data.display(),
         );
-        let mut conf = conf;
+        let listener = |conf: &mut String, port: u16, lines: &[String]| {
+            conf.push_str(&format!("listener {port} 127.0.0.1\n"));
+            for l in lines {
+                conf.push_str(l);
+                conf.push('\n');
+            }
+        };
+        let cabinet_port = match &shipped {
+            None => {
+                listener(&mut conf, port, &[]);
+                port
+            }
+            Some(shipped) => {
+                for l in &shipped.global {
+                    conf.push_str(l);
+                    conf.push('\n');
+                }
+                let cabinet_port = free_port();
+                listener(&mut conf, cabinet_port, &shipped.listeners[0]);
+                listener(&mut conf, port, &shipped.listeners[1]);
+                cabinet_port
+            }
+        };
         let tls_port = tls.then(|| {
             let tls_port = free_port();
             make_certs(dir.path());
+            let cabinets = shipped.as_ref().map(|s| s.listeners[0].clone());
+            listener(&mut conf, tls_port, &cabinets.unwrap_or_default());
             conf.push_str(&format!(
-                "listener {tls_port} 127.0.0.1\ncafile {d}/ca.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\n",
+                "cafile {d}/ca.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\n",
                 d = dir.path().display()
             ));
             tls_port
@@ -110,6 +210,7 @@ impl Broker {
         let mut b = Broker {
             dir,
             port,
+            cabinet_port,
             tls_port,
             child: None,
         };
@@ -117,14 +218,32 @@ impl Broker {
         b
     }
 
-    /// The port it listens on (stable across [`Broker::restart`]).
+    /// The backends' listener (stable across [`Broker::restart`]): client ids are free,
+    /// as the shipped backends' listener has them. Cabinets connect here too in the tests
+    /// that are not about the listeners (a cabinet's client id is its username anyway).
     pub fn port(&self) -> u16 {
         self.port
     }
 
-    /// `mqtt://127.0.0.1:PORT`.
+    /// `mqtt://127.0.0.1:PORT` of [`Broker::port`].
     pub fn url(&self) -> String {
         format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    /// The cabinets' listener, with the shipped cabinets' listener settings (the client
+    /// id is the username); [`Broker::port`] on a [`Broker::start_stock`] broker.
+    pub fn cabinet_port(&self) -> u16 {
+        self.cabinet_port
+    }
+
+    /// `mqtt://127.0.0.1:PORT` of [`Broker::cabinet_port`].
+    pub fn cabinet_url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.cabinet_port)
+    }
+
+    /// Every line of the config Mosquitto runs with (to show what a test ran against).
+    pub fn config(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("mosquitto.conf")).unwrap_or_default()
     }
 
     fn spawn(&mut self) {
@@ -269,11 +388,28 @@ fn current_user() -> String {
 /// The shipped ACL, `deploy/mosquitto/acl` at the workspace root, found from the including
 /// crate's directory (`crates/<name>` or `src-tauri`).
 pub fn acl_path() -> PathBuf {
+    deploy_file("deploy/mosquitto/acl")
+}
+
+/// The shipped broker config, `deploy/mosquitto/mosquitto.conf`.
+pub fn shipped_conf_path() -> PathBuf {
+    deploy_file("deploy/mosquitto/mosquitto.conf")
+}
+
+/// The value of a global setting in the shipped broker config (`message_size_limit`, ...).
+pub fn shipped_setting(key: &str) -> Option<String> {
+    Shipped::read().global.iter().find_map(|l| {
+        let mut words = l.split_whitespace();
+        (words.next() == Some(key)).then(|| words.collect::<Vec<_>>().join(" "))
+    })
+}
+
+fn deploy_file(rel: &str) -> PathBuf {
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
     here.ancestors()
-        .map(|d| d.join("deploy/mosquitto/acl"))
+        .map(|d| d.join(rel))
         .find(|p| p.is_file())
-        .unwrap_or_else(|| here.join("../../deploy/mosquitto/acl"))
+        .unwrap_or_else(|| here.join("../..").join(rel))
 }
 
 /// A message seen by a [`Client`].
@@ -295,11 +431,25 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects as `user` with client id `id`; waits for the ConnAck.
+    /// Connects as `user` with client id `id` to the backends' listener, clean session;
+    /// waits for the ConnAck.
     pub async fn connect(broker: &Broker, id: &str, user: &str) -> Client {
-        let mut mo = MqttOptions::new(id, "127.0.0.1", broker.port());
+        Client::connect_to(broker.port(), id, user, true).await.0
+    }
+
+    /// Connects to the listener on `port` as `user` with client id `id`; waits for the
+    /// ConnAck and returns whether the broker handed over an existing session.
+    pub async fn connect_to(
+        port: u16,
+        id: &str,
+        user: &str,
+        clean_session: bool,
+    ) -> (Client, bool) {
+        let mut mo = MqttOptions::new(id, "127.0.0.1", port);
         mo.set_credentials(user, password(user));
-        mo.set_max_packet_size(1 << 20, 1 << 20);
+        mo.set_clean_session(clean_session);
+        // Outgoing up to 16 MiB: tests publish payloads far above any limit on purpose.
+        mo.set_max_packet_size(1 << 20, 16 << 20);
         let (client, mut el) = AsyncClient::new(mo, 16);
         let (tx, rx) = mpsc::unbounded_channel();
         let (stx, subacks) = mpsc::unbounded_channel();
@@ -308,8 +458,8 @@ impl Client {
         let task = tokio::spawn(async move {
             loop {
                 match el.poll().await {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        let _ = ctx.send(());
+                    Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                        let _ = ctx.send(ack.session_present);
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         let _ = tx.send(Msg {
@@ -329,17 +479,20 @@ impl Client {
                 }
             }
         });
-        tokio::time::timeout(STEP, crx.recv())
+        let session_present = tokio::time::timeout(STEP, crx.recv())
             .await
             .expect("connack in time")
             .expect("connack");
-        Client {
-            client,
-            rx,
-            subacks,
-            pubacks,
-            task,
-        }
+        (
+            Client {
+                client,
+                rx,
+                subacks,
+                pubacks,
+                task,
+            },
+            session_present,
+        )
     }
 
     /// Subscribes (QoS 1) and waits for the SubAck.
@@ -372,6 +525,15 @@ impl Client {
             .await
             .expect("message in time")
             .expect("client running")
+    }
+
+    /// Every message received so far, without waiting.
+    pub fn drain(&mut self) -> Vec<Msg> {
+        let mut out = Vec::new();
+        while let Ok(m) = self.rx.try_recv() {
+            out.push(m);
+        }
+        out
     }
 
     /// Nothing is queued right now (call after a later message proved ordering).
