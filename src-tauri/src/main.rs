@@ -176,6 +176,9 @@ fn run(started: Instant) -> anyhow::Result<ExitCode> {
     let on_signal = app.handle().clone();
     ctrlc::set_handler(move || on_signal.exit(0)).context("cannot install the signal handler")?;
 
+    // How long the core may take to stop once asked: the same budget as `cabinet run`
+    // (a dispense in progress finishes and is journaled), within the units' TimeoutStopSec.
+    let stop_timeout = cfg.stop_timeout();
     // The core runs on Tauri's async runtime, independent of the page: a dead or
     // reloading webview never stops dispensing or replies.
     let handle = app.handle().clone();
@@ -206,16 +209,18 @@ fn run(started: Instant) -> anyhow::Result<ExitCode> {
             let _ = stop_tx.send(true);
         }
     });
-    // Let the core finish its current step and close the journal cleanly.
-    let finished = tauri::async_runtime::block_on(async {
-        tokio::time::timeout(Duration::from_secs(10), core).await
-    });
+    // Let the core finish its current step (and a dispense in progress) and close the
+    // journal cleanly.
+    let finished =
+        tauri::async_runtime::block_on(async { tokio::time::timeout(stop_timeout, core).await });
     drop(demo);
     match finished {
         Ok(Ok(Ok(()))) if code == 0 => Ok(ExitCode::SUCCESS),
         Ok(Ok(Ok(()))) => Ok(ExitCode::FAILURE),
         Ok(Ok(Err(e))) => Err(e).context("the kiosk stopped with an error"),
         Ok(Err(e)) => Err(anyhow::anyhow!("the kiosk task failed: {e}")),
-        Err(_) => Err(anyhow::anyhow!("the kiosk did not stop within 10 s")),
+        Err(_) => Err(anyhow::anyhow!(
+            "the kiosk did not stop within {stop_timeout:?}"
+        )),
     }
 }

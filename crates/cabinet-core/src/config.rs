@@ -981,6 +981,15 @@ impl Config {
         self.stop_dispense_wait() + Duration::from_secs(LINK_GOODBYE_SECS)
     }
 
+    /// How long a binary (`cabinet run`, the window app) waits for the core once it
+    /// asked it to stop: the core's [`Config::stop_budget`] plus [`STOP_GRACE_SECS`], so
+    /// the core's own bounds end the wait, not this one. Within the units'
+    /// `TimeoutStopSec` by [`Config::validate`], so systemd does not kill a kiosk that is
+    /// still journaling a dispense.
+    pub fn stop_timeout(&self) -> Duration {
+        self.stop_budget() + Duration::from_secs(STOP_GRACE_SECS)
+    }
+
     /// The stop budget must fit in the shipped units' `TimeoutStopSec`, or systemd kills
     /// a kiosk that is waiting for a board to report a dispense. Named on the timeout of
     /// the protocol in use; skipped while that timeout is out of its range (already
@@ -988,7 +997,7 @@ impl Config {
     fn check_stop_budget(&self, v: &mut Validator) {
         let b = &self.board;
         let fits = |c: &Config| {
-            c.stop_budget() + Duration::from_secs(2 * STOP_GRACE_SECS)
+            c.stop_timeout() + Duration::from_secs(STOP_GRACE_SECS)
                 <= Duration::from_secs(UNIT_STOP_TIMEOUT_SECS)
         };
         if fits(self) {
@@ -2314,6 +2323,39 @@ mod tests {
             "{}",
             p[0].message
         );
+    }
+
+    /// One budget for both binaries, from the config: the core waits for a dispense in
+    /// progress as long as the board may take, the binaries wait for the core a little
+    /// longer, and systemd longer still; for every valid board timeout.
+    #[test]
+    fn the_stop_waits_nest_inside_each_other_and_inside_the_units_timeout() {
+        let unit = Duration::from_secs(UNIT_STOP_TIMEOUT_SECS);
+        for protocol in ["vmc", "lockboard"] {
+            for secs in [1, 10, 30, 32, 35, 36, 100, 300] {
+                let text = format!(
+                    "{}[board]\nprotocol = \"{protocol}\"\n[board.vmc]\nreport_timeout_secs = {secs}\n\
+                     [board.lockboard]\ndoor_open_timeout_secs = {secs}\n",
+                    minimal()
+                );
+                let Ok(cfg) = Config::from_toml_str(&text) else {
+                    continue;
+                };
+                let dispense = cfg.dispense_bound();
+                assert!(dispense >= Duration::from_secs(secs), "{protocol} {secs}");
+                assert!(cfg.stop_dispense_wait() > dispense);
+                assert!(cfg.stop_budget() > cfg.stop_dispense_wait());
+                assert!(cfg.stop_timeout() > cfg.stop_budget());
+                assert!(
+                    cfg.stop_timeout() < unit,
+                    "{protocol} {secs}: {:?}",
+                    cfg.stop_timeout()
+                );
+            }
+        }
+        // The defaults: a 30 s report timeout, 50 s for the binaries, 60 s for systemd.
+        let cfg = Config::from_toml_str(&minimal()).unwrap();
+        assert_eq!(cfg.stop_timeout(), Duration::from_secs(50));
     }
 
     #[test]

@@ -522,7 +522,9 @@ impl Runner {
         self.exec(actions, None).await?;
         if self.engine.active().is_some() {
             info!("shutting down: waiting for the dispense in progress");
-            let wait = Duration::from_secs(self.cfg.board.vmc.report_timeout_secs + 10);
+            // The board's own timeout of the protocol in use, plus the margin: the budget
+            // the binaries and the systemd units are sized for (Config::stop_budget).
+            let wait = self.cfg.stop_dispense_wait();
             if let Ok(Some((cmd_id, outcome))) =
                 tokio::time::timeout(wait, self.board_rx.recv()).await
             {
@@ -541,7 +543,8 @@ impl Runner {
                 self.exec(actions, None).await?;
             }
         }
-        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.link_task).await;
+        let goodbye = Duration::from_secs(crate::config::LINK_GOODBYE_SECS);
+        let _ = tokio::time::timeout(goodbye, &mut self.link_task).await;
         info!("kiosk stopped");
         Ok(())
     }
