@@ -53,6 +53,7 @@ install -D -m 0644 deploy/config.example.toml "$doc/examples/config.example.toml
 install -D -m 0644 deploy/mosquitto/mosquitto.conf "$doc/examples/mosquitto/mosquitto.conf"
 install -D -m 0644 deploy/mosquitto/acl "$doc/examples/mosquitto/acl"
 install -D -m 0644 deploy/emqx/authz.conf "$doc/examples/emqx/authz.conf"
+install -D -m 0644 deploy/emqx/cabinet.hocon "$doc/examples/emqx/cabinet.hocon"
 install -D -m 0644 deploy/rabbitmq/conf.d/50-cabinet-mqtt.conf "$doc/examples/rabbitmq/conf.d/50-cabinet-mqtt.conf"
 install -D -m 0644 deploy/rabbitmq/definitions.example.json "$doc/examples/rabbitmq/definitions.example.json"
 for s in postinst prerm postrm; do
