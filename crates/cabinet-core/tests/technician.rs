@@ -294,3 +294,48 @@ async fn the_runner_keeps_serving_while_a_diagnostics_export_is_blocked() {
         ("export", path.as_str())
     );
 }
+
+/// When a lockout is over, the right PIN opens again. Checked here rather than in the
+/// window test, without a race: the test waits until the runner itself says the lockout
+/// is over, and a lockout can only get longer, never come back by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_the_lockout_is_over_the_right_pin_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start();
+    let _sim = sim(dir.path());
+    write_config(dir.path(), &broker, &dir.path().join("board"));
+    let file = dir.path().join("config.toml");
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("lockout_secs = 600", "lockout_secs = 1");
+    std::fs::write(&file, text).unwrap();
+    let cfg = Config::load(&file).unwrap();
+    assert_eq!(cfg.maintenance.lockout_secs, 1);
+    let k = start(&cfg);
+    for _ in 0..4 {
+        assert!(matches!(
+            k.control.login(NAME, "0000").await.unwrap(),
+            Attempt::WrongPin { .. }
+        ));
+    }
+    assert!(matches!(
+        k.control.login(NAME, "0000").await.unwrap(),
+        Attempt::LockedOut { .. }
+    ));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while k.control.status().await.unwrap().locked_until_ms.is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a 1 s lockout did not end"
+        );
+        // Polling the runner's view of the clock; there is no "lockout over" event.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        k.control.login(NAME, PIN).await.unwrap(),
+        Attempt::LoggedIn {
+            technician: NAME.into()
+        }
+    );
+    k.stop().await;
+}
