@@ -95,7 +95,10 @@ impl Link {
                     panic!(
                         "the awaited link event did not come within {STEP:?}; meanwhile {n} \
                          others, the last: {:?}",
-                        self.backlog.iter().skip(n.saturating_sub(3)).collect::<Vec<_>>()
+                        self.backlog
+                            .iter()
+                            .skip(n.saturating_sub(3))
+                            .collect::<Vec<_>>()
                     )
                 })
                 .expect("link running");
