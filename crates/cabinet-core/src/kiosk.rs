@@ -82,6 +82,21 @@ impl From<crate::config::ConfigError> for KioskError {
     }
 }
 
+/// A link that has stopped (the app is shutting down: the link task ends on the same
+/// signal as the runner) is not an error of the runner: what it could not send is in the
+/// journal (outbox, audit) or will be redelivered (an unacknowledged command), and the
+/// runner sees the link's end on its event channel and finishes. Before this, a stop that
+/// came while the runner sent a heartbeat or an audit ended the kiosk with an error.
+fn link_stopped_is_not_an_error(r: Result<(), LinkError>) -> Result<(), KioskError> {
+    match r {
+        Err(LinkError::Closed) => {
+            tracing::debug!("the MQTT link has stopped: nothing more is sent");
+            Ok(())
+        }
+        other => other.map_err(KioskError::from),
+    }
+}
+
 /// Board settings from the config.
 pub fn board_settings(cfg: &Config) -> BoardSettings {
     let protocol = match cfg.board.protocol {
@@ -697,7 +712,7 @@ impl Runner {
                 }
                 Action::Ack => {
                     if let Some(t) = ack.take() {
-                        self.handle.ack(t).await?;
+                        link_stopped_is_not_an_error(self.handle.ack(t).await)?;
                     }
                 }
                 Action::Resend { cmd_id, reply_json } => {
@@ -779,9 +794,14 @@ impl Runner {
             .collect();
         for entry in fresh {
             let id = u64::try_from(entry.id).unwrap_or(0);
-            self.handle
+            let handed = self
+                .handle
                 .publish_reply(id, &entry.topic, entry.payload)
-                .await?;
+                .await;
+            if handed.is_err() {
+                // Stopping: the row stays in the outbox for the next start.
+                return link_stopped_is_not_an_error(handed);
+            }
             self.handed.insert(entry.id);
         }
         Ok(())
@@ -1384,7 +1404,7 @@ impl Runner {
             audit: std::mem::take(&mut self.pending_audit),
         };
         if let Ok(json) = serde_json::to_string(&t) {
-            self.handle.publish_telemetry(json).await?;
+            link_stopped_is_not_an_error(self.handle.publish_telemetry(json).await)?;
         }
         Ok(())
     }

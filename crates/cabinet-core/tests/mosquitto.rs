@@ -476,12 +476,24 @@ async fn payloads_of_300_kb_and_2_mb_on_a_broker_without_a_limit_are_delivered_a
     );
 
     // The acks went out: the broker does not deliver any of them again after a restart
-    // of the cabinet, only what is new.
+    // of the cabinet, only what is new. Requests leave in order, so once this reply is
+    // acknowledged the PUBACKs before it have reached the broker (crashing any earlier
+    // raced them: the 300 KB payload came back now and then).
+    link.handle
+        .publish_reply(1, "cabinet/v1/C001/reply", b"r".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(link.published().await, 1);
     link.crash().await;
     let (mut link, session_present) = Link::start(&broker, "C001").await;
     assert!(session_present);
     backend.publish("cabinet/v1/C001/cmd", b"next", false).await;
-    assert_eq!(link.incoming().await.payload, b"next");
+    let next = link.incoming().await.payload;
+    assert!(
+        next == b"next",
+        "an acknowledged payload came back ({} bytes) instead of the new one",
+        next.len()
+    );
 }
 
 /// The shipped `message_size_limit` lets the largest command a cabinet can be configured

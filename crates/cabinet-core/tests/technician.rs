@@ -286,8 +286,7 @@ async fn the_runner_keeps_serving_while_a_diagnostics_export_is_blocked() {
         std::fs::read_to_string(Path::new(&path).join("logs/cabinet.2026-01-01.log")).unwrap(),
         "the last lines\n"
     );
-    // Answered once the runner sent the export's audit telemetry (stopping during that
-    // publish is a link error, not this test's subject).
+    // Answered once the runner has booked the export (audit row and telemetry).
     assert!(k.control.status().await.is_ok());
     k.stop().await;
     let journal = Journal::open(&cfg.journal.path).unwrap();
@@ -340,9 +339,7 @@ async fn once_the_lockout_is_over_the_right_pin_opens() {
             technician: NAME.into()
         }
     );
-    // Answered after the runner sent the login's audit telemetry: stopping while that
-    // publish is under way ends the kiosk with a link error, which is not this test's
-    // subject.
+    // The runner has the technician logged in (and has booked the login).
     assert_eq!(
         k.control.status().await.unwrap().logged_in.as_deref(),
         Some(NAME)
