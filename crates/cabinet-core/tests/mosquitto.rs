@@ -159,6 +159,17 @@ impl Link {
         .await
     }
 
+    /// Returns once every request made so far (acks included) has reached the broker:
+    /// requests leave in order, so once a reply published now is acknowledged, all before
+    /// it are through. Crashing without this races the acks.
+    async fn settle(&mut self, id: u64) {
+        self.handle
+            .publish_reply(id, "cabinet/v1/C001/reply", b"r".to_vec())
+            .await
+            .unwrap();
+        assert_eq!(self.published().await, id);
+    }
+
     /// Kills the link without a clean DISCONNECT (like a crash or power cut).
     async fn crash(self) {
         self.task.abort();
@@ -238,13 +249,8 @@ async fn unacked_command_is_redelivered_with_dup_and_acked_one_is_not() {
     backend.publish("cabinet/v1/C001/cmd", b"B", false).await;
     let b = link.incoming().await;
     assert_eq!(b.payload, b"B");
-    // Not acked. Requests leave in order: once this reply is acknowledged, A's PUBACK
-    // has gone out before it.
-    link.handle
-        .publish_reply(1, "cabinet/v1/C001/reply", b"r".to_vec())
-        .await
-        .unwrap();
-    assert_eq!(link.published().await, 1);
+    // Not acked; A's PUBACK has reached the broker.
+    link.settle(1).await;
     link.crash().await;
 
     let (mut link, session_present) = Link::start(&broker, "C001").await;
@@ -476,14 +482,9 @@ async fn payloads_of_300_kb_and_2_mb_on_a_broker_without_a_limit_are_delivered_a
     );
 
     // The acks went out: the broker does not deliver any of them again after a restart
-    // of the cabinet, only what is new. Requests leave in order, so once this reply is
-    // acknowledged the PUBACKs before it have reached the broker (crashing any earlier
-    // raced them: the 300 KB payload came back now and then).
-    link.handle
-        .publish_reply(1, "cabinet/v1/C001/reply", b"r".to_vec())
-        .await
-        .unwrap();
-    assert_eq!(link.published().await, 1);
+    // of the cabinet, only what is new. (Crashing before they reached the broker raced
+    // them: the 300 KB payload came back now and then.)
+    link.settle(1).await;
     link.crash().await;
     let (mut link, session_present) = Link::start(&broker, "C001").await;
     assert!(session_present);
