@@ -572,6 +572,13 @@ async fn hostile_commands_are_rejected_with_their_reason_and_move_nothing() {
     let r = backend.replies_until_terminal(&c.jti).await;
     assert_eq!(r[0]["reason"], "expired");
 
+    // Valid for ever (exp = i64::MAX was once accepted): refused, with its own ids.
+    let mut c = rig.claims("C001", 1);
+    c.exp = i64::MAX;
+    backend.send(&rig.sign(&c)).await;
+    let r = backend.replies_until_terminal(&c.jti).await;
+    assert_eq!(outcome(&r), (Some("rejected"), Some("lifetime_too_long")));
+
     // Unknown slot.
     let c = rig.claims("C001", 9);
     backend.send(&rig.sign(&c)).await;

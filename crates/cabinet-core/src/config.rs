@@ -296,6 +296,10 @@ pub struct CommandsConfig {
     pub max_payload_bytes: usize,
     /// Allowed clock difference with the backend, applied to `exp` and `iat`.
     pub clock_skew_secs: i64,
+    /// The longest token lifetime (`exp - iat`) accepted; longer ones are refused as
+    /// `lifetime_too_long`. Bounds how long a command can be redelivered or replayed,
+    /// and so how long its id must be remembered.
+    pub max_token_lifetime_secs: i64,
     /// When true, a command must carry the QR `session` the customer scanned.
     pub require_session: bool,
     /// How long a QR session nonce stays valid after it is shown.
@@ -782,6 +786,14 @@ impl Config {
             65_536,
         );
         v.range_i("commands.clock_skew_secs", c.clock_skew_secs, 0, 600);
+        // The hard maximum: an hour. Backends sign when the customer scans and a cabinet
+        // serves within seconds, so even a restart and a broker outage fit in minutes.
+        v.range_i(
+            "commands.max_token_lifetime_secs",
+            c.max_token_lifetime_secs,
+            10,
+            3600,
+        );
         v.range(
             "commands.session_lifetime_secs",
             c.session_lifetime_secs,
@@ -1252,6 +1264,7 @@ impl Config {
         VerifyOptions {
             max_token_bytes: self.commands.max_payload_bytes,
             leeway_secs: self.commands.clock_skew_secs,
+            max_lifetime_secs: self.commands.max_token_lifetime_secs,
         }
     }
 }
@@ -2108,6 +2121,7 @@ mod tests {
         let o = cfg.verify_options();
         assert_eq!(o.max_token_bytes, 4096);
         assert_eq!(o.leeway_secs, 30);
+        assert_eq!(o.max_lifetime_secs, 300);
         assert_eq!(cfg.trusted_keys().unwrap().len(), 1);
     }
 

@@ -1451,8 +1451,8 @@ mod tests {
         assert!(e.active().is_none());
     }
 
-    /// `exp` is inclusive: a queued command whose turn comes in the very millisecond of its
-    /// `exp` second still runs; one millisecond later it fails `expired`.
+    /// `exp` is inclusive, in whole seconds as on arrival: a queued command whose turn
+    /// comes anywhere in its `exp` second still runs; in the next second it fails `expired`.
     #[test]
     fn a_queued_command_runs_through_its_exp_second_and_not_a_second_later() {
         // `exp` is in whole seconds, as on arrival: the second it names is still good.

@@ -406,6 +406,10 @@ pub struct VerifyOptions {
     /// Allowed clock difference between backend and cabinet, in seconds, applied to
     /// both `exp` and `iat`.
     pub leeway_secs: i64,
+    /// The longest `exp - iat` accepted (`lifetime_too_long` beyond it). A command can be
+    /// redelivered, replayed or queued only while its token is alive, so this bounds how
+    /// long the cabinet must remember a command id to keep "at most once" true.
+    pub max_lifetime_secs: i64,
 }
 
 impl Default for VerifyOptions {
@@ -413,6 +417,7 @@ impl Default for VerifyOptions {
         VerifyOptions {
             max_token_bytes: 4096,
             leeway_secs: 30,
+            max_lifetime_secs: 300,
         }
     }
 }
@@ -574,7 +579,8 @@ pub fn is_expired(exp: i64, now_unix: i64, leeway_secs: i64) -> bool {
 ///    before this point;
 /// 6. the claims parse (`malformed`);
 /// 7. `aud` equals `my_machine_code` (`wrong_target`);
-/// 8. `exp`/`iat` within `leeway_secs` of `now_unix` (`expired`, `not_yet_valid`);
+/// 8. `exp`/`iat` within `leeway_secs` of `now_unix` (`expired`, `not_yet_valid`), and
+///    `exp - iat` at most `max_lifetime_secs` (`lifetime_too_long`);
 /// 9. `kind`, `slot`, `qty` and ID lengths are sane (`unsupported_kind`,
 ///    `slot_unknown`, `unsupported_quantity`, `malformed`).
 pub fn verify_command(
@@ -672,6 +678,16 @@ pub fn verify_command(
     }
     if claims.exp < claims.iat {
         return Err(reject(Reason::Malformed, "exp is before iat".into()));
+    }
+    let lifetime = claims.exp.saturating_sub(claims.iat);
+    if lifetime > opts.max_lifetime_secs {
+        return Err(reject(
+            Reason::LifetimeTooLong,
+            format!(
+                "exp - iat is {lifetime} s, this cabinet allows at most {} s",
+                opts.max_lifetime_secs
+            ),
+        ));
     }
     if claims.kind != KIND_DISPENSE {
         return Err(reject(
@@ -1197,6 +1213,29 @@ mod tests {
     }
 
     #[test]
+    fn a_token_may_live_up_to_the_configured_lifetime_and_not_a_second_longer() {
+        let opts = VerifyOptions {
+            max_lifetime_secs: 120,
+            ..VerifyOptions::default()
+        };
+        for (lifetime, ok) in [(0, true), (120, true), (121, false), (86_400 * 365, false)] {
+            let mut c = claims();
+            c.iat = NOW - 5;
+            c.exp = c.iat + lifetime;
+            let got = verify_command(signed(&c).as_bytes(), &keys(), ME, NOW, &opts);
+            match got {
+                Ok(_) => assert!(ok, "{lifetime} s accepted"),
+                Err(r) => {
+                    assert!(!ok, "{lifetime} s refused: {}", r.detail);
+                    assert_eq!(r.reason, Reason::LifetimeTooLong);
+                    // Signed, so the reply carries the command's own ids.
+                    assert!(r.trusted.is_some());
+                }
+            }
+        }
+    }
+
+    #[test]
     fn exp_before_iat_is_malformed() {
         let mut c = claims();
         c.iat = NOW;
@@ -1204,12 +1243,13 @@ mod tests {
         assert_eq!(reason(&signed(&c)), Reason::Malformed);
     }
 
+    /// Regression: a token with `exp` = i64::MAX was accepted, valid forever.
     #[test]
-    fn extreme_timestamps_do_not_overflow() {
+    fn extreme_timestamps_do_not_overflow_and_live_no_longer_than_allowed() {
         let mut c = claims();
         c.exp = i64::MAX;
         c.iat = i64::MIN;
-        assert!(verify(&signed(&c)).is_ok());
+        assert_eq!(reason(&signed(&c)), Reason::LifetimeTooLong);
         let opts = VerifyOptions {
             leeway_secs: i64::MAX,
             ..VerifyOptions::default()

@@ -25,6 +25,10 @@ pub enum Reason {
     Expired,
     /// `iat` is further in the future than the allowed clock skew.
     NotYetValid,
+    /// `exp - iat` is longer than the cabinet allows (`commands.max_token_lifetime_secs`):
+    /// a token that stays valid for long could be replayed long after it was issued, and
+    /// no journal retention could be proven safe against it.
+    LifetimeTooLong,
     /// The signature does not verify against the key named by `kid`.
     BadSignature,
     /// The header's `kid` names no configured public key.
@@ -110,10 +114,11 @@ impl Lang {
 
 impl Reason {
     /// Every reason, in declaration order. Used by tests and to parse codes back.
-    pub const ALL: [Reason; 25] = [
+    pub const ALL: [Reason; 26] = [
         Reason::WrongTarget,
         Reason::Expired,
         Reason::NotYetValid,
+        Reason::LifetimeTooLong,
         Reason::BadSignature,
         Reason::UnknownKey,
         Reason::UnsupportedAlgorithm,
@@ -144,6 +149,7 @@ impl Reason {
             Reason::WrongTarget => "wrong_target",
             Reason::Expired => "expired",
             Reason::NotYetValid => "not_yet_valid",
+            Reason::LifetimeTooLong => "lifetime_too_long",
             Reason::BadSignature => "bad_signature",
             Reason::UnknownKey => "unknown_key",
             Reason::UnsupportedAlgorithm => "unsupported_algorithm",
@@ -217,6 +223,7 @@ impl Reason {
             Reason::WrongTarget => "This request was for another cabinet.",
             Reason::Expired => "The request took too long. Please scan again.",
             Reason::NotYetValid => "The cabinet clock is out of step. Please ask staff.",
+            Reason::LifetimeTooLong => "This request could not be accepted. Please scan again.",
             Reason::BadSignature
             | Reason::UnknownKey
             | Reason::UnsupportedAlgorithm
@@ -249,6 +256,7 @@ impl Reason {
             Reason::WrongTarget => "该请求属于其他柜机。",
             Reason::Expired => "请求已超时，请重新扫码。",
             Reason::NotYetValid => "柜机时间不准，请联系工作人员。",
+            Reason::LifetimeTooLong => "该请求无法受理，请重新扫码。",
             Reason::BadSignature
             | Reason::UnknownKey
             | Reason::UnsupportedAlgorithm
