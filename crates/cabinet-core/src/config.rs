@@ -374,6 +374,11 @@ pub struct SlotConfig {
 pub struct JournalConfig {
     /// SQLite file; its directory is created if missing.
     pub path: PathBuf,
+    /// Refused payloads kept (hash, length, reason), newest first; older ones are
+    /// dropped and counted, so a flood of junk has a fixed cost on disk.
+    pub max_rejections: u64,
+    /// Refused payloads older than this are dropped too.
+    pub rejections_max_age_days: u64,
 }
 
 /// `[logs]`.
@@ -944,6 +949,18 @@ impl Config {
         }
 
         // [journal], [logs]
+        v.range(
+            "journal.max_rejections",
+            self.journal.max_rejections,
+            100,
+            1_000_000,
+        );
+        v.range(
+            "journal.rejections_max_age_days",
+            self.journal.rejections_max_age_days,
+            1,
+            365,
+        );
         if self.journal.path.as_os_str().is_empty() {
             v.add("journal.path", "must not be empty");
         }
@@ -1257,6 +1274,17 @@ impl Config {
                 message: e.to_string(),
             }])
         })
+    }
+
+    /// The journal's bounds on refused payloads.
+    pub fn rejection_limits(&self) -> crate::journal::RejectionLimits {
+        crate::journal::RejectionLimits {
+            max_rows: self.journal.max_rejections,
+            max_age_ms: self
+                .journal
+                .rejections_max_age_days
+                .saturating_mul(86_400_000),
+        }
     }
 
     /// Limits for [`protocol::verify_command`].

@@ -253,6 +253,8 @@ pub struct JournalDiagnostics {
     pub size_bytes: u64,
     /// Free bytes on its file system (for an unprivileged user), if known.
     pub disk_free_bytes: Option<u64>,
+    /// Refused payloads dropped from the journal's bounded record of them, over its life.
+    pub rejections_dropped: u64,
 }
 
 /// The technician side of the screen, for the UI.

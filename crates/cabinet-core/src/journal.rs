@@ -371,7 +371,32 @@ pub struct RejectionEntry {
 pub struct Journal {
     conn: Connection,
     path: PathBuf,
+    /// The rejections ring's bounds ([`Journal::set_rejection_limits`]).
+    rejection_limits: RejectionLimits,
 }
+
+/// How many refused payloads the journal keeps, and for how long. Untrusted payloads
+/// cost the sender nothing, so without a bound a flood grows the journal until the disk
+/// is full (221 junk payloads once filled a 4 MB partition and stopped a cabinet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RejectionLimits {
+    /// Rows kept at most; the oldest go first.
+    pub max_rows: u64,
+    /// Rows older than this (ms) go too.
+    pub max_age_ms: u64,
+}
+
+impl Default for RejectionLimits {
+    fn default() -> Self {
+        RejectionLimits {
+            max_rows: 10_000,
+            max_age_ms: 30 * 86_400_000,
+        }
+    }
+}
+
+/// The setting that counts rejections dropped from the ring.
+const REJECTIONS_DROPPED: &str = "rejections_dropped";
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -532,6 +557,7 @@ impl Journal {
         Ok(Journal {
             conn,
             path: path.to_owned(),
+            rejection_limits: RejectionLimits::default(),
         })
     }
 
@@ -960,8 +986,24 @@ impl Journal {
 
     // --------------------------------------------------------------- rejections
 
+    /// Bound the rejections ring (`journal.max_rejections`, `journal.rejections_max_age_days`).
+    pub fn set_rejection_limits(&mut self, limits: RejectionLimits) {
+        self.rejection_limits = limits;
+    }
+
+    /// How many rejections the ring has dropped over the journal's life.
+    pub fn rejections_dropped(&self) -> Result<u64, JournalError> {
+        Ok(self
+            .setting(REJECTIONS_DROPPED)?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
+    }
+
     /// Records a payload that was refused, as its SHA-256 and length only (never the
-    /// body), with the command's IDs when its signature verified.
+    /// body), with the command's IDs when its signature verified. The table is a ring:
+    /// in the same transaction, rows beyond [`RejectionLimits`] are deleted and counted
+    /// ([`Journal::rejections_dropped`]), so a flood of junk has a fixed disk cost
+    /// (SQLite reuses the freed pages).
     pub fn record_rejection(
         &mut self,
         reason: Reason,
@@ -973,21 +1015,41 @@ impl Journal {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        self.conn
-            .prepare_cached(
-                "INSERT INTO rejections (at, reason, payload_sha256, payload_len, cmd_id, log_id, detail) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        let now = now_ms();
+        let limits = self.rejection_limits;
+        let tx = self.conn.transaction()?;
+        tx.prepare_cached(
+            "INSERT INTO rejections (at, reason, payload_sha256, payload_len, cmd_id, log_id, detail) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?
+        .execute(params![
+            now,
+            reason.code(),
+            hash,
+            i64::try_from(payload.len()).unwrap_or(i64::MAX),
+            trusted.map(|t| t.cmd_id.as_str()),
+            trusted.map(|t| t.log_id.as_str()),
+            detail,
+        ])?;
+        let id = tx.last_insert_rowid();
+        let keep_from = id.saturating_sub(i64::try_from(limits.max_rows).unwrap_or(i64::MAX));
+        let oldest = now.saturating_sub(i64::try_from(limits.max_age_ms).unwrap_or(i64::MAX));
+        let dropped = tx
+            .prepare_cached("DELETE FROM rejections WHERE id <= ?1 OR at < ?2")?
+            .execute(params![keep_from, oldest])?;
+        if dropped > 0 {
+            tx.prepare_cached(
+                "INSERT INTO settings (key, value) VALUES (?1, CAST(?2 AS TEXT)) \
+                 ON CONFLICT(key) DO UPDATE SET \
+                 value = CAST(CAST(value AS INTEGER) + ?2 AS TEXT)",
             )?
             .execute(params![
-                now_ms(),
-                reason.code(),
-                hash,
-                i64::try_from(payload.len()).unwrap_or(i64::MAX),
-                trusted.map(|t| t.cmd_id.as_str()),
-                trusted.map(|t| t.log_id.as_str()),
-                detail,
+                REJECTIONS_DROPPED,
+                i64::try_from(dropped).unwrap_or(i64::MAX)
             ])?;
-        Ok(self.conn.last_insert_rowid())
+        }
+        tx.commit()?;
+        Ok(id)
     }
 
     /// The `n` most recent rejections, newest first.
@@ -1639,6 +1701,56 @@ mod tests {
         assert_eq!(a[0].action, "clear_jam");
         assert_eq!(a[0].detail, "slot 4");
         assert_eq!(j.recent_audit(1).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_flood_of_junk_keeps_the_rejections_to_their_bound_and_counts_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.sqlite3");
+        let mut j = Journal::open(&path).unwrap();
+        j.set_rejection_limits(RejectionLimits {
+            max_rows: 200,
+            max_age_ms: 86_400_000,
+        });
+        let junk = |i: u32| format!("junk {i} {}", "x".repeat(300));
+        let mut size_at_bound = 0;
+        for i in 0..2_000u32 {
+            j.record_rejection(Reason::Malformed, junk(i).as_bytes(), None, "not a JWS")
+                .unwrap();
+            if i == 400 {
+                j.conn
+                    .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+                    .unwrap();
+                size_at_bound = std::fs::metadata(&path).unwrap().len();
+            }
+        }
+        let rows: i64 = j
+            .conn
+            .query_row("SELECT COUNT(*) FROM rejections", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 200);
+        assert_eq!(j.rejections_dropped().unwrap(), 1_800);
+        // The newest are the ones kept.
+        assert_eq!(
+            j.recent_rejections(1).unwrap()[0].payload_len,
+            junk(1_999).len() as u64
+        );
+        j.conn
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+            .unwrap();
+        let size = std::fs::metadata(&path).unwrap().len();
+        assert!(
+            size <= size_at_bound,
+            "the file grew from {size_at_bound} to {size} bytes past the bound"
+        );
+        // Rows older than the age bound go at the next rejection, whatever the count.
+        j.conn
+            .execute("UPDATE rejections SET at = at - 2 * 86400000", [])
+            .unwrap();
+        j.record_rejection(Reason::Malformed, b"new", None, "not a JWS")
+            .unwrap();
+        assert_eq!(j.recent_rejections(1_000).unwrap().len(), 1);
+        assert_eq!(j.rejections_dropped().unwrap(), 2_000);
     }
 
     #[test]

@@ -299,6 +299,7 @@ impl Runner {
         boot_id: String,
     ) -> Result<Runner, KioskError> {
         let mut journal = Journal::open(&cfg.journal.path)?;
+        journal.set_rejection_limits(cfg.rejection_limits());
         journal.seed_inventory(&cfg.slots)?;
         // A lockout outlives a restart: power-cycling the cabinet must not buy more tries.
         let gate = journal
@@ -1312,6 +1313,7 @@ impl Runner {
                 path: path.display().to_string(),
                 size_bytes: size(path) + size(std::path::Path::new(&wal)),
                 disk_free_bytes: disk_free(path),
+                rejections_dropped: self.journal.rejections_dropped().unwrap_or(0),
             },
             technician: self.tech.as_ref().map(|t| t.name.clone()),
         })
