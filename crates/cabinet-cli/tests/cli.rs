@@ -49,6 +49,15 @@ impl Drop for Sim {
     }
 }
 
+/// `cabinet config check FILE`, run to completion.
+fn config_check(config: &std::path::Path) -> std::process::Output {
+    Command::new(BIN)
+        .args(["config", "check"])
+        .arg(config)
+        .output()
+        .unwrap()
+}
+
 fn board(args: &[&str]) -> (i32, serde_json::Value, String) {
     let out = Command::new(BIN).arg("board").args(args).output().unwrap();
     let json = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
@@ -169,11 +178,7 @@ fn config_check_accepts_the_shipped_example_and_names_bad_fields() {
         ),
     )
     .unwrap();
-    let out = Command::new(BIN)
-        .args(["config", "check"])
-        .arg(&provisioned)
-        .output()
-        .unwrap();
+    let out = config_check(&provisioned);
     assert!(
         out.status.success(),
         "{}",
@@ -186,11 +191,7 @@ fn config_check_accepts_the_shipped_example_and_names_bad_fields() {
         "machine_code = \"C001\"\n[board]\nprotocol = \"vmx\"\n",
     )
     .unwrap();
-    let out = Command::new(BIN)
-        .args(["config", "check"])
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let out = config_check(&bad);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("board.protocol"), "{err}");
@@ -209,11 +210,7 @@ fn keygen_prints_a_public_key_the_config_accepts() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("c.toml");
     std::fs::write(&cfg, format!("machine_code = \"C001\"\n{snippet}\n")).unwrap();
-    let out = Command::new(BIN)
-        .args(["config", "check"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = config_check(&cfg);
     assert!(
         out.status.success(),
         "{}",
@@ -314,11 +311,7 @@ fn config_check_and_run_name_files_the_kiosk_cannot_use_before_any_lock_file() {
         ),
     )
     .unwrap();
-    let check = Command::new(BIN)
-        .args(["config", "check"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let check = config_check(&config);
     let err = String::from_utf8_lossy(&check.stderr);
     assert_eq!(check.status.code(), Some(1), "{err}");
     for needle in [
@@ -362,11 +355,7 @@ fn config_check_and_run_name_files_the_kiosk_cannot_use_before_any_lock_file() {
             .replace("path = \"journal-dir\"", "path = \"/dev/null\""),
     )
     .unwrap();
-    let check = Command::new(BIN)
-        .args(["config", "check"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let check = config_check(&config);
     let err = String::from_utf8_lossy(&check.stderr);
     assert!(
         err.contains("journal.path: /dev/null is a character device"),

@@ -381,6 +381,16 @@ pub struct JournalConfig {
     pub rejections_max_age_days: u64,
 }
 
+impl JournalConfig {
+    /// A file that belongs to the journal and lives beside it: `<path><suffix>` (the
+    /// instance lock, the status file, the VMC PackNO reservation).
+    pub fn beside(&self, suffix: &str) -> PathBuf {
+        let mut p = self.path.clone().into_os_string();
+        p.push(suffix);
+        PathBuf::from(p)
+    }
+}
+
 /// `[logs]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -1175,9 +1185,7 @@ impl Config {
                 ),
             }
             // The instance lock beside it is the first file the kiosk creates.
-            let mut lock = journal.clone().into_os_string();
-            lock.push(".lock");
-            let lock = PathBuf::from(lock);
+            let lock = self.journal.beside(".lock");
             if let Ok(md) = std::fs::metadata(&lock)
                 && !md.is_file()
             {

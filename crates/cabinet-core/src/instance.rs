@@ -45,9 +45,7 @@ pub struct InstanceLock {
 impl InstanceLock {
     /// Takes the lock for the cabinet `cfg` describes (beside its journal).
     pub fn for_config(cfg: &Config) -> Result<InstanceLock, InstanceError> {
-        let mut path = cfg.journal.path.clone().into_os_string();
-        path.push(".lock");
-        InstanceLock::acquire(Path::new(&path))
+        InstanceLock::acquire(&cfg.journal.beside(".lock"))
     }
 
     /// Takes an exclusive lock on `path` (created, with its directory, if missing)

@@ -236,16 +236,12 @@ const BUILD_EPOCH_FLOOR_SECS: u64 = 1_767_225_600;
 /// journal because it belongs to the same cabinet's life (a board remembers its last
 /// PackNO across our restarts; see `cabinet_board::vmc::VmcSettings::packno_file`).
 pub fn packno_path(cfg: &Config) -> std::path::PathBuf {
-    let mut p = cfg.journal.path.clone().into_os_string();
-    p.push(".vmc-packno");
-    std::path::PathBuf::from(p)
+    cfg.journal.beside(".vmc-packno")
 }
 
 /// Where the running kiosk keeps its latest [`Diagnostics`]: `<journal>.status.json`.
 pub fn status_path(cfg: &Config) -> std::path::PathBuf {
-    let mut p = cfg.journal.path.clone().into_os_string();
-    p.push(".status.json");
-    std::path::PathBuf::from(p)
+    cfg.journal.beside(".status.json")
 }
 
 /// Mount points under `/media`, `/run/media` and `/mnt` (where USB sticks appear), from
@@ -549,13 +545,9 @@ impl Runner {
                     outcome,
                     now_ms: now_ms(),
                 });
-                // The link stops on the same signal: publishing now could fail and cut
-                // the bookkeeping after it short (the stock of a confirmed drop). The
-                // outbox keeps the reply; the next start publishes it.
-                let actions = actions
-                    .into_iter()
-                    .filter(|a| !matches!(a, Action::Publish))
-                    .collect();
+                // The link may already have stopped (same signal): a publish that cannot
+                // go out is not an error (`link_stopped_is_not_an_error`), the outbox
+                // keeps the reply for the next start, and the bookkeeping after it runs.
                 self.exec(actions, None).await?;
             }
         }
