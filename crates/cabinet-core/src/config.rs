@@ -368,6 +368,15 @@ pub struct SlotConfig {
     pub initial_count: u32,
 }
 
+/// The longest `commands.max_token_lifetime_secs` any configuration may set. With
+/// [`CLOCK_SKEW_CEILING_SECS`] it bounds how long after its arrival any command could be
+/// delivered again and accepted, whatever the configuration was then: retention relies
+/// on it (crate::retention).
+pub const TOKEN_LIFETIME_CEILING_SECS: i64 = 3600;
+
+/// The largest `commands.clock_skew_secs` any configuration may set.
+pub const CLOCK_SKEW_CEILING_SECS: i64 = 600;
+
 /// `[journal]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -379,6 +388,17 @@ pub struct JournalConfig {
     pub max_rejections: u64,
     /// Refused payloads older than this are dropped too.
     pub rejections_max_age_days: u64,
+    /// Finished commands are kept at least this long (the technician's command search,
+    /// the diagnostics bundle), unless there are more than `max_commands`.
+    pub keep_commands_days: u64,
+    /// At most this many commands are kept once their tokens have expired; the oldest
+    /// go first (crate::retention).
+    pub max_commands: u64,
+    /// The witness file: evidence outside the journal that it existed
+    /// (crate::witness). Default: `<path>.witness`; put it on another partition to
+    /// survive losing the journal's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub witness_path: Option<PathBuf>,
 }
 
 impl JournalConfig {
@@ -388,6 +408,13 @@ impl JournalConfig {
         let mut p = self.path.clone().into_os_string();
         p.push(suffix);
         PathBuf::from(p)
+    }
+
+    /// Where the witness lives: `witness_path`, or `<path>.witness`.
+    pub fn witness(&self) -> PathBuf {
+        self.witness_path
+            .clone()
+            .unwrap_or_else(|| self.beside(".witness"))
     }
 }
 
@@ -668,6 +695,9 @@ impl Config {
             fix(p);
         }
         fix(&mut self.journal.path);
+        if let Some(w) = &mut self.journal.witness_path {
+            fix(w);
+        }
         fix(&mut self.logs.dir);
     }
 
@@ -800,14 +830,19 @@ impl Config {
             256,
             65_536,
         );
-        v.range_i("commands.clock_skew_secs", c.clock_skew_secs, 0, 600);
+        v.range_i(
+            "commands.clock_skew_secs",
+            c.clock_skew_secs,
+            0,
+            CLOCK_SKEW_CEILING_SECS,
+        );
         // The hard maximum: an hour. Backends sign when the customer scans and a cabinet
         // serves within seconds, so even a restart and a broker outage fit in minutes.
         v.range_i(
             "commands.max_token_lifetime_secs",
             c.max_token_lifetime_secs,
             10,
-            3600,
+            TOKEN_LIFETIME_CEILING_SECS,
         );
         v.range(
             "commands.session_lifetime_secs",
@@ -971,6 +1006,29 @@ impl Config {
             1,
             365,
         );
+        v.range(
+            "journal.keep_commands_days",
+            self.journal.keep_commands_days,
+            1,
+            3650,
+        );
+        v.range(
+            "journal.max_commands",
+            self.journal.max_commands,
+            1_000,
+            10_000_000,
+        );
+        if self
+            .journal
+            .witness_path
+            .as_ref()
+            .is_some_and(|w| w.as_os_str().is_empty() || *w == self.journal.path)
+        {
+            v.add(
+                "journal.witness_path",
+                "must be a file path other than journal.path (or left out for <journal.path>.witness)",
+            );
+        }
         if self.journal.path.as_os_str().is_empty() {
             v.add("journal.path", "must not be empty");
         }
@@ -1292,6 +1350,14 @@ impl Config {
                 .journal
                 .rejections_max_age_days
                 .saturating_mul(86_400_000),
+        }
+    }
+
+    /// What retention keeps (crate::retention).
+    pub fn retention(&self) -> crate::retention::Retention {
+        crate::retention::Retention {
+            keep_ms: self.journal.keep_commands_days.saturating_mul(86_400_000),
+            max_commands: self.journal.max_commands,
         }
     }
 

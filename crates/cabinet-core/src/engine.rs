@@ -517,6 +517,7 @@ impl Engine {
                 aud: self.cfg.machine_code.clone(),
                 order_id: cmd.order_id.clone(),
                 log_id: cmd.log_id.clone(),
+                exp: Some(cmd.expires_at),
             };
             out.push(Action::Insert {
                 cmd: NewCommand::rejected(&trusted, reason),
@@ -1176,6 +1177,7 @@ mod tests {
                 aud: "C002".into(),
                 order_id: "o".into(),
                 log_id: "l".into(),
+                exp: None,
             })),
         };
         let a = e.step(Event::Command {

@@ -110,6 +110,20 @@ const MIGRATIONS: &[&str] = &[
         value  TEXT NOT NULL
     ) STRICT;
     "#,
+    // 3: retention and identity. A command's token `exp` bounds how long a redelivery
+    // could be accepted (NULL for commands journaled before this step: retention then
+    // assumes the longest lifetime any cabinet accepts). The outbox index lets retention
+    // skip commands whose reply the broker has not acknowledged. The journal gets an
+    // identity, which the witness file outside it remembers (crate::witness).
+    r#"
+    ALTER TABLE commands ADD COLUMN expires_at INTEGER;
+    CREATE INDEX outbox_by_cmd ON outbox(cmd_id);
+    INSERT INTO settings (key, value) VALUES ('journal_id', lower(hex(randomblob(16))))
+        ON CONFLICT(key) DO NOTHING;
+    INSERT INTO settings (key, value)
+        VALUES ('journal_created_at', CAST(CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) AS TEXT))
+        ON CONFLICT(key) DO NOTHING;
+    "#,
 ];
 
 /// Errors from the journal.
@@ -122,6 +136,14 @@ pub enum JournalError {
     #[error("cannot create journal directory {path}: {source}")]
     CreateDir {
         /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A corrupt journal could not be moved aside; it is left where it is, untouched.
+    #[error("cannot set the corrupt journal {path} aside: {source}")]
+    SetAside {
+        /// The file.
         path: PathBuf,
         /// Why.
         source: std::io::Error,
@@ -191,6 +213,9 @@ pub struct NewCommand {
     pub state: ReplyState,
     /// Why, for `rejected`.
     pub reason: Option<Reason>,
+    /// The token's `exp` (unix s), when known: until then (plus the clock skew) a
+    /// redelivery could be accepted, so retention keeps the row at least that long.
+    pub expires_at: Option<i64>,
 }
 
 impl NewCommand {
@@ -205,6 +230,7 @@ impl NewCommand {
             session: cmd.session.clone(),
             state: ReplyState::Accepted,
             reason: None,
+            expires_at: Some(cmd.expires_at),
         }
     }
 
@@ -220,6 +246,7 @@ impl NewCommand {
             session: None,
             state: ReplyState::Rejected,
             reason: Some(reason),
+            expires_at: ids.exp,
         }
     }
 }
@@ -397,6 +424,96 @@ impl Default for RejectionLimits {
 
 /// The setting that counts rejections dropped from the ring.
 const REJECTIONS_DROPPED: &str = "rejections_dropped";
+/// The journal's random identity (set by migration 3).
+const JOURNAL_ID: &str = "journal_id";
+/// When the journal was created or upgraded to schema 3, unix ms.
+const JOURNAL_CREATED_AT: &str = "journal_created_at";
+/// Bytes the WAL file is truncated to after a checkpoint.
+const WAL_SIZE_LIMIT: i64 = 4 * 1024 * 1024;
+
+/// What was at the journal's path when it was opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Found {
+    /// No file (or a corrupt one that was set aside): a new journal was created.
+    Missing,
+    /// A zero-length file, or a SQLite file without our schema.
+    Empty,
+    /// A journal, which passed the quick integrity check.
+    Journal,
+}
+
+/// What [`Journal::open_checked`] found and did.
+#[derive(Debug)]
+pub struct Opened {
+    /// The journal, ready for use.
+    pub journal: Journal,
+    /// What was there before.
+    pub found: Found,
+    /// A journal that failed the integrity check: where it was moved, and what the
+    /// check said.
+    pub set_aside: Option<(PathBuf, String)>,
+}
+
+/// Who a journal is: see [`Journal::identity`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Identity {
+    /// Random, 32 hex digits.
+    pub id: String,
+    /// Creation (or upgrade to schema 3), unix ms.
+    pub created_at_ms: i64,
+    /// [`Journal::high_water`].
+    pub high_water: i64,
+}
+
+/// SQLite's `quick_check` (page structure, record formats; not index contents) on the
+/// file at `path`: `None` when it is fine, else what is wrong. A file that is not a
+/// database at all counts as corrupt; a file that cannot be opened for other reasons
+/// (permissions) is an error, not corruption.
+pub fn quick_check(path: &Path) -> Result<Option<String>, JournalError> {
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+    let rows: Result<Vec<String>, rusqlite::Error> = conn
+        .prepare("PRAGMA quick_check(20)")
+        .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect());
+    match rows {
+        Ok(rows) if rows.len() == 1 && rows[0] == "ok" => Ok(None),
+        Ok(rows) => Ok(Some(rows.join("; "))),
+        Err(e) if is_corruption(&e) => Ok(Some(e.to_string())),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn is_corruption(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+    )
+}
+
+/// Moves a corrupt journal and its WAL and shared-memory files to
+/// `<path>.corrupt-<unix ms>[-wal|-shm]`, so nothing ever writes over it.
+fn set_aside_corrupt(path: &Path) -> Result<PathBuf, JournalError> {
+    let mut aside = path.as_os_str().to_owned();
+    aside.push(format!(".corrupt-{}", now_ms()));
+    let aside = PathBuf::from(aside);
+    for suffix in ["-wal", "-shm", ""] {
+        let mut from = path.as_os_str().to_owned();
+        from.push(suffix);
+        let mut to = aside.as_os_str().to_owned();
+        to.push(suffix);
+        match std::fs::rename(&from, &to) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !suffix.is_empty() => {}
+            Err(source) => {
+                return Err(JournalError::SetAside {
+                    path: PathBuf::from(from),
+                    source,
+                });
+            }
+        }
+    }
+    Ok(aside)
+}
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -534,13 +651,40 @@ impl Journal {
     /// [`Journal::open`] with a chosen durability. The kiosk never uses anything but
     /// `Full` (see the module docs).
     pub fn open_with(path: &Path, durability: Durability) -> Result<Journal, JournalError> {
+        Journal::open_checked(path, durability).map(|o| o.journal)
+    }
+
+    /// Opens the journal the way the kiosk does at start, and says what it found:
+    /// nothing, an empty file, or a journal — and whether that journal passed SQLite's
+    /// quick integrity check. A journal that fails it (or is not a database at all) is
+    /// renamed to `<path>.corrupt-<unix ms>` with its WAL, never overwritten, and a new
+    /// one is created in its place; whether the cabinet may use the new one is for
+    /// [`crate::witness`] to decide.
+    pub fn open_checked(path: &Path, durability: Durability) -> Result<Opened, JournalError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| JournalError::CreateDir {
                 path: dir.to_owned(),
                 source,
             })?;
         }
+        let mut found = match std::fs::metadata(path) {
+            Ok(md) if md.len() == 0 => Found::Empty,
+            Ok(_) => Found::Journal,
+            Err(_) => Found::Missing,
+        };
+        let mut set_aside = None;
+        if found == Found::Journal
+            && let Some(problem) = quick_check(path)?
+        {
+            let aside = set_aside_corrupt(path)?;
+            set_aside = Some((aside, problem));
+            found = Found::Missing;
+        }
         let mut conn = Connection::open(path)?;
+        // Only possible before the first table exists: lets retention hand freed pages
+        // back to the file system (`PRAGMA incremental_vacuum`). Journals created before
+        // this keep `NONE` until `cabinet journal compact` rebuilds them.
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
         let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(JournalError::NoWal(mode));
@@ -552,13 +696,68 @@ impl Journal {
         };
         conn.pragma_update(None, "synchronous", sync)?;
         conn.pragma_update(None, "foreign_keys", true)?;
+        // After a checkpoint the WAL is truncated to this, so a burst (a prune, a flood)
+        // does not leave a large WAL file behind.
+        conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if found == Found::Journal && version == 0 {
+            // A SQLite file without our schema: as good as empty.
+            found = Found::Empty;
+        }
         migrate(&mut conn)?;
-        Ok(Journal {
-            conn,
-            path: path.to_owned(),
-            rejection_limits: RejectionLimits::default(),
+        Ok(Opened {
+            journal: Journal {
+                conn,
+                path: path.to_owned(),
+                rejection_limits: RejectionLimits::default(),
+            },
+            found,
+            set_aside,
         })
+    }
+
+    /// This journal's identity: a random ID given when it was created (or upgraded to
+    /// schema 3), and when that was (unix ms).
+    pub fn identity(&self) -> Result<Identity, JournalError> {
+        let id = self
+            .setting(JOURNAL_ID)?
+            .ok_or_else(|| JournalError::Corrupt("the journal has no journal_id".into()))?;
+        let created_at_ms = self
+            .setting(JOURNAL_CREATED_AT)?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        Ok(Identity {
+            id,
+            created_at_ms,
+            high_water: self.high_water()?,
+        })
+    }
+
+    /// How many command transitions were ever written. It only grows (SQLite's
+    /// AUTOINCREMENT counter survives deletes), so a journal swapped for an older copy
+    /// of itself shows a lower number than the witness remembers.
+    pub fn high_water(&self) -> Result<i64, JournalError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'command_transitions'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(0))
+    }
+
+    /// The SQLite connection, for the modules that extend the journal (retention).
+    pub(crate) fn conn(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
+    /// The SQLite connection, read-only use in tests.
+    #[cfg(test)]
+    pub(crate) fn conn_ref(&self) -> &Connection {
+        &self.conn
     }
 
     /// The database file.
@@ -593,8 +792,8 @@ impl Journal {
         let inserted = tx
             .prepare_cached(
                 "INSERT INTO commands (cmd_id, log_id, order_id, slot, qty, session, state, \
-                 reason, evidence, last_reply, received_at, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, '{}', ?9, ?10, ?10) \
+                 reason, evidence, last_reply, received_at, updated_at, expires_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, '{}', ?9, ?10, ?10, ?11) \
                  ON CONFLICT(cmd_id) DO NOTHING",
             )?
             .execute(params![
@@ -608,6 +807,7 @@ impl Journal {
                 cmd.reason.map(Reason::code),
                 reply.map(|r| r.payload.as_str()),
                 now,
+                cmd.expires_at,
             ])?;
         if inserted == 0 {
             let stored = get_command_in(&tx, &cmd.cmd_id)?
@@ -1287,6 +1487,7 @@ mod tests {
             aud: "GZ-1".into(),
             order_id: "o".into(),
             log_id: "l".into(),
+            exp: None,
         };
         let nc = NewCommand::rejected(&ids, Reason::Expired);
         j.insert_new_command(&nc, Some(&reply("rejected"))).unwrap();
@@ -1769,6 +1970,7 @@ mod tests {
             aud: "other".into(),
             order_id: "o".into(),
             log_id: "l1".into(),
+            exp: None,
         };
         j.record_rejection(Reason::WrongTarget, b"x", Some(&ids), "aud")
             .unwrap();

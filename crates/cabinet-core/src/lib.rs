@@ -24,8 +24,10 @@ pub mod mqtt;
 pub mod protocol;
 pub mod qr;
 pub mod reason;
+pub mod retention;
 pub mod screen;
 pub mod systemd;
 pub mod technician;
+pub mod witness;
 
 pub use reason::{Lang, Reason};

@@ -372,6 +372,9 @@ pub struct TrustedIds {
     pub order_id: String,
     /// `log_id`, empty if the signed claims did not carry a usable one.
     pub log_id: String,
+    /// `exp` as signed, when the claims carried a whole number: how long a redelivery of
+    /// this command could still be accepted, so how long the journal must remember it.
+    pub exp: Option<i64>,
 }
 
 /// Why a command was not accepted. `trusted` is `Some` only when the signature
@@ -553,6 +556,7 @@ fn ids_from_value(v: &serde_json::Value) -> Option<TrustedIds> {
         aud: s("aud")?,
         order_id: s("order_id").unwrap_or_default(),
         log_id: s("log_id").unwrap_or_default(),
+        exp: v.get("exp").and_then(serde_json::Value::as_i64),
     })
 }
 
@@ -642,6 +646,7 @@ pub fn verify_command(
             aud: claims.aud.clone(),
             order_id: claims.order_id.clone(),
             log_id: claims.log_id.clone(),
+            exp: Some(claims.exp),
         })
     });
     let reject = |reason, detail: String| Rejection {

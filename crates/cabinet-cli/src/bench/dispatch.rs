@@ -220,6 +220,7 @@ fn journal_commits(dir: &Path, n: u32) -> anyhow::Result<Vec<u32>> {
             session: None,
             state: ReplyState::Accepted,
             reason: None,
+            expires_at: None,
         };
         let t0 = Instant::now();
         j.insert_new_command(&cmd, Some(&msg))?;

@@ -35,6 +35,7 @@ fn new_command(id: &str, slot: u16) -> NewCommand {
         session: None,
         state: ReplyState::Accepted,
         reason: None,
+        expires_at: None,
     }
 }
 
