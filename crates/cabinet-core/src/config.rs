@@ -394,6 +394,11 @@ pub struct JournalConfig {
     /// At most this many commands are kept once their tokens have expired; the oldest
     /// go first (crate::retention).
     pub max_commands: u64,
+    /// Free space (MiB) the journal's file system must keep. Below it the cabinet
+    /// refuses new commands (`disk_low`) and stops recording junk payloads, so the
+    /// journal's writes for a dispense already promised always fit; it serves again
+    /// once a quarter more than this is free.
+    pub min_free_mb: u64,
     /// The witness file: evidence outside the journal that it existed
     /// (crate::witness). Default: `<path>.witness`; put it on another partition to
     /// survive losing the journal's.
@@ -415,6 +420,12 @@ impl JournalConfig {
         self.witness_path
             .clone()
             .unwrap_or_else(|| self.beside(".witness"))
+    }
+
+    /// `min_free_mb` in bytes: below this much free space the cabinet refuses new
+    /// commands (`disk_low`).
+    pub fn min_free_bytes(&self) -> u64 {
+        self.min_free_mb.saturating_mul(1024 * 1024)
     }
 }
 
@@ -1018,6 +1029,7 @@ impl Config {
             1_000,
             10_000_000,
         );
+        v.range("journal.min_free_mb", self.journal.min_free_mb, 1, 100_000);
         if self
             .journal
             .witness_path
@@ -1925,6 +1937,25 @@ mod tests {
             p[0].to_string(),
             "board.lockboard.address: must be in 1..=31 (got 32)"
         );
+    }
+
+    #[test]
+    fn journal_min_free_mb_defaults_to_64_and_is_bounded() {
+        let cfg = Config::from_toml_str(&minimal()).unwrap();
+        assert_eq!(cfg.journal.min_free_mb, 64);
+        assert_eq!(cfg.journal.min_free_bytes(), 64 * 1024 * 1024);
+        for (value, ok) in [(0, false), (1, true), (100_000, true), (100_001, false)] {
+            let toml = format!("{}\n[journal]\nmin_free_mb = {value}\n", minimal());
+            if ok {
+                let cfg = Config::from_toml_str(&toml).unwrap();
+                assert_eq!(cfg.journal.min_free_mb, value);
+            } else {
+                assert_eq!(
+                    problems(&toml)[0].to_string(),
+                    format!("journal.min_free_mb: must be in 1..=100000 (got {value})")
+                );
+            }
+        }
     }
 
     #[test]

@@ -253,6 +253,10 @@ pub struct JournalDiagnostics {
     pub size_bytes: u64,
     /// Free bytes on its file system (for an unprivileged user), if known.
     pub disk_free_bytes: Option<u64>,
+    /// Its file system has less free space than `journal.min_free_mb`: new commands are
+    /// refused `disk_low` until space is freed.
+    #[serde(default)]
+    pub disk_low: bool,
     /// Refused payloads dropped from the journal's bounded record of them, over its life.
     pub rejections_dropped: u64,
 }

@@ -145,6 +145,15 @@ pub enum Event {
         /// Clock.
         now_ms: u64,
     },
+    /// The journal's file system went below `journal.min_free_mb` free (`low: true`) or
+    /// back above it with margin (the runner samples it, with hysteresis, and sends only
+    /// changes). While low, new commands are refused `disk_low`; accepted ones still run.
+    Disk {
+        /// Below the threshold?
+        low: bool,
+        /// Clock.
+        now_ms: u64,
+    },
     /// A technician entered or left maintenance.
     Maintenance {
         /// On?
@@ -250,6 +259,8 @@ pub struct Engine {
     stopping: bool,
     ever_connected: bool,
     maintenance_since: Option<u64>,
+    /// Since when the journal's disk is low ([`Event::Disk`]).
+    disk_low_since: Option<u64>,
     sessions: VecDeque<(String, u64)>,
     /// A transient customer screen (take item / failed) and when it ends.
     transient: Option<Screen>,
@@ -275,6 +286,7 @@ impl Engine {
             stopping: false,
             ever_connected: false,
             maintenance_since: None,
+            disk_low_since: None,
             sessions: VecDeque::new(),
             transient: None,
             seq: 0,
@@ -372,6 +384,12 @@ impl Engine {
             }
             Event::Maintenance { on, now_ms } => {
                 self.maintenance_since = on.then_some(now_ms);
+                now_ms
+            }
+            Event::Disk { low, now_ms } => {
+                if low != self.disk_low_since.is_some() {
+                    self.disk_low_since = low.then_some(now_ms);
+                }
                 now_ms
             }
             Event::SlotUpdated { slot, now_ms } => {
@@ -558,6 +576,11 @@ impl Engine {
         // A technician is testing slots: no customer command may move a motor meanwhile.
         if self.maintenance_since.is_some() {
             return Some(Reason::Maintenance);
+        }
+        // Too little disk to journal a new command to its end. Commands already accepted
+        // are not re-checked (`start_next`): the threshold is the reserve for their writes.
+        if self.disk_low_since.is_some() {
+            return Some(Reason::DiskLow);
         }
         if self.cfg.require_session {
             let ok = cmd.session.as_ref().is_some_and(|s| {
@@ -786,6 +809,13 @@ impl Engine {
         if let Some(since) = self.maintenance_since {
             return Screen::OutOfService {
                 reason: OutOfService::Maintenance,
+                since_ms: since,
+            };
+        }
+        // No grace period: it does not blink, and every new command is refused meanwhile.
+        if let Some(since) = self.disk_low_since {
+            return Screen::OutOfService {
+                reason: OutOfService::DiskLow,
                 since_ms: since,
             };
         }
@@ -1913,6 +1943,144 @@ mod tests {
             now_ms: T0 + 2,
         });
         assert!(names(&send(&mut e, cmd("m2", 1), T0 + 3)).contains(&"dispense:1".to_string()));
+    }
+
+    #[test]
+    fn while_the_disk_is_low_new_commands_are_refused_and_accepted_ones_still_run() {
+        let mut e = engine();
+        assert!(names(&send(&mut e, cmd("a", 1), T0)).contains(&"dispense:1".to_string()));
+        let queued = send(&mut e, cmd("b", 2), T0 + 1);
+        assert_eq!(names(&queued), ["insert:accepted", "ack", "publish"]);
+        e.step(Event::Disk {
+            low: true,
+            now_ms: T0 + 2,
+        });
+        // Refused before anything is promised: journaled as rejected (its id dedupes a
+        // redelivery), acknowledged, answered; no motor.
+        let refused = send(&mut e, cmd("c", 1), T0 + 3);
+        assert_eq!(rejected_reason(&refused), Some(Reason::DiskLow));
+        assert_eq!(names(&refused), ["insert:rejected", "ack", "publish"]);
+        // The dispense at the board finishes, and the one already accepted still runs.
+        let a = e.step(Event::BoardDone {
+            cmd_id: "a".into(),
+            outcome: Outcome::Dispensed {
+                drop_detected: Some(true),
+            },
+            now_ms: T0 + 1_000,
+        });
+        assert_eq!(
+            names(&a),
+            [
+                "to:succeeded",
+                "publish",
+                "stock-1:1",
+                "to:dispensing",
+                "publish",
+                "dispense:2"
+            ]
+        );
+        let b = e.step(Event::BoardDone {
+            cmd_id: "b".into(),
+            outcome: Outcome::Dispensed {
+                drop_detected: Some(true),
+            },
+            now_ms: T0 + 2_000,
+        });
+        assert_eq!(names(&b), ["to:succeeded", "publish", "stock-1:2"]);
+        // Once the customer has taken the item, the screen says why nobody else can buy.
+        let a = e.step(Event::Tick {
+            now_ms: T0 + 12_001,
+        });
+        assert_eq!(
+            last_screen(&a),
+            Some(Screen::OutOfService {
+                reason: OutOfService::DiskLow,
+                since_ms: T0 + 2
+            })
+        );
+        assert_eq!(
+            rejected_reason(&send(&mut e, cmd("d", 1), T0 + 12_002)),
+            Some(Reason::DiskLow)
+        );
+        // Space is back: served again.
+        e.step(Event::Disk {
+            low: false,
+            now_ms: T0 + 30_000,
+        });
+        let served = send(&mut e, cmd("e", 1), T0 + 30_001);
+        assert!(
+            names(&served).contains(&"dispense:1".to_string()),
+            "{served:?}"
+        );
+    }
+
+    #[test]
+    fn a_low_disk_is_out_of_service_at_once_after_maintenance_and_ends_by_itself() {
+        let mut e = engine();
+        let a = e.step(Event::Disk {
+            low: true,
+            now_ms: T0 + 10,
+        });
+        let low = Screen::OutOfService {
+            reason: OutOfService::DiskLow,
+            since_ms: T0 + 10,
+        };
+        assert_eq!(last_screen(&a), Some(low.clone()), "no grace period");
+        // The same news again changes nothing (the since stays).
+        let again = e.step(Event::Disk {
+            low: true,
+            now_ms: T0 + 20,
+        });
+        assert_eq!(last_screen(&again), None, "{again:?}");
+        // A technician's maintenance comes first (the technician is at the screen), and
+        // the maintenance refusal too.
+        let m = e.step(Event::Maintenance {
+            on: true,
+            now_ms: T0 + 30,
+        });
+        assert!(matches!(
+            last_screen(&m),
+            Some(Screen::OutOfService {
+                reason: OutOfService::Maintenance,
+                ..
+            })
+        ));
+        assert_eq!(
+            rejected_reason(&send(&mut e, cmd("m", 1), T0 + 31)),
+            Some(Reason::Maintenance)
+        );
+        let m = e.step(Event::Maintenance {
+            on: false,
+            now_ms: T0 + 40,
+        });
+        assert_eq!(last_screen(&m), Some(low));
+        // A broker outage meanwhile does not hide the disk: the disk is what to fix.
+        e.step(Event::Link {
+            up: false,
+            now_ms: T0 + 50,
+        });
+        let a = e.step(Event::Tick {
+            now_ms: T0 + 10_000,
+        });
+        assert!(
+            matches!(
+                last_screen(&a),
+                None | Some(Screen::OutOfService {
+                    reason: OutOfService::DiskLow,
+                    ..
+                })
+            ),
+            "{a:?}"
+        );
+        e.step(Event::Link {
+            up: true,
+            now_ms: T0 + 10_001,
+        });
+        let back = e.step(Event::Disk {
+            low: false,
+            now_ms: T0 + 10_002,
+        });
+        assert_eq!(last_screen(&back), Some(Screen::Idle));
     }
 
     #[test]

@@ -206,6 +206,13 @@ struct Runner {
     export_done_rx: mpsc::UnboundedReceiver<ExportDone>,
     /// An export is being written: one at a time, so a hung USB stick holds one thread.
     exporting: bool,
+    /// The journal's file system is short of space (`journal.min_free_mb`, with
+    /// hysteresis: see [`disk_is_low`]).
+    disk_low: bool,
+    /// When the free space was last sampled.
+    disk_checked: Option<Instant>,
+    /// Untrusted payloads answered but not recorded in this low-disk period.
+    unrecorded_rejections: u64,
     /// systemd: READY once subscribed and the board answered, WATCHDOG from the tick.
     notify: Notifier,
     subscribed: bool,
@@ -273,6 +280,17 @@ fn disk_free(path: &std::path::Path) -> Option<u64> {
     u64::try_from(st.blocks_available())
         .ok()?
         .checked_mul(u64::try_from(st.fragment_size()).ok()?)
+}
+
+/// Whether the journal's disk counts as low, given whether it did at the last sample:
+/// below `min` free bytes; once low, until a quarter more than `min` is free again, so
+/// a file system hovering at the threshold does not flap in and out of service.
+fn disk_is_low(was_low: bool, free: u64, min: u64) -> bool {
+    if was_low {
+        free < min.saturating_add(min / 4)
+    } else {
+        free < min
+    }
 }
 
 /// The journal setting that keeps the technician lockout.
@@ -368,6 +386,9 @@ impl Runner {
             export_done_tx,
             export_done_rx,
             exporting: false,
+            disk_low: false,
+            disk_checked: None,
+            unrecorded_rejections: 0,
             notify: Notifier::from_env(),
             subscribed: false,
             board_up: false,
@@ -422,6 +443,7 @@ impl Runner {
             t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         }
         self.start_board_check(true);
+        self.check_disk().await?;
         loop {
             tokio::select! {
                 changed = self.shutdown.changed() => {
@@ -451,6 +473,7 @@ impl Runner {
                     self.hang_hook();
                     // Pinged from this loop: a runner stuck anywhere stops the pings.
                     self.notify.watchdog();
+                    self.check_disk().await?;
                     let actions = self.engine.step(Event::Tick { now_ms: now_ms() });
                     self.exec(actions, None).await?;
                     self.check_idle_logout().await?;
@@ -496,6 +519,58 @@ impl Runner {
         }
     }
 
+    /// Samples the journal's free space (at most once a second) and tells the engine
+    /// when it crosses `journal.min_free_mb` ([`disk_is_low`]). While low, new commands
+    /// are refused `disk_low` and untrusted payloads are not recorded, so the reserve is
+    /// left for the few small writes of a dispense already promised: a full disk used to
+    /// end the kiosk mid-dispense ("database or disk is full").
+    async fn check_disk(&mut self) -> Result<(), KioskError> {
+        let second = Duration::from_secs(1);
+        if self.disk_checked.is_some_and(|t| t.elapsed() < second) {
+            return Ok(());
+        }
+        self.disk_checked = Some(Instant::now());
+        // Unknown (statvfs failed): the last verdict stands.
+        let Some(free) = disk_free(&self.cfg.journal.path) else {
+            return Ok(());
+        };
+        let min = self.cfg.journal.min_free_bytes();
+        let low = disk_is_low(self.disk_low, free, min);
+        if low == self.disk_low {
+            return Ok(());
+        }
+        self.disk_low = low;
+        if low {
+            warn!(
+                free_bytes = free,
+                threshold_bytes = min,
+                "journal disk space low: new commands are refused disk_low until space is freed"
+            );
+            self.notify.status(&format!(
+                "out of service: journal disk space low ({free} bytes free, journal.min_free_mb is {} MiB)",
+                self.cfg.journal.min_free_mb
+            ));
+        } else {
+            info!(
+                free_bytes = free,
+                threshold_bytes = min,
+                unrecorded_rejections = self.unrecorded_rejections,
+                "journal disk space back: in service"
+            );
+            self.unrecorded_rejections = 0;
+            self.notify
+                .status(&format!("journal disk space back ({free} bytes free)"));
+            self.maybe_ready();
+        }
+        let actions = self.engine.step(Event::Disk {
+            low,
+            now_ms: now_ms(),
+        });
+        self.exec(actions, None).await?;
+        // The backend hears it now rather than at the next heartbeat.
+        self.heartbeat().await
+    }
+
     /// `READY=1` the first time the cabinet is subscribed and its board answers.
     fn maybe_ready(&mut self) {
         if !(self.subscribed && self.board_up) {
@@ -506,7 +581,10 @@ impl Runner {
             self.topics.cmd
         );
         if self.notify.is_ready() {
-            self.notify.status(&status);
+            // While the disk is low the status says so (check_disk), not "serving".
+            if !self.disk_low {
+                self.notify.status(&status);
+            }
         } else {
             info!("ready: subscribed and the board answers");
             self.notify.ready(&status);
@@ -698,10 +776,23 @@ impl Runner {
                     detail,
                     reply,
                 } => {
-                    self.journal
-                        .record_rejection(reason, payload, None, &detail)?;
                     let msg = self.outbox_message(&reply);
-                    self.journal.enqueue(None, &msg)?;
+                    if self.disk_low {
+                        self.unrecorded_rejection(reason, &detail);
+                        // Answered once, outside the outbox: a stranger's payloads must not
+                        // spend the reserve a promised dispense needs.
+                        if self.connected {
+                            link_stopped_is_not_an_error(
+                                self.handle
+                                    .publish_unjournaled_reply(&msg.topic, msg.payload)
+                                    .await,
+                            )?;
+                        }
+                    } else {
+                        self.journal
+                            .record_rejection(reason, payload, None, &detail)?;
+                        self.journal.enqueue(None, &msg)?;
+                    }
                 }
                 Action::Ack => {
                     if let Some(t) = ack.take() {
@@ -745,6 +836,19 @@ impl Runner {
             }
         }
         Ok(())
+    }
+
+    /// While the disk is low, an untrusted payload is answered but not recorded: said
+    /// once per low period, then counted (logged when the space is back).
+    fn unrecorded_rejection(&mut self, reason: crate::reason::Reason, detail: &str) {
+        if self.unrecorded_rejections == 0 {
+            warn!(
+                reason = reason.code(),
+                detail,
+                "journal disk space low: untrusted payloads are answered but not recorded until space is freed"
+            );
+        }
+        self.unrecorded_rejections += 1;
     }
 
     fn outbox_message(&self, reply: &protocol::Reply) -> OutboxMessage {
@@ -1305,6 +1409,7 @@ impl Runner {
                 path: path.display().to_string(),
                 size_bytes: size(path) + size(std::path::Path::new(&wal)),
                 disk_free_bytes: disk_free(path),
+                disk_low: self.disk_low,
                 rejections_dropped: self.journal.rejections_dropped().unwrap_or(0),
             },
             technician: self.tech.as_ref().map(|t| t.name.clone()),
@@ -1384,6 +1489,8 @@ impl Runner {
                 )),
             },
             outbox_pending: self.journal.outbox_len()?,
+            disk_free_bytes: disk_free(&self.cfg.journal.path),
+            disk_low: self.disk_low,
             inventory: self
                 .engine
                 .inventory()
@@ -1401,5 +1508,22 @@ impl Runner {
             link_stopped_is_not_an_error(self.handle.publish_telemetry(json).await)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_disk_is_low_below_the_threshold_and_back_only_a_quarter_above_it() {
+        let min: u64 = 64 << 20;
+        assert!(!disk_is_low(false, min, min));
+        assert!(disk_is_low(false, min - 1, min));
+        // Once low, the threshold alone is not enough: no flapping around it.
+        assert!(disk_is_low(true, min, min));
+        assert!(disk_is_low(true, min + min / 4 - 1, min));
+        assert!(!disk_is_low(true, min + min / 4, min));
+        assert!(!disk_is_low(true, u64::MAX, u64::MAX), "no overflow");
     }
 }

@@ -346,6 +346,18 @@ impl LinkHandle {
         .await
     }
 
+    /// Publishes a reply that is not in the outbox (QoS 1, not retained): sent once, on
+    /// this connection, and not replayed. For the answer to an untrusted payload while
+    /// the journal's disk is low, when nothing a stranger sends may cost disk.
+    pub async fn publish_unjournaled_reply(
+        &self,
+        topic: &str,
+        payload: impl Into<Vec<u8>>,
+    ) -> Result<(), LinkError> {
+        self.publish(Tag::Other, topic, QoS::AtLeastOnce, false, payload.into())
+            .await
+    }
+
     /// Publishes telemetry on this cabinet's telemetry topic (QoS 0, not retained).
     pub async fn publish_telemetry(&self, payload: impl Into<Vec<u8>>) -> Result<(), LinkError> {
         let topic = self.topics.telemetry.clone();

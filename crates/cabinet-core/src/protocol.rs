@@ -977,6 +977,13 @@ pub struct Telemetry {
     pub board: BoardHealth,
     /// Replies waiting in the outbox for a broker acknowledgement.
     pub outbox_pending: u64,
+    /// Free bytes on the journal's file system, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_free_bytes: Option<u64>,
+    /// The journal's file system has less free space than `journal.min_free_mb`: new
+    /// commands are refused `disk_low` until space is freed.
+    #[serde(default)]
+    pub disk_low: bool,
     /// Stock per slot.
     pub inventory: Vec<SlotLevel>,
     /// Technician actions since the previous telemetry message (the journal's audit
@@ -1786,6 +1793,8 @@ mod tests {
                 status: None,
             },
             outbox_pending: 0,
+            disk_free_bytes: Some(1 << 30),
+            disk_low: false,
             inventory: vec![SlotLevel {
                 slot: 1,
                 count: 3,
@@ -1802,6 +1811,16 @@ mod tests {
         );
         let back: Telemetry = serde_json::from_str(&json).unwrap();
         assert_eq!(back, t);
+        // The disk fields came later: a message without them still parses.
+        let mut older: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let o = older.as_object_mut().unwrap();
+        assert_eq!(
+            o.remove("disk_free_bytes"),
+            Some(serde_json::json!(1u64 << 30))
+        );
+        assert_eq!(o.remove("disk_low"), Some(serde_json::json!(false)));
+        let back: Telemetry = serde_json::from_value(older).unwrap();
+        assert_eq!((back.disk_free_bytes, back.disk_low), (None, false));
         let with = Telemetry {
             audit: vec![AuditEvent {
                 at: 6,

@@ -60,6 +60,10 @@ pub enum Reason {
     SlotJammed,
     /// A technician is servicing the cabinet (the diagnostics screen is open).
     Maintenance,
+    /// The journal's file system has less free space than `journal.min_free_mb`: a new
+    /// command could not be journaled safely to its end, so none is taken until space
+    /// is freed (commands already accepted still finish).
+    DiskLow,
 
     // --- the board tried and reported a failure ------------------------------------
     /// The board reported a jam during this dispense (VMC status 03).
@@ -114,7 +118,7 @@ impl Lang {
 
 impl Reason {
     /// Every reason, in declaration order. Used by tests and to parse codes back.
-    pub const ALL: [Reason; 26] = [
+    pub const ALL: [Reason; 27] = [
         Reason::WrongTarget,
         Reason::Expired,
         Reason::NotYetValid,
@@ -133,6 +137,7 @@ impl Reason {
         Reason::SlotEmpty,
         Reason::SlotJammed,
         Reason::Maintenance,
+        Reason::DiskLow,
         Reason::Jammed,
         Reason::MotorNotStopped,
         Reason::NoDropDetected,
@@ -164,6 +169,7 @@ impl Reason {
             Reason::SlotEmpty => "slot_empty",
             Reason::SlotJammed => "slot_jammed",
             Reason::Maintenance => "maintenance",
+            Reason::DiskLow => "disk_low",
             Reason::Jammed => "jammed",
             Reason::MotorNotStopped => "motor_not_stopped",
             Reason::NoDropDetected => "no_drop_detected",
@@ -241,6 +247,7 @@ impl Reason {
                 "The item got stuck. Staff have been told."
             }
             Reason::Maintenance => "Staff are servicing this cabinet. Please try again shortly.",
+            Reason::DiskLow => "This cabinet cannot take orders right now. Please try later.",
             Reason::NoDropDetected => "We could not see the item drop.",
             Reason::DoorNeverOpened => "The door was not opened in time.",
             Reason::BoardUnreachable | Reason::BoardNoReply => {
@@ -272,6 +279,7 @@ impl Reason {
                 "商品卡住了，已通知工作人员。"
             }
             Reason::Maintenance => "工作人员正在维护本柜机，请稍后再试。",
+            Reason::DiskLow => "本柜机暂时无法接单，请稍后再试。",
             Reason::NoDropDetected => "未检测到商品掉落。",
             Reason::DoorNeverOpened => "柜门未在规定时间内打开。",
             Reason::BoardUnreachable | Reason::BoardNoReply => "柜机无响应，请稍后再试。",
@@ -359,6 +367,7 @@ mod tests {
             "slot_empty",
             "slot_jammed",
             "maintenance",
+            "disk_low",
             "jammed",
             "motor_not_stopped",
             "no_drop_detected",
@@ -405,6 +414,9 @@ mod tests {
             Reason::Interrupted,
             Reason::SessionMismatch,
             Reason::Expired,
+            // A customer who scanned just before the disk ran low is told, not left
+            // waiting on an out-of-service screen.
+            Reason::DiskLow,
         ] {
             assert!(r.is_customer_facing_failure(), "{r:?}");
         }

@@ -17,6 +17,9 @@ pub enum OutOfService {
     BoardDown,
     /// A technician is working on the cabinet.
     Maintenance,
+    /// The journal's file system is short of free space (`journal.min_free_mb`); back
+    /// in service by itself once space is freed.
+    DiskLow,
     /// The app is starting and has not reached the broker yet.
     Starting,
 }
