@@ -422,6 +422,55 @@ impl Backend {
         }
     }
 
+    /// The next telemetry message that `pred` accepts (within 30 s). Replies read
+    /// meanwhile are kept for `next`.
+    async fn await_telemetry(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let mut kept = vec![];
+        let found = tokio::time::timeout(LONG, async {
+            loop {
+                let (topic, v) = self.next().await;
+                if topic.ends_with("/telemetry") {
+                    if pred(&v) {
+                        return v;
+                    }
+                } else {
+                    kept.push((topic, v));
+                }
+            }
+        })
+        .await;
+        for m in kept.into_iter().rev() {
+            self.backlog.push_front(m);
+        }
+        found.unwrap_or_else(|_| panic!("no telemetry with {what} within {LONG:?}"))
+    }
+
+    /// Replies for each of `cmd_ids` up to and including its terminal one (within 30 s
+    /// for all), whatever order they come in.
+    async fn replies_until_all_terminal(&mut self, cmd_ids: &[&str]) -> Vec<Vec<Value>> {
+        let mut out = vec![vec![]; cmd_ids.len()];
+        let all = async {
+            while out
+                .iter()
+                .any(|r: &Vec<Value>| r.last().is_none_or(|v| !is_terminal(v)))
+            {
+                let (topic, v) = self.next().await;
+                let Some(i) = cmd_ids.iter().position(|id| v["cmd_id"] == *id) else {
+                    continue;
+                };
+                if topic.ends_with("/reply") {
+                    schema::validate(&schema::schema(), &v, "$")
+                        .unwrap_or_else(|e| panic!("{e}: {v}"));
+                    out[i].push(v);
+                }
+            }
+        };
+        tokio::time::timeout(LONG, all).await.unwrap_or_else(|_| {
+            panic!("no terminal replies for all of {cmd_ids:?} within {LONG:?}")
+        });
+        out
+    }
+
     /// The next reply with empty ids (an untrusted payload's rejection).
     async fn next_untrusted_rejection(&mut self) -> Value {
         tokio::time::timeout(LONG, self.next_untrusted_rejection_inner())
@@ -444,6 +493,10 @@ impl Drop for Backend {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+fn is_terminal(reply: &Value) -> bool {
+    !matches!(reply["state"].as_str(), Some("accepted" | "dispensing"))
 }
 
 /// State and reason of the last reply.
@@ -1510,6 +1563,228 @@ async fn a_late_board_report_never_confirms_the_next_command_on_its_slot() {
     let r = backend.replies_until_terminal(&other.jti).await;
     assert_eq!(outcome(&r), (Some("succeeded"), None), "{r:?}");
     assert_eq!(rig.stats().motor_actions, 2, "slot 1 once, slot 2 once");
+}
+
+/// A small tmpfs mounted for one test (a real file system that fills up), unmounted when
+/// dropped, also when the test fails.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Tmpfs {
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output();
+        match mounted {
+            Ok(out) if out.status.success() => Tmpfs { dir },
+            other => panic!(
+                "cannot mount a {size} tmpfs on {} ({other:?}): this test needs root, \
+                 or run it in its own user and mount namespace: `unshare -rm cargo test ...`",
+                dir.path().display()
+            ),
+        }
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Free bytes, as the kiosk sees them (statvfs: available blocks × fragment size).
+    // fsblkcnt_t and c_ulong are u64 here but u32 on 32-bit targets.
+    #[allow(clippy::useless_conversion)]
+    fn free(&self) -> u64 {
+        let st = nix::sys::statvfs::statvfs(self.path()).unwrap();
+        u64::try_from(st.blocks_available()).unwrap() * u64::try_from(st.fragment_size()).unwrap()
+    }
+
+    /// Writes `file` until less than `target` bytes are free (in 64 KiB chunks, less near
+    /// the end: a tmpfs counts whole pages).
+    fn fill_until_free_below(&self, file: &std::path::Path, target: u64) {
+        use std::io::Write;
+        let mut f = std::fs::File::create(file).unwrap();
+        let chunk = vec![0xA5u8; 64 << 10];
+        loop {
+            let free = self.free();
+            if free < target {
+                break;
+            }
+            let n = usize::try_from(free - target + 1)
+                .unwrap_or(usize::MAX)
+                .clamp(4096, chunk.len());
+            f.write_all(&chunk[..n]).unwrap();
+            f.flush().unwrap();
+        }
+        f.sync_all().unwrap();
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let path = self.dir.path().to_owned();
+        let unmounted = Command::new("umount")
+            .arg(&path)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !unmounted {
+            // Something still holds a file there: detach it now, it goes when released.
+            let _ = Command::new("umount").arg("-l").arg(&path).status();
+        }
+    }
+}
+
+/// Issue 15: the journal's file system running out of space. A full disk made SQLite
+/// answer "database or disk is full", and the kiosk exited in the middle of a dispense.
+/// Here the journal lives on a real 8 MiB tmpfs with `journal.min_free_mb = 2`, and a
+/// ballast file takes the free space below that while a dispense is under way: that
+/// dispense reports its outcome, new orders are refused `disk_low` without a motor
+/// turning, junk is answered without growing the journal, and once the ballast is gone
+/// the cabinet serves again by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_disk_running_low_refuses_new_orders_finishes_the_one_under_way_and_recovers() {
+    let _s = serial().await;
+    // Declared first, dropped last: unmounted after the kiosk is gone.
+    let disk = Tmpfs::mount("8m");
+    let mut rig = Rig::new(30);
+    let journal = disk.path().join("journal.sqlite3");
+    rig.edit_config(|t| {
+        t.replace(
+            "path = \"journal.sqlite3\"",
+            &format!("path = \"{}\"\nmin_free_mb = 2", journal.display()),
+        )
+    });
+    let min: u64 = 2 << 20;
+    let mut backend = Backend::connect(&rig.broker).await;
+    rig.start_kiosk();
+    let mut boots = vec![];
+    backend.await_online(&mut boots).await;
+
+    // Served as usual.
+    let first = rig.claims("C001", 1);
+    backend.send(&rig.sign(&first)).await;
+    let r = backend.replies_until_terminal(&first.jti).await;
+    assert_eq!(outcome(&r), (Some("succeeded"), None), "{r:?}");
+    let t = backend
+        .await_telemetry("the disk fields", |v| v["disk_low"] == false)
+        .await;
+    assert!(t["disk_free_bytes"].as_u64().unwrap() > min, "{t}");
+
+    // A dispense under way (the board reports 5 s after its motor command) when the
+    // ballast takes the free space just below the threshold.
+    rig.sim.set_fault(Fault::SlowReply(Duration::from_secs(5)));
+    let under_way = rig.claims("C001", 1);
+    backend.send(&rig.sign(&under_way)).await;
+    assert!(
+        rig.sim.wait_until(LONG, |s| s.motor_actions == 2),
+        "the motor never started"
+    );
+    let ballast = disk.path().join("ballast");
+    disk.fill_until_free_below(&ballast, min - (256 << 10));
+    let t = backend
+        .await_telemetry("disk_low = true", |v| v["disk_low"] == true)
+        .await;
+    assert!(t["disk_free_bytes"].as_u64().unwrap() < min, "{t}");
+
+    // A new order is refused before anything is promised, and no motor turns for it.
+    let refused = rig.claims("C001", 2);
+    backend.send(&rig.sign(&refused)).await;
+    let r = backend
+        .replies_until_all_terminal(&[&refused.jti, &under_way.jti])
+        .await;
+    assert_eq!(
+        outcome(&r[0]),
+        (Some("rejected"), Some("disk_low")),
+        "{:?}",
+        r[0]
+    );
+    // The dispense already promised is reported to its end.
+    assert_eq!(
+        states(&r[1]),
+        ["accepted", "dispensing", "succeeded"],
+        "{:?}",
+        r[1]
+    );
+    rig.sim.clear_faults();
+    assert_eq!(
+        rig.stats().motor_actions,
+        2,
+        "a motor ran for a refused order"
+    );
+    assert!(
+        rig.kiosk.as_mut().unwrap().try_wait().unwrap().is_none(),
+        "the kiosk exited"
+    );
+
+    // Junk while low is answered, but costs the journal nothing. Measured once every
+    // reply so far is acknowledged (nothing left to write).
+    let size = |suffix: &str| {
+        std::fs::metadata(format!("{}{suffix}", journal.display()))
+            .map(|m| m.len())
+            .unwrap_or(0)
+    };
+    backend
+        .await_telemetry("disk_low and an empty outbox", |v| {
+            v["disk_low"] == true && v["outbox_pending"] == 0
+        })
+        .await;
+    let before = (size(""), size("-wal"));
+    for i in 0..20 {
+        backend
+            .publish("cabinet/v1/C001/cmd", format!("junk {i}").into_bytes())
+            .await;
+        assert_eq!(
+            backend.next_untrusted_rejection().await["reason"],
+            "malformed"
+        );
+    }
+    backend
+        .await_telemetry("disk_low and an empty outbox", |v| {
+            v["disk_low"] == true && v["outbox_pending"] == 0
+        })
+        .await;
+    assert_eq!(
+        (size(""), size("-wal")),
+        before,
+        "the junk grew the journal"
+    );
+    assert!(
+        rig.logs()
+            .contains("untrusted payloads are answered but not recorded"),
+        "no warning about unrecorded junk"
+    );
+
+    // Space freed: back in service by itself.
+    std::fs::remove_file(&ballast).unwrap();
+    backend
+        .await_telemetry("disk_low = false", |v| v["disk_low"] == false)
+        .await;
+    let after = rig.claims("C001", 2);
+    backend.send(&rig.sign(&after)).await;
+    let r = backend.replies_until_terminal(&after.jti).await;
+    assert_eq!(outcome(&r), (Some("succeeded"), None), "{r:?}");
+    assert_eq!(rig.stats().motor_actions, 3);
+    // Junk is recorded again; of the junk while low, nothing was.
+    backend
+        .publish("cabinet/v1/C001/cmd", b"junk again".to_vec())
+        .await;
+    assert_eq!(
+        backend.next_untrusted_rejection().await["reason"],
+        "malformed"
+    );
+    let logs = rig.logs();
+    assert!(
+        logs.contains("journal disk space low"),
+        "no warning in the logs"
+    );
+    assert!(
+        logs.contains("journal disk space back"),
+        "no recovery in the logs"
+    );
+    rig.kill9();
+    let j = cabinet_core::journal::Journal::open(&journal).unwrap();
+    assert_eq!(j.recent_rejections(100).unwrap().len(), 1);
 }
 
 /// libfaketime (Debian's `faketime`): the kiosk's wall clock follows a file, its
