@@ -39,7 +39,10 @@ const TEXT = {
     diag: {
       broker: "消息服务器", link: "连接", since: "连接时间", last_msg: "最近指令", outbox: "待确认回执",
       board: "主板", board_state: "主板状态", last_rx: "最近收到帧", frames: "收/发/错帧", timeouts: "超时/重发/重连",
-      poll: "POLL 最慢应答", journal: "日志库", disk: "剩余磁盘", version: "版本", boot: "启动 ID", clock: "时钟", clock_ok: "时钟最近经后台校验",
+      poll: "POLL 最慢应答", journal: "日志库", disk: "剩余磁盘", dropped: "已丢弃的拒收记录",
+      unverified: "日志库未核实",
+      confirm_fresh: "确认重新开始日志库…",
+      confirm_fresh_again: "再按一次确认：丢失的记录无法恢复", version: "版本", boot: "启动 ID", clock: "时钟", clock_ok: "时钟最近经后台校验",
       yes: "正常", no: "异常", never: "无",
       disk_low: "空间不足：暂停接单（journal.min_free_mb）",
     },
@@ -61,6 +64,7 @@ const TEXT = {
       broker_down: "柜机暂时无法连接网络。",
       board_down: "柜机设备暂时无响应。",
       maintenance: "工作人员正在维护本柜机。",
+      journal_unverified: "柜机记录需要工作人员核对。",
       starting: "柜机正在启动。",
       disk_low: "柜机暂时无法接单，工作人员正在处理。",
     },
@@ -96,7 +100,10 @@ const TEXT = {
     diag: {
       broker: "Broker", link: "Link", since: "Connected since", last_msg: "Last command", outbox: "Replies pending",
       board: "Board", board_state: "Board state", last_rx: "Last frame received", frames: "Frames rx/tx/bad", timeouts: "Timeouts/resends/reconnects",
-      poll: "Slowest POLL reply", journal: "Journal", disk: "Disk free", version: "Version", boot: "Boot id", clock: "Clock", clock_ok: "Clock last vouched by a command",
+      poll: "Slowest POLL reply", journal: "Journal", disk: "Disk free", dropped: "Refused payloads dropped",
+      unverified: "Journal not verified",
+      confirm_fresh: "Confirm a fresh start of the journal…",
+      confirm_fresh_again: "Tap again to confirm: the lost records cannot be recovered", version: "Version", boot: "Boot id", clock: "Clock", clock_ok: "Clock last vouched by a command",
       yes: "OK", no: "DOWN", never: "never",
       disk_low: "LOW: orders refused (journal.min_free_mb)",
     },
@@ -118,6 +125,7 @@ const TEXT = {
       broker_down: "The cabinet cannot reach the network right now.",
       board_down: "The cabinet's machinery is not responding.",
       maintenance: "Staff are servicing this cabinet.",
+      journal_unverified: "The cabinet's records need a check by staff.",
       starting: "The cabinet is starting.",
       disk_low: "The cabinet cannot take orders right now; staff are on it.",
     },
@@ -578,6 +586,7 @@ async function refreshDiag() {
     [L.poll, `${(b.poll_reply_max_us / 1000).toFixed(2)} ms`],
     [L.journal, `${d.journal.path} · ${fmtBytes(d.journal.size_bytes)}`],
     [L.disk, fmtBytes(d.journal.disk_free_bytes) + (d.journal.disk_low ? ` · ${L.disk_low}` : "")],
+    [L.dropped, String(d.journal.rejections_dropped)],
     [L.version, d.version],
     [L.boot, d.boot_id],
     [L.clock, `${fmtTime(d.at_ms, tx)} · ${d.clock_plausible ? L.yes : L.no}`],
@@ -595,6 +604,15 @@ async function refreshDiag() {
     }),
   );
   $("#diag").dataset.at = String(d.at_ms);
+  // A journal found missing, empty, corrupt or replaced at start: the technician reads
+  // why and confirms a fresh start with two taps.
+  const loss = $("#journal-loss");
+  loss.hidden = !d.journal.unverified;
+  if (d.journal.unverified) {
+    $("#journal-loss-text").textContent = `${L.unverified}: ${d.journal.unverified}`;
+    const b = $("#confirm-fresh");
+    if (b.dataset.armed !== "1") b.textContent = L.confirm_fresh;
+  }
 }
 
 // ---- technician views ------------------------------------------------------------------
@@ -816,6 +834,18 @@ function techViews() {
     out.dataset.seq = String(Number(out.dataset.seq || 0) + 1);
   });
   $("#tech-exit").addEventListener("click", () => techDo({ action: "exit" }));
+  $("#confirm-fresh").addEventListener("click", async (ev) => {
+    const b = ev.currentTarget;
+    const L = t().diag;
+    if (b.dataset.armed !== "1") {
+      b.dataset.armed = "1";
+      b.textContent = L.confirm_fresh_again;
+      return;
+    }
+    b.dataset.armed = "";
+    await techDo({ action: "confirm_fresh_start" });
+    refreshDiag();
+  });
 }
 
 // Called on every tick: the PIN pad closes when left alone; the panel closes when the

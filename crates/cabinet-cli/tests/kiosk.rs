@@ -1911,3 +1911,81 @@ async fn payloads_of_300_kb_and_2_mb_are_refused_as_oversize_and_the_next_comman
         "the kiosk's link dropped its connection"
     );
 }
+
+/// Regression: a journal deleted while the app ran, or replaced by an empty file, was
+/// silently recreated empty at the next start, and the same still-valid token dispensed a
+/// second time; random bytes in its pages went unnoticed. Now the witness beside it tells
+/// a lost journal from a first start, SQLite's quick check runs at start, and the cabinet
+/// refuses every command (`journal_unverified`) until someone confirms a fresh start;
+/// even then, tokens issued before the confirmation stay refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_emptied_or_corrupted_journal_never_serves_a_token_it_has_seen() {
+    let _s = serial().await;
+    let mut rig = Rig::new(30);
+    let mut backend = Backend::connect(&rig.broker).await;
+    rig.start_kiosk();
+    let mut boots = vec![];
+    backend.await_online(&mut boots).await;
+    let mut c = rig.claims("C001", 1);
+    // Alive through every restart below, however slow the machine.
+    c.exp = c.iat + 290;
+    let token = rig.sign(&c);
+    backend.send(&token).await;
+    let r = backend.replies_until_terminal(&c.jti).await;
+    assert_eq!(outcome(&r), (Some("succeeded"), None));
+    let journal = rig.dir.path().join("journal.sqlite3");
+    let sibling = |suffix: &str| PathBuf::from(format!("{}{suffix}", journal.display()));
+    for damage in ["deleted while running", "emptied", "corrupted"] {
+        match damage {
+            "deleted while running" => {
+                for s in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(sibling(s));
+                }
+                rig.kill9();
+            }
+            "emptied" => {
+                rig.kill9();
+                for s in ["-wal", "-shm"] {
+                    let _ = std::fs::remove_file(sibling(s));
+                }
+                std::fs::write(&journal, b"").unwrap();
+            }
+            _ => {
+                rig.kill9();
+                // The last connection to close checkpoints the WAL into the file.
+                drop(cabinet_core::journal::Journal::open(&journal).unwrap());
+                let mut bytes = std::fs::read(&journal).unwrap();
+                // Page 1 is the header, page 2 the auto-vacuum pointer map.
+                for start in (2 * 4096..bytes.len()).step_by(4096) {
+                    bytes[start..start + 16].fill(0xA5);
+                }
+                std::fs::write(&journal, &bytes).unwrap();
+            }
+        }
+        rig.start_kiosk();
+        backend.await_online(&mut boots).await;
+        backend.send(&token).await;
+        let r = backend.replies_until_terminal(&c.jti).await;
+        assert_eq!(
+            outcome(&r),
+            (Some("rejected"), Some("journal_unverified")),
+            "{damage}: {r:?}"
+        );
+        assert_eq!(rig.stats().motor_actions, 1, "{damage}: served twice");
+        // A new order is refused too: the cabinet is out of service, not half in it.
+        let fresh = rig.claims("C001", 2);
+        backend.send(&rig.sign(&fresh)).await;
+        let r = backend.replies_until_terminal(&fresh.jti).await;
+        assert_eq!(outcome(&r), (Some("rejected"), Some("journal_unverified")));
+    }
+    let kept: Vec<_> = std::fs::read_dir(rig.dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".corrupt-"))
+        .collect();
+    assert!(!kept.is_empty(), "the corrupt journal was not kept aside");
+    assert!(
+        rig.logs().contains("failed its integrity check"),
+        "the corruption is not in the logs"
+    );
+}

@@ -114,6 +114,10 @@ pub enum TechAction {
     },
     /// The technician closes the app (systemd starts it again in production).
     Exit,
+    /// Accept the journal found at start as this cabinet's journal although it was
+    /// missing, empty, corrupt or replaced (crate::witness); audited. Commands the lost
+    /// journal saw could be served again while their tokens are valid.
+    ConfirmFreshStart,
 }
 
 /// The answer to a [`TechAction`].
@@ -259,6 +263,10 @@ pub struct JournalDiagnostics {
     pub disk_low: bool,
     /// Refused payloads dropped from the journal's bounded record of them, over its life.
     pub rejections_dropped: u64,
+    /// Why the journal is not trusted (found missing, empty, corrupt or replaced at
+    /// start), until a technician confirms a fresh start; `None` when it is.
+    #[serde(default)]
+    pub unverified: Option<String>,
 }
 
 /// The technician side of the screen, for the UI.

@@ -145,6 +145,19 @@ pub enum Event {
         /// Clock.
         now_ms: u64,
     },
+    /// Whether the journal can be trusted: at start it was found missing, empty, corrupt
+    /// or replaced (`trusted: false`, crate::witness), or someone confirmed a fresh start
+    /// (`true`). Untrusted, every new command is refused `journal_unverified`.
+    JournalTrust {
+        /// Trusted?
+        trusted: bool,
+        /// When a fresh start was confirmed (unix s), if this journal began that way:
+        /// tokens issued before it (within the clock skew) may have been served by the
+        /// lost journal, so they are refused `journal_unverified` too.
+        fresh_start_at: Option<i64>,
+        /// Clock.
+        now_ms: u64,
+    },
     /// The journal's file system went below `journal.min_free_mb` free (`low: true`) or
     /// back above it with margin (the runner samples it, with hysteresis, and sends only
     /// changes). While low, new commands are refused `disk_low`; accepted ones still run.
@@ -261,6 +274,10 @@ pub struct Engine {
     maintenance_since: Option<u64>,
     /// Since when the journal's disk is low ([`Event::Disk`]).
     disk_low_since: Option<u64>,
+    /// Since when the journal is untrusted ([`Event::JournalTrust`]).
+    journal_unverified_since: Option<u64>,
+    /// Tokens issued up to this (unix s, skew included) predate a confirmed fresh start.
+    issued_before_journal: Option<i64>,
     sessions: VecDeque<(String, u64)>,
     /// A transient customer screen (take item / failed) and when it ends.
     transient: Option<Screen>,
@@ -287,6 +304,8 @@ impl Engine {
             ever_connected: false,
             maintenance_since: None,
             disk_low_since: None,
+            journal_unverified_since: None,
+            issued_before_journal: None,
             sessions: VecDeque::new(),
             transient: None,
             seq: 0,
@@ -303,6 +322,11 @@ impl Engine {
     /// Whether the engine considers the board usable (what dispense decisions use).
     pub fn board_up(&self) -> bool {
         self.board_up
+    }
+
+    /// Whether the journal is trusted ([`Event::JournalTrust`]).
+    pub fn journal_trusted(&self) -> bool {
+        self.journal_unverified_since.is_none()
     }
 
     /// Whether the board's state is known: a check has answered, or the start wait
@@ -390,6 +414,16 @@ impl Engine {
                 if low != self.disk_low_since.is_some() {
                     self.disk_low_since = low.then_some(now_ms);
                 }
+                now_ms
+            }
+            Event::JournalTrust {
+                trusted,
+                fresh_start_at,
+                now_ms,
+            } => {
+                self.journal_unverified_since = (!trusted).then_some(now_ms);
+                self.issued_before_journal =
+                    fresh_start_at.map(|t| t.saturating_add(self.cfg.clock_skew_secs));
                 now_ms
             }
             Event::SlotUpdated { slot, now_ms } => {
@@ -573,6 +607,14 @@ impl Engine {
 
     /// Why a valid command cannot be served, checked in the order of DESIGN.md §4.
     fn refusal(&self, cmd: &Command, now: u64) -> Option<Reason> {
+        // The journal that would remember this command cannot prove it has not served it.
+        if self.journal_unverified_since.is_some()
+            || self
+                .issued_before_journal
+                .is_some_and(|t| cmd.issued_at <= t)
+        {
+            return Some(Reason::JournalUnverified);
+        }
         // A technician is testing slots: no customer command may move a motor meanwhile.
         if self.maintenance_since.is_some() {
             return Some(Reason::Maintenance);
@@ -806,6 +848,12 @@ impl Engine {
             _ => self.transient = None,
         }
         let grace = self.cfg.out_of_service_grace_ms;
+        if let Some(since) = self.journal_unverified_since {
+            return Screen::OutOfService {
+                reason: OutOfService::JournalUnverified,
+                since_ms: since,
+            };
+        }
         if let Some(since) = self.maintenance_since {
             return Screen::OutOfService {
                 reason: OutOfService::Maintenance,
@@ -1275,6 +1323,51 @@ mod tests {
         assert_eq!(
             rejected_reason(&send(&mut e, cmd("second", 2), T0)),
             Some(Reason::SlotEmpty)
+        );
+    }
+
+    #[test]
+    fn an_unverified_journal_refuses_every_command_until_a_fresh_start_is_confirmed() {
+        let mut e = engine();
+        let a = e.step(Event::JournalTrust {
+            trusted: false,
+            fresh_start_at: None,
+            now_ms: T0,
+        });
+        assert_eq!(
+            last_screen(&a),
+            Some(Screen::OutOfService {
+                reason: OutOfService::JournalUnverified,
+                since_ms: T0
+            })
+        );
+        let refused = send(&mut e, cmd("a", 1), T0 + 1);
+        assert_eq!(rejected_reason(&refused), Some(Reason::JournalUnverified));
+        assert!(!names(&refused).iter().any(|n| n.starts_with("dispense")));
+        // Confirmed a minute later: a token issued before that (and within the clock
+        // skew after it) may have been served by the lost journal.
+        let confirmed_s = (T0 / 1000) as i64 + 60;
+        let back = e.step(Event::JournalTrust {
+            trusted: true,
+            fresh_start_at: Some(confirmed_s),
+            now_ms: T0 + 60_000,
+        });
+        assert_eq!(last_screen(&back), Some(Screen::Idle));
+        assert!(e.journal_trusted());
+        let skew = cfg().clock_skew_secs;
+        let mut old = cmd("b", 1);
+        old.issued_at = confirmed_s + skew;
+        old.expires_at = old.issued_at + 600;
+        assert_eq!(
+            rejected_reason(&send(&mut e, old, T0 + 600_001)),
+            Some(Reason::JournalUnverified)
+        );
+        let mut new = cmd("c", 1);
+        new.issued_at = confirmed_s + skew + 1;
+        new.expires_at = new.issued_at + 600;
+        assert_eq!(
+            names(&send(&mut e, new, T0 + 600_002))[..2],
+            ["insert:accepted", "ack"]
         );
     }
 

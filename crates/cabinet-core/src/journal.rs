@@ -717,6 +717,32 @@ impl Journal {
         })
     }
 
+    /// A second connection to a journal another connection of this process already
+    /// opened (and checked, and migrated): nothing is created, checked or moved. For work
+    /// that runs beside the engine's connection (retention, crate::upkeep).
+    pub fn open_again(path: &Path) -> Result<Journal, JournalError> {
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", true)?;
+        conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let supported = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+        if found != supported {
+            return Err(JournalError::Corrupt(format!(
+                "schema version {found} where {supported} was expected"
+            )));
+        }
+        Ok(Journal {
+            conn,
+            path: path.to_owned(),
+            rejection_limits: RejectionLimits::default(),
+        })
+    }
+
     /// This journal's identity: a random ID given when it was created (or upgraded to
     /// schema 3), and when that was (unix ms).
     pub fn identity(&self) -> Result<Identity, JournalError> {

@@ -38,6 +38,8 @@ use crate::protocol::{self, PROTOCOL_VERSION, ReplyState, SlotLevel, Telemetry, 
 use crate::screen::{Screen, Snapshot};
 use crate::systemd::Notifier;
 use crate::technician::{Attempt, Gate};
+use crate::upkeep::Upkeep;
+use crate::witness::{self, Loss};
 
 /// The app version reported in the birth message and telemetry.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -217,6 +219,13 @@ struct Runner {
     notify: Notifier,
     subscribed: bool,
     board_up: bool,
+    /// Retention passes and the witness (crate::upkeep).
+    upkeep: Upkeep,
+    /// Why the journal is not trusted, until someone confirms a fresh start.
+    journal_loss: Option<Loss>,
+    /// When the witness was last looked at while the journal is not trusted (a fresh
+    /// start confirmed with `cabinet journal confirm-fresh-start` shows up there).
+    witness_looked: Instant,
 }
 
 /// A technician's slot test finished on the blocking pool.
@@ -312,7 +321,7 @@ impl Runner {
         shutdown: watch::Receiver<bool>,
         boot_id: String,
     ) -> Result<Runner, KioskError> {
-        let mut journal = Journal::open(&cfg.journal.path)?;
+        let (mut journal, journal_loss) = crate::upkeep::open_at_start(&cfg)?;
         journal.set_rejection_limits(cfg.rejection_limits());
         journal.seed_inventory(&cfg.slots)?;
         // A lockout outlives a restart: power-cycling the cabinet must not buy more tries.
@@ -339,6 +348,7 @@ impl Runner {
             board_start_wait_ms: (cfg.kiosk.board_start_wait_secs + 2) * 1000,
         };
         let engine = Engine::new(ecfg, journal.inventory()?, now_ms());
+        let upkeep = Upkeep::new(&cfg);
         let opts = LinkOptions::from_config(&cfg, boot_id.clone(), VERSION)?;
         let (link, handle, events) = MqttLink::new(opts)?;
         let link_task = tokio::spawn(link.run(shutdown.clone()).in_current_span());
@@ -392,7 +402,25 @@ impl Runner {
             notify: Notifier::from_env(),
             subscribed: false,
             board_up: false,
+            upkeep,
+            journal_loss,
+            witness_looked: Instant::now(),
         };
+        if let Some(loss) = &r.journal_loss {
+            r.notify.status(&format!(
+                "out of service: journal unverified: {}",
+                loss.describe()
+            ));
+        }
+        let fresh_start_at = witness::fresh_start_at(&r.journal);
+        if r.journal_loss.is_some() || fresh_start_at.is_some() {
+            let actions = r.engine.step(Event::JournalTrust {
+                trusted: r.journal_loss.is_none(),
+                fresh_start_at,
+                now_ms: now_ms(),
+            });
+            r.exec(actions, None).await?;
+        }
         r.recover().await?;
         Ok(r)
     }
@@ -439,7 +467,17 @@ impl Runner {
         let mut board_check = tokio::time::interval(Duration::from_millis(500));
         let rotate = Duration::from_secs((self.cfg.commands.session_lifetime_secs / 2).max(5));
         let mut qr = tokio::time::interval(rotate);
-        for t in [&mut tick, &mut heartbeat, &mut board_check, &mut qr] {
+        let mut upkeep = tokio::time::interval_at(
+            tokio::time::Instant::now() + crate::upkeep::FIRST_PASS_AFTER,
+            crate::upkeep::PASS_EVERY,
+        );
+        for t in [
+            &mut tick,
+            &mut heartbeat,
+            &mut board_check,
+            &mut qr,
+            &mut upkeep,
+        ] {
             t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         }
         self.start_board_check(true);
@@ -476,6 +514,7 @@ impl Runner {
                     self.check_disk().await?;
                     let actions = self.engine.step(Event::Tick { now_ms: now_ms() });
                     self.exec(actions, None).await?;
+                    self.look_at_witness().await?;
                     self.check_idle_logout().await?;
                     self.send_audit().await?;
                 }
@@ -497,6 +536,8 @@ impl Runner {
                     None => self.control_open = false,
                 },
                 _ = heartbeat.tick() => self.heartbeat().await?,
+                _ = upkeep.tick() => self.upkeep.start_pass(self.journal_loss.is_none()),
+                Some(report) = self.upkeep.finished() => crate::upkeep::log_pass(&report),
                 _ = board_check.tick() => self.start_board_check(false),
                 _ = qr.tick() => {
                     let actions = self.engine.step(Event::SessionIssued { nonce: new_nonce()?, now_ms: now_ms() });
@@ -864,11 +905,15 @@ impl Runner {
     fn dispense(&self, job: Job) {
         let board = Arc::clone(&self.board);
         let tx = self.board_tx.clone();
+        let motor = self.upkeep.motor_flag();
         let span = info_span!("dispense", log_id = %job.log_id, cmd_id = %job.cmd_id, order_id = %job.order_id, slot = job.slot);
         tokio::task::spawn_blocking(move || {
             let _g = span.enter();
             info!("motor command");
+            // Retention waits between its batches while this is set (crate::upkeep).
+            motor.store(true, std::sync::atomic::Ordering::Release);
             let outcome = board.dispense(job.slot);
+            motor.store(false, std::sync::atomic::Ordering::Release);
             info!(outcome = outcome.name(), "board outcome");
             let _ = tx.send((job.cmd_id, outcome));
         });
@@ -1004,6 +1049,11 @@ impl Runner {
                 if let TechAction::Export { dir } = action {
                     // Answered when the files are written (see export_done).
                     self.start_export(&technician, dir, reply);
+                    return Ok(());
+                }
+                if let TechAction::ConfirmFreshStart = action {
+                    let answer = self.confirm_fresh_start(&technician).await;
+                    let _ = reply.send(answer);
                     return Ok(());
                 }
                 let exit = matches!(action, TechAction::Exit);
@@ -1198,6 +1248,9 @@ impl Runner {
                 dirs: removable_mounts(),
             }),
             TechAction::Export { .. } => Err(TechError::Invalid("exports run apart".into())),
+            TechAction::ConfirmFreshStart => {
+                Err(TechError::Invalid("confirmations run apart".into()))
+            }
             TechAction::Exit => {
                 self.audit(technician, "exit", "").map_err(failed)?;
                 Ok(TechAnswer::Done)
@@ -1411,9 +1464,62 @@ impl Runner {
                 disk_free_bytes: disk_free(path),
                 disk_low: self.disk_low,
                 rejections_dropped: self.journal.rejections_dropped().unwrap_or(0),
+                unverified: self.journal_loss.as_ref().map(Loss::describe),
             },
             technician: self.tech.as_ref().map(|t| t.name.clone()),
         })
+    }
+
+    /// While the journal is not trusted: every two seconds, whether someone confirmed a
+    /// fresh start from outside (`cabinet journal confirm-fresh-start` rewrites the
+    /// witness and audits it).
+    async fn look_at_witness(&mut self) -> Result<(), KioskError> {
+        if self.journal_loss.is_none() || self.witness_looked.elapsed() < Duration::from_secs(2) {
+            return Ok(());
+        }
+        self.witness_looked = Instant::now();
+        if witness::names(self.upkeep.witness_path(), &self.journal) {
+            info!("a fresh start of the journal was confirmed outside the app");
+            self.journal_trusted().await?;
+        }
+        Ok(())
+    }
+
+    /// The journal is trusted again: back in service.
+    async fn journal_trusted(&mut self) -> Result<(), KioskError> {
+        self.journal_loss = None;
+        self.notify
+            .status("serving: the journal's fresh start was confirmed");
+        let actions = self.engine.step(Event::JournalTrust {
+            trusted: true,
+            fresh_start_at: witness::fresh_start_at(&self.journal),
+            now_ms: now_ms(),
+        });
+        self.exec(actions, None).await
+    }
+
+    /// A technician confirms a fresh start from the diagnostics screen.
+    async fn confirm_fresh_start(&mut self, technician: &str) -> Result<TechAnswer, TechError> {
+        let Some(loss) = &self.journal_loss else {
+            return Err(TechError::Invalid(
+                "the journal is trusted: there is nothing to confirm".into(),
+            ));
+        };
+        let described = loss.describe();
+        let path = self.upkeep.witness_path().to_owned();
+        witness::confirm_fresh_start(&path, &mut self.journal, technician, &described)
+            .map_err(|e| TechError::Failed(e.to_string()))?;
+        // Audited in the journal by confirm_fresh_start; telemetry carries it too.
+        self.pending_audit.push(protocol::AuditEvent {
+            at: now_ms(),
+            technician: technician.to_owned(),
+            action: "journal_fresh_start".to_owned(),
+            detail: described,
+        });
+        self.journal_trusted()
+            .await
+            .map_err(|e| TechError::Failed(e.to_string()))?;
+        Ok(TechAnswer::Done)
     }
 
     /// A wrong PIN (or a name the config does not know): count it, audit it, persist.

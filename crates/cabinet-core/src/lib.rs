@@ -28,6 +28,7 @@ pub mod retention;
 pub mod screen;
 pub mod systemd;
 pub mod technician;
+pub mod upkeep;
 pub mod witness;
 
 pub use reason::{Lang, Reason};

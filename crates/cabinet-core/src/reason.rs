@@ -60,6 +60,10 @@ pub enum Reason {
     SlotJammed,
     /// A technician is servicing the cabinet (the diagnostics screen is open).
     Maintenance,
+    /// The journal was found missing, empty, corrupt or replaced at start, and nobody has
+    /// confirmed a fresh start yet: without it a command served before could be served
+    /// again, so nothing is served.
+    JournalUnverified,
     /// The journal's file system has less free space than `journal.min_free_mb`: a new
     /// command could not be journaled safely to its end, so none is taken until space
     /// is freed (commands already accepted still finish).
@@ -118,7 +122,7 @@ impl Lang {
 
 impl Reason {
     /// Every reason, in declaration order. Used by tests and to parse codes back.
-    pub const ALL: [Reason; 27] = [
+    pub const ALL: [Reason; 28] = [
         Reason::WrongTarget,
         Reason::Expired,
         Reason::NotYetValid,
@@ -137,6 +141,7 @@ impl Reason {
         Reason::SlotEmpty,
         Reason::SlotJammed,
         Reason::Maintenance,
+        Reason::JournalUnverified,
         Reason::DiskLow,
         Reason::Jammed,
         Reason::MotorNotStopped,
@@ -169,6 +174,7 @@ impl Reason {
             Reason::SlotEmpty => "slot_empty",
             Reason::SlotJammed => "slot_jammed",
             Reason::Maintenance => "maintenance",
+            Reason::JournalUnverified => "journal_unverified",
             Reason::DiskLow => "disk_low",
             Reason::Jammed => "jammed",
             Reason::MotorNotStopped => "motor_not_stopped",
@@ -247,6 +253,7 @@ impl Reason {
                 "The item got stuck. Staff have been told."
             }
             Reason::Maintenance => "Staff are servicing this cabinet. Please try again shortly.",
+            Reason::JournalUnverified => "This cabinet is out of service. Staff have been told.",
             Reason::DiskLow => "This cabinet cannot take orders right now. Please try later.",
             Reason::NoDropDetected => "We could not see the item drop.",
             Reason::DoorNeverOpened => "The door was not opened in time.",
@@ -279,6 +286,7 @@ impl Reason {
                 "商品卡住了，已通知工作人员。"
             }
             Reason::Maintenance => "工作人员正在维护本柜机，请稍后再试。",
+            Reason::JournalUnverified => "本柜机暂停服务，已通知工作人员。",
             Reason::DiskLow => "本柜机暂时无法接单，请稍后再试。",
             Reason::NoDropDetected => "未检测到商品掉落。",
             Reason::DoorNeverOpened => "柜门未在规定时间内打开。",

@@ -39,6 +39,10 @@ use crate::journal::{Journal, JournalError};
 /// waits a few milliseconds at most for the write lock.
 pub const PRUNE_BATCH: usize = 500;
 
+/// Pages handed back to the file system per step after a prune: each step holds the
+/// write lock for about a millisecond.
+const VACUUM_STEP_PAGES: u32 = 256;
+
 /// The setting that counts pruned commands over the journal's life.
 const COMMANDS_PRUNED: &str = "commands_pruned";
 
@@ -187,8 +191,9 @@ impl Journal {
     }
 
     /// Prunes everything prunable, batch after batch, calling `between` after each batch
-    /// (the kiosk pauses there while a motor runs; return `false` to stop early). Hands
-    /// freed pages back to the file system at the end when the journal allows it.
+    /// (the kiosk pauses there while a motor runs; return `false` to stop early). Then
+    /// hands freed pages back to the file system, a few at a time with `between` after
+    /// each step, when the journal allows it (incremental auto-vacuum).
     pub fn prune(
         &mut self,
         r: &Retention,
@@ -204,19 +209,39 @@ impl Journal {
             }
         }
         if total.commands > 0 {
-            self.release_free_pages()?;
+            while self.release_free_pages_step(VACUUM_STEP_PAGES)? && between() {}
         }
         Ok(total)
     }
 
-    /// Gives free pages back to the file system (`PRAGMA incremental_vacuum`), for
-    /// journals created with `auto_vacuum = INCREMENTAL`; a no-op for older ones.
+    /// Gives all free pages back to the file system (`PRAGMA incremental_vacuum`), for
+    /// journals created with `auto_vacuum = INCREMENTAL`; a no-op for older ones. Holds
+    /// the write lock throughout: the kiosk uses [`Journal::prune`], which goes in steps.
     pub fn release_free_pages(&mut self) -> Result<(), JournalError> {
+        while self.release_free_pages_step(u32::MAX)? {}
+        Ok(())
+    }
+
+    /// One step of [`Journal::release_free_pages`]: at most `pages` pages; `true` while
+    /// free pages remain that a next step could release.
+    fn release_free_pages_step(&mut self, pages: u32) -> Result<bool, JournalError> {
         let conn = self.conn();
-        let mut st = conn.prepare("PRAGMA incremental_vacuum")?;
+        let auto: i64 = conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0))?;
+        // 2 = INCREMENTAL; NONE and FULL have nothing to do here.
+        if auto != 2 {
+            return Ok(false);
+        }
+        let before: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+        if before == 0 {
+            return Ok(false);
+        }
+        let mut st = conn.prepare(&format!("PRAGMA incremental_vacuum({pages})"))?;
         let mut rows = st.query([])?;
         while rows.next()?.is_some() {}
-        Ok(())
+        drop(rows);
+        drop(st);
+        let after: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+        Ok(after > 0 && after < before)
     }
 
     /// Commands pruned over the journal's life.
@@ -242,14 +267,16 @@ impl Journal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::{NewCommand, OutboxMessage};
+    use crate::journal::{Durability, NewCommand, OutboxMessage};
     use crate::protocol::{Evidence, ReplyState};
 
     const DAY: i64 = 86_400_000;
 
     fn open_tmp() -> (tempfile::TempDir, Journal) {
         let dir = tempfile::tempdir().unwrap();
-        let j = Journal::open(&dir.path().join("journal.sqlite3")).unwrap();
+        // Retention does not depend on how hard commits are synced; the fill is faster.
+        let j =
+            Journal::open_with(&dir.path().join("journal.sqlite3"), Durability::Normal).unwrap();
         (dir, j)
     }
 
@@ -398,6 +425,39 @@ mod tests {
         let alive = at + (TOKEN_LIFETIME_CEILING_SECS + 2 * CLOCK_SKEW_CEILING_SECS) * 1000;
         assert_eq!(j.prune(&r, alive, || true).unwrap().commands, 0);
         assert_eq!(j.prune(&r, alive + 1, || true).unwrap().commands, 2);
+    }
+
+    #[test]
+    fn a_journal_created_by_this_version_gives_the_pruned_pages_back() {
+        let (_d, mut j) = open_tmp();
+        let now = 100 * DAY;
+        for i in 0..3_000 {
+            let at = now - 40 * DAY + i;
+            command(
+                &mut j,
+                &format!("c{i:05}"),
+                at,
+                Some(at / 1000),
+                ReplyState::Succeeded,
+            );
+        }
+        let pages = |j: &mut Journal| -> i64 {
+            j.conn()
+                .query_row("PRAGMA page_count", [], |r| r.get(0))
+                .unwrap()
+        };
+        let full = pages(&mut j);
+        let mut steps = 0;
+        let pruned = j
+            .prune(&Retention::default(), now, || {
+                steps += 1;
+                true
+            })
+            .unwrap();
+        assert_eq!(pruned.commands, 3_000);
+        let after = pages(&mut j);
+        assert!(after * 4 < full, "{full} pages before, {after} after");
+        assert!(steps >= 6, "each full batch yields: {steps}");
     }
 
     #[test]

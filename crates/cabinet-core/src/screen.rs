@@ -17,6 +17,9 @@ pub enum OutOfService {
     BoardDown,
     /// A technician is working on the cabinet.
     Maintenance,
+    /// The journal was found missing, empty, corrupt or replaced at start; a technician
+    /// must confirm a fresh start.
+    JournalUnverified,
     /// The journal's file system is short of free space (`journal.min_free_mb`); back
     /// in service by itself once space is freed.
     DiskLow,

@@ -240,9 +240,21 @@ pub fn names(path: &Path, journal: &Journal) -> bool {
     }
 }
 
-/// Accepts `journal` as this cabinet's journal from now on: writes the witness for it
-/// and records who confirmed and why in the audit table. What was lost stays lost: the
-/// caller says so to the person confirming.
+/// The journal setting that records a confirmed fresh start (unix s).
+const FRESH_START_AT: &str = "fresh_start_at";
+
+/// When a fresh start of `journal` was confirmed (unix s), if it began that way.
+pub fn fresh_start_at(journal: &Journal) -> Option<i64> {
+    journal
+        .setting(FRESH_START_AT)
+        .ok()
+        .flatten()
+        .and_then(|v| v.parse().ok())
+}
+
+/// Accepts `journal` as this cabinet's journal from now on: writes the witness for it,
+/// records who confirmed and why in the audit table, and when ([`fresh_start_at`]: the
+/// engine refuses tokens issued before that, which the lost journal may have served).
 pub fn confirm_fresh_start(
     path: &Path,
     journal: &mut Journal,
@@ -250,6 +262,7 @@ pub fn confirm_fresh_start(
     loss: &str,
 ) -> Result<i64, WitnessError> {
     let id = journal.identity()?;
+    journal.set_setting(FRESH_START_AT, &(crate::kiosk::now_ms() / 1000).to_string())?;
     let audit = journal.audit(
         who,
         "journal_fresh_start",

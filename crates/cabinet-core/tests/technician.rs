@@ -13,7 +13,7 @@ use std::time::Duration;
 use cabinet_board::Protocol;
 use cabinet_board::sim::{SimConfig, Simulator};
 use cabinet_core::config::Config;
-use cabinet_core::control::{self, ControlHandle};
+use cabinet_core::control::{self, ControlHandle, TechAction, TechError};
 use cabinet_core::instance::InstanceLock;
 use cabinet_core::journal::Journal;
 use cabinet_core::screen::{OutOfService, Screen, Snapshot};
@@ -344,5 +344,72 @@ async fn once_the_lockout_is_over_the_right_pin_opens() {
         k.control.status().await.unwrap().logged_in.as_deref(),
         Some(NAME)
     );
+    k.stop().await;
+}
+
+/// A journal deleted between two runs: the cabinet is out of service, the technician's
+/// diagnostics say why, and the technician's confirmation (audited) brings it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_journal_waits_for_a_technician_to_confirm_a_fresh_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start();
+    let _sim = sim(dir.path());
+    let cfg = write_config(dir.path(), &broker, &dir.path().join("board"));
+    let mut k = start(&cfg);
+    k.wait_screen(|s| *s == Screen::Idle).await;
+    k.stop().await;
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", cfg.journal.path.display()));
+    }
+
+    let mut k = start(&cfg);
+    let unverified = |s: &Screen| {
+        matches!(
+            s,
+            Screen::OutOfService {
+                reason: OutOfService::JournalUnverified,
+                ..
+            }
+        )
+    };
+    k.wait_screen(unverified).await;
+    assert_eq!(
+        k.control.login(NAME, PIN).await.unwrap(),
+        Attempt::LoggedIn {
+            technician: NAME.into()
+        }
+    );
+    // Logged in, the reason that matters stays on the screen.
+    k.wait_screen(unverified).await;
+    let d = k.control.diagnostics().await.unwrap().unwrap();
+    let why = d.journal.unverified.expect("diagnostics say why");
+    assert!(why.contains("missing"), "{why}");
+
+    let done = k.control.tech(TechAction::ConfirmFreshStart).await.unwrap();
+    assert!(done.is_ok(), "{done:?}");
+    let d = k.control.diagnostics().await.unwrap().unwrap();
+    assert_eq!(d.journal.unverified, None);
+    let again = k.control.tech(TechAction::ConfirmFreshStart).await.unwrap();
+    assert!(
+        matches!(again, Err(TechError::Invalid(_))),
+        "nothing left to confirm: {again:?}"
+    );
+    k.control.logout().await.unwrap();
+    k.wait_screen(|s| *s == Screen::Idle).await;
+    k.stop().await;
+
+    let journal = Journal::open(&cfg.journal.path).unwrap();
+    let confirmed = journal
+        .recent_audit(10)
+        .unwrap()
+        .into_iter()
+        .find(|a| a.action == "journal_fresh_start")
+        .expect("the confirmation is audited");
+    assert_eq!(confirmed.technician, NAME);
+    assert!(confirmed.detail.contains("missing"), "{}", confirmed.detail);
+    drop(journal);
+    // And the next start trusts the journal.
+    let mut k = start(&cfg);
+    k.wait_screen(|s| *s == Screen::Idle).await;
     k.stop().await;
 }
