@@ -560,6 +560,10 @@ async fn a_signed_command_dispenses_once_and_reports_each_state_with_its_log_id(
                     .unwrap()
                     .clone();
                 if slot1["count"] == 4 {
+                    // The journal's figures ride along: the command is in it.
+                    assert!(v["journal"]["commands"].as_u64() >= Some(1), "{v}");
+                    assert!(v["journal"]["size_bytes"].as_u64() > Some(0), "{v}");
+                    assert!(v["journal"].get("unverified").is_none(), "{v}");
                     break;
                 }
             }
@@ -1984,6 +1988,21 @@ async fn a_deleted_emptied_or_corrupted_journal_never_serves_a_token_it_has_seen
         .filter(|e| e.file_name().to_string_lossy().contains(".corrupt-"))
         .collect();
     assert!(!kept.is_empty(), "the corrupt journal was not kept aside");
+    // The operator hears it in telemetry.
+    let unverified = async {
+        loop {
+            let (topic, v) = backend.next().await;
+            if topic.ends_with("/telemetry")
+                && let Some(why) = v["journal"]["unverified"].as_str()
+            {
+                break why.to_owned();
+            }
+        }
+    };
+    let why = tokio::time::timeout(LONG, unverified)
+        .await
+        .expect("telemetry names the unverified journal");
+    assert!(why.contains("integrity check"), "{why}");
     assert!(
         rig.logs().contains("failed its integrity check"),
         "the corruption is not in the logs"

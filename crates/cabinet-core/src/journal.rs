@@ -1210,6 +1210,19 @@ impl Journal {
         Ok(rows)
     }
 
+    /// Commands and refused payloads held now (two `COUNT(*)`s over the smallest
+    /// index: a few milliseconds at the retention ceiling), for telemetry.
+    pub fn rows_held(&self) -> Result<(u64, u64), JournalError> {
+        let count = |table: &str| -> Result<u64, JournalError> {
+            let n: i64 = self
+                .conn
+                .prepare_cached(&format!("SELECT COUNT(*) FROM {table}"))?
+                .query_row([], |r| r.get(0))?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        };
+        Ok((count("commands")?, count("rejections")?))
+    }
+
     // --------------------------------------------------------------- rejections
 
     /// Bound the rejections ring (`journal.max_rejections`, `journal.rejections_max_age_days`).

@@ -302,6 +302,14 @@ fn disk_is_low(was_low: bool, free: u64, min: u64) -> bool {
     }
 }
 
+/// Bytes of the journal's database file plus its write-ahead log.
+fn journal_bytes(path: &std::path::Path) -> u64 {
+    let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    size(path) + size(std::path::Path::new(&wal))
+}
+
 /// The journal setting that keeps the technician lockout.
 const GATE_KEY: &str = "technician_gate";
 
@@ -1437,9 +1445,6 @@ impl Runner {
     fn diagnostics(&self) -> Result<Diagnostics, KioskError> {
         let now = now_ms();
         let path = &self.cfg.journal.path;
-        let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-        let mut wal = path.clone().into_os_string();
-        wal.push("-wal");
         Ok(Diagnostics {
             version: VERSION.to_owned(),
             machine_code: self.cfg.machine_code.clone(),
@@ -1460,7 +1465,7 @@ impl Runner {
             board_up: self.engine.board_up(),
             journal: JournalDiagnostics {
                 path: path.display().to_string(),
-                size_bytes: size(path) + size(std::path::Path::new(&wal)),
+                size_bytes: journal_bytes(path),
                 disk_free_bytes: disk_free(path),
                 disk_low: self.disk_low,
                 rejections_dropped: self.journal.rejections_dropped().unwrap_or(0),
@@ -1569,6 +1574,19 @@ impl Runner {
         Ok(())
     }
 
+    /// The journal's figures for telemetry.
+    fn journal_figures(&self) -> Result<protocol::JournalFigures, KioskError> {
+        let (commands, rejections) = self.journal.rows_held()?;
+        Ok(protocol::JournalFigures {
+            size_bytes: journal_bytes(&self.cfg.journal.path),
+            commands,
+            rejections,
+            rejections_dropped: self.journal.rejections_dropped()?,
+            commands_pruned: self.journal.commands_pruned()?,
+            unverified: self.journal_loss.as_ref().map(Loss::describe),
+        })
+    }
+
     async fn heartbeat(&mut self) -> Result<(), KioskError> {
         self.write_status();
         if !self.connected {
@@ -1597,6 +1615,7 @@ impl Runner {
             outbox_pending: self.journal.outbox_len()?,
             disk_free_bytes: disk_free(&self.cfg.journal.path),
             disk_low: self.disk_low,
+            journal: Some(self.journal_figures()?),
             inventory: self
                 .engine
                 .inventory()

@@ -984,6 +984,10 @@ pub struct Telemetry {
     /// commands are refused `disk_low` until space is freed.
     #[serde(default)]
     pub disk_low: bool,
+    /// The journal: its size, what it holds, what retention dropped, whether it is
+    /// trusted. Absent from cabinets older than this field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journal: Option<JournalFigures>,
     /// Stock per slot.
     pub inventory: Vec<SlotLevel>,
     /// Technician actions since the previous telemetry message (the journal's audit
@@ -991,6 +995,26 @@ pub struct Telemetry {
     /// reads the bundle or `cabinet diag`). Absent when there were none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub audit: Vec<AuditEvent>,
+}
+
+/// The journal's figures in telemetry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalFigures {
+    /// Bytes of the database file plus its write-ahead log.
+    pub size_bytes: u64,
+    /// Commands held (retention prunes finished ones: `journal.keep_commands_days`,
+    /// `journal.max_commands`).
+    pub commands: u64,
+    /// Refused payloads held (a ring of `journal.max_rejections`).
+    pub rejections: u64,
+    /// Refused payloads dropped from the ring over the journal's life.
+    pub rejections_dropped: u64,
+    /// Commands pruned over the journal's life.
+    pub commands_pruned: u64,
+    /// Why the journal is not trusted (found missing, empty, corrupt or replaced at
+    /// start) until someone confirms a fresh start; absent when it is trusted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unverified: Option<String>,
 }
 
 /// One technician action, as telemetry carries it.
@@ -1001,7 +1025,7 @@ pub struct AuditEvent {
     /// Who (the name in the config's `[technicians]`).
     pub technician: String,
     /// `login`, `failed_pin`, `locked_out`, `logout`, `slot_test`, `clear_jam`,
-    /// `enable_slot`, `disable_slot`, `restock`, `export`, `exit`.
+    /// `enable_slot`, `disable_slot`, `restock`, `export`, `exit`, `journal_fresh_start`.
     pub action: String,
     /// Details (slot, counts, outcome, path).
     pub detail: String,
@@ -1795,6 +1819,14 @@ mod tests {
             outbox_pending: 0,
             disk_free_bytes: Some(1 << 30),
             disk_low: false,
+            journal: Some(JournalFigures {
+                size_bytes: 1 << 20,
+                commands: 12,
+                rejections: 3,
+                rejections_dropped: 0,
+                commands_pruned: 7,
+                unverified: None,
+            }),
             inventory: vec![SlotLevel {
                 slot: 1,
                 count: 3,
