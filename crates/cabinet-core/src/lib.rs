@@ -18,6 +18,7 @@ mod export;
 mod hooks;
 pub mod instance;
 pub mod journal;
+pub mod journal_stats;
 pub mod kiosk;
 pub mod logs;
 pub mod mqtt;
