@@ -1,8 +1,9 @@
 //! `cabinet`: the command-line face of Cabinet Kiosk.
 //!
 //! Board tools for technicians and tests (`sim-board`, `board`), provisioning (`config
-//! check`, `keygen`), benchmarks (`bench`) and the backend's side of the MQTT contract
-//! for backend developers (`send`, `watch`; docs/PROTOCOL.md).
+//! check`, `keygen`), the journal's operator tools (`journal`), benchmarks (`bench`) and
+//! the backend's side of the MQTT contract for backend developers (`send`, `watch`;
+//! docs/PROTOCOL.md).
 //! Every error says what to do about it.
 
 mod admin;
@@ -11,6 +12,7 @@ mod bench;
 mod board_cmd;
 mod demo_cmd;
 mod fleet;
+mod journal_cmd;
 mod loopback;
 mod mosquitto;
 mod node_kills;
@@ -55,6 +57,9 @@ enum Command {
     PinHash(admin::PinHashArgs),
     /// Print the cabinet's diagnostics as JSON (for a cabinet without a working screen).
     Diag(admin::DiagArgs),
+    /// The journal's operator tools: stats, check, prune, export, compact,
+    /// confirm-fresh-start (JSON on stdout; docs/OPERATIONS.md, "The journal").
+    Journal(journal_cmd::JournalArgs),
     /// Sign a dispense command, publish it to a cabinet and wait for its outcome.
     /// Exit 0 succeeded, 1 failed/rejected/outcome_unknown, 2 nothing sent, 3 no outcome
     /// in time (retry with the same --cmd-id).
@@ -93,6 +98,7 @@ fn main() -> std::process::ExitCode {
         Command::Keygen(a) => admin::keygen(a),
         Command::PinHash(a) => admin::pin_hash(a),
         Command::Diag(a) => admin::diag(a),
+        Command::Journal(a) => journal_cmd::journal(a),
         Command::Send(a) => backend_cmd::send(a),
         Command::Watch(a) => backend_cmd::watch(a),
     };
