@@ -684,7 +684,12 @@ impl Journal {
         // Only possible before the first table exists: lets retention hand freed pages
         // back to the file system (`PRAGMA incremental_vacuum`). Journals created before
         // this keep `NONE` until `cabinet journal compact` rebuilds them.
-        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+        // Only on a new file: on an existing one the pragma would write its header for
+        // nothing (VACUUM is what switches an existing journal).
+        let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+        if pages == 0 {
+            conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+        }
         let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(JournalError::NoWal(mode));

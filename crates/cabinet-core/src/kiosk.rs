@@ -33,6 +33,7 @@ use crate::engine::{Action, Engine, EngineConfig, Event, InventoryChange, Job};
 use crate::hooks::{CrashPoint, Hooks};
 use crate::instance::InstanceLock;
 use crate::journal::{Journal, JournalError, OutboxMessage};
+use crate::journal_stats::{FileBytes, disk_free};
 use crate::mqtt::{AckToken, LinkError, LinkEvent, LinkHandle, LinkOptions, MqttLink};
 use crate::protocol::{self, PROTOCOL_VERSION, ReplyState, SlotLevel, Telemetry, Topics};
 use crate::screen::{Screen, Snapshot};
@@ -280,17 +281,6 @@ fn removable_mounts() -> Vec<String> {
     dirs
 }
 
-/// Free bytes (for an unprivileged user) on the file system holding `path`.
-// fsblkcnt_t and c_ulong are u64 here but u32 on 32-bit ARM kiosk boards.
-#[allow(clippy::useless_conversion)]
-fn disk_free(path: &std::path::Path) -> Option<u64> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty())?;
-    let st = nix::sys::statvfs::statvfs(dir).ok()?;
-    u64::try_from(st.blocks_available())
-        .ok()?
-        .checked_mul(u64::try_from(st.fragment_size()).ok()?)
-}
-
 /// Whether the journal's disk counts as low, given whether it did at the last sample:
 /// below `min` free bytes; once low, until a quarter more than `min` is free again, so
 /// a file system hovering at the threshold does not flap in and out of service.
@@ -300,14 +290,6 @@ fn disk_is_low(was_low: bool, free: u64, min: u64) -> bool {
     } else {
         free < min
     }
-}
-
-/// Bytes of the journal's database file plus its write-ahead log.
-fn journal_bytes(path: &std::path::Path) -> u64 {
-    let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-    let mut wal = path.as_os_str().to_owned();
-    wal.push("-wal");
-    size(path) + size(std::path::Path::new(&wal))
 }
 
 /// The journal setting that keeps the technician lockout.
@@ -1465,7 +1447,7 @@ impl Runner {
             board_up: self.engine.board_up(),
             journal: JournalDiagnostics {
                 path: path.display().to_string(),
-                size_bytes: journal_bytes(path),
+                size_bytes: FileBytes::of(path).total,
                 disk_free_bytes: disk_free(path),
                 disk_low: self.disk_low,
                 rejections_dropped: self.journal.rejections_dropped().unwrap_or(0),
@@ -1578,7 +1560,7 @@ impl Runner {
     fn journal_figures(&self) -> Result<protocol::JournalFigures, KioskError> {
         let (commands, rejections) = self.journal.rows_held()?;
         Ok(protocol::JournalFigures {
-            size_bytes: journal_bytes(&self.cfg.journal.path),
+            size_bytes: FileBytes::of(&self.cfg.journal.path).total,
             commands,
             rejections,
             rejections_dropped: self.journal.rejections_dropped()?,
