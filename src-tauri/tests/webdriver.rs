@@ -1444,3 +1444,69 @@ fn a_technician_tests_a_slot_restocks_finds_a_command_and_exports_a_bundle() {
     assert_eq!(last[0].action, "exit");
     assert_eq!(last[0].technician, TECH_NAME);
 }
+
+/// A journal lost between two runs (its witness names a journal that is gone): the
+/// window says out of service at once; the technician's health tab says why and takes
+/// two taps to confirm a fresh start, which is audited, and the QR code comes back.
+#[test]
+fn a_lost_journal_is_out_of_service_until_a_technician_confirms_a_fresh_start() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut rig = Rig::new();
+    rig.connect_backend();
+    let journal_path = rig.path("journal.sqlite3");
+    {
+        let j = cabinet_core::journal::Journal::open(&journal_path).unwrap();
+        cabinet_core::witness::write(&rig.path("journal.sqlite3.witness"), &j).unwrap();
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", journal_path.display()));
+    }
+    let xvfb = Xvfb::start(&rig.path("xvfb.log"));
+    let driver = Driver::start(&xvfb.display, &rig.path("webdriver.log"));
+    let s = Session::start(&driver, &rig.config);
+    s.wait_window_up();
+    s.wait_screen("out_of_service");
+    assert_eq!(
+        s.text("return document.body.dataset.oos || ''"),
+        "journal_unverified"
+    );
+
+    s.open_pin_pad();
+    assert_eq!(s.enter_pin(TECH_PIN), "", "the right PIN opens");
+    let loss = || {
+        s.text("return document.getElementById('journal-loss').hidden ? '' : document.getElementById('journal-loss-text').textContent")
+    };
+    let why = poll("the journal's loss on the health tab", WAIT, || {
+        let t = loss();
+        if t.contains("missing") { Ok(t) } else { Err(t) }
+    });
+    assert!(!why.is_empty());
+    let label = || s.text("return document.getElementById('confirm-fresh').textContent");
+    let first = label();
+    s.click("#confirm-fresh");
+    assert_ne!(label(), first, "the first tap only arms the confirmation");
+    assert_eq!(
+        s.text("return document.body.dataset.oos || ''"),
+        "journal_unverified",
+        "one tap confirms nothing"
+    );
+    s.click("#confirm-fresh");
+    poll("the loss gone from the health tab", WAIT, || {
+        let t = loss();
+        if t.is_empty() { Ok(()) } else { Err(t) }
+    });
+    s.click("#tech-logout");
+    // In service again (tokens issued before the confirmation stay refused: engine
+    // tests cover that rule).
+    s.wait_screen("idle");
+    drop(s);
+
+    let journal = cabinet_core::journal::Journal::open(&journal_path).unwrap();
+    let confirmed = journal
+        .recent_audit(20)
+        .unwrap()
+        .into_iter()
+        .find(|a| a.action == "journal_fresh_start")
+        .expect("the confirmation is audited");
+    assert_eq!(confirmed.technician, TECH_NAME);
+}
