@@ -71,6 +71,10 @@ enum BenchWhat {
         #[arg(long)]
         json: bool,
     },
+    /// The journal over a cabinet's life: a million finished commands, retention run on
+    /// them (alone, and beside dispenses), the size before and after, the rejections
+    /// ring under a flood, and the size ceiling of the defaults.
+    Retention(retention::RetentionArgs),
     /// The fleet simulator at several sizes, one process per size: sustained commands/s,
     /// p99 latency and memory per cabinet.
     Scale(scale::ScaleArgs),
@@ -99,6 +103,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
             json,
         } => dispatch::bench_dispatch(commands, poll_ms, !broker_nagle, pause_ms, history, json),
         BenchWhat::Journal { commands, json } => journal::bench_journal(commands, json),
+        BenchWhat::Retention(args) => retention::bench_retention(args),
         BenchWhat::Scale(args) => scale::bench_scale(args),
         BenchWhat::Footprint(args) => footprint::bench_footprint(args),
         BenchWhat::Window(args) => window::bench_window(args),
@@ -220,6 +225,7 @@ fn bench_board(polls: u64, poll_ms: u64, rate: u32, json: bool) -> anyhow::Resul
 mod dispatch;
 mod footprint;
 mod journal;
+mod retention;
 mod scale;
 mod window;
 
