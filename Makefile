@@ -84,12 +84,14 @@ bench: deps toolchain
 	target/release/cabinet bench footprint --starts 5 --idle-secs 60
 	target/release/cabinet bench scale --sizes 1,10,100,1000 --commands 6000 --rate 200 --unpaced
 
-## Dispatch latency with 0, 100,000 and 1,000,000 finished commands in the journal.
+## Dispatch latency with 0, 100,000 and 1,000,000 finished commands in the journal, and
+## the journal over a cabinet's life (a million commands, retention, the ceiling).
 bench-history: deps toolchain
 	$(CARGO) build --release -p cabinet-cli
 	target/release/cabinet bench dispatch --commands 5000 --poll-ms 2 --history 0
 	target/release/cabinet bench dispatch --commands 5000 --poll-ms 2 --history 100000
 	target/release/cabinet bench dispatch --commands 5000 --poll-ms 2 --history 1000000
+	target/release/cabinet bench retention
 
 ## docs/RELIABILITY.md's full-size figures: 400 crashes at the crash points, 4,900 hostile
 ## commands on 100 cabinets, 10,000 commands through 5 broker restarts with and without
