@@ -418,7 +418,7 @@ fn prune(cfg: &Config, dry_run: bool) -> anyhow::Result<ExitCode> {
     let before = FileBytes::of(path);
     let t = Instant::now();
     // A short pause between batches lets the kiosk's writes in, as its own pass does.
-    let removed = j.prune(&r, now, || {
+    let removed = j.prune(&r, now, |_| {
         std::thread::sleep(Duration::from_millis(5));
         true
     })?;

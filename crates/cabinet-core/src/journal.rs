@@ -25,6 +25,8 @@
 //! few milliseconds per transition — nothing next to a motor turn.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -400,6 +402,55 @@ pub struct Journal {
     path: PathBuf,
     /// The rejections ring's bounds ([`Journal::set_rejection_limits`]).
     rejection_limits: RejectionLimits,
+    /// Times this connection found the write lock held and had to wait for it.
+    waits: LockWaits,
+    /// Another connection's waits, for background work on this one to give way to
+    /// ([`Journal::give_way_to`]).
+    give_way: Option<LockWaits>,
+}
+
+/// How often a connection of this process had to wait for the journal's write lock
+/// because another one held it (SQLite's busy handler was called for a new wait).
+/// The engine's connection counts its waits; retention, on a second connection, watches
+/// the count and stops its batch as soon as it moves (crate::retention), so a dispense
+/// waits for one commit at most, never for a whole batch.
+#[derive(Debug, Clone, Default)]
+pub struct LockWaits(Arc<AtomicU64>);
+
+impl LockWaits {
+    /// Waits so far.
+    pub fn count(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// How long a connection waits for the write lock before its statement fails with
+/// "database is locked".
+pub const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The engine's connection looks for the write lock this often while another holds it.
+/// SQLite's own busy handler sleeps in growing steps (up to 100 ms), so a waiting
+/// writer can sleep through the moment the lock is free and wait for the next holder
+/// too; polling every millisecond takes it at once.
+const BUSY_POLL: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// Installs the engine's busy handler: counts each new wait, polls every [`BUSY_POLL`],
+/// gives up after [`BUSY_TIMEOUT`].
+fn poll_for_the_lock(conn: &mut Connection, waits: &LockWaits) -> Result<(), JournalError> {
+    let waits = waits.clone();
+    let mut since = std::time::Instant::now();
+    conn.busy_handler(Some(move |attempt: i32| {
+        if attempt == 0 {
+            waits.0.fetch_add(1, Ordering::AcqRel);
+            since = std::time::Instant::now();
+        }
+        if since.elapsed() >= BUSY_TIMEOUT {
+            return false;
+        }
+        std::thread::sleep(BUSY_POLL);
+        true
+    }))?;
+    Ok(())
 }
 
 /// How many refused payloads the journal keeps, and for how long. Untrusted payloads
@@ -704,7 +755,8 @@ impl Journal {
         // After a checkpoint the WAL is truncated to this, so a burst (a prune, a flood)
         // does not leave a large WAL file behind.
         conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let waits = LockWaits::default();
+        poll_for_the_lock(&mut conn, &waits)?;
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if found == Found::Journal && version == 0 {
             // A SQLite file without our schema: as good as empty.
@@ -716,6 +768,8 @@ impl Journal {
                 conn,
                 path: path.to_owned(),
                 rejection_limits: RejectionLimits::default(),
+                waits,
+                give_way: None,
             },
             found,
             set_aside,
@@ -733,7 +787,7 @@ impl Journal {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", true)?;
         conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
         let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         let supported = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
         if found != supported {
@@ -745,7 +799,26 @@ impl Journal {
             conn,
             path: path.to_owned(),
             rejection_limits: RejectionLimits::default(),
+            waits: LockWaits::default(),
+            give_way: None,
         })
+    }
+
+    /// The count of this connection's waits for the write lock (the engine's: opened by
+    /// [`Journal::open_checked`] and the functions built on it).
+    pub fn lock_waits(&self) -> LockWaits {
+        self.waits.clone()
+    }
+
+    /// Makes long work on this connection (retention's batches) stop and commit as soon
+    /// as the connection behind `waits` waits for the write lock.
+    pub fn give_way_to(&mut self, waits: LockWaits) {
+        self.give_way = Some(waits);
+    }
+
+    /// The waits of the connection this one gives way to, if any.
+    pub(crate) fn give_way(&self) -> Option<&LockWaits> {
+        self.give_way.as_ref()
     }
 
     /// This journal's identity: a random ID given when it was created (or upgraded to

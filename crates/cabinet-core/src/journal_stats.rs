@@ -703,7 +703,7 @@ mod tests {
             keep_ms: 1,
             max_commands: 1_000,
         };
-        j.prune(&r, 1_000_000_000_000, || true).unwrap();
+        j.prune(&r, 1_000_000_000_000, |_| true).unwrap();
         let s = j.stats().unwrap();
         assert_eq!(s.rejections_dropped, j.rejections_dropped().unwrap());
         assert_eq!(s.commands_pruned, j.commands_pruned().unwrap());

@@ -338,7 +338,7 @@ impl Runner {
             board_start_wait_ms: (cfg.kiosk.board_start_wait_secs + 2) * 1000,
         };
         let engine = Engine::new(ecfg, journal.inventory()?, now_ms());
-        let upkeep = Upkeep::new(&cfg);
+        let upkeep = Upkeep::new(&cfg, journal.lock_waits());
         let opts = LinkOptions::from_config(&cfg, boot_id.clone(), VERSION)?;
         let (link, handle, events) = MqttLink::new(opts)?;
         let link_task = tokio::spawn(link.run(shutdown.clone()).in_current_span());

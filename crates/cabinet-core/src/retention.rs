@@ -35,9 +35,16 @@ use serde::Serialize;
 use crate::config::{CLOCK_SKEW_CEILING_SECS, TOKEN_LIFETIME_CEILING_SECS};
 use crate::journal::{Journal, JournalError};
 
-/// Commands deleted per transaction: small enough that a command arriving meanwhile
-/// waits a few milliseconds at most for the write lock.
-pub const PRUNE_BATCH: usize = 500;
+/// Commands deleted per transaction at most. A batch's commit writes and fsyncs the
+/// index pages its deletes touched (random command ids: scattered pages), so its cost
+/// grows with its size: 100 commands took ~30 ms on the CI machine's disk, 500 took
+/// ~150 ms (docs/BENCHMARKS.md). A batch on a connection that gives way to the engine's
+/// ([`Journal::give_way_to`]) also stops early, as soon as the engine waits.
+pub const PRUNE_BATCH: usize = 100;
+
+/// After a batch that gave way, the pruner leaves the lock alone this long: a command's
+/// first commits come in quick succession and each would otherwise meet the next batch.
+pub const AFTER_GIVING_WAY: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Pages handed back to the file system per step after a prune: each step holds the
 /// write lock for about a millisecond.
@@ -71,6 +78,30 @@ pub struct Pruned {
     pub commands: u64,
     /// Their transition rows.
     pub transitions: u64,
+}
+
+/// A step of [`Journal::prune`], as its `between` callback is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// A batch: what it removed, and whether it stopped early because the engine waited
+    /// for the write lock.
+    Batch {
+        /// Removed rows.
+        pruned: Pruned,
+        /// Stopped early for the engine.
+        gave_way: bool,
+    },
+    /// Free pages handed back to the file system.
+    Released,
+}
+
+/// One batch: what it removed, whether more may be left, and whether it stopped early
+/// for the engine.
+#[derive(Debug, Clone, Copy)]
+struct Batch {
+    pruned: Pruned,
+    more: bool,
+    gave_way: bool,
 }
 
 impl Pruned {
@@ -145,13 +176,35 @@ impl Journal {
     }
 
     /// Deletes up to `max` prunable commands, oldest first, with their transitions, in
-    /// one transaction, and counts them (`commands_pruned`).
+    /// one transaction, and counts them (`commands_pruned`). On a connection that gives
+    /// way to another ([`Journal::give_way_to`]), the batch stops deleting and commits as
+    /// soon as that connection waits for the write lock.
     pub fn prune_batch(
         &mut self,
         r: &Retention,
         now_ms: i64,
         max: usize,
     ) -> Result<Pruned, JournalError> {
+        Ok(self.batch(r, now_ms, max)?.pruned)
+    }
+
+    fn batch(&mut self, r: &Retention, now_ms: i64, max: usize) -> Result<Batch, JournalError> {
+        let engine = self.give_way().cloned();
+        let waits_before = engine.as_ref().map(|w| w.count());
+        self.batch_until(r, now_ms, max, || {
+            engine.as_ref().map(|w| w.count()) != waits_before
+        })
+    }
+
+    /// [`Journal::prune_batch`], stopping (and committing) once `give_way` says so; it is
+    /// asked before each command but the first.
+    fn batch_until(
+        &mut self,
+        r: &Retention,
+        now_ms: i64,
+        max: usize,
+        mut give_way: impl FnMut() -> bool,
+    ) -> Result<Batch, JournalError> {
         let p = self.prune_params(r, now_ms)?;
         // Found outside the write lock: on a large journal the scan takes a while and
         // the engine must not wait for it. Each row is checked again under the lock.
@@ -165,10 +218,17 @@ impl Journal {
                 |r| r.get(0),
             )?
             .collect::<Result<_, _>>()?;
+        let mut batch = Batch {
+            pruned: Pruned::default(),
+            more: ids.len() >= max,
+            gave_way: false,
+        };
+        if ids.is_empty() {
+            return Ok(batch);
+        }
         let tx = self
             .conn()
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut done = Pruned::default();
         {
             let mut still = tx.prepare_cached(&format!(
                 "SELECT 1 FROM commands WHERE cmd_id = ?6 AND {PRUNABLE}"
@@ -177,45 +237,76 @@ impl Journal {
                 tx.prepare_cached("DELETE FROM command_transitions WHERE cmd_id = ?1")?;
             let mut del_c = tx.prepare_cached("DELETE FROM commands WHERE cmd_id = ?1")?;
             for id in &ids {
+                // The engine waits for the lock: what is deleted so far is committed now
+                // (at least one command, so that every batch makes progress).
+                if batch.pruned.commands > 0 && give_way() {
+                    batch.gave_way = true;
+                    batch.more = true;
+                    break;
+                }
                 if !still.exists(params![p[0], p[1], p[2], p[3], p[4], id])? {
                     continue;
                 }
-                done.transitions += del_t.execute([id])? as u64;
-                done.commands += del_c.execute([id])? as u64;
+                batch.pruned.transitions += del_t.execute([id])? as u64;
+                batch.pruned.commands += del_c.execute([id])? as u64;
             }
         }
-        if done.commands > 0 {
+        if batch.pruned.commands > 0 {
             tx.prepare_cached(
                 "INSERT INTO settings (key, value) VALUES (?1, CAST(?2 AS TEXT)) \
                  ON CONFLICT(key) DO UPDATE SET \
                  value = CAST(CAST(value AS INTEGER) + ?2 AS TEXT)",
             )?
-            .execute(params![COMMANDS_PRUNED, as_i64(done.commands)])?;
+            .execute(params![COMMANDS_PRUNED, as_i64(batch.pruned.commands)])?;
         }
         tx.commit()?;
-        Ok(done)
+        // Copy the batch's pages into the database now, on this connection, without
+        // blocking writers: otherwise the engine's next commit finds a WAL over the
+        // auto-checkpoint threshold and copies them itself, before it returns.
+        self.conn()
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+        Ok(batch)
     }
 
     /// Prunes everything prunable, batch after batch, calling `between` after each batch
-    /// (the kiosk pauses there while a motor runs; return `false` to stop early). Then
-    /// hands freed pages back to the file system, a few at a time with `between` after
-    /// each step, when the journal allows it (incremental auto-vacuum).
+    /// (the kiosk pauses there while a motor runs; return `false` to stop early). A batch
+    /// that gave way is followed by a pause of [`AFTER_GIVING_WAY`] first. Then hands
+    /// freed pages back to the file system, a few at a time with `between` after each
+    /// step, when the journal allows it (incremental auto-vacuum).
     pub fn prune(
         &mut self,
         r: &Retention,
         now_ms: i64,
-        mut between: impl FnMut() -> bool,
+        between: impl FnMut(Step) -> bool,
+    ) -> Result<Pruned, JournalError> {
+        self.prune_in_batches_of(r, now_ms, PRUNE_BATCH, between)
+    }
+
+    /// [`Journal::prune`] with batches of at most `batch` commands (for benchmarks).
+    pub fn prune_in_batches_of(
+        &mut self,
+        r: &Retention,
+        now_ms: i64,
+        batch: usize,
+        mut between: impl FnMut(Step) -> bool,
     ) -> Result<Pruned, JournalError> {
         let mut total = Pruned::default();
         loop {
-            let b = self.prune_batch(r, now_ms, PRUNE_BATCH)?;
-            total.add(b);
-            if b.commands < PRUNE_BATCH as u64 || !between() {
+            let b = self.batch(r, now_ms, batch.max(1))?;
+            total.add(b.pruned);
+            let step = Step::Batch {
+                pruned: b.pruned,
+                gave_way: b.gave_way,
+            };
+            if !b.more || !between(step) {
                 break;
+            }
+            if b.gave_way {
+                std::thread::sleep(AFTER_GIVING_WAY);
             }
         }
         if total.commands > 0 {
-            while self.release_free_pages_step(VACUUM_STEP_PAGES)? && between() {}
+            while self.release_free_pages_step(VACUUM_STEP_PAGES)? && between(Step::Released) {}
         }
         Ok(total)
     }
@@ -373,7 +464,7 @@ mod tests {
                 transitions: 4
             }
         );
-        assert_eq!(j.prune(&r, now, || true).unwrap(), plan);
+        assert_eq!(j.prune(&r, now, |_| true).unwrap(), plan);
         assert_eq!(
             ids(&mut j),
             ["old-motor", "old-unsent", "old-waiting", "young-done"]
@@ -412,7 +503,7 @@ mod tests {
                 ReplyState::Succeeded,
             );
         }
-        assert_eq!(j.prune(&r, now, || true).unwrap().commands, 9);
+        assert_eq!(j.prune(&r, now, |_| true).unwrap().commands, 9);
         // The newest three are kept by the count; none with a live token was touched.
         assert_eq!(ids(&mut j), ["c10", "c11", "c9"]);
     }
@@ -429,8 +520,8 @@ mod tests {
         command(&mut j, "no-exp", at, None, ReplyState::Rejected);
         command(&mut j, "far-exp", at, Some(i64::MAX), ReplyState::Rejected);
         let alive = at + (TOKEN_LIFETIME_CEILING_SECS + 2 * CLOCK_SKEW_CEILING_SECS) * 1000;
-        assert_eq!(j.prune(&r, alive, || true).unwrap().commands, 0);
-        assert_eq!(j.prune(&r, alive + 1, || true).unwrap().commands, 2);
+        assert_eq!(j.prune(&r, alive, |_| true).unwrap().commands, 0);
+        assert_eq!(j.prune(&r, alive + 1, |_| true).unwrap().commands, 2);
     }
 
     #[test]
@@ -455,7 +546,7 @@ mod tests {
         let full = pages(&mut j);
         let mut steps = 0;
         let pruned = j
-            .prune(&Retention::default(), now, || {
+            .prune(&Retention::default(), now, |_| {
                 steps += 1;
                 true
             })
@@ -504,13 +595,92 @@ mod tests {
         }
         let mut asked = 0;
         let first = j
-            .prune(&Retention::default(), now, || {
+            .prune(&Retention::default(), now, |_| {
                 asked += 1;
                 false
             })
             .unwrap();
         assert_eq!((first.commands, asked), (PRUNE_BATCH as u64, 1));
-        let rest = j.prune(&Retention::default(), now, || true).unwrap();
+        let rest = j.prune(&Retention::default(), now, |_| true).unwrap();
         assert_eq!(rest.commands, 10);
+    }
+
+    fn old_refused(j: &mut Journal, n: usize, now: i64) {
+        for i in 0..n {
+            let at = now - 40 * DAY + i as i64;
+            command(
+                j,
+                &format!("c{i:04}"),
+                at,
+                Some(at / 1000),
+                ReplyState::Rejected,
+            );
+        }
+    }
+
+    #[test]
+    fn a_batch_that_gives_way_commits_what_it_deleted_and_says_more_is_left() {
+        let (_d, mut j) = open_tmp();
+        let now = 100 * DAY;
+        old_refused(&mut j, 20, now);
+        let mut asked = 0;
+        let b = j
+            .batch_until(&Retention::default(), now, 10, || {
+                asked += 1;
+                asked == 3
+            })
+            .unwrap();
+        // Asked before the 2nd, 3rd and 4th command: stops after three, committed.
+        assert_eq!((b.pruned.commands, b.gave_way, b.more), (3, true, true));
+        assert_eq!(ids(&mut j).len(), 17);
+        assert_eq!(j.commands_pruned().unwrap(), 3);
+        // Never asked to give way: a full batch, and more left.
+        let b = j
+            .batch_until(&Retention::default(), now, 10, || false)
+            .unwrap();
+        assert_eq!((b.pruned.commands, b.gave_way, b.more), (10, false, true));
+        let b = j
+            .batch_until(&Retention::default(), now, 10, || false)
+            .unwrap();
+        assert_eq!((b.pruned.commands, b.more), (7, false));
+    }
+
+    /// The engine's connection counts a real wait for the lock (what a pruner giving
+    /// way to it watches).
+    #[test]
+    fn the_engine_waiting_for_the_lock_moves_its_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.sqlite3");
+        let mut engine = Journal::open(&path).unwrap();
+        let now = 100 * DAY;
+        old_refused(&mut engine, 30, now);
+        let waits = engine.lock_waits();
+        assert_eq!(waits.count(), 0);
+
+        // Another connection holds the write lock; the engine's write waits for it.
+        let mut holder = Journal::open_again(&path).unwrap();
+        let tx = holder
+            .conn()
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .unwrap();
+        let writer = std::thread::spawn(move || {
+            let r = engine.set_setting("probe", "1");
+            (engine, r)
+        });
+        while waits.count() == 0 {
+            std::thread::yield_now();
+        }
+        tx.commit().unwrap();
+        let (engine, wrote) = writer.join().unwrap();
+        // Released within milliseconds of the wait starting, far inside BUSY_TIMEOUT.
+        wrote.unwrap();
+        assert_eq!(waits.count(), 1);
+
+        // A pruner giving way to the engine, whose count does not move meanwhile:
+        // full batches.
+        let mut pruner = Journal::open_again(&path).unwrap();
+        pruner.give_way_to(engine.lock_waits());
+        let b = pruner.batch(&Retention::default(), now, 5).unwrap();
+        assert_eq!((b.pruned.commands, b.gave_way), (5, false));
     }
 }

@@ -2,10 +2,13 @@
 //! and, every few minutes, a retention pass and a fresh witness.
 //!
 //! Retention runs on its own SQLite connection on the blocking pool, never on the
-//! runner's task, in batches of [`crate::retention::PRUNE_BATCH`] commands. While a
-//! motor runs the pass waits between batches, so pruning never holds the write lock
-//! when a dispense's outcome is being journaled; a command that arrives during a batch
-//! waits for that one batch at most (measured in docs/BENCHMARKS.md).
+//! runner's task, in batches of at most [`crate::retention::PRUNE_BATCH`] commands.
+//! A batch gives way to the engine: as soon as the engine's connection waits for the
+//! write lock, the batch stops deleting, commits what it has, and leaves the lock alone
+//! for [`crate::retention::AFTER_GIVING_WAY`]; so a command that arrives during a batch
+//! waits for one commit, not for the batch. While a motor runs the pass waits between
+//! batches, so pruning never holds the write lock when a dispense's outcome is being
+//! journaled (measured in docs/BENCHMARKS.md).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,7 +19,7 @@ use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use crate::config::Config;
-use crate::journal::{Durability, Journal, JournalError};
+use crate::journal::{Durability, Journal, JournalError, LockWaits};
 use crate::retention::{Pruned, Retention};
 use crate::witness::{self, Loss, Verdict};
 
@@ -87,13 +90,17 @@ pub struct Upkeep {
     running: bool,
     /// Set by the dispense task while the board runs a motor.
     motor: Arc<AtomicBool>,
+    /// The engine connection's waits for the write lock: a batch stops as soon as they
+    /// move.
+    engine_waits: LockWaits,
     done_tx: mpsc::UnboundedSender<(Option<Journal>, PassReport)>,
     done_rx: mpsc::UnboundedReceiver<(Option<Journal>, PassReport)>,
 }
 
 impl Upkeep {
-    /// Upkeep for the journal in `cfg` (already opened by [`open_at_start`]).
-    pub fn new(cfg: &Config) -> Upkeep {
+    /// Upkeep for the journal in `cfg` (already opened by [`open_at_start`]), giving
+    /// way to the engine's connection (its [`Journal::lock_waits`]).
+    pub fn new(cfg: &Config, engine_waits: LockWaits) -> Upkeep {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         Upkeep {
             path: cfg.journal.path.clone(),
@@ -102,6 +109,7 @@ impl Upkeep {
             conn: None,
             running: false,
             motor: Arc::new(AtomicBool::new(false)),
+            engine_waits,
             done_tx,
             done_rx,
         }
@@ -126,7 +134,10 @@ impl Upkeep {
         let conn = match self.conn.take() {
             Some(c) => c,
             None => match Journal::open_again(&self.path) {
-                Ok(c) => c,
+                Ok(mut c) => {
+                    c.give_way_to(self.engine_waits.clone());
+                    c
+                }
                 Err(e) => {
                     warn!(error = %e, "retention: cannot open a second connection to the journal");
                     return;
@@ -142,7 +153,7 @@ impl Upkeep {
             let mut conn = conn;
             let t0 = Instant::now();
             let now = i64::try_from(crate::kiosk::now_ms()).unwrap_or(i64::MAX);
-            let pruned = conn.prune(&retention, now, || between_batches(&motor));
+            let pruned = conn.prune(&retention, now, |_| between_batches(&motor));
             let witness_error = (trusted && pruned.is_ok())
                 .then(|| witness::write(&witness_path, &conn).err())
                 .flatten()

@@ -397,7 +397,7 @@ fn retention_judges_old_rows_by_when_they_were_received() {
             transitions: 9
         }
     );
-    assert_eq!(j.prune(&r, later, || true).unwrap(), plan);
+    assert_eq!(j.prune(&r, later, |_| true).unwrap(), plan);
     let left: Vec<String> = sql(&j)
         .prepare("SELECT cmd_id FROM commands")
         .unwrap()

@@ -8,9 +8,10 @@
 //!    `succeeded`, each with its reply, each a synchronous=FULL commit), before retention;
 //! 3. retention ([`Retention::default`]) run to completion on a second connection: on one
 //!    copy alone (throughput), and on an identical copy as the kiosk runs it
-//!    ([`Journal::prune`] from another thread, a 5 ms pause between batches as
-//!    `cabinet_core::upkeep` makes) while dispenses are journaled on the engine's
-//!    connection (their latency with and without a prune running);
+//!    ([`Journal::prune`] from another thread, giving way to the engine's connection,
+//!    a 5 ms pause between batches as `cabinet_core::upkeep` makes) while dispenses are
+//!    journaled on the engine's connection (their latency with and without a prune
+//!    running);
 //! 4. the size after retention: as is, after [`Journal::release_free_pages`], after
 //!    [`Journal::compact`]; the dispense's journal work on the pruned journal;
 //! 5. bytes per command and per refused payload, a journal after 100,000 untrusted
@@ -32,7 +33,7 @@ use cabinet_core::journal::{
     Durability, Inserted, Journal, NewCommand, OutboxMessage, RejectionLimits,
 };
 use cabinet_core::protocol::{Evidence, ReplyState};
-use cabinet_core::retention::{PRUNE_BATCH, Retention};
+use cabinet_core::retention::{PRUNE_BATCH, Retention, Step};
 use clap::Args;
 use rusqlite::{Connection, OpenFlags, params};
 
@@ -78,10 +79,14 @@ pub struct RetentionArgs {
     /// release's code (`auto_vacuum = INCREMENTAL`).
     #[arg(long)]
     legacy_file: bool,
-    /// Commands per prune batch beside the dispenses (an experiment: the kiosk uses
-    /// `PRUNE_BATCH`, 500).
+    /// Commands per prune batch beside the dispenses at most (an experiment: the kiosk
+    /// uses `PRUNE_BATCH`).
     #[arg(long, default_value_t = PRUNE_BATCH)]
     batch: usize,
+    /// Experiment: the pruner does not give way to the engine (as before it did): a
+    /// batch runs to its end while a dispense waits.
+    #[arg(long)]
+    no_give_way: bool,
     /// Fill the journal where it is measured (on disk, slower) instead of on /dev/shm and
     /// copying it over (the file is the same; the fill is set-up, not measured).
     #[arg(long)]
@@ -486,10 +491,16 @@ fn prune_alone(path: &Path, now: i64) -> anyhow::Result<Alone> {
 #[derive(Debug, Default, serde::Serialize)]
 struct Concurrent {
     batch: usize,
+    /// The pruner gave way to the engine (as the kiosk's does).
+    give_way: bool,
+    /// Times the engine's connection waited for the write lock during the prune.
+    engine_waits: u64,
+    /// Batches that stopped early for the engine.
+    gave_way: u64,
     commands: u64,
     transitions: u64,
     wall_s: f64,
-    /// Full batches (each followed by the pause), their duration.
+    /// Batches (each followed by the pause), their duration.
     batches: u64,
     batch_ms: Spread,
     /// The steps that hand free pages back after the batches (incremental auto-vacuum
@@ -551,79 +562,60 @@ impl Spread {
     }
 }
 
-/// The batches of [`Journal::prune`] with another batch size (an experiment): the same
-/// calls, without the release of free pages at the end (which does not depend on the
-/// batch size and is not public).
-fn prune_with_batch(
-    j: &mut Journal,
-    r: &Retention,
-    now: i64,
-    batch: usize,
-    mut between: impl FnMut() -> bool,
-) -> Result<cabinet_core::retention::Pruned, cabinet_core::journal::JournalError> {
-    let mut total = cabinet_core::retention::Pruned::default();
-    loop {
-        let b = j.prune_batch(r, now, batch)?;
-        total.commands += b.commands;
-        total.transitions += b.transitions;
-        if b.commands < batch as u64 || !between() {
-            break;
-        }
-    }
-    Ok(total)
-}
-
 fn prune_beside_dispenses(
     path: &Path,
     batch: usize,
+    give_way: bool,
     rng: &mut XorShift,
 ) -> anyhow::Result<Concurrent> {
     let mut engine = Journal::open(path)?;
     // Opened before the prune starts: opening checks the file, which takes a while.
+    // Then made what the kiosk's pass uses: a second connection that gives way to the
+    // engine's.
     let mut pruner = Journal::open_with(path, Durability::Full)?;
+    let waits = engine.lock_waits();
+    if give_way {
+        pruner.give_way_to(engine.lock_waits());
+    }
     let started = AtomicBool::new(false);
     let done = AtomicBool::new(false);
     let mut out = Concurrent {
         batch,
+        give_way,
         ..Concurrent::default()
     };
     let mut samples: Vec<(Instant, u32, u32)> = Vec::new();
     let transitions_before = count(path, "SELECT COUNT(*) FROM command_transitions")?;
     let start_ms = now_ms();
-    let (pruned, spans, t_start, t_end) = std::thread::scope(|s| {
+    let waits_before = waits.count();
+    let (pruned, steps, t_start, t_end) = std::thread::scope(|s| {
         let h = s.spawn(|| {
-            // (start, end) of each step that `between` follows: the full batches, then
-            // the steps of the release of free pages.
-            let mut spans: Vec<(Instant, Instant)> = Vec::new();
+            // (start, end, step) of each step of the prune: its batches, then the steps
+            // that hand free pages back.
+            let mut steps: Vec<(Instant, Instant, Step)> = Vec::new();
             let now = now_ms();
             let t0 = Instant::now();
             let mut step_start = t0;
             started.store(true, Ordering::Release);
-            let between = || {
-                spans.push((step_start, Instant::now()));
+            let mut between = |step: Step| {
+                steps.push((step_start, Instant::now(), step));
                 std::thread::sleep(BETWEEN_BATCHES);
                 step_start = Instant::now();
                 true
             };
-            let mut between = between;
             let r = Retention::default();
             // A pass that fails (the write lock not obtained within the busy timeout)
             // is followed by the next, as in the kiosk (every 5 minutes there).
             let mut failed: Vec<String> = Vec::new();
             while failed.len() < 20 {
-                let res = if batch == PRUNE_BATCH {
-                    pruner.prune(&r, now, &mut between)
-                } else {
-                    prune_with_batch(&mut pruner, &r, now, batch, &mut between)
-                };
-                match res {
+                match pruner.prune_in_batches_of(&r, now, batch, &mut between) {
                     Ok(_) => break,
                     Err(e) => failed.push(e.to_string()),
                 }
             }
             let t1 = Instant::now();
             done.store(true, Ordering::Release);
-            (failed, spans, t0, t1)
+            (failed, steps, t0, t1)
         });
         while !started.load(Ordering::Acquire) {
             std::thread::yield_now();
@@ -655,6 +647,7 @@ fn prune_beside_dispenses(
     if pass_errors.len() >= 20 {
         bail!("the prune failed 20 times: {pass_errors:?}");
     }
+    out.engine_waits = waits.count() - waits_before;
     out.commands = pruner.commands_pruned()?;
     let transitions_after = count(path, "SELECT COUNT(*) FROM command_transitions")?;
     let added = count(
@@ -663,18 +656,26 @@ fn prune_beside_dispenses(
     )?;
     out.transitions = u64::try_from(transitions_before + added - transitions_after).unwrap_or(0);
     out.wall_s = t_end.duration_since(t_start).as_secs_f64();
-    // `between` follows every full batch; then the last, partial batch and the first
-    // release step share one span; then one span per release step.
-    let full = usize::try_from(out.commands / batch as u64)
-        .unwrap_or(usize::MAX)
-        .min(spans.len());
-    out.batches = full as u64;
-    out.batch_ms = Spread::of(&spans[..full]);
-    let release_from = spans.get(full).map_or(t_end, |s| s.1);
-    if spans.len() > full + 1 {
-        out.release_steps = (spans.len() - full - 1) as u64;
-        out.release_step_ms = Spread::of(&spans[full + 1..]);
-    }
+    let batches: Vec<(Instant, Instant)> = steps
+        .iter()
+        .filter(|s| matches!(s.2, Step::Batch { .. }))
+        .map(|s| (s.0, s.1))
+        .collect();
+    let released: Vec<(Instant, Instant)> = steps
+        .iter()
+        .filter(|s| s.2 == Step::Released)
+        .map(|s| (s.0, s.1))
+        .collect();
+    out.batches = batches.len() as u64;
+    out.gave_way = steps
+        .iter()
+        .filter(|s| matches!(s.2, Step::Batch { gave_way: true, .. }))
+        .count() as u64;
+    out.batch_ms = Spread::of(&batches);
+    out.release_steps = released.len() as u64;
+    out.release_step_ms = Spread::of(&released);
+    // The release begins when the last batch ends.
+    let release_from = batches.last().map_or(t_end, |s| s.1);
     out.release_s = t_end.duration_since(release_from).as_secs_f64();
     let phase = |from: Instant, to: Instant| -> Vec<(u32, u32)> {
         samples
@@ -822,11 +823,16 @@ pub fn bench_retention(a: RetentionArgs) -> anyhow::Result<ExitCode> {
     say(format!("  before retention     {}", before.text()));
 
     // 3a. Retention as the kiosk runs it, on the copy, beside dispenses.
-    let concurrent = prune_beside_dispenses(&path_b, a.batch.max(1), &mut rng)?;
+    let concurrent = prune_beside_dispenses(&path_b, a.batch.max(1), !a.no_give_way, &mut rng)?;
     let size_b = size(&path_b)?;
     say(format!(
-        "  while a prune runs, batches of {}: {}",
+        "  while a prune runs, batches of {} at most{}: {}",
         concurrent.batch,
+        if concurrent.give_way {
+            ", giving way"
+        } else {
+            ", not giving way"
+        },
         concurrent.during_batches.text()
     ));
     say(format!(
@@ -858,9 +864,11 @@ pub fn bench_retention(a: RetentionArgs) -> anyhow::Result<ExitCode> {
         concurrent.commands as f64 / concurrent.wall_s.max(1e-9),
     ));
     say(format!(
-        "  batches              {} full of {}: {}",
+        "  batches              {} of {} at most, {} stopped early for the engine (which waited for the lock {} times): {}",
         concurrent.batches,
         concurrent.batch,
+        concurrent.gave_way,
+        concurrent.engine_waits,
         concurrent.batch_ms.text()
     ));
     say(format!(
