@@ -1351,9 +1351,19 @@ impl Journal {
         let id = tx.last_insert_rowid();
         let keep_from = id.saturating_sub(i64::try_from(limits.max_rows).unwrap_or(i64::MAX));
         let oldest = now.saturating_sub(i64::try_from(limits.max_age_ms).unwrap_or(i64::MAX));
+        // Both bounds as one range of ids, so the delete never reads more than it
+        // removes: rows are appended in time order, so the rows too old are those before
+        // the first young enough one, found walking from the oldest id. (One predicate
+        // `id <= ?1 OR at < ?2` read the whole ring, 10,000 rows, for each payload; a
+        // row out of time order, after a clock jump, goes by the count bound.)
+        let first_young: i64 = tx
+            .prepare_cached("SELECT id FROM rejections WHERE at >= ?1 ORDER BY id LIMIT 1")?
+            .query_row([oldest], |r| r.get(0))
+            .optional()?
+            .unwrap_or(i64::MAX);
         let dropped = tx
-            .prepare_cached("DELETE FROM rejections WHERE id <= ?1 OR at < ?2")?
-            .execute(params![keep_from, oldest])?;
+            .prepare_cached("DELETE FROM rejections WHERE id < ?1")?
+            .execute([keep_from.saturating_add(1).max(first_young)])?;
         if dropped > 0 {
             tx.prepare_cached(
                 "INSERT INTO settings (key, value) VALUES (?1, CAST(?2 AS TEXT)) \
