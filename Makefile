@@ -76,43 +76,43 @@ deb: deps toolchain
 
 ## Benchmarks that print figures (see docs/BENCHMARKS.md).
 bench: deps toolchain
-	$(CARGO) build --release -p cabinet-cli
-	target/release/cabinet bench board --polls 20000 --poll-ms 2 --dispense-rate 50
-	target/release/cabinet bench dispatch --commands 5000 --poll-ms 2
-	target/release/cabinet bench dispatch --commands 200 --poll-ms 200
-	target/release/cabinet bench journal --commands 5000
-	target/release/cabinet bench footprint --starts 5 --idle-secs 60
-	target/release/cabinet bench scale --sizes 1,10,100,1000 --commands 6000 --rate 200 --unpaced
+	$(CARGO) build --release -p cabinet-cli -p cabinet-lab
+	target/release/cabinet-lab bench board --polls 20000 --poll-ms 2 --dispense-rate 50
+	target/release/cabinet-lab bench dispatch --commands 5000 --poll-ms 2
+	target/release/cabinet-lab bench dispatch --commands 200 --poll-ms 200
+	target/release/cabinet-lab bench journal --commands 5000
+	target/release/cabinet-lab bench footprint --starts 5 --idle-secs 60
+	target/release/cabinet-lab bench scale --sizes 1,10,100,1000 --commands 6000 --rate 200 --unpaced
 
 ## Dispatch latency with 0, 100,000 and 1,000,000 finished commands in the journal, and
 ## the journal over a cabinet's life (a million commands, retention, the ceiling).
 bench-history: deps toolchain
-	$(CARGO) build --release -p cabinet-cli
-	target/release/cabinet bench dispatch --commands 5000 --poll-ms 2 --history 0
-	target/release/cabinet bench dispatch --commands 5000 --poll-ms 2 --history 100000
-	target/release/cabinet bench dispatch --commands 5000 --poll-ms 2 --history 1000000
-	target/release/cabinet bench retention
+	$(CARGO) build --release -p cabinet-cli -p cabinet-lab
+	target/release/cabinet-lab bench dispatch --commands 5000 --poll-ms 2 --history 0
+	target/release/cabinet-lab bench dispatch --commands 5000 --poll-ms 2 --history 100000
+	target/release/cabinet-lab bench dispatch --commands 5000 --poll-ms 2 --history 1000000
+	target/release/cabinet-lab bench retention
 
 ## docs/RELIABILITY.md's full-size figures: 400 crashes at the crash points, 4,900 hostile
 ## commands on 100 cabinets, 10,000 commands through 5 broker restarts with and without
 ## persistence. About 25 minutes. (The mutation run is its own target: mutants.)
 reliability: deps toolchain
-	$(CARGO) build --release -p cabinet-cli
+	$(CARGO) build --release -p cabinet-cli -p cabinet-lab
 	CABINET_CRASH_ROUNDS=100 $(CARGO) test --release -p cabinet-cli --test kiosk a_crash_at_every_point -- --nocapture
-	target/release/cabinet fleet --cabinets 100 --commands 7000 --rate 400 --hostile 0.7
-	target/release/cabinet fleet --cabinets 100 --commands 10000 --rate 400 --hostile 0.2 --broker-restarts 5
-	target/release/cabinet fleet --cabinets 100 --commands 10000 --rate 400 --hostile 0.2 --broker-restarts 5 --broker-persistence
+	target/release/cabinet-lab fleet --cabinets 100 --commands 7000 --rate 400 --hostile 0.7
+	target/release/cabinet-lab fleet --cabinets 100 --commands 10000 --rate 400 --hostile 0.2 --broker-restarts 5
+	target/release/cabinet-lab fleet --cabinets 100 --commands 10000 --rate 400 --hostile 0.2 --broker-restarts 5 --broker-persistence
 
 ## docs/RELIABILITY.md's cluster figures: 100 cabinets on a real 3-node RabbitMQ cluster
 ## (quorum session queues), one node killed half way, three times over; then a 2-node
 ## cluster with mirrored session queues; then a rolling restart (every node killed and
 ## started again in turn) of each. About 11 minutes.
 cluster: deps toolchain
-	$(CARGO) build --release -p cabinet-cli
-	for i in 1 2 3; do target/release/cabinet fleet --cluster 3 --kill-node --cabinets 100 --commands 6000 --rate 200 --hostile 0.2 || exit 1; done
-	target/release/cabinet fleet --cluster 2 --session-queues mirrored --kill-node --cabinets 100 --commands 6000 --rate 200 --hostile 0.2
-	target/release/cabinet fleet --cluster 3 --rolling-restart --cabinets 100 --commands 20000 --rate 200 --hostile 0.2
-	target/release/cabinet fleet --cluster 2 --session-queues mirrored --rolling-restart --cabinets 100 --commands 20000 --rate 200 --hostile 0.2
+	$(CARGO) build --release -p cabinet-lab
+	for i in 1 2 3; do target/release/cabinet-lab fleet --cluster 3 --kill-node --cabinets 100 --commands 6000 --rate 200 --hostile 0.2 || exit 1; done
+	target/release/cabinet-lab fleet --cluster 2 --session-queues mirrored --kill-node --cabinets 100 --commands 6000 --rate 200 --hostile 0.2
+	target/release/cabinet-lab fleet --cluster 3 --rolling-restart --cabinets 100 --commands 20000 --rate 200 --hostile 0.2
+	target/release/cabinet-lab fleet --cluster 2 --session-queues mirrored --rolling-restart --cabinets 100 --commands 20000 --rate 200 --hostile 0.2
 
 ## cargo-mutants over the engine, the journal, the command verifier and the config validator, against
 ## cabinet-core's unit tests (about 45 minutes on 2 cores). Report in mutants.out/.
@@ -124,8 +124,8 @@ mutants: toolchain
 
 ## First paint and footprint of the window beside an empty Tauri 2 window (needs Xvfb).
 bench-window: deps toolchain
-	$(CARGO) build --release -p cabinet-kiosk-app -p empty-tauri-window -p cabinet-cli --features tauri/custom-protocol
-	target/release/cabinet bench window --runs 5
+	$(CARGO) build --release -p cabinet-kiosk-app -p empty-tauri-window -p cabinet-lab --features tauri/custom-protocol
+	target/release/cabinet-lab bench window --runs 5
 
 clean:
 	$(CARGO) clean

@@ -1,4 +1,4 @@
-//! An empty Tauri 2 window: the reference `cabinet bench window` compares the kiosk with.
+//! An empty Tauri 2 window: the reference `cabinet-lab bench window` compares the kiosk with.
 //! Same window settings, CSP and build as `src-tauri`; the page is empty except for a
 //! script that calls `ui_ready` two animation frames after load. With
 //! `CABINET_PRINT_FIRST_PAINT` set, `ui_ready` prints `first-paint-ms <n>` (milliseconds

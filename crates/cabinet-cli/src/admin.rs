@@ -1,6 +1,5 @@
 //! `cabinet config check` and `cabinet keygen`: provisioning helpers.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -78,7 +77,8 @@ pub fn keygen(a: KeygenArgs) -> anyhow::Result<ExitCode> {
     let (key, public) = protocol::generate_keypair().context("cannot generate a key")?;
     let private = protocol::encode_signing_key(&key);
     if let Some(path) = &a.out {
-        write_private(path, &private)?;
+        cabinet_core::files::write_private(path, &private)
+            .with_context(|| format!("cannot create {} (it must not exist yet)", path.display()))?;
     }
     let out = serde_json::json!({
         "kid": a.kid,
@@ -89,19 +89,6 @@ pub fn keygen(a: KeygenArgs) -> anyhow::Result<ExitCode> {
     });
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(ExitCode::SUCCESS)
-}
-
-/// Writes `private` and a newline to a new file only its owner can read (mode 0600).
-pub fn write_private(path: &std::path::Path, private: &str) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot create {} (it must not exist yet)", path.display()))?;
-    writeln!(f, "{private}")?;
-    Ok(())
 }
 
 /// Arguments of `cabinet pin-hash`.

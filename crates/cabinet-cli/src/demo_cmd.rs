@@ -46,8 +46,8 @@ pub fn demo(a: DemoArgs) -> anyhow::Result<ExitCode> {
         cfg.board.port.display(),
         cfg.logs.dir.display()
     );
-    let board = crate::run::open_board(&cfg)?;
-    let rt = crate::run::kiosk_runtime()?;
+    let board = kiosk::open_board(&cfg).context("invalid board settings")?;
+    let rt = kiosk::runtime().context("cannot start the async runtime")?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let (screen_tx, screen_rx) = watch::channel(None);
     let (_, control_rx) = cabinet_core::control::channel();

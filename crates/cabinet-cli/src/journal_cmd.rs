@@ -6,7 +6,8 @@
 //! - `stats`, `check`, `export` only read, on a read-only connection: nothing is created,
 //!   migrated, checkpointed or moved, and the kiosk keeps writing meanwhile (WAL);
 //! - `prune` deletes in batches of [`cabinet_core::retention::PRUNE_BATCH`] commands with
-//!   a 5 s busy timeout, as the kiosk's own retention pass does;
+//!   a 5 s busy timeout, as the kiosk's own retention pass does (which also gives way to
+//!   the kiosk's writes; from another process it cannot see them wait);
 //! - `compact` rebuilds the file and refuses while the kiosk holds its instance lock;
 //! - `confirm-fresh-start` writes the witness, which a running kiosk notices by itself.
 //!
@@ -21,9 +22,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use cabinet_core::config::Config;
 use cabinet_core::instance::{InstanceError, InstanceLock};
-use cabinet_core::journal::{Durability, Found, Identity, Journal};
+use cabinet_core::journal::{Durability, Found, Identity, Journal, RejectionLimits};
 use cabinet_core::journal_stats::{FileBytes, JournalReader, disk_free};
 use cabinet_core::kiosk::now_ms;
+use cabinet_core::retention::Retention;
 use cabinet_core::witness::{self, Loss, Verdict, Witness};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
@@ -183,8 +185,8 @@ fn millis(d: Duration) -> u64 {
 
 /// The retention settings in force, as the config says them.
 fn retention_json(cfg: &Config) -> Value {
-    let r = cfg.retention();
-    let rej = cfg.rejection_limits();
+    let r = Retention::of(&cfg.journal);
+    let rej = RejectionLimits::of(&cfg.journal);
     json!({
         "keep_commands_days": cfg.journal.keep_commands_days,
         "max_commands": r.max_commands,
@@ -401,7 +403,7 @@ fn check(cfg: &Config, config: &Path, full: bool) -> anyhow::Result<ExitCode> {
 fn prune(cfg: &Config, dry_run: bool) -> anyhow::Result<ExitCode> {
     let path = &cfg.journal.path;
     let mut j = writable(path)?;
-    let r = cfg.retention();
+    let r = Retention::of(&cfg.journal);
     let now = now();
     if dry_run {
         let plan = j.prune_plan(&r, now)?;

@@ -1,25 +1,18 @@
 //! `cabinet`: the command-line face of Cabinet Kiosk.
 //!
-//! Board tools for technicians and tests (`sim-board`, `board`), provisioning (`config
-//! check`, `keygen`), the journal's operator tools (`journal`), benchmarks (`bench`) and
-//! the backend's side of the MQTT contract for backend developers (`send`, `watch`;
-//! docs/PROTOCOL.md).
+//! The headless kiosk (`run`), board tools for technicians and tests (`sim-board`,
+//! `board`), provisioning (`config check`, `keygen`, `pin-hash`), diagnostics (`diag`),
+//! the journal's operator tools (`journal`) and the backend's side of the MQTT contract
+//! for backend developers (`send`, `watch`; docs/PROTOCOL.md). The fleet simulator and
+//! the benchmarks are not here: they are the lab (`cabinet-lab`, not shipped).
 //! Every error says what to do about it.
 
 mod admin;
 mod backend_cmd;
-mod bench;
 mod board_cmd;
 mod demo_cmd;
-mod fleet;
 mod journal_cmd;
-mod loopback;
-mod mosquitto;
-mod node_kills;
-mod procfs;
-mod rabbitmq;
 mod run;
-mod xorshift;
 
 use clap::{Parser, Subcommand};
 
@@ -43,12 +36,6 @@ enum Command {
     SimBoard(board_cmd::SimArgs),
     /// Drive a real or simulated board and print the outcome as JSON.
     Board(board_cmd::BoardArgs),
-    /// Benchmarks that print figures (see docs/BENCHMARKS.md).
-    Bench(bench::BenchArgs),
-    /// Run N headless kiosks in this process against a Mosquitto it starts, send them
-    /// signed commands (some hostile) and reconcile every outcome and motor action.
-    /// Exit 0 when the books balance, 1 when they do not.
-    Fleet(fleet::FleetArgs),
     /// Check a site config file.
     Config(admin::ConfigArgs),
     /// Generate an Ed25519 key pair for signing commands.
@@ -74,15 +61,8 @@ fn main() -> std::process::ExitCode {
     if !matches!(cli.command, Command::Run(_) | Command::Demo(_)) {
         tracing_subscriber::fmt()
             .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                    // The fleet's hostile commands are refused by design: a warning each.
-                    let level = if matches!(cli.command, Command::Fleet(_)) {
-                        "error"
-                    } else {
-                        "warn"
-                    };
-                    tracing_subscriber::EnvFilter::new(level)
-                }),
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
             )
             .with_writer(std::io::stderr)
             .init();
@@ -92,8 +72,6 @@ fn main() -> std::process::ExitCode {
         Command::Demo(a) => demo_cmd::demo(a),
         Command::SimBoard(a) => board_cmd::sim_board(a),
         Command::Board(a) => board_cmd::board(a),
-        Command::Bench(a) => bench::run(a),
-        Command::Fleet(a) => fleet::fleet(a),
         Command::Config(a) => admin::config(a),
         Command::Keygen(a) => admin::keygen(a),
         Command::PinHash(a) => admin::pin_hash(a),

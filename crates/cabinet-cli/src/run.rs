@@ -3,11 +3,9 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use cabinet_board::Board;
 use cabinet_core::config::{Config, ConfigError, STOP_GRACE_SECS};
 use cabinet_core::instance::InstanceLock;
 use cabinet_core::{kiosk, logs};
@@ -45,8 +43,8 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let lock = InstanceLock::for_config(&cfg)?;
     let _logs = logs::init(&cfg.logs, !a.quiet).context("cannot start logging")?;
-    let board = open_board(&cfg)?;
-    let rt = kiosk_runtime()?;
+    let board = kiosk::open_board(&cfg).context("invalid board settings")?;
+    let rt = kiosk::runtime().context("cannot start the async runtime")?;
     let (stop_tx, stop_rx) = watch::channel(false);
     ctrlc::set_handler(move || {
         let _ = stop_tx.send(true);
@@ -87,23 +85,6 @@ async fn wait_for_core(
     joined
         .context("the kiosk task failed")?
         .context("the kiosk stopped with an error")
-}
-
-/// The board as the kiosk opens it: lenient, so a missing adapter means "out of service".
-pub fn open_board(cfg: &Config) -> anyhow::Result<Arc<dyn Board>> {
-    let board = cabinet_board::open_lenient(&kiosk::board_settings(cfg))
-        .context("invalid board settings")?;
-    Ok(Arc::from(board))
-}
-
-/// The runtime the kiosk runs on (two workers: the target boards are small).
-pub fn kiosk_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .thread_name("kiosk")
-        .build()
-        .context("cannot start the async runtime")
 }
 
 #[cfg(test)]

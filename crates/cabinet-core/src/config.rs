@@ -1354,25 +1354,6 @@ impl Config {
         })
     }
 
-    /// The journal's bounds on refused payloads.
-    pub fn rejection_limits(&self) -> crate::journal::RejectionLimits {
-        crate::journal::RejectionLimits {
-            max_rows: self.journal.max_rejections,
-            max_age_ms: self
-                .journal
-                .rejections_max_age_days
-                .saturating_mul(86_400_000),
-        }
-    }
-
-    /// What retention keeps (crate::retention).
-    pub fn retention(&self) -> crate::retention::Retention {
-        crate::retention::Retention {
-            keep_ms: self.journal.keep_commands_days.saturating_mul(86_400_000),
-            max_commands: self.journal.max_commands,
-        }
-    }
-
     /// Limits for [`protocol::verify_command`].
     pub fn verify_options(&self) -> VerifyOptions {
         VerifyOptions {

@@ -32,7 +32,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use sha2::{Digest, Sha256};
 
-use crate::config::SlotConfig;
+use crate::config::{JournalConfig, SlotConfig};
 use crate::protocol::{Command, Evidence, ReplyState, TrustedIds};
 use crate::reason::Reason;
 
@@ -464,6 +464,16 @@ pub struct RejectionLimits {
     pub max_age_ms: u64,
 }
 
+impl RejectionLimits {
+    /// The bounds a site config sets (`[journal]`).
+    pub fn of(cfg: &JournalConfig) -> RejectionLimits {
+        RejectionLimits {
+            max_rows: cfg.max_rejections,
+            max_age_ms: cfg.rejections_max_age_days.saturating_mul(86_400_000),
+        }
+    }
+}
+
 impl Default for RejectionLimits {
     fn default() -> Self {
         RejectionLimits {
@@ -566,7 +576,7 @@ fn set_aside_corrupt(path: &Path) -> Result<PathBuf, JournalError> {
     Ok(aside)
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
@@ -688,7 +698,7 @@ pub enum Durability {
     /// fsync the WAL on every commit: a commit survives a power cut. What the kiosk uses.
     Full,
     /// fsync only at checkpoints: a power cut can roll back the last commits. Only for
-    /// benchmarks (`cabinet bench journal`) and for filling a journal with history.
+    /// benchmarks (`cabinet-lab bench journal`) and for filling a journal with history.
     Normal,
 }
 

@@ -126,6 +126,23 @@ pub fn board_settings(cfg: &Config) -> BoardSettings {
     s
 }
 
+/// The board as the kiosk opens it: lenient, so a missing adapter means "out of service"
+/// rather than a failed start.
+pub fn open_board(cfg: &Config) -> Result<Arc<dyn Board>, cabinet_board::BoardError> {
+    Ok(Arc::from(cabinet_board::open_lenient(&board_settings(
+        cfg,
+    ))?))
+}
+
+/// The runtime the kiosk runs on (two workers: the target boards are small).
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("kiosk")
+        .build()
+}
+
 /// Wall clock, unix milliseconds.
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -312,7 +329,7 @@ impl Runner {
         boot_id: String,
     ) -> Result<Runner, KioskError> {
         let (mut journal, journal_loss) = crate::upkeep::open_at_start(&cfg)?;
-        journal.set_rejection_limits(cfg.rejection_limits());
+        journal.set_rejection_limits(crate::journal::RejectionLimits::of(&cfg.journal));
         journal.seed_inventory(&cfg.slots)?;
         // A lockout outlives a restart: power-cycling the cabinet must not buy more tries.
         let gate = journal

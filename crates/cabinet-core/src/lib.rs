@@ -15,6 +15,7 @@ pub mod config;
 pub mod control;
 pub mod engine;
 mod export;
+pub mod files;
 mod hooks;
 pub mod instance;
 pub mod journal;

@@ -288,7 +288,7 @@ pub struct LinkHandle {
 
 /// TCP_NODELAY on. rumqttc leaves Nagle's algorithm on; a small publish written right
 /// after a PUBACK then waits for the broker's delayed ACK, about 40 ms on Linux
-/// (`cabinet bench dispatch` measured 45 ms of a 47 ms dispatch). MQTT packets are
+/// (`cabinet-lab bench dispatch` measured 45 ms of a 47 ms dispatch). MQTT packets are
 /// already whole messages, so there is nothing for Nagle to coalesce.
 fn no_nagle() -> rumqttc::NetworkOptions {
     let mut n = rumqttc::NetworkOptions::new();

@@ -27,12 +27,13 @@
 //! ([`crate::journal::RejectionLimits`]).
 //!
 //! Pruning runs in small batches ([`PRUNE_BATCH`]) on its own connection, off the
-//! kiosk's event loop, and pauses while a motor runs (crate::kiosk).
+//! kiosk's event loop, stops a batch as soon as the engine's connection waits for the
+//! write lock ([`Journal::give_way_to`]), and pauses while a motor runs (crate::kiosk).
 
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 
-use crate::config::{CLOCK_SKEW_CEILING_SECS, TOKEN_LIFETIME_CEILING_SECS};
+use crate::config::{CLOCK_SKEW_CEILING_SECS, JournalConfig, TOKEN_LIFETIME_CEILING_SECS};
 use crate::journal::{Journal, JournalError};
 
 /// Commands deleted per transaction at most. A batch's commit writes and fsyncs the
@@ -56,10 +57,21 @@ const COMMANDS_PRUNED: &str = "commands_pruned";
 /// What retention keeps (`[journal]` in the config).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention {
-    /// Commands younger than this (last change, ms) are kept whatever their number.
+    /// Commands whose last change is older than this (ms) go; younger ones stay while they
+    /// are among the newest `max_commands`.
     pub keep_ms: u64,
     /// Beyond this many commands the oldest go, even if younger than `keep_ms`.
     pub max_commands: u64,
+}
+
+impl Retention {
+    /// What a site config keeps (`[journal]`).
+    pub fn of(cfg: &JournalConfig) -> Retention {
+        Retention {
+            keep_ms: cfg.keep_commands_days.saturating_mul(86_400_000),
+            max_commands: cfg.max_commands,
+        }
+    }
 }
 
 impl Default for Retention {
@@ -118,7 +130,7 @@ impl Pruned {
 /// The unary `+` on `state` keeps SQLite from answering a batch's `ORDER BY received_at
 /// LIMIT n` through `commands_by_state`: that plan collects every finished command and
 /// sorts them all for each batch (1.3–1.7 s a batch on a journal of a million commands,
-/// measured by `cabinet bench retention`), where walking `commands_by_received` from the
+/// measured by `cabinet-lab bench retention`), where walking `commands_by_received` from the
 /// oldest stops after `n` prunable rows (0.3 ms).
 const PRUNABLE: &str = "+state IN ('succeeded', 'failed', 'rejected', 'outcome_unknown') \
      AND MIN(COALESCE(expires_at, 9000000000000), received_at / 1000 + ?4) * 1000 + ?5 < ?1 \

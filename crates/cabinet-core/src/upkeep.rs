@@ -105,7 +105,7 @@ impl Upkeep {
         Upkeep {
             path: cfg.journal.path.clone(),
             witness: cfg.journal.witness(),
-            retention: cfg.retention(),
+            retention: Retention::of(&cfg.journal),
             conn: None,
             running: false,
             motor: Arc::new(AtomicBool::new(false)),
@@ -152,7 +152,7 @@ impl Upkeep {
         tokio::task::spawn_blocking(move || {
             let mut conn = conn;
             let t0 = Instant::now();
-            let now = i64::try_from(crate::kiosk::now_ms()).unwrap_or(i64::MAX);
+            let now = crate::journal::now_ms();
             let pruned = conn.prune(&retention, now, |_| between_batches(&motor));
             let witness_error = (trusted && pruned.is_ok())
                 .then(|| witness::write(&witness_path, &conn).err())

@@ -143,7 +143,7 @@ pub fn write(path: &Path, journal: &Journal) -> Result<(), WitnessError> {
     let w = Witness {
         journal: journal.identity()?,
         journal_path: journal.path().to_owned(),
-        written_at_ms: crate::kiosk::now_ms() as i64,
+        written_at_ms: crate::journal::now_ms(),
     };
     let werr = |source| WitnessError::Write {
         path: path.to_owned(),
@@ -262,7 +262,10 @@ pub fn confirm_fresh_start(
     loss: &str,
 ) -> Result<i64, WitnessError> {
     let id = journal.identity()?;
-    journal.set_setting(FRESH_START_AT, &(crate::kiosk::now_ms() / 1000).to_string())?;
+    journal.set_setting(
+        FRESH_START_AT,
+        &(crate::journal::now_ms() / 1000).to_string(),
+    )?;
     let audit = journal.audit(
         who,
         "journal_fresh_start",

@@ -356,7 +356,7 @@ async fn replies_are_confirmed_and_the_link_survives_a_broker_restart() {
 /// Two brokers standing in for two cluster nodes: when the node in use dies, the link
 /// moves to the other one, resubscribes and takes commands there; when that one dies
 /// too, it comes back to the first. (Separate Mosquittos share no session; a real
-/// cluster does, see `cabinet fleet --cluster`.)
+/// cluster does, see `cabinet-lab fleet --cluster`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fails_over_to_the_next_endpoint_resubscribes_and_comes_back() {
     let mut brokers = [Broker::start(), Broker::start()];

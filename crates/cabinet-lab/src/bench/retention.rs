@@ -1,4 +1,4 @@
-//! `cabinet bench retention`: the journal over a cabinet's life. In one run, side by side:
+//! `cabinet-lab bench retention`: the journal over a cabinet's life. In one run, side by side:
 //!
 //! 1. a journal filled with N finished commands (default 1,000,000): received over the
 //!    last 60 days, tokens long expired, every reply acknowledged — as the kiosk writes
@@ -37,7 +37,7 @@ use cabinet_core::retention::{PRUNE_BATCH, Retention, Step};
 use clap::Args;
 use rusqlite::{Connection, OpenFlags, params};
 
-use super::percentile;
+use crate::stats::percentile;
 use crate::xorshift::XorShift;
 
 const DAY_MS: i64 = 86_400_000;
@@ -58,7 +58,7 @@ const COMMAND_TREES: &[&str] = &[
     "transitions_by_cmd",
 ];
 
-/// Arguments of `cabinet bench retention`.
+/// Arguments of `cabinet-lab bench retention`.
 #[derive(Debug, Args)]
 pub struct RetentionArgs {
     /// Finished commands to fill the journal with.

@@ -1,4 +1,4 @@
-//! `cabinet bench window`: time to first paint and idle footprint of the kiosk window,
+//! `cabinet-lab bench window`: time to first paint and idle footprint of the kiosk window,
 //! beside an empty Tauri 2 window built the same way (`bench/empty-window`), in the same
 //! run on the same display.
 //!
@@ -35,10 +35,10 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 const APP_BIN: &str = "cabinet-kiosk";
 const EMPTY_BIN: &str = "empty-tauri-window";
 const BUILD_HINT: &str = "build both the same way first: cargo build --release \
-                          -p cabinet-kiosk-app -p empty-tauri-window -p cabinet-cli \
+                          -p cabinet-kiosk-app -p empty-tauri-window -p cabinet-lab \
                           --features tauri/custom-protocol";
 
-/// Arguments of `cabinet bench window`.
+/// Arguments of `cabinet-lab bench window`.
 #[derive(Debug, Args)]
 pub struct WindowArgs {
     /// The kiosk window binary [default: `cabinet-kiosk` next to this `cabinet`].

@@ -1,4 +1,4 @@
-//! `cabinet fleet`: N headless kiosks in one process against one real Mosquitto (or,
+//! `cabinet-lab fleet`: N headless kiosks in one process against one real Mosquitto (or,
 //! with `--cluster`, a real RabbitMQ cluster on loopback), and a backend that sends
 //! signed commands to random cabinets, some of them hostile, then reconciles: every
 //! command has exactly one terminal outcome at the backend, and every motor action is
@@ -29,7 +29,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use cabinet_board::Board;
@@ -38,14 +38,15 @@ use cabinet_core::config::Config;
 use cabinet_core::instance::InstanceLock;
 use cabinet_core::kiosk;
 use cabinet_core::mqtt::{BackendClient, BackendMessage};
-use cabinet_core::protocol::{self, CommandClaims, Reply, ReplyState};
+use cabinet_core::protocol::{self, Reply, ReplyState};
 use cabinet_core::reason::Reason;
 use clap::Args;
 use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::mosquitto::Broker;
-use crate::node_kills::{Kill, NodeKills, Step};
+use crate::node_kills::{BACK_ONLINE, Kill, NodeKills, Step};
+use crate::orders::{claims, now_s};
 use crate::procfs::{cpu_seconds, rss_kib};
 use crate::rabbitmq::{BACKEND_ID, Cluster, HijackProbe, SessionQueues};
 use crate::xorshift::XorShift;
@@ -55,12 +56,6 @@ const SLOTS: u16 = 20;
 const PER_SLOT: u32 = 1000;
 /// How long the backend waits for the fleet to come online, and for the last outcomes.
 const COME_ONLINE: Duration = Duration::from_secs(120);
-/// The promise: every cabinet of a killed node is back on another node (the backend hears
-/// from it over a new connection) within this long of the kill, or the run fails.
-/// (Measured: under a second for one kill, a few seconds in a rolling restart;
-/// RELIABILITY.md.) A rolling restart also waits this long at most before it starts the
-/// killed node again.
-pub const BACK_ONLINE: Duration = Duration::from_secs(10);
 /// Commands a backend lets wait on one cabinet at a time: half of Mosquitto's default
 /// per-session queue (1,000), so the broker never has to drop one.
 const MAX_OUTSTANDING: u64 = 500;
@@ -71,7 +66,7 @@ const MAX_RETRY_ROUNDS: u32 = 20;
 /// Commands resent per round: Mosquitto queues 1,000 per session by default.
 const RETRY_BATCH: usize = 500;
 
-/// Arguments of `cabinet fleet`.
+/// Arguments of `cabinet-lab fleet`.
 #[derive(Debug, Args)]
 pub struct FleetArgs {
     /// Cabinets to run in this process.
@@ -153,7 +148,7 @@ pub struct FleetOptions {
     pub session_queues: SessionQueues,
 }
 
-/// `cabinet fleet`: run, print the reconciliation and the figures. Exit 0 only when the
+/// `cabinet-lab fleet`: run, print the reconciliation and the figures. Exit 0 only when the
 /// books balance.
 pub fn fleet(a: FleetArgs) -> anyhow::Result<ExitCode> {
     let opts = FleetOptions {
@@ -332,8 +327,8 @@ impl Latency {
         let ms = |us: u32| f64::from(us) / 1000.0;
         Latency {
             n: v.len(),
-            p50_ms: ms(crate::bench::percentile(&v, 50.0)),
-            p99_ms: ms(crate::bench::percentile(&v, 99.0)),
+            p50_ms: ms(crate::stats::percentile(&v, 50.0)),
+            p99_ms: ms(crate::stats::percentile(&v, 99.0)),
             max_ms: ms(v.last().copied().unwrap_or(0)),
         }
     }
@@ -608,32 +603,8 @@ impl Report {
     }
 }
 
-/// Wall clock, unix seconds (the claims' `iat`/`exp` unit).
-pub fn now_s() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 fn code(i: usize) -> String {
     format!("F{:04}", i + 1)
-}
-
-/// A dispense command's claims for cabinet `aud`, with ids derived from `id`.
-pub fn claims(aud: &str, id: &str, slot: u16, iat: i64, exp: i64) -> CommandClaims {
-    CommandClaims {
-        aud: aud.into(),
-        jti: id.into(),
-        iat,
-        exp,
-        kind: protocol::KIND_DISPENSE.into(),
-        slot,
-        qty: 1,
-        order_id: format!("order-{id}"),
-        log_id: format!("log-{id}"),
-        session: None,
-    }
 }
 
 /// The broker(s) a fleet runs against.
@@ -759,7 +730,7 @@ pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
     let broker_pids = net.pids();
     let (key, public) = protocol::generate_keypair()?;
     let (forger, _) = protocol::generate_keypair()?;
-    let rt = crate::run::kiosk_runtime()?;
+    let rt = kiosk::runtime().context("cannot start the async runtime")?;
     let mut backend = rt.block_on(net.backend())?;
 
     let me = std::process::id();

@@ -1,4 +1,4 @@
-//! `cabinet bench footprint`: the headless kiosk as a cabinet runs it (`cabinet run`, a
+//! `cabinet-lab bench footprint`: the headless kiosk as a cabinet runs it (`cabinet run`, a
 //! separate process, release build) against a real Mosquitto and the VMC simulator on a
 //! pty at the real board's POLL cadence: time from start to subscribed, to ready and to the
 //! first dispense on the wire, then resident memory and CPU while it idles.
@@ -31,7 +31,7 @@ use crate::procfs::{cpu_seconds, parse_rollup, rss_kib, status_field};
 const REFERENCE_RSS_KIB: u64 = 72 * 1024;
 const REFERENCE_START_MS: f64 = 600.0;
 
-/// Arguments of `cabinet bench footprint`.
+/// Arguments of `cabinet-lab bench footprint`.
 #[derive(Debug, Args)]
 pub struct FootprintArgs {
     /// Starts to time (the median is reported).
@@ -43,7 +43,7 @@ pub struct FootprintArgs {
     /// Milliseconds between the simulated board's POLLs (the real board: ~200).
     #[arg(long, default_value_t = 200)]
     poll_ms: u64,
-    /// The `cabinet` binary to measure (default: this one).
+    /// The `cabinet` binary to measure (default: the one beside this program).
     #[arg(long)]
     binary: Option<PathBuf>,
     /// Print one JSON object instead of text.
@@ -82,7 +82,7 @@ impl Drop for Kiosk {
 pub fn bench_footprint(a: FootprintArgs) -> anyhow::Result<ExitCode> {
     let bin = match a.binary {
         Some(b) => b,
-        None => std::env::current_exe().context("cannot find this program's path")?,
+        None => crate::beside_me("cabinet")?,
     };
     let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
     let broker = Broker::start(true)?;

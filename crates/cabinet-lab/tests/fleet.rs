@@ -1,4 +1,4 @@
-//! `cabinet fleet` at a small size, as the README's test command runs it: a few real
+//! `cabinet-lab fleet` at a small size, as the README's test command runs it: a few real
 //! kiosk runners on a real Mosquitto, valid and hostile commands, and the reconciliation.
 //! Bigger runs are in docs/BENCHMARKS.md and docs/RELIABILITY.md.
 
@@ -6,14 +6,14 @@
 
 use std::process::Command;
 
-/// Run `cabinet fleet --json` with `args`; it must exit 0 (the books balance). Its report.
+/// Run `cabinet-lab fleet --json` with `args`; it must exit 0 (the books balance). Its report.
 fn fleet(args: &str) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_cabinet"))
+    let out = Command::new(env!("CARGO_BIN_EXE_cabinet-lab"))
         .arg("fleet")
         .args(args.split_whitespace())
         .arg("--json")
         .output()
-        .expect("run cabinet fleet");
+        .expect("run cabinet-lab fleet");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -1,4 +1,4 @@
-//! `cabinet bench ...`: benchmarks that print figures. Nothing here asserts on time; the
+//! `cabinet-lab bench ...`: benchmarks that print figures. Nothing here asserts on time; the
 //! figures go into docs/BENCHMARKS.md with the command that produced them.
 
 use std::process::ExitCode;
@@ -11,7 +11,9 @@ use cabinet_board::vmc::VmcBoard;
 use cabinet_board::{Board, BoardSettings, Protocol};
 use clap::{Args, Subcommand};
 
-/// Arguments of `cabinet bench`.
+use crate::stats::percentile;
+
+/// Arguments of `cabinet-lab bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     #[command(subcommand)]
@@ -108,15 +110,6 @@ pub fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         BenchWhat::Footprint(args) => footprint::bench_footprint(args),
         BenchWhat::Window(args) => window::bench_window(args),
     }
-}
-
-/// Percentile of sorted values (nearest rank).
-pub fn percentile(sorted: &[u32], p: f64) -> u32 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 fn bench_board(polls: u64, poll_ms: u64, rate: u32, json: bool) -> anyhow::Result<ExitCode> {
@@ -228,17 +221,3 @@ mod journal;
 mod retention;
 mod scale;
 mod window;
-
-#[cfg(test)]
-mod tests {
-    use super::percentile;
-
-    #[test]
-    fn percentile_uses_nearest_rank() {
-        let v: Vec<u32> = (1..=100).collect();
-        assert_eq!(percentile(&v, 50.0), 50);
-        assert_eq!(percentile(&v, 99.0), 99);
-        assert_eq!(percentile(&v, 100.0), 100);
-        assert_eq!(percentile(&[], 50.0), 0);
-    }
-}

@@ -1,4 +1,4 @@
-//! `cabinet bench dispatch`: backend publish → first byte of the dispense frame at the
+//! `cabinet-lab bench dispatch`: backend publish → first byte of the dispense frame at the
 //! board, through everything the field has except the cable: a real Mosquitto (started
 //! here on a free loopback port), the kiosk runner in-process on a tokio runtime with a
 //! real journal (synchronous=FULL, as shipped), the VMC driver, and the board simulator
@@ -28,9 +28,9 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::runtime::Runtime;
 use tokio::sync::{mpsc, watch};
 
-use super::percentile;
-use crate::fleet::now_s;
 use crate::mosquitto::Broker;
+use crate::orders::{claims, now_s};
+use crate::stats::percentile;
 use crate::xorshift::XorShift;
 
 pub(super) const MACHINE: &str = "C001";
@@ -57,7 +57,7 @@ fn summary(v: &mut [u32]) -> (u32, u32, u32) {
 
 pub(super) fn sign(key: &SigningKey, id: &str, slot: u16) -> anyhow::Result<String> {
     let now = now_s();
-    let claims = crate::fleet::claims(MACHINE, id, slot, now, now + 120);
+    let claims = claims(MACHINE, id, slot, now, now + 120);
     Ok(protocol::sign_command(&claims, key, "k1")?)
 }
 
@@ -357,8 +357,8 @@ pub fn bench_dispatch(
     let filled = super::journal::fill_history(&cfg.journal.path, history)?;
     let journal_mib = std::fs::metadata(&cfg.journal.path).map_or(0, |m| m.len()) >> 20;
     // Board and runtime exactly as `cabinet run` builds them.
-    let board = crate::run::open_board(&cfg)?;
-    let rt = crate::run::kiosk_runtime()?;
+    let board = kiosk::open_board(&cfg).context("invalid board settings")?;
+    let rt = kiosk::runtime().context("cannot start the async runtime")?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let (screen_tx, _screen_rx) = watch::channel(None);
     let lock = cabinet_core::instance::InstanceLock::for_config(&cfg)?;

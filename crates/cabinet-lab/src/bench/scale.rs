@@ -1,4 +1,4 @@
-//! `cabinet bench scale`: `cabinet fleet` at several sizes, each in its own process (so
+//! `cabinet-lab bench scale`: `cabinet-lab fleet` at several sizes, each in its own process (so
 //! its memory is its own), with the same command load; one table.
 
 use std::path::PathBuf;
@@ -7,7 +7,7 @@ use std::process::{Command, ExitCode, Stdio};
 use anyhow::{Context, bail};
 use clap::Args;
 
-/// Arguments of `cabinet bench scale`.
+/// Arguments of `cabinet-lab bench scale`.
 #[derive(Debug, Args)]
 pub struct ScaleArgs {
     /// Fleet sizes to run, comma-separated.

@@ -1,5 +1,5 @@
 //! A real RabbitMQ cluster (Debian's `rabbitmq-server` with the MQTT plugin) on loopback,
-//! for `cabinet fleet --cluster`: every node on free ports, with its own epmd, Erlang
+//! for `cabinet-lab fleet --cluster`: every node on free ports, with its own epmd, Erlang
 //! cookie, data and logs in a temporary directory; nothing of the machine's own
 //! RabbitMQ (ports 4369/5672/1883/25672, `/etc/rabbitmq`) is used or touched.
 //!
@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use cabinet_core::config::Secret;
+use cabinet_core::files::write_private;
 use cabinet_core::mqtt::BackendClient;
 
-use crate::admin::write_private;
 use crate::loopback::{free_ports, wait_listening};
 use sha2::{Digest, Sha256};
 

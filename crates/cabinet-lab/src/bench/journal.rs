@@ -1,4 +1,4 @@
-//! `cabinet bench journal`: what synchronous=FULL costs against NORMAL, on the commits a
+//! `cabinet-lab bench journal`: what synchronous=FULL costs against NORMAL, on the commits a
 //! dispense really makes, on this disk. And the history filler for `bench dispatch
 //! --history N`.
 
@@ -10,7 +10,7 @@ use anyhow::Context;
 use cabinet_core::journal::{Durability, Inserted, Journal, NewCommand, OutboxMessage};
 use cabinet_core::protocol::{Evidence, ReplyState};
 
-use super::percentile;
+use crate::stats::percentile;
 
 /// A reply the size the kiosk writes.
 fn reply(state: &str) -> OutboxMessage {
