@@ -21,7 +21,7 @@ APT_PACKAGES := \
 .PHONY: all deps toolchain tools demo demo-headless demo-boards test lint unit test-deb deb reliability cluster mutants bench bench-history bench-window clean
 
 # Release builds of the window app embed the page and use Tauri's production protocol.
-RELEASE_APP := $(CARGO) build --release -p cabinet-kiosk-app -p cabinet-cli --features cabinet-kiosk-app/custom-protocol
+RELEASE_APP := $(CARGO) build --release -p cabinet-kiosk-app -p cabinet-demo --features cabinet-kiosk-app/custom-protocol,cabinet-kiosk-app/demo
 
 all: test
 
@@ -44,7 +44,7 @@ demo: deps toolchain
 	@./scripts/demo.sh target/release
 
 demo-headless: deps toolchain
-	@$(CARGO) build --release -p cabinet-cli
+	@$(CARGO) build --release -p cabinet-demo
 	@CABINET_DEMO=headless ./scripts/demo.sh target/release
 
 ## The boards and the command path in a terminal, step by step.
@@ -60,6 +60,10 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 unit:
+	@# The window app's demo (its commands, and its window over WebDriver) with the `demo`
+	@# feature; then the workspace without it, last, so that the binaries test-deb
+	@# packages are the shipped ones (no demo).
+	$(CARGO) test -p cabinet-kiosk-app --features demo --test commands --test webdriver -- demo
 	$(CARGO) test --workspace
 	@# The workspace run builds cabinet-core with its test hooks (cabinet-cli's dev-dependency
 	@# turns them on); built alone, as in the shipped binaries, they must do nothing.
@@ -124,7 +128,7 @@ mutants: toolchain
 
 ## First paint and footprint of the window beside an empty Tauri 2 window (needs Xvfb).
 bench-window: deps toolchain
-	$(CARGO) build --release -p cabinet-kiosk-app -p empty-tauri-window -p cabinet-lab --features tauri/custom-protocol
+	$(CARGO) build --release -p cabinet-kiosk-app -p empty-tauri-window -p cabinet-lab --features tauri/custom-protocol,cabinet-kiosk-app/demo
 	target/release/cabinet-lab bench window --runs 5
 
 clean:

@@ -18,8 +18,8 @@ fi
 
 echo "No display found (DISPLAY/WAYLAND_DISPLAY unset): running the headless demo."
 if [ -t 0 ]; then
-    exec "$DIR/cabinet" demo
+    exec "$DIR/cabinet-demo"
 else
     # Not interactive (CI, a pipe): play three scans and exit with their verdict.
-    exec "$DIR/cabinet" demo --scans 3
+    exec "$DIR/cabinet-demo" --scans 3
 fi

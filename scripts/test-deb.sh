@@ -100,6 +100,13 @@ check_stat() { # path mode owner group
 }
 check_stat /usr/bin/cabinet 755 root root
 check_stat /usr/bin/cabinet-kiosk 755 root root
+# Neither the lab nor the demo is shipped: no lab binary, no demo broker (rumqttd) linked
+# into what is.
+[ ! -e "$root/usr/bin/cabinet-lab" ] && [ ! -e "$root/usr/bin/cabinet-demo" ] ||
+    fail "the package carries the lab or the demo binary"
+for b in cabinet cabinet-kiosk; do
+    if grep -q rumqttd "$root/usr/bin/$b"; then fail "/usr/bin/$b links the demo broker (rumqttd)"; fi
+done
 check_stat /etc/cabinet-kiosk 750 root cabinet
 check_stat /etc/cabinet-kiosk/config.toml 640 root cabinet
 check_stat /var/lib/cabinet-kiosk 750 cabinet cabinet

@@ -6,13 +6,16 @@
 //! [`run_app`] takes the builder and context so tests can pass
 //! `tauri::test::mock_builder()` and run headless.
 
-use std::sync::{Arc, OnceLock};
+#[cfg(feature = "demo")]
+use std::sync::Arc;
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use cabinet_core::control::{ControlHandle, Diagnostics, TechAction, TechAnswer, TechStatus};
 use cabinet_core::screen::Snapshot;
 use cabinet_core::technician::Attempt;
 use cabinet_core::{Lang, Reason, qr};
+#[cfg(feature = "demo")]
 use cabinet_demo::{Demo, DemoBackend};
 use serde::Serialize;
 use tauri::{AppHandle, Emitter, Runtime, State};
@@ -30,6 +33,7 @@ pub struct AppState {
     painted: OnceLock<u128>,
     /// Demo mode only: the demo environment, and the backend that plays a customer's
     /// scan (set once it has connected).
+    #[cfg(feature = "demo")]
     demo: Option<(Arc<Demo>, Arc<OnceLock<DemoBackend>>)>,
     /// The technician's requests to the core (absent when no core runs, as in tests).
     control: Option<ControlHandle>,
@@ -54,6 +58,7 @@ impl AppState {
             screen,
             started: Instant::now(),
             painted: OnceLock::new(),
+            #[cfg(feature = "demo")]
             demo: None,
             control: None,
             exit: OnceLock::new(),
@@ -73,6 +78,7 @@ impl AppState {
 
     /// Demo mode: enables the "simulate scan" control. `backend` is filled in once the
     /// demo backend has connected to the embedded broker.
+    #[cfg(feature = "demo")]
     pub fn with_demo(mut self, demo: Arc<Demo>, backend: Arc<OnceLock<DemoBackend>>) -> Self {
         self.demo = Some((demo, backend));
         self
@@ -141,11 +147,23 @@ fn ui_ready(state: State<'_, AppState>) {
 /// Whether this is the demo (the page then shows the "simulate scan" control).
 #[tauri::command]
 fn demo_available(state: State<'_, AppState>) -> bool {
+    is_demo(&state)
+}
+
+#[cfg(feature = "demo")]
+fn is_demo(state: &AppState) -> bool {
     state.demo.is_some()
+}
+
+/// A build without the `demo` feature (the .deb's) is never the demo.
+#[cfg(not(feature = "demo"))]
+fn is_demo(_: &AppState) -> bool {
+    false
 }
 
 /// Demo only: how many times the simulated board has run a motor (the viewer watches it
 /// go up by one per dispense).
+#[cfg(feature = "demo")]
 #[tauri::command]
 fn demo_motor_count(state: State<'_, AppState>) -> Result<u64, UiError> {
     let Some((demo, _)) = &state.demo else {
@@ -159,6 +177,7 @@ fn demo_motor_count(state: State<'_, AppState>) -> Result<u64, UiError> {
 
 /// Demo only: plays a customer scanning the QR code now on screen. Returns the support
 /// code of the command the demo backend sent.
+#[cfg(feature = "demo")]
 #[tauri::command]
 async fn demo_scan(state: State<'_, AppState>) -> Result<String, UiError> {
     let Some((_, backend)) = &state.demo else {
@@ -276,7 +295,9 @@ pub fn run_app<R: Runtime>(
             qr_svg,
             ui_ready,
             demo_available,
+            #[cfg(feature = "demo")]
             demo_motor_count,
+            #[cfg(feature = "demo")]
             demo_scan,
             tech_status,
             tech_login,

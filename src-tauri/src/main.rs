@@ -7,15 +7,12 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context;
-use cabinet_board::Board;
 use cabinet_core::config::{Config, ConfigError, default_webkit_env};
 use cabinet_core::instance::{InstanceError, InstanceLock};
 use cabinet_core::{kiosk, logs};
-use cabinet_demo::{Demo, DemoOptions};
 use cabinet_kiosk_app::{AppState, forward_screens, run_app};
 use tauri::{Manager, RunEvent};
 use tokio::sync::watch;
@@ -126,18 +123,8 @@ fn run(started: Instant) -> anyhow::Result<ExitCode> {
         }
         Mode::Demo { dir } => {
             apply_webkit_env(&default_webkit_env())?;
-            let demo = Demo::start(DemoOptions {
-                dir,
-                ..DemoOptions::default()
-            })?;
-            eprintln!(
-                "cabinet-kiosk: demo cabinet {} · broker mqtt://{} · board {} · logs {}",
-                demo.config().machine_code,
-                demo.broker(),
-                demo.config().board.port.display(),
-                demo.config().logs.dir.display()
-            );
-            (demo.config().clone(), Some(Arc::new(demo)))
+            let (cfg, demo) = demo::start(dir)?;
+            (cfg, Some(demo))
         }
     };
     // Single instance: one kiosk per cabinet, checked before any window opens.
@@ -150,10 +137,7 @@ fn run(started: Instant) -> anyhow::Result<ExitCode> {
         Err(e) => return Err(e.into()),
     };
     let _logs = logs::init(&cfg.logs, true).context("cannot start logging")?;
-    let board: Arc<dyn Board> = Arc::from(
-        cabinet_board::open_lenient(&kiosk::board_settings(&cfg))
-            .context("invalid board settings")?,
-    );
+    let board = kiosk::open_board(&cfg).context("invalid board settings")?;
 
     let (screen_tx, screen_rx) = watch::channel(None);
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -161,9 +145,8 @@ fn run(started: Instant) -> anyhow::Result<ExitCode> {
     let mut state = AppState::new(cfg.machine_code.clone(), screen_rx.clone())
         .started_at(started)
         .with_control(control);
-    let demo_backend = Arc::new(OnceLock::new());
     if let Some(demo) = &demo {
-        state = state.with_demo(Arc::clone(demo), Arc::clone(&demo_backend));
+        state = demo.attach(state);
     }
     let app = run_app(tauri::Builder::default(), tauri::generate_context!(), state)
         .context("cannot build the window")?;
@@ -191,17 +174,7 @@ fn run(started: Instant) -> anyhow::Result<ExitCode> {
         result
     });
     if let Some(demo) = &demo {
-        let demo = Arc::clone(demo);
-        let demo_backend = Arc::clone(&demo_backend);
-        tauri::async_runtime::spawn(async move {
-            match tokio::time::timeout(Duration::from_secs(10), demo.backend()).await {
-                Ok(Ok(b)) => {
-                    let _ = demo_backend.set(b);
-                }
-                Ok(Err(e)) => tracing::error!(error = %format!("{e:#}"), "demo backend"),
-                Err(_) => tracing::error!("demo backend: no connection within 10 s"),
-            }
-        });
+        demo.connect_backend();
     }
 
     let code = app.run_return(move |_app, event| {
@@ -213,7 +186,10 @@ fn run(started: Instant) -> anyhow::Result<ExitCode> {
     // journal cleanly.
     let finished =
         tauri::async_runtime::block_on(async { tokio::time::timeout(stop_timeout, core).await });
-    drop(demo);
+    // The demo environment (its broker) outlives the core.
+    if let Some(demo) = demo {
+        demo.stop();
+    }
     match finished {
         Ok(Ok(Ok(()))) if code == 0 => Ok(ExitCode::SUCCESS),
         Ok(Ok(Ok(()))) => Ok(ExitCode::FAILURE),
@@ -222,5 +198,106 @@ fn run(started: Instant) -> anyhow::Result<ExitCode> {
         Err(_) => Err(anyhow::anyhow!(
             "the kiosk did not stop within {stop_timeout:?}"
         )),
+    }
+}
+
+/// The zero-setup demo (`--demo`): the embedded broker, the simulated board, and the
+/// backend that plays a customer's scan.
+#[cfg(feature = "demo")]
+mod demo {
+    use std::path::PathBuf;
+    use std::sync::{Arc, OnceLock};
+    use std::time::Duration;
+
+    use cabinet_core::config::Config;
+    use cabinet_demo::{Demo, DemoBackend, DemoOptions};
+    use cabinet_kiosk_app::AppState;
+
+    /// A running demo environment.
+    pub struct DemoRun {
+        demo: Arc<Demo>,
+        backend: Arc<OnceLock<DemoBackend>>,
+    }
+
+    /// Starts the demo environment (in `dir`, or a temporary directory); its config.
+    pub fn start(dir: Option<PathBuf>) -> anyhow::Result<(Config, DemoRun)> {
+        let demo = Demo::start(DemoOptions {
+            dir,
+            ..DemoOptions::default()
+        })?;
+        eprintln!(
+            "cabinet-kiosk: demo cabinet {} · broker mqtt://{} · board {} · logs {}",
+            demo.config().machine_code,
+            demo.broker(),
+            demo.config().board.port.display(),
+            demo.config().logs.dir.display()
+        );
+        let cfg = demo.config().clone();
+        Ok((
+            cfg,
+            DemoRun {
+                demo: Arc::new(demo),
+                backend: Arc::new(OnceLock::new()),
+            },
+        ))
+    }
+
+    impl DemoRun {
+        /// The app's state with the "simulate scan" control.
+        pub fn attach(&self, state: AppState) -> AppState {
+            state.with_demo(Arc::clone(&self.demo), Arc::clone(&self.backend))
+        }
+
+        /// Connects the demo backend on Tauri's runtime (the control works once it has).
+        pub fn connect_backend(&self) {
+            let demo = Arc::clone(&self.demo);
+            let backend = Arc::clone(&self.backend);
+            tauri::async_runtime::spawn(async move {
+                match tokio::time::timeout(Duration::from_secs(10), demo.backend()).await {
+                    Ok(Ok(b)) => {
+                        let _ = backend.set(b);
+                    }
+                    Ok(Err(e)) => tracing::error!(error = %format!("{e:#}"), "demo backend"),
+                    Err(_) => tracing::error!("demo backend: no connection within 10 s"),
+                }
+            });
+        }
+
+        /// Stops the embedded broker and the simulated board.
+        pub fn stop(self) {
+            drop(self.demo);
+        }
+    }
+}
+
+/// A build without the `demo` feature (the .deb's): `--demo` says so.
+#[cfg(not(feature = "demo"))]
+mod demo {
+    use std::path::PathBuf;
+
+    use cabinet_core::config::Config;
+    use cabinet_kiosk_app::AppState;
+
+    /// Never made: this build has no demo.
+    pub enum DemoRun {}
+
+    pub fn start(_dir: Option<PathBuf>) -> anyhow::Result<(Config, DemoRun)> {
+        anyhow::bail!(
+            "this build has no demo mode (it is built with the `demo` feature: make demo)"
+        )
+    }
+
+    impl DemoRun {
+        pub fn attach(&self, _state: AppState) -> AppState {
+            match *self {}
+        }
+
+        pub fn connect_backend(&self) {
+            match *self {}
+        }
+
+        pub fn stop(self) {
+            match self {}
+        }
     }
 }

@@ -10,7 +10,6 @@
 mod admin;
 mod backend_cmd;
 mod board_cmd;
-mod demo_cmd;
 mod journal_cmd;
 mod run;
 
@@ -28,9 +27,6 @@ struct Cli {
 enum Command {
     /// The headless kiosk: subscribe, verify, dispense, reply, until SIGINT/SIGTERM.
     Run(run::RunArgs),
-    /// The zero-setup demo, headless: embedded broker, simulated board, demo key; the
-    /// screen is printed as text and Enter plays a customer's scan.
-    Demo(demo_cmd::DemoArgs),
     /// Simulate a board on a new pseudo-terminal; prints its path first, then serves until
     /// stopped. Type `help` on stdin for live fault injection.
     SimBoard(board_cmd::SimArgs),
@@ -57,8 +53,8 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    // `run` and `demo` log to files as configured; every other command logs warnings to stderr.
-    if !matches!(cli.command, Command::Run(_) | Command::Demo(_)) {
+    // `run` logs to files as configured; every other command logs warnings to stderr.
+    if !matches!(cli.command, Command::Run(_)) {
         tracing_subscriber::fmt()
             .with_env_filter(
                 tracing_subscriber::EnvFilter::try_from_default_env()
@@ -69,7 +65,6 @@ fn main() -> std::process::ExitCode {
     }
     let result = match cli.command {
         Command::Run(a) => run::run(a),
-        Command::Demo(a) => demo_cmd::demo(a),
         Command::SimBoard(a) => board_cmd::sim_board(a),
         Command::Board(a) => board_cmd::board(a),
         Command::Config(a) => admin::config(a),

@@ -218,33 +218,6 @@ fn keygen_prints_a_public_key_the_config_accepts() {
     );
 }
 
-/// The headless demo is the whole product on one machine: embedded broker, simulated
-/// board, demo key. Two scans in a row also prove the idle screen gets a fresh QR nonce
-/// after the first was used (the demo cabinet requires sessions).
-#[test]
-fn the_headless_demo_dispenses_each_scan_and_the_motor_count_follows() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(BIN)
-        .args(["demo", "--scans", "2", "--dir"])
-        .arg(dir.path())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "stdout:\n{stdout}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(stdout.matches("→ succeeded").count(), 2, "{stdout}");
-    assert!(
-        stdout.contains("the board's motor count went 0 → 2"),
-        "{stdout}"
-    );
-    assert!(stdout.contains("[screen] dispensing: "), "{stdout}");
-    assert!(dir.path().join("journal.sqlite3").exists());
-}
-
 /// A password variable that is set but empty is not a password: `cabinet run` refuses to
 /// start and names the variable (once, not repeated through the error chain).
 #[test]

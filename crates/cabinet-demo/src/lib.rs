@@ -8,8 +8,8 @@
 //! - a config file (`config.toml` in the demo directory) for a cabinet with a slot map,
 //!   requiring the QR session nonce like a production site should.
 //!
-//! The kiosk then runs unchanged on that config (headless `cabinet demo` or the window
-//! `cabinet-kiosk --demo`). [`DemoBackend::scan`] plays the backend's part of a customer
+//! The kiosk then runs unchanged on that config (headless: this crate's `cabinet-demo`
+//! binary; or the window, `cabinet-kiosk --demo`, built with its `demo` feature). [`DemoBackend::scan`] plays the backend's part of a customer
 //! scanning the QR code: it takes the nonce the screen shows, signs a dispense command
 //! with the demo key, and publishes it on the cabinet's topic, exactly as a backend
 //! would (docs/PROTOCOL.md). Nothing here is used outside the demo; tests use a real

@@ -36,7 +36,7 @@ const APP_BIN: &str = "cabinet-kiosk";
 const EMPTY_BIN: &str = "empty-tauri-window";
 const BUILD_HINT: &str = "build both the same way first: cargo build --release \
                           -p cabinet-kiosk-app -p empty-tauri-window -p cabinet-lab \
-                          --features tauri/custom-protocol";
+                          --features tauri/custom-protocol,cabinet-kiosk-app/demo";
 
 /// Arguments of `cabinet-lab bench window`.
 #[derive(Debug, Args)]

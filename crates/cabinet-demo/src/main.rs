@@ -1,7 +1,8 @@
-//! `cabinet demo`: the zero-setup demo without a window (for machines with no display,
+//! `cabinet-demo`: the zero-setup demo without a window (for machines with no display,
 //! and as a smoke test of the whole path). The same core as `cabinet run` and the window
-//! app, on the demo environment of `cabinet-demo` (embedded broker, simulated board on a
-//! pty, demo key). The customer screen is printed as text; Enter plays a scan.
+//! app, on this crate's demo environment (embedded broker, simulated board on a pty, demo
+//! key). The customer screen is printed as text; Enter plays a scan. Its own binary, so
+//! the shipped `cabinet` carries no demo broker.
 
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -14,12 +15,14 @@ use cabinet_core::protocol::{Reply, ReplyState};
 use cabinet_core::screen::{Screen, Snapshot};
 use cabinet_core::{kiosk, logs};
 use cabinet_demo::{Demo, DemoBackend, DemoOptions, Scan};
-use clap::Args;
+use clap::Parser;
 use tokio::sync::{broadcast, watch};
 
-/// Arguments of `cabinet demo`.
-#[derive(Debug, Args)]
-pub struct DemoArgs {
+/// The zero-setup demo, headless: embedded broker, simulated board, demo key; the screen
+/// is printed as text and Enter plays a customer's scan.
+#[derive(Debug, Parser)]
+#[command(name = "cabinet-demo", version, about)]
+struct DemoArgs {
     /// Play this many scans one after another, print the outcome of each and exit
     /// (0 when every one was dispensed and the board's motor count rose by as many).
     /// Without it: press Enter to scan, `q` Enter to quit.
@@ -30,8 +33,18 @@ pub struct DemoArgs {
     dir: Option<PathBuf>,
 }
 
+fn main() -> ExitCode {
+    match demo(DemoArgs::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 /// Run the headless demo.
-pub fn demo(a: DemoArgs) -> anyhow::Result<ExitCode> {
+fn demo(a: DemoArgs) -> anyhow::Result<ExitCode> {
     let demo = Demo::start(DemoOptions {
         dir: a.dir,
         ..DemoOptions::default()
