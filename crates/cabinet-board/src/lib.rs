@@ -2,7 +2,7 @@
 //!
 //! Layers, in the order tokio-modbus taught us:
 //! - `vmc::frame` / `lockboard::codec`: frame types and pure byte codecs, tested against the
-//!   known-good frames of DESIGN.md §5. No I/O.
+//!   known-good frames of the boards' specifications. No I/O.
 //! - [`port`]: the only module that opens serial ports (real devices and pseudo-terminals).
 //! - `vmc::driver` / `lockboard::driver`: the codecs over a port, behind the [`Board`] trait.
 //! - [`sim`]: a board that speaks both protocols on the far end of a pty, with fault injection
@@ -36,7 +36,7 @@ pub enum Protocol {
 }
 
 impl Protocol {
-    /// The baud rate the protocol is specified with (DESIGN.md §5).
+    /// The baud rate the protocol is specified with.
     pub fn default_baud(self) -> u32 {
         match self {
             Protocol::Vmc => 57_600,

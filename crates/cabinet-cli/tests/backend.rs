@@ -1,5 +1,5 @@
 //! `cabinet send` against a real Mosquitto with the shipped ACL, the cabinet side
-//! played by the cabinet's own `MqttLink` (DESIGN.md §3, docs/PROTOCOL.md).
+//! played by the cabinet's own `MqttLink` (docs/PROTOCOL.md).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../../cabinet-core/tests/support/mod.rs"]

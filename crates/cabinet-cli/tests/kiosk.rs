@@ -1,6 +1,6 @@
 //! The headless kiosk (`cabinet run`) as a real child process, against a real Mosquitto
 //! (started per test on a free loopback port, with the shipped ACL) and the board simulator
-//! on a real pty. The invariants of DESIGN.md §1 are asserted by what the backend receives
+//! on a real pty. The invariants (docs/ARCHITECTURE.md) are asserted by what the backend receives
 //! and by the simulator's count of motor actions.
 //!
 //! Tests run one at a time: each starts a broker, a simulator and a kiosk process, and the

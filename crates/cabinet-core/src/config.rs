@@ -116,7 +116,7 @@ impl fmt::Display for Problems<'_> {
 }
 
 /// A secret string (the MQTT password). `Debug` and `Display` print `***` so the value
-/// cannot reach a log by accident (DESIGN.md §7: secrets never reach a log).
+/// cannot reach a log by accident (secrets never reach a log).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 

@@ -3,7 +3,7 @@
 //! One task (the kiosk runner, `kiosk.rs`) feeds it events — a command verified by
 //! `protocol::verify_command` together with what the journal already knows about that
 //! command id, a board outcome, link/board health, a clock tick — and performs the actions
-//! it returns, **in order**. The order is the design (DESIGN.md §4):
+//! it returns, **in order**. The order is the design (docs/ARCHITECTURE.md, "The command path"):
 //!
 //! ```text
 //! verify → target → expiry → dedupe → slot/stock/board/session
@@ -605,7 +605,7 @@ impl Engine {
         self.start_next(now, out);
     }
 
-    /// Why a valid command cannot be served, checked in the order of DESIGN.md §4.
+    /// Why a valid command cannot be served, checked in the order the design gives (docs/ARCHITECTURE.md, "The command path").
     fn refusal(&self, cmd: &Command, now: u64) -> Option<Reason> {
         // The journal that would remember this command cannot prove it has not served it.
         if self.journal_unverified_since.is_some()

@@ -1,7 +1,7 @@
 //! The journal: the durable, on-disk record of commands, replies waiting for the
 //! broker, inventory, technician actions and untrusted payloads.
 //!
-//! It is what makes invariants 2 and 3 (DESIGN.md §1) survive crashes and power cuts:
+//! It is what makes invariants 2 and 3 (docs/ARCHITECTURE.md) survive crashes and power cuts:
 //! - a command ID is inserted once ([`Journal::insert_new_command`] reports a
 //!   [`Inserted::Duplicate`] with the stored command on every redelivery), so one ID
 //!   moves a motor at most once;
@@ -1807,7 +1807,7 @@ mod tests {
 
     #[test]
     fn startup_recovery_finds_commands_left_dispensing_and_marks_them_outcome_unknown() {
-        // The crash-mid-dispense case (DESIGN.md §4): on restart the command is found
+        // The crash-mid-dispense case: on restart the command is found
         // in `dispensing`, reported as outcome_unknown, and can never dispense again.
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j.sqlite3");

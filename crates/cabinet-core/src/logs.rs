@@ -1,5 +1,5 @@
 //! Logging set-up: tracing to daily rolling files (tracing-appender, non-blocking, with a
-//! retention limit) and to stderr, as text or JSON lines (DESIGN.md §7).
+//! retention limit) and to stderr, as text or JSON lines.
 //!
 //! Every command's span carries `log_id`, `cmd_id` and `order_id` (see `kiosk.rs`), and the
 //! board drivers log inside it, so one `grep <log_id>` finds the payload, the serial
@@ -54,7 +54,7 @@ const LOG_QUEUE_LINES: usize = 8192;
 /// process: dropping it flushes and stops the background writer.
 pub fn init(cfg: &LogsConfig, stderr: bool) -> Result<WorkerGuard, LogError> {
     let dir = &cfg.dir;
-    // tracing-appender prints an error if the directory does not exist yet (FACTS.md).
+    // tracing-appender prints an error if the directory does not exist yet.
     std::fs::create_dir_all(dir).map_err(|source| LogError::Dir {
         path: dir.display().to_string(),
         source,

@@ -103,7 +103,7 @@ pub enum KeyError {
 ///
 /// The code is used as an MQTT topic level, a client ID and a username, so it must
 /// never contain `/` (another topic level), `+`/`#` (wildcards that would subscribe
-/// to other cabinets' topics, the incident in MISSION.md), or anything a broker ACL
+/// to other cabinets' topics, the incident in docs/ARCHITECTURE.md), or anything a broker ACL
 /// substitution (`%u`, `${username}`) could misread.
 pub fn check_machine_code(code: &str) -> Result<(), ProtocolError> {
     let bad = |why| ProtocolError::InvalidMachineCode {
@@ -127,7 +127,7 @@ pub fn check_machine_code(code: &str) -> Result<(), ProtocolError> {
 /// The four topics of one cabinet: `cabinet/v1/{machine_code}/{cmd,reply,state,telemetry}`.
 ///
 /// One subtree per cabinet so the broker ACL can say "read only your own `cmd`, write
-/// only your own subtree" (DESIGN.md §3).
+/// only your own subtree" (docs/PROTOCOL.md).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topics {
     /// Backend → cabinet, QoS 1: signed commands.
@@ -1105,7 +1105,7 @@ mod tests {
 
     #[test]
     fn machine_codes_with_wildcards_or_slashes_cannot_make_topics() {
-        // A '+' or '#' code would subscribe to other cabinets' commands (MISSION.md).
+        // A '+' or '#' code would subscribe to other cabinets' commands (the incident).
         for bad in ["+", "#", "a/b", "", "a b", "é", &"x".repeat(65)] {
             assert!(Topics::new(bad).is_err(), "{bad:?}");
         }
@@ -1134,7 +1134,7 @@ mod tests {
 
     #[test]
     fn a_command_for_another_cabinet_is_rejected_with_its_trusted_ids() {
-        // Regression for the incident in MISSION.md: a command published to a topic
+        // Regression for the incident (docs/ARCHITECTURE.md): a command published to a topic
         // several cabinets shared dispensed at the wrong cabinet.
         let mut c = claims();
         c.aud = "XA-0002".into();

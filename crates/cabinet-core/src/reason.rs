@@ -4,7 +4,7 @@
 //! written to the journal, logged as `reason=...`, sent in the reply's `reason` field
 //! (docs/PROTOCOL.md) and turned into a short sentence on the customer's failure
 //! screen. Keeping one enum means a support code read off the screen, a log line and
-//! the backend's record all use the same words (STYLE.md habit 3).
+//! the backend's record all use the same words.
 
 use std::fmt;
 use std::str::FromStr;
@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
     // --- the command could not be trusted, or is not for us -----------------------
-    /// Signed correctly, but `aud` names another cabinet (the incident in MISSION.md).
+    /// Signed correctly, but `aud` names another cabinet (the incident in docs/ARCHITECTURE.md).
     WrongTarget,
     /// `exp` (plus the allowed clock skew) is in the past.
     Expired,
@@ -216,7 +216,7 @@ impl Reason {
     }
 
     /// True when the reason means the slot should be taken out of service until a
-    /// technician clears it (DESIGN.md §4: "a jammed slot is taken out of service").
+    /// technician clears it (docs/ARCHITECTURE.md, "The invariants").
     pub fn takes_slot_out_of_service(self) -> bool {
         matches!(self, Reason::Jammed | Reason::MotorNotStopped)
     }

@@ -1,4 +1,4 @@
-//! The lock board ("8A/80" protocol, DESIGN.md §5): lockers and rental cabinets.
+//! The lock board ("8A/80" protocol): lockers and rental cabinets.
 //!
 //! RS-485, 9600 8N1, the host is the master and addresses one of up to 31 boards on the bus;
 //! each answers within 1.5 s. There is no jam code: "unlocked but the door never opened" is

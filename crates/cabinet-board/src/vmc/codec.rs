@@ -1,6 +1,6 @@
 //! VMC frames and their byte codec: pure functions, no I/O.
 //!
-//! Frame layout (DESIGN.md §5): `FA FB | CMD | LEN | PackNO Text… | XOR`, where LEN counts
+//! Frame layout: `FA FB | CMD | LEN | PackNO Text… | XOR`, where LEN counts
 //! the bytes after it up to (not including) the checksum, and the checksum is the XOR of
 //! every byte from `FA` on. POLL and ACK have LEN 0 and no PackNO.
 
@@ -40,7 +40,7 @@ pub const ACK: [u8; 5] = [0xFA, 0xFB, 0x42, 0x00, 0x43];
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum SlotOrder {
-    /// High byte first (`00 0B` is slot 11), as in DESIGN.md's examples.
+    /// High byte first (`00 0B` is slot 11), as in the specification's examples.
     #[default]
     #[serde(rename = "big")]
     BigEndian,
@@ -77,7 +77,7 @@ pub enum DispenseStatus {
     Jammed,
     /// 04: the motor did not stop at its home position.
     MotorNotStopped,
-    /// 05: the motor turned but the drop sensor saw nothing. DESIGN.md's list has no code for
+    /// 05: the motor turned but the drop sensor saw nothing. The specification's list has no code for
     /// this; 05 is the gap in it and what our simulator sends. A board that signals it
     /// differently needs its code mapped here.
     NoDrop,

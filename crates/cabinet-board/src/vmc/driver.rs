@@ -45,7 +45,7 @@ const FRAME_LOG: usize = 256;
 #[derive(Debug)]
 pub struct VmcBoard {
     inner: Arc<Inner>,
-    /// One operation at a time (one physical dispense at a time, DESIGN.md §4). The flag
+    /// One operation at a time (one physical dispense at a time: docs/ARCHITECTURE.md, "The invariants"). The flag
     /// says whether the PackNO sequence has been synchronised with the board.
     op: Mutex<bool>,
     /// The last PackNO put on the wire, on disk. Used only under `op`.
