@@ -6,7 +6,10 @@
 //! resend, which the board must not execute twice) and with ACK otherwise. It acknowledges
 //! every report and drops a report whose PackNO repeats the previous one (the board resent
 //! it because our ACK was lost). Callers block on a condition variable until their
-//! operation's answer arrives.
+//! operation's answer arrives. Those rules themselves — PackNOs, resends, giving up,
+//! which report is news and which acknowledges our command — are the pure state machine
+//! in `session.rs`, unit-tested frame by frame; this module adds the port, the thread,
+//! the clock and the disk.
 //!
 //! Two habits of real boards shape what counts as an answer:
 //! - A board remembers the PackNO it executed last, across our restarts, and silently
@@ -27,6 +30,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::codec::{self, Decoded, Decoder, DispenseStatus, VmcFrame};
+use super::session::{PollAnswer, Report, Session, packno_add, packno_distance};
 use crate::outcome::millis;
 use crate::port::{self, SerialLink};
 use crate::{
@@ -55,18 +59,6 @@ pub struct VmcBoard {
 
 /// How many PackNOs one write to disk covers (see [`PacknoStore`]).
 const PACKNO_RESERVE: u8 = 32;
-
-/// `p` advanced by `n` in the PackNO cycle 1..=255.
-fn packno_add(p: u8, n: u8) -> u8 {
-    let v = (u16::from(p.max(1)) - 1 + u16::from(n)) % 255 + 1;
-    u8::try_from(v).unwrap_or(1)
-}
-
-/// Steps forward from `from` to `to` in the PackNO cycle (0 when equal).
-fn packno_distance(from: u8, to: u8) -> u8 {
-    let d = (i16::from(to.max(1)) - i16::from(from.max(1))).rem_euclid(255);
-    u8::try_from(d).unwrap_or(0)
-}
 
 /// The PackNOs the driver may have put on the wire, kept in a small file so that a
 /// restarted driver never repeats the number the board executed last
@@ -182,16 +174,6 @@ struct Inner {
     started: Instant,
 }
 
-#[derive(Debug)]
-struct Outgoing {
-    bytes: Vec<u8>,
-    describe: String,
-    slot: Option<u16>,
-    sends: u8,
-    acked: bool,
-    gave_up: bool,
-}
-
 #[derive(Debug, Default)]
 struct State {
     shutdown: bool,
@@ -200,25 +182,10 @@ struct State {
     port_losses: u64,
     last_poll: Option<Instant>,
     last_rx: Option<Instant>,
-    next_packno: u8,
-    last_board_packno: Option<u8>,
-    outgoing: Option<Outgoing>,
-    /// Reports for the operation in progress, deduplicated.
-    events: VecDeque<VmcFrame>,
+    /// PackNOs, the queued command and the reports: the protocol's rules (session.rs).
+    session: Session,
     health: BoardHealth,
     frames: VecDeque<FrameRecord>,
-}
-
-impl State {
-    fn packno(&mut self) -> u8 {
-        // 1..=255, never 0.
-        self.next_packno = if self.next_packno == 255 {
-            1
-        } else {
-            self.next_packno + 1
-        };
-        self.next_packno
-    }
 }
 
 impl Inner {
@@ -266,7 +233,7 @@ impl VmcBoard {
     ) -> Result<Self, BoardError> {
         let opened = port.is_some();
         let (mut packnos, stored) = PacknoStore::open(settings.vmc.packno_file.as_deref());
-        // `State::packno` increments before use: the first frame carries stored + 1.
+        // `Session::next_packno` increments before use: the first frame carries stored + 1.
         let next_packno = stored.unwrap_or_else(random_packno);
         // Reserve the first numbers now, at start, rather than in front of a customer.
         packnos.before_send(packno_add(next_packno, 1));
@@ -275,7 +242,7 @@ impl VmcBoard {
             settings: settings.clone(),
             state: Mutex::new(State {
                 port_open: opened,
-                next_packno,
+                session: Session::new(next_packno, settings.vmc.max_attempts),
                 health: BoardHealth {
                     protocol: Protocol::Vmc.to_string(),
                     port: settings.port.display().to_string(),
@@ -324,7 +291,7 @@ impl VmcBoard {
         let packno = {
             let mut st = self.inner.lock();
             usable(&st)?;
-            st.packno()
+            st.session.next_packno()
         };
         // Covered on disk before the frame can reach the wire (normally already); outside
         // the state lock, so the I/O thread keeps answering POLLs while the disk syncs.
@@ -339,30 +306,26 @@ impl VmcBoard {
             VmcFrame::Dispense { slot, .. } | VmcFrame::CheckSlot { slot, .. } => Some(*slot),
             _ => None,
         };
-        st.events.clear();
-        st.outgoing = Some(Outgoing {
-            bytes: codec::encode(&frame, vmc.slot_order),
-            describe: frame.describe(),
+        st.session.queue(
+            codec::encode(&frame, vmc.slot_order),
+            frame.describe(),
             slot,
-            sends: 0,
-            acked: false,
-            gave_up: false,
-        });
+        );
         let losses = st.port_losses;
         let bad_before = st.health.bad_frames;
         // Each attempt waits for one POLL cycle; a silent board ends it via silent_after.
         let deadline = Instant::now() + vmc.silent_after * u32::from(vmc.max_attempts.max(1) + 1);
         loop {
-            let out = st.outgoing.as_ref();
-            let (acked, gave_up, sends) =
-                out.map_or((false, true, 0), |o| (o.acked, o.gave_up, o.sends));
-            let reach = if sends == 0 {
-                Reach::NotSent
-            } else {
+            let progress = st.session.progress();
+            let (acked, gave_up, sent) =
+                progress.map_or((false, true, false), |p| (p.acked, p.gave_up, p.sent));
+            let reach = if sent {
                 Reach::Unconfirmed
+            } else {
+                Reach::NotSent
             };
             if acked {
-                st.outgoing = None;
+                st.session.finish();
                 drop(st);
                 // The motor command is on its way: renewing the reservation now costs it
                 // nothing (the report takes a motor run to come).
@@ -375,12 +338,12 @@ impl VmcBoard {
                 });
             }
             if st.port_losses != losses || st.shutdown {
-                st.outgoing = None;
+                st.session.finish();
                 return Err((LinkFault::PortGone, reach));
             }
             let now = Instant::now();
             if gave_up || now >= deadline {
-                st.outgoing = None;
+                st.session.finish();
                 st.health.timeouts += 1;
                 let fault = if st.health.bad_frames > bad_before {
                     LinkFault::BadFrame
@@ -405,7 +368,7 @@ impl VmcBoard {
         let losses = sent.port_losses;
         let bad_before = st.health.bad_frames;
         loop {
-            while let Some(ev) = st.events.pop_front() {
+            while let Some(ev) = st.session.next_report() {
                 if let Some(v) = pick(&ev) {
                     return Ok(v);
                 }
@@ -707,40 +670,32 @@ fn handle(
     match frame {
         VmcFrame::Poll => {
             st.last_poll = Some(now);
-            let mut reply: &[u8] = &codec::ACK;
-            let mut owned = None;
-            let max = inner.settings.vmc.max_attempts.max(1);
-            if let Some(out) = st.outgoing.as_mut().filter(|o| !o.acked && !o.gave_up) {
-                if out.sends >= max {
-                    out.gave_up = true;
-                } else {
-                    let resend = out.sends > 0;
-                    out.sends += 1;
-                    owned = Some((out.bytes.clone(), out.describe.clone(), resend));
+            let answer = st.session.on_poll();
+            let reply: Vec<u8> = match answer {
+                PollAnswer::Ack => codec::ACK.to_vec(),
+                PollAnswer::Command {
+                    bytes,
+                    describe,
+                    resend,
+                    stale_dropped,
+                } => {
+                    if stale_dropped > 0 {
+                        tracing::info!(
+                            stale = stale_dropped,
+                            "board reports from before this command dropped"
+                        );
+                    }
+                    let what = if resend {
+                        st.health.resends += 1;
+                        format!("{describe} (resend)")
+                    } else {
+                        describe
+                    };
+                    inner.record(&mut st, FrameDirection::Tx, &bytes, what);
+                    bytes
                 }
-            }
-            if owned.as_ref().is_some_and(|(_, _, resend)| !resend) {
-                // Our command goes out now: whatever the board reported before this moment
-                // is about an earlier command (a report sent twice, or late), never ours.
-                let stale = st.events.len();
-                if stale > 0 {
-                    tracing::info!(stale, "board reports from before this command dropped");
-                    st.events.clear();
-                }
-            }
-            if let Some((bytes, describe, resend)) = &owned {
-                if *resend {
-                    st.health.resends += 1;
-                }
-                let what = if *resend {
-                    format!("{describe} (resend)")
-                } else {
-                    describe.clone()
-                };
-                inner.record(&mut st, FrameDirection::Tx, bytes, what);
-                reply = bytes;
-            }
-            port.write_all(reply)?;
+            };
+            port.write_all(&reply)?;
             st.health.frames_tx += 1;
             st.health.polls_answered += 1;
             let us = u64::try_from(got_at.elapsed().as_micros()).unwrap_or(u64::MAX);
@@ -749,8 +704,7 @@ fn handle(
         }
         VmcFrame::Ack => {
             inner.record(&mut st, FrameDirection::Rx, &raw, "ACK".into());
-            if let Some(out) = st.outgoing.as_mut().filter(|o| o.sends > 0) {
-                out.acked = true;
+            if st.session.on_ack() {
                 inner.changed.notify_all();
             }
         }
@@ -759,37 +713,22 @@ fn handle(
             // resends because it missed our previous ACK.
             port.write_all(&codec::ACK)?;
             st.health.frames_tx += 1;
+            let describe = other.describe();
             let packno = other.packno();
-            let duplicate = packno.is_some() && packno == st.last_board_packno;
-            let meaning = if duplicate {
-                format!("{} (repeated PackNO, ignored)", other.describe())
-            } else {
-                other.describe()
-            };
-            inner.record(&mut st, FrameDirection::Rx, &raw, meaning);
-            if duplicate {
-                st.health.duplicate_frames += 1;
-                tracing::debug!(packno, "repeated PackNO from board ignored");
-                return Ok(());
-            }
-            if packno.is_some() {
-                st.last_board_packno = packno;
-            }
-            // A report for our slot proves the board got the command even if its ACK was lost.
-            let slot_of = match &other {
-                VmcFrame::DispenseReport { slot, .. } | VmcFrame::SlotStatus { slot, .. } => {
-                    Some(*slot)
+            match st.session.on_report(other) {
+                Report::Repeated => {
+                    inner.record(
+                        &mut st,
+                        FrameDirection::Rx,
+                        &raw,
+                        format!("{describe} (repeated PackNO, ignored)"),
+                    );
+                    st.health.duplicate_frames += 1;
+                    tracing::debug!(packno, "repeated PackNO from board ignored");
+                    return Ok(());
                 }
-                _ => None,
-            };
-            let is_machine = matches!(other, VmcFrame::MachineStatus { .. });
-            if let Some(out) = st.outgoing.as_mut().filter(|o| o.sends > 0)
-                && ((slot_of.is_some() && slot_of == out.slot)
-                    || (is_machine && out.slot.is_none()))
-            {
-                out.acked = true;
+                Report::New { .. } => inner.record(&mut st, FrameDirection::Rx, &raw, describe),
             }
-            st.events.push_back(other);
             inner.changed.notify_all();
         }
     }

@@ -5,6 +5,7 @@
 
 pub mod codec;
 mod driver;
+mod session;
 
 pub use codec::{Decoder, DispenseStatus, FrameError, SlotOrder, VmcFrame};
 pub use driver::VmcBoard;
