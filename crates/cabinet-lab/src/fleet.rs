@@ -1355,3 +1355,6 @@ fn reconcile(
         broker_rss_kib: f.broker_rss,
     }
 }
+
+#[cfg(test)]
+mod tests;
