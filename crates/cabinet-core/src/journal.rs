@@ -22,7 +22,11 @@
 //! a power cut can roll back the last commits. Losing an `accepted` row after the MQTT
 //! PUBACK went out would lose the command; losing a `dispensing` row would let the
 //! motor run again after restart. `FULL` fsyncs the WAL on every commit, which costs a
-//! few milliseconds per transition — nothing next to a motor turn.
+//! few milliseconds per transition — nothing next to a motor turn. One exception: an
+//! untrusted payload's record and its reply ([`Journal::record_untrusted`]) commit
+//! without the fsync, so a flood of junk cannot make real orders wait behind a disk
+//! flush per payload; they identify no command, and the next `FULL` commit makes them
+//! durable too.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -407,6 +411,9 @@ pub struct Journal {
     /// Another connection's waits, for background work on this one to give way to
     /// ([`Journal::give_way_to`]).
     give_way: Option<LockWaits>,
+    /// This connection's `synchronous` setting (`FULL` unless a benchmark asked otherwise),
+    /// restored after a commit that does not wait for the disk.
+    sync: &'static str,
 }
 
 /// How often a connection of this process had to wait for the journal's write lock
@@ -688,6 +695,63 @@ fn enqueue_in(
     Ok(conn.last_insert_rowid())
 }
 
+/// [`Journal::record_rejection`] inside a transaction the caller commits.
+fn record_rejection_in(
+    tx: &Connection,
+    limits: RejectionLimits,
+    reason: Reason,
+    payload: &[u8],
+    trusted: Option<&TrustedIds>,
+    detail: &str,
+) -> Result<i64, JournalError> {
+    let hash: String = Sha256::digest(payload)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let now = now_ms();
+    tx.prepare_cached(
+        "INSERT INTO rejections (at, reason, payload_sha256, payload_len, cmd_id, log_id, detail) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        now,
+        reason.code(),
+        hash,
+        i64::try_from(payload.len()).unwrap_or(i64::MAX),
+        trusted.map(|t| t.cmd_id.as_str()),
+        trusted.map(|t| t.log_id.as_str()),
+        detail,
+    ])?;
+    let id = tx.last_insert_rowid();
+    let keep_from = id.saturating_sub(i64::try_from(limits.max_rows).unwrap_or(i64::MAX));
+    let oldest = now.saturating_sub(i64::try_from(limits.max_age_ms).unwrap_or(i64::MAX));
+    // Both bounds as one range of ids, so the delete never reads more than it
+    // removes: rows are appended in time order, so the rows too old are those before
+    // the first young enough one, found walking from the oldest id. (One predicate
+    // `id <= ?1 OR at < ?2` read the whole ring, 10,000 rows, for each payload; a
+    // row out of time order, after a clock jump, goes by the count bound.)
+    let first_young: i64 = tx
+        .prepare_cached("SELECT id FROM rejections WHERE at >= ?1 ORDER BY id LIMIT 1")?
+        .query_row([oldest], |r| r.get(0))
+        .optional()?
+        .unwrap_or(i64::MAX);
+    let dropped = tx
+        .prepare_cached("DELETE FROM rejections WHERE id < ?1")?
+        .execute([keep_from.saturating_add(1).max(first_young)])?;
+    if dropped > 0 {
+        tx.prepare_cached(
+            "INSERT INTO settings (key, value) VALUES (?1, CAST(?2 AS TEXT)) \
+             ON CONFLICT(key) DO UPDATE SET \
+             value = CAST(CAST(value AS INTEGER) + ?2 AS TEXT)",
+        )?
+        .execute(params![
+            REJECTIONS_DROPPED,
+            i64::try_from(dropped).unwrap_or(i64::MAX)
+        ])?;
+    }
+    Ok(id)
+}
+
 fn limit(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -780,6 +844,7 @@ impl Journal {
                 rejection_limits: RejectionLimits::default(),
                 waits,
                 give_way: None,
+                sync,
             },
             found,
             set_aside,
@@ -811,6 +876,7 @@ impl Journal {
             rejection_limits: RejectionLimits::default(),
             waits: LockWaits::default(),
             give_way: None,
+            sync: "FULL",
         })
     }
 
@@ -1338,55 +1404,40 @@ impl Journal {
         trusted: Option<&TrustedIds>,
         detail: &str,
     ) -> Result<i64, JournalError> {
-        let hash: String = Sha256::digest(payload)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        let now = now_ms();
         let limits = self.rejection_limits;
         let tx = self.conn.transaction()?;
-        tx.prepare_cached(
-            "INSERT INTO rejections (at, reason, payload_sha256, payload_len, cmd_id, log_id, detail) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?
-        .execute(params![
-            now,
-            reason.code(),
-            hash,
-            i64::try_from(payload.len()).unwrap_or(i64::MAX),
-            trusted.map(|t| t.cmd_id.as_str()),
-            trusted.map(|t| t.log_id.as_str()),
-            detail,
-        ])?;
-        let id = tx.last_insert_rowid();
-        let keep_from = id.saturating_sub(i64::try_from(limits.max_rows).unwrap_or(i64::MAX));
-        let oldest = now.saturating_sub(i64::try_from(limits.max_age_ms).unwrap_or(i64::MAX));
-        // Both bounds as one range of ids, so the delete never reads more than it
-        // removes: rows are appended in time order, so the rows too old are those before
-        // the first young enough one, found walking from the oldest id. (One predicate
-        // `id <= ?1 OR at < ?2` read the whole ring, 10,000 rows, for each payload; a
-        // row out of time order, after a clock jump, goes by the count bound.)
-        let first_young: i64 = tx
-            .prepare_cached("SELECT id FROM rejections WHERE at >= ?1 ORDER BY id LIMIT 1")?
-            .query_row([oldest], |r| r.get(0))
-            .optional()?
-            .unwrap_or(i64::MAX);
-        let dropped = tx
-            .prepare_cached("DELETE FROM rejections WHERE id < ?1")?
-            .execute([keep_from.saturating_add(1).max(first_young)])?;
-        if dropped > 0 {
-            tx.prepare_cached(
-                "INSERT INTO settings (key, value) VALUES (?1, CAST(?2 AS TEXT)) \
-                 ON CONFLICT(key) DO UPDATE SET \
-                 value = CAST(CAST(value AS INTEGER) + ?2 AS TEXT)",
-            )?
-            .execute(params![
-                REJECTIONS_DROPPED,
-                i64::try_from(dropped).unwrap_or(i64::MAX)
-            ])?;
-        }
+        let id = record_rejection_in(&tx, limits, reason, payload, trusted, detail)?;
         tx.commit()?;
         Ok(id)
+    }
+
+    /// An untrusted payload's record and its reply (no command id), in one transaction
+    /// committed without waiting for the disk (`synchronous=NORMAL` for this commit
+    /// only; the connection's setting is restored after it). A payload nobody could
+    /// authenticate must not cost the cabinet an fsync: a flood of them would queue real
+    /// orders behind one disk flush each. A power cut may lose the last few of these rows
+    /// and their replies, which identify no command; the next commit that waits for the
+    /// disk (any command's) makes them durable too.
+    pub fn record_untrusted(
+        &mut self,
+        reason: Reason,
+        payload: &[u8],
+        detail: &str,
+        reply: &OutboxMessage,
+    ) -> Result<(), JournalError> {
+        let limits = self.rejection_limits;
+        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let written = (|| {
+            let tx = self.conn.transaction()?;
+            record_rejection_in(&tx, limits, reason, payload, None, detail)?;
+            enqueue_in(&tx, None, reply, now_ms())?;
+            tx.commit()?;
+            Ok::<(), JournalError>(())
+        })();
+        let restored = self.conn.pragma_update(None, "synchronous", self.sync);
+        written?;
+        restored?;
+        Ok(())
     }
 
     /// The `n` most recent rejections, newest first.
@@ -2089,6 +2140,31 @@ mod tests {
             .unwrap();
         assert_eq!(j.recent_rejections(1_000).unwrap().len(), 1);
         assert_eq!(j.rejections_dropped().unwrap(), 2_000);
+    }
+
+    #[test]
+    fn an_untrusted_payload_and_its_reply_commit_together_without_changing_the_sync_level() {
+        let (_d, mut j) = open_tmp();
+        let sync = |j: &Journal| -> i64 {
+            j.conn
+                .query_row("PRAGMA synchronous", [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(sync(&j), 2, "FULL");
+        let reply = OutboxMessage {
+            topic: "cabinet/v1/C001/reply".into(),
+            payload: "{\"state\":\"rejected\"}".into(),
+        };
+        j.record_untrusted(Reason::Malformed, b"junk", "not a JWS", &reply)
+            .unwrap();
+        assert_eq!(sync(&j), 2, "FULL again after the commit");
+        assert_eq!(j.recent_rejections(10).unwrap().len(), 1);
+        let out = j.outbox_pending(10).unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            (out[0].cmd_id.as_deref(), out[0].payload.as_str()),
+            (None, reply.payload.as_str())
+        );
     }
 
     #[test]

@@ -838,8 +838,7 @@ impl Runner {
                         }
                     } else {
                         self.journal
-                            .record_rejection(reason, payload, None, &detail)?;
-                        self.journal.enqueue(None, &msg)?;
+                            .record_untrusted(reason, payload, &detail, &msg)?;
                     }
                 }
                 Action::Ack => {
