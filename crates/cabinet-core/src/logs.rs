@@ -1,7 +1,7 @@
 //! Logging set-up: tracing to daily rolling files (tracing-appender, non-blocking, with a
 //! retention limit) and to stderr, as text or JSON lines.
 //!
-//! Every command's span carries `log_id`, `cmd_id` and `order_id` (see `kiosk.rs`), and the
+//! Every command's span carries `log_id`, `cmd_id` and `order_id` (see `kiosk/mod.rs`), and the
 //! board drivers log inside it, so one `grep <log_id>` finds the payload, the serial
 //! exchange and the reply. Secrets never reach a log: passwords live in `config::Secret`,
 //! whose Debug and Display print `***`, and tokens are never logged.

@@ -189,6 +189,14 @@ pub struct AckToken {
     seq: u64,
 }
 
+#[cfg(test)]
+impl AckToken {
+    /// A token as the link would give it, for the runner's tests (crate::kiosk).
+    pub(crate) fn for_test(seq: u64) -> AckToken {
+        AckToken { connection: 0, seq }
+    }
+}
+
 /// A message received on this cabinet's `cmd` topic.
 #[derive(Debug, Clone)]
 pub struct Incoming {
