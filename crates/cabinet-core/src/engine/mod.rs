@@ -653,6 +653,8 @@ impl Engine {
 
 mod events;
 mod judge;
+#[cfg(test)]
+mod model;
 mod screen;
 #[cfg(test)]
 mod tests;

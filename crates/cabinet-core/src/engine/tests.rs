@@ -3,9 +3,9 @@
 use super::*;
 use crate::protocol::CommandKind;
 
-const T0: u64 = 1_750_000_000_000;
+pub(super) const T0: u64 = 1_750_000_000_000;
 
-fn cfg() -> EngineConfig {
+pub(super) fn cfg() -> EngineConfig {
     EngineConfig {
         machine_code: "C001".into(),
         cabinet_name: String::new(),
@@ -20,7 +20,7 @@ fn cfg() -> EngineConfig {
     }
 }
 
-fn slot(n: u16, count: u32) -> SlotInventory {
+pub(super) fn slot(n: u16, count: u32) -> SlotInventory {
     SlotInventory {
         slot: n,
         product: format!("item {n}"),

@@ -10,17 +10,15 @@
 //! - a terminal state is never left, and once the board is back and the clock has moved
 //!   on, every accepted command has exactly one terminal state.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::collections::{HashMap, HashSet};
 
 use cabinet_board::{Outcome, Reach};
-use cabinet_core::engine::{Action, Engine, EngineConfig, Event};
-use cabinet_core::journal::{SlotInventory, StoredCommand};
-use cabinet_core::protocol::{Command, CommandKind, Evidence, ReplyState};
 use proptest::prelude::*;
 
-const T0: u64 = 1_750_000_000_000;
+use super::tests::{T0, cfg, slot};
+use super::{Action, Engine, Event};
+use crate::journal::{SlotInventory, StoredCommand};
+use crate::protocol::{Command, CommandKind, Evidence, ReplyState};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -67,32 +65,8 @@ fn outcome(n: u8) -> Outcome {
     }
 }
 
-fn config() -> EngineConfig {
-    EngineConfig {
-        machine_code: "C001".into(),
-        cabinet_name: String::new(),
-        boot_id: "boot".into(),
-        require_session: false,
-        session_lifetime_ms: 60_000,
-        take_item_ms: 10_000,
-        failed_ms: 15_000,
-        out_of_service_grace_ms: 5_000,
-        clock_skew_secs: 0,
-        board_start_wait_ms: 10_000,
-    }
-}
-
 fn slots() -> Vec<SlotInventory> {
-    (1..=3)
-        .map(|n| SlotInventory {
-            slot: n,
-            product: format!("item {n}"),
-            capacity: 10,
-            count: 3,
-            enabled: true,
-            jammed: false,
-        })
-        .collect()
+    (1..=3).map(|n| slot(n, 3)).collect()
 }
 
 /// The runner and the journal, as far as the invariants need them.
@@ -111,7 +85,7 @@ struct Harness {
 impl Harness {
     fn new() -> Harness {
         let mut h = Harness {
-            engine: Engine::new(config(), slots(), T0),
+            engine: Engine::new(cfg(), slots(), T0),
             now: T0,
             stored: HashMap::new(),
             in_flight: None,
