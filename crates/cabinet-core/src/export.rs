@@ -9,6 +9,26 @@
 
 use std::path::{Path, PathBuf};
 
+/// Mount points under `/media`, `/run/media` and `/mnt` (where USB sticks appear), from
+/// `/proc/self/mounts`.
+pub(crate) fn removable_mounts() -> Vec<String> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let mut dirs: Vec<String> = mounts
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        // /proc/self/mounts escapes spaces as \040.
+        .map(|d| d.replace("\\040", " "))
+        .filter(|d| {
+            ["/media/", "/run/media/", "/mnt/"]
+                .iter()
+                .any(|p| d.starts_with(p))
+        })
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    dirs
+}
+
 /// A bundle ready to be written: its JSON files, in order, and where the logs are.
 #[derive(Debug)]
 pub(crate) struct Bundle {

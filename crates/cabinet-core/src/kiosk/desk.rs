@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cabinet_board::Outcome;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tracing::{info, info_span, warn};
 
 use crate::control::{Control, TechAction, TechAnswer, TechError, TechStatus};
@@ -23,13 +23,10 @@ use crate::technician::{Attempt, Gate};
 use crate::witness;
 
 use super::link::Link;
-use super::{KioskError, Runner, now_ms};
+use super::{Answer, KioskError, Runner, now_ms};
 
 /// The journal setting that keeps the technician lockout.
 pub(super) const GATE_KEY: &str = "technician_gate";
-
-/// Where a technician's answer goes.
-pub(super) type Answer = oneshot::Sender<Result<TechAnswer, TechError>>;
 
 /// A technician's slot test finished on the blocking pool.
 pub(super) type SlotTestDone = (String, u16, Outcome, Answer);
@@ -323,7 +320,7 @@ impl<L: Link> Runner<L> {
                 entries: self.journal.recent_audit(n.clamp(1, 500)).map_err(failed)?,
             }),
             TechAction::ExportTargets => Ok(TechAnswer::ExportTargets {
-                dirs: super::diagnostics::removable_mounts(),
+                dirs: crate::export::removable_mounts(),
             }),
             TechAction::Exit => {
                 self.audit(technician, "exit", "").map_err(failed)?;

@@ -12,9 +12,8 @@ use crate::control::{Diagnostics, JournalDiagnostics, LinkDiagnostics, TechAnswe
 use crate::journal_stats::{FileBytes, disk_free};
 use crate::witness::Loss;
 
-use super::desk::Answer;
 use super::link::Link;
-use super::{KioskError, Runner, VERSION, now_ms};
+use super::{Answer, KioskError, Runner, VERSION, now_ms};
 
 /// 2026-01-01T00:00:00Z: a clock before this is certainly wrong (this code did not
 /// exist yet). Used for `Diagnostics::clock_plausible`.
@@ -23,26 +22,6 @@ const BUILD_EPOCH_FLOOR_SECS: u64 = 1_767_225_600;
 /// Where the running kiosk keeps its latest [`Diagnostics`]: `<journal>.status.json`.
 pub fn status_path(cfg: &Config) -> PathBuf {
     cfg.journal.beside(".status.json")
-}
-
-/// Mount points under `/media`, `/run/media` and `/mnt` (where USB sticks appear), from
-/// `/proc/self/mounts`.
-pub(super) fn removable_mounts() -> Vec<String> {
-    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    let mut dirs: Vec<String> = mounts
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(1))
-        // /proc/self/mounts escapes spaces as \040.
-        .map(|d| d.replace("\\040", " "))
-        .filter(|d| {
-            ["/media/", "/run/media/", "/mnt/"]
-                .iter()
-                .any(|p| d.starts_with(p))
-        })
-        .collect();
-    dirs.sort();
-    dirs.dedup();
-    dirs
 }
 
 /// A diagnostics export finished on the blocking pool: who asked, where the bundle went

@@ -167,6 +167,10 @@ pub async fn run(
     result
 }
 
+/// Where a technician's answer goes.
+type Answer =
+    tokio::sync::oneshot::Sender<Result<crate::control::TechAnswer, crate::control::TechError>>;
+
 /// What the runner talks to besides the board: the link (its port and its events), the
 /// screen, the technician's requests and the stop signal.
 struct Ports<L> {
