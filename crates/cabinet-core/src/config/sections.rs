@@ -352,7 +352,7 @@ impl Config {
         })
     }
 
-    /// Limits for [`protocol::verify_command`].
+    /// Limits for [`protocol::verify_command`](crate::protocol::verify_command).
     pub fn verify_options(&self) -> VerifyOptions {
         VerifyOptions {
             max_token_bytes: self.commands.max_payload_bytes,

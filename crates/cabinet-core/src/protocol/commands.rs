@@ -52,7 +52,7 @@ pub enum CommandKind {
     Dispense,
 }
 
-/// A command that passed every check of [`verify_command`]: signed by a trusted key,
+/// A command that passed every check of [`verify_command`](super::verify_command): signed by a trusted key,
 /// for this cabinet, within its validity window, and sane.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Command {
@@ -119,7 +119,7 @@ impl Rejection {
     }
 }
 
-/// Limits applied by [`verify_command`]; from the config's `[commands]`.
+/// Limits applied by [`verify_command`](super::verify_command); from the config's `[commands]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VerifyOptions {
     /// Payloads longer than this are rejected as `oversize` before any parsing.

@@ -3,7 +3,7 @@
 use super::KeyError;
 
 /// Errors building protocol values from local input (not from the network: network
-/// input is judged by [`verify_command`] and yields a [`Rejection`]).
+/// input is judged by [`verify_command`](super::verify_command) and yields a [`Rejection`](super::Rejection)).
 #[derive(Debug, thiserror::Error)]
 pub enum ProtocolError {
     /// The machine code would make an unsafe or ambiguous topic.

@@ -11,7 +11,7 @@
 //! padding) signed with EdDSA/Ed25519 (RFC 8037), so any backend JWT library can produce
 //! it. On the cabinet we verify it with `base64` + `ed25519-dalek` directly because:
 //!
-//! - the checks must run in a fixed order with one [`Reason`] per failure (size → parse
+//! - the checks must run in a fixed order with one [`Reason`](crate::Reason) per failure (size → parse
 //!   → `alg` → `kid` → signature → `aud` → `exp`/`iat` → `kind`/`slot`/`qty`), and a
 //!   rejection after the signature verified must still hand back the trusted IDs so the
 //!   rejected reply carries `cmd_id`/`log_id`. `jsonwebtoken` folds signature, expiry

@@ -113,7 +113,7 @@ pub struct Evidence {
 /// and exactly one terminal reply.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reply {
-    /// Protocol version, always [`PROTOCOL_VERSION`].
+    /// Protocol version, always [`PROTOCOL_VERSION`](super::PROTOCOL_VERSION).
     pub v: u8,
     /// The command's `jti`.
     pub cmd_id: String,
