@@ -123,8 +123,8 @@ cluster: deps toolchain
 mutants: toolchain
 	@command -v cargo-mutants >/dev/null || $(CARGO) install cargo-mutants --locked
 	$(CARGO) mutants -j 1 --no-shuffle -p cabinet-core --test-package cabinet-core --cargo-test-arg=--lib \
-		-f crates/cabinet-core/src/engine.rs -f crates/cabinet-core/src/journal.rs -f crates/cabinet-core/src/protocol.rs \
-		-f crates/cabinet-core/src/config.rs
+		-f 'crates/cabinet-core/src/engine/*.rs' -f 'crates/cabinet-core/src/journal/*.rs' \
+		-f 'crates/cabinet-core/src/protocol/*.rs' -f 'crates/cabinet-core/src/config/*.rs'
 
 ## First paint and footprint of the window beside an empty Tauri 2 window (needs Xvfb).
 bench-window: deps toolchain

@@ -19,7 +19,7 @@ use serde::Serialize;
 use crate::journal::{Identity, Journal, JournalError};
 use crate::protocol::ReplyState;
 
-// Settings keys, as journal.rs and retention.rs write them (the tests below compare
+// Settings keys, as journal/ and retention.rs write them (the tests below compare
 // with their readers, so a rename there fails here).
 const JOURNAL_ID: &str = "journal_id";
 const JOURNAL_CREATED_AT: &str = "journal_created_at";
@@ -689,7 +689,7 @@ mod tests {
         let id = j.identity().unwrap();
         assert_eq!(s.created_at_ms, Some(id.created_at_ms));
 
-        // The lifetime counters are read where journal.rs and retention.rs keep them.
+        // The lifetime counters are read where journal/ and retention.rs keep them.
         j.set_rejection_limits(crate::journal::RejectionLimits {
             max_rows: 1,
             max_age_ms: u64::MAX / 2,
