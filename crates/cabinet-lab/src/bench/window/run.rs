@@ -29,14 +29,14 @@ const BUILD_HINT: &str = "build both the same way first: cargo build --release \
 /// Arguments of `cabinet-lab bench window`.
 #[derive(Debug, Args)]
 pub struct WindowArgs {
-    /// The kiosk window binary [default: `cabinet-kiosk` next to this `cabinet`].
+    /// The kiosk window binary [default: `cabinet-kiosk` next to this `cabinet-lab`].
     #[arg(long)]
     app: Option<PathBuf>,
     /// Arguments for the kiosk binary, split at whitespace. With `--demo` and no
     /// `--demo-dir`, each run gets its own demo directory in a temporary directory.
     #[arg(long, default_value = "--demo", allow_hyphen_values = true)]
     app_args: String,
-    /// The empty Tauri 2 window [default: `empty-tauri-window` next to this `cabinet`].
+    /// The empty Tauri 2 window [default: `empty-tauri-window` next to this `cabinet-lab`].
     #[arg(long)]
     empty: Option<PathBuf>,
     /// Runs of each binary.
