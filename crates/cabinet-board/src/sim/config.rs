@@ -41,7 +41,8 @@ pub struct SimConfig {
     /// Record every POLL reply latency (for the benchmark).
     pub record_latencies: bool,
     /// VMC: record when the first byte of each new host Dispense frame was read (for the
-    /// dispatch benchmark); see [`Simulator::take_dispense_times`].
+    /// dispatch benchmark); see
+    /// [`Simulator::take_dispense_times`](super::Simulator::take_dispense_times).
     pub record_dispense_times: bool,
     /// VMC: the board knows the machine-status command (0x53). Without it the board
     /// acknowledges the frame and does nothing else: it neither answers nor takes the

@@ -13,10 +13,10 @@
 //! the host closing and reopening the pty; only a replug powers the board afresh), it can
 //! report late, twice or for another slot, and it can lack the machine-status command.
 //!
-//! The parts: [`config`] (how the board is built, the faults it can be given), the
-//! [`Simulator`] handle and its counters ([`simulator`]), the simulator's thread (the
-//! cable, the pty reads and writes: [`thread`]), and the board's side of each protocol
-//! ([`vmc`], [`lockboard`]).
+//! The parts: `config` (how the board is built, the faults it can be given), the
+//! [`Simulator`] handle and its counters (`simulator`), the simulator's thread (the
+//! cable, the pty reads and writes: `thread`), and the board's side of each protocol
+//! (`vmc`, `lockboard`).
 
 mod config;
 mod lockboard;
