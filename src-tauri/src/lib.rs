@@ -2,7 +2,8 @@
 //!
 //! No business logic lives here. The core publishes one [`Snapshot`] at a time on a
 //! watch channel; this crate forwards each to the page as the `"screen"` event and keeps
-//! the latest for [`get_snapshot`]. The three commands are adapters over core functions.
+//! the latest for [`get_snapshot`]. The commands (the screen's, the technician's and, with
+//! the `demo` feature, the demo's) are adapters over core functions.
 //! [`run_app`] takes the builder and context so tests can pass
 //! `tauri::test::mock_builder()` and run headless.
 

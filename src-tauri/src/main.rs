@@ -1,6 +1,7 @@
 //! `cabinet-kiosk --config FILE` (or `CABINET_CONFIG=FILE`): the kiosk with its window.
 //! `cabinet-kiosk --demo [--demo-dir DIR]`: the zero-setup demo (embedded broker,
-//! simulated board, demo key, a "simulate scan" button).
+//! simulated board, demo key, a "simulate scan" button), only in a build with the `demo`
+//! feature; the .deb's app says it has no demo.
 //! The same core as the headless `cabinet run`; the window only shows what it publishes.
 
 use std::collections::BTreeMap;

@@ -1,12 +1,13 @@
 //! Serial boards of a cabinet: the two wire protocols, their drivers, and a board simulator.
 //!
 //! Layers, in the order tokio-modbus taught us:
-//! - `vmc::frame` / `lockboard::codec`: frame types and pure byte codecs, tested against the
+//! - `vmc::codec` / `lockboard::codec`: frame types and pure byte codecs, tested against the
 //!   known-good frames of the boards' specifications. No I/O.
 //! - [`port`]: the only module that opens serial ports (real devices and pseudo-terminals).
 //! - `vmc::driver` / `lockboard::driver`: the codecs over a port, behind the [`Board`] trait.
 //! - [`sim`]: a board that speaks both protocols on the far end of a pty, with fault injection
 //!   and a count of every physical action, so tests can prove "at most once physically".
+//! - [`memory`]: an in-process VMC board without a port, for the fleet simulator.
 //!
 //! Nothing here knows about MQTT, the journal or the UI.
 

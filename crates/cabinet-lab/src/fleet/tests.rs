@@ -9,7 +9,11 @@ use cabinet_board::Board;
 use cabinet_board::memory::MemoryBoard;
 use cabinet_core::mqtt::BackendMessage;
 
-use super::*;
+use super::backend::{Inbox, Kind, Sent};
+use super::cabinets::code;
+use super::cli::FleetOptions;
+use super::reconcile::{Figures, reconcile};
+use super::report::Report;
 use crate::node_kills::NodeKills;
 use crate::rabbitmq::SessionQueues;
 

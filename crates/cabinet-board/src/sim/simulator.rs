@@ -1,0 +1,251 @@
+//! The [`Simulator`] handle: it starts the board's thread, turns faults on and off, moves
+//! doors and stock, pulls and plugs the cable, and reads the counters ([`SimStats`]) that
+//! tests wait on; and the state it shares with the thread.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::config::{Fault, Faults, SimConfig};
+use super::thread::run;
+use crate::{BoardError, port};
+
+/// What the simulator has seen and done.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct SimStats {
+    /// Motor runs started (VMC), resends excluded. The number tests defend.
+    pub motor_actions: u64,
+    /// Unlocks performed (lock board).
+    pub unlock_actions: u64,
+    /// Physical actions per slot/channel.
+    pub actions_by_slot: BTreeMap<u16, u64>,
+    /// VMC: POLLs sent.
+    pub polls_sent: u64,
+    /// VMC: POLLs answered by the host (in time or not).
+    pub poll_replies: u64,
+    /// VMC: host answers later than the deadline.
+    pub missed_deadlines: u64,
+    /// VMC: slowest host answer to a POLL, microseconds.
+    pub poll_reply_max_us: u64,
+    /// Frames from the host carrying a PackNO the board had already executed.
+    pub host_resends_seen: u64,
+    /// ACKs received from the host (POLL answers included).
+    pub host_acks: u64,
+    /// VMC: reports (dispense, slot, machine status) the board sent, resends excluded.
+    pub reports_sent: u64,
+    /// Good frames received from the host.
+    pub frames_rx: u64,
+    /// Frames from the host with a bad checksum or shape.
+    pub bad_frames_rx: u64,
+    /// Whether the pty is currently "plugged in".
+    pub plugged: bool,
+    /// Current pty path.
+    pub pty: String,
+}
+
+#[derive(Debug)]
+pub(super) struct Ctl {
+    pub(super) faults: Faults,
+    pub(super) stats: SimStats,
+    pub(super) shutdown: bool,
+    pub(super) want_plugged: bool,
+    pub(super) doors: Vec<bool>,
+    pub(super) stock: BTreeMap<u16, u32>,
+    pub(super) latencies: Vec<u32>,
+    pub(super) dispense_times: Vec<(u16, Instant)>,
+}
+
+#[derive(Debug)]
+pub(super) struct Shared {
+    pub(super) cfg: SimConfig,
+    ctl: Mutex<Ctl>,
+    pub(super) changed: Condvar,
+}
+
+impl Shared {
+    pub(super) fn lock(&self) -> MutexGuard<'_, Ctl> {
+        self.ctl.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A running simulated board. Dropping it stops the board and closes the pty.
+#[derive(Debug)]
+pub struct Simulator {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Simulator {
+    /// Create the pty and start serving.
+    pub fn start(cfg: SimConfig) -> Result<Self, BoardError> {
+        let (master, pty) = port::pty_pair()?;
+        if let Some(link) = &cfg.link {
+            relink(link, Some(&pty))?;
+        }
+        let slots = cfg.slots;
+        let shared = Arc::new(Shared {
+            ctl: Mutex::new(Ctl {
+                faults: Faults::default(),
+                stats: SimStats {
+                    plugged: true,
+                    pty: pty.display().to_string(),
+                    ..SimStats::default()
+                },
+                shutdown: false,
+                want_plugged: true,
+                doors: vec![false; usize::from(slots)],
+                stock: (1..=slots).map(|s| (s, cfg.stock)).collect(),
+                latencies: Vec::new(),
+                dispense_times: Vec::new(),
+            }),
+            cfg,
+            changed: Condvar::new(),
+        });
+        let s = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("board-sim".into())
+            .spawn(move || run(&s, master))
+            .map_err(|e| BoardError::Open {
+                path: "board-sim".into(),
+                message: e.to_string(),
+            })?;
+        Ok(Self {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// The path the host should open: the symlink if configured, else the pty itself.
+    pub fn path(&self) -> PathBuf {
+        match &self.shared.cfg.link {
+            Some(l) => l.clone(),
+            None => PathBuf::from(&self.shared.lock().stats.pty),
+        }
+    }
+
+    /// Turn a fault on.
+    pub fn set_fault(&self, fault: Fault) {
+        let mut c = self.shared.lock();
+        let f = &mut c.faults;
+        match fault {
+            Fault::Jam => f.jam = true,
+            Fault::MotorNotStopped => f.motor_not_stopped = true,
+            Fault::NoDropDetected => f.no_drop = true,
+            Fault::DoorStuck => f.door_stuck = true,
+            Fault::NoReply => f.no_reply = true,
+            Fault::Silent => f.silent = true,
+            Fault::BadChecksum(n) => f.bad_checksum = n,
+            Fault::SlowReply(d) => f.slow_reply = Some(d),
+            Fault::RepeatedPackNo => f.repeated_packno = true,
+            Fault::ReportTwice => f.report_twice = true,
+            Fault::ReportWrongSlot => f.report_wrong_slot = true,
+        }
+        tracing::info!(?fault, "simulator fault on");
+    }
+
+    /// Turn every fault off.
+    pub fn clear_faults(&self) {
+        self.shared.lock().faults = Faults::default();
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> SimStats {
+        self.shared.lock().stats.clone()
+    }
+
+    /// Take the recorded POLL reply latencies (microseconds), if recording was configured.
+    pub fn take_latencies(&self) -> Vec<u32> {
+        std::mem::take(&mut self.shared.lock().latencies)
+    }
+
+    /// Take the recorded (slot, first byte read) of every new host Dispense frame (resends
+    /// excluded), oldest first, if [`SimConfig::record_dispense_times`] was set.
+    pub fn take_dispense_times(&self) -> Vec<(u16, Instant)> {
+        std::mem::take(&mut self.shared.lock().dispense_times)
+    }
+
+    /// Block until `pred` holds for the counters or `timeout` passes; returns whether it held.
+    /// This is how tests synchronise with the board: on its state, never on sleeps.
+    pub fn wait_until(&self, timeout: Duration, pred: impl Fn(&SimStats) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut c = self.shared.lock();
+        loop {
+            if pred(&c.stats) {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            c = match self.shared.changed.wait_timeout(c, deadline - now) {
+                Ok((g, _)) => g,
+                Err(p) => p.into_inner().0,
+            };
+        }
+    }
+
+    /// Set a lock channel's door open or closed (a customer closing it).
+    pub fn set_door(&self, channel: u16, open: bool) {
+        let mut c = self.shared.lock();
+        if let Some(d) = usize::from(channel)
+            .checked_sub(1)
+            .and_then(|i| c.doors.get_mut(i))
+        {
+            *d = open;
+        }
+    }
+
+    /// Set the stock of a VMC slot.
+    pub fn set_stock(&self, slot: u16, count: u32) {
+        self.shared.lock().stock.insert(slot, count);
+    }
+
+    /// Pull the cable: the pty closes and the path disappears. Returns once done.
+    pub fn unplug(&self) {
+        self.set_plugged(false);
+    }
+
+    /// Plug a cable back in: a new pty, the symlink pointing at it. Returns once done.
+    pub fn replug(&self) {
+        self.set_plugged(true);
+    }
+
+    fn set_plugged(&self, want: bool) {
+        self.shared.lock().want_plugged = want;
+        self.shared.changed.notify_all();
+        self.wait_until(Duration::from_secs(5), |s| s.plugged == want);
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        self.shared.lock().shutdown = true;
+        self.shared.changed.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        if let Some(link) = &self.shared.cfg.link {
+            let _ = std::fs::remove_file(link);
+        }
+    }
+}
+
+pub(super) fn relink(link: &Path, target: Option<&Path>) -> Result<(), BoardError> {
+    let err = |e: std::io::Error| BoardError::Open {
+        path: link.display().to_string(),
+        message: format!("cannot update simulator link: {e}"),
+    };
+    match std::fs::remove_file(link) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(err(e)),
+    }
+    if let Some(t) = target {
+        std::os::unix::fs::symlink(t, link).map_err(err)?;
+    }
+    Ok(())
+}
