@@ -6,7 +6,7 @@
 //! - [`reason`]: the one list of reason codes shared by logs, replies and screens.
 //! - [`config`]: embedded defaults + the site file + `validate()`.
 //! - [`protocol`]: the MQTT contract (topics, signed commands, replies, presence).
-//! - [`mqtt`]: the broker link (the only module that touches `rumqttc`).
+//! - [`mqtt`]: the broker link (the only module of the shipped code that touches `rumqttc`).
 //! - [`journal`]: the durable SQLite record that makes "at most once physically" and
 //!   "exactly one outcome reported" survive crashes and power cuts.
 //! - [`instance`]: one kiosk process per cabinet.

@@ -1,4 +1,5 @@
-//! The MQTT link: the only module that talks to `rumqttc`.
+//! The MQTT link: the only module of the shipped code that talks to `rumqttc` (the lab
+//! and the tests use it directly, to play backends and brokers' clients).
 //!
 //! Shaped like `rumqttc` itself: [`MqttLink::new`] returns the link (which owns the
 //! event loop and must be driven by [`MqttLink::run`] on one task), a cloneable

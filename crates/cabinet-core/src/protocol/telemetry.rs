@@ -33,9 +33,11 @@ pub struct StateMessage {
 /// Board health as seen by the app.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BoardHealth {
-    /// The serial link answers.
+    /// The board is up as the dispense decisions see it (the engine's view, not a
+    /// fresher reading they have not seen).
     pub ok: bool,
-    /// The board's last status text, if any.
+    /// The serial link in one line: `"{protocol} on {port}: rx N tx N bad N timeouts N"`
+    /// (frames received, sent, bad, and exchanges that timed out since start).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
 }
