@@ -18,7 +18,7 @@ APT_PACKAGES := \
 	xvfb xauth webkit2gtk-driver mosquitto mosquitto-clients socat imagemagick fonts-noto-cjk jq openssl \
 	dpkg-dev debootstrap python3 faketime rabbitmq-server
 
-.PHONY: all deps toolchain tools demo demo-headless demo-boards test lint unit test-deb deb reliability cluster mutants bench bench-history bench-window clean
+.PHONY: all deps toolchain tools demo demo-headless demo-boards test lint deny unit test-deb deb reliability cluster mutants bench bench-history bench-window clean
 
 # Release builds of the window app embed the page and use Tauri's production protocol.
 RELEASE_APP := $(CARGO) build --release -p cabinet-kiosk-app -p cabinet-demo --features cabinet-kiosk-app/custom-protocol,cabinet-kiosk-app/demo
@@ -55,9 +55,26 @@ demo-boards: deps toolchain
 ## The README's second command: everything CI checks.
 test: deps toolchain tools lint unit test-deb
 
-lint:
+lint: deny
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## Supply chain (deny.toml): the licenses, bans and sources of every crate in Cargo.lock;
+## RustSec advisories too when a copy of its database is here (no network reaches it:
+## README, "Dependency checks"). cargo-deny is pinned: its config keys change.
+CARGO_DENY_VERSION := 0.20.2
+ADVISORY_DBS := $${CARGO_HOME:-$$HOME/.cargo}/advisory-dbs
+deny: toolchain
+	@[ "$$($(CARGO) deny --version 2>/dev/null)" = "cargo-deny $(CARGO_DENY_VERSION)" ] || \
+		$(CARGO) install cargo-deny --locked --version $(CARGO_DENY_VERSION)
+	$(CARGO) deny --locked check --hide-inclusion-graph licenses bans sources
+	@db=$$(ls -d $(ADVISORY_DBS)/advisory-db-*/crates 2>/dev/null | head -n 1); db=$${db%/crates}; \
+	if [ -n "$$db" ]; then \
+		echo "advisories: RustSec database $$db, last commit $$(git -C "$$db" log -1 --format=%cs 2>/dev/null)"; \
+		$(CARGO) deny --frozen check --hide-inclusion-graph advisories; \
+	else \
+		echo "advisories: SKIPPED, no RustSec database in $(ADVISORY_DBS) (README, \"Dependency checks\")"; \
+	fi
 
 unit:
 	@# The window app's demo (its commands, and its window over WebDriver) with the `demo`
