@@ -97,13 +97,13 @@ deb: deps toolchain
 
 ## Benchmarks that print figures (see docs/BENCHMARKS.md).
 bench: deps toolchain
-	$(CARGO) build --release -p cabinet-cli -p cabinet-lab
-	target/release/cabinet-lab bench board --polls 20000 --poll-ms 2 --dispense-rate 50
-	target/release/cabinet-lab bench dispatch --commands 5000 --poll-ms 2
-	target/release/cabinet-lab bench dispatch --commands 200 --poll-ms 200
-	target/release/cabinet-lab bench journal --commands 5000
-	target/release/cabinet-lab bench footprint --starts 5 --idle-secs 60
-	target/release/cabinet-lab bench scale --sizes 1,10,100,1000 --commands 6000 --rate 200 --unpaced
+	$(CARGO) build --profile ship -p cabinet-cli -p cabinet-lab
+	target/ship/cabinet-lab bench board --polls 20000 --poll-ms 2 --dispense-rate 50
+	target/ship/cabinet-lab bench dispatch --commands 5000 --poll-ms 2
+	target/ship/cabinet-lab bench dispatch --commands 200 --poll-ms 200
+	target/ship/cabinet-lab bench journal --commands 5000
+	target/ship/cabinet-lab bench footprint --starts 5 --idle-secs 60
+	target/ship/cabinet-lab bench scale --sizes 1,10,100,1000 --commands 6000 --rate 200 --unpaced
 
 ## Dispatch latency with 0, 100,000 and 1,000,000 finished commands in the journal, and
 ## the journal over a cabinet's life (a million commands, retention, the ceiling).

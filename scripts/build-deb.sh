@@ -2,13 +2,13 @@
 # Build the cabinet-kiosk .deb: the window app, the `cabinet` CLI, the systemd units, the
 # udev rule, the default config and the docs. Output: target/debian/cabinet-kiosk_<version>_<arch>.deb
 #
-#   scripts/build-deb.sh                 release build (what `make deb` runs)
+#   scripts/build-deb.sh                 `ship` build (what `make deb` runs: Cargo.toml)
 #   scripts/build-deb.sh --profile debug --no-build --fast
 #                                        package binaries already built (the package test)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-profile=release
+profile=ship
 build=1
 compress=(-Zxz)
 while [ $# -gt 0 ]; do
@@ -16,7 +16,7 @@ while [ $# -gt 0 ]; do
         --profile) profile="$2"; shift 2 ;;
         --no-build) build=0; shift ;;
         --fast) compress=(-Zgzip -z1); shift ;;
-        *) echo "usage: $0 [--profile release|debug] [--no-build] [--fast]" >&2; exit 2 ;;
+        *) echo "usage: $0 [--profile ship|release|debug] [--no-build] [--fast]" >&2; exit 2 ;;
     esac
 done
 
@@ -27,7 +27,7 @@ bin="target/$profile"
 
 if [ "$build" = 1 ]; then
     flag=()
-    [ "$profile" = release ] && flag=(--release)
+    [ "$profile" = debug ] || flag=(--profile "$profile")
     # custom-protocol: the page is embedded in the binary (no dev server).
     cargo build "${flag[@]}" -p cabinet-kiosk-app -p cabinet-cli --features cabinet-kiosk-app/custom-protocol
 fi

@@ -11,6 +11,12 @@ use super::row::now_ms;
 use super::schema::{MIGRATIONS, migrate};
 use super::{BUSY_TIMEOUT, JournalError, LockWaits, RejectionLimits};
 
+/// Page cache per connection, in KiB (`PRAGMA cache_size` = minus this). SQLite's default
+/// is 2 MiB per connection, and start-up's quick_check reads the whole file through it:
+/// with a 60 MiB journal that left ~1.8 MB of heap resident for good (docs/BENCHMARKS.md,
+/// "Footprint"). The pages are in the OS's cache anyway; a miss costs a read, not a seek.
+const CACHE_KIB: i64 = 512;
+
 /// The journal's random identity (set by migration 3).
 const JOURNAL_ID: &str = "journal_id";
 /// When the journal was created or upgraded to schema 3, unix ms.
@@ -59,6 +65,7 @@ pub struct Identity {
 /// (permissions) is an error, not corruption.
 pub fn quick_check(path: &Path) -> Result<Option<String>, JournalError> {
     let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+    conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
     let rows: Result<Vec<String>, rusqlite::Error> = conn
         .prepare("PRAGMA quick_check(20)")
         .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect());
@@ -172,6 +179,7 @@ impl Journal {
         };
         conn.pragma_update(None, "synchronous", sync)?;
         conn.pragma_update(None, "foreign_keys", true)?;
+        conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
         // After a checkpoint the WAL is truncated to this, so a burst (a prune, a flood)
         // does not leave a large WAL file behind.
         conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
@@ -207,6 +215,7 @@ impl Journal {
         )?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", true)?;
+        conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
         conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;

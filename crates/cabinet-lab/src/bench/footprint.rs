@@ -46,6 +46,10 @@ pub struct FootprintArgs {
     /// The `cabinet` binary to measure (default: the one beside this program).
     #[arg(long)]
     binary: Option<PathBuf>,
+    /// Finished commands put in the journal before the first start: a cabinet's journal
+    /// after months (start-up checks and reads the whole file, so memory may grow with it).
+    #[arg(long, default_value_t = 0)]
+    history: u64,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -94,6 +98,12 @@ pub fn bench_footprint(a: FootprintArgs) -> anyhow::Result<ExitCode> {
     let sim = Simulator::start(sc).context("cannot start the simulator")?;
     let (key, public) = protocol::generate_keypair()?;
     let cfg = write_config(dir.path(), broker.port, &public, &link, 10);
+    if a.history > 0 {
+        // write_config names the journal relative to the config's directory.
+        super::journal::fill_history(&dir.path().join("journal.sqlite3"), a.history)?;
+    }
+    let journal_kib =
+        std::fs::metadata(dir.path().join("journal.sqlite3")).map_or(0, |m| m.len()) >> 10;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -199,6 +209,8 @@ pub fn bench_footprint(a: FootprintArgs) -> anyhow::Result<ExitCode> {
             serde_json::json!({
                 "bench": "headless_footprint",
                 "binary": bin.display().to_string(),
+                "history_commands": a.history,
+                "journal_kib_at_first_start": journal_kib,
                 "start_to_subscribed_ms": {"median": median, "all": starts_ms},
                 "start_to_ready_ms": {"median": ready_median, "all": ready_ms},
                 "start_to_first_dispense_ms": {"median": dispense_median, "all": dispense_ms},
@@ -218,6 +230,10 @@ pub fn bench_footprint(a: FootprintArgs) -> anyhow::Result<ExitCode> {
     }
     println!("Headless kiosk footprint: `cabinet run` against Mosquitto and the VMC simulator");
     println!("  binary               {}", bin.display());
+    println!(
+        "  journal              {} finished commands at the first start ({journal_kib} KiB)",
+        a.history
+    );
     println!(
         "  start -> subscribed  median {median:.1} ms over {} starts {:?}  (reference client: {REFERENCE_START_MS:.0} ms, {:.1}x)",
         starts_ms.len(),
