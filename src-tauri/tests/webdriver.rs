@@ -37,22 +37,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "../../crates/cabinet-core/tests/support/mod.rs"]
-mod support;
-
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use base64::Engine as _;
 use cabinet_board::Protocol;
 use cabinet_board::sim::{Fault, SimConfig, Simulator};
+use cabinet_core::config::BoardProtocol;
 use cabinet_core::protocol::{self, CommandClaims, SigningKey};
+use cabinet_testkit::webdriver::{Driver, Session, Xvfb, poll};
+use cabinet_testkit::{Broker, Client, SiteConfig, password};
 use serde_json::{Value, json};
-use support::{Broker, Client, password};
 
 /// The app under test.
 const APP: &str = env!("CARGO_BIN_EXE_cabinet-kiosk");
@@ -97,19 +92,12 @@ const VIEW_SHOTS: [&str; 5] = [
 const DEMO_SHOTS: [&str; 2] = ["demo-idle-zh-CN", "demo-take_item-zh-CN"];
 /// One window at a time: two Xvfb + WebKit stacks on a 2-core machine make both slow.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-/// The W3C WebDriver element reference key.
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 fn now_s() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free loopback port");
-    l.local_addr().unwrap().port()
 }
 
 /// `<workspace>/target/screenshots`, created, without the files of an earlier run (so a
@@ -121,171 +109,6 @@ fn screenshots_dir() -> PathBuf {
         .join("screenshots");
     std::fs::create_dir_all(&dir).expect("create target/screenshots");
     dir.canonicalize().unwrap()
-}
-
-/// `name` on `PATH`, else in the extra directories.
-fn find_tool(name: &str, extra: &[PathBuf]) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(extra.iter().cloned())
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
-
-fn tauri_driver_path() -> PathBuf {
-    let mut extra = vec![];
-    if let Some(home) = std::env::var_os("CARGO_HOME") {
-        extra.push(PathBuf::from(home).join("bin"));
-    }
-    if let Some(home) = std::env::var_os("HOME") {
-        extra.push(PathBuf::from(home).join(".cargo").join("bin"));
-    }
-    find_tool("tauri-driver", &extra).unwrap_or_else(|| {
-        panic!(
-            "tauri-driver not found on PATH, in $CARGO_HOME/bin or ~/.cargo/bin: `make test` \
-             installs it (or run `cargo install tauri-driver --locked --version '^2'`)"
-        )
-    })
-}
-
-fn system_tool(name: &str, package: &str) -> PathBuf {
-    find_tool(name, &[PathBuf::from("/usr/bin")]).unwrap_or_else(|| {
-        panic!("{name} not found: `make test` installs it (Debian package `{package}`)")
-    })
-}
-
-/// Polls `probe` every 50 ms until it returns `Ok`, or panics after `timeout` with `what`
-/// and the last `Err` it returned.
-fn poll<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Result<T, String>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match probe() {
-            Ok(v) => return v,
-            Err(last) => {
-                assert!(
-                    Instant::now() < deadline,
-                    "{what}: not within {timeout:?} (last seen: {last})"
-                );
-            }
-        }
-        // Polling a remote state (the page, a process); there is nothing to await.
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-// ---- Xvfb -----------------------------------------------------------------------------
-
-/// A private X server on a display number it picks itself (`-displayfd`); killed on drop.
-struct Xvfb {
-    child: Child,
-    display: String,
-}
-
-impl Xvfb {
-    fn start(log: &Path) -> Xvfb {
-        let bin = system_tool("Xvfb", "xvfb");
-        // `-displayfd 1`: Xvfb picks a free display and writes its number to our pipe.
-        let mut child = Command::new(bin)
-            .args([
-                "-displayfd",
-                "1",
-                "-screen",
-                "0",
-                "1080x1920x24",
-                "-nolisten",
-                "tcp",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(log).unwrap())
-            .spawn()
-            .expect("start Xvfb");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx.recv_timeout(Duration::from_secs(10)).unwrap_or_default();
-        let number = line.trim();
-        let mut x = Xvfb {
-            child,
-            display: String::new(),
-        };
-        assert!(
-            !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()),
-            "Xvfb did not report a display number (got {line:?}); see {}",
-            log.display()
-        );
-        x.display = format!(":{number}");
-        x
-    }
-}
-
-impl Drop for Xvfb {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-// ---- tauri-driver ---------------------------------------------------------------------
-
-/// tauri-driver in its own process group, with WebKitWebDriver (and the app it starts) in
-/// the same group: stopping tauri-driver alone would leave its child running, so drop kills
-/// the whole group.
-struct Driver {
-    child: Child,
-    port: u16,
-}
-
-impl Driver {
-    fn start(display: &str, log: &Path) -> Driver {
-        let bin = tauri_driver_path();
-        let native = system_tool("WebKitWebDriver", "webkit2gtk-driver");
-        let port = free_port();
-        let native_port = free_port();
-        let log = std::fs::File::create(log).unwrap();
-        let child = Command::new(&bin)
-            .arg("--port")
-            .arg(port.to_string())
-            .arg("--native-port")
-            .arg(native_port.to_string())
-            .arg("--native-driver")
-            .arg(native)
-            .env("DISPLAY", display)
-            .env("GDK_BACKEND", "x11")
-            .env_remove("WAYLAND_DISPLAY")
-            .process_group(0)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        let mut d = Driver { child, port };
-        let agent = agent(Duration::from_secs(2));
-        let url = format!("http://127.0.0.1:{port}/status");
-        poll("tauri-driver answers /status", WAIT, || {
-            if let Some(st) = d.child.try_wait().unwrap() {
-                panic!("tauri-driver exited early: {st}");
-            }
-            match agent.get(&url).call() {
-                Ok(r) if r.status().is_success() => Ok(()),
-                Ok(r) => Err(format!("HTTP {}", r.status())),
-                Err(e) => Err(e.to_string()),
-            }
-        });
-        d
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let group = format!("-{}", self.child.id());
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
-        let _ = self.child.wait();
-    }
 }
 
 /// The pid of the `cabinet-kiosk` process in tauri-driver's process group `group`.
@@ -316,109 +139,39 @@ fn app_pid(group: u32) -> u32 {
     panic!("no cabinet-kiosk process in process group {group}");
 }
 
-fn agent(timeout: Duration) -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .proxy(None)
-        .timeout_global(Some(timeout))
-        .build()
-        .into()
+// ---- the kiosk's page ----------------------------------------------------------------
+
+/// The app's window with the kiosk's config at `config`.
+fn open_app(driver: &Driver, config: &Path) -> Session {
+    open_app_with(driver, &["--config", config.to_str().unwrap()])
 }
 
-// ---- WebDriver session --------------------------------------------------------------
-
-/// One WebDriver session: the app's window. Deleted on drop (which closes the app).
-struct Session {
-    agent: ureq::Agent,
-    base: String,
+/// The app's window, started with `args`.
+fn open_app_with(driver: &Driver, args: &[&str]) -> Session {
+    Session::start(driver, APP, args)
 }
 
-impl Session {
-    fn start(driver: &Driver, config: &Path) -> Session {
-        Session::start_with(driver, &["--config", config.to_str().unwrap()])
-    }
+/// What the tests read and do on the kiosk's own page (the generic WebDriver calls are in
+/// cabinet-testkit).
+trait KioskPage {
+    fn screen(&self) -> String;
+    fn lang(&self) -> String;
+    fn open_pin_pad(&self);
+    fn enter_pin(&self, pin: &str) -> String;
+    fn wait_screen(&self, screen: &str);
+    fn wait_screen_within(&self, screen: &str, timeout: Duration);
+    fn wait_rendered(&self, lang: &str);
+    fn set_lang(&self, lang: &str);
+    fn shoot_both(&self, screen: &str, name: &str, dir: &Path) -> Duration;
+}
 
-    fn start_with(driver: &Driver, args: &[&str]) -> Session {
-        let agent = agent(Duration::from_secs(60));
-        let caps = json!({"capabilities": {"alwaysMatch": {"tauri:options": {
-            "application": APP,
-            "args": args,
-        }}}});
-        let root = format!("http://127.0.0.1:{}", driver.port);
-        let v = send(&agent, "POST", &format!("{root}/session"), Some(&caps))
-            .unwrap_or_else(|e| panic!("cannot start the app through tauri-driver: {e}"));
-        let id = v["sessionId"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no sessionId in {v}"));
-        Session {
-            agent,
-            base: format!("{root}/session/{id}"),
-        }
-    }
-
-    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
-        send(&self.agent, method, &format!("{}{path}", self.base), body)
-            .unwrap_or_else(|e| panic!("WebDriver {method} {path}: {e}"))
-    }
-
-    /// Runs `script` (a function body) in the page.
-    fn js(&self, script: &str, args: Value) -> Value {
-        self.call(
-            "POST",
-            "/execute/sync",
-            Some(&json!({"script": script, "args": args})),
-        )
-    }
-
-    fn text(&self, script: &str) -> String {
-        match self.js(script, json!([])) {
-            Value::String(s) => s,
-            Value::Null => String::new(),
-            other => other.to_string(),
-        }
-    }
-
+impl KioskPage for Session {
     fn screen(&self) -> String {
         self.text("return document.body.dataset.screen || ''")
     }
 
     fn lang(&self) -> String {
         self.text("return document.documentElement.lang")
-    }
-
-    fn element(&self, css: &str) -> String {
-        let v = self.call(
-            "POST",
-            "/element",
-            Some(&json!({"using": "css selector", "value": css})),
-        );
-        v[ELEMENT]
-            .as_str()
-            .unwrap_or_else(|| panic!("no element for {css}: {v}"))
-            .to_owned()
-    }
-
-    fn click(&self, css: &str) {
-        let id = self.element(css);
-        self.call("POST", &format!("/element/{id}/click"), Some(&json!({})));
-    }
-
-    /// Presses on `css` for `hold` with the W3C actions API (a touch-and-hold).
-    fn long_press(&self, css: &str, hold: Duration) {
-        let id = self.element(css);
-        let actions = json!({"actions": [{
-            "type": "pointer",
-            "id": "finger",
-            "parameters": {"pointerType": "mouse"},
-            "actions": [
-                {"type": "pointerMove", "duration": 0, "origin": {ELEMENT: id}, "x": 0, "y": 0},
-                {"type": "pointerDown", "button": 0},
-                {"type": "pause", "duration": hold.as_millis() as u64},
-                {"type": "pointerUp", "button": 0},
-            ],
-        }]});
-        self.call("POST", "/actions", Some(&actions));
-        self.call("DELETE", "/actions", None);
     }
 
     /// The technician's gesture: a 3-second press on the top-left corner, then waits for
@@ -446,61 +199,6 @@ impl Session {
             if now != before { Ok(()) } else { Err(now) }
         });
         self.text("return document.getElementById('tech-msg').dataset.result || ''")
-    }
-
-    fn displayed(&self, css: &str) -> bool {
-        let id = self.element(css);
-        self.call("GET", &format!("/element/{id}/displayed"), None)
-            .as_bool()
-            .unwrap()
-    }
-
-    fn screenshot(&self, path: &Path) {
-        // WebKit's snapshot waits for the page's next rendering update, and a kiosk page
-        // at rest schedules none (it writes to the DOM only what changed). A two-second
-        // animation of an invisible difference keeps frames coming while it is taken.
-        self.js(
-            "document.body.animate([{opacity: 1}, {opacity: 0.999}, {opacity: 1}], {duration: 2000});",
-            json!([]),
-        );
-        let v = self.call("GET", "/screenshot", None);
-        let png = base64::engine::general_purpose::STANDARD
-            .decode(v.as_str().expect("screenshot is base64 text"))
-            .expect("screenshot is valid base64");
-        assert!(png.starts_with(b"\x89PNG"), "screenshot is not a PNG");
-        std::fs::write(path, png).unwrap();
-    }
-
-    /// Waits until the window covers the whole screen (a kiosk is fullscreen) and has
-    /// painted a frame: input sent before that can be lost.
-    fn wait_window_up(&self) {
-        poll("the window covers the screen", WAIT, || {
-            let v = self.js(
-                "return [innerWidth, innerHeight, screen.width, screen.height]",
-                json!([]),
-            );
-            if v[0] == v[2] && v[1] == v[3] {
-                Ok(())
-            } else {
-                Err(format!(
-                    "[innerWidth, innerHeight, screen.width, screen.height] = {v}"
-                ))
-            }
-        });
-        self.next_frames();
-    }
-
-    /// Returns after two animation frames (they run only while the page is painted).
-    fn next_frames(&self) {
-        self.call(
-            "POST",
-            "/execute/async",
-            Some(&json!({
-                "script": "const done = arguments[arguments.length - 1];\
-                           requestAnimationFrame(() => requestAnimationFrame(() => done(true)));",
-                "args": [],
-            })),
-        );
     }
 
     /// Waits until `<body data-screen>` is `screen`.
@@ -558,43 +256,6 @@ impl Session {
         self.wait_rendered(lang);
     }
 
-    /// Clicks `css` with WebDriver and checks that the click reached the page (a capturing
-    /// listener counts clicks on it). A synthetic click can be lost while the window is still
-    /// being mapped or resized: only then, and at most twice, it is sent again; a click that
-    /// arrived is never repeated (the button toggles).
-    fn click_delivered(&self, css: &str) {
-        const COUNT: &str = r#"
-            const css = arguments[0];
-            if (!window.__wdClicks) {
-                window.__wdClicks = {};
-                document.addEventListener('click', (e) => {
-                    for (const sel of Object.keys(window.__wdClicks)) {
-                        if (e.target.closest(sel)) window.__wdClicks[sel] += 1;
-                    }
-                }, true);
-            }
-            if (!(css in window.__wdClicks)) window.__wdClicks[css] = 0;
-            return window.__wdClicks[css];
-        "#;
-        let count = || self.js(COUNT, json!([css])).as_u64().unwrap();
-        let before = count();
-        for attempt in 1..=3 {
-            self.click(css);
-            let deadline = Instant::now() + Duration::from_secs(3);
-            while Instant::now() < deadline {
-                if count() > before {
-                    return;
-                }
-                // Polling the page; nothing to await.
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            eprintln!(
-                "click on {css} did not reach the page (attempt {attempt}); sending it again"
-            );
-        }
-        panic!("three WebDriver clicks on {css} never reached the page");
-    }
-
     /// Saves the current screen, which must be `screen`, in the current language and then
     /// in the other one (switched with the button), as `<name>-<lang>.png`. The screen is
     /// checked again after each shot, so a file is never named after a screen it missed.
@@ -620,50 +281,6 @@ impl Session {
             );
         }
         started.elapsed()
-    }
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        // Closes the window and ends the app; the driver's group kill is the backstop.
-        let quick = agent(Duration::from_secs(10));
-        let _ = send(&quick, "DELETE", &self.base, None);
-    }
-}
-
-/// One WebDriver request; `Ok(value)` or `Err` with the driver's error and message.
-fn send(
-    agent: &ureq::Agent,
-    method: &str,
-    url: &str,
-    body: Option<&Value>,
-) -> Result<Value, String> {
-    let result = match (method, body) {
-        ("GET", _) => agent.get(url).call(),
-        ("DELETE", _) => agent.delete(url).call(),
-        ("POST", Some(b)) => agent
-            .post(url)
-            .header("content-type", "application/json")
-            .send(b.to_string().as_bytes()),
-        _ => panic!("unsupported request {method} {url}"),
-    };
-    let mut resp = result.map_err(|e| e.to_string())?;
-    let status = resp.status();
-    let text = resp
-        .body_mut()
-        .with_config()
-        .limit(64 << 20)
-        .read_to_string()
-        .map_err(|e| e.to_string())?;
-    let v: Value = serde_json::from_str(&text)
-        .map_err(|e| format!("HTTP {status}, not JSON ({e}): {text}"))?;
-    if status.is_success() {
-        Ok(v["value"].clone())
-    } else {
-        Err(format!(
-            "HTTP {status}: {} {}",
-            v["value"]["error"], v["value"]["message"]
-        ))
     }
 }
 
@@ -699,58 +316,35 @@ impl Rig {
         let (key, public) = protocol::generate_keypair().unwrap();
         std::fs::write(dir.path().join("password"), password("C001")).unwrap();
         let config = dir.path().join("config.toml");
-        std::fs::write(
-            &config,
-            format!(
-                r#"machine_code = "C001"
-[mqtt]
-url = "{url}"
-password_file = "password"
-keepalive_secs = 5
-reconnect_min_ms = 100
-reconnect_max_ms = 1000
-[keys]
-k1 = "{public}"
-[board]
-protocol = "vmc"
-port = "{port}"
-[board.vmc]
-report_timeout_secs = 30
-[[slots]]
-slot = 1
-product = "可乐 Cola"
-capacity = 10
-initial_count = 5
-[[slots]]
-slot = 2
-product = "矿泉水 Water"
-capacity = 10
-initial_count = 5
-[journal]
-path = "journal.sqlite3"
-[logs]
-dir = "logs"
-level = "debug"
-[kiosk]
-name = "{CABINET_NAME}"
-heartbeat_secs = 1
-take_item_secs = {RESULT_SECS}
-failed_secs = {RESULT_SECS}
-out_of_service_grace_secs = 1
-[technicians]
-"{TECH_NAME}" = "{tech_hash}"
-[maintenance]
-# Ten minutes: the test sees the lockout refuse the right PIN however slow the machine
-# (a 2 s lockout once ran out before the PIN was typed). It never waits for the end.
-lockout_secs = 600
-lockout_max_secs = 1200
-"#,
-                url = broker.url(),
-                tech_hash = cabinet_core::technician::hash_pin(TECH_PIN).unwrap(),
-                port = dir.path().join("board").display(),
-            ),
-        )
-        .unwrap();
+        let mut site = SiteConfig::new("C001")
+            .broker_url(&broker.url())
+            .password_file("password")
+            .keepalive_secs(5)
+            .reconnect_ms(100, 1000)
+            .key("k1", &public)
+            .board_protocol(BoardProtocol::Vmc)
+            .board_port(dir.path().join("board"))
+            .vmc_report_timeout_secs(30)
+            .slot(1, "可乐 Cola", 10, 5)
+            .slot(2, "矿泉水 Water", 10, 5)
+            .journal_path("journal.sqlite3")
+            .logs_dir("logs")
+            .log_level("debug")
+            .heartbeat_secs(1)
+            .out_of_service_grace_secs(1)
+            .technician(
+                TECH_NAME,
+                &cabinet_core::technician::hash_pin(TECH_PIN).unwrap(),
+            )
+            // Ten minutes: the test sees the lockout refuse the right PIN however slow the
+            // machine (a 2 s lockout once ran out before the PIN was typed). It never waits
+            // for the end.
+            .lockout_secs(600);
+        site.kiosk.name = Some(CABINET_NAME.into());
+        site.kiosk.take_item_secs = Some(RESULT_SECS);
+        site.kiosk.failed_secs = Some(RESULT_SECS);
+        site.maintenance.lockout_max_secs = Some(1200);
+        site.write(&config);
         Rig {
             dir,
             broker,
@@ -880,13 +474,7 @@ impl Drop for Rig {
 /// The technician's PIN hash as the test config holds it (what must never be shown,
 /// logged or exported).
 fn pin_hash_in(config: &Path) -> String {
-    std::fs::read_to_string(config)
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("\"{TECH_NAME}\" = \"")))
-        .and_then(|l| l.strip_suffix('"'))
-        .unwrap()
-        .to_owned()
+    SiteConfig::read(config).technicians[TECH_NAME].clone()
 }
 
 /// Removes this test's pictures from an earlier run.
@@ -914,7 +502,7 @@ fn every_customer_screen_in_the_real_window_in_both_languages() {
     rig.broker.stop();
     let xvfb = Xvfb::start(&rig.path("xvfb.log"));
     let driver = Driver::start(&xvfb.display, &rig.path("webdriver.log"));
-    let s = Session::start(&driver, &rig.config);
+    let s = open_app(&driver, &rig.config);
     s.wait_window_up();
     phase("window up");
     s.wait_screen("out_of_service");
@@ -960,7 +548,7 @@ fn every_customer_screen_in_the_real_window_in_both_languages() {
 
     // The app set its WebKit fallback (kiosk.webkit_env default) for itself, and a second
     // start on the same cabinet is refused before it opens a window.
-    let app_pid = app_pid(driver.child.id());
+    let app_pid = app_pid(driver.pid());
     let environ = std::fs::read(format!("/proc/{app_pid}/environ")).unwrap();
     assert!(
         environ
@@ -1067,7 +655,7 @@ fn the_demo_window_dispenses_on_simulate_scan_and_counts_the_motor_run() {
     let demo_dir = dir.join("demo");
     let xvfb = Xvfb::start(&dir.join("xvfb.log"));
     let driver = Driver::start(&xvfb.display, &dir.join("webdriver.log"));
-    let s = Session::start_with(
+    let s = open_app_with(
         &driver,
         &["--demo", "--demo-dir", demo_dir.to_str().unwrap()],
     );
@@ -1142,7 +730,7 @@ fn a_technician_gets_in_with_the_right_pin_only_and_the_cabinet_pauses_meanwhile
     rig.connect_backend();
     let xvfb = Xvfb::start(&rig.path("xvfb.log"));
     let driver = Driver::start(&xvfb.display, &rig.path("webdriver.log"));
-    let s = Session::start(&driver, &rig.config);
+    let s = open_app(&driver, &rig.config);
     s.wait_window_up();
     rig.await_board_ok();
     s.wait_screen("idle");
@@ -1257,11 +845,11 @@ fn a_technician_tests_a_slot_restocks_finds_a_command_and_exports_a_bundle() {
     rig.connect_backend();
     let xvfb = Xvfb::start(&rig.path("xvfb.log"));
     let driver = Driver::start(&xvfb.display, &rig.path("webdriver.log"));
-    let s = Session::start(&driver, &rig.config);
+    let s = open_app(&driver, &rig.config);
     s.wait_window_up();
     rig.await_board_ok();
     s.wait_screen("idle");
-    let app = app_pid(driver.child.id());
+    let app = app_pid(driver.pid());
 
     // A customer's command first: its log id is the support code the technician searches.
     let (cmd, log_id) = rig.send_dispense(2);
@@ -1468,7 +1056,7 @@ fn a_lost_journal_is_out_of_service_until_a_technician_confirms_a_fresh_start() 
     }
     let xvfb = Xvfb::start(&rig.path("xvfb.log"));
     let driver = Driver::start(&xvfb.display, &rig.path("webdriver.log"));
-    let s = Session::start(&driver, &rig.config);
+    let s = open_app(&driver, &rig.config);
     s.wait_window_up();
     s.wait_screen("out_of_service");
     assert_eq!(

@@ -2,9 +2,6 @@
 //! played by the cabinet's own `MqttLink` (docs/PROTOCOL.md).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "../../cabinet-core/tests/support/mod.rs"]
-mod support;
-
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -15,7 +12,7 @@ use cabinet_core::mqtt::{LinkEvent, LinkOptions, MqttLink};
 use cabinet_core::protocol::{
     self, Evidence, PROTOCOL_VERSION, Reply, ReplyState, SigningKey, TrustedKeys, VerifyOptions,
 };
-use support::{Broker, STEP, password};
+use cabinet_testkit::{Broker, STEP, password};
 use tokio::sync::watch;
 
 const KID: &str = "test-1";

@@ -6,7 +6,11 @@
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 
+use cabinet_testkit::SiteConfig;
+
 const BIN: &str = env!("CARGO_BIN_EXE_cabinet");
+/// A valid trusted key for configs that never see a command.
+const KEY: &str = "OFs-zWo0yl11xXTONdtio_I6LxhKY6V69ovhB51ABFU";
 
 struct Sim {
     child: Child,
@@ -224,15 +228,14 @@ fn keygen_prints_a_public_key_the_config_accepts() {
 fn an_empty_password_variable_stops_the_kiosk_with_its_name() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        "machine_code = \"C001\"\n[mqtt]\nurl = \"mqtt://127.0.0.1:1\"\n\
-         password_env = \"CABINET_TEST_EMPTY_PASSWORD\"\n\
-         [keys]\nk1 = \"OFs-zWo0yl11xXTONdtio_I6LxhKY6V69ovhB51ABFU\"\n\
-         [board]\nport = \"/nonexistent/board\"\n\
-         [journal]\npath = \"journal.sqlite3\"\n[logs]\ndir = \"logs\"\n",
-    )
-    .unwrap();
+    SiteConfig::new("C001")
+        .broker_url("mqtt://127.0.0.1:1")
+        .password_env("CABINET_TEST_EMPTY_PASSWORD")
+        .key("k1", KEY)
+        .board_port("/nonexistent/board")
+        .journal_path("journal.sqlite3")
+        .logs_dir("logs")
+        .write(&config);
     let mut child = Command::new(BIN)
         .args(["run", "--quiet", "--config"])
         .arg(&config)
@@ -272,18 +275,15 @@ fn config_check_and_run_name_files_the_kiosk_cannot_use_before_any_lock_file() {
     std::fs::create_dir(dir.path().join("port-dir")).unwrap();
     std::fs::write(dir.path().join("logs-file"), "").unwrap();
     let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "machine_code = \"C001\"\n[mqtt]\nurl = \"mqtt://127.0.0.1:1\"\n\
-             password_file = \"missing-password\"\n\
-             [keys]\nk1 = \"OFs-zWo0yl11xXTONdtio_I6LxhKY6V69ovhB51ABFU\"\n\
-             [board]\nport = \"{}\"\n[board.vmc]\nreport_timeout_secs = 100\n\
-             [journal]\npath = \"journal-dir\"\n[logs]\ndir = \"logs-file\"\n",
-            dir.path().join("port-dir").display()
-        ),
-    )
-    .unwrap();
+    SiteConfig::new("C001")
+        .broker_url("mqtt://127.0.0.1:1")
+        .password_file("missing-password")
+        .key("k1", KEY)
+        .board_port(dir.path().join("port-dir"))
+        .vmc_report_timeout_secs(100)
+        .journal_path("journal-dir")
+        .logs_dir("logs-file")
+        .write(&config);
     let check = config_check(&config);
     let err = String::from_utf8_lossy(&check.stderr);
     assert_eq!(check.status.code(), Some(1), "{err}");

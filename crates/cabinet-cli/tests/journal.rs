@@ -12,6 +12,7 @@ use cabinet_core::instance::InstanceLock;
 use cabinet_core::journal::{Durability, Journal, NewCommand, OutboxMessage};
 use cabinet_core::protocol::{Evidence, ReplyState, TrustedIds};
 use cabinet_core::witness::{self, Verdict};
+use cabinet_testkit::SiteConfig;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_cabinet");
@@ -29,14 +30,13 @@ impl Cab {
     fn new() -> Cab {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("config.toml");
-        std::fs::write(
-            &config,
-            "machine_code = \"C001\"\n[mqtt]\nurl = \"mqtt://127.0.0.1:1\"\n\
-             [keys]\nk1 = \"OFs-zWo0yl11xXTONdtio_I6LxhKY6V69ovhB51ABFU\"\n\
-             [board]\nport = \"/nonexistent/board\"\n\
-             [journal]\npath = \"data/journal.sqlite3\"\n[logs]\ndir = \"logs\"\n",
-        )
-        .unwrap();
+        SiteConfig::new("C001")
+            .broker_url("mqtt://127.0.0.1:1")
+            .key("k1", "OFs-zWo0yl11xXTONdtio_I6LxhKY6V69ovhB51ABFU")
+            .board_port("/nonexistent/board")
+            .journal_path("data/journal.sqlite3")
+            .logs_dir("logs")
+            .write(&config);
         Cab {
             journal: dir.path().join("data/journal.sqlite3"),
             witness: dir.path().join("data/journal.sqlite3.witness"),

@@ -8,22 +8,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
 
-#[path = "../../cabinet-core/tests/support/mod.rs"]
-mod support;
-
-#[path = "../../cabinet-core/tests/support/schema.rs"]
-mod schema;
-
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cabinet_board::Protocol;
 use cabinet_board::sim::{Fault, SimConfig, SimStats, Simulator};
+use cabinet_core::config::BoardProtocol;
 use cabinet_core::protocol::{self, CommandClaims, SigningKey};
+use cabinet_testkit::{Broker, STEP, SiteConfig, password, schema};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::Value;
-use support::{Broker, STEP, password};
 use tokio::sync::mpsc;
 
 const BIN: &str = env!("CARGO_BIN_EXE_cabinet");
@@ -71,47 +66,23 @@ impl Rig {
         let (key, public) = protocol::generate_keypair().unwrap();
         std::fs::write(dir.path().join("password"), password("C001")).unwrap();
         let config = dir.path().join("config.toml");
-        std::fs::write(
-            &config,
-            format!(
-                r#"machine_code = "C001"
-[mqtt]
-url = "{url}"
-password_file = "password"
-keepalive_secs = 5
-reconnect_min_ms = 100
-reconnect_max_ms = 1000
-[keys]
-k1 = "{public}"
-[board]
-protocol = "vmc"
-port = "{port}"
-[board.vmc]
-report_timeout_secs = 20
-[[slots]]
-slot = 1
-product = "Cola"
-capacity = 10
-initial_count = 5
-[[slots]]
-slot = 2
-product = "Water"
-capacity = 10
-initial_count = 5
-[journal]
-path = "journal.sqlite3"
-[logs]
-dir = "logs"
-level = "debug"
-[kiosk]
-heartbeat_secs = 1
-out_of_service_grace_secs = 1
-"#,
-                url = broker.url(),
-                port = dir.path().join("board").display(),
-            ),
-        )
-        .unwrap();
+        SiteConfig::new("C001")
+            .broker_url(&broker.url())
+            .password_file("password")
+            .keepalive_secs(5)
+            .reconnect_ms(100, 1000)
+            .key("k1", &public)
+            .board_protocol(BoardProtocol::Vmc)
+            .board_port(dir.path().join("board"))
+            .vmc_report_timeout_secs(20)
+            .slot(1, "Cola", 10, 5)
+            .slot(2, "Water", 10, 5)
+            .journal_path("journal.sqlite3")
+            .logs_dir("logs")
+            .log_level("debug")
+            .heartbeat_secs(1)
+            .out_of_service_grace_secs(1)
+            .write(&config);
         Rig {
             dir,
             broker,
@@ -143,40 +114,39 @@ out_of_service_grace_secs = 1
     }
 
     /// Rewrite the config file through `f`.
-    fn edit_config(&self, f: impl FnOnce(String) -> String) {
-        let text = std::fs::read_to_string(&self.config).unwrap();
-        std::fs::write(&self.config, f(text)).unwrap();
+    fn edit_config(&self, f: impl FnOnce(&mut SiteConfig)) {
+        SiteConfig::edit(&self.config, f);
     }
 
     /// Give both slots `n` items (capacity and count) for long runs.
     fn set_stock(&self, n: u32) {
-        self.edit_config(|t| {
-            t.replace(
-                "capacity = 10\ninitial_count = 5",
-                &format!("capacity = {n}\ninitial_count = {n}"),
-            )
+        self.edit_config(|c| {
+            for s in &mut c.slots {
+                if (s.capacity, s.initial_count) == (10, 5) {
+                    (s.capacity, s.initial_count) = (n, n);
+                }
+            }
         });
     }
 
     /// Add slots `from..=to` (10 items each) to the config.
     fn add_slots(&self, from: u16, to: u16) {
-        self.edit_config(|mut t| {
+        self.edit_config(|c| {
             for slot in from..=to {
-                t.push_str(&format!(
-                    "\n[[slots]]\nslot = {slot}\nproduct = \"P{slot}\"\ncapacity = 10\ninitial_count = 10\n"
-                ));
+                c.slots.push(cabinet_testkit::config::Slot {
+                    slot,
+                    product: format!("P{slot}"),
+                    capacity: 10,
+                    initial_count: 10,
+                });
             }
-            t
         });
     }
 
     /// Set `board.vmc.report_timeout_secs`.
     fn set_report_timeout(&self, secs: u64) {
-        self.edit_config(|t| {
-            t.replace(
-                "report_timeout_secs = 20",
-                &format!("report_timeout_secs = {secs}"),
-            )
+        self.edit_config(|c| {
+            c.board.vmc.get_or_insert_default().report_timeout_secs = Some(secs);
         });
     }
 
@@ -891,12 +861,9 @@ async fn a_backend_built_from_the_protocol_document_alone_drives_the_cabinet() {
     let public = base64url(raw);
 
     let mut rig = Rig::new(30);
-    let cfg = std::fs::read_to_string(&rig.config).unwrap();
-    std::fs::write(
-        &rig.config,
-        cfg.replace("[keys]\n", &format!("[keys]\nops-2026 = \"{public}\"\n")),
-    )
-    .unwrap();
+    rig.edit_config(|c| {
+        c.keys.insert("ops-2026".into(), public.clone());
+    });
     let mut backend = Backend::connect(&rig.broker).await;
     rig.start_kiosk();
     backend.await_online(&mut vec![]).await;
@@ -962,16 +929,14 @@ async fn mqtts_verifies_the_broker_certificate() {
     let _s = serial().await;
     let mut rig = Rig::with_broker(Broker::start_with_tls(), 30);
     let tls_url = format!("mqtts://localhost:{}", rig.broker.tls_port());
-    let plain = rig.broker.url();
-    let cfg = std::fs::read_to_string(&rig.config).unwrap();
-    let with_ca = |ca: &std::path::Path| {
-        cfg.replace(
-            &format!("url = \"{plain}\""),
-            &format!("url = \"{tls_url}\"\nca_file = \"{}\"", ca.display()),
-        )
+    let with_ca = |rig: &Rig, ca: &std::path::Path| {
+        rig.edit_config(|c| {
+            c.mqtt.url = Some(tls_url.clone());
+            c.mqtt.ca_file = Some(ca.to_owned());
+        });
     };
     // The right CA: online, and a command dispenses.
-    std::fs::write(&rig.config, with_ca(&rig.broker.ca_file())).unwrap();
+    with_ca(&rig, &rig.broker.ca_file());
     let mut backend = Backend::connect(&rig.broker).await;
     rig.start_kiosk();
     backend.await_online(&mut vec![]).await;
@@ -1012,7 +977,7 @@ async fn mqtts_verifies_the_broker_certificate() {
         .status()
         .unwrap();
     assert!(st.success());
-    std::fs::write(&rig.config, with_ca(&other.path().join("other-ca.pem"))).unwrap();
+    with_ca(&rig, &other.path().join("other-ca.pem"));
     std::fs::remove_dir_all(rig.dir.path().join("logs")).unwrap();
     rig.start_kiosk();
     let refused = async {
@@ -1653,11 +1618,9 @@ async fn a_journal_disk_running_low_refuses_new_orders_finishes_the_one_under_wa
     let disk = Tmpfs::mount("8m");
     let mut rig = Rig::new(30);
     let journal = disk.path().join("journal.sqlite3");
-    rig.edit_config(|t| {
-        t.replace(
-            "path = \"journal.sqlite3\"",
-            &format!("path = \"{}\"\nmin_free_mb = 2", journal.display()),
-        )
+    rig.edit_config(|c| {
+        c.journal.path = Some(journal.clone());
+        c.journal.min_free_mb = Some(2);
     });
     let min: u64 = 2 << 20;
     let mut backend = Backend::connect(&rig.broker).await;
@@ -1813,12 +1776,7 @@ async fn a_flood_of_100000_untrusted_payloads_leaves_the_journal_flat_under_its_
     let shm = tempfile::tempdir_in("/dev/shm").unwrap();
     let journal = shm.path().join("journal.sqlite3");
     let mut rig = Rig::new(30);
-    rig.edit_config(|t| {
-        t.replace(
-            "path = \"journal.sqlite3\"",
-            &format!("path = \"{}\"", journal.display()),
-        )
-    });
+    rig.edit_config(|c| c.journal.path = Some(journal.clone()));
     let mut backend = Backend::connect(&rig.broker).await;
     rig.start_kiosk();
     backend.await_online(&mut vec![]).await;

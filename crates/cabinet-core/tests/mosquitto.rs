@@ -4,15 +4,13 @@
 //! Each test starts its own broker on its own ports, so they run in parallel.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use std::collections::VecDeque;
 use std::time::Duration;
 
 use cabinet_core::config::{BrokerUrl, Secret};
 use cabinet_core::mqtt::{Incoming, LinkEvent, LinkHandle, LinkOptions, MqttLink};
 use cabinet_core::protocol::{self, CommandClaims, Presence, StateMessage};
-use support::{Broker, Client, STEP, password};
+use cabinet_testkit::mosquitto::{Broker, Client, Msg, STEP, password, shipped_setting};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -177,7 +175,7 @@ impl Link {
     }
 }
 
-fn state(m: &support::Msg) -> StateMessage {
+fn state(m: &Msg) -> StateMessage {
     serde_json::from_slice(&m.payload).expect("state message json")
 }
 
@@ -503,7 +501,7 @@ async fn payloads_of_300_kb_and_2_mb_on_a_broker_without_a_limit_are_delivered_a
 /// it to nobody, so it never costs a cabinet anything.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_shipped_broker_limit_passes_the_largest_valid_command_and_drops_anything_larger() {
-    let limit: usize = support::shipped_setting("message_size_limit")
+    let limit: usize = shipped_setting("message_size_limit")
         .expect("deploy/mosquitto/mosquitto.conf sets message_size_limit")
         .parse()
         .expect("message_size_limit in bytes");

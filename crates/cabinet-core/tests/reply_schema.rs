@@ -2,7 +2,7 @@
 //! keep it equal to the code: its enums are `ReplyState::ALL` and `Reason::ALL`, and
 //! real `Reply` values validate against it.
 //!
-//! The `jsonschema` crate is not available offline here, so a small validator below
+//! The `jsonschema` crate is not available offline here, so a small validator (cabinet-testkit's `schema`)
 //! covers exactly the keywords the schema uses (type, const, enum, required,
 //! properties, additionalProperties: false, minLength, maxLength, minimum, pattern as
 //! the machine-code character class). A schema keyword it does not know fails the test,
@@ -11,11 +11,8 @@
 
 use cabinet_core::Reason;
 use cabinet_core::protocol::{Evidence, PROTOCOL_VERSION, Reply, ReplyState};
+use cabinet_testkit::schema::{schema, validate};
 use serde_json::{Value, json};
-
-#[path = "support/schema.rs"]
-mod schema;
-use schema::{schema, validate};
 
 fn enum_strings(v: &Value) -> Vec<String> {
     v["enum"]

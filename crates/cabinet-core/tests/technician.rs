@@ -4,22 +4,20 @@
 //! returns to service.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use cabinet_board::Protocol;
 use cabinet_board::sim::{SimConfig, Simulator};
-use cabinet_core::config::Config;
+use cabinet_core::config::{BoardProtocol, Config};
 use cabinet_core::control::{self, ControlHandle, TechAction, TechError};
 use cabinet_core::instance::InstanceLock;
 use cabinet_core::journal::Journal;
 use cabinet_core::screen::{OutOfService, Screen, Snapshot};
 use cabinet_core::technician::{Attempt, hash_pin};
 use cabinet_core::{kiosk, protocol};
-use support::{Broker, password};
+use cabinet_testkit::{Broker, SiteConfig, password};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -31,41 +29,20 @@ fn write_config(dir: &Path, broker: &Broker, board: &Path) -> Config {
     let (_, public) = protocol::generate_keypair().unwrap();
     std::fs::write(dir.join("password"), password("C001")).unwrap();
     let path = dir.join("config.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"machine_code = "C001"
-[mqtt]
-url = "{url}"
-password_file = "password"
-reconnect_min_ms = 100
-reconnect_max_ms = 1000
-[keys]
-k1 = "{public}"
-[board]
-protocol = "vmc"
-port = "{board}"
-[[slots]]
-slot = 1
-product = "Cola"
-capacity = 10
-initial_count = 5
-[journal]
-path = "journal.sqlite3"
-[logs]
-dir = "logs"
-[technicians]
-{NAME} = "{hash}"
-[maintenance]
-lockout_secs = 600
-idle_logout_secs = 10
-"#,
-            url = broker.url(),
-            board = board.display(),
-            hash = hash_pin(PIN).unwrap(),
-        ),
-    )
-    .unwrap();
+    let mut site = SiteConfig::new("C001")
+        .broker_url(&broker.url())
+        .password_file("password")
+        .reconnect_ms(100, 1000)
+        .key("k1", &public)
+        .board_protocol(BoardProtocol::Vmc)
+        .board_port(board)
+        .slot(1, "Cola", 10, 5)
+        .journal_path("journal.sqlite3")
+        .logs_dir("logs")
+        .technician(NAME, &hash_pin(PIN).unwrap())
+        .lockout_secs(600);
+    site.maintenance.idle_logout_secs = Some(10);
+    site.write(&path);
     Config::load(&path).unwrap()
 }
 

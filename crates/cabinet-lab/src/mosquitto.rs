@@ -1,5 +1,6 @@
 //! A Mosquitto child process on a free loopback port, for the benchmarks and the fleet
-//! simulator (the tests have their own harness in crates/cabinet-core/tests/support).
+//! simulator (the tests have their own harness, crates/cabinet-testkit, a dev-only crate
+//! the lab binary cannot use).
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

@@ -2,15 +2,21 @@
 //! `deploy/mosquitto/acl` and the settings of the shipped `deploy/mosquitto/mosquitto.conf`
 //! (read from the file, so a change there is a change here), plus a `rumqttc` client
 //! playing the backend.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//!
+//! Each broker gets free ports through [`crate::port::start_on_free_ports`]: when a port
+//! was taken between finding and binding it, Mosquitto exits saying so and the broker
+//! starts again on new ones.
 
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::sync::mpsc;
+
+use crate::port::{Attempt, listens, start_on_free_ports};
 
 /// Cabinets and backend known to the broker: (username, password).
 pub const USERS: [(&str, &str); 3] = [
@@ -140,7 +146,6 @@ impl Broker {
 
     fn start_inner(tls: bool, shipped: Option<Shipped>) -> Broker {
         let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
         let passwd = dir.path().join("passwd");
         for (i, (user, pw)) in USERS.iter().enumerate() {
             let mut cmd = Command::new("mosquitto_passwd");
@@ -161,9 +166,12 @@ impl Broker {
         assert!(acl.is_file(), "shipped ACL missing: {}", acl.display());
         let data = dir.path().join("data");
         std::fs::create_dir(&data).unwrap();
+        if tls {
+            make_certs(dir.path());
+        }
         // As root, Mosquitto drops to user `mosquitto` unless told otherwise, and then
         // cannot read our tempdir.
-        let mut conf = format!(
+        let global = format!(
             "user {user}\nallow_anonymous false\n\
              password_file {passwd}\nacl_file {acl}\npersistence true\n\
              persistence_location {data}/\nlog_dest stderr\nlog_type error\nlog_type warning\n",
@@ -172,50 +180,34 @@ impl Broker {
             acl = acl.display(),
             data = data.display(),
         );
-        let listener = |conf: &mut String, port: u16, lines: &[String]| {
-            conf.push_str(&format!("listener {port} 127.0.0.1\n"));
-            for l in lines {
-                conf.push_str(l);
-                conf.push('\n');
+        let conf_path = dir.path().join("mosquitto.conf");
+        // Ports: the backends', then (shipped) the cabinets', then (TLS) the TLS one.
+        let n = 1 + usize::from(shipped.is_some()) + usize::from(tls);
+        let (ports, child) = start_on_free_ports(n, |ports| {
+            let port = ports[0];
+            let cabinet_port = if shipped.is_some() { ports[1] } else { port };
+            let tls_port = tls.then(|| ports[n - 1]);
+            let conf = config_text(
+                &global,
+                shipped.as_ref(),
+                port,
+                cabinet_port,
+                tls_port.map(|p| (p, dir.path())),
+            );
+            std::fs::write(&conf_path, conf).unwrap();
+            match spawn(&conf_path, ports) {
+                Ok(child) => Attempt::Up(((port, cabinet_port, tls_port), child)),
+                Err(taken) => Attempt::PortTaken(taken),
             }
-        };
-        let cabinet_port = match &shipped {
-            None => {
-                listener(&mut conf, port, &[]);
-                port
-            }
-            Some(shipped) => {
-                for l in &shipped.global {
-                    conf.push_str(l);
-                    conf.push('\n');
-                }
-                let cabinet_port = free_port();
-                listener(&mut conf, cabinet_port, &shipped.listeners[0]);
-                listener(&mut conf, port, &shipped.listeners[1]);
-                cabinet_port
-            }
-        };
-        let tls_port = tls.then(|| {
-            let tls_port = free_port();
-            make_certs(dir.path());
-            let cabinets = shipped.as_ref().map(|s| s.listeners[0].clone());
-            listener(&mut conf, tls_port, &cabinets.unwrap_or_default());
-            conf.push_str(&format!(
-                "cafile {d}/ca.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\n",
-                d = dir.path().display()
-            ));
-            tls_port
         });
-        std::fs::write(dir.path().join("mosquitto.conf"), conf).unwrap();
-        let mut b = Broker {
+        let (port, cabinet_port, tls_port) = ports;
+        Broker {
             dir,
             port,
             cabinet_port,
             tls_port,
-            child: None,
-        };
-        b.spawn();
-        b
+            child: Some(child),
+        }
     }
 
     /// The backends' listener (stable across [`Broker::restart`]): client ids are free,
@@ -246,29 +238,14 @@ impl Broker {
         std::fs::read_to_string(self.dir.path().join("mosquitto.conf")).unwrap_or_default()
     }
 
-    fn spawn(&mut self) {
-        let child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(self.dir.path().join("mosquitto.conf"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start mosquitto");
-        self.child = Some(child);
-        let deadline = Instant::now() + STEP;
-        loop {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("mosquitto exited early: {st}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "mosquitto did not listen in time"
-            );
-            std::thread::sleep(Duration::from_millis(20));
+    /// Every port it listens on.
+    fn ports(&self) -> Vec<u16> {
+        let mut ports = vec![self.port];
+        if self.cabinet_port != self.port {
+            ports.push(self.cabinet_port);
         }
+        ports.extend(self.tls_port);
+        ports
     }
 
     /// Graceful stop (SIGTERM, so the persistence file is written), waits for exit.
@@ -288,10 +265,14 @@ impl Broker {
         }
     }
 
-    /// Starts it again on the same port with the same persistence directory.
+    /// Starts it again on the same ports with the same persistence directory (clients
+    /// know these ports: a port taken meanwhile fails the test, it cannot move).
     pub fn restart(&mut self) {
         self.stop();
-        self.spawn();
+        let conf = self.dir.path().join("mosquitto.conf");
+        let child = spawn(&conf, &self.ports())
+            .unwrap_or_else(|taken| panic!("mosquitto cannot restart on its ports: {taken}"));
+        self.child = Some(child);
     }
 }
 
@@ -301,6 +282,99 @@ impl Drop for Broker {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// The whole `mosquitto.conf`: `global` settings, then the listeners on these ports with
+/// the shipped settings (or one bare listener for a stock broker), then the TLS listener
+/// with the certificates in its directory.
+fn config_text(
+    global: &str,
+    shipped: Option<&Shipped>,
+    port: u16,
+    cabinet_port: u16,
+    tls: Option<(u16, &Path)>,
+) -> String {
+    let mut conf = global.to_owned();
+    let listener = |conf: &mut String, port: u16, lines: &[String]| {
+        conf.push_str(&format!("listener {port} 127.0.0.1\n"));
+        for l in lines {
+            conf.push_str(l);
+            conf.push('\n');
+        }
+    };
+    match shipped {
+        None => listener(&mut conf, port, &[]),
+        Some(shipped) => {
+            for l in &shipped.global {
+                conf.push_str(l);
+                conf.push('\n');
+            }
+            listener(&mut conf, cabinet_port, &shipped.listeners[0]);
+            listener(&mut conf, port, &shipped.listeners[1]);
+        }
+    }
+    if let Some((tls_port, dir)) = tls {
+        let cabinets = shipped.map(|s| s.listeners[0].clone());
+        listener(&mut conf, tls_port, &cabinets.unwrap_or_default());
+        conf.push_str(&format!(
+            "cafile {d}/ca.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\n",
+            d = dir.display()
+        ));
+    }
+    conf
+}
+
+/// Runs Mosquitto with the config at `conf` and waits until every one of `ports` accepts
+/// connections. `Err` when it exited because one of them was taken (its log says
+/// "Address already in use"): the caller picks new ports. Any other failure fails the
+/// test. Its log goes on to this process's stderr, as an inherited stderr would.
+fn spawn(conf: &Path, ports: &[u16]) -> Result<Child, String> {
+    let mut child = Command::new("mosquitto")
+        .arg("-c")
+        .arg(conf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start mosquitto (is it installed?)");
+    let stderr = child.stderr.take().unwrap();
+    let log = Arc::new(Mutex::new(String::new()));
+    let reader = {
+        let log = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                // Not eprintln!: that would be captured by the test harness, and an
+                // inherited stderr never was.
+                let _ = writeln!(std::io::stderr().lock(), "{line}");
+                let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+                log.push_str(&line);
+                log.push('\n');
+            }
+        })
+    };
+    let deadline = Instant::now() + STEP;
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            // Its stderr ends with it: the whole log is in.
+            let _ = reader.join();
+            let log = log.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            if log.contains("Address already in use") {
+                return Err(format!("mosquitto on {ports:?}: {}", log.trim()));
+            }
+            panic!("mosquitto exited early: {st}\n{log}");
+        }
+        // Its own listening sockets, not just something answering on these ports.
+        if ports.iter().all(|p| listens(child.id(), *p)) {
+            return Ok(child);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mosquitto did not listen on {ports:?} in time"
+        );
+        // Waiting for a child process to open its ports; there is nothing to await.
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -375,18 +449,13 @@ fn make_certs(dir: &Path) {
     ]);
 }
 
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().unwrap().port()
-}
-
 fn current_user() -> String {
     let out = Command::new("id").arg("-un").output().expect("id -un");
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
-/// The shipped ACL, `deploy/mosquitto/acl` at the workspace root, found from the including
-/// crate's directory (`crates/<name>` or `src-tauri`).
+/// The shipped ACL, `deploy/mosquitto/acl` at the workspace root, found from this crate's
+/// directory.
 pub fn acl_path() -> PathBuf {
     deploy_file("deploy/mosquitto/acl")
 }
@@ -415,14 +484,18 @@ fn deploy_file(rel: &str) -> PathBuf {
 /// A message seen by a [`Client`].
 #[derive(Debug, Clone)]
 pub struct Msg {
+    /// The topic it was published on.
     pub topic: String,
+    /// Its payload.
     pub payload: Vec<u8>,
+    /// Whether the broker delivered it as a retained message.
     pub retain: bool,
 }
 
 /// A plain `rumqttc` client (clean session, auto acks), e.g. the backend.
 #[derive(Debug)]
 pub struct Client {
+    /// The `rumqttc` client, for what the methods here do not cover.
     pub client: AsyncClient,
     rx: mpsc::UnboundedReceiver<Msg>,
     subacks: mpsc::UnboundedReceiver<()>,
@@ -551,5 +624,61 @@ impl Client {
 impl Drop for Client {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpStream;
+
+    fn accepts(port: u16) -> bool {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    }
+
+    #[test]
+    fn it_listens_on_both_ports_restarts_on_them_and_dies_with_its_owner() {
+        let mut b = Broker::start();
+        assert_ne!(b.port(), b.cabinet_port());
+        assert!(accepts(b.port()) && accepts(b.cabinet_port()));
+        let ports = (b.port(), b.cabinet_port());
+        b.restart();
+        assert_eq!((b.port(), b.cabinet_port()), ports);
+        assert!(accepts(b.port()) && accepts(b.cabinet_port()));
+        let pid = b.child.as_ref().unwrap().id();
+        drop(b);
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "still running"
+        );
+    }
+
+    #[test]
+    fn a_port_taken_before_mosquitto_binds_it_is_a_retry_not_a_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let thief = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let taken = thief.local_addr().unwrap().port();
+        let global = format!(
+            "user {}\nallow_anonymous true\nlog_dest stderr\nlog_type error\n",
+            current_user()
+        );
+        let conf = dir.path().join("mosquitto.conf");
+        std::fs::write(&conf, config_text(&global, None, taken, taken, None)).unwrap();
+        let why = spawn(&conf, &[taken]).expect_err("the port is taken");
+        assert!(why.contains("Address already in use"), "{why}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_backend_hears_what_a_cabinet_publishes_under_the_shipped_acl() {
+        let b = Broker::start();
+        let mut backend = Client::connect(&b, "kit-backend", "backend").await;
+        backend.subscribe("cabinet/v1/C001/reply").await;
+        let (mut cabinet, _) = Client::connect_to(b.cabinet_port(), "C001", "C001", true).await;
+        cabinet
+            .publish("cabinet/v1/C001/reply", b"hello", false)
+            .await;
+        let m = backend.next().await;
+        assert_eq!(m.topic, "cabinet/v1/C001/reply");
+        assert_eq!(m.payload, b"hello");
     }
 }
