@@ -43,7 +43,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cabinet_board::Protocol;
 use cabinet_board::sim::{Fault, SimConfig, Simulator};
-use cabinet_core::config::BoardProtocol;
 use cabinet_core::protocol::{self, CommandClaims, SigningKey};
 use cabinet_testkit::webdriver::{Driver, Session, Xvfb, poll};
 use cabinet_testkit::{Broker, Client, SiteConfig, password};
@@ -316,30 +315,19 @@ impl Rig {
         let (key, public) = protocol::generate_keypair().unwrap();
         std::fs::write(dir.path().join("password"), password("C001")).unwrap();
         let config = dir.path().join("config.toml");
-        let mut site = SiteConfig::new("C001")
-            .broker_url(&broker.url())
-            .password_file("password")
-            .keepalive_secs(5)
-            .reconnect_ms(100, 1000)
-            .key("k1", &public)
-            .board_protocol(BoardProtocol::Vmc)
-            .board_port(dir.path().join("board"))
-            .vmc_report_timeout_secs(30)
-            .slot(1, "可乐 Cola", 10, 5)
-            .slot(2, "矿泉水 Water", 10, 5)
-            .journal_path("journal.sqlite3")
-            .logs_dir("logs")
-            .log_level("debug")
-            .heartbeat_secs(1)
-            .out_of_service_grace_secs(1)
-            .technician(
-                TECH_NAME,
-                &cabinet_core::technician::hash_pin(TECH_PIN).unwrap(),
-            )
-            // Ten minutes: the test sees the lockout refuse the right PIN however slow the
-            // machine (a 2 s lockout once ran out before the PIN was typed). It never waits
-            // for the end.
-            .lockout_secs(600);
+        let mut site =
+            SiteConfig::test_cabinet("C001", &broker.url(), &public, dir.path().join("board"))
+                .vmc_report_timeout_secs(30)
+                .slot(1, "可乐 Cola", 10, 5)
+                .slot(2, "矿泉水 Water", 10, 5)
+                .technician(
+                    TECH_NAME,
+                    &cabinet_core::technician::hash_pin(TECH_PIN).unwrap(),
+                )
+                // Ten minutes: the test sees the lockout refuse the right PIN however slow the
+                // machine (a 2 s lockout once ran out before the PIN was typed). It never waits
+                // for the end.
+                .lockout_secs(600);
         site.kiosk.name = Some(CABINET_NAME.into());
         site.kiosk.take_item_secs = Some(RESULT_SECS);
         site.kiosk.failed_secs = Some(RESULT_SECS);

@@ -14,7 +14,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cabinet_board::Protocol;
 use cabinet_board::sim::{Fault, SimConfig, SimStats, Simulator};
-use cabinet_core::config::BoardProtocol;
 use cabinet_core::protocol::{self, CommandClaims, SigningKey};
 use cabinet_testkit::{Broker, STEP, SiteConfig, password, schema};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
@@ -66,22 +65,10 @@ impl Rig {
         let (key, public) = protocol::generate_keypair().unwrap();
         std::fs::write(dir.path().join("password"), password("C001")).unwrap();
         let config = dir.path().join("config.toml");
-        SiteConfig::new("C001")
-            .broker_url(&broker.url())
-            .password_file("password")
-            .keepalive_secs(5)
-            .reconnect_ms(100, 1000)
-            .key("k1", &public)
-            .board_protocol(BoardProtocol::Vmc)
-            .board_port(dir.path().join("board"))
+        SiteConfig::test_cabinet("C001", &broker.url(), &public, dir.path().join("board"))
             .vmc_report_timeout_secs(20)
             .slot(1, "Cola", 10, 5)
             .slot(2, "Water", 10, 5)
-            .journal_path("journal.sqlite3")
-            .logs_dir("logs")
-            .log_level("debug")
-            .heartbeat_secs(1)
-            .out_of_service_grace_secs(1)
             .write(&config);
         Rig {
             dir,

@@ -261,6 +261,32 @@ impl SiteConfig {
         }
     }
 
+    /// The cabinet the end-to-end and window tests run: `machine_code` on the broker at
+    /// `broker_url` (password in the file `password` beside the config), trusting `public`
+    /// as `k1`, a VMC board on `board_port`, the journal and logs beside the config, debug
+    /// logging, a heartbeat every second and out of service after one. Quick to notice a
+    /// lost broker (keepalive 5 s, reconnect 100 ms to 1 s). Slots are the test's.
+    pub fn test_cabinet(
+        machine_code: &str,
+        broker_url: &str,
+        public: &str,
+        board_port: impl Into<PathBuf>,
+    ) -> SiteConfig {
+        SiteConfig::new(machine_code)
+            .broker_url(broker_url)
+            .password_file("password")
+            .keepalive_secs(5)
+            .reconnect_ms(100, 1000)
+            .key("k1", public)
+            .board_protocol(BoardProtocol::Vmc)
+            .board_port(board_port)
+            .journal_path("journal.sqlite3")
+            .logs_dir("logs")
+            .log_level("debug")
+            .heartbeat_secs(1)
+            .out_of_service_grace_secs(1)
+    }
+
     /// `mqtt.url`.
     pub fn broker_url(mut self, url: &str) -> Self {
         self.mqtt.url = Some(url.to_owned());
@@ -406,24 +432,17 @@ mod tests {
     /// What the end-to-end tests write, with every builder method used once.
     fn everything(dir: &Path) -> SiteConfig {
         let hash = cabinet_core::technician::hash_pin("97531").unwrap();
-        SiteConfig::new("C001")
-            .broker_url("mqtt://127.0.0.1:1883")
-            .password_file("password")
-            .keepalive_secs(5)
-            .reconnect_ms(100, 1000)
-            .key("k1", KEY)
-            .board_protocol(BoardProtocol::Vmc)
-            .board_port(dir.join("board \"quoted\""))
-            .vmc_report_timeout_secs(20)
-            .slot(1, "可乐 Cola", 10, 5)
-            .slot(2, "Water", 10, 5)
-            .journal_path("journal.sqlite3")
-            .logs_dir("logs")
-            .log_level("debug")
-            .heartbeat_secs(1)
-            .out_of_service_grace_secs(1)
-            .technician("李工", &hash)
-            .lockout_secs(600)
+        SiteConfig::test_cabinet(
+            "C001",
+            "mqtt://127.0.0.1:1883",
+            KEY,
+            dir.join("board \"quoted\""),
+        )
+        .vmc_report_timeout_secs(20)
+        .slot(1, "可乐 Cola", 10, 5)
+        .slot(2, "Water", 10, 5)
+        .technician("李工", &hash)
+        .lockout_secs(600)
     }
 
     #[test]
