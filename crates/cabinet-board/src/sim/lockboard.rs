@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serialport::TTYPort;
 
-use super::simulator::Shared;
-use super::thread::{read_some, send};
+use super::state::Shared;
+use super::wire::{read_some, send};
 use crate::lockboard::codec::{self as lock, LockDecoded, LockDecoder, LockFrame};
 
 pub(super) fn lock_step(shared: &Shared, decoder: &mut LockDecoder, port: &mut TTYPort) {

@@ -14,15 +14,18 @@
 //! report late, twice or for another slot, and it can lack the machine-status command.
 //!
 //! The parts: `config` (how the board is built, the faults it can be given), the
-//! [`Simulator`] handle and its counters (`simulator`), the simulator's thread (the
-//! cable, the pty reads and writes: `thread`), and the board's side of each protocol
-//! (`vmc`, `lockboard`).
+//! [`Simulator`] handle (`simulator`), what it shares with the board's thread and the
+//! counters ([`SimStats`], `state`), the thread (the cable, plugged or not: `thread`),
+//! the pty reads and writes (`wire`), and the board's side of each protocol (`vmc`,
+//! `lockboard`).
 
 mod config;
 mod lockboard;
 mod simulator;
+mod state;
 mod thread;
 mod vmc;
+mod wire;
 
 pub use config::{Fault, SimConfig};
 pub use simulator::{SimStats, Simulator};

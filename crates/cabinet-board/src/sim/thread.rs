@@ -2,14 +2,13 @@
 //! then one protocol step at a time; and the pty reads and writes both boards share
 //! (a checksum-corrupting fault applied on the way out).
 
-use std::io::{Read, Write};
 use std::time::Duration;
 
-use serialport::{SerialPort, TTYPort};
+use serialport::TTYPort;
 
 use super::config::SimConfig;
 use super::lockboard::lock_step;
-use super::simulator::{Shared, relink};
+use super::state::{Shared, relink};
 use super::vmc::VmcModel;
 use crate::lockboard::codec::{LockDecoder, Side};
 use crate::{Protocol, port};
@@ -85,34 +84,4 @@ impl Model {
             Model::Lock(d) => lock_step(shared, d, port),
         }
     }
-}
-
-/// Read whatever arrives within `timeout`. `None`: nothing (or no host on the other end).
-pub(super) fn read_some(port: &mut TTYPort, timeout: Duration, buf: &mut [u8]) -> Option<usize> {
-    let _ = port.set_timeout(timeout.max(Duration::from_millis(1)));
-    match port.read(buf) {
-        Ok(n) if n > 0 => Some(n),
-        Ok(_) => None,
-        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => None,
-        Err(_) => {
-            // No host has the other end open (BrokenPipe). A real board keeps talking into
-            // the void; we idle briefly instead of spinning.
-            std::thread::sleep(timeout.min(Duration::from_millis(10)));
-            None
-        }
-    }
-}
-
-pub(super) fn send(shared: &Shared, port: &mut TTYPort, mut bytes: Vec<u8>, corruptible: bool) {
-    if corruptible {
-        let mut c = shared.lock();
-        if c.faults.bad_checksum > 0 {
-            c.faults.bad_checksum -= 1;
-            if let Some(last) = bytes.last_mut() {
-                *last ^= 0x5A;
-            }
-        }
-    }
-    // A write error means no host is connected: the frame is lost, as on a real cable.
-    let _ = port.write_all(&bytes);
 }

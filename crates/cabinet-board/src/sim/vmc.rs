@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use serialport::TTYPort;
 
 use super::config::SimConfig;
-use super::simulator::Shared;
-use super::thread::{read_some, send};
+use super::state::Shared;
+use super::wire::{read_some, send};
 use crate::vmc::codec::{self as vmc, Decoded, Decoder, DispenseStatus, VmcFrame};
 
 #[derive(Debug)]

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 
+use super::options::FleetOptions;
 use super::run::run_fleet;
 use crate::rabbitmq::SessionQueues;
 
@@ -61,35 +62,6 @@ pub struct FleetArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
-}
-
-/// What a fleet run is asked to do.
-#[derive(Debug, Clone)]
-pub struct FleetOptions {
-    /// Cabinets in this process.
-    pub cabinets: u32,
-    /// Commands in all.
-    pub commands: u32,
-    /// Aggregate commands per second; 0 = unpaced.
-    pub rate: f64,
-    /// Share of hostile commands.
-    pub hostile: f64,
-    /// Motor time per dispense.
-    pub motor: Duration,
-    /// Where to keep configs and journals.
-    pub dir: Option<PathBuf>,
-    /// Broker restarts during the run.
-    pub broker_restarts: u32,
-    /// Broker persistence on.
-    pub broker_persistence: bool,
-    /// A RabbitMQ cluster of this many nodes instead of Mosquitto.
-    pub cluster: Option<usize>,
-    /// Kill the cluster's last node half way through.
-    pub kill_node: bool,
-    /// Kill and restart every node in turn.
-    pub rolling_restart: bool,
-    /// The cluster's session queues.
-    pub session_queues: SessionQueues,
 }
 
 /// `cabinet-lab fleet`: run, print the reconciliation and the figures. Exit 0 only when the

@@ -25,7 +25,7 @@
 //! - **forged**: signed with a key the cabinets do not trust (same `kid`): `rejected` /
 //!   `bad_signature`, with empty ids (nothing in a forged token is believed).
 //!
-//! The parts: [`cli`] (the command line and the options of a run), [`cabinets`] (the
+//! The parts: [`cli`] (the command line), [`options`] (what a run is asked to do), [`cabinets`] (the
 //! cabinets a run starts and the broker or cluster they connect to), [`run`] (one run
 //! from start to finish), [`backend`] (what the backend sent and heard), [`reconcile`]
 //! (the grading) and [`report`] (what a run says about itself).
@@ -33,6 +33,7 @@
 mod backend;
 mod cabinets;
 mod cli;
+mod options;
 mod reconcile;
 mod report;
 mod run;

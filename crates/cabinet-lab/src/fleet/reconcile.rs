@@ -14,7 +14,7 @@ use cabinet_core::reason::Reason;
 
 use super::backend::{Inbox, Kind, Sent};
 use super::cabinets::code;
-use super::cli::FleetOptions;
+use super::options::FleetOptions;
 use super::report::{KillReport, Latency, Report};
 use crate::node_kills::{BACK_ONLINE, NodeKills};
 use crate::rabbitmq::HijackProbe;

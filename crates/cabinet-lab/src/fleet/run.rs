@@ -18,7 +18,7 @@ use tokio::sync::watch;
 
 use super::backend::{Inbox, Kind, Sent, reconnect, settle};
 use super::cabinets::{Net, PER_SLOT, SLOTS, code, raise_fd_limit, write_config};
-use super::cli::FleetOptions;
+use super::options::FleetOptions;
 use super::reconcile::{Figures, reconcile};
 use super::report::Report;
 use crate::mosquitto::Broker;

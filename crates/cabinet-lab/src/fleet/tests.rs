@@ -11,7 +11,7 @@ use cabinet_core::mqtt::BackendMessage;
 
 use super::backend::{Inbox, Kind, Sent};
 use super::cabinets::code;
-use super::cli::FleetOptions;
+use super::options::FleetOptions;
 use super::reconcile::{Figures, reconcile};
 use super::report::Report;
 use crate::node_kills::NodeKills;

@@ -15,14 +15,16 @@
 //! alternate (A B, B A, …) so a slow drift of the machine falls on both. Nothing here
 //! asserts on time.
 //!
-//! The parts: [`run`] (the arguments, the runs in alternation, one run of one binary up
-//! to its first paint and through the settle window), [`tree`] (the process tree a window
+//! The parts: [`model`] (the arguments, what one run records), [`run`] (the runs in
+//! alternation, one run of one binary up to its first paint and through the settle window), [`tree`] (the process tree a window
 //! makes: its memory, its CPU, its stop), [`host`] (the Xvfb and the machine the runs are
 //! on) and [`report`] (the figures over the runs, text or JSON).
 
 mod host;
+mod model;
 mod report;
 mod run;
 mod tree;
 
-pub use run::{WindowArgs, bench_window};
+pub use model::WindowArgs;
+pub use run::bench_window;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::host::Machine;
-use super::run::{Run, Which, WindowArgs};
+use super::model::{Run, Which, WindowArgs};
 use super::tree::Mem;
 
 pub(super) fn mb(kb: u64) -> f64 {

@@ -5,15 +5,15 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, ChildStdout, Command, ExitCode, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use clap::Args;
 
 use super::host::{Xvfb, loadavg, machine_info};
+use super::model::{Run, Which, WindowArgs};
 use super::report::{Setup, mb, report};
 use super::tree::{Mem, descendants, foreign_webkit, stop, tree_memory};
 use crate::procfs::{clk_tck, read_stat};
@@ -25,67 +25,6 @@ const EMPTY_BIN: &str = "empty-tauri-window";
 const BUILD_HINT: &str = "build both the same way first: cargo build --release \
                           -p cabinet-kiosk-app -p empty-tauri-window -p cabinet-lab \
                           --features tauri/custom-protocol,cabinet-kiosk-app/demo";
-
-/// Arguments of `cabinet-lab bench window`.
-#[derive(Debug, Args)]
-pub struct WindowArgs {
-    /// The kiosk window binary [default: `cabinet-kiosk` next to this `cabinet-lab`].
-    #[arg(long)]
-    app: Option<PathBuf>,
-    /// Arguments for the kiosk binary, split at whitespace. With `--demo` and no
-    /// `--demo-dir`, each run gets its own demo directory in a temporary directory.
-    #[arg(long, default_value = "--demo", allow_hyphen_values = true)]
-    app_args: String,
-    /// The empty Tauri 2 window [default: `empty-tauri-window` next to this `cabinet-lab`].
-    #[arg(long)]
-    empty: Option<PathBuf>,
-    /// Runs of each binary.
-    #[arg(long, default_value_t = 5)]
-    pub(super) runs: u32,
-    /// Idle seconds after first paint before memory is read (idle CPU is measured over
-    /// the second half).
-    #[arg(long, default_value_t = 10)]
-    pub(super) settle_secs: u64,
-    /// Do not set the kiosk's WebKit environment (`kiosk.webkit_env` defaults) for both
-    /// windows; the kiosk then sets it itself by re-executing, the empty window runs without.
-    #[arg(long)]
-    bare_env: bool,
-    /// Print one JSON object instead of text.
-    #[arg(long)]
-    pub(super) json: bool,
-}
-
-/// Which binary a run started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Which {
-    App,
-    Empty,
-}
-
-impl Which {
-    pub(super) fn label(self) -> &'static str {
-        match self {
-            Which::App => "app",
-            Which::Empty => "empty",
-        }
-    }
-}
-
-/// One run of one binary.
-#[derive(Debug)]
-pub(super) struct Run {
-    pub(super) which: Which,
-    /// Spawn → `first-paint-ms` line read by the harness.
-    pub(super) paint_harness_ms: f64,
-    /// The binary's own figure (since its `main`).
-    pub(super) paint_own_ms: u64,
-    pub(super) total: Mem,
-    /// By process name (`app` for the process the harness started).
-    pub(super) by_name: BTreeMap<String, Mem>,
-    /// WebKit processes on the machine outside this tree when memory was read. They share
-    /// library pages with ours, which lowers our PSS and private figures (not RSS).
-    pub(super) others: u32,
-}
 
 /// Run the window benchmark.
 pub fn bench_window(a: WindowArgs) -> anyhow::Result<ExitCode> {
