@@ -506,19 +506,28 @@ async fn replies_of_a_lost_session_go_again_after_the_reconnect() {
     k.event(LinkEvent::Disconnected {
         error: "test".into(),
     });
+    // The board's answer comes on a channel of its own: release it only once the runner
+    // has seen the link go down (a payload after the event is acked after it).
+    k.payload(b"junk".to_vec(), false);
+    k.ack().await;
     release.send(()).unwrap();
     // The outcome is journaled while the link is down (the screen says so)...
     k.screen_is(|s| matches!(s, Screen::TakeItem { .. })).await;
     // ...and the broker comes back without our session: every unacknowledged reply
     // goes again, oldest first, the outcome last.
     k.connect(false);
-    let again: Vec<(u64, String)> = [k.reply().await, k.reply().await, k.reply().await]
-        .into_iter()
-        .map(|(id, b)| (id, state(&b).to_owned()))
-        .collect();
+    let mut again = Vec::new();
+    for _ in 0..4 {
+        let (id, body) = k.reply().await;
+        again.push((id, state(&body).to_owned()));
+    }
     assert_eq!(again[0], (accepted, "accepted".to_owned()));
     assert_eq!(again[1], (dispensing, "dispensing".to_owned()));
-    assert_eq!(again[2].1, "succeeded");
+    assert_eq!(
+        again[2].1, "rejected",
+        "the junk's answer, also never acknowledged"
+    );
+    assert_eq!(again[3].1, "succeeded");
     k.stop().await.0.unwrap();
 }
 
