@@ -15,7 +15,7 @@ use std::collections::{HashMap, HashSet};
 use cabinet_board::{Outcome, Reach};
 use proptest::prelude::*;
 
-use super::tests::{T0, cfg, slot};
+use super::tests::{T0, cfg, engine_with, slot};
 use super::{Action, Engine, Event};
 use crate::journal::{SlotInventory, StoredCommand};
 use crate::protocol::{Command, CommandKind, Evidence, ReplyState};
@@ -84,24 +84,16 @@ struct Harness {
 
 impl Harness {
     fn new() -> Harness {
-        let mut h = Harness {
-            engine: Engine::new(cfg(), slots(), T0),
+        Harness {
+            // Broker and board up, as the step-by-step tests start (only screens come of it).
+            engine: engine_with(cfg(), slots()),
             now: T0,
             stored: HashMap::new(),
             in_flight: None,
             motor_runs: HashMap::new(),
             terminal: HashMap::new(),
             accepted: HashSet::new(),
-        };
-        h.step(Event::Link {
-            up: true,
-            now_ms: T0,
-        });
-        h.step(Event::Board {
-            up: true,
-            now_ms: T0,
-        });
-        h
+        }
     }
 
     fn step(&mut self, ev: Event) {

@@ -31,7 +31,7 @@ pub(super) fn slot(n: u16, count: u32) -> SlotInventory {
     }
 }
 
-fn engine_with(cfg: EngineConfig, slots: Vec<SlotInventory>) -> Engine {
+pub(super) fn engine_with(cfg: EngineConfig, slots: Vec<SlotInventory>) -> Engine {
     let mut e = Engine::new(cfg, slots, T0);
     e.step(Event::Link {
         up: true,
