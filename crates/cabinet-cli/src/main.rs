@@ -55,12 +55,14 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // `run` logs to files as configured; every other command logs warnings to stderr.
     if !matches!(cli.command, Command::Run(_)) {
-        tracing_subscriber::fmt()
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-            )
-            .with_writer(std::io::stderr)
+        use tracing_subscriber::filter::{LevelFilter, Targets};
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        let filter = cabinet_core::logs::filter_from_env("RUST_LOG", "warn")
+            .unwrap_or_else(|_| Targets::new().with_default(LevelFilter::WARN));
+        tracing_subscriber::registry()
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .with(filter)
             .init();
     }
     let result = match cli.command {

@@ -10,10 +10,11 @@ use std::path::Path;
 
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_appender::rolling::{Builder, Rotation};
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Layer, Registry};
+use tracing_subscriber::{Layer, Registry};
 
 use crate::config::LogsConfig;
 
@@ -67,11 +68,7 @@ pub fn init(cfg: &LogsConfig, stderr: bool) -> Result<WorkerGuard, LogError> {
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .buffered_lines_limit(LOG_QUEUE_LINES)
         .finish(appender);
-    let filter = || {
-        EnvFilter::try_from_env("CABINET_LOG")
-            .or_else(|_| EnvFilter::try_new(&cfg.level))
-            .map_err(|e| LogError::Filter(e.to_string()))
-    };
+    let filter = || filter_from_env("CABINET_LOG", &cfg.level);
     type Boxed = Box<dyn Layer<Registry> + Send + Sync>;
     let mut layers: Vec<Boxed> = Vec::new();
     if cfg.json {
@@ -99,13 +96,27 @@ pub fn init(cfg: &LogsConfig, stderr: bool) -> Result<WorkerGuard, LogError> {
             fmt::layer()
                 .with_writer(std::io::stderr)
                 .with_target(false)
-                .with_filter(EnvFilter::new("warn"))
+                .with_filter(Targets::new().with_default(tracing::Level::WARN))
                 .boxed(),
         );
     }
     let result = tracing_subscriber::registry().with(layers).try_init();
     result.map_err(|_| LogError::AlreadySet)?;
     Ok(guard)
+}
+
+/// The filter named by the environment variable `var` when it is set and valid, else by
+/// `fallback`. Both take a level or comma-separated `target=level` directives
+/// (`info,cabinet_core=debug`): tracing-subscriber's `Targets`. Its `EnvFilter`, which
+/// also filters on spans and fields, is not used: it brings a regex engine, ~200 KiB of
+/// code that every cabinet would keep resident for a syntax no technician needs.
+pub fn filter_from_env(var: &str, fallback: &str) -> Result<Targets, LogError> {
+    if let Some(t) = std::env::var(var).ok().and_then(|v| v.parse().ok()) {
+        return Ok(t);
+    }
+    fallback
+        .parse()
+        .map_err(|e: tracing_subscriber::filter::ParseError| LogError::Filter(e.to_string()))
 }
 
 fn daily_appender(

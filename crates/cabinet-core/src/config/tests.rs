@@ -615,6 +615,31 @@ fn log_levels_accept_levels_and_directives() {
 }
 
 #[test]
+fn every_log_level_the_config_accepts_is_one_the_logger_takes() {
+    use tracing::Level;
+    use tracing_subscriber::layer::Filter;
+    // Not an environment variable anyone sets, so the fallback (the config's) is used.
+    let var = "CABINET_TEST_LOG_NEVER_SET";
+    for ok in [
+        "info",
+        "DEBUG",
+        "off",
+        "info,cabinet_core=debug",
+        "warn,rumqttc::state=trace",
+    ] {
+        assert!(log_filter_ok(ok), "{ok}");
+        assert!(crate::logs::filter_from_env(var, ok).is_ok(), "{ok}");
+    }
+    // Directives select by target prefix, as the config file's comment says.
+    let f = crate::logs::filter_from_env(var, "warn,cabinet_core=debug").unwrap();
+    assert!(f.would_enable("cabinet_core::kiosk", &Level::DEBUG));
+    assert!(!f.would_enable("cabinet_core::kiosk", &Level::TRACE));
+    assert!(!f.would_enable("rumqttc::state", &Level::INFO));
+    assert!(f.would_enable("rumqttc::state", &Level::WARN));
+    let _ = Filter::<tracing_subscriber::Registry>::max_level_hint(&f);
+}
+
+#[test]
 fn password_is_read_from_the_first_line_of_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let pw = dir.path().join("pw");

@@ -378,8 +378,8 @@ impl Config {
     }
 }
 
-/// Accepts a level or comma-separated `target=level` directives (the subset of
-/// tracing-subscriber's `EnvFilter` syntax a technician needs).
+/// Accepts a level or comma-separated `target=level` directives: what
+/// tracing-subscriber's `Targets` filter parses (logs.rs), and all a technician needs.
 pub(super) fn log_filter_ok(s: &str) -> bool {
     const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
     !s.trim().is_empty()
