@@ -1,8 +1,9 @@
 //! Generates the Tauri context and the app's command permissions. Declaring the commands
 //! in an app manifest makes the ACL apply to them too: the window may call only what
-//! `capabilities/default.json` grants.
+//! `capabilities/default.json` grants. Links the app as `cabinet` is (crates/cabinet-build).
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    cabinet_build::pack_relative_relocs();
     tauri_build::try_build(tauri_build::Attributes::new().app_manifest(
         tauri_build::AppManifest::new().commands(&[
             "get_snapshot",
