@@ -223,22 +223,25 @@ async function refreshReasonText() {
 
 async function refreshQr() {
   const snap = state.snapshot;
-  const img = $("#qr");
+  const box = $("#qr");
   const nonce = snap && snap.screen === "idle" ? snap.qr_nonce : null;
   if (nonce === state.qrNonce) return;
   state.qrNonce = nonce;
   if (!nonce) {
-    img.removeAttribute("src");
+    box.replaceChildren();
     return;
   }
   try {
     const svg = await invoke("qr_svg", { nonce });
     if (state.qrNonce === nonce) {
-      img.src = "data:image/svg+xml;charset=utf-8," + encodeURIComponent(svg);
+      // Inline, not an <img> of a data: URL: an SVG image is a document of its own
+      // (XML parser, its own page in the web process), 1.8 MB of the web process's PSS
+      // (docs/BENCHMARKS.md, "Window"). The SVG is the core's QR renderer's, never input.
+      box.innerHTML = svg.slice(svg.indexOf("<svg"));
     }
   } catch (err) {
     console.warn("qr_svg", err && err.code, err && err.message);
-    img.removeAttribute("src");
+    box.replaceChildren();
   }
 }
 

@@ -228,7 +228,8 @@ impl KioskPage for Session {
             if (/[\u3400-\u9fff]/.test(title) !== (lang === 'zh-CN')) return 'heading not in ' + lang + ': ' + title;
             if (screen === 'idle') {
                 const qr = document.getElementById('qr');
-                if (!qr.getAttribute('src') || !qr.complete || qr.naturalWidth === 0) return 'QR not loaded';
+                const modules = qr.querySelector('svg path');
+                if (!modules || !modules.getAttribute('d') || qr.getBoundingClientRect().width === 0) return 'QR not drawn';
             }
             if (screen === 'failed') {
                 const r = sec.querySelector('[data-f=reason_text]');
@@ -511,10 +512,10 @@ fn every_customer_screen_in_the_real_window_in_both_languages() {
         s.text("return document.getElementById('cabinet').textContent.trim()"),
         CABINET_NAME
     );
-    let qr = s.text("return document.getElementById('qr').getAttribute('src') || ''");
+    let qr = s.text("return document.querySelector('#qr svg path')?.getAttribute('d') || ''");
     assert!(
-        qr.starts_with("data:"),
-        "idle QR is a data: URL, got {qr:.40}"
+        qr.starts_with('M'),
+        "the idle QR's modules are drawn inline, got {qr:.40}"
     );
     let slots = s.js(
         "return Array.from(document.querySelectorAll('#items li[data-slot]'), li => li.dataset.slot)",
