@@ -6,7 +6,6 @@ const { invoke } = window.__TAURI__.core;
 const { listen } = window.__TAURI__.event;
 
 const DEFAULT_LANG = "zh-CN";
-const IDLE_LANG_RESET_MS = 60_000; // back to the default language after a minute idle
 const DISPENSE_EXPECTED_MS = 8_000; // progress bar pacing; the real end comes as a snapshot
 
 const TEXT = {
@@ -139,7 +138,7 @@ const state = {
   snapshot: null,
   qrNonce: null,
   reasonText: "", // customer_text for the failed screen, in state.lang
-  lastTouch: Date.now(),
+  qrChangesSinceTouch: 0, // idle QR codes replaced since the screen was last touched
   demo: false, // the core runs in demo mode: show the "simulate scan" control
   itemsKey: "", // what the slot list was last drawn from
   motorCount: null, // demo: the simulated board's motor runs
@@ -197,6 +196,31 @@ function lockDown() {
 
 // ---- language ------------------------------------------------------------------------
 
+// A customer's language lasts their visit; every visit starts in DEFAULT_LANG. A visit
+// ends when the cabinet is back at idle after an order; when a next order follows a
+// finished one with no idle screen between them (a next customer); or, on the idle
+// screen, once the QR code shown at the last touch has been replaced twice. Each code is
+// valid for a session lifetime and replaced every half of one, so by then no order can
+// come from it: paying on the phone takes as long as it takes, no clock of the page's
+// own cuts it short.
+const FINISHED = new Set(["take_item", "failed"]);
+const ORDER = new Set(["accepted", "dispensing"]);
+
+function visitEnded(prev, snap) {
+  if (snap.screen === "idle" && prev.screen !== "idle") return true;
+  if (FINISHED.has(prev.screen) && ORDER.has(snap.screen)) return true;
+  const qrReplaced =
+    snap.screen === "idle" && prev.screen === "idle" && snap.qr_nonce !== prev.qr_nonce;
+  if (qrReplaced) state.qrChangesSinceTouch += 1;
+  return state.qrChangesSinceTouch >= 2;
+}
+
+function endVisit() {
+  state.lang = DEFAULT_LANG;
+  document.documentElement.lang = DEFAULT_LANG;
+  state.qrChangesSinceTouch = 0;
+}
+
 async function setLang(lang) {
   state.lang = lang;
   document.documentElement.lang = lang;
@@ -251,11 +275,7 @@ async function onSnapshot(snap) {
   const prev = state.snapshot;
   if (prev && snap && snap.version === prev.version && snap.screen === prev.screen) return;
   state.snapshot = snap;
-  // Back to the default language when a customer's session ends.
-  if (snap && snap.screen === "idle" && prev && prev.screen !== "idle") {
-    state.lang = DEFAULT_LANG;
-    document.documentElement.lang = DEFAULT_LANG;
-  }
+  if (snap && prev && visitEnded(prev, snap)) endVisit();
   await Promise.all([refreshReasonText(), refreshQr()]);
   render();
 }
@@ -880,7 +900,7 @@ function techTick() {
 async function main() {
   lockDown();
   document.addEventListener("pointerdown", () => {
-    state.lastTouch = Date.now();
+    state.qrChangesSinceTouch = 0;
   });
   $("#lang").addEventListener("click", () => {
     setLang(state.lang === "zh-CN" ? "en" : "zh-CN");
@@ -914,14 +934,8 @@ async function main() {
     requestAnimationFrame(() => invoke("ui_ready").catch(() => {})),
   );
 
-  // Countdowns and progress tick locally; the language falls back when left idle.
+  // Countdowns and progress tick locally.
   setInterval(() => {
-    const snap = state.snapshot;
-    const idle = !snap || snap.screen === "idle" || snap.screen === "out_of_service";
-    if (idle && state.lang !== DEFAULT_LANG && Date.now() - state.lastTouch > IDLE_LANG_RESET_MS) {
-      setLang(DEFAULT_LANG);
-      return;
-    }
     render();
     techTick();
   }, 250);

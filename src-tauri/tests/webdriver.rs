@@ -14,8 +14,10 @@
 //! - a jammed motor shows `failed` with the command's log id as the support code;
 //! - a stopped broker shows `out_of_service` (reason `broker_down`), and the window comes
 //!   back to idle when the broker returns;
-//! - the language button switches every screen between zh-CN and en, and the language
-//!   falls back to zh-CN when a customer's session ends.
+//! - the language button switches every screen between zh-CN and en; the choice lasts a
+//!   customer's visit: it outlives a QR code replaced while the customer pays, and falls
+//!   back to zh-CN once that code is dead, back at idle after an order, and when a next
+//!   order replaces a finished one.
 //!
 //! Every screen is saved in both languages as `target/screenshots/<name>-<lang>.png`
 //! (workspace `target/`; names in [`SHOTS`]), for people to look at. Synchronisation is by
@@ -57,8 +59,23 @@ const CABINET_NAME: &str = "天河一号柜";
 /// How long the simulator holds back the dispense report, so `dispensing` stays on screen
 /// while it is photographed in both languages.
 const DISPENSE_HOLD: Duration = Duration::from_secs(8);
-/// `kiosk.take_item_secs` and `kiosk.failed_secs`: long enough for two screenshots.
+/// `kiosk.take_item_secs`: long enough for two screenshots.
 const RESULT_SECS: u64 = 8;
+/// `kiosk.failed_secs`: the screenshots, then a next order sent while it is still shown
+/// (the test never waits for its end).
+const FAILED_SECS: u64 = 30;
+/// `commands.session_lifetime_secs`: the idle QR code is replaced every 5 s (half of it),
+/// so the test sees the language outlive one replacement and end at the next.
+const SESSION_SECS: u64 = 10;
+/// Records `<html lang>` at every replacement of the idle QR code, in `window.__qrLangs`.
+const WATCH_QR: &str = "window.__qrLangs = []; \
+    new MutationObserver(() => window.__qrLangs.push(document.documentElement.lang)) \
+      .observe(document.getElementById('qr'), {childList: true}); return null";
+/// Records `<screen>:<lang>` at every screen change, in `window.__screens`.
+const WATCH_SCREENS: &str = "window.__screens = []; \
+    new MutationObserver(() => window.__screens.push( \
+      document.body.dataset.screen + ':' + document.documentElement.lang)) \
+      .observe(document.body, {attributes: true, attributeFilter: ['data-screen']}); return null";
 /// The screenshots this test writes, each as `<name>-zh-CN.png` and `<name>-en.png`.
 const SHOTS: [&str; 6] = [
     "out_of_service-starting",
@@ -276,7 +293,7 @@ impl KioskPage for Session {
                 self.screen(),
                 screen,
                 "screen changed by the end of the {lang} shot ({:?} after the first): \
-                 raise DISPENSE_HOLD / RESULT_SECS",
+                 raise DISPENSE_HOLD / RESULT_SECS / FAILED_SECS",
                 started.elapsed()
             );
         }
@@ -331,7 +348,8 @@ impl Rig {
                 .lockout_secs(600);
         site.kiosk.name = Some(CABINET_NAME.into());
         site.kiosk.take_item_secs = Some(RESULT_SECS);
-        site.kiosk.failed_secs = Some(RESULT_SECS);
+        site.kiosk.failed_secs = Some(FAILED_SECS);
+        site.commands.session_lifetime_secs = Some(SESSION_SECS);
         site.maintenance.lockout_max_secs = Some(1200);
         site.write(&config);
         Rig {
@@ -559,6 +577,36 @@ fn every_customer_screen_in_the_real_window_in_both_languages() {
         "{err}"
     );
 
+    // --- the language lasts the visit ------------------------------------------------------
+    // A customer picks English and pays on the phone: the first QR replacement keeps it
+    // (the code they scanned is still valid), the one after (that code is dead) ends it.
+    // Replacements before the click are recorded in Chinese and skipped.
+    s.set_lang("zh-CN");
+    s.js(WATCH_QR, json!([]));
+    s.set_lang("en");
+    let langs = poll(
+        "the language back to zh-CN at a QR replacement",
+        WAIT,
+        || {
+            let all: Vec<String> =
+                serde_json::from_value(s.js("return window.__qrLangs", json!([]))).unwrap();
+            let after_click: Vec<String> = all.into_iter().skip_while(|l| l == "zh-CN").collect();
+            if after_click.iter().any(|l| l == "zh-CN") {
+                Ok(after_click)
+            } else {
+                Err(format!("{after_click:?}"))
+            }
+        },
+    );
+    let english = langs.iter().take_while(|l| *l == "en").count();
+    assert!(
+        (1..=2).contains(&english) && langs.get(english).map(String::as_str) == Some("zh-CN"),
+        "English kept through one QR replacement (two if one was under way at the click), \
+         then zh-CN: {langs:?}"
+    );
+    s.wait_rendered("zh-CN");
+    phase("the language outlived a QR replacement and ended with its code");
+
     // --- dispensing -> take_item -----------------------------------------------------------
     let motors = rig.sim.stats().motor_actions;
     rig.sim.set_fault(Fault::SlowReply(DISPENSE_HOLD));
@@ -595,10 +643,24 @@ fn every_customer_screen_in_the_real_window_in_both_languages() {
     phase(&format!("failed shot in {took:.1?}"));
     rig.await_terminal(&cmd2, "failed");
     rig.sim.clear_faults();
+    // A next order while the failure is still on screen is a next customer: the language
+    // chosen on the failed screen does not carry over, though no idle screen comes between.
     s.set_lang("en");
+    s.js(WATCH_SCREENS, json!([]));
+    let (cmd3, _) = rig.send_dispense(1);
+    rig.await_terminal(&cmd3, "succeeded");
+    let screens: Vec<String> =
+        serde_json::from_value(s.js("return window.__screens", json!([]))).unwrap();
+    assert!(
+        matches!(
+            screens.first().map(String::as_str),
+            Some("dispensing:zh-CN" | "take_item:zh-CN")
+        ),
+        "the next order's first screen, in zh-CN, with no idle before it: {screens:?}"
+    );
     s.wait_screen("idle");
     s.wait_rendered("zh-CN");
-    phase("idle again, in zh-CN");
+    phase("a next order in zh-CN, then idle");
 
     // --- out of service: the broker goes away ----------------------------------------------
     rig.broker.stop();
