@@ -11,14 +11,18 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-APT_PACKAGES := \
-	build-essential pkg-config libssl-dev libudev-dev \
+# What building and running the window app needs (the demo installs only these)...
+DEMO_PACKAGES := \
+	build-essential pkg-config libudev-dev \
 	libwebkit2gtk-4.1-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev librsvg2-dev \
-	libayatana-appindicator3-dev libxdo-dev \
-	xvfb xauth webkit2gtk-driver mosquitto mosquitto-clients socat imagemagick fonts-noto-cjk jq openssl \
+	libayatana-appindicator3-dev libxdo-dev fonts-noto-cjk
+# ...and what the tests add: Xvfb and WebDriver for the real window, Mosquitto and
+# RabbitMQ for the broker tests, the .deb's clean root, the tools the scripts call.
+APT_PACKAGES := $(DEMO_PACKAGES) \
+	libssl-dev xvfb xauth webkit2gtk-driver mosquitto mosquitto-clients socat imagemagick jq openssl \
 	dpkg-dev debootstrap python3 faketime rabbitmq-server
 
-.PHONY: all deps toolchain tools demo demo-headless demo-boards test lint deny unit test-deb deb reliability cluster mutants bench bench-history bench-window clean
+.PHONY: all deps deps-demo toolchain tools demo demo-headless demo-boards test lint deny unit test-deb deb reliability cluster mutants bench bench-history bench-window clean
 
 # Release builds of the window app embed the page and use Tauri's production protocol.
 RELEASE_APP := $(CARGO) build --release -p cabinet-kiosk-app -p cabinet-demo --features cabinet-kiosk-app/custom-protocol,cabinet-kiosk-app/demo
@@ -28,6 +32,9 @@ all: test
 ## Install missing system packages (idempotent; quiet when everything is present).
 deps:
 	@./scripts/install-deps.sh $(APT_PACKAGES)
+
+deps-demo:
+	@./scripts/install-deps.sh $(DEMO_PACKAGES)
 
 toolchain:
 	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs) and re-run"; exit 1; }
@@ -39,15 +46,16 @@ tools: toolchain
 		$(CARGO) install tauri-driver --locked --version '^2'
 
 ## The README's first command: a zero-setup demo.
-demo: deps toolchain
+demo: deps-demo toolchain
 	@$(RELEASE_APP)
 	@./scripts/demo.sh target/release
 
-demo-headless: deps toolchain
+demo-headless: deps-demo toolchain
 	@$(CARGO) build --release -p cabinet-demo
 	@CABINET_DEMO=headless ./scripts/demo.sh target/release
 
-## The boards and the command path in a terminal, step by step.
+## The boards and the command path in a terminal, step by step (a real Mosquitto: the
+## full package list).
 demo-boards: deps toolchain
 	@$(CARGO) build --release -p cabinet-cli
 	@./scripts/demo-boards.sh target/release/cabinet
