@@ -179,7 +179,57 @@ trait KioskPage {
     fn wait_rendered(&self, lang: &str);
     fn set_lang(&self, lang: &str);
     fn shoot_both(&self, screen: &str, name: &str, dir: &Path) -> Duration;
+    fn shot(&self, path: &Path);
 }
+
+/// Every visible text on the page whose contrast with what is behind it is under WCAG
+/// AA's 4.5:1, as `tag#id.class "text" ratio` (the colours as composed: the element's
+/// and its ancestors' opacity, the backgrounds stacked from the root down; a text under
+/// an overlay is not judged).
+const LOW_CONTRAST: &str = r#"
+const rgba = (c) => {
+  const m = c.match(/rgba?\(([^)]+)\)/);
+  if (!m) return null;
+  const p = m[1].split(/[ ,\/]+/).filter(Boolean).map(Number);
+  return { r: p[0], g: p[1], b: p[2], a: p.length > 3 ? p[3] : 1 };
+};
+const over = (t, u) => ({
+  r: t.r * t.a + u.r * (1 - t.a), g: t.g * t.a + u.g * (1 - t.a), b: t.b * t.a + u.b * (1 - t.a), a: 1,
+});
+const lum = (c) => {
+  const f = (v) => { v /= 255; return v <= 0.04045 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+  return 0.2126 * f(c.r) + 0.7152 * f(c.g) + 0.0722 * f(c.b);
+};
+const low = [];
+for (const el of document.querySelectorAll('body *')) {
+  const own = Array.from(el.childNodes).some((n) => n.nodeType === 3 && n.textContent.trim());
+  const st = getComputedStyle(el);
+  if (!own || el.getClientRects().length === 0 || st.visibility !== 'visible') continue;
+  // Under an overlay (the technician's panel) a text is not seen at all.
+  const box = el.getBoundingClientRect();
+  const top = document.elementFromPoint(box.left + box.width / 2, box.top + box.height / 2);
+  if (top && !el.contains(top) && !top.contains(el)) continue;
+  const chain = [];
+  for (let e = el; e; e = e.parentElement) chain.unshift(e);
+  let bg = { r: 255, g: 255, b: 255, a: 1 };
+  let opacity = 1;
+  for (const e of chain) {
+    const cs = getComputedStyle(e);
+    const c = rgba(cs.backgroundColor);
+    if (c && c.a > 0) bg = over(c, bg);
+    opacity *= Number(cs.opacity);
+  }
+  const c = rgba(st.color);
+  const fg = over({ ...c, a: c.a * opacity }, bg);
+  const [hi, lo] = [lum(fg), lum(bg)].sort((x, y) => y - x);
+  const ratio = (hi + 0.05) / (lo + 0.05);
+  if (ratio < 4.5) {
+    const cls = typeof el.className === 'string' && el.className ? '.' + el.className.split(' ').join('.') : '';
+    low.push(`${el.tagName.toLowerCase()}${el.id ? '#' + el.id : ''}${cls} "${el.textContent.trim().slice(0, 24)}" ${ratio.toFixed(2)}`);
+  }
+}
+return low;
+"#;
 
 impl KioskPage for Session {
     fn screen(&self) -> String {
@@ -288,7 +338,7 @@ impl KioskPage for Session {
                 screen,
                 "screen changed before the {lang} shot"
             );
-            self.screenshot(&dir.join(format!("{name}-{lang}.png")));
+            self.shot(&dir.join(format!("{name}-{lang}.png")));
             assert_eq!(
                 self.screen(),
                 screen,
@@ -298,6 +348,17 @@ impl KioskPage for Session {
             );
         }
         started.elapsed()
+    }
+
+    /// Checks every visible text's contrast (WCAG AA, 4.5:1), then saves a screenshot.
+    fn shot(&self, path: &Path) {
+        let low: Vec<String> = serde_json::from_value(self.js(LOW_CONTRAST, json!([]))).unwrap();
+        assert!(
+            low.is_empty(),
+            "{}: text under 4.5:1 contrast: {low:#?}",
+            path.display()
+        );
+        self.screenshot(path);
     }
 }
 
@@ -727,7 +788,7 @@ fn the_demo_window_dispenses_on_simulate_scan_and_counts_the_motor_run() {
         }
     });
     s.wait_rendered("zh-CN");
-    s.screenshot(&shots.join(format!("{}.png", DEMO_SHOTS[0])));
+    s.shot(&shots.join(format!("{}.png", DEMO_SHOTS[0])));
 
     s.click("#demo-scan");
     s.wait_screen("dispensing");
@@ -737,7 +798,7 @@ fn the_demo_window_dispenses_on_simulate_scan_and_counts_the_motor_run() {
         if c == "1" { Ok(()) } else { Err(c) }
     });
     s.wait_rendered("zh-CN");
-    s.screenshot(&shots.join(format!("{}.png", DEMO_SHOTS[1])));
+    s.shot(&shots.join(format!("{}.png", DEMO_SHOTS[1])));
     let journal = demo_dir.join("journal.sqlite3");
     assert!(
         journal.exists(),
@@ -793,7 +854,7 @@ fn a_technician_gets_in_with_the_right_pin_only_and_the_cabinet_pauses_meanwhile
     assert_eq!(tech_state(), "", "a short press must not open the PIN pad");
     s.open_pin_pad();
     s.wait_rendered("zh-CN");
-    s.screenshot(&shots.join(format!("{}.png", TECH_SHOTS[0])));
+    s.shot(&shots.join(format!("{}.png", TECH_SHOTS[0])));
 
     assert_eq!(s.enter_pin(TECH_PIN), "", "the right PIN opens");
     assert_eq!(tech_state(), "in");
@@ -812,7 +873,7 @@ fn a_technician_gets_in_with_the_right_pin_only_and_the_cabinet_pauses_meanwhile
         }
     });
     s.wait_rendered("zh-CN");
-    s.screenshot(&shots.join(format!("{}.png", TECH_SHOTS[2])));
+    s.shot(&shots.join(format!("{}.png", TECH_SHOTS[2])));
     let page = s.text("return document.documentElement.outerHTML");
     let pin_hash = pin_hash_in(&rig.config);
     assert!(!page.contains(&pin_hash), "the PIN hash is on the screen");
@@ -840,7 +901,7 @@ fn a_technician_gets_in_with_the_right_pin_only_and_the_cabinet_pauses_meanwhile
         assert!(msg.contains(&left.to_string()), "{msg}");
     }
     assert_eq!(s.enter_pin("1111"), "locked", "the fifth wrong PIN locks");
-    s.screenshot(&shots.join(format!("{}.png", TECH_SHOTS[1])));
+    s.shot(&shots.join(format!("{}.png", TECH_SHOTS[1])));
     assert_eq!(
         s.enter_pin(TECH_PIN),
         "locked",
@@ -962,7 +1023,7 @@ fn a_technician_tests_a_slot_restocks_finds_a_command_and_exports_a_bundle() {
         "{telemetry}"
     );
     s.wait_rendered("zh-CN");
-    s.screenshot(&shots.join(format!("{}.png", VIEW_SHOTS[0])));
+    s.shot(&shots.join(format!("{}.png", VIEW_SHOTS[0])));
 
     // Commands: find the customer's command by its support code.
     s.click("#tech-tabs button[data-tab='commands']");
@@ -986,7 +1047,7 @@ fn a_technician_tests_a_slot_restocks_finds_a_command_and_exports_a_bundle() {
             Err(rows.to_string())
         }
     });
-    s.screenshot(&shots.join(format!("{}.png", VIEW_SHOTS[1])));
+    s.shot(&shots.join(format!("{}.png", VIEW_SHOTS[1])));
 
     // Frames: the serial exchange, decoded.
     s.click("#tech-tabs button[data-tab='frames']");
@@ -994,7 +1055,7 @@ fn a_technician_tests_a_slot_restocks_finds_a_command_and_exports_a_bundle() {
         let t = s.text("return document.getElementById('frames').textContent");
         if t.contains("fa fb") { Ok(()) } else { Err(t) }
     });
-    s.screenshot(&shots.join(format!("{}.png", VIEW_SHOTS[2])));
+    s.shot(&shots.join(format!("{}.png", VIEW_SHOTS[2])));
 
     // Export to a "USB stick".
     let usb = tempfile::tempdir().unwrap();
@@ -1012,7 +1073,7 @@ fn a_technician_tests_a_slot_restocks_finds_a_command_and_exports_a_bundle() {
             Ok(p)
         }
     });
-    s.screenshot(&shots.join(format!("{}.png", VIEW_SHOTS[4])));
+    s.shot(&shots.join(format!("{}.png", VIEW_SHOTS[4])));
     let bundle = PathBuf::from(bundle);
     assert!(bundle.starts_with(usb.path()), "{}", bundle.display());
     let mut everything = String::new();
@@ -1068,7 +1129,7 @@ fn a_technician_tests_a_slot_restocks_finds_a_command_and_exports_a_bundle() {
             Err(actions.to_string())
         }
     });
-    s.screenshot(&shots.join(format!("{}.png", VIEW_SHOTS[3])));
+    s.shot(&shots.join(format!("{}.png", VIEW_SHOTS[3])));
 
     // Closing the app is a technician action: the process ends.
     s.click("#tech-exit");
