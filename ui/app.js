@@ -31,6 +31,7 @@ const TEXT = {
     pick_name: "请选择姓名",
     tab_health: "状态", tab_slots: "货道", tab_commands: "订单", tab_frames: "串口帧", tab_audit: "审计", tab_export: "导出",
     search: "按客服编码查找", export: "导出诊断包", tech_exit: "关闭程序",
+    tech_exit_again: "再按一次关闭程序：重新启动前顾客无法使用本柜",
     slot_test: "测试出货", clear_jam: "清除卡货", enable: "启用", disable: "停用", save: "保存",
     slot_states: { ok: "正常", jammed: "卡货", disabled: "已停用" },
     test_result: (slot, outcome) => `货道 ${slot}：${outcome}`,
@@ -92,6 +93,7 @@ const TEXT = {
     pick_name: "Choose your name",
     tab_health: "Health", tab_slots: "Slots", tab_commands: "Commands", tab_frames: "Frames", tab_audit: "Audit", tab_export: "Export",
     search: "Find support code", export: "Export bundle", tech_exit: "Close the app",
+    tech_exit_again: "Tap again to close the app: customers cannot use the cabinet until it starts again",
     slot_test: "Test", clear_jam: "Clear jam", enable: "Enable", disable: "Disable", save: "Save",
     slot_states: { ok: "OK", jammed: "Jammed", disabled: "Disabled" },
     test_result: (slot, outcome) => `Slot ${slot}: ${outcome}`,
@@ -470,6 +472,7 @@ async function openTech() {
 
 function closeTech() {
   Object.assign(tech, { open: false, pin: "", message: null, loggedIn: null });
+  $("#tech-exit").dataset.t = "tech_exit"; // a next visit starts disarmed
   renderTech();
 }
 
@@ -856,7 +859,17 @@ function techViews() {
     }
     out.dataset.seq = String(Number(out.dataset.seq || 0) + 1);
   });
-  $("#tech-exit").addEventListener("click", () => techDo({ action: "exit" }));
+  // Closing the app stops the cabinet: the first tap only arms it (the label says what
+  // a second tap does), as beside it "end maintenance" is the everyday button.
+  $("#tech-exit").addEventListener("click", (ev) => {
+    const b = ev.currentTarget;
+    if (b.dataset.t !== "tech_exit_again") {
+      b.dataset.t = "tech_exit_again";
+      render();
+      return;
+    }
+    techDo({ action: "exit" });
+  });
   $("#confirm-fresh").addEventListener("click", async (ev) => {
     const b = ev.currentTarget;
     const L = t().diag;

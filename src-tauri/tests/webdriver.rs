@@ -1131,7 +1131,19 @@ fn a_technician_tests_a_slot_restocks_finds_a_command_and_exports_a_bundle() {
     });
     s.shot(&shots.join(format!("{}.png", VIEW_SHOTS[3])));
 
-    // Closing the app is a technician action: the process ends.
+    // Closing the app is a technician action that takes two taps: the first only arms
+    // it; after the second the process ends.
+    let label = || s.text("return document.getElementById('tech-exit').textContent");
+    let first = label();
+    s.click("#tech-exit");
+    poll("the exit button armed", WAIT, || {
+        let now = label();
+        if now != first { Ok(()) } else { Err(now) }
+    });
+    assert!(
+        std::fs::read_to_string(format!("/proc/{app}/stat")).is_ok_and(|st| !st.contains(") Z ")),
+        "one tap closes nothing"
+    );
     s.click("#tech-exit");
     poll("the app to exit", WAIT, || {
         if std::path::Path::new(&format!("/proc/{app}")).exists()
