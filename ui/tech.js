@@ -1,0 +1,491 @@
+// The technician's panel: the corner hold, the PIN pad, maintenance and its views
+// (health, slots, commands, frames, audit, export). Every action goes to the core
+// (`tech_*` commands); the panel only asks and shows.
+
+import { $, $$, invoke, setData, setHidden, setText, state, t } from "./page.js";
+
+const TECH_HOLD_MS = 3_000; // press on the top-left corner this long to open the PIN pad
+const PIN_PAD_TIMEOUT_MS = 60_000;
+
+const tech = {
+  open: false,
+  names: [],
+  name: null,
+  pin: "",
+  message: null, // {kind: "wrong"|"locked", n}
+  loggedIn: null,
+  lastInput: 0,
+  lastActivitySent: 0,
+};
+
+export function techCorner() {
+  let timer = null;
+  const corner = $("#tech-corner");
+  const cancel = () => {
+    clearTimeout(timer);
+    timer = null;
+  };
+  corner.addEventListener("pointerdown", () => {
+    cancel();
+    timer = setTimeout(openTech, TECH_HOLD_MS);
+  });
+  for (const ev of ["pointerup", "pointerleave", "pointercancel"]) corner.addEventListener(ev, cancel);
+}
+
+async function openTech() {
+  let st;
+  try {
+    st = await invoke("tech_status");
+  } catch (err) {
+    console.warn("tech_status", err && err.code, err && err.message);
+    return;
+  }
+  if (!st.technicians.length) return; // nobody configured: the gesture does nothing
+  Object.assign(tech, {
+    open: true,
+    names: st.technicians,
+    name: st.technicians.length === 1 ? st.technicians[0] : null,
+    pin: "",
+    message: st.locked_until_ms ? { kind: "locked", until: st.locked_until_ms } : null,
+    loggedIn: st.logged_in,
+    lastInput: Date.now(),
+  });
+  renderTech();
+}
+
+function closeTech() {
+  Object.assign(tech, { open: false, pin: "", message: null, loggedIn: null });
+  $("#tech-exit").dataset.t = "tech_exit"; // a next visit starts disarmed
+  renderTech();
+}
+
+async function submitPin() {
+  if (!tech.name || !tech.pin) return;
+  const pin = tech.pin;
+  tech.pin = "";
+  let r;
+  try {
+    r = await invoke("tech_login", { technician: tech.name, pin });
+  } catch (err) {
+    console.warn("tech_login", err && err.code, err && err.message);
+    return;
+  }
+  tech.answers = (tech.answers || 0) + 1;
+  if (r.result === "logged_in") {
+    tech.loggedIn = r.technician;
+    tech.message = null;
+    tech.lastDiag = Date.now();
+    showTab("health");
+  } else if (r.result === "wrong_pin") {
+    tech.message = { kind: "wrong", n: r.tries_left };
+  } else {
+    tech.message = { kind: "locked", until: r.until_ms };
+  }
+  renderTech();
+}
+
+function renderTech() {
+  const tx = t();
+  const box = $("#tech");
+  setHidden(box, !tech.open);
+  setData(box, "state", !tech.open ? "" : tech.loggedIn ? "in" : "pin");
+  if (!tech.open) return;
+  setHidden($("#tech-login"), Boolean(tech.loggedIn));
+  setHidden($("#tech-panel"), !tech.loggedIn);
+  setText($("#tech-name"), tech.loggedIn || "");
+  const names = $("#tech-names");
+  const key = tech.names.join("\n") + "|" + tech.name;
+  if (names.dataset.key !== key) {
+    names.dataset.key = key;
+    names.replaceChildren(
+      ...tech.names.map((n) => {
+        const b = document.createElement("button");
+        b.type = "button";
+        b.textContent = n;
+        b.dataset.name = n;
+        b.classList.toggle("chosen", n === tech.name);
+        return b;
+      }),
+    );
+  }
+  setText($("#pin-dots"), tech.name ? "●".repeat(tech.pin.length) || "—" : tx.pick_name);
+  const msg = $("#tech-msg");
+  const m = tech.message;
+  setData(msg, "result", m ? m.kind : "");
+  setData(msg, "seq", String(tech.answers || 0));
+  setText(msg, !m
+    ? ""
+    : m.kind === "wrong"
+      ? tx.wrong_pin(m.n)
+      : tx.locked_out(Math.max(0, Math.ceil((m.until - Date.now()) / 1000))));
+}
+
+export function techInput() {
+  $("#tech-names").addEventListener("click", (e) => {
+    const b = e.target.closest("button[data-name]");
+    if (!b) return;
+    tech.name = b.dataset.name;
+    tech.pin = "";
+    renderTech();
+  });
+  $("#pinpad").addEventListener("click", (e) => {
+    const b = e.target.closest("button");
+    if (!b) return;
+    tech.lastInput = Date.now();
+    if (b.dataset.digit && tech.pin.length < 12) tech.pin += b.dataset.digit;
+    else if (b.id === "pin-clear") tech.pin = "";
+    else if (b.id === "pin-ok") submitPin();
+    renderTech();
+  });
+  $("#tech-cancel").addEventListener("click", closeTech);
+  $("#tech-logout").addEventListener("click", async () => {
+    try {
+      await invoke("tech_logout");
+    } catch (err) {
+      console.warn("tech_logout", err && err.code, err && err.message);
+    }
+    closeTech();
+  });
+  // Any touch while logged in keeps the session (at most one message per 5 s).
+  document.addEventListener("pointerdown", () => {
+    if (!tech.loggedIn || Date.now() - tech.lastActivitySent < 5_000) return;
+    tech.lastActivitySent = Date.now();
+    invoke("tech_activity").catch(() => {});
+  });
+}
+
+function fmtTime(ms, tx) {
+  return ms ? new Date(ms).toLocaleString(state.lang) : tx.diag.never;
+}
+
+function fmtBytes(n) {
+  if (n === null || n === undefined) return "?";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i += 1;
+  }
+  return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
+}
+
+async function refreshDiag() {
+  if (!tech.loggedIn) return;
+  let d;
+  try {
+    d = await invoke("tech_diag");
+  } catch (err) {
+    console.warn("tech_diag", err && err.code, err && err.message);
+    return;
+  }
+  const tx = t();
+  const L = tx.diag;
+  const b = d.board;
+  const rows = [
+    [L.broker, d.link.broker],
+    [L.link, `${d.link.connected ? L.yes : L.no} · ${d.link.subscription}`],
+    [L.since, fmtTime(d.link.connected_since_ms, tx)],
+    [L.last_msg, fmtTime(d.link.last_message_ms, tx)],
+    [L.outbox, String(d.link.outbox_pending)],
+    [L.board, `${b.protocol} · ${b.port}`],
+    [L.board_state, d.board_up ? L.yes : L.no],
+    [L.last_rx, b.last_rx_ms_ago === undefined ? L.never : `${b.last_rx_ms_ago} ms`],
+    [L.frames, `${b.frames_rx} / ${b.frames_tx} / ${b.bad_frames}`],
+    [L.timeouts, `${b.timeouts} / ${b.resends} / ${b.reconnects}`],
+    [L.poll, `${(b.poll_reply_max_us / 1000).toFixed(2)} ms`],
+    [L.journal, `${d.journal.path} · ${fmtBytes(d.journal.size_bytes)}`],
+    [L.disk, fmtBytes(d.journal.disk_free_bytes) + (d.journal.disk_low ? ` · ${L.disk_low}` : "")],
+    [L.dropped, String(d.journal.rejections_dropped)],
+    [L.version, d.version],
+    [L.boot, d.boot_id],
+    [L.clock, `${fmtTime(d.at_ms, tx)} · ${d.clock_plausible ? L.yes : L.no}`],
+    [L.clock_ok, d.clock_confirmed_ms ? fmtTime(d.clock_confirmed_ms, tx) : L.never],
+  ];
+  $("#diag").replaceChildren(
+    ...rows.map(([k, v]) => {
+      const tr = document.createElement("tr");
+      const th = document.createElement("th");
+      th.textContent = k;
+      const td = document.createElement("td");
+      td.textContent = v;
+      tr.append(th, td);
+      return tr;
+    }),
+  );
+  $("#diag").dataset.at = String(d.at_ms);
+  // A journal found missing, empty, corrupt or replaced at start: the technician reads
+  // why and confirms a fresh start with two taps.
+  const loss = $("#journal-loss");
+  loss.hidden = !d.journal.unverified;
+  if (d.journal.unverified) {
+    $("#journal-loss-text").textContent = `${L.unverified}: ${d.journal.unverified}`;
+    const b = $("#confirm-fresh");
+    if (b.dataset.armed !== "1") b.textContent = L.confirm_fresh;
+  }
+}
+
+// ---- technician views ------------------------------------------------------------------
+
+function cell(tag, text) {
+  const el = document.createElement(tag);
+  el.textContent = text === undefined || text === null ? "" : String(text);
+  return el;
+}
+
+function button(label, attrs) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.className = "secondary small";
+  b.textContent = label;
+  Object.assign(b.dataset, attrs);
+  return b;
+}
+
+async function techDo(action) {
+  const out = $("#tech-result");
+  try {
+    const r = await invoke("tech_do", { action });
+    out.dataset.result = "ok";
+    return r;
+  } catch (err) {
+    out.dataset.result = "error";
+    out.textContent = err && err.message ? err.message : String(err);
+    return null;
+  }
+}
+
+function showTab(tab) {
+  tech.tab = tab;
+  for (const b of $$("#tech-tabs button")) b.classList.toggle("chosen", b.dataset.tab === tab);
+  for (const d of $$("#tech-panel .tab")) d.hidden = d.dataset.tab !== tab;
+  $("#tech-panel").dataset.tab = tab;
+  loadTab(tab);
+}
+
+async function loadTab(tab) {
+  const tx = t();
+  if (tab === "health") return refreshDiag();
+  if (tab === "slots") {
+    const r = await techDo({ action: "slots" });
+    if (r) renderSlots(r.slots.map(slotView), tx);
+    return;
+  }
+  if (tab === "commands") {
+    const q = $("#cmd-log-id").value.trim();
+    const r = await techDo({ action: "commands", n: 50, log_id: q || null });
+    if (!r) return;
+    $("#commands").replaceChildren(
+      ...r.commands.map((c) => {
+        const tr = document.createElement("tr");
+        tr.dataset.logId = c.log_id;
+        tr.append(
+          cell("td", new Date(c.received_at).toLocaleString(state.lang)),
+          cell("td", c.log_id),
+          cell("td", c.slot),
+          cell("td", c.state),
+          cell("td", c.reason || ""),
+        );
+        return tr;
+      }),
+    );
+    return;
+  }
+  if (tab === "export") return loadExportTargets();
+  if (tab === "frames") {
+    const r = await techDo({ action: "frames" });
+    if (!r) return;
+    $("#frames").replaceChildren(
+      ...r.frames.slice(-40).reverse().map((f) => {
+        const tr = document.createElement("tr");
+        tr.append(cell("td", f.dir === "rx" ? "←" : "→"), cell("td", f.hex), cell("td", f.meaning));
+        return tr;
+      }),
+    );
+    return;
+  }
+  if (tab === "audit") {
+    const r = await techDo({ action: "audit", n: 50 });
+    if (!r) return;
+    $("#audit").replaceChildren(
+      ...r.entries.map((a) => {
+        const tr = document.createElement("tr");
+        tr.dataset.action = a.action;
+        tr.append(
+          cell("td", new Date(a.at).toLocaleString(state.lang)),
+          cell("td", a.technician),
+          cell("td", a.action),
+          cell("td", a.detail),
+        );
+        return tr;
+      }),
+    );
+  }
+}
+
+function slotView(s) {
+  return { ...s, state: !s.enabled ? "disabled" : s.jammed ? "jammed" : "ok" };
+}
+
+function renderSlots(items, tx) {
+  $("#slots").replaceChildren(
+    ...items.map((it) => {
+      const tr = document.createElement("tr");
+      tr.dataset.slot = String(it.slot);
+      const st = it.state || (it.available ? "ok" : "");
+      const count = document.createElement("input");
+      count.type = "number";
+      count.min = "0";
+      count.value = String(it.count);
+      count.className = "count";
+      const actions = document.createElement("td");
+      actions.append(
+        button(tx.save, { op: "save", slot: it.slot }),
+        button(tx.slot_test, { op: "test", slot: it.slot }),
+        button(tx.clear_jam, { op: "clear", slot: it.slot }),
+        button(it.enabled === false ? tx.enable : tx.disable, {
+          op: it.enabled === false ? "enable" : "disable",
+          slot: it.slot,
+        }),
+      );
+      const countCell = document.createElement("td");
+      countCell.append(count);
+      const stateCell = cell("td", tx.slot_states[st] || st);
+      stateCell.dataset.state = st;
+      tr.append(cell("td", it.slot), cell("td", it.product), countCell, cell("td", `/ ${it.capacity}`), stateCell, actions);
+      return tr;
+    }),
+  );
+}
+
+async function slotOp(op, slot, row) {
+  const tx = t();
+  const out = $("#tech-result");
+  out.textContent = "";
+  let r = null;
+  if (op === "test") {
+    out.dataset.result = "busy";
+    r = await techDo({ action: "slot_test", slot });
+    if (r) {
+      out.textContent = tx.test_result(slot, r.outcome.outcome);
+      out.dataset.outcome = r.outcome.outcome;
+      await loadTab("slots");
+    }
+  } else if (op === "clear") {
+    r = await techDo({ action: "clear_jam", slot });
+  } else if (op === "enable" || op === "disable") {
+    r = await techDo({ action: "set_enabled", slot, enabled: op === "enable" });
+  } else if (op === "save") {
+    const count = Number($("input.count", row).value);
+    r = await techDo({ action: "set_count", slot, count });
+  }
+  if (r && r.slots) renderSlots(r.slots.map(slotView), tx);
+  out.dataset.seq = String(Number(out.dataset.seq || 0) + 1);
+}
+
+// A touchscreen has no keyboard: support codes are typed on this one.
+const OSK_ROWS = ["1234567890", "QWERTYUIOP", "ASDFGHJKL-", "ZXCVBNM_⌫"];
+
+function buildOsk() {
+  const osk = $("#osk");
+  osk.replaceChildren(
+    ...OSK_ROWS.map((row) => {
+      const div = document.createElement("div");
+      div.className = "osk-row";
+      for (const k of row) div.append(button(k, { key: k }));
+      return div;
+    }),
+  );
+  osk.addEventListener("click", (e) => {
+    const b = e.target.closest("button[data-key]");
+    if (!b) return;
+    const input = $("#cmd-log-id");
+    input.value = b.dataset.key === "⌫" ? input.value.slice(0, -1) : input.value + b.dataset.key;
+  });
+}
+
+async function loadExportTargets() {
+  const r = await techDo({ action: "export_targets" });
+  if (!r) return;
+  $("#export-targets").replaceChildren(
+    ...r.dirs.map((d) => {
+      const b = button(d, { dir: d });
+      b.addEventListener("click", () => {
+        $("#export-dir").value = d;
+      });
+      return b;
+    }),
+  );
+}
+
+export function techViews() {
+  buildOsk();
+  $("#tech-tabs").addEventListener("click", (e) => {
+    const b = e.target.closest("button[data-tab]");
+    if (b) showTab(b.dataset.tab);
+  });
+  $("#slots").addEventListener("click", (e) => {
+    const b = e.target.closest("button[data-op]");
+    if (b) slotOp(b.dataset.op, Number(b.dataset.slot), b.closest("tr"));
+  });
+  $("#cmd-search").addEventListener("submit", (e) => {
+    e.preventDefault();
+    loadTab("commands");
+  });
+  $("#export-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const out = $("#export-result");
+    out.textContent = "";
+    const r = await techDo({ action: "export", dir: $("#export-dir").value.trim() });
+    if (r) {
+      out.dataset.path = r.path;
+      out.textContent = t().exported(r.path, r.files.length);
+    }
+    out.dataset.seq = String(Number(out.dataset.seq || 0) + 1);
+  });
+  // Closing the app stops the cabinet: the first tap only arms it (the label says what
+  // a second tap does), as beside it "end maintenance" is the everyday button.
+  $("#tech-exit").addEventListener("click", (ev) => {
+    const b = ev.currentTarget;
+    if (b.dataset.t !== "tech_exit_again") {
+      b.dataset.t = "tech_exit_again"; // the page's next render (within 250 ms) words it
+      return;
+    }
+    techDo({ action: "exit" });
+  });
+  $("#confirm-fresh").addEventListener("click", async (ev) => {
+    const b = ev.currentTarget;
+    const L = t().diag;
+    if (b.dataset.armed !== "1") {
+      b.dataset.armed = "1";
+      b.textContent = L.confirm_fresh_again;
+      return;
+    }
+    b.dataset.armed = "";
+    await techDo({ action: "confirm_fresh_start" });
+    refreshDiag();
+  });
+}
+
+// Called on every tick: the PIN pad closes when left alone; the panel closes when the
+// core ended maintenance (automatic logout).
+export function techTick() {
+  if (!tech.open) return;
+  // The core may have logged the technician out (idle): ask it, every 2 s.
+  if (tech.loggedIn && Date.now() - (tech.lastStatus || 0) >= 2_000) {
+    tech.lastStatus = Date.now();
+    invoke("tech_status")
+      .then((st) => {
+        if (tech.loggedIn && !st.logged_in) closeTech();
+      })
+      .catch(() => {});
+  }
+  if (!tech.loggedIn && Date.now() - tech.lastInput > PIN_PAD_TIMEOUT_MS) {
+    closeTech();
+    return;
+  }
+  if (tech.loggedIn && tech.tab === "health" && Date.now() - (tech.lastDiag || 0) >= 2_000) {
+    tech.lastDiag = Date.now();
+    showTab("health");
+  }
+  renderTech();
+}
