@@ -4,7 +4,7 @@
 
 import { $, $$, invoke, setData, setHidden, setText, state, t } from "./page.js";
 
-const TECH_HOLD_MS = 3_000; // press on the top-left corner this long to open the PIN pad
+const TECH_HOLD_MS = 3_000; // press on the top-left corner this long to open the PIN pad (and styles.css --hold)
 const PIN_PAD_TIMEOUT_MS = 60_000;
 
 const tech = {
@@ -21,13 +21,20 @@ const tech = {
 export function techCorner() {
   let timer = null;
   const corner = $("#tech-corner");
+  // While held, the corner draws a ring that closes in TECH_HOLD_MS (styles.css,
+  // `.tech-corner.holding`): the technician sees the press is counted.
   const cancel = () => {
     clearTimeout(timer);
     timer = null;
+    corner.classList.toggle("holding", false);
   };
   corner.addEventListener("pointerdown", () => {
     cancel();
-    timer = setTimeout(openTech, TECH_HOLD_MS);
+    corner.classList.add("holding");
+    timer = setTimeout(() => {
+      cancel();
+      openTech();
+    }, TECH_HOLD_MS);
   });
   for (const ev of ["pointerup", "pointerleave", "pointercancel"]) corner.addEventListener(ev, cancel);
 }

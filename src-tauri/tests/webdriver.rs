@@ -243,11 +243,26 @@ impl KioskPage for Session {
     /// The technician's gesture: a 3-second press on the top-left corner, then waits for
     /// the PIN pad.
     fn open_pin_pad(&self) {
+        self.js(
+            "window.__corner = []; new MutationObserver(() => window.__corner.push( \
+               document.getElementById('tech-corner').classList.contains('holding'))) \
+               .observe(document.getElementById('tech-corner'), {attributes: true}); return null",
+            json!([]),
+        );
         self.long_press("#tech-corner", Duration::from_millis(3300));
         poll("the PIN pad", WAIT, || {
             let st = self.text("return document.getElementById('tech').dataset.state || ''");
             if st == "pin" { Ok(()) } else { Err(st) }
         });
+        // The hold was shown while it counted, and is gone once the pad is open.
+        let mut corner: Vec<bool> =
+            serde_json::from_value(self.js("return window.__corner", json!([]))).unwrap();
+        corner.dedup();
+        assert_eq!(
+            corner,
+            [true, false],
+            "the corner's hold ring: shown, then gone"
+        );
     }
 
     /// Types `pin` on the PIN pad and presses OK; returns `#tech-msg`'s result once the
