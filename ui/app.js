@@ -59,9 +59,8 @@ const ORDER = new Set(["accepted", "dispensing"]);
 function visitEnded(prev, snap) {
   if (snap.screen === "idle" && prev.screen !== "idle") return true;
   if (FINISHED.has(prev.screen) && ORDER.has(snap.screen)) return true;
-  const qrReplaced =
-    snap.screen === "idle" && prev.screen === "idle" && snap.qr_nonce !== prev.qr_nonce;
-  if (qrReplaced) state.qrChangesSinceTouch += 1;
+  // Idle to idle (the first test returned otherwise): count the replaced QR codes.
+  if (snap.screen === "idle" && snap.qr_nonce !== prev.qr_nonce) state.qrChangesSinceTouch += 1;
   return state.qrChangesSinceTouch >= 2;
 }
 

@@ -67,15 +67,6 @@ const FAILED_SECS: u64 = 30;
 /// `commands.session_lifetime_secs`: the idle QR code is replaced every 5 s (half of it),
 /// so the test sees the language outlive one replacement and end at the next.
 const SESSION_SECS: u64 = 10;
-/// Records `<html lang>` at every replacement of the idle QR code, in `window.__qrLangs`.
-const WATCH_QR: &str = "window.__qrLangs = []; \
-    new MutationObserver(() => window.__qrLangs.push(document.documentElement.lang)) \
-      .observe(document.getElementById('qr'), {childList: true}); return null";
-/// Records `<screen>:<lang>` at every screen change, in `window.__screens`.
-const WATCH_SCREENS: &str = "window.__screens = []; \
-    new MutationObserver(() => window.__screens.push( \
-      document.body.dataset.screen + ':' + document.documentElement.lang)) \
-      .observe(document.body, {attributes: true, attributeFilter: ['data-screen']}); return null";
 /// The screenshots this test writes, each as `<name>-zh-CN.png` and `<name>-en.png`.
 const SHOTS: [&str; 6] = [
     "out_of_service-starting",
@@ -180,6 +171,16 @@ trait KioskPage {
     fn set_lang(&self, lang: &str);
     fn shoot_both(&self, screen: &str, name: &str, dir: &Path) -> Duration;
     fn shot(&self, path: &Path);
+    fn record_changes(&self, var: &str, target: &str, options: &str, value: &str) -> Recorded;
+}
+
+/// What [`KioskPage::record_changes`] collects: `window.<var>`, read when asked.
+struct Recorded(String);
+
+impl Recorded {
+    fn read<T: serde::de::DeserializeOwned>(&self, s: &Session) -> Vec<T> {
+        serde_json::from_value(s.js(&format!("return window.{}", self.0), json!([]))).unwrap()
+    }
 }
 
 /// Every visible text on the page whose contrast with what is behind it is under WCAG
@@ -243,11 +244,11 @@ impl KioskPage for Session {
     /// The technician's gesture: a 3-second press on the top-left corner, then waits for
     /// the PIN pad.
     fn open_pin_pad(&self) {
-        self.js(
-            "window.__corner = []; new MutationObserver(() => window.__corner.push( \
-               document.getElementById('tech-corner').classList.contains('holding'))) \
-               .observe(document.getElementById('tech-corner'), {attributes: true}); return null",
-            json!([]),
+        let corner = self.record_changes(
+            "__corner",
+            "document.getElementById('tech-corner')",
+            "{attributes: true}",
+            "document.getElementById('tech-corner').classList.contains('holding')",
         );
         self.long_press("#tech-corner", Duration::from_millis(3300));
         poll("the PIN pad", WAIT, || {
@@ -255,8 +256,7 @@ impl KioskPage for Session {
             if st == "pin" { Ok(()) } else { Err(st) }
         });
         // The hold was shown while it counted, and is gone once the pad is open.
-        let mut corner: Vec<bool> =
-            serde_json::from_value(self.js("return window.__corner", json!([]))).unwrap();
+        let mut corner: Vec<bool> = corner.read(self);
         corner.dedup();
         assert_eq!(
             corner,
@@ -374,6 +374,20 @@ impl KioskPage for Session {
             path.display()
         );
         self.screenshot(path);
+    }
+
+    /// From now on, appends `value` (a JS expression) to `window.<var>` each time
+    /// `target` changes as the MutationObserver `options` say.
+    fn record_changes(&self, var: &str, target: &str, options: &str, value: &str) -> Recorded {
+        self.js(
+            &format!(
+                "window.{var} = []; \
+                 new MutationObserver(() => window.{var}.push({value})).observe({target}, {options}); \
+                 return null"
+            ),
+            json!([]),
+        );
+        Recorded(var.to_owned())
     }
 }
 
@@ -658,14 +672,19 @@ fn every_customer_screen_in_the_real_window_in_both_languages() {
     // (the code they scanned is still valid), the one after (that code is dead) ends it.
     // Replacements before the click are recorded in Chinese and skipped.
     s.set_lang("zh-CN");
-    s.js(WATCH_QR, json!([]));
+    // `<html lang>` at every replacement of the idle QR code.
+    let qr_langs = s.record_changes(
+        "__qrLangs",
+        "document.getElementById('qr')",
+        "{childList: true}",
+        "document.documentElement.lang",
+    );
     s.set_lang("en");
     let langs = poll(
         "the language back to zh-CN at a QR replacement",
         WAIT,
         || {
-            let all: Vec<String> =
-                serde_json::from_value(s.js("return window.__qrLangs", json!([]))).unwrap();
+            let all: Vec<String> = qr_langs.read(&s);
             let after_click: Vec<String> = all.into_iter().skip_while(|l| l == "zh-CN").collect();
             if after_click.iter().any(|l| l == "zh-CN") {
                 Ok(after_click)
@@ -722,11 +741,16 @@ fn every_customer_screen_in_the_real_window_in_both_languages() {
     // A next order while the failure is still on screen is a next customer: the language
     // chosen on the failed screen does not carry over, though no idle screen comes between.
     s.set_lang("en");
-    s.js(WATCH_SCREENS, json!([]));
+    // `<screen>:<lang>` at every screen change.
+    let screens = s.record_changes(
+        "__screens",
+        "document.body",
+        "{attributes: true, attributeFilter: ['data-screen']}",
+        "document.body.dataset.screen + ':' + document.documentElement.lang",
+    );
     let (cmd3, _) = rig.send_dispense(1);
     rig.await_terminal(&cmd3, "succeeded");
-    let screens: Vec<String> =
-        serde_json::from_value(s.js("return window.__screens", json!([]))).unwrap();
+    let screens: Vec<String> = screens.read(&s);
     assert!(
         matches!(
             screens.first().map(String::as_str),
