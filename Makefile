@@ -17,12 +17,13 @@ DEMO_PACKAGES := \
 	libwebkit2gtk-4.1-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev librsvg2-dev \
 	libayatana-appindicator3-dev libxdo-dev fonts-noto-cjk
 # ...and what the tests add: Xvfb and WebDriver for the real window, Mosquitto and
-# RabbitMQ for the broker tests, the .deb's clean root, the tools the scripts call.
+# RabbitMQ for the broker tests, the .deb's clean root, the tools the scripts call, and
+# node for the page's own checks (ui-check).
 APT_PACKAGES := $(DEMO_PACKAGES) \
 	libssl-dev xvfb xauth webkit2gtk-driver mosquitto mosquitto-clients socat imagemagick jq openssl \
-	dpkg-dev debootstrap python3 faketime rabbitmq-server
+	dpkg-dev debootstrap python3 faketime rabbitmq-server nodejs
 
-.PHONY: all deps deps-demo toolchain tools demo demo-headless demo-boards test lint deny unit test-deb deb reliability cluster mutants bench bench-history bench-window clean
+.PHONY: all deps deps-demo toolchain tools demo demo-headless demo-boards test lint ui-check deny unit test-deb deb reliability cluster mutants bench bench-history bench-window clean
 
 # Release builds of the window app embed the page and use Tauri's production protocol.
 RELEASE_APP := $(CARGO) build --release -p cabinet-kiosk-app -p cabinet-demo --features cabinet-kiosk-app/custom-protocol,cabinet-kiosk-app/demo
@@ -63,9 +64,15 @@ demo-boards: deps toolchain
 ## The README's second command: everything CI checks.
 test: deps toolchain tools lint unit test-deb
 
-lint: deny
+lint: deny ui-check
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## The page's modules (ui/): node parses each one, and runs the tests of the pure ones
+## (tests/ui/: the text table's helpers, when a customer's visit ends). No npm packages.
+ui-check:
+	@for f in ui/*.js; do node --check "$$f" || exit 1; done
+	node --test tests/ui/*.test.js
 
 ## Supply chain (deny.toml): the licenses, bans and sources of every crate in Cargo.lock;
 ## RustSec advisories too when a copy of its database is here (no network reaches it:

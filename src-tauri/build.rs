@@ -7,8 +7,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tauri_build::try_build(tauri_build::Attributes::new().app_manifest(
         tauri_build::AppManifest::new().commands(&[
             "get_snapshot",
-            "customer_text",
             "qr_svg",
+            "cabinet_info",
             "ui_ready",
             "demo_available",
             "demo_motor_count",

@@ -3,7 +3,8 @@
 // this page only words and draws what it is given. This file: the customer's screens;
 // text.js the strings, page.js what the modules share, tech.js the technician's panel.
 
-import { DEFAULT_LANG } from "./text.js";
+import { DEFAULT_LANG, fmt, pick, scanHint } from "./text.js";
+import { visitEnded } from "./visit.js";
 import { $, $$, invoke, setData, setHidden, setText, state, t } from "./page.js";
 import { techCorner, techInput, techTick, techViews } from "./tech.js";
 
@@ -46,50 +47,17 @@ function lockDown() {
 
 // ---- language ------------------------------------------------------------------------
 
-// A customer's language lasts their visit; every visit starts in DEFAULT_LANG. A visit
-// ends when the cabinet is back at idle after an order; when a next order follows a
-// finished one with no idle screen between them (a next customer); or, on the idle
-// screen, once the QR code shown at the last touch has been replaced twice. Each code is
-// valid for a session lifetime and replaced every half of one, so by then no order can
-// come from it: paying on the phone takes as long as it takes, no clock of the page's
-// own cuts it short.
-const FINISHED = new Set(["take_item", "failed"]);
-const ORDER = new Set(["accepted", "dispensing"]);
-
-function visitEnded(prev, snap) {
-  if (snap.screen === "idle" && prev.screen !== "idle") return true;
-  if (FINISHED.has(prev.screen) && ORDER.has(snap.screen)) return true;
-  // Idle to idle (the first test returned otherwise): count the replaced QR codes.
-  if (snap.screen === "idle" && snap.qr_nonce !== prev.qr_nonce) state.qrChangesSinceTouch += 1;
-  return state.qrChangesSinceTouch >= 2;
-}
-
+// A customer's language lasts their visit (visit.js says when one ends).
 function endVisit() {
   state.lang = DEFAULT_LANG;
   document.documentElement.lang = DEFAULT_LANG;
   state.qrChangesSinceTouch = 0;
 }
 
-async function setLang(lang) {
+function setLang(lang) {
   state.lang = lang;
   document.documentElement.lang = lang;
-  await refreshReasonText();
   render();
-}
-
-async function refreshReasonText() {
-  const snap = state.snapshot;
-  if (!snap || snap.screen !== "failed") {
-    state.reasonText = "";
-    return;
-  }
-  try {
-    state.reasonText = await invoke("customer_text", { reason: snap.reason, lang: state.lang });
-  } catch (err) {
-    // {code, message}: show nothing rather than a technical message to a customer.
-    console.warn("customer_text", err && err.code, err && err.message);
-    state.reasonText = "";
-  }
 }
 
 // ---- QR --------------------------------------------------------------------------------
@@ -120,12 +88,14 @@ async function refreshQr() {
 
 // ---- snapshots -------------------------------------------------------------------------
 
-async function onSnapshot(snap) {
+// Every snapshot comes through here: the "screen" event and `get_snapshot` at load.
+// Exported for the layout test, which draws each screen from a made-up snapshot.
+export async function onSnapshot(snap) {
   const prev = state.snapshot;
   if (prev && snap && snap.version === prev.version && snap.screen === prev.screen) return;
   state.snapshot = snap;
-  if (snap && prev && visitEnded(prev, snap)) endVisit();
-  await Promise.all([refreshReasonText(), refreshQr()]);
+  if (snap && prev && visitEnded(prev, snap, state)) endVisit();
+  await refreshQr();
   render();
 }
 
@@ -140,15 +110,22 @@ function fill(section, fields) {
   }
 }
 
+// A string of the text table, or the board kind's own where the wording differs
+// (a vending machine's slot and tray, a locker's door).
+const word = (v) => pick(v, state.info.board);
+
 function render() {
   const tx = t();
   const snap = state.snapshot;
   const screen = snap ? snap.screen : "starting";
+  const info = state.info;
 
   for (const el of $$("[data-t]")) {
-    const v = tx[el.dataset.t];
+    const v = word(tx[el.dataset.t]);
     if (typeof v === "string") setText(el, v);
   }
+  renderHelp(tx, screen);
+  renderEarlier(tx, snap, screen);
   setText($("#lang"), tx.lang_button);
   setText($("#cabinet"), snap ? snap.cabinet_name || snap.machine_code : "");
   setText($("#machine-code"), snap && snap.cabinet_name ? snap.machine_code : "");
@@ -161,7 +138,7 @@ function render() {
   setText(demo, tx.demo_scan);
   const count = $("#demo-count");
   setHidden(count, !state.demo || state.motorCount === null);
-  setText(count, state.motorCount === null ? "" : tx.demo_count(state.motorCount));
+  setText(count, state.motorCount === null ? "" : fmt(tx.demo_count, { n: state.motorCount }));
   setData(count, "count", state.motorCount === null ? "" : String(state.motorCount));
 
   for (const section of $$(".screen")) {
@@ -170,15 +147,17 @@ function render() {
   const section = $(`#screen-${screen}`);
   if (!section || !snap) return;
 
+  const place = snap.slot === undefined ? "" : fmt(word(tx.place), { n: snap.slot });
   switch (screen) {
     case "idle":
+      setText($("#scan-hint"), scanHint(tx, info.scan_with));
       renderItems(snap.items || [], tx);
       break;
     case "accepted":
-      fill(section, { product: snap.product, slot: snap.slot });
+      fill(section, { product: snap.product, place });
       break;
     case "dispensing": {
-      fill(section, { product: snap.product, slot: snap.slot });
+      fill(section, { product: snap.product, place });
       // The board gives no percentage: ease towards 95 % over the expected time.
       const elapsed = Math.max(0, Date.now() - snap.since_ms);
       const pct = 95 * (1 - Math.exp(-elapsed / DISPENSE_EXPECTED_MS));
@@ -190,37 +169,65 @@ function render() {
     }
     case "take_item":
       fill(section, {
+        take_title: fmt(word(tx.take_title), { n: snap.slot }),
         product: snap.product,
-        slot: snap.slot,
-        countdown: tx.seconds(secondsLeft(snap.until_ms)),
+        // A locker's title already names the door.
+        place: state.info.board === "lockboard" ? "" : place,
+        countdown: fmt(tx.back_in, { n: secondsLeft(snap.until_ms) }),
       });
       break;
     case "failed":
-      setText($("#failed-title"), snap.uncertain ? tx.uncertain_title : tx.failed_title);
+      setText($("#failed-title"), word(snap.uncertain ? tx.uncertain_title : tx.failed_title));
       setText($("#failed-charge"), snap.uncertain ? tx.uncertain_charge : tx.failed_charge);
       fill(section, {
-        reason_text: state.reasonText,
+        reason_text: tx.reasons[snap.reason] || "",
         support_code: snap.support_code,
-        countdown: tx.seconds(secondsLeft(snap.until_ms)),
+        countdown: fmt(tx.back_in, { n: secondsLeft(snap.until_ms) }),
       });
       break;
     case "out_of_service":
-      fill(section, { oos_reason: tx.oos[snap.reason] || "" });
+      fill(section, {
+        oos_reason: tx.oos[snap.reason] || "",
+        oos_hint: info.nearby ? fmt(tx.nearby, { where: info.nearby }) : tx.oos_hint,
+      });
       break;
     default:
       break;
   }
-
-  const link = $("#status-link");
-  const board = $("#status-board");
-  setText(link, tx.link(snap.link_up));
-  link.classList.toggle("down", !snap.link_up);
-  setText(board, tx.board(snap.board_up));
-  board.classList.toggle("down", !snap.board_up);
 }
 
+// The operator's contact (support.phone, support.help_url): with the support code on
+// the failure screen, on the out-of-service screen, and in the footer elsewhere.
+const OWN_HELP = new Set(["failed", "out_of_service"]);
+
+function renderHelp(tx, screen) {
+  const info = state.info;
+  for (const el of $$(".phone")) {
+    const inFooter = el.id === "footer-phone";
+    setHidden(el, !info.support_phone || (inFooter && OWN_HELP.has(screen)));
+    setText(el, info.support_phone ? fmt(tx.phone, { p: info.support_phone }) : "");
+  }
+  for (const fig of $$(".help-qr")) {
+    setHidden(fig, !info.help_qr);
+    const box = $(".qr-box", fig);
+    // The SVG is the core's QR renderer's, made from the config's link, never input.
+    if (info.help_qr && !box.firstChild) box.innerHTML = info.help_qr.slice(info.help_qr.indexOf("<svg"));
+  }
+  // A help column with nothing in it takes no room.
+  for (const help of $$(".help")) setHidden(help, !$$(":scope > :not([hidden])", help).length);
+}
+
+function renderEarlier(tx, snap, screen) {
+  const el = $("#earlier");
+  const f = snap && snap.earlier_failure;
+  const show = Boolean(f) && ORDER_OR_DONE.has(screen) && f.until_ms > Date.now();
+  setHidden(el, !show);
+  setText(el, show ? fmt(f.uncertain ? tx.earlier_uncertain : tx.earlier_failed, { code: f.support_code }) : "");
+}
+const ORDER_OR_DONE = new Set(["accepted", "dispensing", "take_item"]);
+
 function renderItems(items, tx) {
-  const key = state.lang + JSON.stringify(items);
+  const key = state.lang + state.info.board + JSON.stringify(items);
   if (key === state.itemsKey) return;
   state.itemsKey = key;
   const list = $("#items");
@@ -231,13 +238,13 @@ function renderItems(items, tx) {
       li.classList.toggle("unavailable", !it.available);
       const slot = document.createElement("span");
       slot.className = "item-slot";
-      slot.textContent = `${tx.slot} ${it.slot}`;
+      slot.textContent = fmt(word(tx.place), { n: it.slot });
       const name = document.createElement("span");
       name.className = "item-name";
       name.textContent = it.product;
       const count = document.createElement("span");
       count.className = "item-count";
-      count.textContent = it.available ? tx.item_left(it.count) : tx.item_out;
+      count.textContent = it.available ? fmt(tx.item_left, { n: it.count }) : tx.item_out;
       li.append(slot, name, count);
       return li;
     }),
@@ -283,6 +290,11 @@ async function main() {
   render();
 
   await listen("screen", (event) => onSnapshot(event.payload));
+  try {
+    state.info = { ...state.info, ...(await invoke("cabinet_info")) };
+  } catch (err) {
+    console.warn("cabinet_info", err && err.code, err && err.message);
+  }
   try {
     state.demo = Boolean(await invoke("demo_available"));
   } catch (err) {

@@ -9,11 +9,12 @@ export const state = {
   lang: DEFAULT_LANG,
   snapshot: null,
   qrNonce: null,
-  reasonText: "", // customer_text for the failed screen, in state.lang
   qrChangesSinceTouch: 0, // idle QR codes replaced since the screen was last touched
   demo: false, // the core runs in demo mode: show the "simulate scan" control
   itemsKey: "", // what the slot list was last drawn from
   motorCount: null, // demo: the simulated board's motor runs
+  // cabinet_info: the board kind and the operator's contact, from the config.
+  info: { board: "vmc", support_phone: "", help_url: "", nearby: "", scan_with: [], help_qr: null },
 };
 
 export const $ = (sel, root = document) => root.querySelector(sel);

@@ -3,6 +3,7 @@
 // (`tech_*` commands); the panel only asks and shows.
 
 import { $, $$, invoke, setData, setHidden, setText, state, t } from "./page.js";
+import { fmt } from "./text.js";
 
 const TECH_HOLD_MS = 3_000; // press on the top-left corner this long to open the PIN pad (and styles.css --hold)
 const PIN_PAD_TIMEOUT_MS = 60_000;
@@ -123,8 +124,8 @@ function renderTech() {
   setText(msg, !m
     ? ""
     : m.kind === "wrong"
-      ? tx.wrong_pin(m.n)
-      : tx.locked_out(Math.max(0, Math.ceil((m.until - Date.now()) / 1000))));
+      ? fmt(tx.wrong_pin, { n: m.n })
+      : fmt(tx.locked_out, { s: Math.max(0, Math.ceil((m.until - Date.now()) / 1000)) }));
 }
 
 export function techInput() {
@@ -255,8 +256,11 @@ async function techDo(action) {
     out.dataset.result = "ok";
     return r;
   } catch (err) {
+    // {code, message}: the kind in the panel's language, the detail as the core gave it.
+    const errors = t().errors;
     out.dataset.result = "error";
-    out.textContent = err && err.message ? err.message : String(err);
+    const kind = (err && errors[err.code]) || errors.failed;
+    out.textContent = err && err.message ? `${kind} (${err.message})` : kind;
     return null;
   }
 }
@@ -279,18 +283,21 @@ async function loadTab(tab) {
   }
   if (tab === "commands") {
     const q = $("#cmd-log-id").value.trim();
-    const r = await techDo({ action: "commands", n: 50, log_id: q || null });
+    const r = await techDo({ action: "commands", n: 50, find: q || null });
     if (!r) return;
     $("#commands").replaceChildren(
       ...r.commands.map((c) => {
         const tr = document.createElement("tr");
         tr.dataset.logId = c.log_id;
+        tr.dataset.code = c.support_code;
         tr.append(
           cell("td", new Date(c.received_at).toLocaleString(state.lang)),
+          cell("td", c.support_code),
           cell("td", c.log_id),
           cell("td", c.slot),
-          cell("td", c.state),
-          cell("td", c.reason || ""),
+          cell("td", tx.cmd_states[c.state] || c.state),
+          // The customer's sentence in the panel's language, and the code to look up.
+          cell("td", c.reason ? `${tx.reasons[c.reason] || ""} (${c.reason})` : ""),
         );
         return tr;
       }),
@@ -320,7 +327,7 @@ async function loadTab(tab) {
         tr.append(
           cell("td", new Date(a.at).toLocaleString(state.lang)),
           cell("td", a.technician),
-          cell("td", a.action),
+          cell("td", tx.audit_actions[a.action] || a.action),
           cell("td", a.detail),
         );
         return tr;
@@ -373,7 +380,8 @@ async function slotOp(op, slot, row) {
     out.dataset.result = "busy";
     r = await techDo({ action: "slot_test", slot });
     if (r) {
-      out.textContent = tx.test_result(slot, r.outcome.outcome);
+      const o = r.outcome.outcome;
+      out.textContent = fmt(tx.test_result, { slot, outcome: tx.outcomes[o] || o });
       out.dataset.outcome = r.outcome.outcome;
       await loadTab("slots");
     }
@@ -445,7 +453,7 @@ export function techViews() {
     const r = await techDo({ action: "export", dir: $("#export-dir").value.trim() });
     if (r) {
       out.dataset.path = r.path;
-      out.textContent = t().exported(r.path, r.files.length);
+      out.textContent = fmt(t().exported, { path: r.path, n: r.files.length });
     }
     out.dataset.seq = String(Number(out.dataset.seq || 0) + 1);
   });

@@ -1,131 +1,27 @@
-// Every string the screens show, in both languages. The customer's language is
-// `state.lang` (page.js); a visit starts in DEFAULT_LANG.
+// The page's words: the table in strings.js (both languages), filled in and picked here.
+// The customer's language is `state.lang` (page.js); a visit starts in DEFAULT_LANG.
+// No DOM and no Tauri in this module: `make test` runs its functions under node.
+
+import STRINGS from "./strings.js";
 
 export const DEFAULT_LANG = "zh-CN";
+export const TEXT = STRINGS;
 
-export const TEXT = {
-  "zh-CN": {
-    lang_button: "English",
-    starting_title: "正在启动…",
-    idle_title: "扫码取货",
-    idle_hint: "请用手机扫描二维码",
-    items_title: "本柜商品",
-    item_left: (n) => `剩余 ${n} 件`,
-    item_out: "已售罄",
-    demo_scan: "演示：模拟扫码",
-    demo_count: (n) => `模拟板电机动作：${n} 次`,
-    tech_title: "技术人员登录",
-    tech_cancel: "取消",
-    pin_clear: "清除",
-    pin_ok: "确定",
-    tech_in: "维护中：",
-    tech_maint_hint: "柜机已暂停服务，顾客订单将被拒绝。长时间无操作将自动退出。",
-    tech_logout: "退出维护",
-    wrong_pin: (n) => `PIN 错误，还可尝试 ${n} 次`,
-    locked_out: (s) => `尝试次数过多，请 ${s} 秒后再试`,
-    pick_name: "请选择姓名",
-    tab_health: "状态", tab_slots: "货道", tab_commands: "订单", tab_frames: "串口帧", tab_audit: "审计", tab_export: "导出",
-    search: "按客服编码查找", export: "导出诊断包", tech_exit: "关闭程序",
-    tech_exit_again: "再按一次关闭程序：重新启动前顾客无法使用本柜",
-    slot_test: "测试出货", clear_jam: "清除卡货", enable: "启用", disable: "停用", save: "保存",
-    slot_states: { ok: "正常", jammed: "卡货", disabled: "已停用" },
-    test_result: (slot, outcome) => `货道 ${slot}：${outcome}`,
-    exported: (path, n) => `已导出 ${n} 个文件到 ${path}`,
-    diag: {
-      broker: "消息服务器", link: "连接", since: "连接时间", last_msg: "最近指令", outbox: "待确认回执",
-      board: "主板", board_state: "主板状态", last_rx: "最近收到帧", frames: "收/发/错帧", timeouts: "超时/重发/重连",
-      poll: "POLL 最慢应答", journal: "日志库", disk: "剩余磁盘", dropped: "已丢弃的拒收记录",
-      unverified: "日志库未核实",
-      confirm_fresh: "确认重新开始日志库…",
-      confirm_fresh_again: "再按一次确认：丢失的记录无法恢复", version: "版本", boot: "启动 ID", clock: "时钟", clock_ok: "时钟最近经后台校验",
-      yes: "正常", no: "异常", never: "无",
-      disk_low: "空间不足：暂停接单（journal.min_free_mb）",
-    },
-    accepted_title: "已收到您的订单",
-    dispensing_title: "正在出货",
-    dispensing_hint: "请稍候，不要伸手进取货口",
-    take_title: "请取走您的物品",
-    slot: "货道",
-    back_in: "返回首页：",
-    seconds: (n) => `${n} 秒`,
-    failed_title: "未能出货",
-    failed_charge: "您不会被扣费；如已付款，将自动退款。",
-    uncertain_title: "正在确认出货结果",
-    uncertain_charge: "我们正在核实；未收到的物品不会向您收费。",
-    support_code: "客服编码：",
-    oos_title: "暂停服务",
-    oos_hint: "给您带来不便，敬请谅解。",
-    oos: {
-      broker_down: "柜机暂时无法连接网络。",
-      board_down: "柜机设备暂时无响应。",
-      maintenance: "工作人员正在维护本柜机。",
-      journal_unverified: "柜机记录需要工作人员核对。",
-      starting: "柜机正在启动。",
-      disk_low: "柜机暂时无法接单，工作人员正在处理。",
-    },
-    link: (up) => (up ? "网络正常" : "网络断开"),
-    board: (up) => (up ? "设备正常" : "设备无响应"),
-  },
-  en: {
-    lang_button: "中文",
-    starting_title: "Starting…",
-    idle_title: "Scan to get your item",
-    idle_hint: "Scan the QR code with your phone",
-    items_title: "In this cabinet",
-    item_left: (n) => `${n} left`,
-    item_out: "Sold out",
-    demo_scan: "Demo: simulate a scan",
-    demo_count: (n) => `Simulated board motor runs: ${n}`,
-    tech_title: "Technician login",
-    tech_cancel: "Cancel",
-    pin_clear: "Clear",
-    pin_ok: "OK",
-    tech_in: "Maintenance:",
-    tech_maint_hint: "The cabinet is out of service; customer orders are refused. You are logged out when idle.",
-    tech_logout: "End maintenance",
-    wrong_pin: (n) => `Wrong PIN, ${n} tries left`,
-    locked_out: (s) => `Too many tries; try again in ${s} s`,
-    pick_name: "Choose your name",
-    tab_health: "Health", tab_slots: "Slots", tab_commands: "Commands", tab_frames: "Frames", tab_audit: "Audit", tab_export: "Export",
-    search: "Find support code", export: "Export bundle", tech_exit: "Close the app",
-    tech_exit_again: "Tap again to close the app: customers cannot use the cabinet until it starts again",
-    slot_test: "Test", clear_jam: "Clear jam", enable: "Enable", disable: "Disable", save: "Save",
-    slot_states: { ok: "OK", jammed: "Jammed", disabled: "Disabled" },
-    test_result: (slot, outcome) => `Slot ${slot}: ${outcome}`,
-    exported: (path, n) => `${n} files written to ${path}`,
-    diag: {
-      broker: "Broker", link: "Link", since: "Connected since", last_msg: "Last command", outbox: "Replies pending",
-      board: "Board", board_state: "Board state", last_rx: "Last frame received", frames: "Frames rx/tx/bad", timeouts: "Timeouts/resends/reconnects",
-      poll: "Slowest POLL reply", journal: "Journal", disk: "Disk free", dropped: "Refused payloads dropped",
-      unverified: "Journal not verified",
-      confirm_fresh: "Confirm a fresh start of the journal…",
-      confirm_fresh_again: "Tap again to confirm: the lost records cannot be recovered", version: "Version", boot: "Boot id", clock: "Clock", clock_ok: "Clock last vouched by a command",
-      yes: "OK", no: "DOWN", never: "never",
-      disk_low: "LOW: orders refused (journal.min_free_mb)",
-    },
-    accepted_title: "Order received",
-    dispensing_title: "Dispensing",
-    dispensing_hint: "Please wait; keep your hands out of the tray",
-    take_title: "Please take your item",
-    slot: "Slot",
-    back_in: "Back to start in",
-    seconds: (n) => `${n} s`,
-    failed_title: "Not dispensed",
-    failed_charge: "You will not be charged; any payment will be refunded.",
-    uncertain_title: "Checking your order",
-    uncertain_charge: "We are checking. You will not be charged for an item you did not receive.",
-    support_code: "Support code:",
-    oos_title: "Out of service",
-    oos_hint: "Sorry for the inconvenience.",
-    oos: {
-      broker_down: "The cabinet cannot reach the network right now.",
-      board_down: "The cabinet's machinery is not responding.",
-      maintenance: "Staff are servicing this cabinet.",
-      journal_unverified: "The cabinet's records need a check by staff.",
-      starting: "The cabinet is starting.",
-      disk_low: "The cabinet cannot take orders right now; staff are on it.",
-    },
-    link: (up) => (up ? "Network OK" : "Network down"),
-    board: (up) => (up ? "Machine OK" : "Machine not responding"),
-  },
-};
+/** `s` with each `{name}` replaced by `vars[name]` (a name not in `vars` is left as is). */
+export function fmt(s, vars = {}) {
+  return String(s ?? "").replace(/\{(\w+)\}/g, (m, k) => (k in vars ? String(vars[k]) : m));
+}
+
+/** A table entry, or the board kind's own where the wording differs per board. */
+export function pick(v, board) {
+  return v && typeof v === "object" ? v[board] : v;
+}
+
+/** "请用微信或支付宝扫码", "Scan with WeChat, Alipay or UnionPay"; `apps` from kiosk.scan_with. */
+export function scanHint(tx, apps) {
+  if (!apps || !apps.length) return tx.scan_any;
+  const names = apps.map((a) => tx.apps[a] || a);
+  const last = names.pop();
+  const list = names.length ? names.join(tx.list_sep) + tx.list_or + last : last;
+  return fmt(tx.scan_with, { apps: list });
+}

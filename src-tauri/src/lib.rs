@@ -13,13 +13,13 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use cabinet_core::control::{ControlHandle, Diagnostics, TechAction, TechAnswer, TechStatus};
-use cabinet_core::screen::Snapshot;
+use cabinet_core::qr;
+use cabinet_core::screen::{CabinetInfo, Snapshot};
 use cabinet_core::technician::Attempt;
-use cabinet_core::{Lang, Reason, qr};
 #[cfg(feature = "demo")]
 use cabinet_demo::{Demo, DemoBackend};
 use serde::Serialize;
-use tauri::{AppHandle, Emitter, Runtime, State};
+use tauri::{AppHandle, Emitter, Manager, Runtime, State};
 use tokio::sync::watch;
 
 /// The event that carries each new [`Snapshot`] to the page.
@@ -29,6 +29,8 @@ pub const SCREEN_EVENT: &str = "screen";
 #[derive(Debug)]
 pub struct AppState {
     machine_code: String,
+    /// The config's words for customers (board kind, service contact, QR link).
+    info: CabinetInfo,
     screen: watch::Receiver<Option<Snapshot>>,
     started: Instant,
     painted: OnceLock<u128>,
@@ -56,6 +58,7 @@ impl AppState {
     pub fn new(machine_code: impl Into<String>, screen: watch::Receiver<Option<Snapshot>>) -> Self {
         AppState {
             machine_code: machine_code.into(),
+            info: CabinetInfo::plain(),
             screen,
             started: Instant::now(),
             painted: OnceLock::new(),
@@ -69,6 +72,12 @@ impl AppState {
     /// What the technician's "exit" does (main: end the Tauri app).
     pub fn set_exit(&self, exit: impl Fn() + Send + Sync + 'static) {
         let _ = self.exit.set(ExitFn(Box::new(exit)));
+    }
+
+    /// What the screens say about this cabinet (`CabinetInfo::from_config`).
+    pub fn with_info(mut self, info: CabinetInfo) -> Self {
+        self.info = info;
+        self
     }
 
     /// The core's control channel (technician login and maintenance).
@@ -116,19 +125,34 @@ fn get_snapshot(state: State<'_, AppState>) -> Option<Snapshot> {
     state.screen.borrow().clone()
 }
 
-/// The customer sentence for a reason code (`"jammed"`) in `lang` (`"zh-CN"` / `"en"`).
-#[tauri::command]
-fn customer_text(reason: String, lang: String) -> Result<String, UiError> {
-    let reason: Reason = reason
-        .parse()
-        .map_err(|e| UiError::new("unknown_reason", e))?;
-    Ok(reason.customer_text(Lang::from_tag(&lang)).to_owned())
-}
-
 /// The idle screen's QR code for `nonce`, as an SVG document.
 #[tauri::command]
 fn qr_svg(nonce: String, state: State<'_, AppState>) -> Result<String, UiError> {
-    qr::svg(&qr::payload(&state.machine_code, &nonce)).map_err(|e| UiError::new("qr_failed", e))
+    let data = qr::payload(&state.info.qr_url, &state.machine_code, &nonce);
+    qr::svg(&data).map_err(|e| UiError::new("qr_failed", e))
+}
+
+/// What the screens say about this cabinet, with the help page's QR code (an SVG
+/// document, absent without `support.help_url`).
+#[tauri::command]
+fn cabinet_info(state: State<'_, AppState>) -> Result<CabinetInfoView, UiError> {
+    let help_qr = if state.info.help_url.is_empty() {
+        None
+    } else {
+        Some(qr::svg(&state.info.help_url).map_err(|e| UiError::new("qr_failed", e))?)
+    };
+    Ok(CabinetInfoView {
+        info: state.info.clone(),
+        help_qr,
+    })
+}
+
+/// [`cabinet_info`]'s answer.
+#[derive(Debug, Clone, Serialize)]
+struct CabinetInfoView {
+    #[serde(flatten)]
+    info: CabinetInfo,
+    help_qr: Option<String>,
 }
 
 /// The page is on screen (called once, two animation frames after its first render).
@@ -283,6 +307,7 @@ pub fn run_app<R: Runtime>(
 ) -> tauri::Result<tauri::App<R>> {
     builder
         .manage(state)
+        .setup(|app| Ok(open_window(app.handle())?))
         // Alt+F4 or a window manager's close button: the customer cannot close the
         // kiosk. Exiting is for technicians (signal from systemd or a shell).
         .on_window_event(|_window, event| {
@@ -292,8 +317,8 @@ pub fn run_app<R: Runtime>(
         })
         .invoke_handler(tauri::generate_handler![
             get_snapshot,
-            customer_text,
             qr_svg,
+            cabinet_info,
             ui_ready,
             demo_available,
             #[cfg(feature = "demo")]
@@ -308,6 +333,42 @@ pub fn run_app<R: Runtime>(
             tech_do
         ])
         .build(context)
+}
+
+/// Opens the kiosk's window (`main` in tauri.conf.json, which Tauri does not create by
+/// itself) over the whole primary screen, whatever its size. `fullscreen` is a request
+/// to a window manager; a cabinet usually runs none, and without one the window keeps
+/// the size it is created with, so it is created at the screen's size: 1080×1920 fixed
+/// was cut off on an 800×480 panel and short of a 1920×1080 one. (Resizing it after it
+/// is created does not take on GTK without a window manager.) The page lays itself out
+/// for the size it gets.
+fn open_window<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<()> {
+    let Some(config) = app.config().app.windows.iter().find(|w| w.label == "main") else {
+        return Ok(());
+    };
+    if app.get_webview_window(&config.label).is_some() {
+        return Ok(());
+    }
+    let mut window = tauri::WebviewWindowBuilder::from_config(app, config)?;
+    match app.primary_monitor() {
+        Ok(Some(monitor)) => {
+            let scale = monitor.scale_factor();
+            let size = monitor.size().to_logical::<f64>(scale);
+            let at = monitor.position().to_logical::<f64>(scale);
+            tracing::info!(
+                width = size.width,
+                height = size.height,
+                "the window covers the screen"
+            );
+            window = window
+                .inner_size(size.width, size.height)
+                .position(at.x, at.y);
+        }
+        Ok(None) => tracing::warn!("no screen found: the window keeps its configured size"),
+        Err(e) => tracing::warn!(error = %e, "cannot read the screen's size"),
+    }
+    window.build()?;
+    Ok(())
 }
 
 /// Emits every new snapshot to all webviews as [`SCREEN_EVENT`], until the core drops

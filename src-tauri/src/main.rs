@@ -13,6 +13,7 @@ use std::time::Instant;
 use anyhow::Context;
 use cabinet_core::config::{Config, ConfigError, default_webkit_env};
 use cabinet_core::instance::{InstanceError, InstanceLock};
+use cabinet_core::screen::CabinetInfo;
 use cabinet_core::{kiosk, logs};
 use cabinet_kiosk_app::{AppState, forward_screens, run_app};
 use tauri::{Manager, RunEvent};
@@ -144,6 +145,7 @@ fn run(started: Instant) -> anyhow::Result<ExitCode> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let (control, control_rx) = cabinet_core::control::channel();
     let mut state = AppState::new(cfg.machine_code.clone(), screen_rx.clone())
+        .with_info(CabinetInfo::from_config(&cfg))
         .started_at(started)
         .with_control(control);
     if let Some(demo) = &demo {

@@ -8,7 +8,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use cabinet_core::screen::{Item, Screen, Snapshot};
+use cabinet_core::config::{BoardProtocol, ScanApp};
+use cabinet_core::screen::{CabinetInfo, Item, Screen, Snapshot};
 #[cfg(feature = "demo")]
 use cabinet_demo::{Demo, DemoOptions};
 use cabinet_kiosk_app::{AppState, SCREEN_EVENT, forward_screens, run_app};
@@ -25,8 +26,16 @@ type Core = watch::Sender<Option<Snapshot>>;
 fn app_with(
     context: tauri::Context<MockRuntime>,
 ) -> (App<MockRuntime>, WebviewWindow<MockRuntime>, Core) {
+    app_with_info(context, CabinetInfo::plain())
+}
+
+fn app_with_info(
+    context: tauri::Context<MockRuntime>,
+    info: CabinetInfo,
+) -> (App<MockRuntime>, WebviewWindow<MockRuntime>, Core) {
     let (tx, rx) = watch::channel(None);
-    let app = run_app(mock_builder(), context, AppState::new("CAB-001", rx)).expect("app builds");
+    let state = AppState::new("CAB-001", rx).with_info(info);
+    let app = run_app(mock_builder(), context, state).expect("app builds");
     let window = WebviewWindowBuilder::new(&app, "main", Default::default())
         .build()
         .expect("window builds");
@@ -70,41 +79,20 @@ fn dispensing() -> Snapshot {
         board_up: true,
         queued: 0,
         qr_nonce: None,
+        earlier_failure: None,
         version: 7,
     }
 }
 
 #[test]
-fn customer_text_speaks_both_languages() {
+fn a_failing_command_is_a_code_and_message_error() {
     let (_app, w, _core) = app();
-    let zh = invoke(
-        &w,
-        "customer_text",
-        json!({"reason": "slot_empty", "lang": "zh-CN"}),
-    );
-    let en = invoke(
-        &w,
-        "customer_text",
-        json!({"reason": "slot_empty", "lang": "en"}),
-    );
-    assert_eq!(zh, Ok(json!("该商品已售罄。")));
-    assert_eq!(en, Ok(json!("This item is sold out.")));
-}
-
-#[test]
-fn an_unknown_reason_is_a_code_and_message_error() {
-    let (_app, w, _core) = app();
-    let err = invoke(
-        &w,
-        "customer_text",
-        json!({"reason": "gremlins", "lang": "en"}),
-    )
-    .expect_err("unknown reason must fail");
-    assert_eq!(err["code"], "unknown_reason");
+    // Too long for any QR version (the core bounds its nonces; the page must not crash).
+    let err = invoke(&w, "qr_svg", json!({"nonce": "x".repeat(5000)}))
+        .expect_err("an unencodable QR must fail");
+    assert_eq!(err["code"], "qr_failed");
     assert!(
-        err["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("gremlins")),
+        err["message"].as_str().is_some_and(|m| !m.is_empty()),
         "{err}"
     );
     assert_eq!(
@@ -122,6 +110,46 @@ fn qr_svg_returns_an_svg_document() {
     assert!(svg.contains("<svg"), "{svg}");
     let expected = cabinet_core::qr::svg("cabinet:CAB-001:n-42").expect("qr");
     assert_eq!(svg, expected, "encodes cabinet:{{machine_code}}:{{nonce}}");
+}
+
+/// With `kiosk.qr_url` the code is the operator's link (what WeChat or Alipay opens),
+/// and `cabinet_info` gives the page the board kind, the contact and the help page's code.
+#[test]
+fn the_qr_code_carries_the_operators_link_and_cabinet_info_the_contact() {
+    let info = CabinetInfo {
+        board: BoardProtocol::Lockboard,
+        support_phone: "400-820-8820".into(),
+        help_url: "https://help.example.com/c".into(),
+        nearby: "B1".into(),
+        scan_with: vec![ScanApp::Wechat, ScanApp::Alipay],
+        qr_url: "https://m.example.com/c/{machine_code}?s={nonce}".into(),
+    };
+    let (_app, w, _core) = app_with_info(mock_context(noop_assets()), info);
+    let svg = invoke(&w, "qr_svg", json!({"nonce": "n42"})).expect("qr");
+    let expected = cabinet_core::qr::svg("https://m.example.com/c/CAB-001?s=n42").expect("qr");
+    assert_eq!(svg.as_str(), Some(expected.as_str()));
+    let got = invoke(&w, "cabinet_info", json!({})).expect("info");
+    let help = cabinet_core::qr::svg("https://help.example.com/c").expect("qr");
+    assert_eq!(
+        got,
+        json!({
+            "board": "lockboard",
+            "support_phone": "400-820-8820",
+            "help_url": "https://help.example.com/c",
+            "nearby": "B1",
+            "scan_with": ["wechat", "alipay"],
+            "help_qr": help,
+        }),
+        "the link template stays in the app"
+    );
+    let (_app, w, _core) = app();
+    let plain = invoke(&w, "cabinet_info", json!({})).expect("info");
+    assert_eq!(
+        plain["help_qr"],
+        Value::Null,
+        "no help page, no code: {plain}"
+    );
+    assert_eq!(plain["board"], "vmc");
 }
 
 #[test]
@@ -159,14 +187,7 @@ fn the_capability_allows_our_commands_and_nothing_else() {
     let (_app, w, _core) = app_with(tauri::generate_context!());
     assert_eq!(invoke(&w, "get_snapshot", json!({})), Ok(Value::Null));
     assert!(invoke(&w, "qr_svg", json!({"nonce": "n"})).is_ok());
-    assert!(
-        invoke(
-            &w,
-            "customer_text",
-            json!({"reason": "jammed", "lang": "en"})
-        )
-        .is_ok()
-    );
+    assert!(invoke(&w, "cabinet_info", json!({})).is_ok());
     for (cmd, args) in [
         ("plugin:window|close", json!({"label": "main"})),
         ("plugin:webview|set_webview_zoom", json!({"value": 2.0})),

@@ -4,16 +4,23 @@
 //!
 //! What it proves, on the real page in the real webview (not the mock runtime):
 //!
-//! - the window covers the whole 1080×1920 screen; a cabinet that boots without its broker
-//!   shows `out_of_service` (reason `starting`), then idle once the broker is there;
+//! - the window covers the whole screen, whatever its size; a cabinet that boots without
+//!   its broker shows `out_of_service` (reason `starting`), then idle once the broker is
+//!   there;
 //! - the idle screen shows the cabinet name, a loaded QR code, the slot list, and no demo
 //!   button outside demo mode; the context menu is blocked;
 //! - a signed command sent by the backend walks the window through `dispensing` (held by
 //!   the simulator's slow report) and `take_item`, the motor runs exactly once, and the
 //!   backend gets `succeeded`;
-//! - a jammed motor shows `failed` with the command's log id as the support code;
+//! - a jammed motor shows `failed` with the command's short support code, the operator's
+//!   phone and a QR code of the help page; a next order takes the screen at once but
+//!   carries the failure's code along;
 //! - a stopped broker shows `out_of_service` (reason `broker_down`), and the window comes
 //!   back to idle when the broker returns;
+//! - every customer and technician screen fits every panel size a cabinet ships with
+//!   ([`SIZES`]) in both languages, with the longest content a site may give it: nothing
+//!   outside the window, nothing clipped, nothing to scroll but the long lists, every
+//!   button a fingertip's size ([`OVERFLOW`]);
 //! - the language button switches every screen between zh-CN and en; the choice lasts a
 //!   customer's visit: it outlives a QR code replaced while the customer pays, and falls
 //!   back to zh-CN once that code is dead, back at idle after an order, and when a next
@@ -45,6 +52,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cabinet_board::Protocol;
 use cabinet_board::sim::{Fault, SimConfig, Simulator};
+use cabinet_core::config::ScanApp;
 use cabinet_core::protocol::{self, CommandClaims, SigningKey};
 use cabinet_testkit::webdriver::{Driver, Session, Xvfb, poll};
 use cabinet_testkit::{Broker, Client, SiteConfig, password};
@@ -61,9 +69,11 @@ const CABINET_NAME: &str = "天河一号柜";
 const DISPENSE_HOLD: Duration = Duration::from_secs(8);
 /// `kiosk.take_item_secs`: long enough for two screenshots.
 const RESULT_SECS: u64 = 8;
-/// `kiosk.failed_secs`: the screenshots, then a next order sent while it is still shown
-/// (the test never waits for its end).
-const FAILED_SECS: u64 = 30;
+/// `kiosk.failed_secs`: the screenshots, then a next order sent while it is still shown,
+/// whose screens carry the failure's code until this ends (the test never waits for it).
+const FAILED_SECS: u64 = 300;
+/// `support.phone`: the operator's contact on the failure and out-of-service screens.
+const SUPPORT_PHONE: &str = "400-820-8820";
 /// `commands.session_lifetime_secs`: the idle QR code is replaced every 5 s (half of it),
 /// so the test sees the language outlive one replacement and end at the next.
 const SESSION_SECS: u64 = 10;
@@ -408,6 +418,11 @@ struct Rig {
 
 impl Rig {
     fn new() -> Rig {
+        Rig::with(|_| {})
+    }
+
+    /// A rig whose site config `edit` changes after the defaults are set.
+    fn with(edit: impl FnOnce(&mut SiteConfig)) -> Rig {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -439,8 +454,16 @@ impl Rig {
         site.kiosk.name = Some(CABINET_NAME.into());
         site.kiosk.take_item_secs = Some(RESULT_SECS);
         site.kiosk.failed_secs = Some(FAILED_SECS);
+        // What a site configures for its customers: the operator's https link in the QR
+        // code, the apps to scan with, a service phone and a help page.
+        site.kiosk.qr_url = Some("https://m.example.com/c/{machine_code}?s={nonce}".into());
+        site.kiosk.scan_with = Some(vec![ScanApp::Wechat, ScanApp::Alipay]);
+        site.support.phone = Some(SUPPORT_PHONE.into());
+        site.support.help_url = Some("https://help.example.com/cabinet/C001".into());
+        site.support.nearby = Some("B1 层电梯旁 · B1, by the lifts".into());
         site.commands.session_lifetime_secs = Some(SESSION_SECS);
         site.maintenance.lockout_max_secs = Some(1200);
+        edit(&mut site);
         site.write(&config);
         Rig {
             dir,
@@ -733,7 +756,16 @@ fn every_customer_screen_in_the_real_window_in_both_languages() {
     let code = s.text(
         "const c = document.querySelector('.support .code'); return c ? c.textContent.trim() : ''",
     );
-    assert_eq!(code, log2, "the support code is the command's log id");
+    let expected = cabinet_core::support::code(&cmd2);
+    assert_eq!(code, expected, "the support code is the command's ({log2})");
+    let help = s.js(
+        "const sec = document.getElementById('screen-failed');         const svg = sec.querySelector('.help-qr svg');         return [sec.querySelector('.phone').textContent, svg ? svg.getBoundingClientRect().width : 0]",
+        json!([]),
+    );
+    assert!(
+        help[0].as_str().is_some_and(|p| p.contains(SUPPORT_PHONE)) && help[1].as_f64() > Some(0.0),
+        "the operator's phone and help page's QR code beside the code: {help}"
+    );
     let took = s.shoot_both("failed", "failed", &shots);
     phase(&format!("failed shot in {took:.1?}"));
     rig.await_terminal(&cmd2, "failed");
@@ -742,21 +774,26 @@ fn every_customer_screen_in_the_real_window_in_both_languages() {
     // chosen on the failed screen does not carry over, though no idle screen comes between.
     s.set_lang("en");
     // `<screen>:<lang>` at every screen change.
+    // `<screen>:<lang>:<the earlier failure's strip>` at every screen change.
     let screens = s.record_changes(
         "__screens",
         "document.body",
         "{attributes: true, attributeFilter: ['data-screen']}",
-        "document.body.dataset.screen + ':' + document.documentElement.lang",
+        "document.body.dataset.screen + ':' + document.documentElement.lang + ':' \
+         + (document.getElementById('earlier').hidden ? '' : document.getElementById('earlier').textContent)",
     );
     let (cmd3, _) = rig.send_dispense(1);
     rig.await_terminal(&cmd3, "succeeded");
     let screens: Vec<String> = screens.read(&s);
+    let first = screens.first().map(String::as_str).unwrap_or_default();
     assert!(
-        matches!(
-            screens.first().map(String::as_str),
-            Some("dispensing:zh-CN" | "take_item:zh-CN")
-        ),
+        first.starts_with("dispensing:zh-CN:") || first.starts_with("take_item:zh-CN:"),
         "the next order's first screen, in zh-CN, with no idle before it: {screens:?}"
+    );
+    // It took the screen from the failure, but the failure's code stays in sight.
+    assert!(
+        first.ends_with(&expected),
+        "the next order's screen carries the failure's code {expected}: {screens:?}"
     );
     s.wait_screen("idle");
     s.wait_rendered("zh-CN");
@@ -1064,28 +1101,48 @@ fn a_technician_tests_a_slot_restocks_finds_a_command_and_exports_a_bundle() {
     s.wait_rendered("zh-CN");
     s.shot(&shots.join(format!("{}.png", VIEW_SHOTS[0])));
 
-    // Commands: find the customer's command by its support code.
+    // Commands: find the customer's command by its support code, typed on the on-screen
+    // keyboard as a technician would (no keyboard on a kiosk), without its dash and with
+    // a letter O for each zero (a customer reading it out): still the one command.
     s.click("#tech-tabs button[data-tab='commands']");
-    // Typed on the on-screen keyboard, as a technician would (no keyboard on a kiosk).
-    for key in log_id.chars() {
+    let code = cabinet_core::support::code(&cmd);
+    let typed: String = code
+        .chars()
+        .filter(|c| *c != '-')
+        .map(|c| if c == '0' { 'O' } else { c })
+        .collect();
+    for key in typed.chars() {
         s.click(&format!("#osk button[data-key='{key}']"));
     }
     assert_eq!(
         s.text("return document.getElementById('cmd-log-id').value"),
-        log_id
+        typed
     );
     s.click("#cmd-search button[type='submit']");
-    poll("the command found by its support code", WAIT, || {
-        let rows = s.js(
-            "return Array.from(document.querySelectorAll('#commands tr'), r => r.dataset.logId)",
-            json!([]),
-        );
-        if rows == json!([log_id]) {
-            Ok(())
-        } else {
-            Err(rows.to_string())
-        }
-    });
+    let found = |what: &str, want: Value| {
+        poll(what, WAIT, || {
+            let rows = s.js(
+                "return Array.from(document.querySelectorAll('#commands tr'), r => [r.dataset.code, r.dataset.logId])",
+                json!([]),
+            );
+            if rows == want {
+                Ok(())
+            } else {
+                Err(rows.to_string())
+            }
+        })
+    };
+    found(
+        "the command found by its support code",
+        json!([[code, log_id]]),
+    );
+    // A log id from the backend's side finds it too.
+    s.js(
+        "document.getElementById('cmd-log-id').value = arguments[0]",
+        json!([log_id]),
+    );
+    s.click("#cmd-search button[type='submit']");
+    found("the command found by its log id", json!([[code, log_id]]));
     s.shot(&shots.join(format!("{}.png", VIEW_SHOTS[1])));
 
     // Frames: the serial exchange, decoded.
@@ -1265,4 +1322,364 @@ fn a_lost_journal_is_out_of_service_until_a_technician_confirms_a_fresh_start() 
         .find(|a| a.action == "journal_fresh_start")
         .expect("the confirmation is audited");
     assert_eq!(confirmed.technician, TECH_NAME);
+}
+
+// ---- every screen at every panel size -------------------------------------------------
+
+/// The panel sizes cabinets ship with: 7" and 10" landscape panels, a laptop-class one,
+/// a landscape monitor, and the portrait totem this app was first drawn for.
+const SIZES: [(u32, u32); 5] = [
+    (800, 480),
+    (1024, 600),
+    (1280, 800),
+    (1920, 1080),
+    (1080, 1920),
+];
+
+/// The smallest a control may be: a fingertip (WCAG 2.5.5's 44 CSS px).
+const MIN_TOUCH_PX: u32 = 44;
+
+/// The smallest QR code a phone reads from arm's length on every panel here.
+const MIN_QR_PX: u32 = 160;
+
+/// Everything on screen that does not fit, as `what: why`: an element's box outside the
+/// window; an element that clips or scrolls its content (text cut off, or essentials a
+/// customer would have to scroll to), except the lists marked `data-scroll`, which may
+/// scroll up and down but not sideways and must themselves fit; a button smaller than a
+/// fingertip (`arguments[0]` px). SVG internals are the QR code's modules, judged as one
+/// box.
+const OVERFLOW: &str = r#"
+const minTouch = arguments[0];
+const vw = document.documentElement.clientWidth, vh = document.documentElement.clientHeight;
+const name = (el) => {
+  const cls = typeof el.className === 'string' && el.className ? '.' + el.className.trim().split(/\s+/).join('.') : '';
+  const text = (el.textContent || '').trim().slice(0, 24);
+  return `${el.tagName.toLowerCase()}${el.id ? '#' + el.id : ''}${cls}${text ? ' "' + text + '"' : ''}`;
+};
+const bad = [];
+for (const el of document.querySelectorAll('body, body *')) {
+  if (el.getClientRects().length === 0) continue;
+  const st = getComputedStyle(el);
+  if (st.visibility !== 'visible') continue;
+  if (el.parentElement && el.parentElement.closest('svg')) continue;
+  const r = el.getBoundingClientRect();
+  if (r.width === 0 && r.height === 0) continue;
+  const inList = el.parentElement && el.parentElement.closest('[data-scroll]');
+  if (!inList && (r.left < -1 || r.top < -1 || r.right > vw + 1 || r.bottom > vh + 1)) {
+    bad.push(`${name(el)}: box ${Math.round(r.left)},${Math.round(r.top)} ${Math.round(r.width)}x${Math.round(r.height)} outside ${vw}x${vh}`);
+  }
+  const clips = st.overflowX !== 'visible' || st.overflowY !== 'visible';
+  const wide = el.scrollWidth > el.clientWidth + 1;
+  const tall = el.scrollHeight > el.clientHeight + 1;
+  if (el.hasAttribute('data-scroll')) {
+    if (wide) bad.push(`${name(el)}: list ${el.scrollWidth} px wide in ${el.clientWidth}`);
+  } else if (clips && el !== document.body && el !== document.documentElement && (wide || tall)) {
+    bad.push(`${name(el)}: content ${el.scrollWidth}x${el.scrollHeight} cut to ${el.clientWidth}x${el.clientHeight}`);
+  } else if ((el === document.body || el === document.documentElement) && (wide || tall)) {
+    bad.push(`${name(el).slice(0, 12)}: page ${el.scrollWidth}x${el.scrollHeight} in ${vw}x${vh}`);
+  }
+  if (el.tagName === 'BUTTON' && !inList && (r.width < minTouch || r.height < minTouch)) {
+    bad.push(`${name(el)}: button ${Math.round(r.width)}x${Math.round(r.height)}, under ${minTouch} px`);
+  }
+}
+return bad;
+"#;
+
+/// Products with the longest names a site is likely to give, in both scripts, some sold
+/// out: what the slot lists and the order screens must fit.
+const LONG_NAMES: [&str; 6] = [
+    "农夫山泉 天然矿泉水 550ml",
+    "Coca-Cola Zero Sugar 330 ml can",
+    "康师傅 红烧牛肉面 桶装",
+    "Sandwich",
+    "维他柠檬茶",
+    "Oatly Barista Edition Oat Drink 1 L",
+];
+
+/// A command id of the common shape (a UUID); the screens show its support code.
+const UUID_CMD_ID: &str = "3f9c2a7e-5b1d-4e8a-9c6f-0d2b7a41e5c3";
+
+/// The help page's QR code must stay scannable off the screen: at least this many pixels.
+const MIN_HELP_QR_PX: u32 = 110;
+
+/// The screens whose words differ on a locker (doors, not a tray).
+const LOCKER_SHOTS: [&str; 3] = ["dispensing", "take_item", "failed"];
+
+/// Makes the page word its screens for `board` (`vmc`, `lockboard`), as `cabinet_info`
+/// would say for a cabinet with that board.
+fn set_board(s: &Session, board: &str) {
+    let r = s.call(
+        "POST",
+        "/execute/async",
+        Some(&json!({
+            "script": "const done = arguments[arguments.length - 1];\
+                       import('./page.js').then((m) => { m.state.info.board = arguments[0]; m.state.itemsKey = ''; })\
+                         .then(() => done('ok'), (e) => done(String(e)));",
+            "args": [board],
+        })),
+    );
+    assert_eq!(r, "ok", "the page did not take board {board}");
+}
+
+/// Draws `snap` (a snapshot the core could publish) through the page's own entry for
+/// snapshots, as if the core had sent it.
+fn show_snapshot(s: &Session, snap: &Value) {
+    let r = s.call(
+        "POST",
+        "/execute/async",
+        Some(&json!({
+            "script": "const done = arguments[arguments.length - 1];\
+                       import('./app.js').then((m) => m.onSnapshot(arguments[0]))\
+                         .then(() => done('ok'), (e) => done(String(e)));",
+            "args": [snap],
+        })),
+    );
+    assert_eq!(r, "ok", "the page refused the snapshot {snap}");
+}
+
+/// The screens a customer can see, as the core would publish them (after `base`, the
+/// idle snapshot on screen), each with the longest content it may carry; named for the
+/// screenshots.
+fn customer_snapshots(base: &Value) -> Vec<(&'static str, Value)> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let long = LONG_NAMES[5];
+    let code = cabinet_core::support::code(UUID_CMD_ID);
+    // A failure the order on screen cut short: its code rides along.
+    let earlier = json!({"support_code": code, "uncertain": false, "until_ms": now + 3_600_000});
+    let mut version = base["version"].as_u64().unwrap() + 1_000;
+    let mut with = |fields: Value| {
+        let mut snap = base.clone();
+        for (k, v) in fields.as_object().unwrap() {
+            snap[k] = v.clone();
+        }
+        snap.as_object_mut().unwrap().remove("qr_nonce");
+        version += 1;
+        snap["version"] = json!(version);
+        snap
+    };
+    vec![
+        (
+            "accepted",
+            with(json!({"screen": "accepted", "slot": 30, "product": long, "log_id": UUID_CMD_ID})),
+        ),
+        (
+            "dispensing",
+            with(
+                json!({"screen": "dispensing", "slot": 30, "product": long, "log_id": UUID_CMD_ID, "since_ms": now, "earlier_failure": earlier}),
+            ),
+        ),
+        (
+            "take_item",
+            with(
+                json!({"screen": "take_item", "slot": 30, "product": long, "until_ms": now + 3_600_000, "earlier_failure": earlier}),
+            ),
+        ),
+        (
+            "failed",
+            with(
+                json!({"screen": "failed", "reason": "jammed", "uncertain": false, "support_code": code, "until_ms": now + 3_600_000}),
+            ),
+        ),
+        (
+            "uncertain",
+            with(
+                json!({"screen": "failed", "reason": "board_no_reply", "uncertain": true, "support_code": code, "until_ms": now + 3_600_000}),
+            ),
+        ),
+        (
+            "out_of_service",
+            with(
+                json!({"screen": "out_of_service", "reason": "board_down", "since_ms": now, "board_up": false}),
+            ),
+        ),
+        (
+            "out_of_service-starting",
+            with(
+                json!({"screen": "out_of_service", "reason": "starting", "since_ms": now, "link_up": false}),
+            ),
+        ),
+    ]
+}
+
+trait Fits {
+    fn assert_fits(&self, what: &str);
+}
+
+impl Fits for Session {
+    /// Fails with every element that does not fit the window (see [`OVERFLOW`]).
+    fn assert_fits(&self, what: &str) {
+        let bad: Vec<String> =
+            serde_json::from_value(self.js(OVERFLOW, json!([MIN_TOUCH_PX]))).unwrap();
+        assert!(bad.is_empty(), "{what}: does not fit: {bad:#?}");
+    }
+}
+
+#[test]
+fn every_screen_fits_every_panel_size_in_both_languages() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let started = Instant::now();
+    let phase = |what: &str| eprintln!("[{:>6.2?}] {what}", started.elapsed());
+    let shots = screenshots_dir().join("sizes");
+    let _ = std::fs::remove_dir_all(&shots);
+    std::fs::create_dir_all(&shots).unwrap();
+    // A full cabinet: 30 slots of long names, some sold out. The idle QR code stays put
+    // for the whole test (an hour's session lifetime), so the core publishes nothing new
+    // while the page shows the made-up snapshots below.
+    let mut rig = Rig::with(|site| {
+        site.slots = (1..=30u16)
+            .map(|n| cabinet_testkit::config::Slot {
+                slot: n,
+                product: LONG_NAMES[usize::from(n) % LONG_NAMES.len()].to_owned(),
+                capacity: 10,
+                initial_count: if n % 7 == 0 { 0 } else { u32::from(n % 10) + 1 },
+            })
+            .collect();
+        site.commands.session_lifetime_secs = Some(3_600);
+    });
+    rig.connect_backend();
+
+    for (i, (w, h)) in SIZES.into_iter().enumerate() {
+        let size = format!("{w}x{h}");
+        let xvfb = Xvfb::start_sized(&rig.path("xvfb.log"), w, h);
+        let driver = Driver::start(&xvfb.display, &rig.path("webdriver.log"));
+        let s = open_app(&driver, &rig.config);
+        s.wait_window_up();
+        if i == 0 {
+            // One command in the journal, so the technician's command list has a row.
+            rig.await_board_ok();
+            let (cmd, _) = rig.send_dispense(1);
+            rig.await_terminal(&cmd, "succeeded");
+        }
+        s.wait_screen_within("idle", Duration::from_secs(RESULT_SECS) + WAIT);
+        let shot = |name: &str, lang: &str| {
+            s.assert_fits(&format!("{size} {name} {lang}"));
+            s.shot(&shots.join(format!("{size}-{name}-{lang}.png")));
+        };
+
+        // --- the customer's screens -------------------------------------------------------
+        for lang in ["zh-CN", "en"] {
+            s.set_lang(lang);
+            let qr = s.js(
+                "const r = document.querySelector('#qr svg').getBoundingClientRect();\
+                 return Math.round(Math.min(r.width, r.height))",
+                json!([]),
+            );
+            assert!(
+                qr.as_u64().unwrap() >= u64::from(MIN_QR_PX),
+                "{size}: the QR code is {qr} px across, under {MIN_QR_PX}"
+            );
+            shot("idle", lang);
+        }
+        let base = s.js(
+            "return window.__TAURI__.core.invoke('get_snapshot')",
+            json!([]),
+        );
+        // Each screen as a vending machine words it, then as a locker does (the page's
+        // board kind switched: its wording only, the layout is the same).
+        for board in ["vmc", "lockboard"] {
+            set_board(&s, board);
+            for (name, snap) in customer_snapshots(&base) {
+                if board == "lockboard" && !LOCKER_SHOTS.contains(&name) {
+                    continue;
+                }
+                let screen = snap["screen"].as_str().unwrap().to_owned();
+                show_snapshot(&s, &snap);
+                s.wait_screen(&screen);
+                for lang in ["zh-CN", "en"] {
+                    s.set_lang(lang);
+                    assert_eq!(s.screen(), screen, "{size} {name}: the core drew over it");
+                    if screen == "failed" {
+                        let qr = s.js(
+                            "const r = document.querySelector('#screen-failed .help-qr svg').getBoundingClientRect();\
+                             return Math.round(Math.min(r.width, r.height))",
+                            json!([]),
+                        );
+                        assert!(
+                            qr.as_u64().unwrap_or(0) >= u64::from(MIN_HELP_QR_PX),
+                            "{size}: the help page's QR code is {qr} px across, under {MIN_HELP_QR_PX}"
+                        );
+                    }
+                    if board == "lockboard" && screen == "take_item" {
+                        // A locker names the door that opened, not a tray.
+                        let title = s.text(
+                            "return document.querySelector('#screen-take_item h1').textContent",
+                        );
+                        let door = if lang == "en" {
+                            "Door 30"
+                        } else {
+                            "30 号柜门"
+                        };
+                        assert!(title.contains(door), "{size} {lang}: {title}");
+                    }
+                    if snap.get("earlier_failure").is_some() {
+                        assert!(
+                            s.displayed("#earlier"),
+                            "{size} {name}: the earlier failure's code is not shown"
+                        );
+                    }
+                    let name = if board == "vmc" {
+                        name.to_owned()
+                    } else {
+                        format!("locker-{name}")
+                    };
+                    shot(&name, lang);
+                }
+            }
+        }
+        set_board(&s, "vmc");
+        phase(&format!("{size}: customer screens"));
+
+        // --- the technician's ---------------------------------------------------------------
+        show_snapshot(&s, &base);
+        for lang in ["zh-CN", "en"] {
+            s.wait_screen("idle");
+            s.set_lang(lang);
+            s.open_pin_pad();
+            s.wait_rendered(lang);
+            shot("tech-pin", lang);
+            assert_eq!(s.enter_pin(TECH_PIN), "", "{size}: the right PIN opens");
+            s.wait_screen("out_of_service");
+            for tab in ["health", "slots", "commands", "frames", "audit", "export"] {
+                s.click(&format!("#tech-tabs button[data-tab='{tab}']"));
+                poll(&format!("the {tab} tab filled"), WAIT, || {
+                    let rows = s.js(
+                        "const t = document.querySelector('#tech-panel .tab:not([hidden])');\
+                         return t ? t.querySelectorAll('tr, button').length : 0",
+                        json!([]),
+                    );
+                    if rows.as_u64().unwrap_or(0) > 0 {
+                        Ok(())
+                    } else {
+                        Err(rows.to_string())
+                    }
+                });
+                if tab == "slots" && lang == "zh-CN" {
+                    // A slot test: the frames and audit tabs then have rows, and the
+                    // panel shows its result line.
+                    s.click("#slots tr[data-slot='1'] button[data-op='test']");
+                    poll("the slot test's outcome", WAIT, || {
+                        let o = s.text(
+                            "return document.getElementById('tech-result').dataset.outcome || ''",
+                        );
+                        if o.is_empty() { Err(o) } else { Ok(()) }
+                    });
+                }
+                s.next_frames();
+                shot(&format!("tech-{tab}"), lang);
+            }
+            s.click("#tech-logout");
+        }
+        phase(&format!("{size}: technician screens"));
+        drop(s);
+        drop(driver);
+        drop(xvfb);
+    }
+    eprintln!(
+        "screenshots in {} ({:.1?} in all)",
+        shots.display(),
+        started.elapsed()
+    );
 }

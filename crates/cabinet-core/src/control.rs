@@ -89,13 +89,14 @@ pub enum TechAction {
         /// Items now in it (at most its capacity).
         count: u32,
     },
-    /// The last `n` commands, or those whose log id (the customer's support code) is
-    /// `log_id`.
+    /// The last `n` commands, or those `find` names: a support code as the customer
+    /// reads it off the screen (`K7MX-3QP0`, forgiving case and look-alikes), else a
+    /// `log_id` (exact, then ignoring case).
     Commands {
         /// How many.
         n: usize,
-        /// Search by support code.
-        log_id: Option<String>,
+        /// A support code or a log id.
+        find: Option<String>,
     },
     /// The last serial frames, newest last.
     Frames,
@@ -120,6 +121,26 @@ pub enum TechAction {
     ConfirmFreshStart,
 }
 
+/// A command as the technician's panel lists it: the journal's row and the support
+/// code the customer saw.
+#[derive(Debug, Clone, Serialize)]
+pub struct CommandRow {
+    /// [`crate::support::code`] of its `cmd_id`.
+    pub support_code: String,
+    /// The journal's row.
+    #[serde(flatten)]
+    pub command: crate::journal::StoredCommand,
+}
+
+impl From<crate::journal::StoredCommand> for CommandRow {
+    fn from(command: crate::journal::StoredCommand) -> Self {
+        CommandRow {
+            support_code: crate::support::code(&command.cmd_id),
+            command,
+        }
+    }
+}
+
 /// The answer to a [`TechAction`].
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -141,7 +162,7 @@ pub enum TechAnswer {
     /// Commands.
     Commands {
         /// Newest first.
-        commands: Vec<crate::journal::StoredCommand>,
+        commands: Vec<CommandRow>,
     },
     /// Serial frames.
     Frames {

@@ -28,9 +28,10 @@ pub mod qr;
 pub mod reason;
 pub mod retention;
 pub mod screen;
+pub mod support;
 pub mod systemd;
 pub mod technician;
 pub mod upkeep;
 pub mod witness;
 
-pub use reason::{Lang, Reason};
+pub use reason::Reason;

@@ -3,8 +3,9 @@
 //! A rejection or failure is described by exactly one [`Reason`]. The same value is
 //! written to the journal, logged as `reason=...`, sent in the reply's `reason` field
 //! (docs/PROTOCOL.md) and turned into a short sentence on the customer's failure
-//! screen. Keeping one enum means a support code read off the screen, a log line and
-//! the backend's record all use the same words.
+//! screen (the page's table, ui/strings.js, which the window's tests hold to this
+//! list). Keeping one enum means the screen, a log line and the backend's record all
+//! use the same words.
 
 use std::fmt;
 use std::str::FromStr;
@@ -87,37 +88,6 @@ pub enum Reason {
     /// The app restarted while this command was dispensing; the physical outcome is
     /// not known and the motor is never run again for it.
     Interrupted,
-}
-
-/// Screen language. The screen falls back to the default language when idle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-pub enum Lang {
-    /// English.
-    #[default]
-    #[serde(rename = "en")]
-    En,
-    /// Simplified Chinese.
-    #[serde(rename = "zh-CN")]
-    ZhCn,
-}
-
-impl Lang {
-    /// Parses a BCP 47 tag as the UI sends it; anything unknown falls back to English
-    /// so a bad tag can never leave the customer with an empty screen.
-    pub fn from_tag(tag: &str) -> Lang {
-        match tag {
-            "zh-CN" | "zh" | "zh-Hans" | "zh-Hans-CN" => Lang::ZhCn,
-            _ => Lang::En,
-        }
-    }
-
-    /// The tag used in the UI and in config.
-    pub fn tag(self) -> &'static str {
-        match self {
-            Lang::En => "en",
-            Lang::ZhCn => "zh-CN",
-        }
-    }
 }
 
 impl Reason {
@@ -220,81 +190,6 @@ impl Reason {
     pub fn takes_slot_out_of_service(self) -> bool {
         matches!(self, Reason::Jammed | Reason::MotorNotStopped)
     }
-
-    /// A short plain sentence for the customer's failure screen. The screen adds the
-    /// headline ("Not dispensed — you will not be charged") and the support code.
-    pub fn customer_text(self, lang: Lang) -> &'static str {
-        match lang {
-            Lang::En => self.text_en(),
-            Lang::ZhCn => self.text_zh_cn(),
-        }
-    }
-
-    fn text_en(self) -> &'static str {
-        match self {
-            Reason::WrongTarget => "This request was for another cabinet.",
-            Reason::Expired => "The request took too long. Please scan again.",
-            Reason::NotYetValid => "The cabinet clock is out of step. Please ask staff.",
-            Reason::LifetimeTooLong => "This request could not be accepted. Please scan again.",
-            Reason::BadSignature
-            | Reason::UnknownKey
-            | Reason::UnsupportedAlgorithm
-            | Reason::Malformed
-            | Reason::Oversize => "The request could not be checked.",
-            Reason::UnsupportedKind | Reason::UnsupportedQuantity => {
-                "This cabinet cannot do that request."
-            }
-            Reason::Duplicate => "This request was already handled.",
-            Reason::SessionMismatch => "The code you scanned has changed. Please scan again.",
-            Reason::SlotUnknown => "This item is not in this cabinet.",
-            Reason::SlotDisabled => "This item is not available right now.",
-            Reason::SlotEmpty => "This item is sold out.",
-            Reason::SlotJammed | Reason::Jammed | Reason::MotorNotStopped => {
-                "The item got stuck. Staff have been told."
-            }
-            Reason::Maintenance => "Staff are servicing this cabinet. Please try again shortly.",
-            Reason::JournalUnverified => "This cabinet is out of service. Staff have been told.",
-            Reason::DiskLow => "This cabinet cannot take orders right now. Please try later.",
-            Reason::NoDropDetected => "We could not see the item drop.",
-            Reason::DoorNeverOpened => "The door was not opened in time.",
-            Reason::BoardUnreachable | Reason::BoardNoReply => {
-                "The cabinet is not responding. Please try later."
-            }
-            Reason::Terminated => "The cabinet stopped the delivery.",
-            Reason::Interrupted => "The cabinet restarted during delivery.",
-        }
-    }
-
-    fn text_zh_cn(self) -> &'static str {
-        match self {
-            Reason::WrongTarget => "该请求属于其他柜机。",
-            Reason::Expired => "请求已超时，请重新扫码。",
-            Reason::NotYetValid => "柜机时间不准，请联系工作人员。",
-            Reason::LifetimeTooLong => "该请求无法受理，请重新扫码。",
-            Reason::BadSignature
-            | Reason::UnknownKey
-            | Reason::UnsupportedAlgorithm
-            | Reason::Malformed
-            | Reason::Oversize => "请求无法校验。",
-            Reason::UnsupportedKind | Reason::UnsupportedQuantity => "本柜机不支持该请求。",
-            Reason::Duplicate => "该请求已处理过。",
-            Reason::SessionMismatch => "二维码已更新，请重新扫码。",
-            Reason::SlotUnknown => "本柜机没有该商品。",
-            Reason::SlotDisabled => "该商品暂不可用。",
-            Reason::SlotEmpty => "该商品已售罄。",
-            Reason::SlotJammed | Reason::Jammed | Reason::MotorNotStopped => {
-                "商品卡住了，已通知工作人员。"
-            }
-            Reason::Maintenance => "工作人员正在维护本柜机，请稍后再试。",
-            Reason::JournalUnverified => "本柜机暂停服务，已通知工作人员。",
-            Reason::DiskLow => "本柜机暂时无法接单，请稍后再试。",
-            Reason::NoDropDetected => "未检测到商品掉落。",
-            Reason::DoorNeverOpened => "柜门未在规定时间内打开。",
-            Reason::BoardUnreachable | Reason::BoardNoReply => "柜机无响应，请稍后再试。",
-            Reason::Terminated => "柜机已终止出货。",
-            Reason::Interrupted => "出货过程中柜机重启。",
-        }
-    }
 }
 
 impl fmt::Display for Reason {
@@ -391,18 +286,6 @@ mod tests {
     }
 
     #[test]
-    fn every_reason_has_customer_text_in_both_languages() {
-        for r in Reason::ALL {
-            for lang in [Lang::En, Lang::ZhCn] {
-                let t = r.customer_text(lang);
-                assert!(!t.trim().is_empty(), "{r:?} {lang:?}");
-                assert!(t.chars().count() <= 60, "too long for the screen: {t}");
-            }
-            assert_ne!(r.customer_text(Lang::En), r.customer_text(Lang::ZhCn));
-        }
-    }
-
-    #[test]
     fn forged_and_foreign_commands_never_reach_the_customer_screen() {
         for r in [
             Reason::WrongTarget,
@@ -436,19 +319,6 @@ mod tests {
         assert!(Reason::Oversize.is_trust_failure());
         assert!(!Reason::WrongTarget.is_trust_failure());
         assert!(!Reason::Expired.is_trust_failure());
-    }
-
-    #[test]
-    fn lang_tags_round_trip_and_unknown_tags_fall_back_to_english() {
-        for l in [Lang::En, Lang::ZhCn] {
-            assert_eq!(Lang::from_tag(l.tag()), l);
-            assert_eq!(
-                serde_json::to_string(&l).unwrap(),
-                format!("\"{}\"", l.tag())
-            );
-        }
-        assert_eq!(Lang::from_tag("fr"), Lang::En);
-        assert_eq!(Lang::from_tag(""), Lang::En);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 use serde::Serialize;
 
+use crate::config::{BoardProtocol, Config, ScanApp};
 use crate::reason::Reason;
 
 /// Why the cabinet is out of service.
@@ -70,7 +71,8 @@ pub enum Screen {
         /// "you will not be charged" but "we are checking; you will not be charged for an
         /// item you did not receive".
         uncertain: bool,
-        /// Support code: the command's log id.
+        /// Support code ([`crate::support::code`] of the command's `cmd_id`): short,
+        /// and the backend, the logs and the technician's search find the command by it.
         support_code: String,
         /// Back to idle at this time, unix ms.
         until_ms: u64,
@@ -82,6 +84,17 @@ pub enum Screen {
         /// Since when, unix ms.
         since_ms: u64,
     },
+}
+
+/// A failure whose screen an order took over before it ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EarlierFailure {
+    /// Its support code.
+    pub support_code: String,
+    /// Whether its outcome is unknown (see [`Screen::Failed`]).
+    pub uncertain: bool,
+    /// When its screen would have ended, unix ms.
+    pub until_ms: u64,
 }
 
 /// One slot as the idle screen lists it.
@@ -120,6 +133,56 @@ pub struct Snapshot {
     /// a command's `session` must match a recent one when the cabinet requires it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub qr_nonce: Option<String>,
+    /// On an order's screens: a failure the order cut short, so the customer it failed
+    /// can still read its support code (until that screen would have ended).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub earlier_failure: Option<EarlierFailure>,
     /// Monotonic counter, so a UI can tell a new snapshot from a repeat.
     pub version: u64,
+}
+
+/// What the screens show that does not change while the app runs: the config's words
+/// for customers. The page asks for it once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CabinetInfo {
+    /// What kind of board, so the screens word it right: `vmc` (a slot and a tray) or
+    /// `lockboard` (doors).
+    pub board: BoardProtocol,
+    /// The operator's service phone (`support.phone`), empty for none.
+    pub support_phone: String,
+    /// The operator's help page (`support.help_url`), empty for none.
+    pub help_url: String,
+    /// Where the nearest other cabinet is (`support.nearby`), empty for none.
+    pub nearby: String,
+    /// The apps to scan with (`kiosk.scan_with`), in order.
+    pub scan_with: Vec<ScanApp>,
+    /// What the QR code encodes (`kiosk.qr_url`); empty for `cabinet:{code}:{nonce}`.
+    #[serde(skip)]
+    pub qr_url: String,
+}
+
+impl CabinetInfo {
+    /// A cabinet with a VMC board and nothing configured for customers.
+    pub fn plain() -> Self {
+        CabinetInfo {
+            board: BoardProtocol::Vmc,
+            support_phone: String::new(),
+            help_url: String::new(),
+            nearby: String::new(),
+            scan_with: Vec::new(),
+            qr_url: String::new(),
+        }
+    }
+
+    /// The config's words for customers.
+    pub fn from_config(cfg: &Config) -> Self {
+        CabinetInfo {
+            board: cfg.board.protocol,
+            support_phone: cfg.support.phone.clone(),
+            help_url: cfg.support.help_url.clone(),
+            nearby: cfg.support.nearby.clone(),
+            scan_with: cfg.kiosk.scan_with.clone(),
+            qr_url: cfg.kiosk.qr_url.clone(),
+        }
+    }
 }

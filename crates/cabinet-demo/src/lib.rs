@@ -190,7 +190,7 @@ pub struct Scan {
     pub product: String,
     /// The command id (`jti`).
     pub cmd_id: String,
-    /// The support code the screen will show if it fails.
+    /// The command's `log_id`.
     pub log_id: String,
 }
 
@@ -319,7 +319,9 @@ fn config_text(dir: &Path, broker: SocketAddr, public_key: &str, board: &Path) -
          [board]\nprotocol = \"vmc\"\nport = {}\n\n\
          [journal]\npath = {}\n\n\
          [logs]\ndir = {}\nlevel = \"info,rumqttd=warn\"\n\n\
-         [kiosk]\nname = \"演示柜 Demo cabinet\"\ntake_item_secs = 8\nfailed_secs = 10\n",
+         [kiosk]\nname = \"演示柜 Demo cabinet\"\ntake_item_secs = 8\nfailed_secs = 20\n\n\
+         [support]\nphone = \"400-000-0000\"\nhelp_url = \"https://example.com/help\"\n\
+         nearby = \"演示：附近柜机的位置 · Demo: where the next cabinet is\"\n",
         q(board),
         q(&dir.join("journal.sqlite3")),
         q(&dir.join("logs")),

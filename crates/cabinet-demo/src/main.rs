@@ -100,7 +100,9 @@ async fn scripted(
         let scan = backend.scan(&idle).await?;
         println!(
             "scan {i}/{n}: slot {} ({}), support code {}",
-            scan.slot, scan.product, scan.log_id
+            scan.slot,
+            scan.product,
+            cabinet_core::support::code(&scan.cmd_id)
         );
         let outcome = wait_outcome(&mut replies, &scan, Duration::from_secs(60)).await?;
         println!(
@@ -180,7 +182,7 @@ async fn interactive(
                     continue;
                 };
                 match backend.scan(&snap).await {
-                    Ok(s) => println!("  scanned: slot {} ({}), support code {}", s.slot, s.product, s.log_id),
+                    Ok(s) => println!("  scanned: slot {} ({}), support code {}", s.slot, s.product, cabinet_core::support::code(&s.cmd_id)),
                     Err(e) => println!("  cannot scan: {e:#}"),
                 }
             }

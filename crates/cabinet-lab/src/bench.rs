@@ -73,6 +73,16 @@ enum BenchWhat {
         #[arg(long)]
         json: bool,
     },
+    /// The technician's search by support code: how long hashing the newest command ids
+    /// of a full journal takes (the cabinet is in maintenance meanwhile).
+    SupportSearch {
+        /// Finished commands in the journal (the search looks at the newest 100,000).
+        #[arg(long, default_value_t = 100_000)]
+        history: u64,
+        /// Searches to time.
+        #[arg(long, default_value_t = 20)]
+        searches: u32,
+    },
     /// The journal over a cabinet's life: a million finished commands, retention run on
     /// them (alone, and beside dispenses), the size before and after, the rejections
     /// ring under a flood, and the size ceiling of the defaults.
@@ -105,6 +115,9 @@ pub fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
             json,
         } => dispatch::bench_dispatch(commands, poll_ms, !broker_nagle, pause_ms, history, json),
         BenchWhat::Journal { commands, json } => journal::bench_journal(commands, json),
+        BenchWhat::SupportSearch { history, searches } => {
+            journal::bench_support_search(history, searches)
+        }
         BenchWhat::Retention(args) => retention::bench_retention(args),
         BenchWhat::Scale(args) => scale::bench_scale(args),
         BenchWhat::Footprint(args) => footprint::bench_footprint(args),

@@ -19,7 +19,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use cabinet_core::config::{BoardProtocol, ByteOrder, DoorPolarity};
+use cabinet_core::config::{BoardProtocol, ByteOrder, DoorPolarity, ScanApp};
 use serde::{Deserialize, Serialize};
 
 /// A section of optional fields, each left out of the file when `None`.
@@ -175,8 +175,24 @@ section! {
         board_check_secs: u64,
         /// `kiosk.board_start_wait_secs`.
         board_start_wait_secs: u64,
+        /// `kiosk.qr_url`.
+        qr_url: String,
+        /// `kiosk.scan_with`.
+        scan_with: Vec<ScanApp>,
         /// `[kiosk.webkit_env]`.
         webkit_env: BTreeMap<String, String>,
+    }
+}
+
+section! {
+    /// `[support]`.
+    Support {
+        /// `support.phone`.
+        phone: String,
+        /// `support.help_url`.
+        help_url: String,
+        /// `support.nearby`.
+        nearby: String,
     }
 }
 
@@ -250,6 +266,9 @@ pub struct SiteConfig {
     /// `[maintenance]`.
     #[serde(default, skip_serializing_if = "is_default")]
     pub maintenance: Maintenance,
+    /// `[support]`.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub support: Support,
 }
 
 impl SiteConfig {

@@ -77,8 +77,9 @@ pub fn poll<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Result<
 
 // ---- Xvfb -----------------------------------------------------------------------------
 
-/// A private X server, 1080×1920 (the cabinet's portrait screen), on a display number it
-/// picks itself (`-displayfd`: no fixed number to collide on); killed on drop.
+/// A private X server (1080×1920, the cabinet's portrait screen, unless sized), on a
+/// display number it picks itself (`-displayfd`: no fixed number to collide on); killed
+/// on drop.
 #[derive(Debug)]
 pub struct Xvfb {
     child: Child,
@@ -87,8 +88,14 @@ pub struct Xvfb {
 }
 
 impl Xvfb {
-    /// Starts it with its stderr in `log`; waits for its display number.
+    /// Starts a 1080×1920 screen with its stderr in `log`; waits for its display number.
     pub fn start(log: &Path) -> Xvfb {
+        Xvfb::start_sized(log, 1080, 1920)
+    }
+
+    /// Starts a `width`×`height` screen with its stderr in `log`.
+    pub fn start_sized(log: &Path, width: u32, height: u32) -> Xvfb {
+        let screen = format!("{width}x{height}x24");
         let bin = system_tool("Xvfb", "xvfb");
         // `-displayfd 1`: Xvfb picks a free display and writes its number to our pipe.
         let mut child = Command::new(bin)
@@ -97,7 +104,7 @@ impl Xvfb {
                 "1",
                 "-screen",
                 "0",
-                "1080x1920x24",
+                &screen,
                 "-nolisten",
                 "tcp",
             ])

@@ -36,7 +36,8 @@ pub use load::{DEFAULTS_TOML, default_webkit_env};
 pub use secrets::{PinHash, Secret};
 pub use sections::{
     BoardConfig, BoardProtocol, ByteOrder, CommandsConfig, Config, DoorPolarity, JournalConfig,
-    KioskConfig, LockboardConfig, LogsConfig, MaintenanceConfig, MqttConfig, SlotConfig, VmcConfig,
+    KioskConfig, LockboardConfig, LogsConfig, MaintenanceConfig, MqttConfig, ScanApp, SlotConfig,
+    SupportConfig, VmcConfig,
 };
 pub use stop::{LINK_GOODBYE_SECS, STOP_GRACE_SECS, STOP_MARGIN_SECS, UNIT_STOP_TIMEOUT_SECS};
 pub use validate::{CLOCK_SKEW_CEILING_SECS, MAX_FAILOVER_URLS, TOKEN_LIFETIME_CEILING_SECS};

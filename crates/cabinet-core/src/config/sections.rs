@@ -41,6 +41,24 @@ pub struct Config {
     pub technicians: BTreeMap<String, PinHash>,
     /// Technician entry: lockout after wrong PINs, automatic logout.
     pub maintenance: MaintenanceConfig,
+    /// How a customer reaches the operator: on the failure and out-of-service screens.
+    pub support: SupportConfig,
+}
+
+/// `[support]`: the operator's service contact, shown to customers on the failure and
+/// out-of-service screens. Every field may be empty (then it is not shown).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupportConfig {
+    /// Service phone number as the customer dials it (`400-123-4567`): digits, spaces,
+    /// `+ - ( )`, at most 32 characters.
+    pub phone: String,
+    /// A help page (`https://`, at most 300 characters); the screens show a QR code of it
+    /// next to the support code.
+    pub help_url: String,
+    /// Where the nearest other cabinet is, shown when this one is out of service
+    /// (`B1 电梯旁 · B1, by the lifts`), at most 80 characters.
+    pub nearby: String,
 }
 
 /// `[maintenance]`.
@@ -81,6 +99,14 @@ pub struct KioskConfig {
     /// restarting come within ~30 ms of connecting, a VMC board's first POLLs after
     /// ~200 ms) are journaled, acknowledged and held, then served once it answers.
     pub board_start_wait_secs: u64,
+    /// What the idle screen's QR code encodes: an `https://` link that the operator's
+    /// mini-program or web page answers, with `{machine_code}` and `{nonce}` in it
+    /// (`https://m.example.com/c/{machine_code}?s={nonce}`). Empty: the plain
+    /// `cabinet:{machine_code}:{nonce}`, which only the operator's own app reads.
+    pub qr_url: String,
+    /// The apps the idle screen tells customers to scan with, in the order named
+    /// (`["wechat", "alipay"]`). Empty: "scan with your phone".
+    pub scan_with: Vec<ScanApp>,
     /// The window app only: WebKitGTK rendering fallbacks, set in the app's environment
     /// *only when the variable is not already set* (so an operator can always override
     /// them per cabinet). An empty value means "leave unset". The default turns off the
@@ -307,6 +333,18 @@ string_enum! {
         Vmc = "vmc",
         /// "8A/80" lock board, 9600 8N1.
         Lockboard = "lockboard",
+    }
+}
+
+string_enum! {
+    /// An entry of `kiosk.scan_with`.
+    ScanApp {
+        /// WeChat (微信).
+        Wechat = "wechat",
+        /// Alipay (支付宝).
+        Alipay = "alipay",
+        /// UnionPay's app (云闪付).
+        Unionpay = "unionpay",
     }
 }
 

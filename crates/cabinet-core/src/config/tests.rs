@@ -996,3 +996,50 @@ fn the_config_round_trips_through_toml() {
     let text = toml::to_string(&cfg).unwrap();
     assert_eq!(Config::from_toml_str(&text).unwrap(), cfg);
 }
+
+#[test]
+fn the_customer_contact_and_the_qr_link_are_checked_field_by_field() {
+    let good = format!(
+        "{}\n[kiosk]\nqr_url = \"https://m.example.com/c/{{machine_code}}?s={{nonce}}\"\n\
+         scan_with = [\"wechat\", \"alipay\"]\n\
+         [support]\nphone = \"+86 (20) 8820-8820\"\nhelp_url = \"https://help.example.com/x\"\n\
+         nearby = \"B1 电梯旁 · B1, by the lifts\"\n",
+        minimal()
+    );
+    let cfg = Config::from_toml_str(&good).expect("valid");
+    assert_eq!(cfg.kiosk.scan_with, vec![ScanApp::Wechat, ScanApp::Alipay]);
+    assert_eq!(cfg.support.phone, "+86 (20) 8820-8820");
+
+    let bad = format!(
+        "{}\n[kiosk]\nqr_url = \"https://m.example.com/c?s={{nonce}}\"\n\
+         scan_with = [\"alipay\", \"alipay\"]\n\
+         [support]\nphone = \"call us\"\nhelp_url = \"http://help.example.com\"\n\
+         nearby = \"{}\"\n",
+        minimal(),
+        "x".repeat(81)
+    );
+    let p = problems(&bad);
+    let named: Vec<&str> = p.iter().map(|p| p.field.as_str()).collect();
+    assert_eq!(
+        named,
+        [
+            "kiosk.qr_url",
+            "kiosk.scan_with",
+            "support.phone",
+            "support.help_url",
+            "support.nearby"
+        ],
+        "{p:?}"
+    );
+    assert!(p[0].message.contains("{machine_code}"), "{}", p[0].message);
+
+    let p = problems(&format!(
+        "{}\n[kiosk]\nscan_with = [\"paypal\"]\n",
+        minimal()
+    ));
+    assert!(
+        p[0].field.starts_with("kiosk.scan_with")
+            && p[0].message.contains("wechat, alipay, unionpay"),
+        "{p:?}"
+    );
+}

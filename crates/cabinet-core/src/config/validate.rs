@@ -269,6 +269,50 @@ impl Config {
             1,
             120,
         );
+        if !self.kiosk.qr_url.is_empty()
+            && let Err(why) = crate::qr::check_url_template(&self.kiosk.qr_url)
+        {
+            v.add("kiosk.qr_url", &why);
+        }
+        let apps = &self.kiosk.scan_with;
+        if apps.iter().enumerate().any(|(i, a)| apps[..i].contains(a)) {
+            v.add("kiosk.scan_with", "names an app twice");
+        }
+
+        // [support]
+        let support = &self.support;
+        if support.phone.chars().count() > 32
+            || !support
+                .phone
+                .chars()
+                .all(|c| c.is_ascii_digit() || " +-()".contains(c))
+        {
+            v.add(
+                "support.phone",
+                "at most 32 characters of digits, spaces and + - ( )",
+            );
+        }
+        if !support.help_url.is_empty()
+            && (!support.help_url.starts_with("https://")
+                || support.help_url.len() <= "https://".len()
+                || support.help_url.chars().count() > 300
+                || support
+                    .help_url
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control()))
+        {
+            v.add(
+                "support.help_url",
+                "an https:// link of at most 300 characters, without spaces",
+            );
+        }
+        if support.nearby.chars().count() > 80 || support.nearby.chars().any(char::is_control) {
+            v.add(
+                "support.nearby",
+                "at most 80 characters, no control characters",
+            );
+        }
+
         // [technicians], [maintenance]
         for (name, hash) in &self.technicians {
             let field = format!("technicians.{name}");

@@ -29,7 +29,7 @@ use crate::protocol::{
     Command, Evidence, PROTOCOL_VERSION, Rejection, Reply, ReplyState, TrustedIds,
 };
 use crate::reason::Reason;
-use crate::screen::{Item, OutOfService, Screen, Snapshot};
+use crate::screen::{EarlierFailure, Item, OutOfService, Screen, Snapshot};
 
 /// Engine settings (from the config's `[commands]` and `[kiosk]`).
 #[derive(Debug, Clone)]
@@ -111,6 +111,9 @@ pub struct Engine {
     sessions: VecDeque<(String, u64)>,
     /// A transient customer screen (take item / failed) and when it ends.
     transient: Option<Screen>,
+    /// The latest failure while it would still be on screen: an order that takes the
+    /// screen over carries its support code along (the customer may still be reading it).
+    earlier_failure: Option<EarlierFailure>,
     seq: u64,
     last_screen: Option<Snapshot>,
     version: u64,
@@ -138,6 +141,7 @@ impl Engine {
             issued_before_journal: None,
             sessions: VecDeque::new(),
             transient: None,
+            earlier_failure: None,
             seq: 0,
             last_screen: None,
             version: 0,
@@ -417,7 +421,7 @@ impl Engine {
             out.push(Action::Ack);
             out.push(Action::Publish);
             if reason.is_customer_facing_failure() {
-                self.show_failed(reason, false, &cmd.log_id, now);
+                self.show_failed(reason, false, &cmd.cmd_id, now);
             }
             return;
         }
@@ -583,7 +587,7 @@ impl Engine {
                     out,
                 );
                 out.push(Action::Publish);
-                self.show_failed(reason, false, &job.log_id, now);
+                self.show_failed(reason, false, &job.cmd_id, now);
                 continue;
             }
             self.transition(
@@ -643,7 +647,7 @@ impl Engine {
                 });
             }
             (_, Some(r)) => {
-                self.show_failed(r, state == ReplyState::OutcomeUnknown, &job.log_id, now)
+                self.show_failed(r, state == ReplyState::OutcomeUnknown, &job.cmd_id, now)
             }
             _ => {}
         }

@@ -4,13 +4,38 @@
 use super::*;
 
 impl Engine {
-    pub(super) fn show_failed(&mut self, reason: Reason, uncertain: bool, log_id: &str, now: u64) {
+    pub(super) fn show_failed(&mut self, reason: Reason, uncertain: bool, cmd_id: &str, now: u64) {
+        let support_code = crate::support::code(cmd_id);
+        let until_ms = now + self.cfg.failed_ms;
+        self.earlier_failure = Some(EarlierFailure {
+            support_code: support_code.clone(),
+            uncertain,
+            until_ms,
+        });
         self.transient = Some(Screen::Failed {
             reason,
             uncertain,
-            support_code: log_id.to_owned(),
-            until_ms: now + self.cfg.failed_ms,
+            support_code,
+            until_ms,
         });
+    }
+
+    /// The failure an order's screen carries along: the latest one, while its own
+    /// screen would still show and is not the one showing.
+    fn earlier_failure(&mut self, screen: &Screen, now: u64) -> Option<EarlierFailure> {
+        if self
+            .earlier_failure
+            .as_ref()
+            .is_some_and(|f| f.until_ms <= now)
+        {
+            self.earlier_failure = None;
+        }
+        match screen {
+            Screen::Accepted { .. } | Screen::Dispensing { .. } | Screen::TakeItem { .. } => {
+                self.earlier_failure.clone()
+            }
+            _ => None,
+        }
     }
 
     pub(super) fn product(&self, slot: u16) -> String {
@@ -94,6 +119,7 @@ impl Engine {
 
     pub(super) fn emit_screen(&mut self, now: u64, out: &mut Vec<Action>) {
         let screen = self.screen(now);
+        let earlier_failure = self.earlier_failure(&screen, now);
         let snap = Snapshot {
             machine_code: self.cfg.machine_code.clone(),
             cabinet_name: self.cfg.cabinet_name.clone(),
@@ -112,6 +138,7 @@ impl Engine {
             board_up: self.board_up,
             queued: self.queue.len(),
             qr_nonce: None,
+            earlier_failure,
             version: self.version,
         };
         let qr_nonce = (snap.screen == Screen::Idle)

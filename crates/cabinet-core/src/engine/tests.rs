@@ -655,7 +655,7 @@ fn the_screens_show_the_product_the_qr_code_only_when_idle_and_the_failure_for_i
         Screen::Failed {
             reason: Reason::Jammed,
             uncertain: false,
-            support_code: "log-a".into(),
+            support_code: crate::support::code("a"),
             until_ms: failed_at + 15_000,
         }
     );
@@ -681,6 +681,67 @@ fn the_screens_show_the_product_the_qr_code_only_when_idle_and_the_failure_for_i
     let mut fresh = Engine::new(cfg(), vec![slot(1, 5)], T0);
     let first = screens(&fresh.step(Event::Tick { now_ms: T0 }));
     assert_eq!(first.first().map(|s| s.version), Some(1));
+}
+
+/// A next order takes the screen from a failure at once (the next customer must see
+/// their own order), but its screens carry the failure's support code until the failure
+/// screen would have ended: the customer it failed may still be copying it down.
+#[test]
+fn an_order_that_cuts_a_failure_short_carries_its_support_code_until_its_time() {
+    let mut e = engine();
+    send(&mut e, cmd("a", 1), T0);
+    let failed_at = T0 + 1_000;
+    e.step(Event::BoardDone {
+        cmd_id: "a".into(),
+        outcome: Outcome::Jammed,
+        now_ms: failed_at,
+    });
+    let next = screens(&send(&mut e, cmd("b", 2), failed_at + 2_000));
+    let shown = next.last().expect("the next order takes the screen");
+    assert!(
+        matches!(shown.screen, Screen::Dispensing { slot: 2, .. }),
+        "{:?}",
+        shown.screen
+    );
+    let expected = EarlierFailure {
+        support_code: crate::support::code("a"),
+        uncertain: false,
+        until_ms: failed_at + 15_000,
+    };
+    assert_eq!(shown.earlier_failure.as_ref(), Some(&expected));
+    let done = screens(&e.step(Event::BoardDone {
+        cmd_id: "b".into(),
+        outcome: Outcome::Dispensed {
+            drop_detected: None,
+        },
+        now_ms: failed_at + 6_000,
+    }));
+    let take = done.last().expect("take your item");
+    assert!(
+        matches!(take.screen, Screen::TakeItem { .. }),
+        "{:?}",
+        take.screen
+    );
+    assert_eq!(take.earlier_failure.as_ref(), Some(&expected));
+    assert!(
+        screens(&e.step(Event::Tick {
+            now_ms: failed_at + 14_999
+        }))
+        .is_empty(),
+        "unchanged while the failure's time runs"
+    );
+    let gone = screens(&e.step(Event::Tick {
+        now_ms: failed_at + 15_000,
+    }));
+    let after = gone
+        .last()
+        .expect("the code goes when the failure's time is up");
+    assert!(
+        matches!(after.screen, Screen::TakeItem { .. }),
+        "{:?}",
+        after.screen
+    );
+    assert_eq!(after.earlier_failure, None);
 }
 
 #[test]

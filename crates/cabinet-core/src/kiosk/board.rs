@@ -93,7 +93,7 @@ impl BoardWorker {
         let board = Arc::clone(&self.board);
         let tx = self.done_tx.clone();
         let motor = Arc::clone(&self.motor);
-        let span = info_span!("dispense", log_id = %job.log_id, cmd_id = %job.cmd_id, order_id = %job.order_id, slot = job.slot);
+        let span = info_span!("dispense", log_id = %job.log_id, cmd_id = %job.cmd_id, order_id = %job.order_id, support_code = %crate::support::code(&job.cmd_id), slot = job.slot);
         tokio::task::spawn_blocking(move || {
             let _g = span.enter();
             info!("motor command");

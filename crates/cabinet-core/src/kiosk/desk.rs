@@ -15,9 +15,9 @@ use cabinet_board::Outcome;
 use tokio::sync::mpsc;
 use tracing::{info, info_span, warn};
 
-use crate::control::{Control, TechAction, TechAnswer, TechError, TechStatus};
+use crate::control::{CommandRow, Control, TechAction, TechAnswer, TechError, TechStatus};
 use crate::engine::Event;
-use crate::journal::{Journal, JournalError};
+use crate::journal::{Journal, JournalError, StoredCommand};
 use crate::protocol;
 use crate::technician::{Attempt, Gate};
 use crate::witness;
@@ -76,6 +76,10 @@ impl Desk {
         self.tech.as_ref().map(|t| t.name.as_str())
     }
 }
+
+/// How far back the technician's search looks for a support code: months of a busy
+/// cabinet's commands, hashed in about 80 ms while the cabinet is in maintenance.
+const SUPPORT_SEARCH_DEPTH: usize = 100_000;
 
 fn failed(e: impl std::fmt::Display) -> TechError {
     TechError::Failed(e.to_string())
@@ -296,22 +300,17 @@ impl<L: Link> Runner<L> {
                 let detail = format!("slot {slot}: {before} -> {count}");
                 self.slot_edited(technician, slot, "restock", &detail).await
             }
-            TechAction::Commands { n, log_id } => {
-                let commands = match log_id.as_deref().map(str::trim) {
-                    Some(id) if !id.is_empty() => {
-                        let exact = self.journal.find_by_log_id(id).map_err(failed)?;
-                        if exact.is_empty() {
-                            self.journal.find_by_log_id_nocase(id).map_err(failed)?
-                        } else {
-                            exact
-                        }
-                    }
+            TechAction::Commands { n, find } => {
+                let commands = match find.as_deref().map(str::trim) {
+                    Some(text) if !text.is_empty() => self.find_commands(text).map_err(failed)?,
                     _ => self
                         .journal
                         .recent_commands(n.clamp(1, 500))
                         .map_err(failed)?,
                 };
-                Ok(TechAnswer::Commands { commands })
+                Ok(TechAnswer::Commands {
+                    commands: commands.into_iter().map(CommandRow::from).collect(),
+                })
             }
             TechAction::Frames => Ok(TechAnswer::Frames {
                 frames: self.board.board.recent_frames(),
@@ -347,6 +346,26 @@ impl<L: Link> Runner<L> {
     }
 
     /// The slot's capacity, or why the slot cannot be changed.
+    /// What the panel's search box finds: a support code among the newest
+    /// [`SUPPORT_SEARCH_DEPTH`] commands, else a log id (exact, then ignoring case: one
+    /// typed on the on-screen keyboard).
+    fn find_commands(&self, text: &str) -> Result<Vec<StoredCommand>, JournalError> {
+        if let Some(code) = crate::support::parse(text) {
+            let found = self
+                .journal
+                .find_by_support_code(&code, SUPPORT_SEARCH_DEPTH)?;
+            if !found.is_empty() {
+                return Ok(found);
+            }
+        }
+        let exact = self.journal.find_by_log_id(text)?;
+        if exact.is_empty() {
+            self.journal.find_by_log_id_nocase(text)
+        } else {
+            Ok(exact)
+        }
+    }
+
     fn known_slot(&self, slot: u16) -> Result<u32, TechError> {
         self.cfg
             .slots

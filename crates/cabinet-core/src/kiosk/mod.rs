@@ -492,7 +492,9 @@ impl<L: Link> Runner<L> {
                         .map(|t| (t.cmd_id.clone(), t.log_id.clone(), t.order_id.clone()))
                         .unwrap_or_default(),
                 };
-                let span = info_span!("command", %log_id, %cmd_id, %order_id);
+                // The support code a failure screen would show: grep the logs with either.
+                let support_code = crate::support::code(&cmd_id);
+                let span = info_span!("command", %log_id, %cmd_id, %order_id, %support_code);
                 async {
                     match &verdict {
                         Ok(c) => info!(slot = c.slot, dup = inc.dup, kid = %c.kid, "command received"),

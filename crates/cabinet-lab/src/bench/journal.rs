@@ -174,3 +174,46 @@ pub fn bench_journal(commands: u32, json: bool) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// Times [`Journal::find_by_support_code`] as the technician's panel calls it (the
+/// newest 100,000 commands) on a journal of `history` finished commands: the code of a
+/// command spread through the history each time, then one that matches nothing.
+pub fn bench_support_search(history: u64, searches: u32) -> anyhow::Result<ExitCode> {
+    let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let path = dir.path().join("journal.sqlite3");
+    let filled = fill_history(&path, history)?;
+    let j = Journal::open_with(&path, Durability::Full)?;
+    let mut hits = Vec::new();
+    for k in 0..u64::from(searches.max(1)) {
+        let id = format!(
+            "history-{:08}-0123456789abcdef",
+            (k * 7919) % history.max(1)
+        );
+        let code = cabinet_core::support::code(&id);
+        let started = Instant::now();
+        let found = j.find_by_support_code(&code, 100_000)?;
+        hits.push(u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX));
+        if history <= 100_000 {
+            anyhow::ensure!(
+                found.iter().any(|c| c.cmd_id == id),
+                "the search missed {id}"
+            );
+        }
+    }
+    let started = Instant::now();
+    let none = j.find_by_support_code("ZZZZ-ZZZZ", 100_000)?;
+    let miss = started.elapsed();
+    let (p50, _, max) = summary(hits);
+    println!(
+        "Support-code search: journal of {history} finished commands (filled in {:.1} s)",
+        filled.as_secs_f64()
+    );
+    println!(
+        "  {searches} searches: p50 {:.1} ms, max {:.1} ms; a code that matches nothing: {:.1} ms ({} found)",
+        f64::from(p50) / 1000.0,
+        f64::from(max) / 1000.0,
+        miss.as_secs_f64() * 1000.0,
+        none.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
