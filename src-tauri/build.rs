@@ -13,6 +13,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "demo_available",
             "demo_motor_count",
             "demo_scan",
+            "demo_info",
+            "demo_set_fault",
             "tech_status",
             "tech_login",
             "tech_logout",

@@ -136,6 +136,8 @@ function render() {
   const demo = $("#demo-scan");
   setHidden(demo, !state.demo || screen !== "idle");
   setText(demo, tx.demo_scan);
+  setHidden($("#demo-open"), !state.demo);
+  renderDemoPanel(tx);
   const count = $("#demo-count");
   setHidden(count, !state.demo || state.motorCount === null);
   setText(count, state.motorCount === null ? "" : fmt(tx.demo_count, { n: state.motorCount }));
@@ -265,6 +267,31 @@ async function demoScan() {
   }
 }
 
+// What a demo viewer can break (jam, unplug the board, drop the broker) and the demo
+// technician's PIN, in a panel over the screen.
+function renderDemoPanel(tx) {
+  const panel = $("#demo-panel");
+  const info = state.demoInfo;
+  setHidden(panel, !state.demo || !state.demoPanel || !info);
+  if (panel.hidden) return;
+  setText($("#demo-tech"), fmt(tx.demo_tech, { name: info.technician, pin: info.pin }));
+  for (const b of $$("[data-fault]", panel)) {
+    const on = Boolean(info.faults[b.dataset.fault]);
+    setData(b, "on", on ? "1" : "0");
+    setText(b, tx.demo_faults[b.dataset.fault][on ? "on" : "off"]);
+  }
+}
+
+async function demoFault(fault) {
+  try {
+    const on = !state.demoInfo.faults[fault];
+    state.demoInfo = await invoke("demo_set_fault", { fault, on });
+  } catch (err) {
+    console.warn("demo_set_fault", err && err.code, err && err.message);
+  }
+  render();
+}
+
 async function refreshMotorCount() {
   try {
     state.motorCount = await invoke("demo_motor_count");
@@ -284,6 +311,18 @@ async function main() {
     setLang(state.lang === "zh-CN" ? "en" : "zh-CN");
   });
   $("#demo-scan").addEventListener("click", demoScan);
+  $("#demo-open").addEventListener("click", () => {
+    state.demoPanel = true;
+    render();
+  });
+  $("#demo-close").addEventListener("click", () => {
+    state.demoPanel = false;
+    render();
+  });
+  $("#demo-panel").addEventListener("click", (e) => {
+    const b = e.target.closest("button[data-fault]");
+    if (b) demoFault(b.dataset.fault);
+  });
   techCorner();
   techInput();
   techViews();
@@ -301,6 +340,11 @@ async function main() {
     console.warn("demo_available", err && err.code, err && err.message);
   }
   if (state.demo) {
+    try {
+      state.demoInfo = await invoke("demo_info");
+    } catch (err) {
+      console.warn("demo_info", err && err.code, err && err.message);
+    }
     await refreshMotorCount();
     setInterval(refreshMotorCount, 500);
   }

@@ -97,6 +97,23 @@ export default {
     },
     "demo_scan": "演示：模拟扫码",
     "demo_count": "模拟板电机动作：{n} 次",
+    "demo_controls": "演示控制",
+    "demo_tech": "技术员「{name}」，密码 {pin}：按住屏幕左上角 3 秒进入维护",
+    "demo_faults": {
+      "jam": {
+        "off": "让电机卡住",
+        "on": "修好电机"
+      },
+      "unplug": {
+        "off": "拔掉主板",
+        "on": "插回主板"
+      },
+      "broker": {
+        "off": "断开消息服务器",
+        "on": "恢复消息服务器"
+      }
+    },
+    "demo_close": "关闭",
     "tech_title": "技术人员登录",
     "tech_cancel": "取消",
     "pin_clear": "清除",
@@ -290,6 +307,23 @@ export default {
     },
     "demo_scan": "Demo: simulate a scan",
     "demo_count": "Simulated board motor runs: {n}",
+    "demo_controls": "Demo controls",
+    "demo_tech": "Technician “{name}”, PIN {pin}: hold the top-left corner for 3 s",
+    "demo_faults": {
+      "jam": {
+        "off": "Jam the motors",
+        "on": "Mend the motors"
+      },
+      "unplug": {
+        "off": "Unplug the board",
+        "on": "Plug the board back in"
+      },
+      "broker": {
+        "off": "Drop the broker",
+        "on": "Bring the broker back"
+      }
+    },
+    "demo_close": "Close",
     "tech_title": "Technician login",
     "tech_cancel": "Cancel",
     "pin_clear": "Clear",

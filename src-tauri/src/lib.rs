@@ -17,7 +17,7 @@ use cabinet_core::qr;
 use cabinet_core::screen::{CabinetInfo, Snapshot};
 use cabinet_core::technician::Attempt;
 #[cfg(feature = "demo")]
-use cabinet_demo::{Demo, DemoBackend};
+use cabinet_demo::{Demo, DemoBackend, DemoFault, DemoFaults};
 use serde::Serialize;
 use tauri::{AppHandle, Emitter, Manager, Runtime, State};
 use tokio::sync::watch;
@@ -201,7 +201,7 @@ fn demo_motor_count(state: State<'_, AppState>) -> Result<u64, UiError> {
 }
 
 /// Demo only: plays a customer scanning the QR code now on screen. Returns the support
-/// code of the command the demo backend sent.
+/// code of the command the demo backend sent (what the screen shows if it fails).
 #[cfg(feature = "demo")]
 #[tauri::command]
 async fn demo_scan(state: State<'_, AppState>) -> Result<String, UiError> {
@@ -227,7 +227,55 @@ async fn demo_scan(state: State<'_, AppState>) -> Result<String, UiError> {
         .scan(&snapshot)
         .await
         .map_err(|e| UiError::new("scan_failed", format!("{e:#}")))?;
-    Ok(scan.log_id)
+    Ok(cabinet_core::support::code(&scan.cmd_id))
+}
+
+/// Demo only: the demo's technician (the demo screen shows the PIN) and what the viewer
+/// has broken.
+#[cfg(feature = "demo")]
+#[derive(Debug, Clone, Serialize)]
+struct DemoInfo {
+    technician: &'static str,
+    pin: &'static str,
+    faults: DemoFaults,
+}
+
+#[cfg(feature = "demo")]
+fn demo_of(state: &AppState) -> Result<&Demo, UiError> {
+    state
+        .demo
+        .as_ref()
+        .map(|(demo, _)| demo.as_ref())
+        .ok_or_else(|| UiError::new("not_demo", "this cabinet is not running the demo"))
+}
+
+#[cfg(feature = "demo")]
+fn demo_info_of(demo: &Demo) -> DemoInfo {
+    DemoInfo {
+        technician: cabinet_demo::TECHNICIAN,
+        pin: cabinet_demo::TECHNICIAN_PIN,
+        faults: demo.faults(),
+    }
+}
+
+/// Demo only: the technician and the faults on.
+#[cfg(feature = "demo")]
+#[tauri::command]
+fn demo_info(state: State<'_, AppState>) -> Result<DemoInfo, UiError> {
+    Ok(demo_info_of(demo_of(&state)?))
+}
+
+/// Demo only: jam the motors, unplug the board or drop the broker (`on`), or mend it.
+#[cfg(feature = "demo")]
+#[tauri::command]
+fn demo_set_fault(
+    fault: DemoFault,
+    on: bool,
+    state: State<'_, AppState>,
+) -> Result<DemoInfo, UiError> {
+    let demo = demo_of(&state)?;
+    demo.set_fault(fault, on);
+    Ok(demo_info_of(demo))
 }
 
 fn control(state: &AppState) -> Result<&ControlHandle, UiError> {
@@ -325,6 +373,10 @@ pub fn run_app<R: Runtime>(
             demo_motor_count,
             #[cfg(feature = "demo")]
             demo_scan,
+            #[cfg(feature = "demo")]
+            demo_info,
+            #[cfg(feature = "demo")]
+            demo_set_fault,
             tech_status,
             tech_login,
             tech_logout,

@@ -273,5 +273,27 @@ fn in_the_demo_a_scan_signs_a_command_for_the_nonce_on_screen() {
     };
     core.send_replace(Some(idle));
     let code = invoke(&w, "demo_scan", json!({})).expect("scan sent");
-    assert!(code.as_str().is_some_and(|c| c.starts_with('D')), "{code}");
+    let code = code.as_str().unwrap_or_default();
+    assert_eq!(
+        cabinet_core::support::parse(code).as_deref(),
+        Some(code),
+        "the support code the screen shows if it fails"
+    );
+
+    // The demo's controls: its technician, and faults that go on and off.
+    let info = invoke(&w, "demo_info", json!({})).expect("demo info");
+    assert_eq!(info["pin"], cabinet_demo::TECHNICIAN_PIN);
+    assert_eq!(info["technician"], cabinet_demo::TECHNICIAN);
+    assert_eq!(
+        info["faults"],
+        json!({"jam": false, "unplug": false, "broker": false})
+    );
+    let on = invoke(&w, "demo_set_fault", json!({"fault": "jam", "on": true})).expect("jam");
+    assert_eq!(on["faults"]["jam"], true);
+    assert!(demo.faults().jam);
+    let off = invoke(&w, "demo_set_fault", json!({"fault": "jam", "on": false})).expect("mend");
+    assert_eq!(off["faults"]["jam"], false);
+    let err = invoke(&w, "demo_set_fault", json!({"fault": "fire", "on": true}))
+        .expect_err("no such fault");
+    assert!(err.to_string().contains("fire"), "{err}");
 }

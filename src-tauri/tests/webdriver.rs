@@ -106,7 +106,12 @@ const VIEW_SHOTS: [&str; 5] = [
 ];
 /// The demo test's screenshots (one language).
 #[cfg(feature = "demo")]
-const DEMO_SHOTS: [&str; 2] = ["demo-idle-zh-CN", "demo-take_item-zh-CN"];
+const DEMO_SHOTS: [&str; 4] = [
+    "demo-idle-zh-CN",
+    "demo-take_item-zh-CN",
+    "demo-controls-zh-CN",
+    "demo-failed-zh-CN",
+];
 /// One window at a time: two Xvfb + WebKit stacks on a 2-core machine make both slow.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -826,11 +831,13 @@ fn every_customer_screen_in_the_real_window_in_both_languages() {
 
 /// `make demo`'s window: the embedded broker, simulated board and demo key come up by
 /// themselves; "simulate scan" plays a customer and the motor count on screen goes up by
-/// one through dispensing and take-your-item. Only with the `demo` feature (`make test`
-/// runs it in a pass of its own: the shipped app has no demo).
+/// one through dispensing and take-your-item. Its controls unplug the board and drop the
+/// broker (out of service, then back), jam the motors (a failure with a support code),
+/// and its technician gets in with the PIN the controls show. Only with the `demo`
+/// feature (`make test` runs it in a pass of its own: the shipped app has no demo).
 #[cfg(feature = "demo")]
 #[test]
-fn the_demo_window_dispenses_on_simulate_scan_and_counts_the_motor_run() {
+fn the_demo_window_dispenses_breaks_and_mends_and_lets_its_technician_in() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let shots = screenshots_dir();
     clear_shots(&shots, DEMO_SHOTS.map(String::from));
@@ -850,17 +857,12 @@ fn the_demo_window_dispenses_on_simulate_scan_and_counts_the_motor_run() {
     s.wait_window_up();
     s.wait_screen("idle");
     let count = || s.text("return document.getElementById('demo-count').dataset.count || ''");
-    // In service (broker and board up), the demo backend connected, the counter shown.
+    // In service (idle: broker and board up), the scan button and the counter shown.
     poll("the demo ready to scan", WAIT, || {
-        let ready = s.js(
-            "return !document.getElementById('status-link').classList.contains('down') \
-             && !document.getElementById('status-board').classList.contains('down')",
-            json!([]),
-        );
-        if ready == json!(true) && s.displayed("#demo-scan") && count() == "0" {
+        if s.screen() == "idle" && s.displayed("#demo-scan") && count() == "0" {
             Ok(())
         } else {
-            Err(format!("ready={ready} count={:?}", count()))
+            Err(format!("screen={} count={:?}", s.screen(), count()))
         }
     });
     s.wait_rendered("zh-CN");
@@ -881,6 +883,60 @@ fn the_demo_window_dispenses_on_simulate_scan_and_counts_the_motor_run() {
         "the demo journals to {}",
         journal.display()
     );
+    s.wait_screen("idle");
+
+    // The demo's controls: its technician's PIN, and three things to break and mend.
+    s.click("#demo-open");
+    poll("the demo controls", WAIT, || {
+        let t = s.text("return document.getElementById('demo-tech').textContent");
+        if s.displayed("#demo-panel") && t.contains(cabinet_demo::TECHNICIAN_PIN) {
+            Ok(())
+        } else {
+            Err(t)
+        }
+    });
+    s.next_frames();
+    s.shot(&shots.join(format!("{}.png", DEMO_SHOTS[2])));
+    let toggle = |fault: &str, on: bool| {
+        s.click(&format!("#demo-panel [data-fault='{fault}']"));
+        let want = if on { "1" } else { "0" };
+        poll(&format!("{fault} {want}"), WAIT, || {
+            let v = s.text(&format!(
+                "return document.querySelector(\"#demo-panel [data-fault='{fault}']\").dataset.on"
+            ));
+            if v == want { Ok(()) } else { Err(v) }
+        });
+    };
+    let oos_for = |why: &str| {
+        s.wait_screen("out_of_service");
+        assert_eq!(s.text("return document.body.dataset.oos || ''"), why);
+    };
+    toggle("unplug", true);
+    oos_for("board_down");
+    toggle("unplug", false);
+    s.wait_screen("idle");
+    toggle("broker", true);
+    oos_for("broker_down");
+    toggle("broker", false);
+    s.wait_screen("idle");
+
+    // Jammed motors: the next scan fails with a short support code.
+    toggle("jam", true);
+    s.click("#demo-close");
+    s.click("#demo-scan");
+    s.wait_screen("failed");
+    let code = s.text("return document.querySelector('.support .code').textContent");
+    assert!(
+        cabinet_core::support::parse(&code).as_deref() == Some(code.as_str()),
+        "a support code on the failure screen: {code:?}"
+    );
+    s.wait_rendered("zh-CN");
+    s.shot(&shots.join(format!("{}.png", DEMO_SHOTS[3])));
+    // The demo technician gets in with the PIN the demo shows (and out again).
+    s.open_pin_pad();
+    assert_eq!(s.enter_pin(cabinet_demo::TECHNICIAN_PIN), "");
+    s.wait_screen("out_of_service");
+    s.click("#tech-logout");
     drop(s);
     drop(driver);
     drop(xvfb);

@@ -14,6 +14,11 @@
 //! with the demo key, and publishes it on the cabinet's topic, exactly as a backend
 //! would (docs/PROTOCOL.md). Nothing here is used outside the demo; tests use a real
 //! Mosquitto.
+//!
+//! The demo also lets a viewer break things ([`Demo::set_fault`]): jam the motors, unplug
+//! the board, drop the broker (the kiosk reaches the broker through a [`Relay`] the demo
+//! can cut), and it has a technician, [`TECHNICIAN`] with [`TECHNICIAN_PIN`], so the
+//! maintenance panel can be opened to clear the jam.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -21,15 +26,47 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use cabinet_board::Protocol;
-use cabinet_board::sim::{SimConfig, Simulator};
+use cabinet_board::sim::{Fault, SimConfig, Simulator};
 use cabinet_core::config::{Config, parse_broker_url};
 use cabinet_core::mqtt::{BackendClient, BackendOptions};
 use cabinet_core::protocol::{self, CommandClaims, SigningKey};
 use cabinet_core::screen::{Screen, Snapshot};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+mod relay;
+
+pub use relay::Relay;
+
 /// The demo cabinet's code.
 pub const MACHINE_CODE: &str = "DEMO-0001";
+/// The demo's technician (the screen shows the name and the PIN in demo mode only).
+pub const TECHNICIAN: &str = "演示 Demo";
+/// The demo technician's PIN.
+pub const TECHNICIAN_PIN: &str = "2468";
+
+/// What a demo viewer can break, and mend again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DemoFault {
+    /// The motors jam: the next order fails and its slot goes out of service until the
+    /// technician clears the jam.
+    Jam,
+    /// The board is unplugged: no POLLs, no answers; out of service after the grace.
+    Unplug,
+    /// The broker is gone: the kiosk's connection is cut and new ones refused.
+    Broker,
+}
+
+/// Which [`DemoFault`]s are on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct DemoFaults {
+    /// Motors jam.
+    pub jam: bool,
+    /// Board unplugged.
+    pub unplug: bool,
+    /// Broker dropped.
+    pub broker: bool,
+}
 /// The `kid` of the demo signing key.
 pub const KEY_ID: &str = "demo";
 
@@ -71,8 +108,10 @@ pub struct Demo {
     config_path: PathBuf,
     config: Config,
     broker: SocketAddr,
+    relay: Relay,
     sim: Simulator,
     key: SigningKey,
+    faults: std::sync::Mutex<DemoFaults>,
 }
 
 impl Demo {
@@ -95,6 +134,7 @@ impl Demo {
             }
         };
         let broker = start_broker().context("cannot start the embedded broker")?;
+        let relay = Relay::start(broker).context("cannot start the demo's broker relay")?;
 
         let link = dir.join("board");
         let mut sc = SimConfig::new(Protocol::Vmc);
@@ -106,7 +146,9 @@ impl Demo {
 
         let (key, public) = protocol::generate_keypair().context("cannot make a demo key")?;
         let config_path = dir.join("config.toml");
-        let text = config_text(&dir, broker, &public, &link);
+        let pin_hash = cabinet_core::technician::hash_pin(TECHNICIAN_PIN)
+            .map_err(|e| anyhow::anyhow!("cannot hash the demo PIN: {e}"))?;
+        let text = config_text(&dir, relay.addr(), &public, &link, &pin_hash);
         std::fs::write(&config_path, text)
             .with_context(|| format!("cannot write {}", config_path.display()))?;
         let config = Config::load(&config_path)
@@ -117,9 +159,41 @@ impl Demo {
             config_path,
             config,
             broker,
+            relay,
             sim,
             key,
+            faults: std::sync::Mutex::new(DemoFaults::default()),
         })
+    }
+
+    /// Breaks (`on`) or mends one thing.
+    pub fn set_fault(&self, fault: DemoFault, on: bool) {
+        let mut faults = self
+            .faults
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match fault {
+            DemoFault::Jam => {
+                toggle(&self.sim, Fault::Jam, on);
+                faults.jam = on;
+            }
+            DemoFault::Unplug => {
+                toggle(&self.sim, Fault::Silent, on);
+                faults.unplug = on;
+            }
+            DemoFault::Broker => {
+                self.relay.set_up(!on);
+                faults.broker = on;
+            }
+        }
+    }
+
+    /// Which faults are on.
+    pub fn faults(&self) -> DemoFaults {
+        *self
+            .faults
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The demo cabinet's config (already validated).
@@ -137,7 +211,8 @@ impl Demo {
         &self.dir
     }
 
-    /// The embedded broker's address.
+    /// The embedded broker's address (the kiosk connects through the relay; the
+    /// demo backend directly).
     pub fn broker(&self) -> SocketAddr {
         self.broker
     }
@@ -308,7 +383,21 @@ fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
-fn config_text(dir: &Path, broker: SocketAddr, public_key: &str, board: &Path) -> String {
+fn toggle(sim: &Simulator, fault: Fault, on: bool) {
+    if on {
+        sim.set_fault(fault);
+    } else {
+        sim.clear_fault(fault);
+    }
+}
+
+fn config_text(
+    dir: &Path,
+    broker: SocketAddr,
+    public_key: &str,
+    board: &Path,
+    pin_hash: &str,
+) -> String {
     let q = |p: &Path| toml_string(&p.display().to_string());
     let mut s = format!(
         "# Written by the demo at start; the kiosk runs on it unchanged.\n\
@@ -321,10 +410,13 @@ fn config_text(dir: &Path, broker: SocketAddr, public_key: &str, board: &Path) -
          [logs]\ndir = {}\nlevel = \"info,rumqttd=warn\"\n\n\
          [kiosk]\nname = \"演示柜 Demo cabinet\"\ntake_item_secs = 8\nfailed_secs = 20\n\n\
          [support]\nphone = \"400-000-0000\"\nhelp_url = \"https://example.com/help\"\n\
-         nearby = \"演示：附近柜机的位置 · Demo: where the next cabinet is\"\n",
+         nearby = \"演示：附近柜机的位置 · Demo: where the next cabinet is\"\n\n\
+         [technicians]\n{} = {}\n",
         q(board),
         q(&dir.join("journal.sqlite3")),
         q(&dir.join("logs")),
+        toml_string(TECHNICIAN),
+        toml_string(pin_hash),
     );
     for (i, (product, count)) in PRODUCTS.iter().enumerate() {
         s.push_str(&format!(
@@ -393,19 +485,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_demo_config_is_valid_and_requires_sessions() {
+    fn the_demo_config_is_valid_requires_sessions_and_has_its_technician() {
         let dir = tempfile::tempdir().unwrap();
         let (_, public) = protocol::generate_keypair().unwrap();
+        let hash = cabinet_core::technician::hash_pin(TECHNICIAN_PIN).unwrap();
         let text = config_text(
             dir.path(),
             "127.0.0.1:1883".parse().unwrap(),
             &public,
             &dir.path().join("bo\"ard"),
+            &hash,
         );
         let cfg = Config::from_toml_str(&text).unwrap();
         assert_eq!(cfg.machine_code, MACHINE_CODE);
         assert!(cfg.commands.require_session);
         assert_eq!(cfg.slots.len(), PRODUCTS.len());
         assert_eq!(cfg.board.port, dir.path().join("bo\"ard"));
+        let techs: Vec<&String> = cfg.technicians.keys().collect();
+        assert_eq!(techs, [TECHNICIAN]);
+        assert!(!cfg.support.phone.is_empty());
     }
 }

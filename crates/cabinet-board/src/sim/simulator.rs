@@ -89,6 +89,27 @@ impl Simulator {
         tracing::info!(?fault, "simulator fault on");
     }
 
+    /// Turn one fault off (its kind: the argument of a `BadChecksum` or `SlowReply` is
+    /// ignored), leaving the others as they are.
+    pub fn clear_fault(&self, fault: Fault) {
+        let mut c = self.shared.lock();
+        let f = &mut c.faults;
+        match fault {
+            Fault::Jam => f.jam = false,
+            Fault::MotorNotStopped => f.motor_not_stopped = false,
+            Fault::NoDropDetected => f.no_drop = false,
+            Fault::DoorStuck => f.door_stuck = false,
+            Fault::NoReply => f.no_reply = false,
+            Fault::Silent => f.silent = false,
+            Fault::BadChecksum(_) => f.bad_checksum = 0,
+            Fault::SlowReply(_) => f.slow_reply = None,
+            Fault::RepeatedPackNo => f.repeated_packno = false,
+            Fault::ReportTwice => f.report_twice = false,
+            Fault::ReportWrongSlot => f.report_wrong_slot = false,
+        }
+        tracing::info!(?fault, "simulator fault off");
+    }
+
     /// Turn every fault off.
     pub fn clear_faults(&self) {
         self.shared.lock().faults = Faults::default();
