@@ -139,6 +139,7 @@ export default {
     "enable": "启用",
     "disable": "停用",
     "save": "保存",
+    "fill": "补满",
     "slot_states": {
       "ok": "正常",
       "jammed": "卡货",
@@ -349,6 +350,7 @@ export default {
     "enable": "Enable",
     "disable": "Disable",
     "save": "Save",
+    "fill": "Fill up",
     "slot_states": {
       "ok": "OK",
       "jammed": "Jammed",

@@ -340,40 +340,55 @@ function slotView(s) {
   return { ...s, state: !s.enabled ? "disabled" : s.jammed ? "jammed" : "ok" };
 }
 
+// The slot table: one line a slot; tapping one chooses it for the bar above (a count
+// to set with − / + / full, a test, clearing a jam, enabling or disabling).
 function renderSlots(items, tx) {
+  tech.slots = items;
+  if (!items.some((it) => it.slot === tech.slot)) tech.slot = items.length ? items[0].slot : null;
+  tech.count = null; // the chosen slot's count as the journal has it, until − / + / full
   $("#slots").replaceChildren(
     ...items.map((it) => {
       const tr = document.createElement("tr");
       tr.dataset.slot = String(it.slot);
       const st = it.state || (it.available ? "ok" : "");
-      const count = document.createElement("input");
-      count.type = "number";
-      count.min = "0";
-      count.value = String(it.count);
-      count.className = "count";
-      const actions = document.createElement("td");
-      actions.append(
-        button(tx.save, { op: "save", slot: it.slot }),
-        button(tx.slot_test, { op: "test", slot: it.slot }),
-        button(tx.clear_jam, { op: "clear", slot: it.slot }),
-        button(it.enabled === false ? tx.enable : tx.disable, {
-          op: it.enabled === false ? "enable" : "disable",
-          slot: it.slot,
-        }),
-      );
-      const countCell = document.createElement("td");
-      countCell.append(count);
       const stateCell = cell("td", tx.slot_states[st] || st);
       stateCell.dataset.state = st;
-      tr.append(cell("td", it.slot), cell("td", it.product), countCell, cell("td", `/ ${it.capacity}`), stateCell, actions);
+      tr.append(cell("td", it.slot), cell("td", it.product), cell("td", `${it.count} / ${it.capacity}`), stateCell);
       return tr;
     }),
   );
+  renderSlotBar(tx);
 }
 
-async function slotOp(op, slot, row) {
+function chosenSlot() {
+  return (tech.slots || []).find((it) => it.slot === tech.slot) || null;
+}
+
+function renderSlotBar(tx) {
+  const it = chosenSlot();
+  setHidden($("#slot-bar"), !it);
+  for (const tr of $$("#slots tr")) tr.classList.toggle("chosen", Number(tr.dataset.slot) === tech.slot);
+  if (!it) return;
+  setText($("#slot-chosen"), `${tx.tab_slots} ${it.slot} · ${it.product}`);
+  const count = tech.count === null ? it.count : tech.count;
+  setText($("#slot-count"), `${count} / ${it.capacity}`);
+  setData($("#slot-count"), "value", String(count));
+  setText($("#slot-bar [data-op='toggle']"), it.enabled === false ? tx.enable : tx.disable);
+}
+
+async function slotOp(op) {
   const tx = t();
+  const it = chosenSlot();
+  if (!it) return;
+  const slot = it.slot;
   const out = $("#tech-result");
+  const count = tech.count === null ? it.count : tech.count;
+  if (op === "minus" || op === "plus" || op === "fill") {
+    // Counting happens here; nothing reaches the core before "save".
+    tech.count = op === "fill" ? it.capacity : Math.max(0, Math.min(it.capacity, count + (op === "plus" ? 1 : -1)));
+    renderSlotBar(tx);
+    return;
+  }
   out.textContent = "";
   let r = null;
   if (op === "test") {
@@ -382,28 +397,29 @@ async function slotOp(op, slot, row) {
     if (r) {
       const o = r.outcome.outcome;
       out.textContent = fmt(tx.test_result, { slot, outcome: tx.outcomes[o] || o });
-      out.dataset.outcome = r.outcome.outcome;
+      out.dataset.outcome = o;
       await loadTab("slots");
     }
   } else if (op === "clear") {
     r = await techDo({ action: "clear_jam", slot });
-  } else if (op === "enable" || op === "disable") {
-    r = await techDo({ action: "set_enabled", slot, enabled: op === "enable" });
+  } else if (op === "toggle") {
+    r = await techDo({ action: "set_enabled", slot, enabled: it.enabled === false });
   } else if (op === "save") {
-    const count = Number($("input.count", row).value);
     r = await techDo({ action: "set_count", slot, count });
   }
   if (r && r.slots) renderSlots(r.slots.map(slotView), tx);
   out.dataset.seq = String(Number(out.dataset.seq || 0) + 1);
 }
 
-// A touchscreen has no keyboard: support codes are typed on this one.
-const OSK_ROWS = ["1234567890", "QWERTYUIOP", "ASDFGHJKL-", "ZXCVBNM_⌫"];
+// A touchscreen has no keyboard: support codes and log ids are typed on one, the export
+// directory on another (lower case and the path's punctuation).
+const OSK_CODE = ["1234567890", "QWERTYUIOP", "ASDFGHJKL-", "ZXCVBNM_⌫"];
+const OSK_PATH = ["1234567890", "qwertyuiop", "asdfghjkl/", "⇧zxcvbnm-_.⌫"];
 
-function buildOsk() {
-  const osk = $("#osk");
+// ⌫ deletes, ⇧ switches the letters' case (a USB stick's label is often upper case).
+function buildOsk(osk, input, rows) {
   osk.replaceChildren(
-    ...OSK_ROWS.map((row) => {
+    ...rows.map((row) => {
       const div = document.createElement("div");
       div.className = "osk-row";
       for (const k of row) div.append(button(k, { key: k }));
@@ -413,8 +429,19 @@ function buildOsk() {
   osk.addEventListener("click", (e) => {
     const b = e.target.closest("button[data-key]");
     if (!b) return;
-    const input = $("#cmd-log-id");
-    input.value = b.dataset.key === "⌫" ? input.value.slice(0, -1) : input.value + b.dataset.key;
+    const k = b.dataset.key;
+    if (k === "⇧") {
+      for (const key of $$("button[data-key]", osk)) {
+        const c = key.dataset.key;
+        const flipped = c === c.toLowerCase() ? c.toUpperCase() : c.toLowerCase();
+        if (c.length === 1 && /[a-z]/i.test(c)) {
+          key.dataset.key = flipped;
+          key.textContent = flipped;
+        }
+      }
+      return;
+    }
+    input.value = k === "⌫" ? input.value.slice(0, -1) : input.value + k;
   });
 }
 
@@ -433,14 +460,22 @@ async function loadExportTargets() {
 }
 
 export function techViews() {
-  buildOsk();
+  buildOsk($("#osk"), $("#cmd-log-id"), OSK_CODE);
+  buildOsk($("#osk-path"), $("#export-dir"), OSK_PATH);
   $("#tech-tabs").addEventListener("click", (e) => {
     const b = e.target.closest("button[data-tab]");
     if (b) showTab(b.dataset.tab);
   });
   $("#slots").addEventListener("click", (e) => {
+    const tr = e.target.closest("tr[data-slot]");
+    if (!tr) return;
+    tech.slot = Number(tr.dataset.slot);
+    tech.count = null;
+    renderSlotBar(t());
+  });
+  $("#slot-bar").addEventListener("click", (e) => {
     const b = e.target.closest("button[data-op]");
-    if (b) slotOp(b.dataset.op, Number(b.dataset.slot), b.closest("tr"));
+    if (b) slotOp(b.dataset.op);
   });
   $("#cmd-search").addEventListener("submit", (e) => {
     e.preventDefault();

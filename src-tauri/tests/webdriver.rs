@@ -1125,7 +1125,9 @@ fn a_technician_tests_a_slot_restocks_finds_a_command_and_exports_a_bundle() {
     });
     let motors = rig.sim.stats().motor_actions;
     let before = result_seq();
-    s.click("#slots tr[data-slot='1'] button[data-op='test']");
+    // A slot is a line; tapping it chooses it for the bar above the list.
+    s.click("#slots tr[data-slot='1'] td:nth-child(2)");
+    s.click("#slot-bar button[data-op='test']");
     after(before);
     assert_eq!(
         s.text("return document.getElementById('tech-result').dataset.outcome || ''"),
@@ -1137,13 +1139,17 @@ fn a_technician_tests_a_slot_restocks_finds_a_command_and_exports_a_bundle() {
         "the slot test ran the motor once"
     );
 
-    // Restock slot 2 (5 at start, one sold above) to 9: the backend hears of it.
-    s.js(
-        "document.querySelector(\"#slots tr[data-slot='2'] input.count\").value = '9'",
-        json!([]),
+    // Restock slot 2 (5 at start, one sold above) to 9 with the bar's buttons (no
+    // keyboard on a kiosk): fill up to its capacity of 10, one less. The backend hears.
+    s.click("#slots tr[data-slot='2'] td:nth-child(2)");
+    s.click("#slot-bar button[data-op='fill']");
+    s.click("#slot-bar button[data-op='minus']");
+    assert_eq!(
+        s.text("return document.getElementById('slot-count').dataset.value"),
+        "9"
     );
     let before = result_seq();
-    s.click("#slots tr[data-slot='2'] button[data-op='save']");
+    s.click("#slot-bar button[data-op='save']");
     after(before);
     let telemetry = rig.await_stock(2, 9);
     // The technician's action reaches the backend with the same telemetry message.
@@ -1209,9 +1215,21 @@ fn a_technician_tests_a_slot_restocks_finds_a_command_and_exports_a_bundle() {
     });
     s.shot(&shots.join(format!("{}.png", VIEW_SHOTS[2])));
 
-    // Export to a "USB stick".
+    // Export to a "USB stick". Its path can be typed on the panel's own keyboard
+    // (lower case, ⇧ for upper case); the test's temporary one is then set directly.
     let usb = tempfile::tempdir().unwrap();
     s.click("#tech-tabs button[data-tab='export']");
+    s.js(
+        "document.getElementById('export-dir').value = ''",
+        json!([]),
+    );
+    for key in ["/", "m", "n", "t", "/", "⇧", "U", "S", "B", "⇧", "1"] {
+        s.click(&format!("#osk-path button[data-key='{key}']"));
+    }
+    assert_eq!(
+        s.text("return document.getElementById('export-dir').value"),
+        "/mnt/USB1"
+    );
     s.js(
         "document.getElementById('export-dir').value = arguments[0]",
         json!([usb.path().to_str().unwrap()]),
@@ -1461,36 +1479,35 @@ const MIN_HELP_QR_PX: u32 = 110;
 /// The screens whose words differ on a locker (doors, not a tray).
 const LOCKER_SHOTS: [&str; 3] = ["dispensing", "take_item", "failed"];
 
-/// Makes the page word its screens for `board` (`vmc`, `lockboard`), as `cabinet_info`
-/// would say for a cabinet with that board.
-fn set_board(s: &Session, board: &str) {
+/// Runs `body` in the page with its module `module` as `m` and `arg` as `arg`, and
+/// waits for it (it may return a promise).
+fn in_module(s: &Session, module: &str, body: &str, arg: &Value) {
     let r = s.call(
         "POST",
         "/execute/async",
         Some(&json!({
-            "script": "const done = arguments[arguments.length - 1];\
-                       import('./page.js').then((m) => { m.state.info.board = arguments[0]; m.state.itemsKey = ''; })\
-                         .then(() => done('ok'), (e) => done(String(e)));",
-            "args": [board],
+            "script": format!(
+                "const done = arguments[arguments.length - 1]; const arg = arguments[0];\
+                 import('./{module}').then((m) => {body})\
+                   .then(() => done('ok'), (e) => done(String(e)));"
+            ),
+            "args": [arg],
         })),
     );
-    assert_eq!(r, "ok", "the page did not take board {board}");
+    assert_eq!(r, "ok", "{module}: {body} with {arg}");
+}
+
+/// Makes the page word its screens for `board` (`vmc`, `lockboard`), as `cabinet_info`
+/// would say for a cabinet with that board.
+fn set_board(s: &Session, board: &str) {
+    let body = "{ m.state.info.board = arg; m.state.itemsKey = ''; }";
+    in_module(s, "page.js", body, &json!(board));
 }
 
 /// Draws `snap` (a snapshot the core could publish) through the page's own entry for
 /// snapshots, as if the core had sent it.
 fn show_snapshot(s: &Session, snap: &Value) {
-    let r = s.call(
-        "POST",
-        "/execute/async",
-        Some(&json!({
-            "script": "const done = arguments[arguments.length - 1];\
-                       import('./app.js').then((m) => m.onSnapshot(arguments[0]))\
-                         .then(() => done('ok'), (e) => done(String(e)));",
-            "args": [snap],
-        })),
-    );
-    assert_eq!(r, "ok", "the page refused the snapshot {snap}");
+    in_module(s, "app.js", "m.onSnapshot(arg)", snap);
 }
 
 /// The screens a customer can see, as the core would publish them (after `base`, the
@@ -1715,7 +1732,8 @@ fn every_screen_fits_every_panel_size_in_both_languages() {
                 if tab == "slots" && lang == "zh-CN" {
                     // A slot test: the frames and audit tabs then have rows, and the
                     // panel shows its result line.
-                    s.click("#slots tr[data-slot='1'] button[data-op='test']");
+                    s.click("#slots tr[data-slot='1'] td:nth-child(2)");
+                    s.click("#slot-bar button[data-op='test']");
                     poll("the slot test's outcome", WAIT, || {
                         let o = s.text(
                             "return document.getElementById('tech-result').dataset.outcome || ''",
