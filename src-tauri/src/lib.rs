@@ -191,13 +191,7 @@ fn is_demo(_: &AppState) -> bool {
 #[cfg(feature = "demo")]
 #[tauri::command]
 fn demo_motor_count(state: State<'_, AppState>) -> Result<u64, UiError> {
-    let Some((demo, _)) = &state.demo else {
-        return Err(UiError::new(
-            "not_demo",
-            "this cabinet is not running the demo",
-        ));
-    };
-    Ok(demo.simulator().stats().motor_actions)
+    Ok(demo_of(&state)?.simulator().stats().motor_actions)
 }
 
 /// Demo only: plays a customer scanning the QR code now on screen. Returns the support

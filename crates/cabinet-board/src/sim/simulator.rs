@@ -71,43 +71,33 @@ impl Simulator {
 
     /// Turn a fault on.
     pub fn set_fault(&self, fault: Fault) {
-        let mut c = self.shared.lock();
-        let f = &mut c.faults;
-        match fault {
-            Fault::Jam => f.jam = true,
-            Fault::MotorNotStopped => f.motor_not_stopped = true,
-            Fault::NoDropDetected => f.no_drop = true,
-            Fault::DoorStuck => f.door_stuck = true,
-            Fault::NoReply => f.no_reply = true,
-            Fault::Silent => f.silent = true,
-            Fault::BadChecksum(n) => f.bad_checksum = n,
-            Fault::SlowReply(d) => f.slow_reply = Some(d),
-            Fault::RepeatedPackNo => f.repeated_packno = true,
-            Fault::ReportTwice => f.report_twice = true,
-            Fault::ReportWrongSlot => f.report_wrong_slot = true,
-        }
+        self.switch(fault, true);
         tracing::info!(?fault, "simulator fault on");
     }
 
     /// Turn one fault off (its kind: the argument of a `BadChecksum` or `SlowReply` is
     /// ignored), leaving the others as they are.
     pub fn clear_fault(&self, fault: Fault) {
+        self.switch(fault, false);
+        tracing::info!(?fault, "simulator fault off");
+    }
+
+    fn switch(&self, fault: Fault, on: bool) {
         let mut c = self.shared.lock();
         let f = &mut c.faults;
         match fault {
-            Fault::Jam => f.jam = false,
-            Fault::MotorNotStopped => f.motor_not_stopped = false,
-            Fault::NoDropDetected => f.no_drop = false,
-            Fault::DoorStuck => f.door_stuck = false,
-            Fault::NoReply => f.no_reply = false,
-            Fault::Silent => f.silent = false,
-            Fault::BadChecksum(_) => f.bad_checksum = 0,
-            Fault::SlowReply(_) => f.slow_reply = None,
-            Fault::RepeatedPackNo => f.repeated_packno = false,
-            Fault::ReportTwice => f.report_twice = false,
-            Fault::ReportWrongSlot => f.report_wrong_slot = false,
+            Fault::Jam => f.jam = on,
+            Fault::MotorNotStopped => f.motor_not_stopped = on,
+            Fault::NoDropDetected => f.no_drop = on,
+            Fault::DoorStuck => f.door_stuck = on,
+            Fault::NoReply => f.no_reply = on,
+            Fault::Silent => f.silent = on,
+            Fault::BadChecksum(n) => f.bad_checksum = if on { n } else { 0 },
+            Fault::SlowReply(d) => f.slow_reply = on.then_some(d),
+            Fault::RepeatedPackNo => f.repeated_packno = on,
+            Fault::ReportTwice => f.report_twice = on,
+            Fault::ReportWrongSlot => f.report_wrong_slot = on,
         }
-        tracing::info!(?fault, "simulator fault off");
     }
 
     /// Turn every fault off.
