@@ -17,10 +17,12 @@ DEMO_PACKAGES := \
 	libwebkit2gtk-4.1-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev librsvg2-dev \
 	libayatana-appindicator3-dev libxdo-dev fonts-noto-cjk
 # ...and what the tests add: Xvfb and WebDriver for the real window, Mosquitto and
-# RabbitMQ for the broker tests, the .deb's clean root, the tools the scripts call, and
-# node for the page's own checks (ui-check).
+# RabbitMQ for the broker tests, the .deb's clean root, the tools the scripts call, two
+# window managers and the X tools that ask them (the window stays on screen), and node
+# for the page's own checks (ui-check).
 APT_PACKAGES := $(DEMO_PACKAGES) \
 	libssl-dev xvfb xauth webkit2gtk-driver mosquitto mosquitto-clients socat imagemagick jq openssl \
+	openbox metacity xdotool x11-utils \
 	dpkg-dev debootstrap python3 faketime rabbitmq-server nodejs
 
 .PHONY: all deps deps-demo toolchain tools demo demo-headless demo-boards test lint ui-check deny unit test-deb deb reliability cluster mutants bench bench-history bench-window clean

@@ -413,8 +413,49 @@ fn open_window<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<()> {
         Ok(None) => tracing::warn!("no screen found: the window keeps its configured size"),
         Err(e) => tracing::warn!(error = %e, "cannot read the screen's size"),
     }
-    window.build()?;
+    let window = window.build()?;
+    #[cfg(target_os = "linux")]
+    keep_on_screen(&window);
+    #[cfg(not(target_os = "linux"))]
+    let _ = window;
     Ok(())
+}
+
+/// Keeps the kiosk's window on the screen under a desktop window manager. Tauri's
+/// `minimizable: false` does nothing on Linux, and a window manager's menu (Alt+Space)
+/// minimised the kiosk to a black screen that a customer could not undo. So the window
+/// asks the window manager (Motif hints, which Openbox, Metacity, Mutter, xfwm and KWin
+/// read) to offer nothing on it: no minimise, maximise, move, resize or close; and a
+/// window manager that minimises it anyway (a script, a task bar) sees it come straight
+/// back. Without a window manager neither matters, and both are harmless.
+#[cfg(target_os = "linux")]
+fn keep_on_screen<R: Runtime>(window: &tauri::WebviewWindow<R>) {
+    use gtk::gdk;
+    use gtk::prelude::*;
+    let gtk_window = match window.gtk_window() {
+        Ok(w) => w,
+        // The test runtime has no GTK window.
+        Err(e) => return tracing::debug!(error = %e, "no GTK window to keep on screen"),
+    };
+    let offer_nothing = |w: &gtk::ApplicationWindow| {
+        if let Some(gdk_window) = w.window() {
+            gdk_window.set_functions(gdk::WMFunction::empty());
+        }
+    };
+    // Realized already when Tauri hands it over; on realize too, should that change.
+    offer_nothing(&gtk_window);
+    gtk_window.connect_realize(offer_nothing);
+    gtk_window.connect_window_state_event(|w, event| {
+        if event
+            .new_window_state()
+            .contains(gdk::WindowState::ICONIFIED)
+        {
+            tracing::warn!("the window was minimised: brought back");
+            w.deiconify();
+            w.present();
+        }
+        gtk::glib::Propagation::Proceed
+    });
 }
 
 /// Emits every new snapshot to all webviews as [`SCREEN_EVENT`], until the core drops

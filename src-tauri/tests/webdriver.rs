@@ -54,7 +54,9 @@ use cabinet_board::Protocol;
 use cabinet_board::sim::{Fault, SimConfig, Simulator};
 use cabinet_core::config::ScanApp;
 use cabinet_core::protocol::{self, CommandClaims, SigningKey};
-use cabinet_testkit::webdriver::{Driver, Session, Xvfb, poll};
+use cabinet_testkit::webdriver::{
+    Driver, Session, WindowManager, Wm, Xvfb, poll, system_tool, x_property,
+};
 use cabinet_testkit::{Broker, Client, SiteConfig, password};
 use serde_json::{Value, json};
 
@@ -1335,6 +1337,94 @@ fn a_technician_tests_a_slot_restocks_finds_a_command_and_exports_a_bundle() {
 /// A journal lost between two runs (its witness names a journal that is gone): the
 /// window says out of service at once; the technician's health tab says why and takes
 /// two taps to confirm a fresh start, which is audited, and the QR code comes back.
+/// Every line the kiosk logged so far (all of its daily files in the rig's `logs/`).
+fn kiosk_log(rig: &Rig) -> String {
+    let mut all = String::new();
+    for entry in std::fs::read_dir(rig.path("logs"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        all += &std::fs::read_to_string(entry.path()).unwrap_or_default();
+    }
+    all
+}
+
+/// The kiosk on an 800×480 screen under `wm`, at its idle screen: the rig, the screen, the
+/// window manager, the driver, the page, and the kiosk's X window id.
+fn kiosk_under(wm: Wm) -> (Rig, Xvfb, WindowManager, Driver, Session, String) {
+    let rig = Rig::new();
+    let xvfb = Xvfb::start_sized(&rig.path("xvfb.log"), 800, 480);
+    let manager = WindowManager::start(wm, &xvfb.display, &rig.path("wm.log"));
+    let driver = Driver::start(&xvfb.display, &rig.path("webdriver.log"));
+    let s = open_app(&driver, &rig.config);
+    s.wait_screen("idle");
+    let window = poll(
+        "the window manager manages the kiosk's window",
+        WAIT,
+        || {
+            let list = x_property(&xvfb.display, "-root", "_NET_CLIENT_LIST");
+            list.split(['#', ','])
+                .skip(1)
+                .map(str::trim)
+                .find(|id| x_property(&xvfb.display, id, "_NET_WM_NAME").contains("Cabinet Kiosk"))
+                .map(str::to_owned)
+                .ok_or(list)
+        },
+    );
+    (rig, xvfb, manager, driver, s, window)
+}
+
+#[test]
+fn a_window_manager_that_reads_hints_offers_no_minimise_close_or_move() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (_rig, xvfb, _wm, _driver, _s, window) = kiosk_under(Wm::Metacity);
+    // What the window manager offers on the window (its menu, Alt+Space, its keys).
+    let allowed = poll("the window manager says what it offers", WAIT, || {
+        let a = x_property(&xvfb.display, &window, "_NET_WM_ALLOWED_ACTIONS");
+        if a.contains("_NET_WM_ACTION") {
+            Ok(a)
+        } else {
+            Err(a)
+        }
+    });
+    for action in ["MINIMIZE", "CLOSE", "MOVE", "RESIZE"] {
+        assert!(
+            !allowed.contains(&format!("_NET_WM_ACTION_{action}")),
+            "the window manager offers {action}: {allowed}"
+        );
+    }
+}
+
+#[test]
+fn a_window_manager_that_minimises_anyway_sees_the_window_come_back() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (rig, xvfb, _wm, _driver, s, window) = kiosk_under(Wm::Openbox);
+    // What a script or a task bar asks (ICCCM's WM_CHANGE_STATE), and Openbox does.
+    let st = Command::new(system_tool("xdotool", "xdotool"))
+        .args(["windowminimize", &window])
+        .env("DISPLAY", &xvfb.display)
+        .status()
+        .unwrap();
+    assert!(st.success(), "xdotool windowminimize: {st}");
+    poll("the kiosk sees it was minimised", WAIT, || {
+        if kiosk_log(&rig).contains("the window was minimised") {
+            Ok(())
+        } else {
+            Err("not in the kiosk's log".to_owned())
+        }
+    });
+    poll("the window is back on the screen", WAIT, || {
+        let state = x_property(&xvfb.display, &window, "WM_STATE");
+        if state.contains("Normal") {
+            Ok(())
+        } else {
+            Err(state)
+        }
+    });
+    assert_eq!(s.screen(), "idle", "the page carries on");
+}
+
 #[test]
 fn a_lost_journal_is_out_of_service_until_a_technician_confirms_a_fresh_start() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());

@@ -143,6 +143,97 @@ impl Drop for Xvfb {
     }
 }
 
+// ---- a window manager ------------------------------------------------------------------
+
+/// The window managers a desktop cabinet or a technician's laptop may run (a cabinet
+/// usually runs none). They differ where the kiosk's window cares: Metacity (GNOME's
+/// lineage, like Mutter) honours a window's Motif hints and offers no minimise when told
+/// not to; Openbox ignores those hints for minimise and close, and minimises on request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wm {
+    /// Metacity: reads Motif hints, offers only what they allow.
+    Metacity,
+    /// Openbox: offers minimise and close whatever the hints say.
+    Openbox,
+}
+
+impl Wm {
+    /// The program, which is also its Debian package.
+    pub fn program(self) -> &'static str {
+        match self {
+            Wm::Metacity => "metacity",
+            Wm::Openbox => "openbox",
+        }
+    }
+}
+
+/// A window manager on an X display; killed on drop.
+#[derive(Debug)]
+pub struct WindowManager {
+    child: Child,
+}
+
+impl WindowManager {
+    /// Starts `wm` on `display` with its output in `log`; waits until it has taken the
+    /// screen (it names itself on the root window, `_NET_SUPPORTING_WM_CHECK`).
+    pub fn start(wm: Wm, display: &str, log: &Path) -> WindowManager {
+        let bin = system_tool(wm.program(), wm.program());
+        let out = std::fs::File::create(log).unwrap();
+        let child = Command::new(bin)
+            .arg("--sm-disable")
+            .env("DISPLAY", display)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", wm.program()));
+        let mut it = WindowManager { child };
+        poll("the window manager takes the screen", WAIT, || {
+            if let Some(st) = it.child.try_wait().unwrap() {
+                panic!(
+                    "{} exited early ({st}); see {}",
+                    wm.program(),
+                    log.display()
+                );
+            }
+            let root = x_property(display, "-root", "_NET_SUPPORTING_WM_CHECK");
+            if root.contains("window id") {
+                Ok(())
+            } else {
+                Err(root)
+            }
+        });
+        it
+    }
+}
+
+impl Drop for WindowManager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `xprop` of one property of `window` (`-root`, or an X window id) on `display`: its line
+/// as xprop prints it, or what went wrong.
+pub fn x_property(display: &str, window: &str, property: &str) -> String {
+    let xprop = system_tool("xprop", "x11-utils");
+    let mut cmd = Command::new(xprop);
+    cmd.env("DISPLAY", display);
+    if window == "-root" {
+        cmd.arg("-root");
+    } else {
+        cmd.args(["-id", window]);
+    }
+    match cmd.arg(property).stdin(Stdio::null()).output() {
+        Ok(out) => {
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr)
+        }
+        Err(e) => format!("xprop: {e}"),
+    }
+}
+
 // ---- tauri-driver ---------------------------------------------------------------------
 
 /// tauri-driver in its own process group, with WebKitWebDriver (and the app it starts) in
