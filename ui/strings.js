@@ -182,6 +182,26 @@ export default {
       "exit": "关闭程序",
       "journal_fresh_start": "日志库重新开始"
     },
+    "audit_notes": {
+      "slot": "货道 {slot}",
+      "restock": "货道 {slot}：{before} → {after}",
+      "slot_test": "货道 {slot}：{outcome}",
+      "lockout": "{secs} 秒",
+      "logout": "{why}"
+    },
+    "logout_whys": {
+      "logout": "点了退出维护",
+      "idle": "长时间无操作，自动退出"
+    },
+    "refusals": {
+      "slot_test_running": "正在测试货道，请等测试结束",
+      "dispense_finishing": "顾客的商品正在出货，请稍候",
+      "export_running": "正在导出，请等导出结束",
+      "unknown_slot": "货道 {slot} 不在货道表中",
+      "over_capacity": "货道 {slot} 最多放 {capacity} 件",
+      "nothing_to_confirm": "日志库完好，无需确认",
+      "own_request": "无法执行"
+    },
     "errors": {
       "not_logged_in": "未登录或已自动退出",
       "busy": "柜机正忙，请稍后再试",
@@ -204,6 +224,14 @@ export default {
       "disk": "剩余磁盘",
       "dropped": "已丢弃的拒收记录",
       "unverified": "日志库未核实",
+      "losses": {
+        "missing": "日志库文件不见了",
+        "empty": "日志库文件是空的",
+        "corrupt": "日志库未通过完整性检查（{problem}），已另存为 {set_aside}",
+        "replaced": "原日志库 {expected} 被另一个日志库 {found} 取代",
+        "rolled_back": "日志库被换成了较旧的副本（有 {found} 条记录，应有 {expected} 条）",
+        "witness_unreadable": "无法读取日志库的见证文件：{problem}"
+      },
       "confirm_fresh": "确认重新开始日志库…",
       "confirm_fresh_again": "再按一次确认：丢失的记录无法恢复",
       "version": "版本",
@@ -393,6 +421,26 @@ export default {
       "exit": "Close the app",
       "journal_fresh_start": "Journal fresh start"
     },
+    "audit_notes": {
+      "slot": "Slot {slot}",
+      "restock": "Slot {slot}: {before} → {after}",
+      "slot_test": "Slot {slot}: {outcome}",
+      "lockout": "{secs} s",
+      "logout": "{why}"
+    },
+    "logout_whys": {
+      "logout": "with the exit button",
+      "idle": "automatically, after no touch"
+    },
+    "refusals": {
+      "slot_test_running": "A slot test is running; wait for it to end",
+      "dispense_finishing": "A customer's item is being dispensed; wait a moment",
+      "export_running": "An export is being written; wait for it to end",
+      "unknown_slot": "Slot {slot} is not in the slot map",
+      "over_capacity": "Slot {slot} holds at most {capacity}",
+      "nothing_to_confirm": "The journal is intact; there is nothing to confirm",
+      "own_request": "Cannot do that"
+    },
     "errors": {
       "not_logged_in": "Not logged in (or logged out when idle)",
       "busy": "The cabinet is busy; try again shortly",
@@ -415,6 +463,14 @@ export default {
       "disk": "Disk free",
       "dropped": "Refused payloads dropped",
       "unverified": "Journal not verified",
+      "losses": {
+        "missing": "the journal file was missing",
+        "empty": "the journal file was empty",
+        "corrupt": "the journal failed its integrity check ({problem}) and was kept as {set_aside}",
+        "replaced": "another journal ({found}) is in place of journal {expected}",
+        "rolled_back": "an older copy of the journal is in place ({found} transitions, the witness saw {expected})",
+        "witness_unreadable": "the journal's witness file cannot be read: {problem}"
+      },
       "confirm_fresh": "Confirm a fresh start of the journal…",
       "confirm_fresh_again": "Tap again to confirm: the lost records cannot be recovered",
       "version": "Version",

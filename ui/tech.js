@@ -3,7 +3,7 @@
 // (`tech_*` commands); the panel only asks and shows.
 
 import { $, $$, invoke, setData, setHidden, setText, state, t } from "./page.js";
-import { fmt } from "./text.js";
+import { auditNote, fmt, techError } from "./text.js";
 
 const TECH_HOLD_MS = 3_000; // press on the top-left corner this long to open the PIN pad (and styles.css --hold)
 const PIN_PAD_TIMEOUT_MS = 60_000;
@@ -226,7 +226,8 @@ async function refreshDiag() {
   const loss = $("#journal-loss");
   loss.hidden = !d.journal.unverified;
   if (d.journal.unverified) {
-    $("#journal-loss-text").textContent = `${L.unverified}: ${d.journal.unverified}`;
+    const why = d.journal.loss ? fmt(L.losses[d.journal.loss.loss] || "", d.journal.loss) : "";
+    $("#journal-loss-text").textContent = `${L.unverified}: ${why || d.journal.unverified}`;
     const b = $("#confirm-fresh");
     if (b.dataset.armed !== "1") b.textContent = L.confirm_fresh;
   }
@@ -256,11 +257,8 @@ async function techDo(action) {
     out.dataset.result = "ok";
     return r;
   } catch (err) {
-    // {code, message}: the kind in the panel's language, the detail as the core gave it.
-    const errors = t().errors;
     out.dataset.result = "error";
-    const kind = (err && errors[err.code]) || errors.failed;
-    out.textContent = err && err.message ? `${kind} (${err.message})` : kind;
+    out.textContent = techError(t(), err);
     return null;
   }
 }
@@ -328,7 +326,7 @@ async function loadTab(tab) {
           cell("td", new Date(a.at).toLocaleString(state.lang)),
           cell("td", a.technician),
           cell("td", tx.audit_actions[a.action] || a.action),
-          cell("td", a.detail),
+          cell("td", auditNote(tx, a.note, a.detail)),
         );
         return tr;
       }),

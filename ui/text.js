@@ -25,3 +25,29 @@ export function scanHint(tx, apps) {
   const list = names.length ? names.join(tx.list_sep) + tx.list_or + last : last;
   return fmt(tx.scan_with, { apps: list });
 }
+
+/**
+ * A technician's audit row's detail in the panel's language. `note` is the core's reading
+ * of it ({kind, ...}); `detail` the text as stored, shown when the note has no words here.
+ */
+export function auditNote(tx, note, detail = "") {
+  if (!note || note.kind === "empty") return "";
+  const words = tx.audit_notes[note.kind];
+  if (note.kind === "text" || !words) return note.text ?? detail;
+  const vars = { ...note };
+  if (note.kind === "slot_test") vars.outcome = tx.outcomes[note.outcome] || note.outcome;
+  if (note.kind === "logout") vars.why = tx.logout_whys[note.why] || note.why;
+  return fmt(words, vars);
+}
+
+/**
+ * Why a technician's action did not happen, in the panel's language. `err` is the IPC
+ * error {code, message, refusal?}: a refusal is worded from its fields; a failure keeps
+ * the core's (English) detail in brackets, for a support ticket.
+ */
+export function techError(tx, err) {
+  const refusal = err && err.refusal && tx.refusals[err.refusal.why];
+  if (refusal) return fmt(refusal, err.refusal);
+  const kind = (err && tx.errors[err.code]) || tx.errors.failed;
+  return err && err.code === "failed" && err.message ? `${kind} (${err.message})` : kind;
+}

@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use cabinet_core::control::{ControlHandle, Diagnostics, TechAction, TechAnswer, TechStatus};
+use cabinet_core::control::{
+    ControlHandle, Diagnostics, Refusal, TechAction, TechAnswer, TechError, TechStatus,
+};
 use cabinet_core::qr;
 use cabinet_core::screen::{CabinetInfo, Snapshot};
 use cabinet_core::technician::Attempt;
@@ -101,13 +103,18 @@ impl AppState {
     }
 }
 
-/// The one error type the page sees, serialized as `{code, message}`.
+/// The one error type the page sees, serialized as `{code, message}`, and `refusal`
+/// when a technician's action was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UiError {
     /// Stable, machine-readable code.
     pub code: &'static str,
     /// Human-readable detail (English; for logs and support, not for customers).
     pub message: String,
+    /// Why a technician's action was refused (`{why, ...}`), which the panel words in
+    /// its language.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<Refusal>,
 }
 
 impl UiError {
@@ -115,6 +122,17 @@ impl UiError {
         UiError {
             code,
             message: message.to_string(),
+            refusal: None,
+        }
+    }
+}
+
+impl From<TechError> for UiError {
+    fn from(e: TechError) -> Self {
+        UiError {
+            code: e.code(),
+            message: e.to_string(),
+            refusal: e.refusal().cloned(),
         }
     }
 }
@@ -321,7 +339,7 @@ async fn tech_diag(state: State<'_, AppState>) -> Result<Diagnostics, UiError> {
         .diagnostics()
         .await
         .map_err(gone)?
-        .map_err(|e| UiError::new(e.code(), e))
+        .map_err(UiError::from)
 }
 
 /// A technician's action: slot test, clear jam, enable/disable, restock, command search,
@@ -333,7 +351,7 @@ async fn tech_do(action: TechAction, state: State<'_, AppState>) -> Result<TechA
         .tech(action)
         .await
         .map_err(gone)?
-        .map_err(|e| UiError::new(e.code(), e))?;
+        .map_err(UiError::from)?;
     if exit && let Some(ExitFn(exit)) = state.exit.get() {
         exit();
     }

@@ -9,8 +9,11 @@
 use std::collections::BTreeSet;
 
 use cabinet_core::Reason;
+use cabinet_core::audit::AuditNote;
 use cabinet_core::config::{BoardProtocol, ScanApp};
+use cabinet_core::control::Refusal;
 use cabinet_core::screen::OutOfService;
+use cabinet_core::witness::Loss;
 use serde_json::Value;
 
 /// The table: the JSON between `export default` and the final `;`.
@@ -135,6 +138,154 @@ fn every_out_of_service_reason_board_kind_and_scan_app_has_its_words() {
                 .map(String::as_str)
                 .collect();
             assert_eq!(kinds, boards, "{tag}: {key}");
+        }
+    }
+}
+
+/// One of each refusal. The match has no wildcard: a new refusal does not compile here
+/// until it is listed (and then needs its sentence).
+fn every_refusal() -> Vec<Refusal> {
+    let all = vec![
+        Refusal::SlotTestRunning,
+        Refusal::DispenseFinishing,
+        Refusal::ExportRunning,
+        Refusal::UnknownSlot { slot: 1 },
+        Refusal::OverCapacity {
+            slot: 1,
+            capacity: 8,
+        },
+        Refusal::NothingToConfirm,
+        Refusal::OwnRequest,
+    ];
+    for r in &all {
+        match r {
+            Refusal::SlotTestRunning
+            | Refusal::DispenseFinishing
+            | Refusal::ExportRunning
+            | Refusal::UnknownSlot { .. }
+            | Refusal::OverCapacity { .. }
+            | Refusal::NothingToConfirm
+            | Refusal::OwnRequest => {}
+        }
+    }
+    all
+}
+
+/// One of each audit note the panel words (`empty` and `text` need no words), listed as
+/// [`every_refusal`] is.
+fn every_worded_note() -> Vec<AuditNote> {
+    let all = vec![
+        AuditNote::Slot { slot: 1 },
+        AuditNote::Restock {
+            slot: 1,
+            before: 0,
+            after: 8,
+        },
+        AuditNote::SlotTest {
+            slot: 1,
+            outcome: "dispensed".into(),
+        },
+        AuditNote::Lockout { secs: 60 },
+        AuditNote::Logout { why: "idle".into() },
+    ];
+    for n in &all {
+        match n {
+            AuditNote::Slot { .. }
+            | AuditNote::Restock { .. }
+            | AuditNote::SlotTest { .. }
+            | AuditNote::Lockout { .. }
+            | AuditNote::Logout { .. } => {}
+            AuditNote::Empty | AuditNote::Text { .. } => unreachable!("shown as they are"),
+        }
+    }
+    all
+}
+
+/// One of each way the journal can be lost, listed as [`every_refusal`] is.
+fn every_loss() -> Vec<Loss> {
+    let all = vec![
+        Loss::Missing,
+        Loss::Empty,
+        Loss::Corrupt {
+            set_aside: "/var/lib/cabinet-kiosk/journal.sqlite3.corrupt-1".into(),
+            problem: "database disk image is malformed".into(),
+        },
+        Loss::Replaced {
+            expected: "a".into(),
+            found: "b".into(),
+        },
+        Loss::RolledBack {
+            expected: 9,
+            found: 3,
+        },
+        Loss::WitnessUnreadable {
+            problem: "bad json".into(),
+        },
+    ];
+    for l in &all {
+        match l {
+            Loss::Missing
+            | Loss::Empty
+            | Loss::Corrupt { .. }
+            | Loss::Replaced { .. }
+            | Loss::RolledBack { .. }
+            | Loss::WitnessUnreadable { .. } => {}
+        }
+    }
+    all
+}
+
+#[test]
+fn every_refusal_audit_detail_and_journal_loss_a_technician_sees_has_its_words() {
+    let t = table();
+    for tag in ["zh-CN", "en"] {
+        let tx = lang(&t, tag);
+        for r in every_refusal() {
+            let v = serde_json::to_value(&r).unwrap();
+            let why = v["why"].as_str().unwrap();
+            let words = tx["refusals"][why]
+                .as_str()
+                .unwrap_or_else(|| panic!("{tag}: refusals.{why}"));
+            // Every placeholder is a field the core sends.
+            for p in placeholders(words) {
+                assert!(
+                    v.get(&p).is_some(),
+                    "{tag}: refusals.{why} uses {{{p}}}: {v}"
+                );
+            }
+        }
+        for n in every_worded_note() {
+            let v = serde_json::to_value(&n).unwrap();
+            let kind = v["kind"].as_str().unwrap();
+            let words = tx["audit_notes"][kind]
+                .as_str()
+                .unwrap_or_else(|| panic!("{tag}: audit_notes.{kind}"));
+            for p in placeholders(words) {
+                assert!(
+                    v.get(&p).is_some(),
+                    "{tag}: audit_notes.{kind} uses {{{p}}}: {v}"
+                );
+            }
+        }
+        for loss in every_loss() {
+            let v = serde_json::to_value(&loss).unwrap();
+            let kind = v["loss"].as_str().unwrap();
+            let words = tx["diag"]["losses"][kind]
+                .as_str()
+                .unwrap_or_else(|| panic!("{tag}: diag.losses.{kind}"));
+            for p in placeholders(words) {
+                assert!(
+                    v.get(&p).is_some(),
+                    "{tag}: diag.losses.{kind} uses {{{p}}}: {v}"
+                );
+            }
+        }
+        // How a technician leaves (the runner's two logouts).
+        for why in ["logout", "idle"] {
+            assert!(
+                tx["logout_whys"][why].is_string(),
+                "{tag}: logout_whys.{why}"
+            );
         }
     }
 }

@@ -1301,6 +1301,14 @@ fn a_technician_tests_a_slot_restocks_finds_a_command_and_exports_a_bundle() {
             Err(actions.to_string())
         }
     });
+    // The details in the panel's language, not the journal's English text (which
+    // telemetry carries for the backend: "slot 2: 4 -> 9").
+    let details = s.js(
+        "return Array.from(document.querySelectorAll('#audit tr'), r => r.cells[3].textContent)",
+        json!([]),
+    );
+    assert_eq!(details[1], "货道 2：4 → 9", "{details}");
+    assert_eq!(details[2], "货道 1：已出货", "{details}");
     s.shot(&shots.join(format!("{}.png", VIEW_SHOTS[3])));
 
     // Closing the app is a technician action that takes two taps: the first only arms
@@ -1455,7 +1463,12 @@ fn a_lost_journal_is_out_of_service_until_a_technician_confirms_a_fresh_start() 
     };
     let why = poll("the journal's loss on the health tab", WAIT, || {
         let t = loss();
-        if t.contains("missing") { Ok(t) } else { Err(t) }
+        // In the panel's language (the core's English is for logs and telemetry).
+        if t.contains("日志库文件不见了") {
+            Ok(t)
+        } else {
+            Err(t)
+        }
     });
     assert!(!why.is_empty());
     let label = || s.text("return document.getElementById('confirm-fresh').textContent");

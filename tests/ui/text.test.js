@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { DEFAULT_LANG, TEXT, fmt, pick, scanHint } from "../../ui/text.js";
+import { DEFAULT_LANG, TEXT, auditNote, fmt, pick, scanHint, techError } from "../../ui/text.js";
 import { visitEnded } from "../../ui/visit.js";
 
 test("fmt fills every placeholder it has a value for and leaves the others", () => {
@@ -60,4 +60,28 @@ test("on idle, a visit outlives one replaced QR code and ends with the second", 
   assert.equal(visitEnded(snap("idle", "a"), snap("idle", "b"), seen), false, "one replaced");
   assert.equal(seen.qrChangesSinceTouch, 1);
   assert.equal(visitEnded(snap("idle", "b"), snap("idle", "c"), seen), true, "the touched code is dead");
+});
+
+test("an audit row's detail is worded in the panel's language, and kept when it has no words", () => {
+  const zh = TEXT["zh-CN"];
+  assert.equal(auditNote(zh, { kind: "restock", slot: 11, before: 0, after: 10 }), "货道 11：0 → 10");
+  assert.equal(auditNote(zh, { kind: "slot_test", slot: 3, outcome: "dispensed" }), `货道 3：${zh.outcomes.dispensed}`);
+  assert.equal(auditNote(zh, { kind: "logout", why: "idle" }), zh.logout_whys.idle);
+  assert.equal(auditNote(TEXT.en, { kind: "lockout", secs: 600 }), "600 s");
+  assert.equal(auditNote(zh, { kind: "empty" }), "");
+  assert.equal(auditNote(zh, { kind: "text", text: "/media/usb/x.tar" }), "/media/usb/x.tar");
+  // A newer core's kind this page does not know: the stored text.
+  assert.equal(auditNote(zh, { kind: "novel", x: 1 }, "slot 1: novel"), "slot 1: novel");
+});
+
+test("a refused technician action is worded from its fields; a failure keeps its detail", () => {
+  const zh = TEXT["zh-CN"];
+  const en = TEXT.en;
+  const over = { code: "invalid", message: "slot 4 holds at most 8", refusal: { why: "over_capacity", slot: 4, capacity: 8 } };
+  assert.equal(techError(zh, over), "货道 4 最多放 8 件");
+  assert.equal(techError(en, over), "Slot 4 holds at most 8");
+  assert.equal(techError(zh, { code: "busy", message: "busy: x", refusal: { why: "slot_test_running" } }), zh.refusals.slot_test_running);
+  assert.equal(techError(zh, { code: "failed", message: "disk full" }), `${zh.errors.failed} (disk full)`);
+  assert.equal(techError(zh, { code: "not_logged_in", message: "no technician is logged in" }), zh.errors.not_logged_in);
+  assert.equal(techError(zh, undefined), zh.errors.failed);
 });

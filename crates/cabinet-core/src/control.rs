@@ -172,7 +172,7 @@ pub enum TechAnswer {
     /// Technician actions.
     Audit {
         /// Newest first.
-        entries: Vec<crate::journal::AuditEntry>,
+        entries: Vec<AuditRow>,
     },
     /// Mounted removable media.
     ExportTargets {
@@ -188,19 +188,37 @@ pub enum TechAnswer {
     },
 }
 
+/// One row of the technician's audit view: the journal's row (`id`, `at`, `technician`,
+/// `action`, `detail`) and its detail read back for the panel to word (`note`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditRow {
+    /// The journal's row.
+    #[serde(flatten)]
+    pub entry: crate::journal::AuditEntry,
+    /// Its detail, read back.
+    pub note: crate::audit::AuditNote,
+}
+
+impl From<crate::journal::AuditEntry> for AuditRow {
+    fn from(entry: crate::journal::AuditEntry) -> Self {
+        let note = crate::audit::AuditNote::read(&entry.action, &entry.detail);
+        AuditRow { entry, note }
+    }
+}
+
 /// Why a technician action was not done.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TechError {
     /// Nobody is logged in.
     #[error("no technician is logged in")]
     NotLoggedIn,
-    /// Something else is using the board; try again when it is done.
+    /// Something else is using the board or the journal; try again when it is done.
     #[error("busy: {0}")]
-    Busy(String),
+    Busy(Refusal),
     /// The request cannot be done as asked.
     #[error("{0}")]
-    Invalid(String),
-    /// It failed.
+    Invalid(Refusal),
+    /// It failed (the detail is technical: for a support ticket, in English).
     #[error("{0}")]
     Failed(String),
 }
@@ -215,6 +233,52 @@ impl TechError {
             TechError::Failed(_) => "failed",
         }
     }
+
+    /// What the panel words in the technician's language (`why` and its fields), when
+    /// the action was refused rather than failed.
+    pub fn refusal(&self) -> Option<&Refusal> {
+        match self {
+            TechError::Busy(r) | TechError::Invalid(r) => Some(r),
+            TechError::NotLoggedIn | TechError::Failed(_) => None,
+        }
+    }
+}
+
+/// Why the runner refused a technician's action. Serialized as `{"why": ..., fields}`:
+/// the panel has a sentence for each `why` (ui/strings.js, `refusals`); the English
+/// `Display` is for the logs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[serde(tag = "why", rename_all = "snake_case")]
+pub enum Refusal {
+    /// A slot test is running.
+    #[error("a slot test is running")]
+    SlotTestRunning,
+    /// A customer's dispense is finishing.
+    #[error("a customer's dispense is finishing")]
+    DispenseFinishing,
+    /// An export is being written.
+    #[error("an export is being written")]
+    ExportRunning,
+    /// The slot is not in the slot map.
+    #[error("slot {slot} is not in the slot map")]
+    UnknownSlot {
+        /// The slot asked for.
+        slot: u16,
+    },
+    /// More than the slot holds.
+    #[error("slot {slot} holds at most {capacity}")]
+    OverCapacity {
+        /// The slot.
+        slot: u16,
+        /// What it holds when full.
+        capacity: u32,
+    },
+    /// The journal is trusted: there is no fresh start to confirm.
+    #[error("the journal is trusted: there is nothing to confirm")]
+    NothingToConfirm,
+    /// Slot tests, exports and confirmations have their own requests (a caller's bug).
+    #[error("this action has its own request")]
+    OwnRequest,
 }
 
 /// The cabinet's live health: what the diagnostics screen and `cabinet diag` show.
@@ -288,6 +352,9 @@ pub struct JournalDiagnostics {
     /// start), until a technician confirms a fresh start; `None` when it is.
     #[serde(default)]
     pub unverified: Option<String>,
+    /// The same, for a screen to word in its own language.
+    #[serde(default)]
+    pub loss: Option<crate::witness::Loss>,
 }
 
 /// The technician side of the screen, for the UI.

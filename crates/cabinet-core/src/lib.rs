@@ -11,6 +11,7 @@
 //!   "exactly one outcome reported" survive crashes and power cuts.
 //! - [`instance`]: one kiosk process per cabinet.
 
+pub mod audit;
 pub mod config;
 pub mod control;
 pub mod engine;

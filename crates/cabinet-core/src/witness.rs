@@ -39,8 +39,9 @@ pub struct Witness {
     pub written_at_ms: i64,
 }
 
-/// Why the journal cannot be trusted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// Why the journal cannot be trusted. Serialized as `{"loss": ..., fields}`: the
+/// technician's panel words each in its language (ui/strings.js, `diag.losses`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(tag = "loss", rename_all = "snake_case")]
 pub enum Loss {
     /// The journal file was gone.

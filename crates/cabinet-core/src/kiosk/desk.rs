@@ -15,7 +15,10 @@ use cabinet_board::Outcome;
 use tokio::sync::mpsc;
 use tracing::{info, info_span, warn};
 
-use crate::control::{CommandRow, Control, TechAction, TechAnswer, TechError, TechStatus};
+use crate::audit::AuditNote;
+use crate::control::{
+    AuditRow, CommandRow, Control, Refusal, TechAction, TechAnswer, TechError, TechStatus,
+};
 use crate::engine::Event;
 use crate::journal::{Journal, JournalError, StoredCommand};
 use crate::protocol;
@@ -110,7 +113,7 @@ impl<L: Link> Runner<L> {
                 } else if pin_ok {
                     self.desk.gate.on_success();
                     self.save_gate()?;
-                    self.audit(&technician, "login", "")?;
+                    self.audit(&technician, "login", &AuditNote::Empty.detail())?;
                     info!(technician = %technician, "technician logged in: cabinet in maintenance");
                     self.desk.tech = Some(TechSession {
                         name: technician.clone(),
@@ -182,13 +185,11 @@ impl<L: Link> Runner<L> {
     /// Starts a technician's slot test on the blocking pool, or answers why not.
     fn start_slot_test(&mut self, technician: &str, slot: u16, reply: Answer) {
         let refused = if self.desk.testing {
-            Some(TechError::Busy("a slot test is running".into()))
+            Some(TechError::Busy(Refusal::SlotTestRunning))
         } else if self.engine.active().is_some() {
-            Some(TechError::Busy("a customer's dispense is finishing".into()))
+            Some(TechError::Busy(Refusal::DispenseFinishing))
         } else if !self.cfg.slots.iter().any(|s| s.slot == slot) {
-            Some(TechError::Invalid(format!(
-                "slot {slot} is not in the slot map"
-            )))
+            Some(TechError::Invalid(Refusal::UnknownSlot { slot }))
         } else {
             None
         };
@@ -224,12 +225,12 @@ impl<L: Link> Runner<L> {
         outcome: Outcome,
     ) -> Result<TechAnswer, TechError> {
         self.desk.testing = false;
-        self.audit(
-            technician,
-            "slot_test",
-            &format!("slot {slot}: {}", outcome.name()),
-        )
-        .map_err(failed)?;
+        let note = AuditNote::SlotTest {
+            slot,
+            outcome: outcome.name().to_owned(),
+        };
+        self.audit(technician, "slot_test", &note.detail())
+            .map_err(failed)?;
         let actions = self.engine.step(Event::SlotTested {
             slot,
             outcome,
@@ -257,18 +258,16 @@ impl<L: Link> Runner<L> {
         action: TechAction,
     ) -> Result<TechAnswer, TechError> {
         match action {
-            TechAction::SlotTest { .. } => Err(TechError::Invalid("slot tests run apart".into())),
-            TechAction::Export { .. } => Err(TechError::Invalid("exports run apart".into())),
-            TechAction::ConfirmFreshStart => {
-                Err(TechError::Invalid("confirmations run apart".into()))
-            }
+            TechAction::SlotTest { .. }
+            | TechAction::Export { .. }
+            | TechAction::ConfirmFreshStart => Err(TechError::Invalid(Refusal::OwnRequest)),
             TechAction::Slots => Ok(TechAnswer::Slots {
                 slots: self.journal.inventory().map_err(failed)?,
             }),
             TechAction::ClearJam { slot } => {
                 self.known_slot(slot)?;
                 self.journal.set_jammed(slot, false).map_err(failed)?;
-                self.slot_edited(technician, slot, "clear_jam", &format!("slot {slot}"))
+                self.slot_edited(technician, slot, "clear_jam", AuditNote::Slot { slot })
                     .await
             }
             TechAction::SetEnabled { slot, enabled } => {
@@ -279,15 +278,13 @@ impl<L: Link> Runner<L> {
                 } else {
                     "disable_slot"
                 };
-                self.slot_edited(technician, slot, what, &format!("slot {slot}"))
+                self.slot_edited(technician, slot, what, AuditNote::Slot { slot })
                     .await
             }
             TechAction::SetCount { slot, count } => {
                 let capacity = self.known_slot(slot)?;
                 if count > capacity {
-                    return Err(TechError::Invalid(format!(
-                        "slot {slot} holds at most {capacity}"
-                    )));
+                    return Err(TechError::Invalid(Refusal::OverCapacity { slot, capacity }));
                 }
                 let before = self
                     .journal
@@ -297,8 +294,12 @@ impl<L: Link> Runner<L> {
                     .unwrap_or(0);
                 self.journal.set_count(slot, count).map_err(failed)?;
                 info!(technician = %technician, slot, before, count, "restock");
-                let detail = format!("slot {slot}: {before} -> {count}");
-                self.slot_edited(technician, slot, "restock", &detail).await
+                let note = AuditNote::Restock {
+                    slot,
+                    before,
+                    after: count,
+                };
+                self.slot_edited(technician, slot, "restock", note).await
             }
             TechAction::Commands { n, find } => {
                 let commands = match find.as_deref().map(str::trim) {
@@ -316,13 +317,20 @@ impl<L: Link> Runner<L> {
                 frames: self.board.board.recent_frames(),
             }),
             TechAction::Audit { n } => Ok(TechAnswer::Audit {
-                entries: self.journal.recent_audit(n.clamp(1, 500)).map_err(failed)?,
+                entries: self
+                    .journal
+                    .recent_audit(n.clamp(1, 500))
+                    .map_err(failed)?
+                    .into_iter()
+                    .map(AuditRow::from)
+                    .collect(),
             }),
             TechAction::ExportTargets => Ok(TechAnswer::ExportTargets {
                 dirs: crate::export::removable_mounts(),
             }),
             TechAction::Exit => {
-                self.audit(technician, "exit", "").map_err(failed)?;
+                self.audit(technician, "exit", &AuditNote::Empty.detail())
+                    .map_err(failed)?;
                 Ok(TechAnswer::Done)
             }
         }
@@ -336,9 +344,10 @@ impl<L: Link> Runner<L> {
         technician: &str,
         slot: u16,
         action: &str,
-        detail: &str,
+        note: AuditNote,
     ) -> Result<TechAnswer, TechError> {
-        self.audit(technician, action, detail).map_err(failed)?;
+        self.audit(technician, action, &note.detail())
+            .map_err(failed)?;
         self.slot_changed(slot).await.map_err(failed)?;
         Ok(TechAnswer::Slots {
             slots: self.journal.inventory().map_err(failed)?,
@@ -372,7 +381,7 @@ impl<L: Link> Runner<L> {
             .iter()
             .find(|s| s.slot == slot)
             .map(|s| s.capacity)
-            .ok_or_else(|| TechError::Invalid(format!("slot {slot} is not in the slot map")))
+            .ok_or(TechError::Invalid(Refusal::UnknownSlot { slot }))
     }
 
     /// Records a technician action in the journal's audit table and queues it for the
@@ -401,9 +410,7 @@ impl<L: Link> Runner<L> {
     /// A technician confirms a fresh start from the diagnostics screen.
     async fn confirm_fresh_start(&mut self, technician: &str) -> Result<TechAnswer, TechError> {
         let Some(loss) = &self.journal_loss else {
-            return Err(TechError::Invalid(
-                "the journal is trusted: there is nothing to confirm".into(),
-            ));
+            return Err(TechError::Invalid(Refusal::NothingToConfirm));
         };
         let described = loss.describe();
         let path = self.upkeep.witness_path().to_owned();
@@ -420,10 +427,14 @@ impl<L: Link> Runner<L> {
         let policy = self.cfg.lockout_policy();
         let attempt = self.desk.gate.on_failure(&policy, now);
         self.save_gate()?;
-        self.audit(technician, "failed_pin", "")?;
+        self.audit(technician, "failed_pin", &AuditNote::Empty.detail())?;
         if let Attempt::LockedOut { until_ms } = attempt {
             let secs = until_ms.saturating_sub(now) / 1000;
-            self.audit(technician, "locked_out", &format!("{secs} s"))?;
+            self.audit(
+                technician,
+                "locked_out",
+                &AuditNote::Lockout { secs }.detail(),
+            )?;
             warn!(technician = %technician, lock_secs = secs, "technician entry locked after wrong PINs");
         } else {
             warn!(technician = %technician, "wrong technician PIN");
@@ -441,7 +452,8 @@ impl<L: Link> Runner<L> {
         let Some(t) = self.desk.tech.take() else {
             return Ok(());
         };
-        self.audit(&t.name, "logout", why)?;
+        let note = AuditNote::Logout { why: why.into() };
+        self.audit(&t.name, "logout", &note.detail())?;
         info!(technician = %t.name, why, "technician logged out: cabinet back in service");
         let actions = self.engine.step(Event::Maintenance {
             on: false,

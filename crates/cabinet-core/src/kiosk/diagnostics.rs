@@ -7,8 +7,11 @@ use std::path::PathBuf;
 use tokio::sync::mpsc;
 use tracing::{info_span, warn};
 
+use crate::audit::AuditNote;
 use crate::config::Config;
-use crate::control::{Diagnostics, JournalDiagnostics, LinkDiagnostics, TechAnswer, TechError};
+use crate::control::{
+    Diagnostics, JournalDiagnostics, LinkDiagnostics, Refusal, TechAnswer, TechError,
+};
 use crate::journal_stats::{FileBytes, disk_free};
 use crate::witness::Loss;
 
@@ -56,7 +59,7 @@ impl<L: Link> Runner<L> {
     /// bundle is secret.
     pub(super) fn start_export(&mut self, technician: &str, dir: PathBuf, reply: Answer) {
         if self.exports.writing {
-            let _ = reply.send(Err(TechError::Busy("an export is being written".into())));
+            let _ = reply.send(Err(TechError::Busy(Refusal::ExportRunning)));
             return;
         }
         let bundle = match self.export_contents(dir) {
@@ -124,7 +127,10 @@ impl<L: Link> Runner<L> {
     ) -> Result<TechAnswer, TechError> {
         self.exports.writing = false;
         let (path, files) = written.map_err(TechError::Failed)?;
-        self.audit(technician, "export", &path.display().to_string())
+        let note = AuditNote::Text {
+            text: path.display().to_string(),
+        };
+        self.audit(technician, "export", &note.detail())
             .map_err(|e| TechError::Failed(e.to_string()))?;
         Ok(TechAnswer::Exported {
             path: path.display().to_string(),
@@ -197,6 +203,7 @@ impl<L: Link> Runner<L> {
                 disk_low: self.service.disk_low,
                 rejections_dropped: self.journal.rejections_dropped().unwrap_or(0),
                 unverified: self.journal_loss.as_ref().map(Loss::describe),
+                loss: self.journal_loss.clone(),
             },
             technician: self.desk.technician().map(str::to_owned),
         })
