@@ -19,11 +19,11 @@ DEMO_PACKAGES := \
 # ...and what the tests add: Xvfb and WebDriver for the real window, Mosquitto and
 # RabbitMQ for the broker tests, the .deb's clean root, the tools the scripts call, two
 # window managers and the X tools that ask them (the window stays on screen), and node
-# for the page's own checks (ui-check).
+# with Debian's TypeScript for the page's own checks (ui-check: tests and a type check).
 APT_PACKAGES := $(DEMO_PACKAGES) \
 	libssl-dev xvfb xauth webkit2gtk-driver mosquitto mosquitto-clients socat imagemagick jq openssl \
 	openbox metacity xdotool x11-utils \
-	dpkg-dev debootstrap python3 faketime rabbitmq-server nodejs
+	dpkg-dev debootstrap python3 faketime rabbitmq-server nodejs node-typescript
 
 .PHONY: all deps deps-demo toolchain tools demo demo-headless demo-boards test lint ui-check deny unit test-deb deb reliability cluster mutants bench bench-history bench-window clean
 
@@ -74,6 +74,7 @@ lint: deny ui-check
 ## (tests/ui/: the text table's helpers, when a customer's visit ends). No npm packages.
 ui-check:
 	@for f in ui/*.js; do node --check "$$f" || exit 1; done
+	tsc -p tsconfig.json
 	node --test tests/ui/*.test.js
 
 ## Supply chain (deny.toml): the licenses, bans and sources of every crate in Cargo.lock;

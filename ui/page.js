@@ -5,6 +5,14 @@ import { DEFAULT_LANG, TEXT } from "./text.js";
 
 export const { invoke } = window.__TAURI__.core;
 
+/**
+ * The page's state. Typed so that `make ui-check` (tsc) refuses a misspelt field.
+ * @typedef {{board: string, support_phone: string, help_url: string, nearby: string,
+ *   scan_with: string[], help_qr: string | null}} Info
+ * @type {{lang: string, snapshot: any, qrNonce: string | null, qrChangesSinceTouch: number,
+ *   demo: boolean, itemsKey: string, motorCount: number | null, demoInfo: any,
+ *   demoPanel: boolean, info: Info}}
+ */
 export const state = {
   lang: DEFAULT_LANG,
   snapshot: null,

@@ -8,6 +8,14 @@ import { auditNote, fmt, techError } from "./text.js";
 const TECH_HOLD_MS = 3_000; // press on the top-left corner this long to open the PIN pad (and styles.css --hold)
 const PIN_PAD_TIMEOUT_MS = 60_000;
 
+/**
+ * The panel's state (typed: tsc refuses a misspelt field).
+ * @type {{open: boolean, names: string[], name: string | null, pin: string,
+ *   message: {kind: string, n?: number, until?: number} | null, loggedIn: string | null,
+ *   lastInput: number, lastActivitySent: number, tab: string, lastDiag: number,
+ *   lastStatus: number, answers: number, slots: any[], slot: number | null,
+ *   count: number | null}}
+ */
 const tech = {
   open: false,
   names: [],
@@ -17,6 +25,13 @@ const tech = {
   loggedIn: null,
   lastInput: 0,
   lastActivitySent: 0,
+  tab: "health", // the maintenance tab shown
+  lastDiag: 0, // when the health tab was last refreshed
+  lastStatus: 0, // when the core was last asked whether the technician is still in
+  answers: 0, // PIN answers so far (the message's data-seq, for tests to wait on)
+  slots: [], // the slot table as last drawn
+  slot: null, // the slot chosen for the bar
+  count: null, // its count as being set with − / + / full; null: as the journal has it
 };
 
 export function techCorner() {
@@ -78,7 +93,7 @@ async function submitPin() {
     console.warn("tech_login", err && err.code, err && err.message);
     return;
   }
-  tech.answers = (tech.answers || 0) + 1;
+  tech.answers += 1;
   if (r.result === "logged_in") {
     tech.loggedIn = r.technician;
     tech.message = null;
@@ -120,7 +135,7 @@ function renderTech() {
   const msg = $("#tech-msg");
   const m = tech.message;
   setData(msg, "result", m ? m.kind : "");
-  setData(msg, "seq", String(tech.answers || 0));
+  setData(msg, "seq", String(tech.answers));
   setText(msg, !m
     ? ""
     : m.kind === "wrong"
@@ -519,7 +534,7 @@ export function techViews() {
 export function techTick() {
   if (!tech.open) return;
   // The core may have logged the technician out (idle): ask it, every 2 s.
-  if (tech.loggedIn && Date.now() - (tech.lastStatus || 0) >= 2_000) {
+  if (tech.loggedIn && Date.now() - tech.lastStatus >= 2_000) {
     tech.lastStatus = Date.now();
     invoke("tech_status")
       .then((st) => {
@@ -531,7 +546,7 @@ export function techTick() {
     closeTech();
     return;
   }
-  if (tech.loggedIn && tech.tab === "health" && Date.now() - (tech.lastDiag || 0) >= 2_000) {
+  if (tech.loggedIn && tech.tab === "health" && Date.now() - tech.lastDiag >= 2_000) {
     tech.lastDiag = Date.now();
     showTab("health");
   }
