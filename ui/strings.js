@@ -216,6 +216,10 @@ export default {
       "outbox": "待确认回执",
       "board": "主板",
       "board_state": "主板状态",
+      "protocols": {
+        "vmc": "售货机主板（VMC）",
+        "lockboard": "锁控板"
+      },
       "last_rx": "最近收到帧",
       "frames": "收/发/错帧",
       "timeouts": "超时/重发/重连",
@@ -455,6 +459,10 @@ export default {
       "outbox": "Replies pending",
       "board": "Board",
       "board_state": "Board state",
+      "protocols": {
+        "vmc": "vending board (VMC)",
+        "lockboard": "lock board"
+      },
       "last_rx": "Last frame received",
       "frames": "Frames rx/tx/bad",
       "timeouts": "Timeouts/resends/reconnects",

@@ -210,7 +210,7 @@ async function refreshDiag() {
     [L.since, fmtTime(d.link.connected_since_ms, tx)],
     [L.last_msg, fmtTime(d.link.last_message_ms, tx)],
     [L.outbox, String(d.link.outbox_pending)],
-    [L.board, `${b.protocol} · ${b.port}`],
+    [L.board, `${L.protocols[b.protocol] || b.protocol} · ${b.port}`],
     [L.board_state, d.board_up ? L.yes : L.no],
     [L.last_rx, b.last_rx_ms_ago === undefined ? L.never : `${b.last_rx_ms_ago} ms`],
     [L.frames, `${b.frames_rx} / ${b.frames_tx} / ${b.bad_frames}`],

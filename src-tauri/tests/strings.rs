@@ -139,6 +139,13 @@ fn every_out_of_service_reason_board_kind_and_scan_app_has_its_words() {
                 .collect();
             assert_eq!(kinds, boards, "{tag}: {key}");
         }
+        // The technician's health tab names the board.
+        for board in &boards {
+            assert!(
+                tx["diag"]["protocols"][board].is_string(),
+                "{tag}: diag.protocols.{board}"
+            );
+        }
     }
 }
 
