@@ -1000,7 +1000,7 @@ fn a_technician_gets_in_with_the_right_pin_only_and_the_cabinet_pauses_meanwhile
     // The live health, from the core (refreshed every 2 s while the panel is open).
     poll("the diagnostics table", WAIT, || {
         let t = s.text("return document.getElementById('diag').textContent");
-        if t.contains("cabinet/v1/C001/cmd") && t.contains("vmc") {
+        if t.contains("cabinet/v1/C001/cmd") && t.contains("售货机主板（VMC）") {
             Ok(())
         } else {
             Err(t)
