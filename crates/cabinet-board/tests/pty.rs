@@ -573,6 +573,85 @@ fn lock_board_at_another_address_is_not_ours() {
     assert_eq!(l.sim.stats().unlock_actions, 0);
 }
 
+/// A locker wall: boards 1 (24 doors), 2 (24, the simulator's own) and 3 (16) on one
+/// RS-485 bus. A driver for any one address unlocks that board's door and no other
+/// board's; an address no board has gets silence; a board without power takes only
+/// itself away.
+#[test]
+fn lock_wall_on_one_bus_each_board_answers_only_its_own_address() {
+    let _s = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = SimConfig::new(Protocol::Lockboard);
+    cfg.link = Some(dir.path().join("bus"));
+    cfg.address = 2;
+    cfg.neighbours = vec![(1, 24), (3, 16)];
+    let sim = Simulator::start(cfg).unwrap();
+    let driver = |address: u8, channels: u16| {
+        let mut s = BoardSettings::new(Protocol::Lockboard, dir.path().join("bus"));
+        s.lockboard.address = address;
+        s.lockboard.channels = channels;
+        s.lockboard.door_open_timeout = Duration::from_millis(300);
+        s.lockboard.query_interval = Duration::from_millis(50);
+        LockBoard::open(&s).unwrap()
+    };
+
+    // One driver at a time holds the port, as the kiosk's one bus worker will.
+    {
+        let b2 = driver(2, 24);
+        assert_eq!(b2.dispense(5), Outcome::DoorOpened);
+    }
+    let stats = sim.stats();
+    assert_eq!(stats.unlock_actions, 1);
+    assert_eq!(stats.actions_by_slot.get(&5), Some(&1));
+    assert!(stats.neighbour_unlocks.is_empty(), "{stats:?}");
+
+    {
+        let b1 = driver(1, 24);
+        assert_eq!(b1.dispense(7), Outcome::DoorOpened);
+        let b1_doors = b1.machine_status().unwrap().open_doors;
+        assert_eq!(b1_doors, Some(vec![7]), "board 1 reads its own doors only");
+    }
+    {
+        // Two status bytes: a 16-door board's reply.
+        let b3 = driver(3, 16);
+        sim.set_neighbour_door(3, 16, true);
+        assert_eq!(b3.machine_status().unwrap().open_doors, Some(vec![16]));
+        assert_eq!(b3.dispense(2), Outcome::DoorOpened);
+    }
+    let stats = sim.stats();
+    assert_eq!(stats.unlock_actions, 1, "this board still unlocked once");
+    let by_board: Vec<(u8, Vec<(u16, u64)>)> = stats
+        .neighbour_unlocks
+        .iter()
+        .map(|(b, m)| (*b, m.iter().map(|(c, n)| (*c, *n)).collect()))
+        .collect();
+    assert_eq!(by_board, vec![(1, vec![(7, 1)]), (3, vec![(2, 1)])]);
+
+    // No board at address 4: silence, nothing unlocked anywhere.
+    {
+        let b4 = driver(4, 24);
+        assert!(matches!(b4.dispense(1), Outcome::NoReply { .. }));
+    }
+    // Board 3 loses power: it goes silent; board 2 on the same bus carries on.
+    sim.power_neighbour(3, false);
+    {
+        let b3 = driver(3, 16);
+        assert!(matches!(b3.dispense(3), Outcome::NoReply { .. }));
+    }
+    {
+        let b2 = driver(2, 24);
+        assert_eq!(b2.dispense(6), Outcome::DoorOpened);
+    }
+    let stats = sim.stats();
+    assert_eq!(stats.unlock_actions, 2);
+    let unlocks: u64 = stats
+        .neighbour_unlocks
+        .values()
+        .flat_map(|m| m.values())
+        .sum();
+    assert_eq!(unlocks, 2, "no unlock at the silent or missing addresses");
+}
+
 #[test]
 fn opening_a_missing_port_names_it() {
     let settings = BoardSettings::new(Protocol::Vmc, "/dev/no-such-board");

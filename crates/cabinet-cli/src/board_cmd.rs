@@ -107,10 +107,26 @@ pub struct SimArgs {
     /// play a board whose reply is wider or narrower than its channel count.
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..=31))]
     status_bytes: Option<u8>,
+    /// Lock board: another lock board on the same bus, ADDRESS:CHANNELS (repeatable: a
+    /// locker wall). Each answers only its own address; `power ADDRESS off` silences one.
+    #[arg(long = "neighbour", value_parser = parse_neighbour)]
+    neighbours: Vec<(u8, u16)>,
 }
 
 fn parse_fault(s: &str) -> Result<Fault, String> {
     s.parse()
+}
+
+/// `ADDRESS:CHANNELS`, address 1-31, channels 1-248.
+fn parse_neighbour(s: &str) -> Result<(u8, u16), String> {
+    let usage = || format!("{s:?}: expected ADDRESS:CHANNELS, address 1-31, channels 1-248");
+    let (a, c) = s.split_once(':').ok_or_else(usage)?;
+    let address: u8 = a.trim().parse().map_err(|_| usage())?;
+    let channels: u16 = c.trim().parse().map_err(|_| usage())?;
+    if !(1..=31).contains(&address) || !(1..=248).contains(&channels) {
+        return Err(usage());
+    }
+    Ok((address, channels))
 }
 
 /// Run a simulated board until SIGINT/SIGTERM (or `quit` on stdin).
@@ -127,6 +143,14 @@ pub fn sim_board(a: SimArgs) -> anyhow::Result<ExitCode> {
     cfg.address = a.address;
     cfg.polarity = a.polarity.into();
     cfg.status_bytes = a.status_bytes.map(usize::from);
+    if let Some(&(n, _)) = a.neighbours.iter().find(|(n, _)| *n == a.address) {
+        anyhow::bail!("--neighbour {n}: that is this board's own --address");
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    if let Some(&(n, _)) = a.neighbours.iter().find(|(n, _)| !seen.insert(*n)) {
+        anyhow::bail!("--neighbour {n}: two boards at one address on one bus");
+    }
+    cfg.neighbours = a.neighbours.clone();
     let sim = Simulator::start(cfg).context("cannot start the board simulator")?;
     for f in &a.faults {
         sim.set_fault(*f);
@@ -176,13 +200,17 @@ pub fn sim_board(a: SimArgs) -> anyhow::Result<ExitCode> {
                 Ok(ch) => sim.set_door(ch, *state == "open"),
                 Err(_) => eprintln!("door: {ch:?} is not a channel number"),
             },
+            ["power", address, state @ ("on" | "off")] => match address.parse() {
+                Ok(n) => sim.power_neighbour(n, *state == "on"),
+                Err(_) => eprintln!("power: {address:?} is not a board address"),
+            },
             ["stock", slot, n] => match (slot.parse(), n.parse()) {
                 (Ok(s), Ok(n)) => sim.set_stock(s, n),
                 _ => eprintln!("stock: usage `stock SLOT COUNT`"),
             },
             _ => eprintln!(
                 "commands: stats | fault NAME | clear | unplug | replug | door CH open|closed | \
-                 stock SLOT N | quit"
+                 power ADDRESS on|off | stock SLOT N | quit"
             ),
         }
         std::io::stdout().flush()?;

@@ -123,6 +123,64 @@ fn lock_board_unlock_and_status_from_the_shell() {
     assert_eq!(sim.stats()["unlock_actions"], 1);
 }
 
+/// A locker wall from the shell: `--neighbour` puts more boards on the simulated bus, and
+/// `cabinet board --address` reaches each; `power N off` silences one board only.
+#[test]
+fn a_locker_wall_on_one_simulated_bus_from_the_shell() {
+    let mut sim = Sim::start(&[
+        "--protocol",
+        "lockboard",
+        "--neighbour",
+        "2:24",
+        "--neighbour",
+        "3:16",
+    ]);
+    let port = sim.path.clone();
+    let unlock = |address: &str, channels: &str, door: &str| {
+        board(&[
+            "--port",
+            &port,
+            "--protocol",
+            "lockboard",
+            "--address",
+            address,
+            "--channels",
+            channels,
+            "unlock",
+            door,
+        ])
+    };
+    let (code, json, err) = unlock("3", "16", "9");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(json["result"]["outcome"]["outcome"], "door_opened");
+    let stats = sim.stats();
+    assert_eq!(stats["neighbour_unlocks"]["3"]["9"], 1, "{stats}");
+    assert_eq!(stats["unlock_actions"], 0, "board 1 unlocked nothing");
+
+    writeln!(sim.stdin, "power 3 off").unwrap();
+    let stats = sim.stats(); // answered after the power command: it has been applied
+    let (code, _, _) = unlock("3", "16", "10");
+    assert_ne!(code, 0, "board 3 has no power");
+    let (code, _, err) = unlock("2", "24", "1");
+    assert_eq!(code, 0, "board 2 on the same bus: {err}");
+    assert_eq!(sim.stats()["neighbour_unlocks"]["2"]["1"], 1, "{stats}");
+
+    for (bad, why) in [
+        ("1:24", "this board's own --address"),
+        ("32:8", "address 1-31"),
+        ("2", "ADDRESS:CHANNELS"),
+    ] {
+        let out = Command::new(BIN)
+            .args(["sim-board", "--protocol", "lockboard", "--neighbour", bad])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{bad}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(why), "{bad}: {err}");
+    }
+}
+
 #[test]
 fn errors_name_the_problem() {
     let (code, _, err) = board(&["--port", "/dev/no-such-port", "--protocol", "vmc", "status"]);

@@ -38,6 +38,12 @@ pub struct SimConfig {
     /// as the protocol implies; boards in the field send one more or one fewer, and a
     /// narrower reply leaves the last channels out.
     pub status_bytes: Option<usize>,
+    /// Lock board: the other lock boards on the same RS-485 bus (a locker wall), as
+    /// (address, channels). Each answers only frames addressed to it, with its own doors;
+    /// an address no board has stays silent, as on a real bus. Empty: this board alone.
+    /// The faults above are this board's; a neighbour can only lose power
+    /// ([`Simulator::power_neighbour`](super::Simulator::power_neighbour)).
+    pub neighbours: Vec<(u8, u16)>,
     /// Record every POLL reply latency (for the benchmark).
     pub record_latencies: bool,
     /// VMC: record when the first byte of each new host Dispense frame was read (for the
@@ -68,6 +74,7 @@ impl SimConfig {
             address: 1,
             polarity: DoorPolarity::OpenIs11,
             status_bytes: None,
+            neighbours: Vec::new(),
             record_latencies: false,
             record_dispense_times: false,
             machine_status: true,

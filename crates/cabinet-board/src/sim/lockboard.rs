@@ -1,17 +1,19 @@
-//! The lock board's side: it answers unlocks and door queries addressed to it, opens the
-//! door unless it is stuck, counts each unlock, and plays the lock board's faults (no
-//! reply, silence, slow replies).
+//! The lock boards' side: each board on the bus answers the unlocks and door queries
+//! addressed to it, opens the door unless it is stuck, and counts each unlock; an address
+//! no board has stays silent. This board ([`SimConfig::address`](super::SimConfig)) plays
+//! the lock board's faults (no reply, silence, slow replies); its neighbours on the bus
+//! can lose power.
 
 use std::time::Duration;
 
 use serialport::TTYPort;
 
-use super::state::Shared;
+use super::state::{Ctl, Shared};
 use super::wire::{read_some, send};
+use crate::lockboard::DoorPolarity;
 use crate::lockboard::codec::{self as lock, LockDecoded, LockDecoder, LockFrame};
 
 pub(super) fn lock_step(shared: &Shared, decoder: &mut LockDecoder, port: &mut TTYPort) {
-    let cfg = &shared.cfg;
     let mut buf = [0u8; 64];
     let Some(n) = read_some(port, Duration::from_millis(20), &mut buf) else {
         return;
@@ -28,52 +30,76 @@ pub(super) fn lock_step(shared: &Shared, decoder: &mut LockDecoder, port: &mut T
         };
         let mut c = shared.lock();
         c.stats.frames_rx += 1;
-        if c.faults.no_reply || c.faults.silent || frame.board() != cfg.address {
-            shared.changed.notify_all();
-            continue;
-        }
-        let reply = match frame {
-            LockFrame::Unlock { board, channel } => {
-                let Some(i) = usize::from(channel)
-                    .checked_sub(1)
-                    .filter(|i| *i < c.doors.len())
-                else {
-                    continue; // no such channel: a real board stays quiet
-                };
-                c.stats.unlock_actions += 1;
-                *c.stats
-                    .actions_by_slot
-                    .entry(u16::from(channel))
-                    .or_default() += 1;
-                if !c.faults.door_stuck {
-                    c.doors[i] = true;
-                }
-                let sensor_on = cfg.polarity.sensor(c.doors[i]);
-                LockFrame::unlock_reply(board, channel, sensor_on)
-            }
-            LockFrame::Query { board } => {
-                let sensors: Vec<bool> = c
-                    .doors
-                    .iter()
-                    .map(|open| cfg.polarity.sensor(*open))
-                    .collect();
-                let width = cfg
-                    .status_bytes
-                    .unwrap_or_else(|| usize::from(cfg.slots).div_ceil(8));
-                LockFrame::QueryReply {
-                    board,
-                    status: lock::status_bytes(&sensors, width),
-                }
-            }
-            _ => continue,
-        };
+        let answer = answer(shared, &mut c, frame);
         let slow = c.faults.slow_reply;
         drop(c);
         shared.changed.notify_all();
-        if let Some(d) = slow {
+        let Some((reply, ours)) = answer else {
+            continue;
+        };
+        if let Some(d) = slow.filter(|_| ours) {
             // The board itself is slow: this delay is the fault being simulated.
             std::thread::sleep(d);
         }
         send(shared, port, lock::encode(&reply), true);
+    }
+}
+
+/// The reply of the board `frame` is addressed to, if one answers, and whether that board
+/// is this one (whose faults apply) rather than a neighbour.
+fn answer(shared: &Shared, c: &mut Ctl, frame: LockFrame) -> Option<(LockFrame, bool)> {
+    let cfg = &shared.cfg;
+    let address = frame.board();
+    if address == cfg.address {
+        if c.faults.no_reply || c.faults.silent {
+            return None;
+        }
+        let width = cfg
+            .status_bytes
+            .unwrap_or_else(|| usize::from(cfg.slots).div_ceil(8));
+        let stuck = c.faults.door_stuck;
+        let (reply, opened) = board_reply(&mut c.doors, cfg.polarity, width, stuck, frame)?;
+        if let Some(channel) = opened {
+            c.stats.unlock_actions += 1;
+            *c.stats.actions_by_slot.entry(channel).or_default() += 1;
+        }
+        return Some((reply, true));
+    }
+    let n = c.neighbours.get_mut(&address).filter(|n| n.powered)?;
+    let width = n.doors.len().div_ceil(8);
+    let (reply, opened) = board_reply(&mut n.doors, cfg.polarity, width, false, frame)?;
+    if let Some(channel) = opened {
+        let by_channel = c.stats.neighbour_unlocks.entry(address).or_default();
+        *by_channel.entry(channel).or_default() += 1;
+    }
+    Some((reply, false))
+}
+
+/// One board's reply to a frame addressed to it, with the channel it unlocked; `None`
+/// for a frame it does not answer (a channel it lacks: a real board stays quiet).
+fn board_reply(
+    doors: &mut [bool],
+    polarity: DoorPolarity,
+    width: usize,
+    stuck: bool,
+    frame: LockFrame,
+) -> Option<(LockFrame, Option<u16>)> {
+    match frame {
+        LockFrame::Unlock { board, channel } => {
+            let i = usize::from(channel)
+                .checked_sub(1)
+                .filter(|i| *i < doors.len())?;
+            if !stuck {
+                doors[i] = true;
+            }
+            let reply = LockFrame::unlock_reply(board, channel, polarity.sensor(doors[i]));
+            Some((reply, Some(u16::from(channel))))
+        }
+        LockFrame::Query { board } => {
+            let sensors: Vec<bool> = doors.iter().map(|open| polarity.sensor(*open)).collect();
+            let status = lock::status_bytes(&sensors, width);
+            Some((LockFrame::QueryReply { board, status }, None))
+        }
+        _ => None,
     }
 }

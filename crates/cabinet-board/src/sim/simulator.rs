@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::config::{Fault, Faults, SimConfig};
-use super::state::{Ctl, Shared, relink};
+use super::state::{Ctl, Neighbour, Shared, relink};
 use super::thread::run;
 use crate::{BoardError, port};
 
@@ -40,6 +40,18 @@ impl Simulator {
                 shutdown: false,
                 want_plugged: true,
                 doors: vec![false; usize::from(slots)],
+                neighbours: cfg
+                    .neighbours
+                    .iter()
+                    .map(|&(address, channels)| {
+                        let doors = vec![false; usize::from(channels)];
+                        let n = Neighbour {
+                            doors,
+                            powered: true,
+                        };
+                        (address, n)
+                    })
+                    .collect(),
                 stock: (1..=slots).map(|s| (s, cfg.stock)).collect(),
                 latencies: Vec::new(),
                 dispense_times: Vec::new(),
@@ -148,6 +160,26 @@ impl Simulator {
             .checked_sub(1)
             .and_then(|i| c.doors.get_mut(i))
         {
+            *d = open;
+        }
+    }
+
+    /// Power a neighbouring lock board on the bus off (it goes silent, as a dead or
+    /// unplugged board does; the bus and this board carry on) or back on.
+    pub fn power_neighbour(&self, address: u8, on: bool) {
+        if let Some(n) = self.shared.lock().neighbours.get_mut(&address) {
+            n.powered = on;
+        }
+    }
+
+    /// Set a neighbouring lock board's door open or closed.
+    pub fn set_neighbour_door(&self, address: u8, channel: u16, open: bool) {
+        let mut c = self.shared.lock();
+        if let Some(d) = c.neighbours.get_mut(&address).and_then(|n| {
+            usize::from(channel)
+                .checked_sub(1)
+                .and_then(|i| n.doors.get_mut(i))
+        }) {
             *d = open;
         }
     }

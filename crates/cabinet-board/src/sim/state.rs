@@ -21,6 +21,9 @@ pub struct SimStats {
     pub unlock_actions: u64,
     /// Physical actions per slot/channel.
     pub actions_by_slot: BTreeMap<u16, u64>,
+    /// Lock board: unlocks by the other boards on the bus
+    /// ([`SimConfig::neighbours`]), by address, then channel.
+    pub neighbour_unlocks: BTreeMap<u8, BTreeMap<u16, u64>>,
     /// VMC: POLLs sent.
     pub polls_sent: u64,
     /// VMC: POLLs answered by the host (in time or not).
@@ -52,9 +55,17 @@ pub(super) struct Ctl {
     pub(super) shutdown: bool,
     pub(super) want_plugged: bool,
     pub(super) doors: Vec<bool>,
+    pub(super) neighbours: BTreeMap<u8, Neighbour>,
     pub(super) stock: BTreeMap<u16, u32>,
     pub(super) latencies: Vec<u32>,
     pub(super) dispense_times: Vec<(u16, Instant)>,
+}
+
+/// Another lock board on the bus: its doors, and whether it has power.
+#[derive(Debug)]
+pub(super) struct Neighbour {
+    pub(super) doors: Vec<bool>,
+    pub(super) powered: bool,
 }
 
 #[derive(Debug)]
