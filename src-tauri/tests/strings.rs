@@ -242,6 +242,21 @@ fn every_loss() -> Vec<Loss> {
     all
 }
 
+/// `value` (the core's serialized data, tagged by `tag_field`) has words in `table`,
+/// which use only the placeholders the value's fields fill.
+fn worded(table: &Value, path: &str, value: &Value, tag_field: &str) {
+    let kind = value[tag_field].as_str().unwrap();
+    let words = table[kind]
+        .as_str()
+        .unwrap_or_else(|| panic!("{path}.{kind}: no words"));
+    for p in placeholders(words) {
+        assert!(
+            value.get(&p).is_some(),
+            "{path}.{kind} uses {{{p}}}: {value}"
+        );
+    }
+}
+
 #[test]
 fn every_refusal_audit_detail_and_journal_loss_a_technician_sees_has_its_words() {
     let t = table();
@@ -249,43 +264,25 @@ fn every_refusal_audit_detail_and_journal_loss_a_technician_sees_has_its_words()
         let tx = lang(&t, tag);
         for r in every_refusal() {
             let v = serde_json::to_value(&r).unwrap();
-            let why = v["why"].as_str().unwrap();
-            let words = tx["refusals"][why]
-                .as_str()
-                .unwrap_or_else(|| panic!("{tag}: refusals.{why}"));
-            // Every placeholder is a field the core sends.
-            for p in placeholders(words) {
-                assert!(
-                    v.get(&p).is_some(),
-                    "{tag}: refusals.{why} uses {{{p}}}: {v}"
-                );
-            }
+            worded(&tx["refusals"], &format!("{tag}: refusals"), &v, "why");
         }
         for n in every_worded_note() {
             let v = serde_json::to_value(&n).unwrap();
-            let kind = v["kind"].as_str().unwrap();
-            let words = tx["audit_notes"][kind]
-                .as_str()
-                .unwrap_or_else(|| panic!("{tag}: audit_notes.{kind}"));
-            for p in placeholders(words) {
-                assert!(
-                    v.get(&p).is_some(),
-                    "{tag}: audit_notes.{kind} uses {{{p}}}: {v}"
-                );
-            }
+            worded(
+                &tx["audit_notes"],
+                &format!("{tag}: audit_notes"),
+                &v,
+                "kind",
+            );
         }
         for loss in every_loss() {
             let v = serde_json::to_value(&loss).unwrap();
-            let kind = v["loss"].as_str().unwrap();
-            let words = tx["diag"]["losses"][kind]
-                .as_str()
-                .unwrap_or_else(|| panic!("{tag}: diag.losses.{kind}"));
-            for p in placeholders(words) {
-                assert!(
-                    v.get(&p).is_some(),
-                    "{tag}: diag.losses.{kind} uses {{{p}}}: {v}"
-                );
-            }
+            worded(
+                &tx["diag"]["losses"],
+                &format!("{tag}: diag.losses"),
+                &v,
+                "loss",
+            );
         }
         // How a technician leaves (the runner's two logouts).
         for why in ["logout", "idle"] {
