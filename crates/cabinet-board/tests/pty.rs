@@ -414,13 +414,20 @@ struct Lock {
     _dir: tempfile::TempDir,
 }
 
+/// A lock board driver's settings for the port at `path`, with the tests' short door and
+/// query times.
+fn lock_settings(path: std::path::PathBuf) -> BoardSettings {
+    let mut settings = BoardSettings::new(Protocol::Lockboard, path);
+    settings.lockboard.door_open_timeout = Duration::from_millis(300);
+    settings.lockboard.query_interval = Duration::from_millis(50);
+    settings
+}
+
 fn lock_with(tweak: impl FnOnce(&mut SimConfig, &mut BoardSettings)) -> Lock {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = SimConfig::new(Protocol::Lockboard);
     cfg.link = Some(dir.path().join("board"));
-    let mut settings = BoardSettings::new(Protocol::Lockboard, dir.path().join("board"));
-    settings.lockboard.door_open_timeout = Duration::from_millis(300);
-    settings.lockboard.query_interval = Duration::from_millis(50);
+    let mut settings = lock_settings(dir.path().join("board"));
     tweak(&mut cfg, &mut settings);
     let sim = Simulator::start(cfg).unwrap();
     let board = LockBoard::open(&settings).unwrap();
@@ -587,11 +594,9 @@ fn lock_wall_on_one_bus_each_board_answers_only_its_own_address() {
     cfg.neighbours = vec![(1, 24), (3, 16)];
     let sim = Simulator::start(cfg).unwrap();
     let driver = |address: u8, channels: u16| {
-        let mut s = BoardSettings::new(Protocol::Lockboard, dir.path().join("bus"));
+        let mut s = lock_settings(dir.path().join("bus"));
         s.lockboard.address = address;
         s.lockboard.channels = channels;
-        s.lockboard.door_open_timeout = Duration::from_millis(300);
-        s.lockboard.query_interval = Duration::from_millis(50);
         LockBoard::open(&s).unwrap()
     };
 

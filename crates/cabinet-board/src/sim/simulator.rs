@@ -45,11 +45,13 @@ impl Simulator {
                     .iter()
                     .map(|&(address, channels)| {
                         let doors = vec![false; usize::from(channels)];
-                        let n = Neighbour {
-                            doors,
-                            powered: true,
-                        };
-                        (address, n)
+                        (
+                            address,
+                            Neighbour {
+                                doors,
+                                powered: true,
+                            },
+                        )
                     })
                     .collect(),
                 stock: (1..=slots).map(|s| (s, cfg.stock)).collect(),
