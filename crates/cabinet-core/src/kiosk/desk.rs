@@ -113,7 +113,7 @@ impl<L: Link> Runner<L> {
                 } else if pin_ok {
                     self.desk.gate.on_success();
                     self.save_gate()?;
-                    self.audit(&technician, "login", &AuditNote::Empty.detail())?;
+                    self.audit(&technician, "login", &AuditNote::Empty)?;
                     info!(technician = %technician, "technician logged in: cabinet in maintenance");
                     self.desk.tech = Some(TechSession {
                         name: technician.clone(),
@@ -229,8 +229,7 @@ impl<L: Link> Runner<L> {
             slot,
             outcome: outcome.name().to_owned(),
         };
-        self.audit(technician, "slot_test", &note.detail())
-            .map_err(failed)?;
+        self.audit(technician, "slot_test", &note).map_err(failed)?;
         let actions = self.engine.step(Event::SlotTested {
             slot,
             outcome,
@@ -329,7 +328,7 @@ impl<L: Link> Runner<L> {
                 dirs: crate::export::removable_mounts(),
             }),
             TechAction::Exit => {
-                self.audit(technician, "exit", &AuditNote::Empty.detail())
+                self.audit(technician, "exit", &AuditNote::Empty)
                     .map_err(failed)?;
                 Ok(TechAnswer::Done)
             }
@@ -346,8 +345,7 @@ impl<L: Link> Runner<L> {
         action: &str,
         note: AuditNote,
     ) -> Result<TechAnswer, TechError> {
-        self.audit(technician, action, &note.detail())
-            .map_err(failed)?;
+        self.audit(technician, action, &note).map_err(failed)?;
         self.slot_changed(slot).await.map_err(failed)?;
         Ok(TechAnswer::Slots {
             slots: self.journal.inventory().map_err(failed)?,
@@ -390,10 +388,11 @@ impl<L: Link> Runner<L> {
         &mut self,
         technician: &str,
         action: &str,
-        detail: &str,
+        note: &AuditNote,
     ) -> Result<i64, JournalError> {
-        let id = self.journal.audit(technician, action, detail)?;
-        self.queue_audit(technician, action, detail.to_owned());
+        let detail = note.detail();
+        let id = self.journal.audit(technician, action, &detail)?;
+        self.queue_audit(technician, action, detail);
         Ok(id)
     }
 
@@ -427,14 +426,10 @@ impl<L: Link> Runner<L> {
         let policy = self.cfg.lockout_policy();
         let attempt = self.desk.gate.on_failure(&policy, now);
         self.save_gate()?;
-        self.audit(technician, "failed_pin", &AuditNote::Empty.detail())?;
+        self.audit(technician, "failed_pin", &AuditNote::Empty)?;
         if let Attempt::LockedOut { until_ms } = attempt {
             let secs = until_ms.saturating_sub(now) / 1000;
-            self.audit(
-                technician,
-                "locked_out",
-                &AuditNote::Lockout { secs }.detail(),
-            )?;
+            self.audit(technician, "locked_out", &AuditNote::Lockout { secs })?;
             warn!(technician = %technician, lock_secs = secs, "technician entry locked after wrong PINs");
         } else {
             warn!(technician = %technician, "wrong technician PIN");
@@ -453,7 +448,7 @@ impl<L: Link> Runner<L> {
             return Ok(());
         };
         let note = AuditNote::Logout { why: why.into() };
-        self.audit(&t.name, "logout", &note.detail())?;
+        self.audit(&t.name, "logout", &note)?;
         info!(technician = %t.name, why, "technician logged out: cabinet back in service");
         let actions = self.engine.step(Event::Maintenance {
             on: false,

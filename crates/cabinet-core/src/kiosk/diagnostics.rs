@@ -130,7 +130,7 @@ impl<L: Link> Runner<L> {
         let note = AuditNote::Text {
             text: path.display().to_string(),
         };
-        self.audit(technician, "export", &note.detail())
+        self.audit(technician, "export", &note)
             .map_err(|e| TechError::Failed(e.to_string()))?;
         Ok(TechAnswer::Exported {
             path: path.display().to_string(),
