@@ -5,12 +5,15 @@
 //!   known-good frames of the boards' specifications. No I/O.
 //! - [`port`]: the only module that opens serial ports (real devices and pseudo-terminals).
 //! - `vmc::driver` / `lockboard::driver`: the codecs over a port, behind the [`Board`] trait.
+//! - [`cabinet`]: several boards behind one [`Board`], slots routed to board and channel,
+//!   lock boards sharing a port queued on one bus by priority.
 //! - [`sim`]: a board that speaks both protocols on the far end of a pty, with fault injection
 //!   and a count of every physical action, so tests can prove "at most once physically".
 //! - [`memory`]: an in-process VMC board without a port, for the fleet simulator.
 //!
 //! Nothing here knows about MQTT, the journal or the UI.
 
+pub mod cabinet;
 pub mod lockboard;
 pub mod memory;
 mod outcome;
@@ -18,6 +21,7 @@ pub mod port;
 pub mod sim;
 pub mod vmc;
 
+pub use cabinet::{BoardSpec, Cabinet, NamedHealth, SlotRoute};
 pub use outcome::{
     BoardError, BoardHealth, FrameDirection, FrameRecord, LinkFault, MachineStatus, Outcome, Reach,
     SlotStatus, hex,
@@ -91,6 +95,12 @@ pub trait Board: Send + Sync + std::fmt::Debug {
     /// and watch it open (lock board).
     fn dispense(&self, slot: u16) -> Outcome;
 
+    /// A technician's test of `slot`: the same physical action as [`Board::dispense`],
+    /// but a customer's dispense goes first where the board shares its bus.
+    fn slot_test(&self, slot: u16) -> Outcome {
+        self.dispense(slot)
+    }
+
     /// Unlock one door channel (lock boards only).
     fn unlock(&self, channel: u16) -> Result<Outcome, BoardError>;
 
@@ -109,6 +119,13 @@ pub trait Board: Send + Sync + std::fmt::Debug {
     /// Block until the board is talking to us (VMC: POLLs arrive; lock board: a query is
     /// answered) or `timeout` passes. Returns whether it is.
     fn wait_ready(&self, timeout: Duration) -> bool;
+
+    /// `Some(fault)` while the board is known not to answer (a lock board whose last
+    /// exchange failed, until a probe hears it again): a dispense would only cost the bus a
+    /// timeout, so a [`Cabinet`] fails it as "not sent" instead. `None`: worth trying.
+    fn out_of_service(&self) -> Option<LinkFault> {
+        None
+    }
 }
 
 /// Everything needed to open a board.

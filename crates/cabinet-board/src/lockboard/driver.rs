@@ -12,54 +12,57 @@
 
 use std::collections::VecDeque;
 use std::io::Read;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use super::bus::{Bus, Priority, READ_SLICE, Turn};
 use super::codec::{self, LockDecoded, LockDecoder, LockFrame, Side};
 use crate::outcome::millis;
-use crate::port::{self, SerialLink};
+use crate::port;
 use crate::{
     Board, BoardError, BoardHealth, BoardSettings, FrameDirection, FrameRecord, LinkFault,
     MachineStatus, Outcome, Protocol, Reach, SlotStatus,
 };
 
-const READ_SLICE: Duration = Duration::from_millis(20);
 /// Silence that ends a frame. At 9600 baud bytes come ~1 ms apart, but USB-serial adapters
 /// hand them over in bursts up to ~16 ms apart; a reply narrower than expected is only
 /// known to be complete after such a gap.
 const IDLE_GAP: Duration = Duration::from_millis(50);
 const FRAME_LOG: usize = 256;
+/// A board that stopped answering is probed again after this, then twice as long after
+/// each further missed probe up to [`PROBE_BACKOFF_MAX`]: a dead board costs its bus one
+/// timed-out exchange per probe, which is time the boards beside it cannot use.
+const PROBE_BACKOFF_MIN: Duration = Duration::from_secs(1);
+const PROBE_BACKOFF_MAX: Duration = Duration::from_secs(30);
 
-/// A lock board on an RS-485 bus.
+/// A lock board on an RS-485 bus, alone or beside others (see [`Bus`]).
 #[derive(Debug)]
 pub struct LockBoard {
     settings: BoardSettings,
     started: Instant,
+    bus: Arc<Bus>,
+    /// Held for a whole unlock and its door watch: one physical action at a time.
+    action: Mutex<()>,
     state: Mutex<State>,
 }
 
+#[derive(Debug)]
 struct State {
-    port: Option<Box<dyn SerialLink>>,
     health: BoardHealth,
     last_ok: Option<Instant>,
     frames: VecDeque<FrameRecord>,
-    /// Whether the port was open before, so a reopen counts as a reconnect.
-    was_open: bool,
     /// Transactions failed since the last answered one.
     failures: u32,
+    /// How the last failed transaction failed.
+    last_fault: LinkFault,
+    /// While the board is silent: no health query before this.
+    next_probe: Option<Instant>,
+    /// Health probes missed in a row: the backoff's exponent.
+    probes_missed: u32,
     /// Status bytes in the board's last query reply: the width expected from then on.
     reply_width: Option<usize>,
     /// The reply width a mismatch with the configured channels was last logged for.
     width_logged: Option<usize>,
-}
-
-impl std::fmt::Debug for State {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("State")
-            .field("open", &self.port.is_some())
-            .field("health", &self.health)
-            .finish()
-    }
 }
 
 /// Why a transaction failed, and whether the request got onto the wire.
@@ -69,34 +72,46 @@ struct Failed {
 }
 
 impl LockBoard {
-    /// Open the port. The board is not contacted until the first operation.
+    /// Open the port as a bus of its own. The board is not contacted until the first
+    /// operation.
     pub fn open(settings: &BoardSettings) -> Result<Self, BoardError> {
         settings.lockboard.validate()?;
-        let port = port::open(&settings.port, settings.baud(), READ_SLICE)?;
-        Ok(Self::with_port(settings, Some(Box::new(port))))
+        let bus = Bus::open(&settings.port, settings.baud())?;
+        Self::on_bus(settings, Arc::new(bus))
     }
 
     /// Like [`LockBoard::open`], but a port that cannot be opened yet is opened on first
     /// use instead of failing.
     pub fn open_lenient(settings: &BoardSettings) -> Result<Self, BoardError> {
         settings.lockboard.validate()?;
-        let port = match port::open(&settings.port, settings.baud(), READ_SLICE) {
-            Ok(p) => Some(Box::new(p) as Box<dyn SerialLink>),
-            Err(e) => {
-                tracing::warn!(error = %e, "board port not available yet; retrying on use");
-                None
-            }
-        };
-        Ok(Self::with_port(settings, port))
+        let bus = Bus::open_lenient(&settings.port, settings.baud());
+        Self::on_bus(settings, Arc::new(bus))
     }
 
-    fn with_port(settings: &BoardSettings, port: Option<Box<dyn SerialLink>>) -> Self {
-        let opened = port.is_some();
-        Self {
+    /// The board at `settings.lockboard.address` on a bus it shares with others. The
+    /// settings' port and baud must be the bus's.
+    pub fn on_bus(settings: &BoardSettings, bus: Arc<Bus>) -> Result<Self, BoardError> {
+        settings.lockboard.validate()?;
+        if settings.port != bus.path() || settings.baud() != bus.baud() {
+            return Err(BoardError::InvalidSetting {
+                field: "board.port",
+                message: format!(
+                    "board {} is set to {} at {} baud, but its bus is {} at {} baud",
+                    settings.lockboard.address,
+                    settings.port.display(),
+                    settings.baud(),
+                    bus.path().display(),
+                    bus.baud()
+                ),
+            });
+        }
+        bus.attach();
+        Ok(Self {
             settings: settings.clone(),
             started: Instant::now(),
+            bus,
+            action: Mutex::new(()),
             state: Mutex::new(State {
-                port,
                 health: BoardHealth {
                     protocol: Protocol::Lockboard.to_string(),
                     port: settings.port.display().to_string(),
@@ -104,12 +119,19 @@ impl LockBoard {
                 },
                 last_ok: None,
                 frames: VecDeque::new(),
-                was_open: opened,
                 failures: 0,
+                last_fault: LinkFault::NoReply,
+                next_probe: None,
+                probes_missed: 0,
                 reply_width: None,
                 width_logged: None,
             }),
-        }
+        })
+    }
+
+    /// The bus this board is on.
+    pub fn bus(&self) -> &Arc<Bus> {
+        &self.bus
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -128,60 +150,82 @@ impl LockBoard {
         });
     }
 
-    /// Write `request` and wait for the reply `pick` accepts.
+    /// Write `request` in a turn on the bus at `priority` and wait for the reply `pick`
+    /// accepts. A health query to a board that has gone silent waits for its next probe
+    /// time and fails without touching the bus until then.
     fn transact<T>(
         &self,
-        st: &mut State,
+        priority: Priority,
         request: &LockFrame,
         pick: impl FnMut(&LockFrame) -> Option<T>,
     ) -> Result<T, Failed> {
-        let r = self.exchange(st, request, pick);
-        if r.is_ok() {
-            st.failures = 0;
-            st.last_ok = Some(Instant::now());
-        } else {
-            st.failures += 1;
+        if priority == Priority::Health {
+            let st = self.lock();
+            if st.next_probe.is_some_and(|t| Instant::now() < t) {
+                return Err(Failed {
+                    fault: st.last_fault,
+                    written: false,
+                });
+            }
+        }
+        let mut turn = self.bus.turn(priority);
+        let mut st = self.lock();
+        let r = self.exchange(&mut turn, &mut st, request, pick);
+        drop(turn);
+        match &r {
+            Ok(_) => {
+                if st.failures > 0 {
+                    tracing::info!(
+                        board = self.settings.lockboard.address,
+                        "lock board answers again"
+                    );
+                }
+                st.failures = 0;
+                st.probes_missed = 0;
+                st.next_probe = None;
+                st.last_ok = Some(Instant::now());
+            }
+            Err(f) => {
+                st.failures += 1;
+                st.last_fault = f.fault;
+                // Only missed probes lengthen the wait: an unlock's door watch fails many
+                // exchanges in a row, but that is one silence, not many.
+                if priority == Priority::Health {
+                    st.probes_missed = st.probes_missed.saturating_add(1);
+                }
+                // Alone on its bus, a silent board stalls nobody: ask it whenever asked.
+                st.next_probe = (self.bus.boards() > 1).then(|| {
+                    let backoff = PROBE_BACKOFF_MIN
+                        .saturating_mul(1 << st.probes_missed.min(5))
+                        .min(PROBE_BACKOFF_MAX);
+                    Instant::now() + backoff
+                });
+            }
         }
         r
     }
 
     fn exchange<T>(
         &self,
+        turn: &mut Turn<'_>,
         st: &mut State,
         request: &LockFrame,
         mut pick: impl FnMut(&LockFrame) -> Option<T>,
     ) -> Result<T, Failed> {
         let ls = &self.settings.lockboard;
-        if st.port.is_none() {
-            match port::open(&self.settings.port, self.settings.baud(), READ_SLICE) {
-                Ok(p) => {
-                    if st.was_open {
-                        st.health.reconnects += 1;
-                    }
-                    st.was_open = true;
-                    tracing::info!(port = %self.settings.port.display(), "serial port is back");
-                    st.port = Some(Box::new(p));
-                }
-                Err(_) => {
-                    return Err(Failed {
-                        fault: LinkFault::PortGone,
-                        written: false,
-                    });
-                }
-            }
-        }
         let bytes = codec::encode(request);
-        let Some(port) = st.port.as_mut() else {
+        let Some(port) = turn.port() else {
             return Err(Failed {
                 fault: LinkFault::PortGone,
                 written: false,
             });
         };
-        // A reply that arrived after an earlier timeout must not answer this request.
+        // A reply that arrived after an earlier timeout (ours or another board's) must not
+        // answer this request.
         let _ = port.discard_input();
         if let Err(e) = port.write_all(&bytes) {
             tracing::warn!(error = %e, "serial write failed");
-            st.port = None;
+            turn.lost();
             return Err(Failed {
                 fault: LinkFault::PortGone,
                 written: false,
@@ -212,7 +256,7 @@ impl LockBoard {
                     written: true,
                 });
             }
-            let Some(port) = st.port.as_mut() else {
+            let Some(port) = turn.port() else {
                 return Err(Failed {
                     fault: LinkFault::PortGone,
                     written: true,
@@ -229,7 +273,7 @@ impl LockBoard {
                 Ok(n) => n,
                 Err(e) if port::is_gone(&e) => {
                     tracing::warn!(error = %e, "serial port gone");
-                    st.port = None;
+                    turn.lost();
                     return Err(Failed {
                         fault: LinkFault::PortGone,
                         written: true,
@@ -255,7 +299,12 @@ impl LockBoard {
                         good = true;
                         self.record(st, FrameDirection::Rx, &raw, f.describe());
                         if f.board() != ls.address {
-                            continue; // another board on the bus
+                            tracing::warn!(
+                                asked = ls.address,
+                                answered = f.board(),
+                                "a reply from another address is not this board's answer"
+                            );
+                            continue;
                         }
                         st.health.frames_rx += 1;
                         if let Some(v) = pick(&f) {
@@ -267,13 +316,15 @@ impl LockBoard {
         }
     }
 
-    fn query(&self, st: &mut State) -> Result<Vec<u8>, Failed> {
+    fn query(&self, priority: Priority) -> Result<Vec<u8>, Failed> {
         let ls = &self.settings.lockboard;
-        let status = self.transact(st, &LockFrame::Query { board: ls.address }, |f| match f {
+        let query = LockFrame::Query { board: ls.address };
+        let status = self.transact(priority, &query, |f| match f {
             LockFrame::QueryReply { status, .. } => Some(status.clone()),
             _ => None,
         })?;
         let width = status.len();
+        let mut st = self.lock();
         st.reply_width = Some(width);
         if width != ls.status_bytes() && st.width_logged != Some(width) {
             st.width_logged = Some(width);
@@ -294,7 +345,7 @@ impl LockBoard {
         codec::channel_sensor(status, channel).map(|s| self.settings.lockboard.polarity.is_open(s))
     }
 
-    fn do_unlock(&self, channel: u16) -> Outcome {
+    fn do_unlock(&self, channel: u16, priority: Priority) -> Outcome {
         let ls = &self.settings.lockboard;
         let span = tracing::info_span!("lock_unlock", channel, board = ls.address);
         let _g = span.enter();
@@ -304,13 +355,14 @@ impl LockBoard {
         if channel == 0 || channel > ls.channels {
             return Outcome::NoSuchSlot;
         }
-        let mut st = self.lock();
+        let _action = self.action.lock().unwrap_or_else(|p| p.into_inner());
         // Channels 1-8 are in every reply; for a later one, learn the board's reply width
         // first (a read-only query), since a door the replies do not carry cannot be watched.
-        if st.reply_width.is_none() && channel > 8 {
-            let _ = self.query(&mut st);
+        if self.lock().reply_width.is_none() && channel > 8 {
+            let _ = self.query(priority);
         }
-        if let Some(width) = st.reply_width
+        let reply_width = self.lock().reply_width;
+        if let Some(width) = reply_width
             && usize::from(channel) > width * 8
         {
             tracing::warn!(
@@ -325,7 +377,7 @@ impl LockBoard {
             board: ls.address,
             channel: ch,
         };
-        let reply = self.transact(&mut st, &unlock, |f| match f {
+        let reply = self.transact(priority, &unlock, |f| match f {
             LockFrame::UnlockReply { channel: c, .. } if *c == ch => f.sensor_on(),
             _ => None,
         });
@@ -351,7 +403,7 @@ impl LockBoard {
         // Watch the door sensor (never unlock again: that would be a second physical action).
         let deadline = Instant::now() + ls.door_open_timeout;
         loop {
-            match self.query(&mut st) {
+            match self.query(priority) {
                 Ok(status) => {
                     if self.door_open(&status, channel) == Some(true) {
                         tracing::info!("door opened");
@@ -387,19 +439,24 @@ impl Board for LockBoard {
     }
 
     fn dispense(&self, slot: u16) -> Outcome {
-        self.do_unlock(slot)
+        self.do_unlock(slot, Priority::Dispense)
+    }
+
+    fn slot_test(&self, slot: u16) -> Outcome {
+        self.do_unlock(slot, Priority::SlotTest)
     }
 
     fn unlock(&self, channel: u16) -> Result<Outcome, BoardError> {
-        Ok(self.do_unlock(channel))
+        Ok(self.do_unlock(channel, Priority::SlotTest))
     }
 
     fn slot_status(&self, slot: u16) -> Result<SlotStatus, BoardError> {
         if slot == 0 || slot > self.settings.lockboard.channels {
             return Ok(SlotStatus::NoSuchSlot);
         }
-        let mut st = self.lock();
-        let status = self.query(&mut st).map_err(|f| BoardError::Link(f.fault))?;
+        let status = self
+            .query(Priority::Health)
+            .map_err(|f| BoardError::Link(f.fault))?;
         Ok(match self.door_open(&status, slot) {
             Some(true) => SlotStatus::DoorOpen,
             Some(false) => SlotStatus::DoorClosed,
@@ -409,8 +466,9 @@ impl Board for LockBoard {
     }
 
     fn machine_status(&self) -> Result<MachineStatus, BoardError> {
-        let mut st = self.lock();
-        let status = self.query(&mut st).map_err(|f| BoardError::Link(f.fault))?;
+        let status = self
+            .query(Priority::Health)
+            .map_err(|f| BoardError::Link(f.fault))?;
         let open = (1..=self.settings.lockboard.channels)
             .filter(|ch| self.door_open(&status, *ch) == Some(true))
             .collect();
@@ -425,9 +483,10 @@ impl Board for LockBoard {
         let st = self.lock();
         let mut h = st.health.clone();
         h.last_rx_ms_ago = st.last_ok.map(|t| millis(t.elapsed()));
+        h.reconnects = self.bus.reconnects();
         // The host is the master: the board counts as up if the port is open and its last
         // transaction was answered. The engine queries periodically to keep this fresh.
-        h.connected = st.port.is_some() && st.last_ok.is_some() && st.failures == 0;
+        h.connected = self.bus.is_open() && st.last_ok.is_some() && st.failures == 0;
         h
     }
 
@@ -435,10 +494,17 @@ impl Board for LockBoard {
         self.lock().frames.iter().cloned().collect()
     }
 
+    fn out_of_service(&self) -> Option<LinkFault> {
+        let st = self.lock();
+        (st.failures > 0).then_some(st.last_fault)
+    }
+
     fn wait_ready(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
-            if self.machine_status().is_ok() {
+            // Waiting for the board is asking it now, whatever its probe backoff says.
+            self.lock().next_probe = None;
+            if self.query(Priority::Health).is_ok() {
                 return true;
             }
             let now = Instant::now();

@@ -4,9 +4,11 @@
 //! each answers within 1.5 s. There is no jam code: "unlocked but the door never opened" is
 //! found by watching the door sensor after the unlock.
 
+mod bus;
 pub mod codec;
 mod driver;
 
+pub use bus::{Bus, Priority};
 pub use codec::{DoorPolarity, LockDecoder, LockFrame, Side};
 pub use driver::LockBoard;
 

@@ -112,13 +112,16 @@ pub enum Fault {
     ReportTwice,
     /// VMC: the final dispense report names the next slot instead of the one dispensed.
     ReportWrongSlot,
+    /// Lock board: the board acts on the frames sent to its address but its replies carry
+    /// this address instead (a board with a mis-set DIP switch that still hears its own).
+    AnswersAs(u8),
 }
 
 impl std::str::FromStr for Fault {
     type Err = String;
     /// Parse `jam`, `motor-not-stopped`, `no-drop`, `door-stuck`, `no-reply`, `silent`,
     /// `bad-checksum[=N]`, `slow-reply=MS`, `repeated-packno`, `report-twice`,
-    /// `report-wrong-slot`.
+    /// `report-wrong-slot`, `answers-as=ADDR`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (name, arg) = s.split_once('=').map_or((s, None), |(n, a)| (n, Some(a)));
         let num = |a: Option<&str>, default: Option<u64>| -> Result<u64, String> {
@@ -144,11 +147,14 @@ impl std::str::FromStr for Fault {
             "repeated-packno" => Fault::RepeatedPackNo,
             "report-twice" => Fault::ReportTwice,
             "report-wrong-slot" => Fault::ReportWrongSlot,
+            "answers-as" => Fault::AnswersAs(
+                u8::try_from(num(arg, None)?).map_err(|_| "answers-as: an address is 0-255")?,
+            ),
             other => {
                 return Err(format!(
                     "unknown fault {other:?}; allowed: jam, motor-not-stopped, no-drop, door-stuck, \
                      no-reply, silent, bad-checksum[=N], slow-reply=MS, repeated-packno, \
-                     report-twice, report-wrong-slot"
+                     report-twice, report-wrong-slot, answers-as=ADDR"
                 ));
             }
         })
@@ -168,4 +174,5 @@ pub(super) struct Faults {
     pub(super) repeated_packno: bool,
     pub(super) report_twice: bool,
     pub(super) report_wrong_slot: bool,
+    pub(super) answers_as: Option<u8>,
 }

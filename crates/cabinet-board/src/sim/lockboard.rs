@@ -58,7 +58,10 @@ fn answer(shared: &Shared, c: &mut Ctl, frame: LockFrame) -> Option<(LockFrame, 
             .status_bytes
             .unwrap_or_else(|| usize::from(cfg.slots).div_ceil(8));
         let stuck = c.faults.door_stuck;
-        let (reply, opened) = board_reply(&mut c.doors, cfg.polarity, width, stuck, frame)?;
+        let (mut reply, opened) = board_reply(&mut c.doors, cfg.polarity, width, stuck, frame)?;
+        if let Some(a) = c.faults.answers_as {
+            reply = readdress(reply, a);
+        }
         if let Some(channel) = opened {
             c.stats.unlock_actions += 1;
             *c.stats.actions_by_slot.entry(channel).or_default() += 1;
@@ -73,6 +76,28 @@ fn answer(shared: &Shared, c: &mut Ctl, frame: LockFrame) -> Option<(LockFrame, 
         *by_channel.entry(channel).or_default() += 1;
     }
     Some((reply, false))
+}
+
+/// `reply` as if sent by the board at `address`.
+fn readdress(reply: LockFrame, address: u8) -> LockFrame {
+    match reply {
+        LockFrame::Unlock { channel, .. } => LockFrame::Unlock {
+            board: address,
+            channel,
+        },
+        LockFrame::UnlockReply {
+            channel, status, ..
+        } => LockFrame::UnlockReply {
+            board: address,
+            channel,
+            status,
+        },
+        LockFrame::Query { .. } => LockFrame::Query { board: address },
+        LockFrame::QueryReply { status, .. } => LockFrame::QueryReply {
+            board: address,
+            status,
+        },
+    }
 }
 
 /// One board's reply to a frame addressed to it, with the channel it unlocked; `None`

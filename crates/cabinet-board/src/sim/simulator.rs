@@ -111,6 +111,7 @@ impl Simulator {
             Fault::RepeatedPackNo => f.repeated_packno = on,
             Fault::ReportTwice => f.report_twice = on,
             Fault::ReportWrongSlot => f.report_wrong_slot = on,
+            Fault::AnswersAs(a) => f.answers_as = on.then_some(a),
         }
     }
 
