@@ -37,6 +37,8 @@ struct Rig {
     dir: tempfile::TempDir,
     broker: Broker,
     sim: Simulator,
+    /// A locker wall beside the vending board (`Rig::with_wall`).
+    wall: Option<Simulator>,
     key: SigningKey,
     config: PathBuf,
     kiosk: Option<Child>,
@@ -74,11 +76,59 @@ impl Rig {
             dir,
             broker,
             sim,
+            wall: None,
             key,
             config,
             kiosk: None,
             next_id: 0,
         }
+    }
+
+    /// A cabinet of four boards: the vending board of [`Rig::new`] (slots 1 and 2, its
+    /// motors 1 and 2) and a locker wall of lock boards 1, 2 and 3 on a second port, one
+    /// RS-485 bus (slots 11, 12 and 13: channel 4 of each; 14: board 3's channel 5; 15:
+    /// board 1's channel 5). The wall's simulator plays board 2, with 1 and 3 beside it.
+    fn with_wall(broker: Broker) -> Rig {
+        let mut rig = Rig::with_broker(broker, 30);
+        let bus = rig.dir.path().join("bus");
+        let mut wc = SimConfig::new(Protocol::Lockboard);
+        wc.link = Some(bus.clone());
+        wc.address = 2;
+        wc.slots = 24;
+        wc.neighbours = vec![(1, 24), (3, 16)];
+        rig.wall = Some(Simulator::start(wc).unwrap());
+        let vmc = rig.dir.path().join("board");
+        rig.edit_config(|c| {
+            c.slots.clear();
+            *c = std::mem::take(c)
+                .vmc_board("vend", &vmc)
+                .lock_board("wall-1", &bus, 1, 24)
+                .lock_board("wall-2", &bus, 2, 24)
+                .lock_board("wall-3", &bus, 3, 16)
+                .slot_on(1, "vend", 1, "Cola", 10, 5)
+                .slot_on(2, "vend", 2, "Water", 10, 5)
+                .slot_on(11, "wall-1", 4, "Locker 1-4", 1, 1)
+                .slot_on(12, "wall-2", 4, "Locker 2-4", 1, 1)
+                .slot_on(13, "wall-3", 4, "Locker 3-4", 1, 1)
+                .slot_on(14, "wall-3", 5, "Locker 3-5", 1, 1)
+                .slot_on(15, "wall-1", 5, "Locker 1-5", 1, 1);
+        });
+        rig
+    }
+
+    /// The wall's unlocks as (board, channel, count).
+    fn wall_unlocks(&self) -> Vec<(u8, u16, u64)> {
+        let stats = self.wall.as_ref().unwrap().stats();
+        let mut all: Vec<(u8, u16, u64)> = stats
+            .actions_by_slot
+            .iter()
+            .map(|(ch, n)| (2, *ch, *n))
+            .collect();
+        for (board, by_channel) in &stats.neighbour_unlocks {
+            all.extend(by_channel.iter().map(|(ch, n)| (*board, *ch, *n)));
+        }
+        all.sort_unstable();
+        all
     }
 
     fn start_kiosk(&mut self) {
@@ -125,6 +175,7 @@ impl Rig {
                     product: format!("P{slot}"),
                     capacity: 10,
                     initial_count: 10,
+                    ..Default::default()
                 });
             }
         });
@@ -822,6 +873,77 @@ async fn an_unplugged_board_takes_commands_as_failed_or_rejected_never_as_dispen
         assert!(rig.sim.wait_until(STEP, |s| s.plugged), "replug");
     }
     assert_eq!(rig.stats().motor_actions, 1);
+}
+
+/// A locker wall of three lock boards on one bus and a vending board on a second port:
+/// each command reaches its own board and channel once; a board that loses power takes
+/// only its own doors out (nothing is sent to it, nobody is charged) while the cabinet
+/// stays in service and sells from the other boards, and the log says which board acted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locker_wall_and_a_vending_board_each_serve_their_own_slots_and_a_dead_board_takes_only_its_own()
+ {
+    let _s = serial().await;
+    let mut rig = Rig::with_wall(Broker::start());
+    let mut backend = Backend::connect(&rig.broker).await;
+    rig.start_kiosk();
+    backend.await_online(&mut vec![]).await;
+
+    let mut served = vec![];
+    for slot in [11, 12, 13, 1] {
+        let c = rig.claims("C001", slot);
+        backend.send(&rig.sign(&c)).await;
+        let r = backend.replies_until_terminal(&c.jti).await;
+        assert_eq!(
+            r.last().unwrap()["state"],
+            "succeeded",
+            "slot {slot}: {r:?}"
+        );
+        served.push(c);
+    }
+    assert_eq!(rig.wall_unlocks(), [(1, 4, 1), (2, 4, 1), (3, 4, 1)]);
+    assert_eq!(rig.stats().motor_actions, 1);
+    assert_eq!(rig.stats().actions_by_slot.get(&1), Some(&1));
+    // Every dispense's log lines name the board and channel that acted.
+    let logs = rig.logs();
+    for (c, board) in served.iter().zip(["wall-1", "wall-2", "wall-3", "vend"]) {
+        assert!(
+            logs.lines()
+                .any(|l| l.contains(&c.log_id) && l.contains(&format!("board={board}"))),
+            "no log line of {} names {board}",
+            c.log_id
+        );
+    }
+
+    // Board 3 loses power. Its other door fails without charging anyone, whether the
+    // kiosk's health check has noticed yet (not sent) or this unlock finds out (unknown).
+    rig.wall.as_ref().unwrap().power_neighbour(3, false);
+    let c = rig.claims("C001", 14);
+    backend.send(&rig.sign(&c)).await;
+    let r = backend.replies_until_terminal(&c.jti).await;
+    let last = r.last().unwrap();
+    assert!(
+        matches!(last["state"].as_str(), Some("failed" | "outcome_unknown")),
+        "{last}"
+    );
+    assert_ne!(last["state"], "succeeded");
+    // The rest of the cabinet sells on: a door on board 1 and the vending board.
+    for slot in [15, 2] {
+        let c = rig.claims("C001", slot);
+        backend.send(&rig.sign(&c)).await;
+        let r = backend.replies_until_terminal(&c.jti).await;
+        assert_eq!(
+            r.last().unwrap()["state"],
+            "succeeded",
+            "slot {slot}: {r:?}"
+        );
+    }
+    backend.await_board(true).await;
+    assert_eq!(
+        rig.wall_unlocks(),
+        [(1, 4, 1), (1, 5, 1), (2, 4, 1), (3, 4, 1)],
+        "nothing unlocked on the dead board"
+    );
+    assert_eq!(rig.stats().motor_actions, 2);
 }
 
 /// A backend that knows only docs/PROTOCOL.md: OpenSSL for the EdDSA JWS, mosquitto_pub

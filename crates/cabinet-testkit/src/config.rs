@@ -19,7 +19,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use cabinet_core::config::{BoardProtocol, ByteOrder, DoorPolarity, ScanApp};
+use cabinet_core::config::{BoardEntry, BoardProtocol, ByteOrder, DoorPolarity, ScanApp};
 use serde::{Deserialize, Serialize};
 
 /// A section of optional fields, each left out of the file when `None`.
@@ -210,18 +210,42 @@ section! {
     }
 }
 
-/// One `[[slots]]` entry (every field is required there).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One `[[slots]]` entry (every field but `board` and `channel` is required there).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Slot {
     /// `slot`: the number commands use.
     pub slot: u16,
+    /// `board`: the `[[boards]]` entry that drives it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub board: Option<String>,
+    /// `channel`: its channel or motor on that board.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<u16>,
     /// `product`.
     pub product: String,
     /// `capacity`.
     pub capacity: u32,
     /// `initial_count`.
     pub initial_count: u32,
+}
+
+/// A `[[boards]]` entry with only its name, protocol and port set.
+fn board_entry(name: &str, protocol: BoardProtocol, port: PathBuf) -> BoardEntry {
+    BoardEntry {
+        name: name.to_owned(),
+        protocol,
+        port,
+        address: None,
+        channels: None,
+        baud: None,
+        door_polarity: None,
+        reply_timeout_ms: None,
+        door_open_timeout_secs: None,
+        slot_byte_order: None,
+        drop_sensor: None,
+        report_timeout_secs: None,
+    }
 }
 
 fn is_default<T: Default + PartialEq>(t: &T) -> bool {
@@ -248,6 +272,9 @@ pub struct SiteConfig {
     /// `[board]`.
     #[serde(default, skip_serializing_if = "is_default")]
     pub board: Board,
+    /// `[[boards]]`: a cabinet of several boards.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub boards: Vec<BoardEntry>,
     /// `[[slots]]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub slots: Vec<Slot>,
@@ -361,6 +388,51 @@ impl SiteConfig {
         self
     }
 
+    /// A `[[boards]]` lock board: `name` at `address` on the bus `port`, with `channels`
+    /// doors.
+    pub fn lock_board(
+        mut self,
+        name: &str,
+        port: impl Into<PathBuf>,
+        address: u8,
+        channels: u16,
+    ) -> Self {
+        self.boards.push(BoardEntry {
+            address: Some(address),
+            channels: Some(channels),
+            ..board_entry(name, BoardProtocol::Lockboard, port.into())
+        });
+        self
+    }
+
+    /// A `[[boards]]` VMC board `name` on `port`.
+    pub fn vmc_board(mut self, name: &str, port: impl Into<PathBuf>) -> Self {
+        self.boards
+            .push(board_entry(name, BoardProtocol::Vmc, port.into()));
+        self
+    }
+
+    /// A `[[slots]]` entry driven by `channel` of the `[[boards]]` entry `board`.
+    pub fn slot_on(
+        mut self,
+        slot: u16,
+        board: &str,
+        channel: u16,
+        product: &str,
+        capacity: u32,
+        initial_count: u32,
+    ) -> Self {
+        self.slots.push(Slot {
+            slot,
+            board: Some(board.to_owned()),
+            channel: Some(channel),
+            product: product.to_owned(),
+            capacity,
+            initial_count,
+        });
+        self
+    }
+
     /// A `[[slots]]` entry.
     pub fn slot(mut self, slot: u16, product: &str, capacity: u32, initial_count: u32) -> Self {
         self.slots.push(Slot {
@@ -368,6 +440,7 @@ impl SiteConfig {
             product: product.to_owned(),
             capacity,
             initial_count,
+            ..Slot::default()
         });
         self
     }

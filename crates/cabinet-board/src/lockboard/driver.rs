@@ -29,6 +29,8 @@ use crate::{
 /// known to be complete after such a gap.
 const IDLE_GAP: Duration = Duration::from_millis(50);
 const FRAME_LOG: usize = 256;
+/// After an unanswered unlock, this many unanswered door queries in a row end the watch.
+const GIVE_UP_AFTER_UNANSWERED: u32 = 3;
 /// A board that stopped answering is probed again after this, then twice as long after
 /// each further missed probe up to [`PROBE_BACKOFF_MAX`]: a dead board costs its bus one
 /// timed-out exchange per probe, which is time the boards beside it cannot use.
@@ -402,9 +404,11 @@ impl LockBoard {
         };
         // Watch the door sensor (never unlock again: that would be a second physical action).
         let deadline = Instant::now() + ls.door_open_timeout;
+        let mut unanswered = 0;
         loop {
             match self.query(priority) {
                 Ok(status) => {
+                    unanswered = 0;
                     if self.door_open(&status, channel) == Some(true) {
                         tracing::info!("door opened");
                         return Outcome::DoorOpened;
@@ -415,10 +419,20 @@ impl LockBoard {
                         return Outcome::PortGone { reach };
                     }
                     fault = Some(f);
+                    unanswered += 1;
                 }
             }
             let now = Instant::now();
             if now >= deadline {
+                break;
+            }
+            // A board that answered neither the unlock nor the queries since is gone (power
+            // lost): waiting out the door timeout would only keep the customer waiting.
+            if reach == Reach::Unconfirmed && unanswered >= GIVE_UP_AFTER_UNANSWERED {
+                tracing::warn!(
+                    unanswered,
+                    "the board answers nothing: giving up the door watch"
+                );
                 break;
             }
             // Pacing between queries on a half-duplex bus, not synchronisation.

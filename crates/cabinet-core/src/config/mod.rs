@@ -16,11 +16,13 @@
 //! One file per concern, all re-exported here so every item keeps its
 //! `crate::config::` path:
 //! - `sections`: the tables as typed structs and what they derive;
+//! - `boards`: `[[boards]]`, a cabinet of several boards, and the slot map naming them;
 //! - `load`: the embedded defaults, merging the site file, shaping;
 //! - `validate`: the rules of the text alone; `host`: the checks on this machine;
 //! - `stop`: the stop budget and the units' `TimeoutStopSec`;
 //! - `broker`: broker URLs; `secrets`: the password and PIN hashes; `error`: errors.
 
+mod boards;
 mod broker;
 mod error;
 mod host;
@@ -30,6 +32,7 @@ mod sections;
 mod stop;
 mod validate;
 
+pub use boards::{BoardEntry, SlotPlace};
 pub use broker::{BrokerUrl, parse_broker_url};
 pub use error::{ConfigError, Problem};
 pub use load::{DEFAULTS_TOML, default_webkit_env};

@@ -26,8 +26,11 @@ pub struct Config {
     pub keys: BTreeMap<String, String>,
     /// Limits on incoming commands.
     pub commands: CommandsConfig,
-    /// The serial motor/lock board.
+    /// The serial motor/lock board; with `[[boards]]`, the defaults of each board's settings.
     pub board: BoardConfig,
+    /// A cabinet of several boards (a locker wall, a vending board beside a lock board);
+    /// empty: the one board of `[board]` (see `config::boards`).
+    pub boards: Vec<super::BoardEntry>,
     /// The slot map; seeds the journal's inventory on first start.
     pub slots: Vec<SlotConfig>,
     /// The on-disk journal.
@@ -216,8 +219,17 @@ pub struct LockboardConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SlotConfig {
-    /// Slot number as in commands (VMC motor number / lock board channel), from 1.
+    /// Slot number as in commands, from 1. With the one `[board]`, it is the VMC motor
+    /// number or lock-board channel.
     pub slot: u16,
+    /// With `[[boards]]`: the board that drives the slot (its `name`); may be left out
+    /// when there is only one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub board: Option<String>,
+    /// With `[[boards]]`: the channel (lock board) or motor (VMC) on that board.
+    /// Default: the slot number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<u16>,
     /// Product name for the screen and diagnostics.
     pub product: String,
     /// Items the slot holds when full.

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::validate::Validator;
-use super::{BoardProtocol, Config};
+use super::{BoardProtocol, Config, LockboardConfig, VmcConfig};
 
 /// `TimeoutStopSec` of the shipped systemd units (`deploy/systemd/*.service`): how long
 /// systemd lets the kiosk stop before it kills it. [`Config::validate`] refuses a board
@@ -28,16 +28,40 @@ pub const STOP_GRACE_SECS: u64 = 5;
 impl Config {
     /// The longest a dispense already under way can still take: the VMC board's
     /// report timeout; for the lock board the unlock's reply, the wait for the door and
-    /// the last door query's reply.
+    /// the last door query's reply. With `[[boards]]`, the slowest board's. A lock board
+    /// that shares its bus may also wait for another board's exchange before its unlock
+    /// and its last query (2 × `reply_timeout_ms` at most); that comes out of
+    /// [`STOP_MARGIN_SECS`], whose VMC ACK round a lock board does not have.
     pub fn dispense_bound(&self) -> Duration {
+        self.slowest_board().map_or(Duration::ZERO, |b| b.bound)
+    }
+
+    /// The board whose dispense can take longest, with the field names that set it.
+    fn slowest_board(&self) -> Option<SlowestBoard> {
         let b = &self.board;
-        match b.protocol {
-            BoardProtocol::Vmc => Duration::from_secs(b.vmc.report_timeout_secs),
-            BoardProtocol::Lockboard => {
-                Duration::from_secs(b.lockboard.door_open_timeout_secs)
-                    + 2 * Duration::from_millis(b.lockboard.reply_timeout_ms)
-            }
+        if self.boards.is_empty() {
+            return Some(SlowestBoard::of(
+                b.protocol,
+                &b.vmc,
+                &b.lockboard,
+                "board.vmc.",
+                "board.lockboard.",
+            ));
         }
+        self.boards
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let prefix = format!("boards[{i}].");
+                SlowestBoard::of(
+                    e.protocol,
+                    &e.vmc(&b.vmc),
+                    &e.lockboard(&b.lockboard),
+                    &prefix,
+                    &prefix,
+                )
+            })
+            .max_by_key(|s| s.bound)
     }
 
     /// How long the kiosk, once told to stop, waits for a dispense in progress to end
@@ -68,7 +92,6 @@ impl Config {
     /// the protocol in use; skipped while that timeout is out of its range (already
     /// reported).
     pub(super) fn check_stop_budget(&self, v: &mut Validator) {
-        let b = &self.board;
         let fits = |c: &Config| {
             c.stop_timeout() + Duration::from_secs(STOP_GRACE_SECS)
                 <= Duration::from_secs(UNIT_STOP_TIMEOUT_SECS)
@@ -82,33 +105,74 @@ impl Config {
             "on stop the kiosk lets a dispense in progress end, which takes up to this timeout + {overhead} s, \
              and the shipped systemd units allow {UNIT_STOP_TIMEOUT_SECS} s (TimeoutStopSec) before they kill it"
         );
-        match b.protocol {
-            BoardProtocol::Vmc if (1..=300).contains(&b.vmc.report_timeout_secs) => {
+        let Some(slow) = self.slowest_board() else {
+            return;
+        };
+        let (vmc, lock) = (&slow.vmc, &slow.lock);
+        match slow.protocol {
+            BoardProtocol::Vmc if (1..=300).contains(&vmc.report_timeout_secs) => {
                 let max = UNIT_STOP_TIMEOUT_SECS.saturating_sub(overhead);
                 v.add(
-                    "board.vmc.report_timeout_secs",
+                    &format!("{}report_timeout_secs", slow.vmc_prefix),
                     &format!(
                         "must be at most {max} (got {}): {why}",
-                        b.vmc.report_timeout_secs
+                        vmc.report_timeout_secs
                     ),
                 );
             }
             BoardProtocol::Lockboard
-                if (1..=600).contains(&b.lockboard.door_open_timeout_secs)
-                    && (100..=10_000).contains(&b.lockboard.reply_timeout_ms) =>
+                if (1..=600).contains(&lock.door_open_timeout_secs)
+                    && (100..=10_000).contains(&lock.reply_timeout_ms) =>
             {
-                let replies = (2 * b.lockboard.reply_timeout_ms).div_ceil(1000);
+                let replies = (2 * lock.reply_timeout_ms).div_ceil(1000);
                 let max = UNIT_STOP_TIMEOUT_SECS.saturating_sub(overhead + replies);
+                let p = &slow.lock_prefix;
                 v.add(
-                    "board.lockboard.door_open_timeout_secs",
+                    &format!("{p}door_open_timeout_secs"),
                     &format!(
-                        "must be at most {max} with board.lockboard.reply_timeout_ms = {} (got {}): {why} \
+                        "must be at most {max} with {p}reply_timeout_ms = {} (got {}): {why} \
                          (plus two replies)",
-                        b.lockboard.reply_timeout_ms, b.lockboard.door_open_timeout_secs
+                        lock.reply_timeout_ms, lock.door_open_timeout_secs
                     ),
                 );
             }
             _ => {}
+        }
+    }
+}
+
+/// The slowest board of a cabinet and where its timeouts are set.
+struct SlowestBoard {
+    protocol: BoardProtocol,
+    vmc: VmcConfig,
+    lock: LockboardConfig,
+    vmc_prefix: String,
+    lock_prefix: String,
+    bound: Duration,
+}
+
+impl SlowestBoard {
+    fn of(
+        protocol: BoardProtocol,
+        vmc: &VmcConfig,
+        lock: &LockboardConfig,
+        vmc_prefix: &str,
+        lock_prefix: &str,
+    ) -> SlowestBoard {
+        let bound = match protocol {
+            BoardProtocol::Vmc => Duration::from_secs(vmc.report_timeout_secs),
+            BoardProtocol::Lockboard => {
+                Duration::from_secs(lock.door_open_timeout_secs)
+                    + 2 * Duration::from_millis(lock.reply_timeout_ms)
+            }
+        };
+        SlowestBoard {
+            protocol,
+            vmc: vmc.clone(),
+            lock: lock.clone(),
+            vmc_prefix: vmc_prefix.to_owned(),
+            lock_prefix: lock_prefix.to_owned(),
+            bound,
         }
     }
 }

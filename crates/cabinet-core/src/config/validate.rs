@@ -226,7 +226,10 @@ impl Config {
                     &format!("slot {} appears more than once", s.slot),
                 );
             }
-            if b.protocol == BoardProtocol::Lockboard && s.slot > b.lockboard.channels {
+            if self.boards.is_empty()
+                && b.protocol == BoardProtocol::Lockboard
+                && s.slot > b.lockboard.channels
+            {
                 v.add(
                     &f("slot"),
                     &format!(
@@ -246,6 +249,9 @@ impl Config {
                 );
             }
         }
+
+        // [[boards]] and the slot map that names them
+        self.check_boards(&mut v);
 
         // [kiosk]
         v.range("kiosk.heartbeat_secs", self.kiosk.heartbeat_secs, 1, 3600);
@@ -457,7 +463,7 @@ impl Validator {
         });
     }
 
-    fn range(&mut self, field: &str, value: u64, min: u64, max: u64) {
+    pub(super) fn range(&mut self, field: &str, value: u64, min: u64, max: u64) {
         if !(min..=max).contains(&value) {
             self.add(field, &format!("must be in {min}..={max} (got {value})"));
         }
@@ -469,7 +475,7 @@ impl Validator {
         }
     }
 
-    fn baud(&mut self, field: &str, value: u32) {
+    pub(super) fn baud(&mut self, field: &str, value: u32) {
         const BAUDS: [u32; 8] = [1200, 2400, 4800, 9600, 19200, 38400, 57600, 115_200];
         if !BAUDS.contains(&value) {
             self.add(

@@ -47,6 +47,8 @@ fn reply(text: &str) -> OutboxMessage {
 fn slot_cfg(slot: u16, count: u32) -> SlotConfig {
     SlotConfig {
         slot,
+        board: None,
+        channel: None,
         product: format!("P{slot}"),
         capacity: 10,
         initial_count: count,

@@ -9,45 +9,94 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use cabinet_board::{Board, BoardSettings, Outcome, Protocol};
+use cabinet_board::{Board, BoardSettings, BoardSpec, Cabinet, Outcome, Protocol, SlotRoute};
 use tokio::sync::mpsc;
 use tracing::{info, info_span};
 
-use crate::config::{BoardProtocol, ByteOrder, Config, DoorPolarity};
+use crate::config::{
+    BoardEntry, BoardProtocol, ByteOrder, Config, DoorPolarity, LockboardConfig, VmcConfig,
+};
 use crate::engine::Job;
 
-/// Board settings from the config.
+/// Board settings from the config: the one board of `[board]`.
 pub fn board_settings(cfg: &Config) -> BoardSettings {
-    let protocol = match cfg.board.protocol {
+    let b = &cfg.board;
+    let mut s = settings_of(b.protocol, &b.port, &b.vmc, &b.lockboard);
+    s.vmc.packno_file = Some(packno_path(cfg));
+    s
+}
+
+/// The settings of one board of `[[boards]]`, its own where set and `[board.vmc]` /
+/// `[board.lockboard]`'s otherwise. A VMC board keeps its PackNO in a file of its own.
+pub fn entry_settings(cfg: &Config, entry: &BoardEntry) -> BoardSettings {
+    let vmc = entry.vmc(&cfg.board.vmc);
+    let lock = entry.lockboard(&cfg.board.lockboard);
+    let mut s = settings_of(entry.protocol, &entry.port, &vmc, &lock);
+    s.vmc.packno_file = Some(cfg.journal.beside(&format!(".vmc-packno.{}", entry.name)));
+    s
+}
+
+fn settings_of(
+    protocol: BoardProtocol,
+    port: &std::path::Path,
+    vmc: &VmcConfig,
+    lock: &LockboardConfig,
+) -> BoardSettings {
+    let protocol = match protocol {
         BoardProtocol::Vmc => Protocol::Vmc,
         BoardProtocol::Lockboard => Protocol::Lockboard,
     };
-    let mut s = BoardSettings::new(protocol, &cfg.board.port);
-    s.baud = Some(cfg.board.baud());
-    s.vmc.slot_order = match cfg.board.vmc.slot_byte_order {
+    let mut s = BoardSettings::new(protocol, port);
+    s.baud = Some(match protocol {
+        Protocol::Vmc => vmc.baud,
+        Protocol::Lockboard => lock.baud,
+    });
+    s.vmc.slot_order = match vmc.slot_byte_order {
         ByteOrder::Big => cabinet_board::vmc::SlotOrder::BigEndian,
         ByteOrder::Little => cabinet_board::vmc::SlotOrder::LittleEndian,
     };
-    s.vmc.drop_sensor = cfg.board.vmc.drop_sensor;
-    s.vmc.report_timeout = Duration::from_secs(cfg.board.vmc.report_timeout_secs);
-    s.vmc.packno_file = Some(packno_path(cfg));
-    s.lockboard.address = cfg.board.lockboard.address;
-    s.lockboard.channels = cfg.board.lockboard.channels;
-    s.lockboard.polarity = match cfg.board.lockboard.door_polarity {
+    s.vmc.drop_sensor = vmc.drop_sensor;
+    s.vmc.report_timeout = Duration::from_secs(vmc.report_timeout_secs);
+    s.lockboard.address = lock.address;
+    s.lockboard.channels = lock.channels;
+    s.lockboard.polarity = match lock.door_polarity {
         DoorPolarity::OpenIs11 => cabinet_board::lockboard::DoorPolarity::OpenIs11,
         DoorPolarity::OpenIs00 => cabinet_board::lockboard::DoorPolarity::OpenIs00,
     };
-    s.lockboard.reply_timeout = Duration::from_millis(cfg.board.lockboard.reply_timeout_ms);
-    s.lockboard.door_open_timeout = Duration::from_secs(cfg.board.lockboard.door_open_timeout_secs);
+    s.lockboard.reply_timeout = Duration::from_millis(lock.reply_timeout_ms);
+    s.lockboard.door_open_timeout = Duration::from_secs(lock.door_open_timeout_secs);
     s
 }
 
 /// The board as the kiosk opens it: lenient, so a missing adapter means "out of service"
-/// rather than a failed start.
+/// rather than a failed start. With `[[boards]]`, a [`Cabinet`] of them, each slot routed
+/// to its board and channel.
 pub fn open_board(cfg: &Config) -> Result<Arc<dyn Board>, cabinet_board::BoardError> {
-    Ok(Arc::from(cabinet_board::open_lenient(&board_settings(
-        cfg,
-    ))?))
+    if cfg.boards.is_empty() {
+        return Ok(Arc::from(cabinet_board::open_lenient(&board_settings(
+            cfg,
+        ))?));
+    }
+    let specs: Vec<BoardSpec> = cfg
+        .boards
+        .iter()
+        .map(|e| BoardSpec {
+            name: e.name.clone(),
+            settings: entry_settings(cfg, e),
+        })
+        .collect();
+    let routes = cfg
+        .slot_places()
+        .into_iter()
+        .map(|(slot, p)| {
+            let route = SlotRoute {
+                board: p.board,
+                channel: p.channel,
+            };
+            (slot, route)
+        })
+        .collect();
+    Ok(Arc::new(Cabinet::open_lenient(&specs, routes)?))
 }
 
 /// Where the VMC driver keeps its PackNO reservation: `<journal>.vmc-packno`, beside the
