@@ -1711,6 +1711,7 @@ fn every_screen_fits_every_panel_size_in_both_languages() {
                 product: LONG_NAMES[usize::from(n) % LONG_NAMES.len()].to_owned(),
                 capacity: 10,
                 initial_count: if n % 7 == 0 { 0 } else { u32::from(n % 10) + 1 },
+                ..Default::default()
             })
             .collect();
         site.commands.session_lifetime_secs = Some(3_600);

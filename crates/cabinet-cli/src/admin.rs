@@ -33,14 +33,26 @@ pub fn config(a: ConfigArgs) -> anyhow::Result<ExitCode> {
         ConfigWhat::Check { file } => match Config::load_for_start(&file) {
             Ok(cfg) => {
                 let keys = cfg.trusted_keys().map(|k| k.len()).unwrap_or(0);
+                let boards = if cfg.boards.is_empty() {
+                    format!(
+                        "board {} on {}",
+                        cfg.board.protocol.as_str(),
+                        cfg.board.port.display()
+                    )
+                } else {
+                    let buses: std::collections::BTreeSet<_> =
+                        cfg.boards.iter().map(|b| &b.port).collect();
+                    format!(
+                        "{} boards on {} port{}",
+                        cfg.boards.len(),
+                        buses.len(),
+                        if buses.len() == 1 { "" } else { "s" }
+                    )
+                };
                 println!(
-                    "{}: valid (machine {}, board {} on {}, {} trusted key{})",
+                    "{}: valid (machine {}, {boards}, {} trusted key{})",
                     file.display(),
                     cfg.machine_code,
-                    serde_json::to_value(cfg.board.protocol)?
-                        .as_str()
-                        .unwrap_or("?"),
-                    cfg.board.port.display(),
                     keys,
                     if keys == 1 { "" } else { "s" }
                 );

@@ -79,7 +79,8 @@ pub struct SimArgs {
     protocol: ProtocolArg,
     /// Fault to inject from the start (repeatable): jam, motor-not-stopped, no-drop,
     /// door-stuck, no-reply, silent, bad-checksum[=N], slow-reply=MS, repeated-packno,
-    /// report-twice, report-wrong-slot.
+    /// report-twice, report-wrong-slot, answers-as=ADDR (lock board: replies carry another
+    /// address).
     #[arg(long = "fault", value_parser = parse_fault)]
     faults: Vec<Fault>,
     /// Also keep a stable symlink to the pty here (like the udev rule on a cabinet).

@@ -64,6 +64,10 @@ enum BenchWhat {
         #[arg(long)]
         json: bool,
     },
+    /// A locker wall of five lock boards on one 9600-baud bus: unlocks per second beside
+    /// the wire-time limit, with and without health queries, and the delay a health query
+    /// adds to a customer's unlock.
+    Bus(bus::BusArgs),
     /// Journal commits of a dispense with synchronous=FULL (shipped) against NORMAL.
     Journal {
         /// Dispenses to journal with each setting (six commits each).
@@ -114,6 +118,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
             history,
             json,
         } => dispatch::bench_dispatch(commands, poll_ms, !broker_nagle, pause_ms, history, json),
+        BenchWhat::Bus(args) => bus::bench_bus(args),
         BenchWhat::Journal { commands, json } => journal::bench_journal(commands, json),
         BenchWhat::SupportSearch { history, searches } => {
             journal::bench_support_search(history, searches)
@@ -228,6 +233,7 @@ fn bench_board(polls: u64, poll_ms: u64, rate: u32, json: bool) -> anyhow::Resul
     Ok(ExitCode::SUCCESS)
 }
 
+mod bus;
 mod dispatch;
 mod footprint;
 mod journal;

@@ -54,6 +54,10 @@ pub struct SimConfig {
     /// acknowledges the frame and does nothing else: it neither answers nor takes the
     /// frame's PackNO as its last, as boards without that command do.
     pub machine_status: bool,
+    /// Lock board: play a real line at this baud (8N1). A pty carries bytes at once, so
+    /// each reply waits for the time the request and the reply would have taken on the
+    /// wire; the bus stays busy meanwhile, as a half-duplex bus does. `None`: no delay.
+    pub wire_baud: Option<u32>,
 }
 
 impl SimConfig {
@@ -78,6 +82,7 @@ impl SimConfig {
             record_latencies: false,
             record_dispense_times: false,
             machine_status: true,
+            wire_baud: None,
         }
     }
 }

@@ -20,8 +20,8 @@ pub(super) fn lock_step(shared: &Shared, decoder: &mut LockDecoder, port: &mut T
     };
     decoder.push(&buf[..n]);
     while let Some(ev) = decoder.next_event() {
-        let frame = match ev {
-            LockDecoded::Frame(f, _) => f,
+        let (frame, request_len) = match ev {
+            LockDecoded::Frame(f, raw) => (f, raw.len()),
             LockDecoded::Error(..) => {
                 shared.lock().stats.bad_frames_rx += 1;
                 shared.changed.notify_all();
@@ -41,7 +41,12 @@ pub(super) fn lock_step(shared: &Shared, decoder: &mut LockDecoder, port: &mut T
             // The board itself is slow: this delay is the fault being simulated.
             std::thread::sleep(d);
         }
-        send(shared, port, lock::encode(&reply), true);
+        let bytes = lock::encode(&reply);
+        if let Some(baud) = shared.cfg.wire_baud {
+            // The line's own time, request and reply: what a pty leaves out.
+            std::thread::sleep(crate::wire_time(request_len + bytes.len(), baud));
+        }
+        send(shared, port, bytes, true);
     }
 }
 

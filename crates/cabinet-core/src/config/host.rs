@@ -153,15 +153,26 @@ impl Config {
             }
         }
 
-        let port = &self.board.port;
-        if port.is_absolute() {
+        let ports: Vec<(String, &std::path::Path)> = if self.boards.is_empty() {
+            vec![("board.port".to_owned(), self.board.port.as_path())]
+        } else {
+            self.boards
+                .iter()
+                .enumerate()
+                .map(|(i, b)| (format!("boards[{i}].port"), b.port.as_path()))
+                .collect()
+        };
+        for (field, port) in ports {
             use std::os::unix::fs::FileTypeExt as _;
+            if !port.is_absolute() {
+                continue;
+            }
             // Missing is allowed: an unplugged adapter's udev symlink comes back with it.
             if let Ok(md) = std::fs::metadata(port)
                 && !md.file_type().is_char_device()
             {
                 v.add(
-                    "board.port",
+                    &field,
                     &format!(
                         "{} is {} (must be a serial device: a character device such as the \
                          board's udev symlink, or not exist while the adapter is unplugged)",
