@@ -37,7 +37,10 @@ export function auditNote(tx, note, detail = "") {
   const vars = { ...note };
   if (note.kind === "slot_test") vars.outcome = tx.outcomes[note.outcome] || note.outcome;
   if (note.kind === "logout") vars.why = tx.logout_whys[note.why] || note.why;
-  return fmt(words, vars);
+  const said = fmt(words, vars);
+  // On a cabinet of several boards, a slot test names the board and channel that acted.
+  if (note.kind === "slot_test" && Array.isArray(note.board)) return `${said} · ${note.board[0]} #${note.board[1]}`;
+  return said;
 }
 
 /**

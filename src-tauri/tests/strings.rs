@@ -191,6 +191,7 @@ fn every_worded_note() -> Vec<AuditNote> {
         AuditNote::SlotTest {
             slot: 1,
             outcome: "dispensed".into(),
+            board: None,
         },
         AuditNote::Lockout { secs: 60 },
         AuditNote::Logout { why: "idle".into() },

@@ -66,6 +66,10 @@ test("an audit row's detail is worded in the panel's language, and kept when it 
   const zh = TEXT["zh-CN"];
   assert.equal(auditNote(zh, { kind: "restock", slot: 11, before: 0, after: 10 }), "货道 11：0 → 10");
   assert.equal(auditNote(zh, { kind: "slot_test", slot: 3, outcome: "dispensed" }), `货道 3：${zh.outcomes.dispensed}`);
+  assert.equal(
+    auditNote(TEXT.en, { kind: "slot_test", slot: 13, outcome: "door_opened", board: ["wall-3", 4] }),
+    `Slot 13: ${TEXT.en.outcomes.door_opened} · wall-3 #4`,
+  );
   assert.equal(auditNote(zh, { kind: "logout", why: "idle" }), zh.logout_whys.idle);
   assert.equal(auditNote(TEXT.en, { kind: "lockout", secs: 600 }), "600 s");
   assert.equal(auditNote(zh, { kind: "empty" }), "");

@@ -41,12 +41,12 @@ pub struct SlotRoute {
 }
 
 /// One board's health, named, for diagnostics and the technician's panel.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct NamedHealth {
     /// The board's name in the config.
     pub name: String,
     /// Its RS-485 address (lock boards).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<u8>,
     /// The cabinet slots it drives, ascending.
     pub slots: Vec<u16>,
@@ -108,34 +108,6 @@ impl Cabinet {
     pub fn route(&self, slot: u16) -> Option<(&str, u16)> {
         let r = self.routes.get(&slot)?;
         Some((self.members[r.board].name.as_str(), r.channel))
-    }
-
-    /// Each board's health, in config order.
-    pub fn boards(&self) -> Vec<NamedHealth> {
-        self.members
-            .iter()
-            .enumerate()
-            .map(|(i, m)| NamedHealth {
-                name: m.name.clone(),
-                address: m.address,
-                slots: self
-                    .routes
-                    .iter()
-                    .filter(|(_, r)| r.board == i)
-                    .map(|(slot, _)| *slot)
-                    .collect(),
-                health: m.board.health(),
-            })
-            .collect()
-    }
-
-    /// The slots whose board is known not to answer now: out of service until it does.
-    pub fn unavailable_slots(&self) -> Vec<u16> {
-        self.routes
-            .iter()
-            .filter(|(_, r)| self.members[r.board].board.out_of_service().is_some())
-            .map(|(slot, _)| *slot)
-            .collect()
     }
 
     fn act(&self, slot: u16, test: bool) -> Outcome {
@@ -284,7 +256,7 @@ impl Board for Cabinet {
 
     /// The cabinet's summary: the sum of the boards' counters, and "connected" while at
     /// least one board answers (it can still sell that board's slots; see
-    /// [`Cabinet::boards`] for each one).
+    /// [`Board::boards`] for each one).
     fn health(&self) -> BoardHealth {
         let all: Vec<BoardHealth> = self.members.iter().map(|m| m.board.health()).collect();
         let mut h = BoardHealth {
@@ -342,6 +314,34 @@ impl Board for Cabinet {
             // The scope joins the waits `any` does not get to.
             waits.into_iter().any(|w| w.join().unwrap_or(false))
         })
+    }
+
+    /// Each board's health, in config order.
+    fn boards(&self) -> Vec<NamedHealth> {
+        self.members
+            .iter()
+            .enumerate()
+            .map(|(i, m)| NamedHealth {
+                name: m.name.clone(),
+                address: m.address,
+                slots: self
+                    .routes
+                    .iter()
+                    .filter(|(_, r)| r.board == i)
+                    .map(|(slot, _)| *slot)
+                    .collect(),
+                health: m.board.health(),
+            })
+            .collect()
+    }
+
+    /// The slots whose board is known not to answer now: out of service until it does.
+    fn unavailable_slots(&self) -> Vec<u16> {
+        self.routes
+            .iter()
+            .filter(|(_, r)| self.members[r.board].board.out_of_service().is_some())
+            .map(|(slot, _)| *slot)
+            .collect()
     }
 
     fn out_of_service(&self) -> Option<crate::LinkFault> {

@@ -126,6 +126,17 @@ pub trait Board: Send + Sync + std::fmt::Debug {
     fn out_of_service(&self) -> Option<LinkFault> {
         None
     }
+
+    /// A cabinet of several boards: each board's health, named. Empty for one board.
+    fn boards(&self) -> Vec<NamedHealth> {
+        Vec::new()
+    }
+
+    /// A cabinet of several boards: the slots whose board is known not to answer now,
+    /// ascending (the others still sell). Empty for one board: its health says it all.
+    fn unavailable_slots(&self) -> Vec<u16> {
+        Vec::new()
+    }
 }
 
 /// Everything needed to open a board.

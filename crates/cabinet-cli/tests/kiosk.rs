@@ -87,7 +87,8 @@ impl Rig {
     /// A cabinet of four boards: the vending board of [`Rig::new`] (slots 1 and 2, its
     /// motors 1 and 2) and a locker wall of lock boards 1, 2 and 3 on a second port, one
     /// RS-485 bus (slots 11, 12 and 13: channel 4 of each; 14: board 3's channel 5; 15:
-    /// board 1's channel 5). The wall's simulator plays board 2, with 1 and 3 beside it.
+    /// board 1's channel 5; 16: board 3's channel 6). The wall's simulator plays board 2,
+    /// with 1 and 3 beside it.
     fn with_wall(broker: Broker) -> Rig {
         let mut rig = Rig::with_broker(broker, 30);
         let bus = rig.dir.path().join("bus");
@@ -111,7 +112,8 @@ impl Rig {
                 .slot_on(12, "wall-2", 4, "Locker 2-4", 1, 1)
                 .slot_on(13, "wall-3", 4, "Locker 3-4", 1, 1)
                 .slot_on(14, "wall-3", 5, "Locker 3-5", 1, 1)
-                .slot_on(15, "wall-1", 5, "Locker 1-5", 1, 1);
+                .slot_on(15, "wall-1", 5, "Locker 1-5", 1, 1)
+                .slot_on(16, "wall-3", 6, "Locker 3-6", 1, 1);
         });
         rig
     }
@@ -898,14 +900,23 @@ async fn a_locker_wall_and_a_vending_board_each_serve_their_own_slots_and_a_dead
             "succeeded",
             "slot {slot}: {r:?}"
         );
-        served.push(c);
+        served.push((c, r.last().unwrap()["evidence"].clone()));
     }
     assert_eq!(rig.wall_unlocks(), [(1, 4, 1), (2, 4, 1), (3, 4, 1)]);
     assert_eq!(rig.stats().motor_actions, 1);
     assert_eq!(rig.stats().actions_by_slot.get(&1), Some(&1));
-    // Every dispense's log lines name the board and channel that acted.
+    // Every dispense's reply and log lines name the board and channel that acted.
     let logs = rig.logs();
-    for (c, board) in served.iter().zip(["wall-1", "wall-2", "wall-3", "vend"]) {
+    for ((c, evidence), (board, channel)) in
+        served
+            .iter()
+            .zip([("wall-1", 4), ("wall-2", 4), ("wall-3", 4), ("vend", 1)])
+    {
+        assert_eq!(
+            (&evidence["board"], &evidence["channel"]),
+            (&serde_json::json!(board), &serde_json::json!(channel)),
+            "{evidence}"
+        );
         assert!(
             logs.lines()
                 .any(|l| l.contains(&c.log_id) && l.contains(&format!("board={board}"))),
@@ -913,6 +924,23 @@ async fn a_locker_wall_and_a_vending_board_each_serve_their_own_slots_and_a_dead
             c.log_id
         );
     }
+    // A door holds one item: the door a customer opened is empty, the spiral has 4 left.
+    backend
+        .await_telemetry("door 11 empty, slot 1 down by one", |v| {
+            let count = |slot: u16| {
+                v["inventory"]
+                    .as_array()
+                    .and_then(|a| a.iter().find(|s| s["slot"] == slot))
+                    .map(|s| (s["count"].clone(), s["capacity"].clone()))
+            };
+            count(11) == Some((0.into(), 1.into())) && count(1) == Some((4.into(), 10.into()))
+        })
+        .await;
+    let c = rig.claims("C001", 11);
+    backend.send(&rig.sign(&c)).await;
+    let r = backend.replies_until_terminal(&c.jti).await;
+    assert_eq!(states(&r), ["rejected"]);
+    assert_eq!(r[0]["reason"], "slot_empty");
 
     // Board 3 loses power. Its other door fails without charging anyone, whether the
     // kiosk's health check has noticed yet (not sent) or this unlock finds out (unknown).
@@ -922,10 +950,26 @@ async fn a_locker_wall_and_a_vending_board_each_serve_their_own_slots_and_a_dead
     let r = backend.replies_until_terminal(&c.jti).await;
     let last = r.last().unwrap();
     assert!(
-        matches!(last["state"].as_str(), Some("failed" | "outcome_unknown")),
+        matches!(
+            last["state"].as_str(),
+            Some("rejected" | "failed" | "outcome_unknown")
+        ),
         "{last}"
     );
-    assert_ne!(last["state"], "succeeded");
+    // The heartbeat names the dead board's slots; the cabinet itself is in service, and
+    // a command for them is refused at once, nothing sent (slot 14 waits for a
+    // technician anyway if its unlock ended unknown).
+    backend
+        .await_telemetry("board 3's slots unreachable", |v| {
+            v["board"]["ok"] == true
+                && v["board"]["unreachable_slots"] == serde_json::json!([13, 14, 16])
+        })
+        .await;
+    let c = rig.claims("C001", 16);
+    backend.send(&rig.sign(&c)).await;
+    let r = backend.replies_until_terminal(&c.jti).await;
+    assert_eq!(states(&r), ["rejected"]);
+    assert_eq!(r[0]["reason"], "board_unreachable");
     // The rest of the cabinet sells on: a door on board 1 and the vending board.
     for slot in [15, 2] {
         let c = rig.claims("C001", slot);
@@ -937,13 +981,19 @@ async fn a_locker_wall_and_a_vending_board_each_serve_their_own_slots_and_a_dead
             "slot {slot}: {r:?}"
         );
     }
-    backend.await_board(true).await;
     assert_eq!(
         rig.wall_unlocks(),
         [(1, 4, 1), (1, 5, 1), (2, 4, 1), (3, 4, 1)],
         "nothing unlocked on the dead board"
     );
     assert_eq!(rig.stats().motor_actions, 2);
+    // Power back: a probe hears the board and its slots are reachable again.
+    rig.wall.as_ref().unwrap().power_neighbour(3, true);
+    backend
+        .await_telemetry("every board answering", |v| {
+            v["board"]["ok"] == true && v["board"].get("unreachable_slots").is_none()
+        })
+        .await;
 }
 
 /// A backend that knows only docs/PROTOCOL.md: OpenSSL for the EdDSA JWS, mosquitto_pub

@@ -32,6 +32,10 @@ pub enum AuditNote {
         slot: u16,
         /// The board's outcome.
         outcome: String,
+        /// On a cabinet of several boards: the board that acted and the slot's channel
+        /// (or motor) on it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        board: Option<(String, u16)>,
     },
     /// Entry locked after wrong PINs, for this long.
     Lockout {
@@ -62,7 +66,16 @@ impl AuditNote {
                 before,
                 after,
             } => format!("slot {slot}: {before} -> {after}"),
-            AuditNote::SlotTest { slot, outcome } => format!("slot {slot}: {outcome}"),
+            AuditNote::SlotTest {
+                slot,
+                outcome,
+                board: None,
+            } => format!("slot {slot}: {outcome}"),
+            AuditNote::SlotTest {
+                slot,
+                outcome,
+                board: Some((board, channel)),
+            } => format!("slot {slot}: {outcome} on {board} channel {channel}"),
             AuditNote::Lockout { secs } => format!("{secs} s"),
             AuditNote::Logout { why } => why.clone(),
             AuditNote::Text { text } => text.clone(),
@@ -91,10 +104,18 @@ impl AuditNote {
                     after: after.parse().ok()?,
                 })
             }),
-            "slot_test" => detail.split_once(": ").and_then(|(s, outcome)| {
+            "slot_test" => detail.split_once(": ").and_then(|(s, rest)| {
+                let (outcome, board) = match rest.split_once(" on ") {
+                    Some((o, at)) => {
+                        let (b, channel) = at.split_once(" channel ")?;
+                        (o, Some((b.to_owned(), channel.parse().ok()?)))
+                    }
+                    None => (rest, None),
+                };
                 Some(AuditNote::SlotTest {
                     slot: slot(s)?,
                     outcome: outcome.to_owned(),
+                    board,
                 })
             }),
             "locked_out" => detail
@@ -134,6 +155,15 @@ mod tests {
                 AuditNote::SlotTest {
                     slot: 3,
                     outcome: "jammed".into(),
+                    board: None,
+                },
+            ),
+            (
+                "slot_test",
+                AuditNote::SlotTest {
+                    slot: 13,
+                    outcome: "door_opened".into(),
+                    board: Some(("wall-3".into(), 4)),
                 },
             ),
             ("locked_out", AuditNote::Lockout { secs: 600 }),

@@ -310,6 +310,12 @@ pub struct Diagnostics {
     pub board: cabinet_board::BoardHealth,
     /// Whether the engine treats the board as usable.
     pub board_up: bool,
+    /// A cabinet of several boards: each one's health, named (empty for one board).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub boards: Vec<cabinet_board::NamedHealth>,
+    /// A cabinet of several boards: the slots whose board does not answer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unreachable_slots: Vec<u16>,
     /// The journal on disk.
     pub journal: JournalDiagnostics,
     /// Who is logged in.

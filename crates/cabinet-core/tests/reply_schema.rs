@@ -61,6 +61,8 @@ fn every_real_reply_validates_against_the_schema() {
         drop_detected: Some(false),
         door_open: Some(true),
         board_status: Some("vmc:03".into()),
+        board: Some("wall-3".into()),
+        channel: Some(4),
     };
     let mut n = 0;
     for state in ReplyState::ALL {

@@ -7,7 +7,7 @@
 //! an entry does not set, and each `[[slots]]` entry says which board and which channel
 //! drive it. Lock boards that share a port are one bus.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -127,6 +127,22 @@ impl Config {
                     },
                 ))
             })
+            .collect()
+    }
+
+    /// The slots that are lock-board doors: every slot of a one-board lock-board cabinet,
+    /// and with `[[boards]]` the slots on lock boards. A door holds one item.
+    pub fn door_slots(&self) -> BTreeSet<u16> {
+        if self.boards.is_empty() {
+            if self.board.protocol != BoardProtocol::Lockboard {
+                return BTreeSet::new();
+            }
+            return self.slots.iter().map(|s| s.slot).collect();
+        }
+        self.slot_places()
+            .into_iter()
+            .filter(|(_, p)| self.boards[p.board].protocol == BoardProtocol::Lockboard)
+            .map(|(slot, _)| slot)
             .collect()
     }
 
@@ -310,6 +326,17 @@ impl Config {
                 v.add(&f("channel"), "must be at least 1");
                 continue;
             }
+            // Today's one-board lock cabinets may say more (their doors are read as
+            // holding one); a new slot map says what a door is.
+            if b.protocol == BoardProtocol::Lockboard && s.capacity > 1 {
+                v.add(
+                    &f("capacity"),
+                    &format!(
+                        "{} on {:?}'s door: a door holds one item (capacity = 1)",
+                        s.capacity, b.name
+                    ),
+                );
+            }
             if let Some(count) = b.channel_count(self)
                 && channel > count
             {
@@ -383,6 +410,8 @@ mod tests {
             .map(|(s, p)| (*s, p.board, p.channel))
             .collect();
         assert_eq!(got, [(1, 0, 8), (2, 1, 16), (3, 2, 11)]);
+        // The lock boards' slots are doors, the VMC board's a spiral.
+        assert_eq!(c.door_slots().into_iter().collect::<Vec<_>>(), [1, 2]);
         // Settings left out come from [board.lockboard] / [board.vmc].
         assert_eq!(c.boards[0].lockboard(&c.board.lockboard).channels, 8);
         assert_eq!(c.boards[1].lockboard(&c.board.lockboard).channels, 16);
@@ -398,11 +427,12 @@ mod tests {
              [[boards]]\nname = \"vend-2\"\nprotocol = \"vmc\"\nport = \"/dev/cabinet-bus-1\"\n\
              [[boards]]\nname = \"wall-d\"\nprotocol = \"lockboard\"\nport = \"/dev/x\"\n\
              drop_sensor = true\n\
-             {}{}{}{}",
+             {}{}{}{}{}",
             slot(1, "wall-a", 5),
             slot(2, "wall-a", 5),
             slot(3, "wall-b", 17),
             slot(4, "wall-z", 1),
+            slot(5, "wall-b", 3).replace("capacity = 1", "capacity = 4"),
         );
         let p = problems(&bad);
         let has = |field: &str, words: &str| {
@@ -431,7 +461,11 @@ mod tests {
             "slots[3].board",
             "\"wall-z\" is not in [[boards]]; allowed: wall-a, wall-b, vend",
         );
-        assert_eq!(p.len(), 8, "{p:#?}");
+        has(
+            "slots[4].capacity",
+            "4 on \"wall-b\"'s door: a door holds one item",
+        );
+        assert_eq!(p.len(), 9, "{p:#?}");
     }
 
     #[test]

@@ -58,6 +58,14 @@ pub enum Event {
         /// Clock.
         now_ms: u64,
     },
+    /// In a cabinet of several boards: the slots whose board does not answer now (the
+    /// others still sell). Empty when every board answers.
+    SlotsUnreachable {
+        /// The slots, any order.
+        slots: Vec<u16>,
+        /// Clock.
+        now_ms: u64,
+    },
     /// The screen showed a new QR nonce.
     SessionIssued {
         /// The nonce.
@@ -132,6 +140,8 @@ pub enum Event {
 pub enum InventoryChange {
     /// A confirmed drop: one item fewer.
     Decrement(u16),
+    /// A door a customer opened: it held one item and is empty now.
+    Emptied(u16),
     /// Take the slot out of service until a technician clears it: after a jam, a motor
     /// that did not stop, or a dispense whose outcome is unknown.
     Jammed(u16),

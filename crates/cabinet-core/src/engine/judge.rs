@@ -11,6 +11,7 @@ pub fn judge(
         drop_detected: drop,
         door_open: door,
         board_status: Some(outcome.name().to_owned()),
+        ..Evidence::default()
     };
     match *outcome {
         // Stock goes down only on a confirmed drop (or, without a sensor, the board's word).

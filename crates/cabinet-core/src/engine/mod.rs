@@ -20,7 +20,7 @@
 //!
 //! Time is an input (`now_ms` on every event), so tests drive the machine step by step.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use cabinet_board::{Outcome, Reach};
 
@@ -57,6 +57,22 @@ pub struct EngineConfig {
     /// before it counts as down. The runner's first check normally decides well before;
     /// this bound makes the engine hold commands for a bounded time whatever happens.
     pub board_start_wait_ms: u64,
+    /// Where each slot is and what it is (from the slot map). A slot missing here is a
+    /// spiral on the cabinet's one board.
+    pub sites: BTreeMap<u16, SlotSite>,
+}
+
+/// Where a slot is and what kind of slot it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SlotSite {
+    /// The board that drives it, on cabinets with several (`[[boards]]`): replies,
+    /// journal rows and logs name it.
+    pub board: Option<String>,
+    /// Its channel or motor on that board.
+    pub channel: Option<u16>,
+    /// A lock-board door rather than a spiral: it holds one item, an opened door is an
+    /// empty door, and a technician's test opening leaves its stock alone.
+    pub door: bool,
 }
 
 /// A command waiting for (or at) the board.
@@ -96,6 +112,9 @@ pub struct Engine {
     /// queued for it just because they arrive before the first POLL.
     board_known: bool,
     board_down_since: u64,
+    /// Slots whose board does not answer while others do ([`Event::SlotsUnreachable`]):
+    /// refused `board_unreachable` and shown unavailable; the cabinet sells the rest.
+    unreachable: BTreeSet<u16>,
     /// When this engine started: the start wait counts from here.
     started_ms: u64,
     /// The app is stopping ([`Event::Stop`]): no new dispense starts.
@@ -132,6 +151,7 @@ impl Engine {
             board_up: false,
             board_known: false,
             board_down_since: now_ms,
+            unreachable: BTreeSet::new(),
             started_ms: now_ms,
             stopping: false,
             ever_connected: false,
@@ -151,6 +171,11 @@ impl Engine {
     /// The command at the board, if any.
     pub fn active(&self) -> Option<&Job> {
         self.active.as_ref().map(|(j, _)| j)
+    }
+
+    /// The slots whose board does not answer while others do, ascending.
+    pub fn unreachable_slots(&self) -> impl Iterator<Item = u16> + '_ {
+        self.unreachable.iter().copied()
     }
 
     /// Whether the engine considers the board usable (what dispense decisions use).
@@ -235,6 +260,17 @@ impl Engine {
                 }
                 now_ms
             }
+            Event::SlotsUnreachable { slots, now_ms } => {
+                let slots: BTreeSet<u16> = slots.into_iter().collect();
+                if slots != self.unreachable {
+                    let back = self.unreachable.difference(&slots).count() > 0;
+                    self.unreachable = slots;
+                    if back {
+                        self.start_next(now_ms, &mut out);
+                    }
+                }
+                now_ms
+            }
             Event::SessionIssued { nonce, now_ms } => {
                 self.sessions
                     .push_back((nonce, now_ms + self.cfg.session_lifetime_ms));
@@ -269,7 +305,12 @@ impl Engine {
                 outcome,
                 now_ms,
             } => {
-                let (_, _, _, changes) = judge(&outcome, slot);
+                let (_, _, _, mut changes) = judge(&outcome, slot);
+                if self.site(slot).door {
+                    // The technician opened the door and stands at it: the item is still
+                    // inside unless they take it (and then they say so with a restock).
+                    changes.retain(|c| !matches!(c, InventoryChange::Decrement(_)));
+                }
                 self.book(changes, &mut out);
                 now_ms
             }
@@ -353,6 +394,10 @@ impl Engine {
             let evidence = Evidence {
                 board_status: board_status.clone(),
                 ..Evidence::default()
+            };
+            let evidence = match c.slot {
+                Some(slot) => self.placed(slot, evidence),
+                None => evidence,
             };
             self.transition(
                 (&c.cmd_id, &c.order_id, &c.log_id),
@@ -497,6 +542,10 @@ impl Engine {
         if self.board_known && !self.board_up {
             return Some(Reason::BoardUnreachable);
         }
+        // Its board alone is silent: nothing would be sent, nobody is charged.
+        if self.unreachable.contains(&cmd.slot) {
+            return Some(Reason::BoardUnreachable);
+        }
         None
     }
 
@@ -570,7 +619,7 @@ impl Engine {
                 crate::protocol::is_expired(job.expires_at, now_s, self.cfg.clock_skew_secs);
             let fail = if expired {
                 Some(Reason::Expired)
-            } else if !self.board_up {
+            } else if !self.board_up || self.unreachable.contains(&job.slot) {
                 Some(Reason::BoardUnreachable)
             } else {
                 self.inventory
@@ -590,14 +639,8 @@ impl Engine {
                 self.show_failed(reason, false, &job.cmd_id, now);
                 continue;
             }
-            self.transition(
-                job.ids(),
-                ReplyState::Dispensing,
-                None,
-                Evidence::default(),
-                now,
-                out,
-            );
+            let evidence = self.placed(job.slot, Evidence::default());
+            self.transition(job.ids(), ReplyState::Dispensing, None, evidence, now, out);
             out.push(Action::Publish);
             out.push(Action::Dispense(job.clone()));
             self.transient = None;
@@ -615,6 +658,11 @@ impl Engine {
                         slot.count = slot.count.saturating_sub(1);
                     }
                 }
+                InventoryChange::Emptied(s) => {
+                    if let Some(slot) = self.inventory.get_mut(&s) {
+                        slot.count = 0;
+                    }
+                }
                 InventoryChange::Jammed(s) => {
                     if let Some(slot) = self.inventory.get_mut(&s) {
                         slot.jammed = true;
@@ -625,6 +673,20 @@ impl Engine {
         }
     }
 
+    /// Where `slot` is (a spiral on the one board when the slot map says nothing).
+    fn site(&self, slot: u16) -> SlotSite {
+        self.cfg.sites.get(&slot).cloned().unwrap_or_default()
+    }
+
+    /// `evidence` naming the board and channel of `slot`, on cabinets with several boards.
+    fn placed(&self, slot: u16, mut evidence: Evidence) -> Evidence {
+        if let Some(site) = self.cfg.sites.get(&slot).filter(|s| s.board.is_some()) {
+            evidence.board = site.board.clone();
+            evidence.channel = site.channel;
+        }
+        evidence
+    }
+
     fn board_done(&mut self, cmd_id: &str, outcome: Outcome, now: u64, out: &mut Vec<Action>) {
         let Some((job, _)) = self.active.take_if(|(j, _)| j.cmd_id == cmd_id) else {
             tracing::warn!(
@@ -633,7 +695,17 @@ impl Engine {
             );
             return;
         };
-        let (state, reason, evidence, change) = judge(&outcome, job.slot);
+        let (state, reason, evidence, mut change) = judge(&outcome, job.slot);
+        let evidence = self.placed(job.slot, evidence);
+        if self.site(job.slot).door {
+            // A door holds one item: once a customer opened it, it is empty, whatever
+            // count an older config seeded.
+            for c in &mut change {
+                if let InventoryChange::Decrement(s) = *c {
+                    *c = InventoryChange::Emptied(s);
+                }
+            }
+        }
         self.transition(job.ids(), state, reason, evidence, now, out);
         out.push(Action::Publish);
         self.book(change, out);

@@ -130,7 +130,8 @@ impl Engine {
                     slot: s.slot,
                     product: s.product.clone(),
                     count: s.count,
-                    available: s.unavailable_reason().is_none(),
+                    available: s.unavailable_reason().is_none()
+                        && !self.unreachable.contains(&s.slot),
                 })
                 .collect(),
             screen,

@@ -17,6 +17,7 @@ pub(super) fn cfg() -> EngineConfig {
         out_of_service_grace_ms: 5_000,
         clock_skew_secs: 0,
         board_start_wait_ms: 10_000,
+        sites: BTreeMap::new(),
     }
 }
 
@@ -87,6 +88,7 @@ fn names(actions: &[Action]) -> Vec<String> {
             Action::Publish => Some("publish".into()),
             Action::Dispense(j) => Some(format!("dispense:{}", j.slot)),
             Action::Inventory(InventoryChange::Decrement(s)) => Some(format!("stock-1:{s}")),
+            Action::Inventory(InventoryChange::Emptied(s)) => Some(format!("emptied:{s}")),
             Action::Inventory(InventoryChange::Jammed(s)) => Some(format!("jammed:{s}")),
             Action::Screen(_) => None,
         })
@@ -331,6 +333,111 @@ fn a_board_that_is_down_gets_no_commands() {
         rejected_reason(&send(&mut e, cmd("a", 1), T0)),
         Some(Reason::BoardUnreachable)
     );
+}
+
+/// A cabinet of several boards with one silent: its slots are refused unsent and shown
+/// unavailable, the cabinet stays in service and sells the others, and its slots sell
+/// again once it answers.
+#[test]
+fn the_slots_of_a_silent_board_are_refused_while_the_rest_sells() {
+    let mut e = engine();
+    let a = e.step(Event::SlotsUnreachable {
+        slots: vec![2],
+        now_ms: T0,
+    });
+    let snap = a
+        .iter()
+        .rev()
+        .find_map(|a| match a {
+            Action::Screen(s) => Some(s.clone()),
+            _ => None,
+        })
+        .expect("a new screen");
+    assert_eq!(snap.screen, Screen::Idle, "still in service");
+    let available: Vec<(u16, bool)> = snap.items.iter().map(|i| (i.slot, i.available)).collect();
+    assert_eq!(available, [(1, true), (2, false), (3, false)]);
+    assert_eq!(
+        rejected_reason(&send(&mut e, cmd("a", 2), T0)),
+        Some(Reason::BoardUnreachable)
+    );
+    assert!(names(&send(&mut e, cmd("b", 1), T0)).contains(&"dispense:1".to_string()));
+    e.step(Event::SlotsUnreachable {
+        slots: vec![],
+        now_ms: T0 + 1,
+    });
+    assert_eq!(e.unreachable_slots().count(), 0);
+    // Queued behind the dispense on slot 1, not refused.
+    assert_eq!(rejected_reason(&send(&mut e, cmd("c", 2), T0 + 2)), None);
+}
+
+/// A locker wall's door holds one item: a customer's opening empties it, a technician's
+/// test opening leaves it loaded, and every reply says which board and channel acted.
+#[test]
+fn a_door_empties_when_a_customer_opens_it_and_replies_name_its_board() {
+    let site = |board: &str, channel: u16, door: bool| SlotSite {
+        board: Some(board.into()),
+        channel: Some(channel),
+        door,
+    };
+    let walled = EngineConfig {
+        sites: BTreeMap::from([(1, site("wall-2", 7, true)), (2, site("vend", 3, false))]),
+        ..cfg()
+    };
+    let mut door = slot(1, 1);
+    door.capacity = 1;
+    let mut e = engine_with(walled, vec![door, slot(2, 5)]);
+    let evidence = |a: &[Action]| -> Vec<(String, Option<String>, Option<u16>)> {
+        a.iter()
+            .filter_map(|x| match x {
+                Action::Transition { to, reply, .. } => Some((
+                    to.as_str().to_owned(),
+                    reply.evidence.board.clone(),
+                    reply.evidence.channel,
+                )),
+                _ => None,
+            })
+            .collect()
+    };
+    // The technician's test opening: the door stays loaded.
+    let t = e.step(Event::SlotTested {
+        slot: 1,
+        outcome: Outcome::DoorOpened,
+        now_ms: T0,
+    });
+    assert!(names(&t).is_empty(), "{:?}", names(&t));
+    let a = send(&mut e, cmd("a", 1), T0);
+    assert_eq!(
+        evidence(&a),
+        [("dispensing".into(), Some("wall-2".into()), Some(7))]
+    );
+    let done = e.step(Event::BoardDone {
+        cmd_id: "a".into(),
+        outcome: Outcome::DoorOpened,
+        now_ms: T0 + 2000,
+    });
+    assert_eq!(names(&done), ["to:succeeded", "publish", "emptied:1"]);
+    assert_eq!(
+        evidence(&done),
+        [("succeeded".into(), Some("wall-2".into()), Some(7))]
+    );
+    // Empty now: the next order for the door is refused, the spiral still sells.
+    assert_eq!(
+        rejected_reason(&send(&mut e, cmd("b", 1), T0 + 9000)),
+        Some(Reason::SlotEmpty)
+    );
+    let spiral = send(&mut e, cmd("c", 2), T0 + 9000);
+    assert_eq!(
+        evidence(&spiral),
+        [("dispensing".into(), Some("vend".into()), Some(3))]
+    );
+    let done = e.step(Event::BoardDone {
+        cmd_id: "c".into(),
+        outcome: Outcome::Dispensed {
+            drop_detected: Some(true),
+        },
+        now_ms: T0 + 12_000,
+    });
+    assert_eq!(names(&done), ["to:succeeded", "publish", "stock-1:2"]);
 }
 
 /// Regression: a command 10 s past `exp` was accepted on arrival (within the 30 s

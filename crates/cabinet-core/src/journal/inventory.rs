@@ -62,6 +62,29 @@ impl Journal {
         Ok(added)
     }
 
+    /// Makes each of `doors` a door that holds one item: capacity 1, and a count above
+    /// one read as "loaded". A slot seeded from a config that gave a door a spiral's
+    /// capacity, or a journal from before the slot was a door, is corrected here. Returns
+    /// the slots that changed.
+    pub fn doors_hold_one(&mut self, doors: &[u16]) -> Result<Vec<u16>, JournalError> {
+        let now = now_ms();
+        let tx = self.conn.transaction()?;
+        let mut changed = Vec::new();
+        {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE inventory SET capacity = 1, count = MIN(count, 1), updated_at = ?2 \
+                 WHERE slot = ?1 AND (capacity != 1 OR count > 1)",
+            )?;
+            for &slot in doors {
+                if stmt.execute(params![slot, now])? > 0 {
+                    changed.push(slot);
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(changed)
+    }
+
     /// All slots, by slot number.
     pub fn inventory(&self) -> Result<Vec<SlotInventory>, JournalError> {
         self.query_slots("ORDER BY slot", [])

@@ -220,6 +220,9 @@ fn transition_updates_state_evidence_and_enqueues_the_reply_together() {
         drop_detected: Some(true),
         door_open: None,
         board_status: Some("vmc:02".into()),
+        // A cabinet of several boards: the row says which one acted.
+        board: Some("vend".into()),
+        channel: Some(7),
     };
     let c = j
         .transition(
@@ -546,6 +549,30 @@ fn restock_refuses_counts_above_capacity() {
     assert!(matches!(
         j.set_count(5, 1),
         Err(JournalError::UnknownSlot(5))
+    ));
+}
+
+#[test]
+fn a_door_holds_one_item_whatever_the_config_or_an_older_journal_said() {
+    let (_d, mut j) = open_tmp();
+    // Slot 1 seeded as a spiral of 10 with 7 left, 2 empty, 3 already a loaded door.
+    j.seed_inventory(&[slot_cfg(1, 7), slot_cfg(2, 0), slot_cfg(3, 1)])
+        .unwrap();
+    j.doors_hold_one(&[3]).unwrap();
+    assert_eq!(j.doors_hold_one(&[1, 2, 3]).unwrap(), [1, 2]);
+    let rows: Vec<(u32, u32)> = j
+        .inventory()
+        .unwrap()
+        .iter()
+        .map(|s| (s.capacity, s.count))
+        .collect();
+    assert_eq!(rows, [(1, 1), (1, 0), (1, 1)]);
+    // Nothing left to correct; a restock loads a door, never beyond one.
+    assert!(j.doors_hold_one(&[1, 2, 3]).unwrap().is_empty());
+    j.set_count(2, 1).unwrap();
+    assert!(matches!(
+        j.set_count(2, 2),
+        Err(JournalError::OverCapacity { .. })
     ));
 }
 

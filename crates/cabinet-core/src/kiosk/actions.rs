@@ -108,6 +108,10 @@ impl<L: Link> Runner<L> {
                     let left = self.journal.decrement_on_drop(slot)?;
                     info!(slot, left, "stock");
                 }
+                Action::Inventory(InventoryChange::Emptied(slot)) => {
+                    self.journal.set_count(slot, 0)?;
+                    info!(slot, left = 0, "stock: the door was opened and is empty");
+                }
                 Action::Inventory(InventoryChange::Jammed(slot)) => {
                     self.journal.set_jammed(slot, true)?;
                     warn!(

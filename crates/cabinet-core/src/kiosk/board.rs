@@ -106,15 +106,24 @@ pub fn packno_path(cfg: &Config) -> std::path::PathBuf {
     cfg.journal.beside(".vmc-packno")
 }
 
+/// What a health check found.
+#[derive(Debug)]
+pub(super) struct Checked {
+    /// The cabinet can sell (with several boards: at least one answers).
+    pub(super) up: bool,
+    /// With several boards: the slots of those that do not answer.
+    pub(super) unreachable: Vec<u16>,
+}
+
 /// The board and the channels its blocking calls answer on.
 pub(super) struct BoardWorker {
     pub(super) board: Arc<dyn Board>,
     done_tx: mpsc::UnboundedSender<(String, Outcome)>,
     /// A customer's dispense finished: `(cmd_id, outcome)`.
     pub(super) done_rx: mpsc::UnboundedReceiver<(String, Outcome)>,
-    health_tx: mpsc::UnboundedSender<bool>,
-    /// A health check answered: up or not.
-    pub(super) health_rx: mpsc::UnboundedReceiver<bool>,
+    health_tx: mpsc::UnboundedSender<Checked>,
+    /// A health check answered.
+    pub(super) health_rx: mpsc::UnboundedReceiver<Checked>,
     health_in_flight: bool,
     last_lock_query: Option<Instant>,
     /// Set while the motor turns: retention waits between its batches (crate::upkeep).
@@ -196,7 +205,8 @@ impl BoardWorker {
                 Protocol::Lockboard if busy => board.health().connected,
                 Protocol::Lockboard => board.machine_status().is_ok(),
             };
-            let _ = tx.send(up);
+            let unreachable = board.unavailable_slots();
+            let _ = tx.send(Checked { up, unreachable });
         });
     }
 }

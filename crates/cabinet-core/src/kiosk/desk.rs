@@ -206,7 +206,8 @@ impl<L: Link> Runner<L> {
         tokio::task::spawn_blocking(move || {
             let _g = span.enter();
             info!("technician slot test: motor command");
-            let outcome = board.dispense(slot);
+            // Queued behind customers' dispenses on a shared bus (Board::slot_test).
+            let outcome = board.slot_test(slot);
             info!(
                 outcome = outcome.name(),
                 "technician slot test: board outcome"
@@ -228,6 +229,11 @@ impl<L: Link> Runner<L> {
         let note = AuditNote::SlotTest {
             slot,
             outcome: outcome.name().to_owned(),
+            board: self
+                .cfg
+                .slot_places()
+                .get(&slot)
+                .map(|p| (self.cfg.boards[p.board].name.clone(), p.channel)),
         };
         self.audit(technician, "slot_test", &note).map_err(failed)?;
         let actions = self.engine.step(Event::SlotTested {

@@ -196,6 +196,8 @@ impl<L: Link> Runner<L> {
             },
             board: self.board.board.health(),
             board_up: self.engine.board_up(),
+            boards: self.board.board.boards(),
+            unreachable_slots: self.engine.unreachable_slots().collect(),
             journal: JournalDiagnostics {
                 path: path.display().to_string(),
                 size_bytes: FileBytes::of(path).total,

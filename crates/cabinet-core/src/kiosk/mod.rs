@@ -23,6 +23,7 @@
 //! the journal's disk and its trust; [`link`] is the port the runner sends through,
 //! which the unit tests ([`tests`]) replace with a recorder.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -32,7 +33,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::Config;
 use crate::control::Control;
-use crate::engine::{Engine, EngineConfig, Event};
+use crate::engine::{Engine, EngineConfig, Event, SlotSite};
 use crate::hooks::{CrashPoint, Hooks};
 use crate::instance::InstanceLock;
 use crate::journal::{Journal, JournalError};
@@ -122,6 +123,23 @@ pub fn now_ms() -> u64 {
 }
 
 /// A fresh QR session nonce: 16 random hex digits (64 bits).
+/// Each slot's board, channel and kind, for the engine's evidence and stock rules.
+fn slot_sites(cfg: &Config, doors: &BTreeSet<u16>) -> BTreeMap<u16, SlotSite> {
+    let places = cfg.slot_places();
+    cfg.slots
+        .iter()
+        .map(|s| {
+            let place = places.get(&s.slot);
+            let site = SlotSite {
+                board: place.map(|p| cfg.boards[p.board].name.clone()),
+                channel: place.map(|p| p.channel),
+                door: doors.contains(&s.slot),
+            };
+            (s.slot, site)
+        })
+        .collect()
+}
+
 fn new_nonce() -> Result<String, KioskError> {
     let id = protocol::new_boot_id().map_err(|e| KioskError::Setup(e.to_string()))?;
     Ok(id.chars().take(16).collect())
@@ -229,6 +247,11 @@ impl<L: Link> Runner<L> {
         let (mut journal, journal_loss) = crate::upkeep::open_at_start(&cfg)?;
         journal.set_rejection_limits(crate::journal::RejectionLimits::of(&cfg.journal));
         journal.seed_inventory(&cfg.slots)?;
+        let doors = cfg.door_slots();
+        let corrected = journal.doors_hold_one(&doors.iter().copied().collect::<Vec<_>>())?;
+        if !corrected.is_empty() {
+            warn!(slots = ?corrected, "doors hold one item: capacity set to 1, a count above one read as loaded");
+        }
         let desk = Desk::open(&journal)?;
         let topics =
             Topics::new(&cfg.machine_code).map_err(|e| KioskError::Setup(e.to_string()))?;
@@ -247,6 +270,7 @@ impl<L: Link> Runner<L> {
             // A margin over the runner's own first check (which waits this long for the
             // board), so that check's answer normally decides; this is the backstop.
             board_start_wait_ms: (cfg.kiosk.board_start_wait_secs + 2) * 1000,
+            sites: slot_sites(&cfg, &doors),
         };
         let engine = Engine::new(ecfg, journal.inventory()?, now_ms());
         let upkeep = Upkeep::new(&cfg, journal.lock_waits());
@@ -378,11 +402,13 @@ impl<L: Link> Runner<L> {
                     let actions = self.engine.step(Event::BoardDone { cmd_id, outcome, now_ms: now_ms() });
                     self.exec(actions, None).await?;
                 }
-                Some(up) = self.board.health_rx.recv() => {
+                Some(checked) = self.board.health_rx.recv() => {
                     self.board.checked();
+                    let up = checked.up;
                     self.board_health(up);
                     let actions = self.engine.step(Event::Board { up, now_ms: now_ms() });
                     self.exec(actions, None).await?;
+                    self.slots_unreachable(checked.unreachable).await?;
                 }
                 _ = tick.tick() => {
                     self.service.hang_hook(&self.hooks);

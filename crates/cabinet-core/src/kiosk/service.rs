@@ -99,6 +99,28 @@ impl<L: Link> Runner<L> {
         }
     }
 
+    /// A cabinet of several boards: tells the engine which slots' boards do not answer
+    /// (refused `board_unreachable`, shown unavailable) and logs each change once.
+    pub(super) async fn slots_unreachable(&mut self, slots: Vec<u16>) -> Result<(), KioskError> {
+        let before: Vec<u16> = self.engine.unreachable_slots().collect();
+        if before == slots {
+            return Ok(());
+        }
+        if slots.is_empty() {
+            tracing::info!("every board answers: all slots can sell again");
+        } else {
+            tracing::warn!(
+                ?slots,
+                "a board does not answer: its slots are out of service, the others sell on"
+            );
+        }
+        let actions = self.engine.step(Event::SlotsUnreachable {
+            slots,
+            now_ms: now_ms(),
+        });
+        self.exec(actions, None).await
+    }
+
     /// Samples the journal's free space (at most once a second) and tells the engine
     /// when it crosses `journal.min_free_mb` ([`disk_is_low`]). While low, new commands
     /// are refused `disk_low` and untrusted payloads are not recorded, so the reserve is

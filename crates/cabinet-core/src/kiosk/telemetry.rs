@@ -57,6 +57,7 @@ impl<L: Link> Runner<L> {
                     health.bad_frames,
                     health.timeouts
                 )),
+                unreachable_slots: self.engine.unreachable_slots().collect(),
             },
             outbox_pending: self.journal.outbox_len()?,
             disk_free_bytes: disk_free(&self.cfg.journal.path),

@@ -107,6 +107,13 @@ pub struct Evidence {
     /// The board's own status, as text (for example `"vmc:03"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub board_status: Option<String>,
+    /// Cabinets with several boards: the board that acted (its `name` in the cabinet's
+    /// config, e.g. `"wall-2"`). Absent on one-board cabinets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub board: Option<String>,
+    /// With `board`: the channel (lock board) or motor (VMC) that slot is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<u16>,
 }
 
 /// A reply on `.../reply` (QoS 1). One command gets `accepted`, maybe `dispensing`,

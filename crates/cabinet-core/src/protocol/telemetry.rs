@@ -40,6 +40,11 @@ pub struct BoardHealth {
     /// (frames received, sent, bad, and exchanges that timed out since start).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
+    /// A cabinet of several boards: the slots whose board does not answer, ascending.
+    /// They are refused `board_unreachable`; the rest of the cabinet sells. Absent when
+    /// every board answers (and always with one board: `ok` says it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unreachable_slots: Vec<u16>,
 }
 
 /// One slot's stock, as sent in telemetry.

@@ -707,6 +707,7 @@ fn reply_json_has_the_documented_shape() {
             drop_detected: Some(false),
             door_open: None,
             board_status: Some("vmc:02".into()),
+            ..Evidence::default()
         },
         at: 1_750_000_000_123,
         seq: Some(7),
@@ -786,6 +787,7 @@ fn state_and_telemetry_messages_serialize() {
         board: BoardHealth {
             ok: true,
             status: None,
+            unreachable_slots: vec![],
         },
         outbox_pending: 0,
         disk_free_bytes: Some(1 << 30),

@@ -73,6 +73,7 @@ fn dispensed() -> Evidence {
         drop_detected: Some(true),
         door_open: None,
         board_status: Some("dispensed".into()),
+        ..Evidence::default()
     }
 }
 
