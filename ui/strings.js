@@ -97,6 +97,7 @@ export default {
     },
     "demo_scan": "演示：模拟扫码",
     "demo_count": "模拟板电机动作：{n} 次",
+    "demo_count_wall": "模拟锁控板开门：{n} 次",
     "demo_controls": "演示控制",
     "demo_tech": "技术员「{name}」，密码 {pin}：按住屏幕左上角 3 秒进入维护",
     "demo_faults": {
@@ -111,6 +112,18 @@ export default {
       "broker": {
         "off": "断开消息服务器",
         "on": "恢复消息服务器"
+      },
+      "jam_wall": {
+        "off": "让 wall-1 的门卡住",
+        "on": "修好 wall-1 的门"
+      },
+      "unplug_wall": {
+        "off": "拔掉总线（所有锁控板）",
+        "on": "插回总线"
+      },
+      "power_off": {
+        "off": "给 wall-2 断电",
+        "on": "恢复 wall-2 供电"
       }
     },
     "demo_close": "关闭",
@@ -143,9 +156,11 @@ export default {
     "slot_states": {
       "ok": "正常",
       "jammed": "卡货",
-      "disabled": "已停用"
+      "disabled": "已停用",
+      "unreachable": "主板无应答"
     },
     "test_result": "货道 {slot}：{outcome}",
+    "all_boards": "全部主板",
     "exported": "已导出 {n} 个文件到 {path}",
     "cmd_states": {
       "accepted": "已接单",
@@ -216,6 +231,8 @@ export default {
       "outbox": "待确认回执",
       "board": "主板",
       "board_state": "主板状态",
+      "address": "地址",
+      "slots": "货道",
       "protocols": {
         "vmc": "售货机主板（VMC）",
         "lockboard": "锁控板"
@@ -340,6 +357,7 @@ export default {
     },
     "demo_scan": "Demo: simulate a scan",
     "demo_count": "Simulated board motor runs: {n}",
+    "demo_count_wall": "Doors opened by the simulated wall: {n}",
     "demo_controls": "Demo controls",
     "demo_tech": "Technician “{name}”, PIN {pin}: hold the top-left corner for 3 s",
     "demo_faults": {
@@ -354,6 +372,18 @@ export default {
       "broker": {
         "off": "Drop the broker",
         "on": "Bring the broker back"
+      },
+      "jam_wall": {
+        "off": "Stick wall-1's doors",
+        "on": "Free wall-1's doors"
+      },
+      "unplug_wall": {
+        "off": "Unplug the bus (every board)",
+        "on": "Plug the bus back in"
+      },
+      "power_off": {
+        "off": "Cut wall-2's power",
+        "on": "Restore wall-2's power"
       }
     },
     "demo_close": "Close",
@@ -386,9 +416,11 @@ export default {
     "slot_states": {
       "ok": "OK",
       "jammed": "Jammed",
-      "disabled": "Disabled"
+      "disabled": "Disabled",
+      "unreachable": "Board not answering"
     },
     "test_result": "Slot {slot}: {outcome}",
+    "all_boards": "All boards",
     "exported": "{n} files written to {path}",
     "cmd_states": {
       "accepted": "Accepted",
@@ -459,6 +491,8 @@ export default {
       "outbox": "Replies pending",
       "board": "Board",
       "board_state": "Board state",
+      "address": "address",
+      "slots": "Slots",
       "protocols": {
         "vmc": "vending board (VMC)",
         "lockboard": "lock board"

@@ -3,7 +3,7 @@
 // (`tech_*` commands); the panel only asks and shows.
 
 import { $, $$, invoke, setData, setHidden, setText, state, t } from "./page.js";
-import { auditNote, fmt, techError } from "./text.js";
+import { auditNote, fmt, slotRanges, techError } from "./text.js";
 
 const TECH_HOLD_MS = 3_000; // press on the top-left corner this long to open the PIN pad (and styles.css --hold)
 const PIN_PAD_TIMEOUT_MS = 60_000;
@@ -14,7 +14,7 @@ const PIN_PAD_TIMEOUT_MS = 60_000;
  *   message: {kind: string, n?: number, until?: number} | null, loggedIn: string | null,
  *   lastInput: number, lastActivitySent: number, tab: string, lastDiag: number,
  *   lastStatus: number, answers: number, slots: any[], slot: number | null,
- *   count: number | null}}
+ *   count: number | null, boards: any[], unreachable: number[], frameBoard: string | null}}
  */
 const tech = {
   open: false,
@@ -32,6 +32,9 @@ const tech = {
   slots: [], // the slot table as last drawn
   slot: null, // the slot chosen for the bar
   count: null, // its count as being set with − / + / full; null: as the journal has it
+  boards: [], // a cabinet of several boards: each board's health, as diagnostics last said
+  unreachable: [], // slots whose board does not answer now
+  frameBoard: null, // the board whose frames are shown; null: all
 };
 
 export function techCorner() {
@@ -236,6 +239,8 @@ async function refreshDiag() {
     }),
   );
   $("#diag").dataset.at = String(d.at_ms);
+  learnBoards(d);
+  renderBoards(tx);
   // A journal found missing, empty, corrupt or replaced at start: the technician reads
   // why and confirms a fresh start with two taps.
   const loss = $("#journal-loss");
@@ -245,6 +250,73 @@ async function refreshDiag() {
     $("#journal-loss-text").textContent = `${L.unverified}: ${why || d.journal.unverified}`;
     const b = $("#confirm-fresh");
     if (b.dataset.armed !== "1") b.textContent = L.confirm_fresh;
+  }
+}
+
+// ---- several boards -----------------------------------------------------------------------
+
+function learnBoards(d) {
+  tech.boards = d.boards || [];
+  tech.unreachable = d.unreachable_slots || [];
+}
+
+// The health tab's table of boards, one line each: which board answers, which is down
+// and which slots that takes out of sale. Hidden on a cabinet of one board.
+function renderBoards(tx) {
+  const L = tx.diag;
+  const table = $("#boards");
+  setHidden(table, tech.boards.length === 0);
+  if (tech.boards.length === 0) return;
+  const head = document.createElement("tr");
+  head.append(...[L.board, L.board_state, L.last_rx, L.frames, L.slots].map((h) => cell("th", h)));
+  table.replaceChildren(
+    head,
+    ...tech.boards.map((b) => {
+      const tr = document.createElement("tr");
+      tr.dataset.board = b.name;
+      tr.dataset.up = b.connected ? "1" : "0";
+      const state = cell("td", b.connected ? L.yes : L.no);
+      state.dataset.state = b.connected ? "ok" : "down";
+      // The name, then where it is: a lock board's address on its bus, or its port.
+      const where = b.address === undefined ? b.port : `${L.address} ${b.address}`;
+      const name = cell("td", b.name);
+      name.append(document.createElement("br"), cell("small", where));
+      tr.append(
+        name,
+        state,
+        cell("td", b.last_rx_ms_ago === undefined ? L.never : `${b.last_rx_ms_ago} ms`),
+        cell("td", `${b.frames_rx} / ${b.frames_tx} / ${b.bad_frames}`),
+        cell("td", slotRanges(b.slots)),
+      );
+      return tr;
+    }),
+  );
+}
+
+// The board each slot is on (by name), for the slot table.
+function boardOf(slot) {
+  const b = tech.boards.find((b) => b.slots.includes(slot));
+  return b ? b.name : "";
+}
+
+// The frames tab's choice of board: "all" and one button a board (none for one board).
+function renderFrameBoards(tx) {
+  const bar = $("#frame-boards");
+  setHidden(bar, tech.boards.length === 0);
+  if (tech.boards.length === 0) return;
+  const pick = (name, label) => {
+    const b = button(label, { board: name ?? "" });
+    b.classList.toggle("chosen", tech.frameBoard === name);
+    return b;
+  };
+  bar.replaceChildren(pick(null, tx.all_boards), ...tech.boards.map((b) => pick(b.name, b.name)));
+}
+
+async function loadBoards() {
+  try {
+    learnBoards(await invoke("tech_diag"));
+  } catch (err) {
+    console.warn("tech_diag", err && err.code, err && err.message);
   }
 }
 
@@ -290,7 +362,7 @@ async function loadTab(tab) {
   const tx = t();
   if (tab === "health") return refreshDiag();
   if (tab === "slots") {
-    const r = await techDo({ action: "slots" });
+    const [r] = await Promise.all([techDo({ action: "slots" }), loadBoards()]);
     if (r) renderSlots(r.slots.map(slotView), tx);
     return;
   }
@@ -319,12 +391,18 @@ async function loadTab(tab) {
   }
   if (tab === "export") return loadExportTargets();
   if (tab === "frames") {
-    const r = await techDo({ action: "frames" });
+    const [r] = await Promise.all([techDo({ action: "frames" }), loadBoards()]);
     if (!r) return;
+    if (!tech.boards.some((b) => b.name === tech.frameBoard)) tech.frameBoard = null;
+    renderFrameBoards(tx);
+    const mine = r.frames.filter((f) => tech.frameBoard === null || f.board === tech.frameBoard);
     $("#frames").replaceChildren(
-      ...r.frames.slice(-40).reverse().map((f) => {
+      ...mine.slice(-40).reverse().map((f) => {
         const tr = document.createElement("tr");
-        tr.append(cell("td", f.dir === "rx" ? "←" : "→"), cell("td", f.hex), cell("td", f.meaning));
+        if (f.board) tr.dataset.board = f.board;
+        tr.append(cell("td", f.dir === "rx" ? "←" : "→"));
+        if (tech.boards.length) tr.append(cell("td", f.board || ""));
+        tr.append(cell("td", f.hex), cell("td", f.meaning));
         return tr;
       }),
     );
@@ -350,7 +428,12 @@ async function loadTab(tab) {
 }
 
 function slotView(s) {
-  return { ...s, state: !s.enabled ? "disabled" : s.jammed ? "jammed" : "ok" };
+  const down = tech.unreachable.includes(s.slot);
+  return {
+    ...s,
+    board: boardOf(s.slot),
+    state: !s.enabled ? "disabled" : s.jammed ? "jammed" : down ? "unreachable" : "ok",
+  };
 }
 
 // The slot table: one line a slot; tapping one chooses it for the bar above (a count
@@ -366,7 +449,9 @@ function renderSlots(items, tx) {
       const st = it.state || (it.available ? "ok" : "");
       const stateCell = cell("td", tx.slot_states[st] || st);
       stateCell.dataset.state = st;
-      tr.append(cell("td", it.slot), cell("td", it.product), cell("td", `${it.count} / ${it.capacity}`), stateCell);
+      tr.append(cell("td", it.slot), cell("td", it.product));
+      if (tech.boards.length) tr.append(cell("td", it.board));
+      tr.append(cell("td", `${it.count} / ${it.capacity}`), stateCell);
       return tr;
     }),
   );
@@ -489,6 +574,12 @@ export function techViews() {
   $("#slot-bar").addEventListener("click", (e) => {
     const b = e.target.closest("button[data-op]");
     if (b) slotOp(b.dataset.op);
+  });
+  $("#frame-boards").addEventListener("click", (e) => {
+    const b = e.target.closest("button[data-board]");
+    if (!b) return;
+    tech.frameBoard = b.dataset.board || null;
+    loadTab("frames");
   });
   $("#cmd-search").addEventListener("submit", (e) => {
     e.preventDefault();

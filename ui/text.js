@@ -54,3 +54,17 @@ export function techError(tx, err) {
   const kind = (err && tx.errors[err.code]) || tx.errors.failed;
   return err && err.code === "failed" && err.message ? `${kind} (${err.message})` : kind;
 }
+
+/**
+ * A board's slots as a technician reads a wiring sheet: "1–24", "1–8, 11, 13–16".
+ * `slots` ascending.
+ */
+export function slotRanges(slots) {
+  const out = [];
+  for (const n of slots) {
+    const last = out[out.length - 1];
+    if (last && n === last[1] + 1) last[1] = n;
+    else out.push([n, n]);
+  }
+  return out.map(([a, b]) => (a === b ? String(a) : `${a}–${b}`)).join(", ");
+}

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { DEFAULT_LANG, TEXT, auditNote, fmt, pick, scanHint, techError } from "../../ui/text.js";
+import { DEFAULT_LANG, TEXT, auditNote, fmt, pick, scanHint, slotRanges, techError } from "../../ui/text.js";
 import { visitEnded } from "../../ui/visit.js";
 
 test("fmt fills every placeholder it has a value for and leaves the others", () => {
@@ -88,4 +88,11 @@ test("a refused technician action is worded from its fields; a failure keeps its
   assert.equal(techError(zh, { code: "failed", message: "disk full" }), `${zh.errors.failed} (disk full)`);
   assert.equal(techError(zh, { code: "not_logged_in", message: "no technician is logged in" }), zh.errors.not_logged_in);
   assert.equal(techError(zh, undefined), zh.errors.failed);
+});
+
+test("a board's slots read as ranges", () => {
+  assert.equal(slotRanges([]), "");
+  assert.equal(slotRanges([7]), "7");
+  assert.equal(slotRanges([1, 2, 3, 4]), "1–4");
+  assert.equal(slotRanges([1, 2, 3, 5, 7, 8]), "1–3, 5, 7–8");
 });

@@ -286,14 +286,14 @@ impl Board for Cabinet {
         h
     }
 
-    /// Every board's recent frames, each meaning prefixed with the board's name.
+    /// Every board's recent frames, each named with its board.
     fn recent_frames(&self) -> Vec<FrameRecord> {
         let mut frames: Vec<FrameRecord> = self
             .members
             .iter()
             .flat_map(|m| {
                 m.board.recent_frames().into_iter().map(|mut f| {
-                    f.meaning = format!("{}: {}", m.name, f.meaning);
+                    f.board = Some(m.name.clone());
                     f
                 })
             })

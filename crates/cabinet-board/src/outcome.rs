@@ -302,6 +302,9 @@ pub struct FrameRecord {
     pub meaning: String,
     /// Milliseconds since the driver started.
     pub at_ms: u64,
+    /// On a cabinet of several boards: the board (its config name) that sent or got it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub board: Option<String>,
 }
 
 /// Lower-case hex with spaces, the way technicians read frames (`fa fb 41 00 40`).

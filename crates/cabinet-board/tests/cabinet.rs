@@ -174,6 +174,23 @@ fn each_slot_reaches_its_own_board_and_channel_once_on_both_buses() {
         ]
     );
     assert!(r.cabinet.health().connected);
+
+    // The technician's frame log says which board each frame was with: wall-2's unlock of
+    // channel 6 is wall-2's, not its neighbours' on the same wire.
+    let frames = r.cabinet.recent_frames();
+    let with = |board: &str| {
+        frames
+            .iter()
+            .filter(|f| f.board.as_deref() == Some(board))
+            .count()
+    };
+    for board in ["wall-1", "wall-2", "wall-3", "vend"] {
+        assert!(with(board) > 0, "no frames named {board}");
+    }
+    assert_eq!(
+        with("wall-1") + with("wall-2") + with("wall-3") + with("vend"),
+        frames.len()
+    );
 }
 
 #[test]

@@ -149,6 +149,7 @@ impl LockBoard {
             hex: crate::hex(bytes),
             meaning,
             at_ms: millis(self.started.elapsed()),
+            board: None,
         });
     }
 

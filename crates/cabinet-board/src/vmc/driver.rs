@@ -204,6 +204,7 @@ impl Inner {
             hex: crate::hex(bytes),
             meaning,
             at_ms: millis(self.started.elapsed()),
+            board: None,
         });
     }
 }
