@@ -25,7 +25,7 @@ APT_PACKAGES := $(DEMO_PACKAGES) \
 	openbox metacity xdotool x11-utils \
 	dpkg-dev debootstrap python3 faketime rabbitmq-server nodejs node-typescript
 
-.PHONY: all deps deps-demo toolchain tools demo demo-headless demo-boards test lint ui-check deny unit test-deb deb reliability cluster mutants bench bench-history bench-window clean
+.PHONY: all deps deps-demo toolchain tools demo demo-headless demo-wall demo-boards test lint ui-check deny unit test-deb deb reliability cluster mutants bench bench-history bench-window clean
 
 # Release builds of the window app embed the page and use Tauri's production protocol.
 RELEASE_APP := $(CARGO) build --release -p cabinet-kiosk-app -p cabinet-demo --features cabinet-kiosk-app/custom-protocol,cabinet-kiosk-app/demo
@@ -56,6 +56,11 @@ demo: deps-demo toolchain
 demo-headless: deps-demo toolchain
 	@$(CARGO) build --release -p cabinet-demo
 	@CABINET_DEMO=headless ./scripts/demo.sh target/release
+
+## The same demo as a locker wall: three lock boards on one simulated RS-485 bus.
+demo-wall: deps-demo toolchain
+	@$(RELEASE_APP)
+	@CABINET_DEMO_LAYOUT=wall ./scripts/demo.sh target/release
 
 ## The boards and the command path in a terminal, step by step (a real Mosquitto: the
 ## full package list).

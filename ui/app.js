@@ -140,7 +140,8 @@ function render() {
   renderDemoPanel(tx);
   const count = $("#demo-count");
   setHidden(count, !state.demo || state.motorCount === null);
-  setText(count, state.motorCount === null ? "" : fmt(tx.demo_count, { n: state.motorCount }));
+  const counted = state.demoInfo && state.demoInfo.layout === "wall" ? tx.demo_count_wall : tx.demo_count;
+  setText(count, state.motorCount === null ? "" : fmt(counted, { n: state.motorCount }));
   setData(count, "count", state.motorCount === null ? "" : String(state.motorCount));
 
   for (const section of $$(".screen")) {
@@ -275,10 +276,15 @@ function renderDemoPanel(tx) {
   setHidden(panel, !state.demo || !state.demoPanel || !info);
   if (panel.hidden) return;
   setText($("#demo-tech"), fmt(tx.demo_tech, { name: info.technician, pin: info.pin }));
+  const wall = info.layout === "wall";
   for (const b of $$("[data-fault]", panel)) {
-    const on = Boolean(info.faults[b.dataset.fault]);
+    const fault = b.dataset.fault;
+    const on = Boolean(info.faults[fault]);
     setData(b, "on", on ? "1" : "0");
-    setText(b, tx.demo_faults[b.dataset.fault][on ? "on" : "off"]);
+    // The wall words jam and unplug for doors and a bus, and has a board to cut.
+    setHidden(b, fault === "power_off" && !wall);
+    const words = (wall && tx.demo_faults[`${fault}_wall`]) || tx.demo_faults[fault];
+    setText(b, words[on ? "on" : "off"]);
   }
 }
 

@@ -21,7 +21,7 @@ export const state = {
   demo: false, // the core runs in demo mode: show the "simulate scan" control
   itemsKey: "", // what the slot list was last drawn from
   motorCount: null, // demo: the simulated board's motor runs
-  demoInfo: null, // demo: {technician, pin, faults} (demo_info)
+  demoInfo: null, // demo: {technician, pin, faults, layout} (demo_info)
   demoPanel: false, // demo: the controls are open
   // cabinet_info: the board kind and the operator's contact, from the config.
   info: { board: "vmc", support_phone: "", help_url: "", nearby: "", scan_with: [], help_qr: null },

@@ -204,12 +204,12 @@ fn is_demo(_: &AppState) -> bool {
     false
 }
 
-/// Demo only: how many times the simulated board has run a motor (the viewer watches it
-/// go up by one per dispense).
+/// Demo only: how many times the simulated board has run a motor, or the wall's boards
+/// have opened a door (the viewer watches it go up by one per dispense).
 #[cfg(feature = "demo")]
 #[tauri::command]
 fn demo_motor_count(state: State<'_, AppState>) -> Result<u64, UiError> {
-    Ok(demo_of(&state)?.simulator().stats().motor_actions)
+    Ok(demo_of(&state)?.actions())
 }
 
 /// Demo only: plays a customer scanning the QR code now on screen. Returns the support
@@ -250,6 +250,8 @@ struct DemoInfo {
     technician: &'static str,
     pin: &'static str,
     faults: DemoFaults,
+    /// `vending` or `wall`: which faults the panel offers and how it counts.
+    layout: cabinet_demo::Layout,
 }
 
 #[cfg(feature = "demo")]
@@ -267,6 +269,7 @@ fn demo_info_of(demo: &Demo) -> DemoInfo {
         technician: cabinet_demo::TECHNICIAN,
         pin: cabinet_demo::TECHNICIAN_PIN,
         faults: demo.faults(),
+        layout: demo.layout(),
     }
 }
 

@@ -1,7 +1,7 @@
 //! `cabinet-kiosk --config FILE` (or `CABINET_CONFIG=FILE`): the kiosk with its window.
-//! `cabinet-kiosk --demo [--demo-dir DIR]`: the zero-setup demo (embedded broker,
-//! simulated board, demo key, a "simulate scan" button), only in a build with the `demo`
-//! feature; the .deb's app says it has no demo.
+//! `cabinet-kiosk --demo [--demo-dir DIR] [--demo-layout vending|wall]`: the zero-setup
+//! demo (embedded broker, simulated board or locker wall, demo key, a "simulate scan"
+//! button), only in a build with the `demo` feature; the .deb's app says it has no demo.
 //! The same core as the headless `cabinet run`; the window only shows what it publishes.
 
 use std::collections::BTreeMap;
@@ -20,7 +20,7 @@ use tauri::{Manager, RunEvent};
 use tokio::sync::watch;
 
 const USAGE: &str = "usage: cabinet-kiosk --config FILE   (or set CABINET_CONFIG=FILE)\n       \
-                     cabinet-kiosk --demo [--demo-dir DIR]";
+                     cabinet-kiosk --demo [--demo-dir DIR] [--demo-layout vending|wall]";
 
 fn main() -> ExitCode {
     let started = Instant::now();
@@ -36,15 +36,20 @@ fn main() -> ExitCode {
 #[derive(Debug)]
 enum Mode {
     Site(PathBuf),
-    Demo { dir: Option<PathBuf> },
+    Demo {
+        dir: Option<PathBuf>,
+        layout: Option<String>,
+    },
 }
 
-/// `--config PATH` / `--config=PATH` / `CABINET_CONFIG`, or `--demo [--demo-dir DIR]`.
+/// `--config PATH` / `--config=PATH` / `CABINET_CONFIG`, or `--demo [--demo-dir DIR]
+/// [--demo-layout LAYOUT]`.
 /// Unknown arguments are ignored: WebKitWebDriver adds its own when it starts the app.
 fn mode() -> Option<Mode> {
     let mut config = None;
     let mut demo = false;
     let mut demo_dir = None;
+    let mut layout = None;
     let mut args = std::env::args_os().skip(1);
     while let Some(arg) = args.next() {
         if arg == "--config" {
@@ -55,10 +60,15 @@ fn mode() -> Option<Mode> {
             demo = true;
         } else if arg == "--demo-dir" {
             demo_dir = args.next().map(PathBuf::from);
+        } else if arg == "--demo-layout" {
+            layout = args.next().map(|l| l.to_string_lossy().into_owned());
         }
     }
     if demo {
-        return Some(Mode::Demo { dir: demo_dir });
+        return Some(Mode::Demo {
+            dir: demo_dir,
+            layout,
+        });
     }
     config
         .or_else(|| std::env::var_os("CABINET_CONFIG").map(PathBuf::from))
@@ -123,9 +133,9 @@ fn run(started: Instant) -> anyhow::Result<ExitCode> {
             apply_webkit_env(&cfg.kiosk.webkit_env)?;
             (cfg, None)
         }
-        Mode::Demo { dir } => {
+        Mode::Demo { dir, layout } => {
             apply_webkit_env(&default_webkit_env())?;
-            let (cfg, demo) = demo::start(dir)?;
+            let (cfg, demo) = demo::start(dir, layout.as_deref())?;
             (cfg, Some(demo))
         }
     };
@@ -213,7 +223,7 @@ mod demo {
     use std::time::Duration;
 
     use cabinet_core::config::Config;
-    use cabinet_demo::{Demo, DemoBackend, DemoOptions};
+    use cabinet_demo::{Demo, DemoBackend, DemoOptions, Layout};
     use cabinet_kiosk_app::AppState;
 
     /// A running demo environment.
@@ -222,10 +232,18 @@ mod demo {
         backend: Arc<OnceLock<DemoBackend>>,
     }
 
-    /// Starts the demo environment (in `dir`, or a temporary directory); its config.
-    pub fn start(dir: Option<PathBuf>) -> anyhow::Result<(Config, DemoRun)> {
+    /// Starts the demo environment (in `dir`, or a temporary directory) as `layout`
+    /// (`vending` when `None`); its config.
+    pub fn start(dir: Option<PathBuf>, layout: Option<&str>) -> anyhow::Result<(Config, DemoRun)> {
+        let layout = match layout {
+            Some(l) => l
+                .parse()
+                .map_err(|e: String| anyhow::anyhow!("--demo-layout: {e}"))?,
+            None => Layout::Vending,
+        };
         let demo = Demo::start(DemoOptions {
             dir,
+            layout,
             ..DemoOptions::default()
         })?;
         eprintln!(
@@ -284,7 +302,10 @@ mod demo {
     /// Never made: this build has no demo.
     pub enum DemoRun {}
 
-    pub fn start(_dir: Option<PathBuf>) -> anyhow::Result<(Config, DemoRun)> {
+    pub fn start(
+        _dir: Option<PathBuf>,
+        _layout: Option<&str>,
+    ) -> anyhow::Result<(Config, DemoRun)> {
         anyhow::bail!(
             "this build has no demo mode (it is built with the `demo` feature: make demo)"
         )

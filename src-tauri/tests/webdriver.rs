@@ -114,6 +114,9 @@ const DEMO_SHOTS: [&str; 4] = [
     "demo-controls-zh-CN",
     "demo-failed-zh-CN",
 ];
+/// The demo wall test's screenshots.
+#[cfg(feature = "demo")]
+const WALL_SHOTS: [&str; 2] = ["demo-wall-boards-zh-CN", "demo-wall-slots-zh-CN"];
 /// One window at a time: two Xvfb + WebKit stacks on a 2-core machine make both slow.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -939,6 +942,160 @@ fn the_demo_window_dispenses_breaks_and_mends_and_lets_its_technician_in() {
     assert_eq!(s.enter_pin(cabinet_demo::TECHNICIAN_PIN), "");
     s.wait_screen("out_of_service");
     s.click("#tech-logout");
+    drop(s);
+    drop(driver);
+    drop(xvfb);
+    let _ = keep;
+}
+
+/// The demo's locker wall (three lock boards on one simulated RS-485 bus): a scan opens a
+/// door and the wall counts it; with the middle board's power cut, the technician's panel
+/// shows that board down and its doors "board not answering" while the others stay up,
+/// the slot table names each slot's board, the frames tab shows one board's frames; and
+/// back in service the wall still sells from the boards that answer.
+#[cfg(feature = "demo")]
+#[test]
+fn the_demo_wall_sells_and_its_panel_shows_each_board_and_the_one_without_power() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let shots = screenshots_dir();
+    clear_shots(&shots, WALL_SHOTS.map(String::from));
+    let dir = tempfile::Builder::new()
+        .prefix("cabinet-demo-wall-")
+        .tempdir()
+        .unwrap();
+    let keep = KeepOnPanic(Some(dir));
+    let dir = keep.0.as_ref().unwrap().path().to_path_buf();
+    let demo_dir = dir.join("demo");
+    let xvfb = Xvfb::start(&dir.join("xvfb.log"));
+    let driver = Driver::start(&xvfb.display, &dir.join("webdriver.log"));
+    let s = open_app_with(
+        &driver,
+        &[
+            "--demo",
+            "--demo-dir",
+            demo_dir.to_str().unwrap(),
+            "--demo-layout",
+            "wall",
+        ],
+    );
+    s.wait_window_up();
+    let count = || s.text("return document.getElementById('demo-count').dataset.count || ''");
+    poll("the demo wall ready to scan", WAIT, || {
+        if s.screen() == "idle" && s.displayed("#demo-scan") && count() == "0" {
+            Ok(())
+        } else {
+            Err(format!("screen={} count={:?}", s.screen(), count()))
+        }
+    });
+    // A scan opens a door of the wall (slot 1, wall-1's channel 1).
+    s.click("#demo-scan");
+    s.wait_screen("take_item");
+    poll("the wall's door count on screen", WAIT, || {
+        let c = count();
+        if c == "1" { Ok(()) } else { Err(c) }
+    });
+    s.wait_screen("idle");
+
+    // Cut wall-2's power from the demo controls (the button only the wall has).
+    s.click("#demo-open");
+    poll("the wall's power control", WAIT, || {
+        if s.displayed("#demo-panel [data-fault='power_off']") {
+            Ok(())
+        } else {
+            Err("hidden".into())
+        }
+    });
+    s.click("#demo-panel [data-fault='power_off']");
+    poll("wall-2 without power", WAIT, || {
+        let v = s.text(
+            "return document.querySelector(\"#demo-panel [data-fault='power_off']\").dataset.on",
+        );
+        if v == "1" { Ok(()) } else { Err(v) }
+    });
+    s.click("#demo-close");
+
+    // The technician's health tab: a line a board, wall-2 down, the others up.
+    s.open_pin_pad();
+    assert_eq!(s.enter_pin(cabinet_demo::TECHNICIAN_PIN), "");
+    let ups = || {
+        s.text(
+            "return [...document.querySelectorAll('#boards tr[data-board]')]\
+             .map(r => r.dataset.board + '=' + r.dataset.up).join(' ')",
+        )
+    };
+    poll("wall-2 down on the health tab", WAIT, || {
+        let v = ups();
+        if v == "wall-1=1 wall-2=0 wall-3=1" {
+            Ok(())
+        } else {
+            Err(v)
+        }
+    });
+    s.next_frames();
+    s.shot(&shots.join(format!("{}.png", WALL_SHOTS[0])));
+
+    // Slots: each names its board; wall-2's doors are the ones not answering; the door
+    // sold above holds nothing now, and a door holds one.
+    s.click("#tech-tabs button[data-tab='slots']");
+    let row = |slot: u16| {
+        s.js(
+            "const r = document.querySelector(`#slots tr[data-slot='${arguments[0]}']`);\
+             return r ? [...r.children].map(td => td.dataset.state || td.textContent) : null;",
+            json!([slot]),
+        )
+    };
+    poll("the wall's slot table", WAIT, || {
+        let (one, five, nine) = (row(1), row(5), row(9));
+        let ok = one.get(2) == Some(&json!("wall-1"))
+            && one.get(3) == Some(&json!("0 / 1"))
+            && five.get(2) == Some(&json!("wall-2"))
+            && five.get(4) == Some(&json!("unreachable"))
+            && nine.get(2) == Some(&json!("wall-3"))
+            && nine.get(4) == Some(&json!("ok"));
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("{one} {five} {nine}"))
+        }
+    });
+    s.next_frames();
+    s.shot(&shots.join(format!("{}.png", WALL_SHOTS[1])));
+
+    // Frames: a button a board; choosing wall-3 shows only wall-3's frames.
+    s.click("#tech-tabs button[data-tab='frames']");
+    poll("a board button each on the frames tab", WAIT, || {
+        let v = s.text(
+            "return [...document.querySelectorAll('#frame-boards button')]\
+             .map(b => b.dataset.board).join(',')",
+        );
+        if v == ",wall-1,wall-2,wall-3" {
+            Ok(())
+        } else {
+            Err(v)
+        }
+    });
+    s.click("#frame-boards button[data-board='wall-3']");
+    poll("only wall-3's frames", WAIT, || {
+        let v = s.text(
+            "const rows = [...document.querySelectorAll('#frames tr')];\
+             return rows.length + ':' + [...new Set(rows.map(r => r.dataset.board))].join(',')",
+        );
+        if v != "0:" && v.ends_with(":wall-3") {
+            Ok(())
+        } else {
+            Err(v)
+        }
+    });
+
+    // Back in service, the wall still sells (wall-1's next door).
+    s.click("#tech-logout");
+    s.wait_screen("idle");
+    s.click("#demo-scan");
+    s.wait_screen("take_item");
+    poll("a second door opened", WAIT, || {
+        let c = count();
+        if c == "2" { Ok(()) } else { Err(c) }
+    });
     drop(s);
     drop(driver);
     drop(xvfb);

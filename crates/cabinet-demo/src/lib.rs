@@ -19,6 +19,10 @@
 //! the board, drop the broker (the kiosk reaches the broker through a [`Relay`] the demo
 //! can cut), and it has a technician, [`TECHNICIAN`] with [`TECHNICIAN_PIN`], so the
 //! maintenance panel can be opened to clear the jam.
+//!
+//! [`Layout::Wall`] builds a locker wall instead: three lock boards daisy-chained on one
+//! simulated RS-485 bus, one item behind each door, and one more thing to break: a board
+//! that loses power takes only its own doors out of sale.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -52,9 +56,13 @@ pub enum DemoFault {
     /// technician clears the jam.
     Jam,
     /// The board is unplugged: no POLLs, no answers; out of service after the grace.
+    /// On the wall: the bus's adapter, so no board answers.
     Unplug,
     /// The broker is gone: the kiosk's connection is cut and new ones refused.
     Broker,
+    /// The wall only: the middle board ([`WALL_POWERED_OFF`]) loses power. Its doors are
+    /// unavailable; the rest of the wall keeps selling. Nothing on a vending cabinet.
+    PowerOff,
 }
 
 /// Which [`DemoFault`]s are on.
@@ -66,7 +74,48 @@ pub struct DemoFaults {
     pub unplug: bool,
     /// Broker dropped.
     pub broker: bool,
+    /// The wall's middle board without power.
+    pub power_off: bool,
 }
+
+/// What the demo cabinet is built as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Layout {
+    /// A vending cabinet: one VMC board, six spiral slots.
+    #[default]
+    Vending,
+    /// A locker wall: three 16-door lock boards at addresses 1–3 on one RS-485 bus, four
+    /// doors of each in use ([`WALL`]), one item behind each door.
+    Wall,
+}
+
+impl std::str::FromStr for Layout {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "vending" => Ok(Layout::Vending),
+            "wall" => Ok(Layout::Wall),
+            other => Err(format!(
+                "unknown demo layout {other:?}: \"vending\" or \"wall\""
+            )),
+        }
+    }
+}
+
+/// The demo wall's boards: (name, RS-485 address, the product behind its doors).
+pub const WALL: &[(&str, u8, &str)] = &[
+    ("wall-1", 1, "充电宝 Power bank"),
+    ("wall-2", 2, "雨伞 Umbrella"),
+    ("wall-3", 3, "头盔 Bike helmet"),
+];
+/// Doors in use on each wall board (channels 1..=4 of 16); slots are numbered along the
+/// wall: wall-1's doors are slots 1–4, wall-2's 5–8, wall-3's 9–12.
+pub const WALL_DOORS: u16 = 4;
+/// Channels each wall board has.
+const WALL_CHANNELS: u16 = 16;
+/// The wall board that [`DemoFault::PowerOff`] cuts.
+pub const WALL_POWERED_OFF: &str = "wall-2";
 /// The `kid` of the demo signing key.
 pub const KEY_ID: &str = "demo";
 
@@ -88,6 +137,8 @@ pub struct DemoOptions {
     pub dir: Option<PathBuf>,
     /// How long the simulated motor turns (long enough to see the dispensing screen).
     pub motor_time: Duration,
+    /// A vending cabinet or a locker wall.
+    pub layout: Layout,
 }
 
 impl Default for DemoOptions {
@@ -95,6 +146,7 @@ impl Default for DemoOptions {
         DemoOptions {
             dir: None,
             motor_time: Duration::from_millis(2500),
+            layout: Layout::Vending,
         }
     }
 }
@@ -110,6 +162,7 @@ pub struct Demo {
     broker: SocketAddr,
     relay: Relay,
     sim: Simulator,
+    layout: Layout,
     key: SigningKey,
     faults: std::sync::Mutex<DemoFaults>,
 }
@@ -137,18 +190,36 @@ impl Demo {
         let relay = Relay::start(broker).context("cannot start the demo's broker relay")?;
 
         let link = dir.join("board");
-        let mut sc = SimConfig::new(Protocol::Vmc);
+        let sc = match opts.layout {
+            Layout::Vending => {
+                let mut sc = SimConfig::new(Protocol::Vmc);
+                sc.slots = u16::try_from(PRODUCTS.len()).unwrap_or(u16::MAX);
+                sc.stock = PRODUCTS.iter().map(|p| p.1).max().unwrap_or(0);
+                sc.motor_time = opts.motor_time;
+                sc
+            }
+            Layout::Wall => {
+                // The first board is the simulator's own; the others share its pty, each
+                // answering only its address, as boards on one twisted pair do.
+                let mut sc = SimConfig::new(Protocol::Lockboard);
+                sc.slots = WALL_CHANNELS;
+                sc.address = WALL[0].1;
+                sc.neighbours = WALL[1..]
+                    .iter()
+                    .map(|(_, address, _)| (*address, WALL_CHANNELS))
+                    .collect();
+                sc
+            }
+        };
+        let mut sc = sc;
         sc.link = Some(link.clone());
-        sc.slots = u16::try_from(PRODUCTS.len()).unwrap_or(u16::MAX);
-        sc.stock = PRODUCTS.iter().map(|p| p.1).max().unwrap_or(0);
-        sc.motor_time = opts.motor_time;
         let sim = Simulator::start(sc).context("cannot start the board simulator")?;
 
         let (key, public) = protocol::generate_keypair().context("cannot make a demo key")?;
         let config_path = dir.join("config.toml");
         let pin_hash = cabinet_core::technician::hash_pin(TECHNICIAN_PIN)
             .map_err(|e| anyhow::anyhow!("cannot hash the demo PIN: {e}"))?;
-        let text = config_text(&dir, relay.addr(), &public, &link, &pin_hash);
+        let text = config_text(opts.layout, &dir, relay.addr(), &public, &link, &pin_hash);
         std::fs::write(&config_path, text)
             .with_context(|| format!("cannot write {}", config_path.display()))?;
         let config = Config::load(&config_path)
@@ -161,6 +232,7 @@ impl Demo {
             broker,
             relay,
             sim,
+            layout: opts.layout,
             key,
             faults: std::sync::Mutex::new(DemoFaults::default()),
         })
@@ -173,9 +245,23 @@ impl Demo {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         match fault {
+            // A lock board has no motor: on the wall, wall-1's doors stick shut.
+            DemoFault::Jam if self.layout == Layout::Wall => {
+                toggle(&self.sim, Fault::DoorStuck, on);
+                faults.jam = on;
+            }
             DemoFault::Jam => {
                 toggle(&self.sim, Fault::Jam, on);
                 faults.jam = on;
+            }
+            DemoFault::PowerOff => {
+                if let Some((_, address, _)) =
+                    WALL.iter().find(|(name, ..)| *name == WALL_POWERED_OFF)
+                    && self.layout == Layout::Wall
+                {
+                    self.sim.power_neighbour(*address, !on);
+                    faults.power_off = on;
+                }
             }
             DemoFault::Unplug => {
                 toggle(&self.sim, Fault::Silent, on);
@@ -194,6 +280,23 @@ impl Demo {
             .faults
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A vending cabinet or a locker wall.
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// What the simulated boards have done for customers so far: motor runs on the
+    /// vending board, door unlocks on the wall (every board's).
+    pub fn actions(&self) -> u64 {
+        let stats = self.sim.stats();
+        let neighbours: u64 = stats
+            .neighbour_unlocks
+            .values()
+            .flat_map(|by_channel| by_channel.values())
+            .sum();
+        stats.motor_actions + stats.unlock_actions + neighbours
     }
 
     /// The demo cabinet's config (already validated).
@@ -392,6 +495,7 @@ fn toggle(sim: &Simulator, fault: Fault, on: bool) {
 }
 
 fn config_text(
+    layout: Layout,
     dir: &Path,
     broker: SocketAddr,
     public_key: &str,
@@ -405,19 +509,46 @@ fn config_text(
          [mqtt]\nurl = \"mqtt://{broker}\"\nkeepalive_secs = 10\nreconnect_min_ms = 200\nreconnect_max_ms = 2000\n\n\
          [keys]\n{KEY_ID} = \"{public_key}\"\n\n\
          [commands]\nrequire_session = true\nsession_lifetime_secs = 120\n\n\
-         [board]\nprotocol = \"vmc\"\nport = {}\n\n\
+         [board]\nprotocol = \"{}\"\nport = {}\n\n\
          [journal]\npath = {}\n\n\
          [logs]\ndir = {}\nlevel = \"info,rumqttd=warn\"\n\n\
          [kiosk]\nname = \"演示柜 Demo cabinet\"\ntake_item_secs = 8\nfailed_secs = 20\n\n\
          [support]\nphone = \"400-000-0000\"\nhelp_url = \"https://example.com/help\"\n\
          nearby = \"演示：附近柜机的位置 · Demo: where the next cabinet is\"\n\n\
          [technicians]\n{} = {}\n",
+        match layout {
+            Layout::Vending => "vmc",
+            Layout::Wall => "lockboard",
+        },
         q(board),
         q(&dir.join("journal.sqlite3")),
         q(&dir.join("logs")),
         toml_string(TECHNICIAN),
         toml_string(pin_hash),
     );
+    if layout == Layout::Wall {
+        for (name, address, _) in WALL {
+            s.push_str(&format!(
+                "\n[[boards]]\nname = \"{name}\"\nprotocol = \"lockboard\"\nport = {}\n\
+                 address = {address}\nchannels = {WALL_CHANNELS}\n",
+                q(board)
+            ));
+        }
+        let mut slot = 0;
+        for (name, _, product) in WALL {
+            for channel in 1..=WALL_DOORS {
+                slot += 1;
+                // The wall's last door starts empty: a sold-out door on the screen.
+                let count = u32::from(slot < WALL_DOORS * 3);
+                s.push_str(&format!(
+                    "\n[[slots]]\nslot = {slot}\nboard = \"{name}\"\nchannel = {channel}\n\
+                     product = {}\ncapacity = 1\ninitial_count = {count}\n",
+                    toml_string(product)
+                ));
+            }
+        }
+        return s;
+    }
     for (i, (product, count)) in PRODUCTS.iter().enumerate() {
         s.push_str(&format!(
             "\n[[slots]]\nslot = {}\nproduct = {}\ncapacity = 10\ninitial_count = {count}\n",
@@ -490,6 +621,7 @@ mod tests {
         let (_, public) = protocol::generate_keypair().unwrap();
         let hash = cabinet_core::technician::hash_pin(TECHNICIAN_PIN).unwrap();
         let text = config_text(
+            Layout::Vending,
             dir.path(),
             "127.0.0.1:1883".parse().unwrap(),
             &public,
@@ -504,5 +636,45 @@ mod tests {
         let techs: Vec<&String> = cfg.technicians.keys().collect();
         assert_eq!(techs, [TECHNICIAN]);
         assert!(!cfg.support.phone.is_empty());
+    }
+
+    #[test]
+    fn the_demo_wall_is_three_boards_on_one_bus_with_one_item_behind_each_door() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, public) = protocol::generate_keypair().unwrap();
+        let hash = cabinet_core::technician::hash_pin(TECHNICIAN_PIN).unwrap();
+        let bus = dir.path().join("board");
+        let text = config_text(
+            Layout::Wall,
+            dir.path(),
+            "127.0.0.1:1883".parse().unwrap(),
+            &public,
+            &bus,
+            &hash,
+        );
+        let cfg = Config::from_toml_str(&text).unwrap();
+        let names: Vec<(&str, Option<u8>)> = cfg
+            .boards
+            .iter()
+            .map(|b| (b.name.as_str(), b.address))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("wall-1", Some(1)),
+                ("wall-2", Some(2)),
+                ("wall-3", Some(3))
+            ]
+        );
+        assert!(cfg.boards.iter().all(|b| b.port == bus));
+        let places = cfg.slot_places();
+        assert_eq!(places.len(), 12);
+        assert_eq!((places[&5].board, places[&5].channel), (1, 1));
+        assert_eq!(cfg.door_slots().len(), 12);
+        assert!(cfg.slots.iter().all(|s| s.capacity == 1));
+        let stocked = cfg.slots.iter().filter(|s| s.initial_count == 1).count();
+        assert_eq!(stocked, 11, "the last door starts sold out");
+        assert_eq!("wall".parse::<Layout>(), Ok(Layout::Wall));
+        assert!("tower".parse::<Layout>().unwrap_err().contains("\"wall\""));
     }
 }

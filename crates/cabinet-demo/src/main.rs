@@ -14,7 +14,7 @@ use cabinet_core::instance::InstanceLock;
 use cabinet_core::protocol::{Reply, ReplyState};
 use cabinet_core::screen::{Screen, Snapshot};
 use cabinet_core::{kiosk, logs};
-use cabinet_demo::{Demo, DemoBackend, DemoOptions, Scan};
+use cabinet_demo::{Demo, DemoBackend, DemoOptions, Layout, Scan};
 use clap::Parser;
 use tokio::sync::{broadcast, watch};
 
@@ -24,13 +24,18 @@ use tokio::sync::{broadcast, watch};
 #[command(name = "cabinet-demo", version, about)]
 struct DemoArgs {
     /// Play this many scans one after another, print the outcome of each and exit
-    /// (0 when every one was dispensed and the board's motor count rose by as many).
+    /// (0 when every one was dispensed and the board's motor count, or the wall's door
+    /// unlocks, rose by as many).
     /// Without it: press Enter to scan, `q` Enter to quit.
     #[arg(long)]
     scans: Option<u32>,
     /// Keep the demo's config, journal and logs here instead of a temporary directory.
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// `vending` (one VMC board, six spiral slots) or `wall` (a locker wall: three lock
+    /// boards on one RS-485 bus, one item behind each door).
+    #[arg(long, default_value = "vending")]
+    layout: Layout,
 }
 
 fn main() -> ExitCode {
@@ -47,6 +52,7 @@ fn main() -> ExitCode {
 fn demo(a: DemoArgs) -> anyhow::Result<ExitCode> {
     let demo = Demo::start(DemoOptions {
         dir: a.dir,
+        layout: a.layout,
         ..DemoOptions::default()
     })?;
     let cfg = demo.config().clone();
@@ -92,7 +98,7 @@ async fn scripted(
     mut screen: watch::Receiver<Option<Snapshot>>,
     n: u32,
 ) -> anyhow::Result<ExitCode> {
-    let before = demo.simulator().stats().motor_actions;
+    let before = demo.actions();
     let mut dispensed = 0u32;
     for i in 1..=n {
         let idle = wait_idle(&mut screen, Duration::from_secs(30)).await?;
@@ -117,8 +123,12 @@ async fn scripted(
             dispensed += 1;
         }
     }
-    let after = demo.simulator().stats().motor_actions;
-    println!("dispensed {dispensed} of {n}; the board's motor count went {before} → {after}");
+    let after = demo.actions();
+    let what = match demo.layout() {
+        Layout::Vending => "the board's motor count",
+        Layout::Wall => "the wall's door unlocks",
+    };
+    println!("dispensed {dispensed} of {n}; {what} went {before} → {after}");
     Ok(if dispensed == n && after - before == u64::from(n) {
         ExitCode::SUCCESS
     } else {

@@ -32,3 +32,57 @@ fn the_headless_demo_dispenses_each_scan_and_the_motor_count_follows() {
     assert!(stdout.contains("[screen] dispensing: "), "{stdout}");
     assert!(dir.path().join("journal.sqlite3").exists());
 }
+
+/// The demo's locker wall: five scans open five doors, the fifth on the second board of
+/// the bus, and the log says which board opened it.
+#[test]
+fn the_headless_demo_wall_opens_a_door_per_scan_across_its_boards() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["--layout", "wall", "--scans", "5", "--dir"])
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.matches("→ succeeded").count(), 5, "{stdout}");
+    assert!(
+        stdout.contains("the wall's door unlocks went 0 → 5"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("scan 5/5: slot 5 (雨伞 Umbrella)"),
+        "{stdout}"
+    );
+    // Eleven doors hold an item at start (the last is sold out); each opened door is
+    // empty after (a door holds one item): seven left before the fifth scan.
+    assert!(stdout.contains("(11 of 12 slots available)"), "{stdout}");
+    assert!(stdout.contains("(7 of 12 slots available)"), "{stdout}");
+    let logs: String = std::fs::read_dir(dir.path().join("logs"))
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect();
+    assert!(
+        logs.contains("wall-2"),
+        "the log names the board that acted"
+    );
+}
+
+/// A demo layout the demo does not have is refused, naming the ones it has.
+#[test]
+fn an_unknown_demo_layout_is_refused_naming_the_layouts() {
+    let out = Command::new(BIN)
+        .args(["--layout", "tower", "--scans", "1"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("\"vending\" or \"wall\""), "{stderr}");
+}
