@@ -223,12 +223,19 @@ pub fn sim_board(a: SimArgs) -> anyhow::Result<ExitCode> {
 /// Arguments of `cabinet board`.
 #[derive(Debug, Args)]
 pub struct BoardArgs {
+    /// Take the board's settings (port, protocol, address, channels, polarity, timeouts)
+    /// from the cabinet's config instead of the options below.
+    #[arg(long, conflicts_with_all = ["port", "protocol"])]
+    config: Option<PathBuf>,
+    /// With --config of a cabinet of several boards: the `[[boards]]` entry to talk to.
+    #[arg(long = "board", requires = "config", value_name = "NAME")]
+    board_name: Option<String>,
     /// Serial port path (e.g. /dev/cabinet-board, /dev/ttyUSB0, or what sim-board printed).
-    #[arg(long)]
-    port: PathBuf,
+    #[arg(long, required_unless_present = "config")]
+    port: Option<PathBuf>,
     /// Protocol the board speaks.
-    #[arg(long, value_enum)]
-    protocol: ProtocolArg,
+    #[arg(long, value_enum, required_unless_present = "config")]
+    protocol: Option<ProtocolArg>,
     /// Baud rate (default: 57600 for vmc, 9600 for lockboard).
     #[arg(long)]
     baud: Option<u32>,
@@ -250,6 +257,9 @@ pub struct BoardArgs {
     /// Seconds to wait for the board to start talking.
     #[arg(long, default_value_t = 3)]
     wait: u64,
+    /// `scan`: how long each address has to answer, in milliseconds.
+    #[arg(long, default_value_t = 300)]
+    scan_reply_ms: u64,
     #[command(subcommand)]
     action: BoardAction,
 }
@@ -272,19 +282,119 @@ pub enum BoardAction {
         /// Slot to read; without it, the whole machine.
         slot: Option<u16>,
     },
+    /// Lock boards: ask every address 1-31 on the bus which boards answer, and how many
+    /// doors each reports (commissioning a wall: a DIP switch set wrong shows here).
+    Scan,
 }
 
-/// Drive a board once and print JSON. Exit 0: done; 1: the board reported a failure;
-/// 2: the board could not be reached.
-pub fn board(a: BoardArgs) -> anyhow::Result<ExitCode> {
-    let protocol: Protocol = a.protocol.into();
-    let mut settings = BoardSettings::new(protocol, &a.port);
+/// The settings `cabinet board` talks with: from the config's board (`--config`, with
+/// `--board NAME` when it has several), or from the command line.
+fn settings_of(a: &BoardArgs) -> anyhow::Result<BoardSettings> {
+    if let Some(path) = &a.config {
+        let cfg = cabinet_core::config::Config::load(path)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let names = || {
+            cfg.boards
+                .iter()
+                .map(|b| b.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        return match (&a.board_name, cfg.boards.is_empty()) {
+            (None, true) => Ok(cabinet_core::kiosk::board_settings(&cfg)),
+            (Some(name), true) => bail!(
+                "{} has no [[boards]], so no board {name:?}: leave --board out",
+                path.display()
+            ),
+            (None, false) => bail!(
+                "{} lists {} boards: name one with --board ({})",
+                path.display(),
+                cfg.boards.len(),
+                names()
+            ),
+            (Some(name), false) => match cfg.boards.iter().find(|b| &b.name == name) {
+                Some(entry) => Ok(cabinet_core::kiosk::entry_settings(&cfg, entry)),
+                None => bail!(
+                    "{} has no board {name:?}; its boards: {}",
+                    path.display(),
+                    names()
+                ),
+            },
+        };
+    }
+    let (Some(port), Some(protocol)) = (&a.port, a.protocol) else {
+        bail!("give --port and --protocol, or --config");
+    };
+    let mut settings = BoardSettings::new(protocol.into(), port);
     settings.baud = a.baud;
     settings.vmc.slot_order = a.slot_order.into();
     settings.vmc.drop_sensor = !a.no_drop_sensor;
     settings.lockboard.address = a.address;
     settings.lockboard.channels = a.channels;
     settings.lockboard.polarity = a.polarity.into();
+    Ok(settings)
+}
+
+/// `scan`: every address of a lock boards' bus, one query each, one at a time.
+fn scan(settings: &BoardSettings, reply: Duration) -> anyhow::Result<ExitCode> {
+    use cabinet_board::Board;
+    use cabinet_board::lockboard::{Bus, LockBoard};
+    if settings.protocol != Protocol::Lockboard {
+        bail!(
+            "scan is for lock boards on an RS-485 bus; a VMC board has its port to itself \
+             (use `status`)"
+        );
+    }
+    let bus =
+        std::sync::Arc::new(Bus::open(&settings.port, settings.baud()).map_err(explain_open)?);
+    let mut answering = Vec::new();
+    for address in 1..=31u8 {
+        let mut s = settings.clone();
+        s.lockboard.address = address;
+        s.lockboard.reply_timeout = reply;
+        let board = LockBoard::on_bus(&s, std::sync::Arc::clone(&bus))?;
+        if let Ok(m) = board.machine_status() {
+            // The reply's status bytes, one per eight doors.
+            let status_bytes = m.raw.split_whitespace().count();
+            answering.push(json!({
+                "address": address,
+                "status_bytes": status_bytes,
+                "channels": status_bytes * 8,
+                "open_doors": m.open_doors,
+            }));
+        }
+    }
+    let found = !answering.is_empty();
+    let out = json!({
+        "protocol": settings.protocol,
+        "port": settings.port.display().to_string(),
+        "action": "scan",
+        "result": {"answering": answering, "ok": found},
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    if !found {
+        eprintln!(
+            "no lock board answered on {} at any address 1-31: check power, the A/B wires \
+             and the baud rate",
+            settings.port.display()
+        );
+    }
+    Ok(if found {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
+
+/// Drive a board once and print JSON. Exit 0: done; 1: the board reported a failure;
+/// 2: the board could not be reached.
+pub fn board(a: BoardArgs) -> anyhow::Result<ExitCode> {
+    let settings = settings_of(&a)?;
+    if let BoardAction::Scan = a.action {
+        return scan(&settings, Duration::from_millis(a.scan_reply_ms));
+    }
+    let protocol = settings.protocol;
+    let port = settings.port.clone();
     let board = cabinet_board::open(&settings).map_err(explain_open)?;
     if protocol == Protocol::Vmc && !board.wait_ready(Duration::from_secs(a.wait)) {
         let h = board.health();
@@ -292,13 +402,13 @@ pub fn board(a: BoardArgs) -> anyhow::Result<ExitCode> {
             bail!(
                 "bytes arrive on {} but no valid VMC POLL: wrong protocol or baud rate? \
                  (try --protocol lockboard, or --baud)",
-                a.port.display()
+                port.display()
             );
         }
         bail!(
             "no POLL from a VMC board on {} within {} s: is the board powered, the cable in, \
              and the protocol right (try --protocol lockboard)?",
-            a.port.display(),
+            port.display(),
             a.wait
         );
     }
@@ -313,12 +423,14 @@ pub fn board(a: BoardArgs) -> anyhow::Result<ExitCode> {
         },
         BoardAction::Status { slot: Some(slot) } => match board.slot_status(slot) {
             Ok(s) => ("status", json!({"slot": slot, "status": s, "ok": true})),
-            Err(e) => bail!(explain_link(&e, &a.port, protocol)),
+            Err(e) => bail!(explain_link(&e, &port, protocol)),
         },
         BoardAction::Status { slot: None } => match board.machine_status() {
             Ok(m) => ("status", json!({"machine": m, "ok": true})),
-            Err(e) => bail!(explain_link(&e, &a.port, protocol)),
+            Err(e) => bail!(explain_link(&e, &port, protocol)),
         },
+        // Scanned on a bus of its own before this board was opened.
+        BoardAction::Scan => return Ok(ExitCode::SUCCESS),
     };
     let ok = value.get("ok").and_then(|v| v.as_bool()).unwrap_or(false);
     let reached = value
@@ -327,7 +439,7 @@ pub fn board(a: BoardArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or(true);
     let out = json!({
         "protocol": protocol,
-        "port": a.port.display().to_string(),
+        "port": port.display().to_string(),
         "action": action,
         "result": value,
         "health": board.health(),

@@ -181,6 +181,82 @@ fn a_locker_wall_on_one_simulated_bus_from_the_shell() {
     }
 }
 
+/// Commissioning a wall: `scan` asks every address of the bus and lists the boards that
+/// answer with their width (a DIP switch set to the wrong address shows here), and a
+/// technician names a board of the cabinet's config instead of its port and address.
+#[test]
+fn a_wall_is_scanned_for_its_addresses_and_a_board_is_named_from_the_config() {
+    let mut sim = Sim::start(&[
+        "--protocol",
+        "lockboard",
+        "--neighbour",
+        "2:16",
+        "--neighbour",
+        "5:24",
+    ]);
+    let port = sim.path.clone();
+    let answering = |json: &serde_json::Value| -> Vec<(u64, u64)> {
+        json["result"]["answering"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| {
+                (
+                    b["address"].as_u64().unwrap(),
+                    b["channels"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let scan = || board(&["--port", &port, "--protocol", "lockboard", "scan"]);
+    let (code, json, err) = scan();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(answering(&json), [(1, 24), (2, 16), (5, 24)], "{json}");
+    writeln!(sim.stdin, "power 5 off").unwrap();
+    let _ = sim.stats(); // answered after the power command: it has been applied
+    let (code, json, err) = scan();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(answering(&json), [(1, 24), (2, 16)], "{json}");
+    let (code, _, err) = board(&["--port", &port, "--protocol", "vmc", "scan"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("scan is for lock boards"), "{err}");
+
+    // The cabinet's config names the boards; `--board` picks one, its address and
+    // channels come from there.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    SiteConfig::new("C001")
+        .broker_url("mqtt://127.0.0.1:1")
+        .key("k1", KEY)
+        .journal_path("journal.sqlite3")
+        .logs_dir("logs")
+        .lock_board("wall-1", &port, 1, 24)
+        .lock_board("wall-2", &port, 2, 16)
+        .slot_on(1, "wall-1", 1, "Umbrella", 1, 1)
+        .slot_on(2, "wall-2", 3, "Umbrella", 1, 1)
+        .write(&config);
+    let config = config.to_str().unwrap();
+    let (code, json, err) = board(&["--config", config, "--board", "wall-2", "unlock", "3"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(json["result"]["outcome"]["outcome"], "door_opened");
+    assert_eq!(sim.stats()["neighbour_unlocks"]["2"]["3"], 1);
+    let (code, _, err) = board(&["--config", config, "status"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("lists 2 boards: name one with --board (wall-1, wall-2)"),
+        "{err}"
+    );
+    let (code, _, err) = board(&["--config", config, "--board", "wall-9", "status"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("no board \"wall-9\"; its boards: wall-1, wall-2"),
+        "{err}"
+    );
+    let (code, _, err) = board(&["--config", config, "--port", &port, "status"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("cannot be used with"), "{err}");
+}
+
 #[test]
 fn errors_name_the_problem() {
     let (code, _, err) = board(&["--port", "/dev/no-such-port", "--protocol", "vmc", "status"]);

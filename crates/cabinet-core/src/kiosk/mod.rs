@@ -55,7 +55,7 @@ mod telemetry;
 #[cfg(test)]
 mod tests;
 
-pub use board::{board_settings, open_board, packno_path};
+pub use board::{board_settings, entry_settings, open_board, packno_path};
 pub use diagnostics::status_path;
 
 use board::BoardWorker;
