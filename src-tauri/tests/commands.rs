@@ -290,8 +290,12 @@ fn in_the_demo_a_scan_signs_a_command_for_the_nonce_on_screen() {
     );
     assert_eq!(info["layout"], "vending");
     // A vending cabinet has no wall board to cut: the fault stays off.
-    let cut = invoke(&w, "demo_set_fault", json!({"fault": "power_off", "on": true}))
-        .expect("power_off");
+    let cut = invoke(
+        &w,
+        "demo_set_fault",
+        json!({"fault": "power_off", "on": true}),
+    )
+    .expect("power_off");
     assert_eq!(cut["faults"]["power_off"], false);
     let on = invoke(&w, "demo_set_fault", json!({"fault": "jam", "on": true})).expect("jam");
     assert_eq!(on["faults"]["jam"], true);
