@@ -179,6 +179,13 @@ function render() {
         countdown: fmt(tx.back_in, { n: secondsLeft(snap.until_ms) }),
       });
       break;
+    case "put_back":
+      fill(section, {
+        put_title: fmt(tx.put_back_title, { n: snap.slot }),
+        product: snap.product,
+        countdown: fmt(tx.back_in, { n: secondsLeft(snap.until_ms) }),
+      });
+      break;
     case "failed":
       setText($("#failed-title"), word(snap.uncertain ? tx.uncertain_title : tx.failed_title));
       setText($("#failed-charge"), snap.uncertain ? tx.uncertain_charge : tx.failed_charge);
@@ -227,7 +234,7 @@ function renderEarlier(tx, snap, screen) {
   setHidden(el, !show);
   setText(el, show ? fmt(f.uncertain ? tx.earlier_uncertain : tx.earlier_failed, { code: f.support_code }) : "");
 }
-const ORDER_OR_DONE = new Set(["accepted", "dispensing", "take_item"]);
+const ORDER_OR_DONE = new Set(["accepted", "dispensing", "take_item", "put_back"]);
 
 function renderItems(items, tx) {
   const key = state.lang + state.info.board + JSON.stringify(items);

@@ -38,6 +38,7 @@ export default {
       "vmc": "请从取货口取走商品",
       "lockboard": "{n} 号柜门已打开，请取物后关门"
     },
+    "put_back_title": "{n} 号柜门已打开，请放回物品后关门",
     "back_in": "{n} 秒后返回首页",
     "failed_title": {
       "vmc": "未能出货",
@@ -82,6 +83,8 @@ export default {
       "slot_unknown": "本柜机没有该商品。",
       "slot_disabled": "该商品暂不可用。",
       "slot_empty": "该商品已售罄。",
+      "not_a_door": "该货道不能归还物品，请选择柜门。",
+      "door_occupied": "该柜门不是空的，请换一个柜门。",
       "slot_jammed": "商品卡住了，已通知工作人员。",
       "jammed": "商品卡住了，已通知工作人员。",
       "motor_not_stopped": "商品卡住了，已通知工作人员。",
@@ -298,6 +301,7 @@ export default {
       "vmc": "Take your item from the tray",
       "lockboard": "Door {n} is open: take your item and close the door"
     },
+    "put_back_title": "Door {n} is open: put the item back and close the door",
     "back_in": "Back to the start in {n} s",
     "failed_title": {
       "vmc": "Not dispensed",
@@ -342,6 +346,8 @@ export default {
       "slot_unknown": "This item is not in this cabinet.",
       "slot_disabled": "This item is not available right now.",
       "slot_empty": "This item is sold out.",
+      "not_a_door": "Items can only be returned to a locker door.",
+      "door_occupied": "That door is not empty: try another door.",
       "slot_jammed": "The item got stuck. Staff have been told.",
       "jammed": "The item got stuck. Staff have been told.",
       "motor_not_stopped": "The item got stuck. Staff have been told.",

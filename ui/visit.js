@@ -8,7 +8,7 @@
 // of one, so by then no order can come from it: paying on the phone takes as long as it
 // takes, no clock of the page's own cuts it short.
 
-const FINISHED = new Set(["take_item", "failed"]);
+const FINISHED = new Set(["take_item", "put_back", "failed"]);
 const ORDER = new Set(["accepted", "dispensing"]);
 
 /**

@@ -1811,6 +1811,12 @@ fn customer_snapshots(base: &Value) -> Vec<(&'static str, Value)> {
             ),
         ),
         (
+            "put_back",
+            with(
+                json!({"screen": "put_back", "slot": 30, "product": long, "until_ms": now + 3_600_000}),
+            ),
+        ),
+        (
             "failed",
             with(
                 json!({"screen": "failed", "reason": "jammed", "uncertain": false, "support_code": code, "until_ms": now + 3_600_000}),
@@ -1936,11 +1942,11 @@ fn every_screen_fits_every_panel_size_in_both_languages() {
                             "{size}: the help page's QR code is {qr} px across, under {MIN_HELP_QR_PX}"
                         );
                     }
-                    if board == "lockboard" && screen == "take_item" {
+                    if board == "lockboard" && (screen == "take_item" || screen == "put_back") {
                         // A locker names the door that opened, not a tray.
-                        let title = s.text(
-                            "return document.querySelector('#screen-take_item h1').textContent",
-                        );
+                        let title = s.text(&format!(
+                            "return document.querySelector('#screen-{screen} h1').textContent"
+                        ));
                         let door = if lang == "en" {
                             "Door 30"
                         } else {

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use cabinet_core::config::{Secret, parse_broker_url};
 use cabinet_core::mqtt::{BackendClient, BackendMessage, BackendOptions};
-use cabinet_core::protocol::{self, CommandClaims, KIND_DISPENSE, ReplyState, Topics};
+use cabinet_core::protocol::{self, CommandClaims, KIND_DISPENSE, KIND_RETURN, ReplyState, Topics};
 use clap::Args;
 
 /// Exit code: a command was published but no terminal reply arrived in time.
@@ -108,9 +108,13 @@ pub struct SendArgs {
     /// Target cabinet's machine code (signed into the token as `aud`).
     #[arg(long)]
     cabinet: String,
-    /// Slot to dispense from (1-based).
+    /// Slot to dispense from (1-based), or the door to open for a return.
     #[arg(long)]
     slot: u16,
+    /// `dispense` (sell the slot's item) or `return` (open an empty locker door for a
+    /// rented item to be put back).
+    #[arg(long, value_enum, default_value = "dispense")]
+    kind: KindArg,
     /// Private key file as written by `cabinet keygen --out` (base64url Ed25519 seed).
     #[arg(long)]
     key: PathBuf,
@@ -140,6 +144,15 @@ pub struct SendArgs {
     print_token: bool,
 }
 
+/// A command's `kind` on the command line.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum KindArg {
+    /// Sell the slot's item.
+    Dispense,
+    /// Open an empty locker door for a rented item to be put back.
+    Return,
+}
+
 /// Run `cabinet send`.
 pub fn send(a: SendArgs) -> anyhow::Result<ExitCode> {
     let key_text = std::fs::read_to_string(&a.key)
@@ -162,7 +175,11 @@ pub fn send(a: SendArgs) -> anyhow::Result<ExitCode> {
         jti: cmd_id.clone(),
         iat: now,
         exp: now + expires,
-        kind: KIND_DISPENSE.to_owned(),
+        kind: match a.kind {
+            KindArg::Dispense => KIND_DISPENSE,
+            KindArg::Return => KIND_RETURN,
+        }
+        .to_owned(),
         slot: a.slot,
         qty: 1,
         order_id: match a.order_id.clone() {

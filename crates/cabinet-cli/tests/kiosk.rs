@@ -942,6 +942,34 @@ async fn a_locker_wall_and_a_vending_board_each_serve_their_own_slots_and_a_dead
     assert_eq!(states(&r), ["rejected"]);
     assert_eq!(r[0]["reason"], "slot_empty");
 
+    // A rented item goes back into the empty door: it opens, and holds one item again.
+    // A spiral takes nothing back, nor does a door that still holds its item.
+    let ret = |rig: &mut Rig, slot: u16| {
+        let mut c = rig.claims("C001", slot);
+        c.kind = "return".into();
+        c
+    };
+    let c = ret(&mut rig, 11);
+    backend.send(&rig.sign(&c)).await;
+    let r = backend.replies_until_terminal(&c.jti).await;
+    assert_eq!(states(&r), ["accepted", "dispensing", "succeeded"], "{r:?}");
+    assert_eq!(r[2]["evidence"]["board"], "wall-1");
+    for (slot, why) in [(1, "not_a_door"), (15, "door_occupied")] {
+        let c = ret(&mut rig, slot);
+        backend.send(&rig.sign(&c)).await;
+        let r = backend.replies_until_terminal(&c.jti).await;
+        assert_eq!(states(&r), ["rejected"], "slot {slot}");
+        assert_eq!(r[0]["reason"], why, "slot {slot}");
+    }
+    backend
+        .await_telemetry("door 11 loaded again", |v| {
+            v["inventory"]
+                .as_array()
+                .and_then(|a| a.iter().find(|s| s["slot"] == 11))
+                .is_some_and(|s| s["count"] == 1)
+        })
+        .await;
+
     // Board 3 loses power. Its other door fails without charging anyone, whether the
     // kiosk's health check has noticed yet (not sent) or this unlock finds out (unknown).
     rig.wall.as_ref().unwrap().power_neighbour(3, false);
@@ -983,8 +1011,8 @@ async fn a_locker_wall_and_a_vending_board_each_serve_their_own_slots_and_a_dead
     }
     assert_eq!(
         rig.wall_unlocks(),
-        [(1, 4, 1), (1, 5, 1), (2, 4, 1), (3, 4, 1)],
-        "nothing unlocked on the dead board"
+        [(1, 4, 2), (1, 5, 1), (2, 4, 1), (3, 4, 1)],
+        "nothing unlocked on the dead board (door 11: a sale and a return)"
     );
     assert_eq!(rig.stats().motor_actions, 2);
     // Power back: a probe hears the board and its slots are reachable again.

@@ -56,6 +56,11 @@ pub enum Reason {
     SlotDisabled,
     /// The inventory count for the slot is zero.
     SlotEmpty,
+    /// A return (`kind` = `return`) for a slot that is not a door of a lock board: only a
+    /// door takes an item back.
+    NotADoor,
+    /// A return for a door that still holds an item (or has a return or sale waiting).
+    DoorOccupied,
     /// The slot jammed earlier, or its last dispense ended with an unknown outcome, and no
     /// technician has cleared it yet.
     SlotJammed,
@@ -92,7 +97,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in declaration order. Used by tests and to parse codes back.
-    pub const ALL: [Reason; 28] = [
+    pub const ALL: [Reason; 30] = [
         Reason::WrongTarget,
         Reason::Expired,
         Reason::NotYetValid,
@@ -109,6 +114,8 @@ impl Reason {
         Reason::SlotUnknown,
         Reason::SlotDisabled,
         Reason::SlotEmpty,
+        Reason::NotADoor,
+        Reason::DoorOccupied,
         Reason::SlotJammed,
         Reason::Maintenance,
         Reason::JournalUnverified,
@@ -142,6 +149,8 @@ impl Reason {
             Reason::SlotUnknown => "slot_unknown",
             Reason::SlotDisabled => "slot_disabled",
             Reason::SlotEmpty => "slot_empty",
+            Reason::NotADoor => "not_a_door",
+            Reason::DoorOccupied => "door_occupied",
             Reason::SlotJammed => "slot_jammed",
             Reason::Maintenance => "maintenance",
             Reason::JournalUnverified => "journal_unverified",

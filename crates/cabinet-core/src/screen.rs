@@ -63,6 +63,15 @@ pub enum Screen {
         /// Back to idle at this time, unix ms (countdown).
         until_ms: u64,
     },
+    /// A return: the door is open for the rented item to be put back and the door closed.
+    PutBack {
+        /// Slot (the door).
+        slot: u16,
+        /// Product name (what is being returned).
+        product: String,
+        /// Back to idle at this time, unix ms (countdown).
+        until_ms: u64,
+    },
     /// Not dispensed (or not confirmed).
     Failed {
         /// Why, as a reason code (the UI words it in the customer's language).

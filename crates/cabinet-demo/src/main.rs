@@ -278,6 +278,9 @@ async fn print_screens(mut screen: watch::Receiver<Option<Snapshot>>) {
                 format!("dispensing: {product}, slot {slot}")
             }
             Screen::TakeItem { product, .. } => format!("take your item: {product}"),
+            Screen::PutBack { product, slot, .. } => {
+                format!("put the {product} back in door {slot} and close it")
+            }
             Screen::Failed {
                 reason,
                 uncertain,

@@ -142,6 +142,8 @@ pub enum InventoryChange {
     Decrement(u16),
     /// A door a customer opened: it held one item and is empty now.
     Emptied(u16),
+    /// A door opened for a rented item to be put back: it holds one item now.
+    Loaded(u16),
     /// Take the slot out of service until a technician clears it: after a jam, a motor
     /// that did not stop, or a dispense whose outcome is unknown.
     Jammed(u16),

@@ -26,7 +26,7 @@ use cabinet_board::{Outcome, Reach};
 
 use crate::journal::{NewCommand, SlotInventory, StoredCommand};
 use crate::protocol::{
-    Command, Evidence, PROTOCOL_VERSION, Rejection, Reply, ReplyState, TrustedIds,
+    Command, CommandKind, Evidence, PROTOCOL_VERSION, Rejection, Reply, ReplyState, TrustedIds,
 };
 use crate::reason::Reason;
 use crate::screen::{EarlierFailure, Item, OutOfService, Screen, Snapshot};
@@ -84,10 +84,12 @@ pub struct Job {
     pub log_id: String,
     /// The backend's order.
     pub order_id: String,
-    /// Slot to dispense from.
+    /// Slot to dispense from (or, for a return, the door to open).
     pub slot: u16,
     /// `exp`, unix seconds: re-checked when the job's turn comes.
     pub expires_at: i64,
+    /// A sale, or a rented item put back into an empty door.
+    pub kind: CommandKind,
 }
 
 impl Job {
@@ -489,6 +491,7 @@ impl Engine {
             order_id: cmd.order_id,
             slot: cmd.slot,
             expires_at: cmd.expires_at,
+            kind: cmd.kind,
         });
         self.start_next(now, out);
     }
@@ -525,17 +528,25 @@ impl Engine {
         let Some(slot) = self.inventory.get(&cmd.slot) else {
             return Some(Reason::SlotUnknown);
         };
-        if let Some(r) = slot.unavailable_reason() {
-            return Some(r);
-        }
         let waiting = self
             .queue
             .iter()
             .chain(self.active.iter().map(|(j, _)| j))
             .filter(|j| j.slot == cmd.slot)
             .count();
-        if u64::from(slot.count) <= waiting as u64 {
-            return Some(Reason::SlotEmpty);
+        if let Some(r) = self.unserviceable(cmd.slot, slot, cmd.kind) {
+            return Some(r);
+        }
+        // What is already queued for the slot takes its stock (or, for a door, its room).
+        let taken = match cmd.kind {
+            CommandKind::Dispense => u64::from(slot.count) <= waiting as u64,
+            CommandKind::Return => waiting > 0,
+        };
+        if taken {
+            return Some(match cmd.kind {
+                CommandKind::Dispense => Reason::SlotEmpty,
+                CommandKind::Return => Reason::DoorOccupied,
+            });
         }
         // Only a board that was checked and found down refuses. While its state is
         // unknown (the app just started) the command is accepted and held (`start_next`).
@@ -547,6 +558,21 @@ impl Engine {
             return Some(Reason::BoardUnreachable);
         }
         None
+    }
+
+    /// Why `slot` (number `n`) cannot serve a command of `kind` now, by its own state:
+    /// disabled, jammed, empty for a sale; for a return, not a door or not empty (a
+    /// spiral takes nothing back, and a door that holds an item has no room).
+    fn unserviceable(&self, n: u16, slot: &SlotInventory, kind: CommandKind) -> Option<Reason> {
+        match kind {
+            CommandKind::Dispense => slot.unavailable_reason(),
+            CommandKind::Return if !self.site(n).door => Some(Reason::NotADoor),
+            CommandKind::Return => match slot.unavailable_reason() {
+                Some(r @ (Reason::SlotDisabled | Reason::SlotJammed)) => Some(r),
+                _ if slot.count > 0 => Some(Reason::DoorOccupied),
+                _ => None,
+            },
+        }
     }
 
     fn rejected(
@@ -624,7 +650,7 @@ impl Engine {
             } else {
                 self.inventory
                     .get(&job.slot)
-                    .and_then(SlotInventory::unavailable_reason)
+                    .and_then(|slot| self.unserviceable(job.slot, slot, job.kind))
             };
             if let Some(reason) = fail {
                 self.transition(
@@ -663,6 +689,11 @@ impl Engine {
                         slot.count = 0;
                     }
                 }
+                InventoryChange::Loaded(s) => {
+                    if let Some(slot) = self.inventory.get_mut(&s) {
+                        slot.count = 1;
+                    }
+                }
                 InventoryChange::Jammed(s) => {
                     if let Some(slot) = self.inventory.get_mut(&s) {
                         slot.jammed = true;
@@ -697,7 +728,15 @@ impl Engine {
         };
         let (state, reason, evidence, mut change) = judge(&outcome, job.slot);
         let evidence = self.placed(job.slot, evidence);
-        if self.site(job.slot).door {
+        if job.kind == CommandKind::Return {
+            // The door opened for the customer to put the item back: it holds one now (a
+            // lock board cannot see inside; the backend settles the rental). A door that
+            // did not open, or may have, changes nothing.
+            change.retain(|c| !matches!(c, InventoryChange::Decrement(_)));
+            if state == ReplyState::Succeeded {
+                change.push(InventoryChange::Loaded(job.slot));
+            }
+        } else if self.site(job.slot).door {
             // A door holds one item: once a customer opened it, it is empty, whatever
             // count an older config seeded.
             for c in &mut change {
@@ -712,10 +751,17 @@ impl Engine {
         match (state, reason) {
             (ReplyState::Succeeded, _) => {
                 let product = self.product(job.slot);
-                self.transient = Some(Screen::TakeItem {
-                    slot: job.slot,
-                    product,
-                    until_ms: now + self.cfg.take_item_ms,
+                self.transient = Some(match job.kind {
+                    CommandKind::Dispense => Screen::TakeItem {
+                        slot: job.slot,
+                        product,
+                        until_ms: now + self.cfg.take_item_ms,
+                    },
+                    CommandKind::Return => Screen::PutBack {
+                        slot: job.slot,
+                        product,
+                        until_ms: now + self.cfg.take_item_ms,
+                    },
                 });
             }
             (_, Some(r)) => {

@@ -31,9 +31,10 @@ impl Engine {
             self.earlier_failure = None;
         }
         match screen {
-            Screen::Accepted { .. } | Screen::Dispensing { .. } | Screen::TakeItem { .. } => {
-                self.earlier_failure.clone()
-            }
+            Screen::Accepted { .. }
+            | Screen::Dispensing { .. }
+            | Screen::TakeItem { .. }
+            | Screen::PutBack { .. } => self.earlier_failure.clone(),
             _ => None,
         }
     }
@@ -62,9 +63,11 @@ impl Engine {
             };
         }
         match &self.transient {
-            Some(Screen::TakeItem { until_ms, .. } | Screen::Failed { until_ms, .. })
-                if *until_ms > now =>
-            {
+            Some(
+                Screen::TakeItem { until_ms, .. }
+                | Screen::PutBack { until_ms, .. }
+                | Screen::Failed { until_ms, .. },
+            ) if *until_ms > now => {
                 if let Some(s) = &self.transient {
                     return s.clone();
                 }

@@ -89,6 +89,7 @@ fn names(actions: &[Action]) -> Vec<String> {
             Action::Dispense(j) => Some(format!("dispense:{}", j.slot)),
             Action::Inventory(InventoryChange::Decrement(s)) => Some(format!("stock-1:{s}")),
             Action::Inventory(InventoryChange::Emptied(s)) => Some(format!("emptied:{s}")),
+            Action::Inventory(InventoryChange::Loaded(s)) => Some(format!("loaded:{s}")),
             Action::Inventory(InventoryChange::Jammed(s)) => Some(format!("jammed:{s}")),
             Action::Screen(_) => None,
         })
@@ -372,6 +373,105 @@ fn the_slots_of_a_silent_board_are_refused_while_the_rest_sells() {
 
 /// A locker wall's door holds one item: a customer's opening empties it, a technician's
 /// test opening leaves it loaded, and every reply says which board and channel acted.
+/// A rented item goes back into an empty door: the door opens, the reply succeeds, the
+/// door is loaded and sells again; a spiral, a loaded door or a door with a sale waiting
+/// takes nothing back, and a door that did not open stays empty.
+#[test]
+fn a_return_opens_an_empty_door_and_loads_it_and_nothing_else_takes_one() {
+    let door = |channel: u16| SlotSite {
+        board: Some("wall-1".into()),
+        channel: Some(channel),
+        door: true,
+    };
+    let walled = EngineConfig {
+        sites: BTreeMap::from([(1, door(1)), (2, door(2)), (3, SlotSite::default())]),
+        ..cfg()
+    };
+    let mut empty = slot(1, 0);
+    empty.capacity = 1;
+    let mut loaded = slot(2, 1);
+    loaded.capacity = 1;
+    let mut e = engine_with(walled, vec![empty, loaded, slot(3, 0)]);
+    let ret = |id: &str, slot: u16| Command {
+        kind: CommandKind::Return,
+        ..cmd(id, slot)
+    };
+    assert_eq!(
+        rejected_reason(&send(&mut e, ret("spiral", 3), T0)),
+        Some(Reason::NotADoor)
+    );
+    assert_eq!(
+        rejected_reason(&send(&mut e, ret("full", 2), T0)),
+        Some(Reason::DoorOccupied)
+    );
+    assert_eq!(
+        rejected_reason(&send(&mut e, ret("nowhere", 9), T0)),
+        Some(Reason::SlotUnknown)
+    );
+
+    // Door 1 is empty: it opens for the return, and the customer sees "put it back".
+    let a = send(&mut e, ret("r1", 1), T0);
+    assert_eq!(
+        names(&a),
+        [
+            "insert:accepted",
+            "ack",
+            "publish",
+            "to:dispensing",
+            "publish",
+            "dispense:1"
+        ]
+    );
+    // A second return for the same door while the first is under way: no room.
+    assert_eq!(
+        rejected_reason(&send(&mut e, ret("r2", 1), T0 + 100)),
+        Some(Reason::DoorOccupied)
+    );
+    let done = e.step(Event::BoardDone {
+        cmd_id: "r1".into(),
+        outcome: Outcome::DoorOpened,
+        now_ms: T0 + 2000,
+    });
+    assert_eq!(names(&done), ["to:succeeded", "publish", "loaded:1"]);
+    assert!(
+        matches!(last_screen(&done), Some(Screen::PutBack { slot: 1, .. })),
+        "{:?}",
+        last_screen(&done)
+    );
+    // Loaded now: the door sells again, and takes no second return.
+    assert_eq!(
+        rejected_reason(&send(&mut e, ret("r3", 1), T0 + 9000)),
+        Some(Reason::DoorOccupied)
+    );
+    let sale = send(&mut e, cmd("sale", 1), T0 + 9000);
+    assert!(
+        names(&sale).contains(&"dispense:1".to_owned()),
+        "{:?}",
+        names(&sale)
+    );
+    let done = e.step(Event::BoardDone {
+        cmd_id: "sale".into(),
+        outcome: Outcome::DoorOpened,
+        now_ms: T0 + 10_000,
+    });
+    assert_eq!(names(&done), ["to:succeeded", "publish", "emptied:1"]);
+
+    // A door that never opened took nothing back: still empty, still takes a return.
+    let _ = send(&mut e, ret("r4", 1), T0 + 20_000);
+    let failed = e.step(Event::BoardDone {
+        cmd_id: "r4".into(),
+        outcome: Outcome::DoorNeverOpened,
+        now_ms: T0 + 25_000,
+    });
+    assert_eq!(names(&failed), ["to:failed:door_never_opened", "publish"]);
+    let again = send(&mut e, ret("r5", 1), T0 + 60_000);
+    assert!(
+        names(&again).contains(&"dispense:1".to_owned()),
+        "{:?}",
+        names(&again)
+    );
+}
+
 #[test]
 fn a_door_empties_when_a_customer_opens_it_and_replies_name_its_board() {
     let site = |board: &str, channel: u16, door: bool| SlotSite {

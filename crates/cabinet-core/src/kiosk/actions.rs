@@ -112,6 +112,10 @@ impl<L: Link> Runner<L> {
                     self.journal.set_count(slot, 0)?;
                     info!(slot, left = 0, "stock: the door was opened and is empty");
                 }
+                Action::Inventory(InventoryChange::Loaded(slot)) => {
+                    self.journal.set_count(slot, 1)?;
+                    info!(slot, left = 1, "stock: an item was put back in the door");
+                }
                 Action::Inventory(InventoryChange::Jammed(slot)) => {
                     self.journal.set_jammed(slot, true)?;
                     warn!(

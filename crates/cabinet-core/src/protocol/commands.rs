@@ -7,6 +7,9 @@ use crate::reason::Reason;
 
 /// The only command kind understood today.
 pub const KIND_DISPENSE: &str = "dispense";
+/// The `kind` of a command that opens an empty door for a customer to put a rented item
+/// back (lock boards only).
+pub const KIND_RETURN: &str = "return";
 
 /// Longest accepted ID (`jti`, `log_id`, `order_id`, `session`, `kid`), in characters
 /// (Unicode scalar values, what PROTOCOL.md and the JSON schemas count; `kid` is ASCII,
@@ -50,6 +53,8 @@ pub struct CommandClaims {
 pub enum CommandKind {
     /// Turn one slot's motor (VMC) or open one door (lock board).
     Dispense,
+    /// Open one empty door for a rented item to be put back; the door is loaded after.
+    Return,
 }
 
 /// A command that passed every check of [`verify_command`](super::verify_command): signed by a trusted key,

@@ -46,8 +46,8 @@ mod verify;
 pub use ed25519_dalek::SigningKey;
 
 pub use commands::{
-    Command, CommandClaims, CommandKind, KIND_DISPENSE, MAX_ID_LEN, Rejection, TrustedIds,
-    VerifyOptions,
+    Command, CommandClaims, CommandKind, KIND_DISPENSE, KIND_RETURN, MAX_ID_LEN, Rejection,
+    TrustedIds, VerifyOptions,
 };
 pub use error::ProtocolError;
 pub use keys::{

@@ -405,6 +405,11 @@ fn unknown_kind_is_rejected_but_unknown_extra_claims_are_allowed() {
     let mut c = claims();
     c.kind = "refund".into();
     assert_eq!(reason(&signed(&c)), Reason::UnsupportedKind);
+    // The two kinds there are: a sale, and a rental put back.
+    c.kind = "return".into();
+    assert_eq!(verify(&signed(&c)).unwrap().kind, CommandKind::Return);
+    c.kind = "Return".into();
+    assert_eq!(reason(&signed(&c)), Reason::UnsupportedKind);
 
     let mut v = serde_json::to_value(claims()).unwrap();
     v["iss"] = "backend".into();

@@ -11,8 +11,8 @@ use crate::reason::Reason;
 use super::SigningKey;
 use super::keys::check_kid;
 use super::{
-    Command, CommandClaims, CommandKind, KIND_DISPENSE, MAX_ID_LEN, ProtocolError, Rejection,
-    TrustedIds, TrustedKeys, VerifyOptions,
+    Command, CommandClaims, CommandKind, KIND_DISPENSE, KIND_RETURN, MAX_ID_LEN, ProtocolError,
+    Rejection, TrustedIds, TrustedKeys, VerifyOptions,
 };
 
 /// The only JWS `alg` accepted (RFC 8037 §3.1).
@@ -287,12 +287,19 @@ pub fn verify_command(
             ),
         ));
     }
-    if claims.kind != KIND_DISPENSE {
-        return Err(reject(
-            Reason::UnsupportedKind,
-            format!("kind {:?} is not supported", truncate(&claims.kind)),
-        ));
-    }
+    let kind = match claims.kind.as_str() {
+        KIND_DISPENSE => CommandKind::Dispense,
+        KIND_RETURN => CommandKind::Return,
+        other => {
+            return Err(reject(
+                Reason::UnsupportedKind,
+                format!(
+                    "kind {:?} is not supported (\"{KIND_DISPENSE}\" or \"{KIND_RETURN}\")",
+                    truncate(other)
+                ),
+            ));
+        }
+    };
     if claims.slot == 0 {
         return Err(reject(
             Reason::SlotUnknown,
@@ -320,7 +327,7 @@ pub fn verify_command(
         cmd_id: claims.jti,
         log_id: claims.log_id,
         order_id: claims.order_id,
-        kind: CommandKind::Dispense,
+        kind,
         slot: claims.slot,
         qty: claims.qty,
         session: claims.session,
