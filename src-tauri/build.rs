@@ -13,6 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "demo_available",
             "demo_motor_count",
             "demo_scan",
+            "demo_return",
             "demo_info",
             "demo_set_fault",
             "tech_status",

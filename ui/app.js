@@ -136,6 +136,9 @@ function render() {
   const demo = $("#demo-scan");
   setHidden(demo, !state.demo || screen !== "idle");
   setText(demo, tx.demo_scan);
+  // The wall takes rentals back: a second button plays a customer returning one.
+  const wall = Boolean(state.demoInfo && state.demoInfo.layout === "wall");
+  setHidden($("#demo-return"), !state.demo || !wall || screen !== "idle");
   setHidden($("#demo-open"), !state.demo);
   renderDemoPanel(tx);
   const count = $("#demo-count");
@@ -263,13 +266,13 @@ function renderItems(items, tx) {
 
 // ---- demo --------------------------------------------------------------------------------
 
-async function demoScan() {
-  const button = $("#demo-scan");
+async function demoScan(command = "demo_scan", id = "#demo-scan") {
+  const button = $(id);
   button.disabled = true;
   try {
-    await invoke("demo_scan");
+    await invoke(command);
   } catch (err) {
-    console.warn("demo_scan", err && err.code, err && err.message);
+    console.warn(command, err && err.code, err && err.message);
   } finally {
     button.disabled = false;
   }
@@ -323,7 +326,8 @@ async function main() {
   $("#lang").addEventListener("click", () => {
     setLang(state.lang === "zh-CN" ? "en" : "zh-CN");
   });
-  $("#demo-scan").addEventListener("click", demoScan);
+  $("#demo-scan").addEventListener("click", () => demoScan());
+  $("#demo-return").addEventListener("click", () => demoScan("demo_return", "#demo-return"));
   $("#demo-open").addEventListener("click", () => {
     state.demoPanel = true;
     render();

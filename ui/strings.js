@@ -99,6 +99,7 @@ export default {
       "interrupted": "出货过程中柜机重启。"
     },
     "demo_scan": "演示：模拟扫码",
+    "demo_return": "演示：模拟归还",
     "demo_count": "模拟板电机动作：{n} 次",
     "demo_count_wall": "模拟锁控板开门：{n} 次",
     "demo_controls": "演示控制",
@@ -362,6 +363,7 @@ export default {
       "interrupted": "The cabinet restarted during delivery."
     },
     "demo_scan": "Demo: simulate a scan",
+    "demo_return": "Demo: return a rental",
     "demo_count": "Simulated board motor runs: {n}",
     "demo_count_wall": "Doors opened by the simulated wall: {n}",
     "demo_controls": "Demo controls",

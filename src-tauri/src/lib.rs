@@ -217,6 +217,22 @@ fn demo_motor_count(state: State<'_, AppState>) -> Result<u64, UiError> {
 #[cfg(feature = "demo")]
 #[tauri::command]
 async fn demo_scan(state: State<'_, AppState>) -> Result<String, UiError> {
+    demo_play(&state, cabinet_core::protocol::CommandKind::Dispense).await
+}
+
+/// Demo only, the wall: plays a customer putting a rental back into an empty door (a
+/// signed `return`). Returns the support code, as `demo_scan`.
+#[cfg(feature = "demo")]
+#[tauri::command]
+async fn demo_return(state: State<'_, AppState>) -> Result<String, UiError> {
+    demo_play(&state, cabinet_core::protocol::CommandKind::Return).await
+}
+
+#[cfg(feature = "demo")]
+async fn demo_play(
+    state: &AppState,
+    kind: cabinet_core::protocol::CommandKind,
+) -> Result<String, UiError> {
     let Some((_, backend)) = &state.demo else {
         return Err(UiError::new(
             "not_demo",
@@ -235,10 +251,11 @@ async fn demo_scan(state: State<'_, AppState>) -> Result<String, UiError> {
             "the kiosk has not drawn a screen yet",
         ));
     };
-    let scan = backend
-        .scan(&snapshot)
-        .await
-        .map_err(|e| UiError::new("scan_failed", format!("{e:#}")))?;
+    let played = match kind {
+        cabinet_core::protocol::CommandKind::Dispense => backend.scan(&snapshot).await,
+        cabinet_core::protocol::CommandKind::Return => backend.give_back(&snapshot).await,
+    };
+    let scan = played.map_err(|e| UiError::new("scan_failed", format!("{e:#}")))?;
     Ok(cabinet_core::support::code(&scan.cmd_id))
 }
 
@@ -388,6 +405,8 @@ pub fn run_app<R: Runtime>(
             demo_motor_count,
             #[cfg(feature = "demo")]
             demo_scan,
+            #[cfg(feature = "demo")]
+            demo_return,
             #[cfg(feature = "demo")]
             demo_info,
             #[cfg(feature = "demo")]

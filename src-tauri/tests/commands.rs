@@ -219,7 +219,7 @@ fn a_window_outside_the_capability_cannot_call_our_commands() {
 fn outside_the_demo_the_demo_commands_refuse_and_ui_ready_is_harmless() {
     let (_app, w, _core) = app_with(tauri::generate_context!());
     assert_eq!(invoke(&w, "demo_available", json!({})), Ok(json!(false)));
-    for cmd in ["demo_scan", "demo_motor_count"] {
+    for cmd in ["demo_scan", "demo_return", "demo_motor_count"] {
         let err = invoke(&w, cmd, json!({})).expect_err(cmd);
         // Built with the demo, the commands exist and refuse; without it (the .deb's
         // app), they do not exist at all.

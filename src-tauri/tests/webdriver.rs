@@ -1096,6 +1096,16 @@ fn the_demo_wall_sells_and_its_panel_shows_each_board_and_the_one_without_power(
         let c = count();
         if c == "2" { Ok(()) } else { Err(c) }
     });
+    // A customer brings a rental back: the door just emptied opens for it.
+    s.wait_screen("idle");
+    s.click("#demo-return");
+    s.wait_screen("put_back");
+    let title = s.text("return document.querySelector('#screen-put_back h1').textContent");
+    assert!(title.contains("2 号柜门"), "{title}");
+    poll("a third door opening", WAIT, || {
+        let c = count();
+        if c == "3" { Ok(()) } else { Err(c) }
+    });
     drop(s);
     drop(driver);
     drop(xvfb);

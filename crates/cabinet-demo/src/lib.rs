@@ -33,7 +33,7 @@ use cabinet_board::Protocol;
 use cabinet_board::sim::{Fault, SimConfig, Simulator};
 use cabinet_core::config::{Config, parse_broker_url};
 use cabinet_core::mqtt::{BackendClient, BackendOptions};
-use cabinet_core::protocol::{self, CommandClaims, SigningKey};
+use cabinet_core::protocol::{self, CommandClaims, CommandKind, SigningKey};
 use cabinet_core::screen::{Screen, Snapshot};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -375,7 +375,7 @@ pub struct Scan {
 /// The demo backend: signs and publishes commands, and passes on the cabinet's replies.
 #[derive(Debug, Clone)]
 pub struct DemoBackend {
-    tx: mpsc::Sender<(Snapshot, oneshot::Sender<anyhow::Result<Scan>>)>,
+    tx: mpsc::Sender<Request>,
     replies: broadcast::Sender<String>,
 }
 
@@ -385,9 +385,19 @@ impl DemoBackend {
     /// command carrying the screen's nonce. Fails when the screen is not idle (no QR
     /// code to scan) or nothing is left to dispense.
     pub async fn scan(&self, screen: &Snapshot) -> anyhow::Result<Scan> {
+        self.ask(screen, CommandKind::Dispense).await
+    }
+
+    /// Plays a customer bringing a rental back (the wall): picks an empty door the
+    /// screen lists and sends a signed `return` for it with the screen's nonce.
+    pub async fn give_back(&self, screen: &Snapshot) -> anyhow::Result<Scan> {
+        self.ask(screen, CommandKind::Return).await
+    }
+
+    async fn ask(&self, screen: &Snapshot, kind: CommandKind) -> anyhow::Result<Scan> {
         let (tx, rx) = oneshot::channel();
         self.tx
-            .send((screen.clone(), tx))
+            .send((screen.clone(), kind, tx))
             .await
             .map_err(|_| anyhow::anyhow!("the demo backend has stopped"))?;
         rx.await
@@ -400,6 +410,9 @@ impl DemoBackend {
     }
 }
 
+/// A scan or a return to play on a screen, and where its answer goes.
+type Request = (Snapshot, CommandKind, oneshot::Sender<anyhow::Result<Scan>>);
+
 struct Actor {
     client: BackendClient,
     key: SigningKey,
@@ -408,15 +421,12 @@ struct Actor {
 }
 
 impl Actor {
-    async fn run(
-        mut self,
-        mut rx: mpsc::Receiver<(Snapshot, oneshot::Sender<anyhow::Result<Scan>>)>,
-    ) {
+    async fn run(mut self, mut rx: mpsc::Receiver<Request>) {
         loop {
             tokio::select! {
                 req = rx.recv() => {
-                    let Some((screen, answer)) = req else { break };
-                    let result = self.scan(&screen).await;
+                    let Some((screen, kind, answer)) = req else { break };
+                    let result = self.scan(&screen, kind).await;
                     let _ = answer.send(result);
                 }
                 msg = self.client.recv() => {
@@ -434,22 +444,39 @@ impl Actor {
         }
     }
 
-    async fn scan(&mut self, screen: &Snapshot) -> anyhow::Result<Scan> {
+    async fn scan(&mut self, screen: &Snapshot, kind: CommandKind) -> anyhow::Result<Scan> {
         let Screen::Idle = screen.screen else {
             bail!("the screen shows no QR code right now; wait for the idle screen");
         };
         let Some(nonce) = screen.qr_nonce.clone() else {
             bail!("the idle screen has no QR nonce yet");
         };
-        let available: Vec<_> = screen.items.iter().filter(|i| i.available).collect();
-        let Some(item) = available
-            .iter()
-            .find(|i| i.slot > self.last_slot)
-            .or_else(|| available.first())
-        else {
-            bail!("every slot is empty or disabled; restart the demo to refill it");
+        let item = match kind {
+            CommandKind::Dispense => {
+                let available: Vec<_> = screen.items.iter().filter(|i| i.available).collect();
+                let Some(item) = available
+                    .iter()
+                    .find(|i| i.slot > self.last_slot)
+                    .or_else(|| available.first())
+                else {
+                    bail!("every slot is empty or disabled; restart the demo to refill it");
+                };
+                self.last_slot = item.slot;
+                *item
+            }
+            // The door the last customer emptied, else the first empty one.
+            CommandKind::Return => {
+                let empty: Vec<_> = screen.items.iter().filter(|i| i.count == 0).collect();
+                let Some(item) = empty
+                    .iter()
+                    .find(|i| i.slot == self.last_slot)
+                    .or_else(|| empty.first())
+                else {
+                    bail!("every door holds its item: nothing to return into");
+                };
+                *item
+            }
         };
-        self.last_slot = item.slot;
         let rand = protocol::new_boot_id().context("cannot make an id")?;
         let now = unix_now();
         let claims = CommandClaims {
@@ -457,7 +484,11 @@ impl Actor {
             jti: format!("demo-{rand}"),
             iat: now,
             exp: now + 60,
-            kind: protocol::KIND_DISPENSE.into(),
+            kind: match kind {
+                CommandKind::Dispense => protocol::KIND_DISPENSE,
+                CommandKind::Return => protocol::KIND_RETURN,
+            }
+            .into(),
             slot: item.slot,
             qty: 1,
             order_id: format!("order-{}", &rand[..12.min(rand.len())]),

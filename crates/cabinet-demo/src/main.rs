@@ -29,6 +29,10 @@ struct DemoArgs {
     /// Without it: press Enter to scan, `q` Enter to quit.
     #[arg(long)]
     scans: Option<u32>,
+    /// With --scans on the wall: then play this many customers putting a rental back
+    /// (a signed `return` for the door the last scan emptied, or another empty door).
+    #[arg(long, default_value_t = 0, requires = "scans")]
+    returns: u32,
     /// Keep the demo's config, journal and logs here instead of a temporary directory.
     #[arg(long)]
     dir: Option<PathBuf>,
@@ -50,6 +54,9 @@ fn main() -> ExitCode {
 
 /// Run the headless demo.
 fn demo(a: DemoArgs) -> anyhow::Result<ExitCode> {
+    if a.returns > 0 && a.layout != Layout::Wall {
+        bail!("--returns is for --layout wall: only a locker door takes an item back");
+    }
     let demo = Demo::start(DemoOptions {
         dir: a.dir,
         layout: a.layout,
@@ -76,7 +83,7 @@ fn demo(a: DemoArgs) -> anyhow::Result<ExitCode> {
     let result = rt.block_on(async {
         let backend = demo.backend().await?;
         match a.scans {
-            Some(n) => scripted(&demo, &backend, screen_rx, n).await,
+            Some(n) => scripted(&demo, &backend, screen_rx, n, a.returns).await,
             None => interactive(&backend, screen_rx).await,
         }
     });
@@ -91,25 +98,40 @@ fn demo(a: DemoArgs) -> anyhow::Result<ExitCode> {
     result
 }
 
-/// `--scans N`: scan, wait for the outcome, N times; then check the motor count.
+/// `--scans N [--returns M]`: scan, wait for the outcome, N times, then M returns; then
+/// check the motor count (or the wall's door unlocks).
 async fn scripted(
     demo: &Demo,
     backend: &DemoBackend,
     mut screen: watch::Receiver<Option<Snapshot>>,
     n: u32,
+    returns: u32,
 ) -> anyhow::Result<ExitCode> {
     let before = demo.actions();
     let mut dispensed = 0u32;
-    for i in 1..=n {
+    for i in 1..=n + returns {
         let idle = wait_idle(&mut screen, Duration::from_secs(30)).await?;
         let mut replies = backend.replies();
-        let scan = backend.scan(&idle).await?;
-        println!(
-            "scan {i}/{n}: slot {} ({}), support code {}",
-            scan.slot,
-            scan.product,
-            cabinet_core::support::code(&scan.cmd_id)
-        );
+        let scan = if i <= n {
+            let scan = backend.scan(&idle).await?;
+            println!(
+                "scan {i}/{n}: slot {} ({}), support code {}",
+                scan.slot,
+                scan.product,
+                cabinet_core::support::code(&scan.cmd_id)
+            );
+            scan
+        } else {
+            let scan = backend.give_back(&idle).await?;
+            println!(
+                "return {}/{returns}: door {} ({}), support code {}",
+                i - n,
+                scan.slot,
+                scan.product,
+                cabinet_core::support::code(&scan.cmd_id)
+            );
+            scan
+        };
         let outcome = wait_outcome(&mut replies, &scan, Duration::from_secs(60)).await?;
         println!(
             "  → {}{}",
@@ -128,7 +150,12 @@ async fn scripted(
         Layout::Vending => "the board's motor count",
         Layout::Wall => "the wall's door unlocks",
     };
-    println!("dispensed {dispensed} of {n}; {what} went {before} → {after}");
+    let n = n + returns;
+    if returns == 0 {
+        println!("dispensed {dispensed} of {n}; {what} went {before} → {after}");
+    } else {
+        println!("served {dispensed} of {n} (returns included); {what} went {before} → {after}");
+    }
     Ok(if dispensed == n && after - before == u64::from(n) {
         ExitCode::SUCCESS
     } else {
@@ -141,7 +168,10 @@ async fn interactive(
     backend: &DemoBackend,
     screen: watch::Receiver<Option<Snapshot>>,
 ) -> anyhow::Result<ExitCode> {
-    println!("press Enter to scan the QR code, q Enter (or Ctrl-D) to quit");
+    println!(
+        "press Enter to scan the QR code, r Enter to return a rental (the wall), \
+         q Enter (or Ctrl-D) to quit"
+    );
     let mut replies = backend.replies();
     tokio::spawn(async move {
         loop {
@@ -191,6 +221,13 @@ async fn interactive(
                     println!("  the kiosk has not drawn a screen yet");
                     continue;
                 };
+                if line.trim().eq_ignore_ascii_case("r") {
+                    match backend.give_back(&snap).await {
+                        Ok(s) => println!("  returning to door {} ({}), support code {}", s.slot, s.product, cabinet_core::support::code(&s.cmd_id)),
+                        Err(e) => println!("  cannot return: {e:#}"),
+                    }
+                    continue;
+                }
                 match backend.scan(&snap).await {
                     Ok(s) => println!("  scanned: slot {} ({}), support code {}", s.slot, s.product, cabinet_core::support::code(&s.cmd_id)),
                     Err(e) => println!("  cannot scan: {e:#}"),

@@ -34,12 +34,21 @@ fn the_headless_demo_dispenses_each_scan_and_the_motor_count_follows() {
 }
 
 /// The demo's locker wall: five scans open five doors, the fifth on the second board of
-/// the bus, and the log says which board opened it.
+/// the bus, and the log says which board opened it; then a customer puts a rental back
+/// into the door just emptied.
 #[test]
 fn the_headless_demo_wall_opens_a_door_per_scan_across_its_boards() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(BIN)
-        .args(["--layout", "wall", "--scans", "5", "--dir"])
+        .args([
+            "--layout",
+            "wall",
+            "--scans",
+            "5",
+            "--returns",
+            "1",
+            "--dir",
+        ])
         .arg(dir.path())
         .stdin(Stdio::null())
         .output()
@@ -50,9 +59,18 @@ fn the_headless_demo_wall_opens_a_door_per_scan_across_its_boards() {
         "stdout:\n{stdout}\nstderr:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(stdout.matches("→ succeeded").count(), 5, "{stdout}");
+    assert_eq!(stdout.matches("→ succeeded").count(), 6, "{stdout}");
     assert!(
-        stdout.contains("the wall's door unlocks went 0 → 5"),
+        stdout.contains("the wall's door unlocks went 0 → 6"),
+        "{stdout}"
+    );
+    // The rental goes back into the door the fifth customer emptied.
+    assert!(
+        stdout.contains("return 1/1: door 5 (雨伞 Umbrella)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("[screen] put the 雨伞 Umbrella back in door 5"),
         "{stdout}"
     );
     assert!(
