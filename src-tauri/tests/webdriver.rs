@@ -846,43 +846,18 @@ fn the_demo_window_dispenses_breaks_and_mends_and_lets_its_technician_in() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let shots = screenshots_dir();
     clear_shots(&shots, DEMO_SHOTS.map(String::from));
-    let dir = tempfile::Builder::new()
-        .prefix("cabinet-demo-window-")
-        .tempdir()
-        .unwrap();
-    let keep = KeepOnPanic(Some(dir));
-    let dir = keep.0.as_ref().unwrap().path().to_path_buf();
-    let demo_dir = dir.join("demo");
-    let xvfb = Xvfb::start(&dir.join("xvfb.log"));
-    let driver = Driver::start(&xvfb.display, &dir.join("webdriver.log"));
-    let s = open_app_with(
-        &driver,
-        &["--demo", "--demo-dir", demo_dir.to_str().unwrap()],
-    );
-    s.wait_window_up();
-    s.wait_screen("idle");
-    let count = || s.text("return document.getElementById('demo-count').dataset.count || ''");
-    // In service (idle: broker and board up), the scan button and the counter shown.
-    poll("the demo ready to scan", WAIT, || {
-        if s.screen() == "idle" && s.displayed("#demo-scan") && count() == "0" {
-            Ok(())
-        } else {
-            Err(format!("screen={} count={:?}", s.screen(), count()))
-        }
-    });
+    let demo = DemoWindow::open("vending");
+    let s = &demo.s;
     s.wait_rendered("zh-CN");
     s.shot(&shots.join(format!("{}.png", DEMO_SHOTS[0])));
 
     s.click("#demo-scan");
     s.wait_screen("dispensing");
     s.wait_screen("take_item");
-    poll("the motor count on screen", WAIT, || {
-        let c = count();
-        if c == "1" { Ok(()) } else { Err(c) }
-    });
+    demo.await_count("1");
     s.wait_rendered("zh-CN");
     s.shot(&shots.join(format!("{}.png", DEMO_SHOTS[1])));
-    let journal = demo_dir.join("journal.sqlite3");
+    let journal = demo.dir.join("journal.sqlite3");
     assert!(
         journal.exists(),
         "the demo journals to {}",
@@ -942,10 +917,6 @@ fn the_demo_window_dispenses_breaks_and_mends_and_lets_its_technician_in() {
     assert_eq!(s.enter_pin(cabinet_demo::TECHNICIAN_PIN), "");
     s.wait_screen("out_of_service");
     s.click("#tech-logout");
-    drop(s);
-    drop(driver);
-    drop(xvfb);
-    let _ = keep;
 }
 
 /// The demo's locker wall (three lock boards on one simulated RS-485 bus): a scan opens a
@@ -959,41 +930,12 @@ fn the_demo_wall_sells_and_its_panel_shows_each_board_and_the_one_without_power(
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let shots = screenshots_dir();
     clear_shots(&shots, WALL_SHOTS.map(String::from));
-    let dir = tempfile::Builder::new()
-        .prefix("cabinet-demo-wall-")
-        .tempdir()
-        .unwrap();
-    let keep = KeepOnPanic(Some(dir));
-    let dir = keep.0.as_ref().unwrap().path().to_path_buf();
-    let demo_dir = dir.join("demo");
-    let xvfb = Xvfb::start(&dir.join("xvfb.log"));
-    let driver = Driver::start(&xvfb.display, &dir.join("webdriver.log"));
-    let s = open_app_with(
-        &driver,
-        &[
-            "--demo",
-            "--demo-dir",
-            demo_dir.to_str().unwrap(),
-            "--demo-layout",
-            "wall",
-        ],
-    );
-    s.wait_window_up();
-    let count = || s.text("return document.getElementById('demo-count').dataset.count || ''");
-    poll("the demo wall ready to scan", WAIT, || {
-        if s.screen() == "idle" && s.displayed("#demo-scan") && count() == "0" {
-            Ok(())
-        } else {
-            Err(format!("screen={} count={:?}", s.screen(), count()))
-        }
-    });
+    let demo = DemoWindow::open("wall");
+    let s = &demo.s;
     // A scan opens a door of the wall (slot 1, wall-1's channel 1).
     s.click("#demo-scan");
     s.wait_screen("take_item");
-    poll("the wall's door count on screen", WAIT, || {
-        let c = count();
-        if c == "1" { Ok(()) } else { Err(c) }
-    });
+    demo.await_count("1");
     s.wait_screen("idle");
 
     // Cut wall-2's power from the demo controls (the button only the wall has).
@@ -1092,24 +1034,83 @@ fn the_demo_wall_sells_and_its_panel_shows_each_board_and_the_one_without_power(
     s.wait_screen("idle");
     s.click("#demo-scan");
     s.wait_screen("take_item");
-    poll("a second door opened", WAIT, || {
-        let c = count();
-        if c == "2" { Ok(()) } else { Err(c) }
-    });
+    demo.await_count("2");
     // A customer brings a rental back: the door just emptied opens for it.
     s.wait_screen("idle");
     s.click("#demo-return");
     s.wait_screen("put_back");
     let title = s.text("return document.querySelector('#screen-put_back h1').textContent");
     assert!(title.contains("2 号柜门"), "{title}");
-    poll("a third door opening", WAIT, || {
-        let c = count();
-        if c == "3" { Ok(()) } else { Err(c) }
-    });
-    drop(s);
-    drop(driver);
-    drop(xvfb);
-    let _ = keep;
+    demo.await_count("3");
+}
+
+/// The demo's window (`--demo --demo-layout LAYOUT`) on an Xvfb of its own, in service
+/// and ready to scan. Dropped in field order: the window, the driver, the display, then
+/// the directory (kept and printed when the test fails).
+#[cfg(feature = "demo")]
+struct DemoWindow {
+    s: Session,
+    _driver: Driver,
+    _xvfb: Xvfb,
+    /// The demo's directory (config, journal, logs).
+    dir: PathBuf,
+    _keep: KeepOnPanic,
+}
+
+#[cfg(feature = "demo")]
+impl DemoWindow {
+    fn open(layout: &str) -> DemoWindow {
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!("cabinet-demo-{layout}-"))
+            .tempdir()
+            .unwrap();
+        let keep = KeepOnPanic(Some(tmp));
+        let base = keep.0.as_ref().unwrap().path().to_path_buf();
+        let dir = base.join("demo");
+        let xvfb = Xvfb::start(&base.join("xvfb.log"));
+        let driver = Driver::start(&xvfb.display, &base.join("webdriver.log"));
+        let s = open_app_with(
+            &driver,
+            &[
+                "--demo",
+                "--demo-dir",
+                dir.to_str().unwrap(),
+                "--demo-layout",
+                layout,
+            ],
+        );
+        s.wait_window_up();
+        let w = DemoWindow {
+            s,
+            _driver: driver,
+            _xvfb: xvfb,
+            dir,
+            _keep: keep,
+        };
+        // In service (idle: broker and board up), the scan button and the counter shown.
+        poll("the demo ready to scan", WAIT, || {
+            let c = w.count();
+            if w.s.screen() == "idle" && w.s.displayed("#demo-scan") && c == "0" {
+                Ok(())
+            } else {
+                Err(format!("screen={} count={c:?}", w.s.screen()))
+            }
+        });
+        w
+    }
+
+    /// What the screen's counter of motor runs (or door openings) says.
+    fn count(&self) -> String {
+        self.s
+            .text("return document.getElementById('demo-count').dataset.count || ''")
+    }
+
+    fn await_count(&self, want: &str) {
+        poll(&format!("the demo's counter at {want}"), WAIT, || {
+            let c = self.count();
+            if c == want { Ok(()) } else { Err(c) }
+        });
+    }
 }
 
 /// Keeps the directory (and prints it) when the test fails.

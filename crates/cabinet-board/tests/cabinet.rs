@@ -108,22 +108,6 @@ fn rig() -> Rig {
     }
 }
 
-/// The wall's unlocks so far as (board, channel, count), board 2 (the simulator's own)
-/// included.
-fn unlocks(wall: &Simulator) -> Vec<(u8, u16, u64)> {
-    let stats = wall.stats();
-    let mut all: Vec<(u8, u16, u64)> = stats
-        .actions_by_slot
-        .iter()
-        .map(|(ch, n)| (2, *ch, *n))
-        .collect();
-    for (board, by_channel) in &stats.neighbour_unlocks {
-        all.extend(by_channel.iter().map(|(ch, n)| (*board, *ch, *n)));
-    }
-    all.sort_unstable();
-    all
-}
-
 #[test]
 fn each_slot_reaches_its_own_board_and_channel_once_on_both_buses() {
     let _s = serial();
@@ -138,7 +122,7 @@ fn each_slot_reaches_its_own_board_and_channel_once_on_both_buses() {
             drop_detected: Some(true)
         }
     );
-    assert_eq!(unlocks(&r.wall), [(1, 5, 1), (2, 6, 1), (3, 16, 1)]);
+    assert_eq!(r.wall.unlocks(), [(1, 5, 1), (2, 6, 1), (3, 16, 1)]);
     let vend = r.vend.stats();
     assert_eq!(vend.motor_actions, 1);
     assert_eq!(vend.actions_by_slot.get(&3), Some(&1));
@@ -149,7 +133,7 @@ fn each_slot_reaches_its_own_board_and_channel_once_on_both_buses() {
     // A slot the config does not have is nobody's: nothing is sent anywhere.
     assert_eq!(r.cabinet.dispense(65), Outcome::NoSuchSlot);
     assert_eq!(r.cabinet.dispense(VEND_FIRST + 10), Outcome::NoSuchSlot);
-    assert_eq!(unlocks(&r.wall).len(), 3);
+    assert_eq!(r.wall.unlocks().len(), 3);
     assert_eq!(r.vend.stats().motor_actions, 1);
 
     let boards = r.cabinet.boards();
@@ -236,7 +220,7 @@ fn a_board_without_power_takes_only_its_own_slots_out_until_it_answers_again() {
         Some(vec![7, 40]),
         "the others still report"
     );
-    assert_eq!(unlocks(&r.wall), [(1, 7, 1), (2, 16, 1)]);
+    assert_eq!(r.wall.unlocks(), [(1, 7, 1), (2, 16, 1)]);
 
     // Power back: a probe (after its backoff) hears it, and its slots sell again.
     r.wall.power_neighbour(3, true);
@@ -248,7 +232,7 @@ fn a_board_without_power_takes_only_its_own_slots_out_until_it_answers_again() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(r.cabinet.dispense(52), Outcome::DoorOpened);
-    assert_eq!(unlocks(&r.wall), [(1, 7, 1), (2, 16, 1), (3, 4, 1)]);
+    assert_eq!(r.wall.unlocks(), [(1, 7, 1), (2, 16, 1), (3, 4, 1)]);
 }
 
 #[test]
@@ -265,7 +249,7 @@ fn unplugging_the_vending_board_leaves_the_wall_selling() {
     assert_eq!(r.cabinet.dispense(1), Outcome::DoorOpened);
     assert_eq!(r.cabinet.dispense(25), Outcome::DoorOpened);
     assert_eq!(r.cabinet.dispense(49), Outcome::DoorOpened);
-    assert_eq!(unlocks(&r.wall), [(1, 1, 1), (2, 1, 1), (3, 1, 1)]);
+    assert_eq!(r.wall.unlocks(), [(1, 1, 1), (2, 1, 1), (3, 1, 1)]);
 }
 
 /// Board 2 hears its own frames and acts on them, but signs its replies as board 9. Its
@@ -282,7 +266,7 @@ fn a_board_answering_as_another_address_is_refused() {
             reach: Reach::Unconfirmed
         }
     );
-    assert_eq!(unlocks(&r.wall), [(2, 2, 1)], "sent once, never repeated");
+    assert_eq!(r.wall.unlocks(), [(2, 2, 1)], "sent once, never repeated");
     assert_eq!(
         r.cabinet.unavailable_slots(),
         (25..=48).collect::<Vec<u16>>()

@@ -120,17 +120,7 @@ impl Rig {
 
     /// The wall's unlocks as (board, channel, count).
     fn wall_unlocks(&self) -> Vec<(u8, u16, u64)> {
-        let stats = self.wall.as_ref().unwrap().stats();
-        let mut all: Vec<(u8, u16, u64)> = stats
-            .actions_by_slot
-            .iter()
-            .map(|(ch, n)| (2, *ch, *n))
-            .collect();
-        for (board, by_channel) in &stats.neighbour_unlocks {
-            all.extend(by_channel.iter().map(|(ch, n)| (*board, *ch, *n)));
-        }
-        all.sort_unstable();
-        all
+        self.wall.as_ref().unwrap().unlocks()
     }
 
     fn start_kiosk(&mut self) {
@@ -890,17 +880,18 @@ async fn a_locker_wall_and_a_vending_board_each_serve_their_own_slots_and_a_dead
     rig.start_kiosk();
     backend.await_online(&mut vec![]).await;
 
-    let mut served = vec![];
-    for slot in [11, 12, 13, 1] {
+    // Sells from `slot` and returns the command and its last reply's evidence.
+    async fn sell(rig: &mut Rig, backend: &mut Backend, slot: u16) -> (CommandClaims, Value) {
         let c = rig.claims("C001", slot);
         backend.send(&rig.sign(&c)).await;
         let r = backend.replies_until_terminal(&c.jti).await;
-        assert_eq!(
-            r.last().unwrap()["state"],
-            "succeeded",
-            "slot {slot}: {r:?}"
-        );
-        served.push((c, r.last().unwrap()["evidence"].clone()));
+        let last = r.last().unwrap();
+        assert_eq!(last["state"], "succeeded", "slot {slot}: {r:?}");
+        (c, last["evidence"].clone())
+    }
+    let mut served = vec![];
+    for slot in [11, 12, 13, 1] {
+        served.push(sell(&mut rig, &mut backend, slot).await);
     }
     assert_eq!(rig.wall_unlocks(), [(1, 4, 1), (2, 4, 1), (3, 4, 1)]);
     assert_eq!(rig.stats().motor_actions, 1);
@@ -1000,14 +991,7 @@ async fn a_locker_wall_and_a_vending_board_each_serve_their_own_slots_and_a_dead
     assert_eq!(r[0]["reason"], "board_unreachable");
     // The rest of the cabinet sells on: a door on board 1 and the vending board.
     for slot in [15, 2] {
-        let c = rig.claims("C001", slot);
-        backend.send(&rig.sign(&c)).await;
-        let r = backend.replies_until_terminal(&c.jti).await;
-        assert_eq!(
-            r.last().unwrap()["state"],
-            "succeeded",
-            "slot {slot}: {r:?}"
-        );
+        sell(&mut rig, &mut backend, slot).await;
     }
     assert_eq!(
         rig.wall_unlocks(),

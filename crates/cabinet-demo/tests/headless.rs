@@ -6,24 +6,31 @@ use std::process::{Command, Stdio};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cabinet-demo");
 
+/// Runs `cabinet-demo ARGS --dir DIR` to its end, asserts it succeeded, returns stdout.
+fn run(args: &[&str], dir: &std::path::Path) -> String {
+    let out = Command::new(BIN)
+        .args(args)
+        .arg("--dir")
+        .arg(dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// The headless demo is the whole product on one machine: embedded broker, simulated
 /// board, demo key. Two scans in a row also prove the idle screen gets a fresh QR nonce
 /// after the first was used (the demo cabinet requires sessions).
 #[test]
 fn the_headless_demo_dispenses_each_scan_and_the_motor_count_follows() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(BIN)
-        .args(["--scans", "2", "--dir"])
-        .arg(dir.path())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "stdout:\n{stdout}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = run(&["--scans", "2"], dir.path());
     assert_eq!(stdout.matches("→ succeeded").count(), 2, "{stdout}");
     assert!(
         stdout.contains("the board's motor count went 0 → 2"),
@@ -39,25 +46,9 @@ fn the_headless_demo_dispenses_each_scan_and_the_motor_count_follows() {
 #[test]
 fn the_headless_demo_wall_opens_a_door_per_scan_across_its_boards() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(BIN)
-        .args([
-            "--layout",
-            "wall",
-            "--scans",
-            "5",
-            "--returns",
-            "1",
-            "--dir",
-        ])
-        .arg(dir.path())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "stdout:\n{stdout}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = run(
+        &["--layout", "wall", "--scans", "5", "--returns", "1"],
+        dir.path(),
     );
     assert_eq!(stdout.matches("→ succeeded").count(), 6, "{stdout}");
     assert!(

@@ -125,6 +125,23 @@ impl Simulator {
         self.shared.lock().stats.clone()
     }
 
+    /// Lock board: every unlock on the bus so far as (address, channel, count), this
+    /// board's and its neighbours', in address and channel order.
+    pub fn unlocks(&self) -> Vec<(u8, u16, u64)> {
+        let stats = self.stats();
+        let own = self.shared.cfg.address;
+        let mut all: Vec<(u8, u16, u64)> = stats
+            .actions_by_slot
+            .iter()
+            .map(|(ch, n)| (own, *ch, *n))
+            .collect();
+        for (board, by_channel) in &stats.neighbour_unlocks {
+            all.extend(by_channel.iter().map(|(ch, n)| (*board, *ch, *n)));
+        }
+        all.sort_unstable();
+        all
+    }
+
     /// Take the recorded POLL reply latencies (microseconds), if recording was configured.
     pub fn take_latencies(&self) -> Vec<u32> {
         std::mem::take(&mut self.shared.lock().latencies)
