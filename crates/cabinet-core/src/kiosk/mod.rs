@@ -547,17 +547,20 @@ impl<L: Link> Runner<L> {
                     // The broker lost our session and rumqttc dropped its queue.
                     self.outbox.session_lost();
                 }
-                let actions = self.engine.step(Event::Link {
-                    up: true,
-                    now_ms: now_ms(),
-                });
-                self.exec(actions, None).await?;
                 self.flush().await?;
                 self.heartbeat().await?;
             }
             LinkEvent::Subscribed => {
                 info!(topic = %self.topics.cmd, "subscribed");
                 self.service.subscribed = true;
+                // Only now can a command reach us: on a first connection (no session on
+                // the broker yet) one published between CONNACK and SUBACK is dropped by
+                // the broker, so the QR code waits for the subscription, not the CONNACK.
+                let actions = self.engine.step(Event::Link {
+                    up: true,
+                    now_ms: now_ms(),
+                });
+                self.exec(actions, None).await?;
                 self.maybe_ready();
             }
             LinkEvent::Disconnected { error } => {

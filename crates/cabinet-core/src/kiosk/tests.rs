@@ -401,6 +401,33 @@ async fn a_command_is_journaled_before_its_ack_and_answered_in_order() {
     result.unwrap();
 }
 
+/// Connected is not listening: on a first connection the broker holds no subscription
+/// for the kiosk, and a command published before the SUBACK is dropped. The QR code
+/// (the idle screen) waits for the subscription.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_qr_code_waits_for_the_subscription_not_the_connection() {
+    let mut k = Kiosk::start(false).await;
+    k.event(LinkEvent::Connected {
+        session_present: false,
+        broker: "127.0.0.1:1883".into(),
+    });
+    // The heartbeat goes out while the runner handles the connection: by then the
+    // screen would have turned idle if the connection alone were enough.
+    loop {
+        if let Sent::Telemetry(_) = k.next_any().await {
+            break;
+        }
+    }
+    let before = k.screen.borrow().as_ref().map(|s| s.screen.clone());
+    assert!(
+        !matches!(before, Some(Screen::Idle)),
+        "idle before the subscription: {before:?}"
+    );
+    k.event(LinkEvent::Subscribed);
+    k.screen_is(|s| matches!(s, Screen::Idle)).await;
+    k.stop().await.0.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redelivered_command_runs_the_motor_once_and_gets_its_stored_reply_again() {
     let mut k = Kiosk::start(false).await;
