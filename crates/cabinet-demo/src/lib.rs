@@ -290,13 +290,10 @@ impl Demo {
     /// What the simulated boards have done for customers so far: motor runs on the
     /// vending board, door unlocks on the wall (every board's).
     pub fn actions(&self) -> u64 {
-        let stats = self.sim.stats();
-        let neighbours: u64 = stats
-            .neighbour_unlocks
-            .values()
-            .flat_map(|by_channel| by_channel.values())
-            .sum();
-        stats.motor_actions + stats.unlock_actions + neighbours
+        match self.layout {
+            Layout::Vending => self.sim.stats().motor_actions,
+            Layout::Wall => self.sim.unlocks().iter().map(|(_, _, n)| n).sum(),
+        }
     }
 
     /// The demo cabinet's config (already validated).

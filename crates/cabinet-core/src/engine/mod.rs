@@ -538,15 +538,12 @@ impl Engine {
             return Some(r);
         }
         // What is already queued for the slot takes its stock (or, for a door, its room).
-        let taken = match cmd.kind {
-            CommandKind::Dispense => u64::from(slot.count) <= waiting as u64,
-            CommandKind::Return => waiting > 0,
-        };
-        if taken {
-            return Some(match cmd.kind {
-                CommandKind::Dispense => Reason::SlotEmpty,
-                CommandKind::Return => Reason::DoorOccupied,
-            });
+        match cmd.kind {
+            CommandKind::Dispense if u64::from(slot.count) <= waiting as u64 => {
+                return Some(Reason::SlotEmpty);
+            }
+            CommandKind::Return if waiting > 0 => return Some(Reason::DoorOccupied),
+            _ => {}
         }
         // Only a board that was checked and found down refuses. While its state is
         // unknown (the app just started) the command is accepted and held (`start_next`).
