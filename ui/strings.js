@@ -73,6 +73,7 @@ export default {
       "lifetime_too_long": "该请求无法受理，请重新扫码。",
       "bad_signature": "请求无法校验。",
       "unknown_key": "请求无法校验。",
+      "key_not_allowed": "请求无法校验。",
       "unsupported_algorithm": "请求无法校验。",
       "malformed": "请求无法校验。",
       "oversize": "请求无法校验。",
@@ -199,7 +200,9 @@ export default {
       "restock": "补货",
       "export": "导出诊断包",
       "exit": "关闭程序",
-      "journal_fresh_start": "日志库重新开始"
+      "journal_fresh_start": "日志库重新开始",
+      "keys_applied": "启用新密钥",
+      "keys_reset": "密钥恢复为配置文件"
     },
     "audit_notes": {
       "slot": "货道 {slot}",
@@ -337,6 +340,7 @@ export default {
       "lifetime_too_long": "This request could not be accepted. Please scan again.",
       "bad_signature": "The request could not be checked.",
       "unknown_key": "The request could not be checked.",
+      "key_not_allowed": "The request could not be checked.",
       "unsupported_algorithm": "The request could not be checked.",
       "malformed": "The request could not be checked.",
       "oversize": "The request could not be checked.",
@@ -463,7 +467,9 @@ export default {
       "restock": "Restock",
       "export": "Export",
       "exit": "Close the app",
-      "journal_fresh_start": "Journal fresh start"
+      "journal_fresh_start": "Journal fresh start",
+      "keys_applied": "New keys in force",
+      "keys_reset": "Keys reset to the config file"
     },
     "audit_notes": {
       "slot": "Slot {slot}",

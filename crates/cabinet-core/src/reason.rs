@@ -34,6 +34,9 @@ pub enum Reason {
     BadSignature,
     /// The header's `kid` names no configured public key.
     UnknownKey,
+    /// The header's `kid` names a trusted key that may not sign this: an operator key
+    /// (which signs the cabinet's key sets) on a command.
+    KeyNotAllowed,
     /// The header's `alg` is not exactly `EdDSA` (for example `none` or `HS256`).
     UnsupportedAlgorithm,
     /// Not a compact JWS, bad base64, bad JSON, bad UTF-8, or claims of the wrong type.
@@ -97,13 +100,14 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in declaration order. Used by tests and to parse codes back.
-    pub const ALL: [Reason; 30] = [
+    pub const ALL: [Reason; 31] = [
         Reason::WrongTarget,
         Reason::Expired,
         Reason::NotYetValid,
         Reason::LifetimeTooLong,
         Reason::BadSignature,
         Reason::UnknownKey,
+        Reason::KeyNotAllowed,
         Reason::UnsupportedAlgorithm,
         Reason::Malformed,
         Reason::Oversize,
@@ -139,6 +143,7 @@ impl Reason {
             Reason::LifetimeTooLong => "lifetime_too_long",
             Reason::BadSignature => "bad_signature",
             Reason::UnknownKey => "unknown_key",
+            Reason::KeyNotAllowed => "key_not_allowed",
             Reason::UnsupportedAlgorithm => "unsupported_algorithm",
             Reason::Malformed => "malformed",
             Reason::Oversize => "oversize",
@@ -174,6 +179,7 @@ impl Reason {
             self,
             Reason::BadSignature
                 | Reason::UnknownKey
+                | Reason::KeyNotAllowed
                 | Reason::UnsupportedAlgorithm
                 | Reason::Malformed
                 | Reason::Oversize

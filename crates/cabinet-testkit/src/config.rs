@@ -266,6 +266,9 @@ pub struct SiteConfig {
     /// `[keys]`: key id → base64url public key.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub keys: BTreeMap<String, String>,
+    /// `[operator_keys]`: key id → base64url public key.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub operator_keys: BTreeMap<String, String>,
     /// `[commands]`.
     #[serde(default, skip_serializing_if = "is_default")]
     pub commands: Commands,
@@ -367,6 +370,12 @@ impl SiteConfig {
     /// A trusted key: `[keys] kid = "public"`.
     pub fn key(mut self, kid: &str, public: &str) -> Self {
         self.keys.insert(kid.to_owned(), public.to_owned());
+        self
+    }
+
+    /// A trusted operator key: `[operator_keys] kid = "public"`.
+    pub fn operator_key(mut self, kid: &str, public: &str) -> Self {
+        self.operator_keys.insert(kid.to_owned(), public.to_owned());
         self
     }
 

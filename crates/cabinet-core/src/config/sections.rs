@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::protocol::{TrustedKeys, VerifyOptions};
+use crate::protocol::{KeyRole, TrustedKeys, VerifyOptions};
 
 use super::{ConfigError, PinHash, Problem};
 
@@ -24,6 +24,10 @@ pub struct Config {
     pub mqtt: MqttConfig,
     /// Trusted command-signing public keys: `kid = "base64url of 32 bytes"`.
     pub keys: BTreeMap<String, String>,
+    /// Trusted operator keys, which sign the key sets the cabinet is given over MQTT:
+    /// `kid = "base64url of 32 bytes"`. Empty: the cabinet's keys change only here.
+    /// Once a signed key set is in force it replaces both tables (docs/PROTOCOL.md §8).
+    pub operator_keys: BTreeMap<String, String>,
     /// Limits on incoming commands.
     pub commands: CommandsConfig,
     /// The serial motor/lock board; with `[[boards]]`, the defaults of each board's settings.
@@ -392,14 +396,25 @@ impl Config {
 }
 
 impl Config {
-    /// The trusted keys from `[keys]`.
+    /// The trusted keys of the file: `[keys]` may sign commands, `[operator_keys]` key
+    /// sets. The keys in force until a signed key set replaces them.
     pub fn trusted_keys(&self) -> Result<TrustedKeys, ConfigError> {
-        TrustedKeys::from_base64url_map(&self.keys).map_err(|e| {
-            ConfigError::Invalid(vec![Problem {
-                field: "keys".into(),
-                message: e.to_string(),
-            }])
-        })
+        let mut keys = TrustedKeys::new();
+        let tables = [
+            ("keys", &self.keys, KeyRole::Dispense),
+            ("operator_keys", &self.operator_keys, KeyRole::Operator),
+        ];
+        for (table, map, role) in tables {
+            for (kid, x) in map {
+                keys.insert_with_role(kid, x, role).map_err(|e| {
+                    ConfigError::Invalid(vec![Problem {
+                        field: format!("{table}.{kid}"),
+                        message: e.to_string(),
+                    }])
+                })?;
+            }
+        }
+        Ok(keys)
     }
 
     /// Limits for [`protocol::verify_command`](crate::protocol::verify_command).

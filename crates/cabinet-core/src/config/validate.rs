@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::protocol::{self, TrustedKeys};
+use crate::protocol::{self, KeyRole, TrustedKeys};
 
 use super::{BoardProtocol, Config, Problem, parse_broker_url};
 
@@ -145,6 +145,24 @@ impl Config {
             let mut one = TrustedKeys::new();
             if let Err(e) = one.insert_base64url(kid, x) {
                 v.add(&format!("keys.{kid}"), &e.to_string());
+            }
+        }
+        // [operator_keys]
+        for (kid, x) in &self.operator_keys {
+            let mut one = TrustedKeys::new();
+            if let Err(e) = one.insert_with_role(kid, x, KeyRole::Operator) {
+                v.add(&format!("operator_keys.{kid}"), &e.to_string());
+            } else if self
+                .keys
+                .get(kid)
+                .is_some_and(|other| other.trim() != x.trim())
+            {
+                v.add(
+                    &format!("operator_keys.{kid}"),
+                    &format!(
+                        "names another key than keys.{kid}: one kid, one key (give the operator key its own kid)"
+                    ),
+                );
             }
         }
 

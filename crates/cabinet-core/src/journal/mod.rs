@@ -35,6 +35,7 @@
 //! - `commands`: commands and their transitions; `outbox`: replies awaiting a PUBACK;
 //! - `rejections`: the bounded ring of refused payloads;
 //! - `inventory`: slots; `settings`: settings and the audit trail;
+//! - `documents`: the operator's signed documents in force (the key set);
 //! - `row`: column conversions; `error`: [`JournalError`].
 
 use std::path::PathBuf;
@@ -42,6 +43,7 @@ use std::path::PathBuf;
 use rusqlite::Connection;
 
 mod commands;
+mod documents;
 mod error;
 mod inventory;
 mod lock;
@@ -53,6 +55,7 @@ mod schema;
 mod settings;
 
 pub use commands::{Inserted, NewCommand, StoredCommand, Transition};
+pub use documents::{DocumentChange, StoredDocument};
 pub use error::JournalError;
 pub use inventory::SlotInventory;
 pub use lock::{BUSY_TIMEOUT, LockWaits};

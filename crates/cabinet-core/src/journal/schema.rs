@@ -95,6 +95,20 @@ pub(super) const MIGRATIONS: &[&str] = &[
         VALUES ('journal_created_at', CAST(CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) AS TEXT))
         ON CONFLICT(key) DO NOTHING;
     "#,
+    // 4: the operator's signed documents in force, one row per kind (`keys`). `token`
+    // NULL: a technician reset it on site and the config file's keys are in force again,
+    // but `version` stays as the floor a new document must climb above, so a replay of
+    // the reset document (still retained on the broker) is refused.
+    r#"
+    CREATE TABLE documents (
+        kind       TEXT PRIMARY KEY NOT NULL,
+        version    INTEGER NOT NULL CHECK (version >= 0),
+        sha256     TEXT,
+        token      TEXT,
+        signed_by  TEXT,
+        applied_at INTEGER NOT NULL
+    ) STRICT;
+    "#,
 ];
 
 /// Applies the migrations not yet recorded in `user_version`, each in its own

@@ -1,4 +1,4 @@
-//! The runner's port to the MQTT link: the four things it asks of a connection. The
+//! The runner's port to the MQTT link: the five things it asks of a connection. The
 //! link's events come the other way, on a channel of [`LinkEvent`]s.
 //!
 //! In the cabinet this is [`LinkHandle`] (crate::mqtt, over rumqttc); the runner's unit
@@ -35,6 +35,9 @@ pub(crate) trait Link: Send + Sync + 'static {
     /// A telemetry message.
     fn publish_telemetry(&self, json: String)
     -> impl Future<Output = Result<(), LinkError>> + Send;
+
+    /// What the cabinet runs (retained on `reported`).
+    fn publish_reported(&self, json: String) -> impl Future<Output = Result<(), LinkError>> + Send;
 }
 
 impl Link for LinkHandle {
@@ -61,6 +64,10 @@ impl Link for LinkHandle {
 
     async fn publish_telemetry(&self, json: String) -> Result<(), LinkError> {
         LinkHandle::publish_telemetry(self, json).await
+    }
+
+    async fn publish_reported(&self, json: String) -> Result<(), LinkError> {
+        LinkHandle::publish_reported(self, json).await
     }
 }
 

@@ -19,7 +19,8 @@
 //! One job a file: this file holds the loop and the link's events; [`actions`] performs
 //! the engine's actions; [`outbox`] is the window of replies in the link's hands;
 //! [`board`] runs the motor and the health checks; [`desk`] is the technician's;
-//! [`diagnostics`] and [`telemetry`] say how the cabinet is; [`service`] is READY,
+//! [`diagnostics`] and [`telemetry`] say how the cabinet is; [`documents`] holds the
+//! keys in force and takes the operator's key sets; [`service`] is READY,
 //! the journal's disk and its trust; [`link`] is the port the runner sends through,
 //! which the unit tests ([`tests`]) replace with a recorder.
 
@@ -48,6 +49,7 @@ mod actions;
 mod board;
 mod desk;
 mod diagnostics;
+mod documents;
 mod link;
 mod outbox;
 mod service;
@@ -61,6 +63,7 @@ pub use diagnostics::status_path;
 use board::BoardWorker;
 use desk::Desk;
 use diagnostics::Exports;
+use documents::Documents;
 use link::{Conn, Link};
 use outbox::Outbox;
 use service::Service;
@@ -206,7 +209,8 @@ struct Runner<L: Link> {
     journal: Journal,
     engine: Engine,
     topics: Topics,
-    keys: protocol::TrustedKeys,
+    /// The keys in force and the operator's documents.
+    docs: Documents,
     verify: protocol::VerifyOptions,
     boot_id: String,
     started: Instant,
@@ -255,7 +259,7 @@ impl<L: Link> Runner<L> {
         let desk = Desk::open(&journal)?;
         let topics =
             Topics::new(&cfg.machine_code).map_err(|e| KioskError::Setup(e.to_string()))?;
-        let keys = cfg.trusted_keys()?;
+        let docs = Documents::open(&cfg, &journal)?;
         let verify = cfg.verify_options();
         let ecfg = EngineConfig {
             machine_code: cfg.machine_code.clone(),
@@ -281,7 +285,7 @@ impl<L: Link> Runner<L> {
             journal,
             engine,
             topics,
-            keys,
+            docs,
             verify,
             boot_id,
             started: Instant::now(),
@@ -494,13 +498,16 @@ impl<L: Link> Runner<L> {
 
     async fn on_link_event(&mut self, ev: LinkEvent) -> Result<(), KioskError> {
         match ev {
+            LinkEvent::Incoming(inc) if inc.topic == self.topics.desired_keys => {
+                self.on_key_set(inc).await?;
+            }
             LinkEvent::Incoming(inc) => {
                 let now = now_ms();
                 self.conn.last_message_ms = Some(now);
                 let now_s = i64::try_from(now / 1000).unwrap_or(i64::MAX);
                 let verdict = protocol::verify_command(
                     &inc.payload,
-                    &self.keys,
+                    &self.docs.keys,
                     &self.cfg.machine_code,
                     now_s,
                     &self.verify,
@@ -562,6 +569,7 @@ impl<L: Link> Runner<L> {
                 });
                 self.exec(actions, None).await?;
                 self.maybe_ready();
+                self.send_reported().await?;
             }
             LinkEvent::Disconnected { error } => {
                 warn!(%error, "broker connection lost");

@@ -38,6 +38,8 @@ enum Sent {
     Unjournaled(Value),
     /// Telemetry.
     Telemetry(Value),
+    /// What the cabinet runs (the `reported` topic).
+    Reported(Value),
 }
 
 /// The link port, recording; `closed` makes every call fail as a stopped link does.
@@ -96,6 +98,10 @@ impl Link for Recorder {
 
     async fn publish_telemetry(&self, payload: String) -> Result<(), LinkError> {
         self.send(Sent::Telemetry(json(&payload)))
+    }
+
+    async fn publish_reported(&self, payload: String) -> Result<(), LinkError> {
+        self.send(Sent::Reported(json(&payload)))
     }
 }
 
@@ -282,6 +288,40 @@ impl Kiosk {
     }
 
     fn command(&mut self, cmd_id: &str, slot: u16, dup: bool) -> AckToken {
+        let key = self.key.clone();
+        self.command_signed(cmd_id, slot, dup, &key, "backend-1")
+    }
+
+    /// A key set (or anything) on the cabinet's `desired/keys` topic.
+    fn key_set(&mut self, token: &str) -> AckToken {
+        self.seq += 1;
+        let ack = AckToken::for_test(self.seq);
+        self.event(LinkEvent::Incoming(Incoming {
+            payload: token.as_bytes().to_vec(),
+            dup: false,
+            topic: "cabinet/v1/GZ-0001/desired/keys".into(),
+            ack,
+        }));
+        ack
+    }
+
+    /// The next `reported` message.
+    async fn reported(&mut self) -> Value {
+        loop {
+            if let Sent::Reported(v) = self.next_any().await {
+                return v;
+            }
+        }
+    }
+
+    fn command_signed(
+        &mut self,
+        cmd_id: &str,
+        slot: u16,
+        dup: bool,
+        key: &SigningKey,
+        kid: &str,
+    ) -> AckToken {
         let now = i64::try_from(now_ms() / 1000).unwrap();
         let claims = CommandClaims {
             aud: "GZ-0001".into(),
@@ -295,7 +335,7 @@ impl Kiosk {
             log_id: format!("log-{cmd_id}"),
             session: None,
         };
-        let token = sign_command(&claims, &self.key, "backend-1").unwrap();
+        let token = sign_command(&claims, key, kid).unwrap();
         self.payload(token.into_bytes(), dup)
     }
 
@@ -307,11 +347,11 @@ impl Kiosk {
             .expect("the runner stopped")
     }
 
-    /// The next thing handed to the link that is not telemetry.
+    /// The next thing handed to the link that is not telemetry nor a report.
     async fn next(&mut self) -> Sent {
         loop {
             match self.next_any().await {
-                Sent::Telemetry(_) => continue,
+                Sent::Telemetry(_) | Sent::Reported(_) => continue,
                 other => return other,
             }
         }
@@ -614,4 +654,97 @@ async fn a_slot_test_books_its_stock_through_the_engine_and_is_audited() {
     assert_eq!(slot1["count"], 4);
     assert_eq!(k.board.runs.load(Ordering::SeqCst), 1);
     k.stop().await.0.unwrap();
+}
+
+/// A rotation over the cabinet's own channel, without a restart: the key set is
+/// journaled (with its audit row) before its ack, the next command is checked against it,
+/// and a key set the cabinet must not take changes nothing and is reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_key_set_rotates_the_dispense_key_without_a_restart() {
+    let ops = SigningKey::from_bytes(&[9; 32]);
+    let ops_public = protocol::public_key_base64url(&ops);
+    let mut k = Kiosk::start_with(false, |cfg| {
+        cfg.operator_keys = [("ops-1".to_owned(), ops_public.clone())].into();
+    })
+    .await;
+    k.connect(true);
+    let first = k.reported().await;
+    assert_eq!(first["keys"]["version"], 0);
+    assert_eq!(first["keys"]["source"], "file");
+    assert_eq!(first["keys"]["dispense"], serde_json::json!(["backend-1"]));
+
+    let (new_key, new_public) = protocol::generate_keypair().unwrap();
+    let set = |version: u64, keys: Vec<protocol::KeyEntry>| protocol::KeySetClaims {
+        kind: "keys".into(),
+        aud: "GZ-0001".into(),
+        iat: 1,
+        version,
+        keys,
+    };
+    let entry = |kid: &str, x: &str, role| protocol::KeyEntry {
+        kid: kid.into(),
+        x: x.into(),
+        roles: vec![role],
+    };
+    let v1 = set(
+        1,
+        vec![
+            entry("backend-2", &new_public, protocol::KeyRole::Dispense),
+            entry("ops-1", &ops_public, protocol::KeyRole::Operator),
+        ],
+    );
+    // Signed by the dispense key: refused, nothing changes.
+    let by_sales = protocol::sign_document(&v1, &k.key, "backend-1").unwrap();
+    k.key_set(&by_sales);
+    k.ack().await;
+    let r = k.reported().await;
+    assert_eq!(r["keys"]["version"], 0);
+    assert_eq!(r["refused"]["reason"], "key_not_allowed");
+
+    let token = protocol::sign_document(&v1, &ops, "ops-1").unwrap();
+    k.key_set(&token);
+    k.ack().await;
+    let r = k.reported().await;
+    assert_eq!(r["keys"]["version"], 1);
+    assert_eq!(r["keys"]["source"], "signed");
+    assert_eq!(r["keys"]["dispense"], serde_json::json!(["backend-2"]));
+    assert_eq!(
+        r["refused"],
+        Value::Null,
+        "an applied set clears the refusal"
+    );
+    // The broker's retained copy again (a reconnect): in force already, no new audit row.
+    k.key_set(&token);
+    k.ack().await;
+    assert_eq!(k.reported().await["keys"]["version"], 1);
+
+    // The old key is no longer trusted; the new one is, in the same run.
+    let old = k.key.clone();
+    k.command_signed("c-old", 1, false, &old, "backend-1");
+    k.ack().await;
+    let (_, body) = k.reply().await;
+    assert_eq!(
+        (state(&body), body["reason"].as_str()),
+        ("rejected", Some("unknown_key"))
+    );
+    k.command_signed("c-new", 1, false, &new_key, "backend-2");
+    k.ack().await;
+    let (_, body) = k.reply().await;
+    assert_eq!(state(&body), "accepted");
+
+    let (result, journal, _dir) = k.stop().await;
+    result.unwrap();
+    let j = crate::journal::Journal::open(&journal).unwrap();
+    let audit = j.recent_audit(10).unwrap();
+    let applied: Vec<_> = audit
+        .iter()
+        .filter(|a| a.action == "keys_applied")
+        .collect();
+    assert_eq!(applied.len(), 1, "{audit:?}");
+    assert_eq!(applied[0].technician, "operator:ops-1");
+    assert_eq!(
+        applied[0].detail,
+        "version 1: dispense backend-2; operator ops-1"
+    );
+    assert_eq!(j.document("keys").unwrap().unwrap().version, 1);
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rumqttc::{
     AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Outgoing, Packet, Publish, QoS,
-    Request,
+    Request, SubscribeFilter,
 };
 use tokio::sync::{mpsc, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -39,7 +39,7 @@ impl AckToken {
     }
 }
 
-/// A message received on this cabinet's `cmd` topic.
+/// A message received on this cabinet's `cmd` topic or one of its `desired/` topics.
 #[derive(Debug, Clone)]
 pub struct Incoming {
     /// Raw payload, unparsed (may be oversize or garbage).
@@ -70,7 +70,7 @@ pub enum LinkEvent {
         /// Why.
         error: String,
     },
-    /// A command arrived.
+    /// A command or a document arrived (its `topic` says which).
     Incoming(Incoming),
     /// The broker acknowledged the reply published with this outbox id.
     Published(u64),
@@ -217,12 +217,24 @@ impl LinkHandle {
         Ok(())
     }
 
+    /// One SUBSCRIBE for `cmd` and the operator's documents, so one SUBACK says the
+    /// cabinet hears everything meant for it.
     async fn subscribe_cmd(&self) -> Result<(), LinkError> {
         let _g = self.send_lock.lock().await;
+        let filters = [&self.topics.cmd, &self.topics.desired_keys]
+            .map(|t| SubscribeFilter::new(t.clone(), QoS::AtLeastOnce));
         self.client
-            .subscribe(self.topics.cmd.clone(), QoS::AtLeastOnce)
+            .subscribe_many(filters)
             .await
             .map_err(|_| LinkError::Closed)
+    }
+
+    /// Publishes what the cabinet runs on its `reported` topic (QoS 1, retained: the
+    /// backend reads the latest whenever it subscribes).
+    pub async fn publish_reported(&self, payload: impl Into<Vec<u8>>) -> Result<(), LinkError> {
+        let topic = self.topics.reported.clone();
+        self.publish(Tag::Other, &topic, QoS::AtLeastOnce, true, payload.into())
+            .await
     }
 
     async fn disconnect(&self) -> Result<(), LinkError> {
@@ -482,7 +494,8 @@ impl MqttLink {
     }
 
     fn on_publish(&mut self, p: Publish) {
-        let is_cmd = p.topic == self.handle.topics.cmd;
+        let is_cmd =
+            p.topic == self.handle.topics.cmd || p.topic == self.handle.topics.desired_keys;
         let token = {
             let mut sh = lock(&self.handle.shared);
             let seq = sh.next_seq;

@@ -1,11 +1,12 @@
 //! Keys: the trusted Ed25519 public keys by `kid`, and encoding, decoding and
 //! generating keys.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::VerifyingKey;
+use serde::{Deserialize, Serialize};
 
 use super::MAX_ID_LEN;
 use super::SigningKey;
@@ -28,16 +29,52 @@ pub enum KeyError {
     /// The key ID is empty, too long or has characters unsafe for logs.
     #[error("key id must be 1..=128 characters of [A-Za-z0-9._-]")]
     InvalidKid,
+    /// One kid names two different keys.
+    #[error("kid {0:?} names two different keys")]
+    KidTwice(String),
     /// The operating system RNG failed.
     #[error("operating system random number generator failed: {0}")]
     Rng(String),
 }
 
-/// The public keys this cabinet trusts, by `kid`. The cabinet never holds a private key
-/// (except the demo key in demo mode). Several kids allow rotation without downtime.
-#[derive(Debug, Clone, Default)]
+/// What a trusted key may sign. A key may hold both roles, though an operator keeps them
+/// apart: the dispense key lives on the backend's order servers, the operator key with
+/// whoever runs the fleet (docs/PROTOCOL.md, "Keys and their roles").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyRole {
+    /// Commands (`dispense`, `return`).
+    Dispense,
+    /// The cabinet's documents: key sets (and configuration).
+    Operator,
+}
+
+impl KeyRole {
+    /// Both roles, in wire order.
+    pub const ALL: [KeyRole; 2] = [KeyRole::Dispense, KeyRole::Operator];
+
+    /// The wire name.
+    pub fn code(self) -> &'static str {
+        match self {
+            KeyRole::Dispense => "dispense",
+            KeyRole::Operator => "operator",
+        }
+    }
+}
+
+/// One trusted key and what it may sign.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct TrustedKey {
+    pub(super) key: VerifyingKey,
+    pub(super) roles: BTreeSet<KeyRole>,
+}
+
+/// The public keys this cabinet trusts, by `kid`, each with its roles. The cabinet never
+/// holds a private key (except the demo key in demo mode). Several kids allow rotation
+/// without downtime.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TrustedKeys {
-    keys: BTreeMap<String, VerifyingKey>,
+    keys: BTreeMap<String, TrustedKey>,
 }
 
 impl TrustedKeys {
@@ -46,15 +83,35 @@ impl TrustedKeys {
         TrustedKeys::default()
     }
 
-    /// Adds a key from base64url of its raw 32 bytes (a JWK's `x`).
+    /// Adds a dispense key from base64url of its raw 32 bytes (a JWK's `x`).
     pub fn insert_base64url(&mut self, kid: &str, x: &str) -> Result<(), KeyError> {
-        check_kid(kid)?;
-        let key = decode_public_key(x)?;
-        self.keys.insert(kid.to_owned(), key);
-        Ok(())
+        self.insert_with_role(kid, x, KeyRole::Dispense)
     }
 
-    /// Builds the set from the config's `[keys]` table.
+    /// Adds `role` to the key `kid` (base64url of its raw 32 bytes). The same kid with
+    /// another key is refused: one name, one key.
+    pub fn insert_with_role(&mut self, kid: &str, x: &str, role: KeyRole) -> Result<(), KeyError> {
+        check_kid(kid)?;
+        let key = decode_public_key(x)?;
+        self.add(kid, key, role)
+    }
+
+    fn add(&mut self, kid: &str, key: VerifyingKey, role: KeyRole) -> Result<(), KeyError> {
+        match self.keys.get_mut(kid) {
+            Some(known) if known.key != key => Err(KeyError::KidTwice(kid.to_owned())),
+            Some(known) => {
+                known.roles.insert(role);
+                Ok(())
+            }
+            None => {
+                let roles = BTreeSet::from([role]);
+                self.keys.insert(kid.to_owned(), TrustedKey { key, roles });
+                Ok(())
+            }
+        }
+    }
+
+    /// Builds the set from the config's `[keys]` table (dispense keys).
     pub fn from_base64url_map(map: &BTreeMap<String, String>) -> Result<TrustedKeys, KeyError> {
         let mut keys = TrustedKeys::new();
         for (kid, x) in map {
@@ -63,19 +120,53 @@ impl TrustedKeys {
         Ok(keys)
     }
 
-    /// Adds the public half of a signing key (demo mode and tests).
+    /// Adds the public half of a signing key as a dispense key (demo mode and tests).
     pub fn insert_signing_key_public(
         &mut self,
         kid: &str,
         key: &SigningKey,
     ) -> Result<(), KeyError> {
-        check_kid(kid)?;
-        self.keys.insert(kid.to_owned(), key.verifying_key());
-        Ok(())
+        self.insert_signing_key_with_role(kid, key, KeyRole::Dispense)
     }
 
-    pub(super) fn get(&self, kid: &str) -> Option<&VerifyingKey> {
+    /// Adds the public half of a signing key with `role` (demo mode and tests).
+    pub fn insert_signing_key_with_role(
+        &mut self,
+        kid: &str,
+        key: &SigningKey,
+        role: KeyRole,
+    ) -> Result<(), KeyError> {
+        check_kid(kid)?;
+        self.add(kid, key.verifying_key(), role)
+    }
+
+    pub(super) fn get(&self, kid: &str) -> Option<&TrustedKey> {
         self.keys.get(kid)
+    }
+
+    /// Whether `kid` is trusted with `role`.
+    pub fn allows(&self, kid: &str, role: KeyRole) -> bool {
+        self.keys.get(kid).is_some_and(|k| k.roles.contains(&role))
+    }
+
+    /// The kids trusted with `role`.
+    pub fn kids_with(&self, role: KeyRole) -> Vec<String> {
+        self.keys
+            .iter()
+            .filter(|(_, k)| k.roles.contains(&role))
+            .map(|(kid, _)| kid.clone())
+            .collect()
+    }
+
+    /// Each key as (kid, base64url public key, roles): what a key set document lists.
+    pub fn entries(&self) -> Vec<(String, String, Vec<KeyRole>)> {
+        self.keys
+            .iter()
+            .map(|(kid, k)| {
+                let x = URL_SAFE_NO_PAD.encode(k.key.to_bytes());
+                (kid.clone(), x, k.roles.iter().copied().collect())
+            })
+            .collect()
     }
 
     /// Number of trusted keys.

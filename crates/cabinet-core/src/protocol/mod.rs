@@ -32,13 +32,17 @@
 //! - `keys`: trusted keys and key encodings;
 //! - `commands`: claims, verified commands, trusted IDs, rejections;
 //! - `verify`: the compact JWS, [`verify_command`] and [`sign_command`];
+//! - `documents`: the operator's signed documents (key sets), [`verify_key_set`];
 //! - `replies`: command states and replies; `telemetry`: presence and telemetry;
+//! - `reported`: what the cabinet runs, on `reported`;
 //! - `error`: [`ProtocolError`].
 
 mod commands;
+mod documents;
 mod error;
 mod keys;
 mod replies;
+mod reported;
 mod telemetry;
 mod topics;
 mod verify;
@@ -49,12 +53,18 @@ pub use commands::{
     Command, CommandClaims, CommandKind, KIND_DISPENSE, KIND_RETURN, MAX_ID_LEN, Rejection,
     TrustedIds, VerifyOptions,
 };
+pub use documents::{
+    DocumentReason, DocumentRefusal, InForce, KIND_KEYS, KeyEntry, KeySet, KeySetClaims,
+    KeySetVerdict, MAX_KEY_SET_BYTES, MAX_KEYS_IN_SET, document_sha256, key_set_from_journal,
+    sign_document, verify_key_set,
+};
 pub use error::ProtocolError;
 pub use keys::{
-    KeyError, TrustedKeys, decode_public_key, decode_signing_key, encode_signing_key,
+    KeyError, KeyRole, TrustedKeys, decode_public_key, decode_signing_key, encode_signing_key,
     generate_keypair, new_boot_id, public_key_base64url,
 };
 pub use replies::{CommandState, Evidence, Reply, ReplyState};
+pub use reported::{KeysReport, KeysSource, RefusedReport, Reported};
 pub use telemetry::{
     AuditEvent, BoardHealth, JournalFigures, Presence, SlotLevel, StateMessage, Telemetry,
 };

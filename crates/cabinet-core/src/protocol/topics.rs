@@ -33,7 +33,8 @@ pub fn check_machine_code(code: &str) -> Result<(), ProtocolError> {
     Ok(())
 }
 
-/// The four topics of one cabinet: `cabinet/v1/{machine_code}/{cmd,reply,state,telemetry}`.
+/// The topics of one cabinet: `cabinet/v1/{machine_code}/{cmd,reply,state,telemetry}`,
+/// the operator's signed documents under `desired/` and the cabinet's `reported`.
 ///
 /// One subtree per cabinet so the broker ACL can say "read only your own `cmd`, write
 /// only your own subtree" (docs/PROTOCOL.md).
@@ -47,6 +48,10 @@ pub struct Topics {
     pub state: String,
     /// Cabinet → backend: heartbeat, inventory, board health.
     pub telemetry: String,
+    /// Operator → cabinet, retained, QoS 1: the signed key set.
+    pub desired_keys: String,
+    /// Cabinet → backend, retained, QoS 1: the documents in force and the last refusal.
+    pub reported: String,
 }
 
 impl Topics {
@@ -60,6 +65,8 @@ impl Topics {
             reply: format!("{base}/reply"),
             state: format!("{base}/state"),
             telemetry: format!("{base}/telemetry"),
+            desired_keys: format!("{base}/desired/keys"),
+            reported: format!("{base}/reported"),
         })
     }
 }

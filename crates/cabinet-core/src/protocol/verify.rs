@@ -11,8 +11,8 @@ use crate::reason::Reason;
 use super::SigningKey;
 use super::keys::check_kid;
 use super::{
-    Command, CommandClaims, CommandKind, KIND_DISPENSE, KIND_RETURN, MAX_ID_LEN, ProtocolError,
-    Rejection, TrustedIds, TrustedKeys, VerifyOptions,
+    Command, CommandClaims, CommandKind, KIND_DISPENSE, KIND_RETURN, KeyRole, MAX_ID_LEN,
+    ProtocolError, Rejection, TrustedIds, TrustedKeys, VerifyOptions,
 };
 
 /// The only JWS `alg` accepted (RFC 8037 §3.1).
@@ -87,6 +87,13 @@ pub(super) fn parse_compact(token: &str) -> Result<Compact<'_>, Rejection> {
         payload_b64: p,
         signature: Signature::from_bytes(&sig),
     })
+}
+
+impl Compact<'_> {
+    /// The header's `kid`, if any.
+    pub(super) fn kid(&self) -> Option<&str> {
+        self.header.kid.as_deref()
+    }
 }
 
 pub(super) fn check_signature(c: &Compact<'_>, key: &VerifyingKey) -> Result<(), Rejection> {
@@ -171,7 +178,8 @@ pub fn is_expired(exp: i64, now_unix: i64, leeway_secs: i64) -> bool {
 /// 1. size ≤ `max_token_bytes` (`oversize`), before looking at a single byte;
 /// 2. UTF-8, three base64url parts, JSON header (`malformed`);
 /// 3. `alg` is exactly `EdDSA` (`unsupported_algorithm`);
-/// 4. `kid` names a trusted key (`unknown_key`);
+/// 4. `kid` names a trusted key (`unknown_key`) that may sign commands
+///    (`key_not_allowed`: an operator key signs documents, never dispenses);
 /// 5. the Ed25519 signature verifies (`bad_signature`) — nothing in the claims is read
 ///    before this point;
 /// 6. the claims parse (`malformed`);
@@ -212,7 +220,13 @@ pub fn verify_command(
             format!("kid {:?} is not trusted", truncate(&kid)),
         )
     })?;
-    check_signature(&compact, key)?;
+    if !key.roles.contains(&KeyRole::Dispense) {
+        return Err(Rejection::untrusted(
+            Reason::KeyNotAllowed,
+            format!("kid {:?} is not a dispense key", truncate(&kid)),
+        ));
+    }
+    check_signature(&compact, &key.key)?;
 
     // ---- from here on the payload is known to come from the holder of `kid` ----
     let payload = b64_part(compact.payload_b64, "payload")?;
@@ -343,6 +357,15 @@ pub fn verify_command(
 /// with any JWT library that supports EdDSA.
 pub fn sign_command(
     claims: &CommandClaims,
+    key: &SigningKey,
+    kid: &str,
+) -> Result<String, ProtocolError> {
+    sign_compact(claims, key, kid)
+}
+
+/// Any claims as a compact JWS with header `{"alg":"EdDSA","typ":"JWT","kid":kid}`.
+pub(super) fn sign_compact(
+    claims: &impl serde::Serialize,
     key: &SigningKey,
     kid: &str,
 ) -> Result<String, ProtocolError> {

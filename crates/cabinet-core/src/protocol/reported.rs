@@ -1,0 +1,81 @@
+//! What a cabinet reports on `.../reported`: the documents in force and the last one it
+//! refused, so an operator sees which cabinets run what without asking each.
+
+use serde::{Deserialize, Serialize};
+
+use super::DocumentReason;
+
+/// Where the keys in force come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeysSource {
+    /// The config file's `[keys]` and `[operator_keys]` (version 0, or the version a
+    /// technician reset on site).
+    File,
+    /// A key set signed by an operator key.
+    Signed,
+}
+
+/// The keys in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeysReport {
+    /// The version in force: 0 for the file's keys until a key set is applied; after a
+    /// reset on site, the version of the key set reset (a new one must climb above it).
+    pub version: u64,
+    /// File or signed.
+    pub source: KeysSource,
+    /// Hex SHA-256 of the key set document in force (signed only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// The operator kid that signed it (signed only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<String>,
+    /// When it was applied (signed), or reset (file after a reset), unix ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_at: Option<i64>,
+    /// The kids that may sign commands.
+    pub dispense: Vec<String>,
+    /// The kids that may sign documents.
+    pub operator: Vec<String>,
+}
+
+/// The last document refused since this run of the app started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedReport {
+    /// Which topic it came on: `keys`.
+    pub document: String,
+    /// Why.
+    pub reason: DocumentReason,
+    /// One line.
+    pub detail: String,
+    /// With `invalid`: every rule it broke, each naming its field.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
+    /// Its version, once its signature verified and its claims parsed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+    /// Its signer, once its signature verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<String>,
+    /// Hex SHA-256 of the payload as received (so the operator can tell which push).
+    pub sha256: String,
+    /// When, unix ms.
+    pub at: u64,
+}
+
+/// The retained message on `.../reported`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reported {
+    /// Protocol version.
+    pub v: u8,
+    /// This cabinet.
+    pub machine_code: String,
+    /// This run of the app.
+    pub boot_id: String,
+    /// When it was built, unix ms.
+    pub at: u64,
+    /// The keys in force.
+    pub keys: KeysReport,
+    /// The last document refused in this run, if any since the last one applied.
+    pub refused: Option<RefusedReport>,
+}
