@@ -313,6 +313,57 @@ async fn acl_keeps_cabinets_in_their_own_subtree() {
     backend.assert_empty();
 }
 
+/// Only the operator gives a cabinet its documents, retained, and a cabinet hears only
+/// its own; only the cabinet writes its `reported`, which backend and operator read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_operator_gives_a_cabinet_its_documents_and_only_the_cabinet_reports() {
+    let broker = Broker::start();
+    let mut operator = Client::connect(&broker, "operator", "operator").await;
+    operator.subscribe("cabinet/v1/+/reported").await;
+    operator
+        .publish("cabinet/v1/C002/desired/keys", b"for-C002", true)
+        .await;
+    // Retained before the cabinet connects: it gets the document when it subscribes.
+    operator
+        .publish("cabinet/v1/C001/desired/keys", b"for-C001", true)
+        .await;
+    // Denied publishes vanish (were they allowed, each would replace the retained one):
+    // the backend, another cabinet, the cabinet itself.
+    let mut backend = Client::connect(&broker, "backend", "backend").await;
+    backend
+        .publish("cabinet/v1/C001/desired/keys", b"from-backend", true)
+        .await;
+    let mut c002 = Client::connect(&broker, "C002", "C002").await;
+    c002.publish("cabinet/v1/C001/desired/keys", b"from-C002", true)
+        .await;
+    c002.publish("cabinet/v1/C001/reported", b"forged-report", true)
+        .await;
+    let mut c001 = Client::connect(&broker, "self", "C001").await;
+    c001.publish("cabinet/v1/C001/desired/keys", b"self-made", true)
+        .await;
+    let (mut link, _) = Link::start(&broker, "C001").await;
+    let got = link.incoming().await;
+    assert_eq!(got.topic, "cabinet/v1/C001/desired/keys");
+    assert_eq!(got.payload, b"for-C001");
+    link.handle.ack(got.ack).await.unwrap();
+
+    link.handle
+        .publish_reported(b"genuine".to_vec())
+        .await
+        .unwrap();
+    let m = operator.next().await;
+    assert_eq!(
+        (m.topic.as_str(), m.payload.as_slice()),
+        ("cabinet/v1/C001/reported", b"genuine".as_slice())
+    );
+    operator.assert_empty();
+    // The one retained document a newcomer finds for C001 is the operator's.
+    let mut probe = Client::connect(&broker, "probe", "operator").await;
+    probe.subscribe("cabinet/v1/C001/reported").await;
+    assert_eq!(probe.next().await.payload, b"genuine");
+    probe.assert_empty();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replies_are_confirmed_and_the_link_survives_a_broker_restart() {
     let mut broker = Broker::start();

@@ -141,20 +141,32 @@ pub fn definitions(
             "tags": [],
         }))
     };
-    let mut users = vec![user("backend")?];
-    let mut permissions = vec![vhost("backend", "mqtt-subscription-.*")];
-    let mut topic_permissions = vec![serde_json::json!({
-        "user": "backend", "vhost": "/", "exchange": "amq.topic",
-        "write": "^cabinet\\.v1\\.[^.*#]+\\.cmd$",
-        "read": "^cabinet\\.v1\\.([^.*#]+|\\*)\\.(reply|state|telemetry)$",
-    })];
+    let mut users = vec![user("backend")?, user("operator")?];
+    let mut permissions = vec![
+        vhost("backend", "mqtt-subscription-.*"),
+        vhost("operator", "mqtt-subscription-.*"),
+    ];
+    // The operator gives cabinets their signed documents; the backend's order servers
+    // cannot (docs/PROTOCOL.md §8).
+    let mut topic_permissions = vec![
+        serde_json::json!({
+            "user": "backend", "vhost": "/", "exchange": "amq.topic",
+            "write": "^cabinet\\.v1\\.[^.*#]+\\.cmd$",
+            "read": "^cabinet\\.v1\\.([^.*#]+|\\*)\\.(reply|state|telemetry|reported)$",
+        }),
+        serde_json::json!({
+            "user": "operator", "vhost": "/", "exchange": "amq.topic",
+            "write": "^cabinet\\.v1\\.[^.*#]+\\.desired\\.[^.*#]+$",
+            "read": "^cabinet\\.v1\\.([^.*#]+|\\*)\\.(reported|state)$",
+        }),
+    ];
     for c in cabinets {
         users.push(user(c)?);
         permissions.push(vhost(c, &format!("mqtt-subscription-{c}qos[01]")));
         topic_permissions.push(serde_json::json!({
             "user": c, "vhost": "/", "exchange": "amq.topic",
-            "write": "^cabinet\\.v1\\.{username}\\.(reply|state|telemetry)$",
-            "read": "^cabinet\\.v1\\.{username}\\.cmd$",
+            "write": "^cabinet\\.v1\\.{username}\\.(reply|state|telemetry|reported)$",
+            "read": "^cabinet\\.v1\\.{username}\\.(cmd|desired\\.keys)$",
         }));
     }
     Ok(serde_json::json!({

@@ -19,10 +19,11 @@ use tokio::sync::mpsc;
 use crate::port::{Attempt, listens, start_on_free_ports};
 
 /// Cabinets and backend known to the broker: (username, password).
-pub const USERS: [(&str, &str); 3] = [
+pub const USERS: [(&str, &str); 4] = [
     ("C001", "pw-C001"),
     ("C002", "pw-C002"),
     ("backend", "pw-backend"),
+    ("operator", "pw-operator"),
 ];
 
 /// Password of a harness user.
