@@ -26,9 +26,14 @@ pub struct BrokerArgs {
     /// Broker URL: mqtt://host[:1883] or mqtts://host[:8883] (then also --ca-file).
     #[arg(long)]
     broker: Option<String>,
-    /// MQTT username; the shipped ACLs give `backend` the backend's rights.
-    #[arg(long, default_value = "backend")]
-    username: String,
+    /// MQTT username; the shipped ACLs give `backend` the backend's rights and
+    /// `operator` the right to give cabinets documents (default: `backend`; `operator`
+    /// for `cabinet keys`).
+    #[arg(long)]
+    username: Option<String>,
+    /// The username when `--username` is not given.
+    #[arg(skip = "backend")]
+    pub(crate) default_user: &'static str,
     /// Read the MQTT password from this file (first line).
     #[arg(long, conflicts_with = "password_env")]
     password_file: Option<PathBuf>,
@@ -44,6 +49,12 @@ pub struct BrokerArgs {
 }
 
 impl BrokerArgs {
+    fn username(&self) -> String {
+        self.username
+            .clone()
+            .unwrap_or_else(|| self.default_user.to_owned())
+    }
+
     fn options(&self) -> anyhow::Result<BackendOptions> {
         let Some(url) = &self.broker else {
             bail!("--broker is required (e.g. --broker mqtt://127.0.0.1:1883)");
@@ -77,7 +88,7 @@ impl BrokerArgs {
         };
         Ok(BackendOptions {
             client_id,
-            username: Some(self.username.clone()),
+            username: Some(self.username()),
             password,
             broker,
             ca_pem,
@@ -87,16 +98,21 @@ impl BrokerArgs {
     }
 
     async fn connect(&self, cabinet: &str) -> anyhow::Result<BackendClient> {
-        let opts = self.options()?;
-        let broker = self.broker.clone().unwrap_or_default();
-        let mut client = BackendClient::connect(opts).await.with_context(|| {
-            format!(
-                "cannot connect to {broker} as {:?} (check --broker, --username and the password)",
-                self.username
-            )
-        })?;
+        let mut client = self.connect_only().await?;
         client.subscribe_cabinet(cabinet).await?;
         Ok(client)
+    }
+
+    /// Connects without subscribing to anything.
+    pub(crate) async fn connect_only(&self) -> anyhow::Result<BackendClient> {
+        let opts = self.options()?;
+        let broker = self.broker.clone().unwrap_or_default();
+        BackendClient::connect(opts).await.with_context(|| {
+            format!(
+                "cannot connect to {broker} as {:?} (check --broker, --username and the password)",
+                self.username()
+            )
+        })
     }
 }
 
@@ -428,18 +444,18 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")
 }
 
-fn random_hex() -> anyhow::Result<String> {
+pub(crate) fn random_hex() -> anyhow::Result<String> {
     protocol::new_boot_id().context("cannot generate a random id")
 }
 
-fn unix_now() -> i64 {
+pub(crate) fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)

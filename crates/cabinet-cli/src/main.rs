@@ -3,7 +3,7 @@
 //! The headless kiosk (`run`), board tools for technicians and tests (`sim-board`,
 //! `board`), provisioning (`config check`, `keygen`, `pin-hash`), diagnostics (`diag`),
 //! the journal's operator tools (`journal`) and the backend's side of the MQTT contract
-//! for backend developers (`send`, `watch`; docs/PROTOCOL.md). The fleet simulator and
+//! for backend developers (`send`, `watch`; docs/PROTOCOL.md) and the operator (`keys`). The fleet simulator and
 //! the benchmarks are not here: they are the lab (`cabinet-lab`, not shipped).
 //! Every error says what to do about it.
 
@@ -11,6 +11,7 @@ mod admin;
 mod backend_cmd;
 mod board_cmd;
 mod journal_cmd;
+mod keys_cmd;
 mod run;
 
 use clap::{Parser, Subcommand};
@@ -49,6 +50,10 @@ enum Command {
     Send(backend_cmd::SendArgs),
     /// Print cabinets' replies, presence and telemetry as JSON lines until Ctrl-C.
     Watch(backend_cmd::WatchArgs),
+    /// The operator's key rotation over the cabinets' own channel: `rotate` (sign a key
+    /// set, publish it retained, wait for each cabinet's report), `status`. Exit 0 in
+    /// force everywhere, 1 refused, 2 nothing sent, 3 not reported in time.
+    Keys(keys_cmd::KeysArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -76,6 +81,7 @@ fn main() -> std::process::ExitCode {
         Command::Journal(a) => journal_cmd::journal(a),
         Command::Send(a) => backend_cmd::send(a),
         Command::Watch(a) => backend_cmd::watch(a),
+        Command::Keys(a) => keys_cmd::keys(a),
     };
     match result {
         Ok(code) => code,

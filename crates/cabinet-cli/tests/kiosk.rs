@@ -2246,3 +2246,211 @@ async fn a_deleted_emptied_or_corrupted_journal_never_serves_a_token_it_has_seen
         "the corruption is not in the logs"
     );
 }
+
+/// The operator's side of a rotation, with `cabinet keys rotate` and `status`.
+struct Operator {
+    dir: PathBuf,
+    url: String,
+}
+
+impl Operator {
+    /// Writes `key` as `<kid>.key` (what `cabinet keygen --out` writes) beside the
+    /// operator's broker password.
+    fn new(rig: &Rig) -> Operator {
+        let dir = rig.dir.path().join("operator");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("password"), password("operator")).unwrap();
+        Operator {
+            dir,
+            url: rig.broker.url(),
+        }
+    }
+
+    fn key_file(&self, kid: &str, key: &SigningKey) -> PathBuf {
+        let path = self.dir.join(format!("{kid}.key"));
+        std::fs::write(&path, protocol::encode_signing_key(key)).unwrap();
+        path
+    }
+
+    /// `cabinet keys <args>` as the operator: (exit code, stdout, stderr).
+    async fn keys(&self, args: &[String]) -> (i32, String, String) {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("keys")
+            .args(args)
+            .args(["--broker", &self.url, "--password-file"])
+            .arg(self.dir.join("password"));
+        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (
+            out.status.code().unwrap_or(-1),
+            text(&out.stdout),
+            text(&out.stderr),
+        )
+    }
+
+    /// `cabinet keys rotate` for C001 signed with `signer` (a kid and its key), giving
+    /// `dispense` and `operator` (kid, key) pairs, version `version`.
+    async fn rotate(
+        &self,
+        signer: (&str, &SigningKey),
+        dispense: &[(&str, &SigningKey)],
+        operator: &[(&str, &SigningKey)],
+        version: u64,
+        wait: &str,
+    ) -> (i32, String, String) {
+        let mut args: Vec<String> = ["rotate", "--cabinet", "C001", "--operator-kid", signer.0]
+            .map(String::from)
+            .into();
+        args.push("--operator-key".into());
+        args.push(self.key_file(signer.0, signer.1).display().to_string());
+        for (flag, list) in [("--dispense", dispense), ("--operator", operator)] {
+            for (kid, key) in list {
+                args.push(flag.into());
+                args.push(format!("{kid}={}", protocol::public_key_base64url(key)));
+            }
+        }
+        args.extend([
+            "--version".into(),
+            version.to_string(),
+            "--wait".into(),
+            wait.into(),
+        ]);
+        self.keys(&args).await
+    }
+}
+
+/// What a key set does from the backend's side of the broker, with the shipped CLI as the
+/// operator: a set pushed while the cabinet is off is in force when it connects; a
+/// rotation needs no restart (the old key's orders refused, the new key's served); a set
+/// signed by a dispense key, by a stranger or with an old version changes nothing and is
+/// reported with its reason; the set in force survives a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_sets_rotate_the_cabinets_keys_over_its_own_channel() {
+    let _s = serial().await;
+    let mut rig = Rig::new(30);
+    let old = rig.key.clone();
+    let ops = SigningKey::from_bytes(&[42; 32]);
+    let new = SigningKey::from_bytes(&[43; 32]);
+    let ops_public = protocol::public_key_base64url(&ops);
+    rig.edit_config(|c| {
+        c.operator_keys.insert("ops".into(), ops_public.clone());
+    });
+    let op = Operator::new(&rig);
+
+    // The cabinet is off: the set waits, retained, and the CLI says it was not reported.
+    let (code, _, err) = op
+        .rotate(
+            ("ops", &ops),
+            &[("k1", &old), ("k2", &new)],
+            &[("ops", &ops)],
+            1,
+            "1s",
+        )
+        .await;
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("not reported"), "{err}");
+
+    let mut backend = Backend::connect(&rig.broker).await;
+    rig.start_kiosk();
+    let mut boots = vec![];
+    backend.await_online(&mut boots).await;
+    let status = || async {
+        let (code, out, err) = op
+            .keys(&["status", "--cabinet", "C001"].map(String::from))
+            .await;
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str::<Value>(out.trim()).unwrap()
+    };
+    // Taken on connect: both dispense keys sell.
+    let deadline = tokio::time::Instant::now() + LONG;
+    loop {
+        let r = status().await;
+        if r["keys"]["version"] == 1 {
+            assert_eq!(r["keys"]["source"], "signed");
+            assert_eq!(r["keys"]["dispense"], serde_json::json!(["k1", "k2"]));
+            assert_eq!(r["keys"]["signed_by"], "ops");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never applied: {r}");
+    }
+    let sell = |rig: &mut Rig, key: &SigningKey, kid: &str| {
+        let c = rig.claims("C001", 1);
+        (c.jti.clone(), protocol::sign_command(&c, key, kid).unwrap())
+    };
+    for (key, kid) in [(&old, "k1"), (&new, "k2")] {
+        let (jti, token) = sell(&mut rig, key, kid);
+        backend.send(&token).await;
+        let r = backend.replies_until_terminal(&jti).await;
+        assert_eq!(outcome(&r), (Some("succeeded"), None), "{kid}: {r:?}");
+    }
+
+    // The rotation's second half, with the kiosk running: k1 is dropped.
+    let (code, out, err) = op
+        .rotate(("ops", &ops), &[("k2", &new)], &[("ops", &ops)], 2, "30s")
+        .await;
+    assert_eq!(code, 0, "{err}");
+    let r: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(r["keys"]["version"], 2);
+    assert_eq!(r["keys"]["dispense"], serde_json::json!(["k2"]));
+    let (_, token) = sell(&mut rig, &old, "k1");
+    backend.send(&token).await;
+    assert_eq!(
+        backend.next_untrusted_rejection().await["reason"],
+        "unknown_key"
+    );
+    let (jti, token) = sell(&mut rig, &new, "k2");
+    backend.send(&token).await;
+    let r = backend.replies_until_terminal(&jti).await;
+    assert_eq!(outcome(&r), (Some("succeeded"), None), "{r:?}");
+
+    // Sets the cabinet must not take: each refused with its reason, nothing changes.
+    let thief = SigningKey::from_bytes(&[66; 32]);
+    let cases = [
+        (("k2", &new), 3, "key_not_allowed"),
+        (("thief", &thief), 3, "unknown_key"),
+        (("ops", &ops), 1, "stale_version"),
+    ];
+    for (signer, version, reason) in cases {
+        let (code, _, err) = op
+            .rotate(
+                signer,
+                &[("evil", &thief)],
+                &[("ops", &ops)],
+                version,
+                "30s",
+            )
+            .await;
+        assert_eq!(code, 1, "{reason}: {err}");
+        assert!(err.contains(reason), "{reason}: {err}");
+    }
+    let r = status().await;
+    assert_eq!(r["keys"]["version"], 2, "{r}");
+    assert_eq!(r["keys"]["dispense"], serde_json::json!(["k2"]), "{r}");
+    assert_eq!(r["refused"]["reason"], "stale_version", "{r}");
+
+    // A restart keeps the set in force (the journal has it) and still refuses k1.
+    rig.kill9();
+    rig.start_kiosk();
+    backend.await_online(&mut boots).await;
+    let (_, token) = sell(&mut rig, &old, "k1");
+    backend.send(&token).await;
+    assert_eq!(
+        backend.next_untrusted_rejection().await["reason"],
+        "unknown_key"
+    );
+    let (jti, token) = sell(&mut rig, &new, "k2");
+    backend.send(&token).await;
+    let r = backend.replies_until_terminal(&jti).await;
+    assert_eq!(outcome(&r), (Some("succeeded"), None), "{r:?}");
+    let logs = rig.logs();
+    assert!(
+        logs.contains("key set applied"),
+        "no log line of the rotation"
+    );
+    assert!(
+        logs.contains("key set refused"),
+        "no log line of the refusals"
+    );
+}

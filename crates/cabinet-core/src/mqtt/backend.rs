@@ -180,10 +180,26 @@ impl BackendClient {
     /// every cabinet with `"+"`, and waits for the SubAck. Subscribe *before* sending a
     /// command so its replies cannot slip past.
     pub async fn subscribe_cabinet(&mut self, code_or_plus: &str) -> Result<(), BackendError> {
+        self.subscribe_topics(code_or_plus, &["reply", "state", "telemetry"])
+            .await
+    }
+
+    /// Subscribes (QoS 1) to `reported` of one cabinet, or of every cabinet with `"+"`
+    /// (the operator's view: which documents each cabinet runs), and waits for the
+    /// SubAck. The broker then hands over each cabinet's retained report.
+    pub async fn subscribe_reported(&mut self, code_or_plus: &str) -> Result<(), BackendError> {
+        self.subscribe_topics(code_or_plus, &["reported"]).await
+    }
+
+    async fn subscribe_topics(
+        &mut self,
+        code_or_plus: &str,
+        topics: &[&str],
+    ) -> Result<(), BackendError> {
         if code_or_plus != "+" {
             crate::protocol::check_machine_code(code_or_plus)?;
         }
-        let filters: Vec<String> = ["reply", "state", "telemetry"]
+        let filters: Vec<String> = topics
             .iter()
             .map(|t| format!("{}/{code_or_plus}/{t}", crate::protocol::TOPIC_PREFIX))
             .collect();
@@ -219,20 +235,41 @@ impl BackendClient {
         token: &str,
     ) -> Result<(), BackendError> {
         let topics = Topics::new(machine_code)?;
+        self.publish_confirmed(topics.cmd, false, token, "publishing the command")
+            .await
+    }
+
+    /// Publishes a signed key set to `cabinet/v1/{machine_code}/desired/keys` (QoS 1,
+    /// **retained**, so a cabinet that is off gets it when it connects) and waits for the
+    /// broker's PUBACK. The cabinet's `reported` says whether it took it.
+    pub async fn send_key_set(
+        &mut self,
+        machine_code: &str,
+        token: &str,
+    ) -> Result<(), BackendError> {
+        let topics = Topics::new(machine_code)?;
+        self.publish_confirmed(topics.desired_keys, true, token, "publishing the key set")
+            .await
+    }
+
+    async fn publish_confirmed(
+        &mut self,
+        topic: String,
+        retain: bool,
+        payload: &str,
+        doing: &'static str,
+    ) -> Result<(), BackendError> {
         // The request channel is full when the broker stops acknowledging (a cluster
         // node that lost its quorum): that is a timeout too, not a wait forever.
-        let publish = self.client.publish(
-            topics.cmd,
-            QoS::AtLeastOnce,
-            false,
-            token.as_bytes().to_vec(),
-        );
+        let publish =
+            self.client
+                .publish(topic, QoS::AtLeastOnce, retain, payload.as_bytes().to_vec());
         tokio::time::timeout(self.timeout, publish)
             .await
-            .map_err(|_| BackendError::Timeout(self.timeout, "publishing the command"))?
+            .map_err(|_| BackendError::Timeout(self.timeout, doing))?
             .map_err(|e| BackendError::Connection(e.to_string()))?;
         loop {
-            if let Ctl::PubAck = self.next_ctl("publishing the command").await? {
+            if let Ctl::PubAck = self.next_ctl(doing).await? {
                 return Ok(());
             }
         }

@@ -1,0 +1,319 @@
+//! `cabinet keys rotate`: the operator gives cabinets a new key set over their own
+//! channel (docs/PROTOCOL.md §8): sign it with an operator key, publish it retained on
+//! each cabinet's `desired/keys`, wait for each cabinet's `reported`.
+//!
+//! Exit codes: 0 every cabinet runs the new set; 1 a cabinet refused it (its reason and
+//! problems are printed); 2 nothing was sent (bad arguments, key or broker); 3 sent, but
+//! some cabinet has not reported it in time (an offline cabinet takes it, retained, when
+//! it connects: see `cabinet keys status`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use cabinet_core::mqtt::BackendClient;
+use cabinet_core::protocol::{self, KIND_KEYS, KeyEntry, KeyRole, KeySetClaims, Reported, Topics};
+use clap::{Args, Subcommand};
+
+use crate::backend_cmd::{BrokerArgs, parse_duration, runtime, unix_now};
+
+/// Exit code: published, but not every cabinet reported it in time.
+const EXIT_NOT_REPORTED: u8 = 3;
+
+/// Arguments of `cabinet keys`.
+#[derive(Debug, Args)]
+pub struct KeysArgs {
+    #[command(subcommand)]
+    command: KeysCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Sign a key set with an operator key, publish it retained to each cabinet and wait
+    /// until each reports it in force. The set is whole: a key it does not list is no
+    /// longer trusted once a cabinet applies it.
+    Rotate(RotateArgs),
+    /// Print each cabinet's retained `reported` (the keys in force, the last refusal) as
+    /// JSON lines.
+    Status(StatusArgs),
+}
+
+/// Arguments of `cabinet keys rotate`.
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    #[command(flatten)]
+    broker: BrokerArgs,
+    /// A cabinet to give the set to (its machine code, signed in as `aud`); repeat for
+    /// several.
+    #[arg(long = "cabinet", required = true)]
+    cabinets: Vec<String>,
+    /// The operator's private key file (as written by `cabinet keygen --out`).
+    #[arg(long)]
+    operator_key: PathBuf,
+    /// The operator key's kid: a key the cabinets trust as an operator key.
+    #[arg(long)]
+    operator_kid: String,
+    /// A key that may sign commands, `kid=x` (x: base64url public key, as `cabinet
+    /// keygen` prints it); repeat for several.
+    #[arg(long = "dispense", value_parser = parse_kid_x)]
+    dispense: Vec<(String, String)>,
+    /// A key that may sign documents, `kid=x`; repeat for several. Keep the operator key
+    /// you sign with unless you mean to hand over to another.
+    #[arg(long = "operator", value_parser = parse_kid_x)]
+    operator: Vec<(String, String)>,
+    /// The set's version; it must be above the one each cabinet runs. Default: one above
+    /// the highest version the cabinets report.
+    #[arg(long)]
+    version: Option<u64>,
+    /// How long to wait for each cabinet's report: 30s, 2m or seconds.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    wait: Duration,
+    /// Only print the signed document for each cabinet (needs --version; no broker).
+    #[arg(long)]
+    print_token: bool,
+}
+
+/// Arguments of `cabinet keys status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    broker: BrokerArgs,
+    /// A cabinet to ask about; repeat for several.
+    #[arg(long = "cabinet", required = true)]
+    cabinets: Vec<String>,
+    /// How long to wait for each cabinet's retained report.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    wait: Duration,
+}
+
+fn parse_kid_x(s: &str) -> Result<(String, String), String> {
+    let (kid, x) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: want kid=x (x: base64url public key)"))?;
+    let mut probe = protocol::TrustedKeys::new();
+    probe
+        .insert_base64url(kid, x)
+        .map_err(|e| format!("{kid}: {e}"))?;
+    Ok((kid.to_owned(), x.to_owned()))
+}
+
+/// Run `cabinet keys`.
+pub fn keys(a: KeysArgs) -> anyhow::Result<ExitCode> {
+    match a.command {
+        KeysCommand::Rotate(mut a) => {
+            a.broker.default_user = "operator";
+            rotate(a)
+        }
+        KeysCommand::Status(mut a) => {
+            a.broker.default_user = "operator";
+            let rt = runtime()?;
+            rt.block_on(status(a))
+        }
+    }
+}
+
+fn entries(a: &RotateArgs) -> Vec<KeyEntry> {
+    let mut by_kid: BTreeMap<&str, (&str, Vec<KeyRole>)> = BTreeMap::new();
+    let roles = [
+        (&a.dispense, KeyRole::Dispense),
+        (&a.operator, KeyRole::Operator),
+    ];
+    for (list, role) in roles {
+        for (kid, x) in list {
+            by_kid.entry(kid).or_insert((x, Vec::new())).1.push(role);
+        }
+    }
+    by_kid
+        .into_iter()
+        .map(|(kid, (x, roles))| KeyEntry {
+            kid: kid.to_owned(),
+            x: x.to_owned(),
+            roles,
+        })
+        .collect()
+}
+
+fn rotate(a: RotateArgs) -> anyhow::Result<ExitCode> {
+    if a.dispense.is_empty() || a.operator.is_empty() {
+        bail!(
+            "give at least one --dispense and one --operator key: a set without one locks the \
+             cabinets out of orders or of the next rotation (they refuse it as invalid)"
+        );
+    }
+    for code in &a.cabinets {
+        protocol::check_machine_code(code).with_context(|| format!("--cabinet {code}"))?;
+    }
+    let key_text = std::fs::read_to_string(&a.operator_key)
+        .with_context(|| format!("cannot read --operator-key {}", a.operator_key.display()))?;
+    let key = protocol::decode_signing_key(&key_text).with_context(|| {
+        format!(
+            "--operator-key {} is not a private key as written by `cabinet keygen --out`",
+            a.operator_key.display()
+        )
+    })?;
+    if a.print_token {
+        let Some(version) = a.version else {
+            bail!("--print-token needs --version (no broker is asked for the current one)");
+        };
+        for code in &a.cabinets {
+            println!("{}", sign(&a, &key, code, version)?);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rt = runtime()?;
+    rt.block_on(rotate_and_wait(&a, &key))
+}
+
+fn sign(
+    a: &RotateArgs,
+    key: &protocol::SigningKey,
+    code: &str,
+    version: u64,
+) -> anyhow::Result<String> {
+    let claims = KeySetClaims {
+        kind: KIND_KEYS.to_owned(),
+        aud: code.to_owned(),
+        iat: unix_now(),
+        version,
+        keys: entries(a),
+    };
+    protocol::sign_document(&claims, key, &a.operator_kid).context("cannot sign")
+}
+
+/// The retained reports of `codes`, as far as they arrive within `wait`.
+async fn reports(
+    client: &mut BackendClient,
+    codes: &[String],
+    wait: Duration,
+) -> BTreeMap<String, Reported> {
+    let mut got = BTreeMap::new();
+    let deadline = tokio::time::Instant::now() + wait;
+    while got.len() < codes.len() {
+        let Ok(Some(msg)) = tokio::time::timeout_at(deadline, client.recv()).await else {
+            break;
+        };
+        if let Ok(r) = serde_json::from_slice::<Reported>(&msg.payload)
+            && codes.contains(&r.machine_code)
+            && Topics::new(&r.machine_code).is_ok_and(|t| t.reported == msg.topic)
+        {
+            got.insert(r.machine_code.clone(), r);
+        }
+    }
+    got
+}
+
+async fn rotate_and_wait(a: &RotateArgs, key: &protocol::SigningKey) -> anyhow::Result<ExitCode> {
+    let mut client = a.broker.connect_only().await?;
+    for code in &a.cabinets {
+        client.subscribe_reported(code).await?;
+    }
+    // What each runs now (retained): the default version, and a baseline to tell the
+    // answer to this push from an old report.
+    let before = reports(&mut client, &a.cabinets, Duration::from_secs(2).min(a.wait)).await;
+    let version = match a.version {
+        Some(v) => v,
+        None => match before.values().map(|r| r.keys.version).max() {
+            Some(v) => v + 1,
+            None => bail!(
+                "no cabinet reported its keys within 2 s, so the next version is unknown: \
+                 pass --version (above any version these cabinets ran)"
+            ),
+        },
+    };
+    let mut pending: BTreeMap<String, String> = BTreeMap::new();
+    for code in &a.cabinets {
+        let token = sign(a, key, code, version)?;
+        client
+            .send_key_set(code, &token)
+            .await
+            .with_context(|| format!("publishing the key set for {code}"))?;
+        pending.insert(code.clone(), protocol::document_sha256(&token));
+    }
+    eprintln!(
+        "key set version {version} published to {} cabinet(s); waiting up to {:?} for their reports",
+        pending.len(),
+        a.wait
+    );
+    let mut refused = false;
+    let deadline = tokio::time::Instant::now() + a.wait;
+    while !pending.is_empty() {
+        let Ok(Some(msg)) = tokio::time::timeout_at(deadline, client.recv()).await else {
+            break;
+        };
+        let Ok(r) = serde_json::from_slice::<Reported>(&msg.payload) else {
+            continue;
+        };
+        let Some(sha) = pending.get(&r.machine_code) else {
+            continue;
+        };
+        if r.keys.sha256.as_ref() == Some(sha) {
+            println!("{}", serde_json::to_string(&r)?);
+            pending.remove(&r.machine_code);
+        } else if let Some(no) = r.refused.as_ref().filter(|no| &no.sha256 == sha) {
+            refused = true;
+            eprintln!(
+                "{} refused the key set: {} ({}){}",
+                r.machine_code,
+                no.reason,
+                no.detail,
+                if no.problems.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", no.problems.join("; "))
+                }
+            );
+            println!("{}", serde_json::to_string(&r)?);
+            pending.remove(&r.machine_code);
+        }
+    }
+    client.disconnect().await;
+    if !pending.is_empty() {
+        eprintln!(
+            "not reported within {:?}: {}. The set is retained on the broker: a cabinet that \
+             is off takes it when it connects (`cabinet keys status` shows when it has)",
+            a.wait,
+            pending.keys().cloned().collect::<Vec<_>>().join(", ")
+        );
+        return Ok(ExitCode::from(EXIT_NOT_REPORTED));
+    }
+    Ok(if refused {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
+    for code in &a.cabinets {
+        protocol::check_machine_code(code).with_context(|| format!("--cabinet {code}"))?;
+    }
+    let mut client = a.broker.connect_only().await?;
+    for code in &a.cabinets {
+        client.subscribe_reported(code).await?;
+    }
+    let got = reports(&mut client, &a.cabinets, a.wait).await;
+    client.disconnect().await;
+    for r in got.values() {
+        println!("{}", serde_json::to_string(r)?);
+    }
+    let missing: Vec<_> = a
+        .cabinets
+        .iter()
+        .filter(|c| !got.contains_key(*c))
+        .collect();
+    if missing.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!(
+        "no report from {} within {:?} (never connected since reports began?)",
+        missing
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        a.wait
+    );
+    Ok(ExitCode::from(EXIT_NOT_REPORTED))
+}
