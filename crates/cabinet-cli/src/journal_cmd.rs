@@ -139,7 +139,7 @@ pub fn journal(a: JournalArgs) -> anyhow::Result<ExitCode> {
 /// typically root on a cabinet whose kiosk runs as `cabinet`. A file these commands
 /// create beside the journal (SQLite's `-wal` and `-shm`, the lock, a new journal) would
 /// belong to that user, and the kiosk could then no longer open its own journal.
-fn same_owner(path: &Path) -> anyhow::Result<()> {
+pub(crate) fn same_owner(path: &Path) -> anyhow::Result<()> {
     use nix::unistd::{Uid, User, geteuid};
     use std::os::unix::fs::MetadataExt;
     let dir = path
@@ -229,7 +229,7 @@ fn reader(path: &Path) -> anyhow::Result<JournalReader> {
 /// Opens an existing, healthy journal for writing (prune, compact). Refuses a missing,
 /// empty or corrupt one instead of doing what the kiosk's start does with it (create a
 /// new one, set the corrupt one aside): that is for the kiosk or `confirm-fresh-start`.
-fn writable(path: &Path) -> anyhow::Result<Journal> {
+pub(crate) fn writable(path: &Path) -> anyhow::Result<Journal> {
     let r = reader(path)?;
     if let Some(problem) = r.integrity(false)? {
         bail!(

@@ -1,6 +1,8 @@
-//! `cabinet keys rotate`: the operator gives cabinets a new key set over their own
-//! channel (docs/PROTOCOL.md §8): sign it with an operator key, publish it retained on
-//! each cabinet's `desired/keys`, wait for each cabinet's `reported`.
+//! `cabinet keys`: the operator gives cabinets a new key set over their own channel
+//! (docs/PROTOCOL.md §12): `rotate` signs it with an operator key, publishes it retained
+//! on each cabinet's `desired/keys` and waits for each cabinet's `reported`; `status`
+//! reads the reports; `reset`, on the cabinet, puts the config file's keys back (a
+//! stolen operator key).
 //!
 //! Exit codes: 0 every cabinet runs the new set; 1 a cabinet refused it (its reason and
 //! problems are printed); 2 nothing was sent (bad arguments, key or broker); 3 sent, but
@@ -13,11 +15,15 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use cabinet_core::config::Config;
+use cabinet_core::instance::{InstanceError, InstanceLock};
+use cabinet_core::journal::DocumentChange;
 use cabinet_core::mqtt::BackendClient;
 use cabinet_core::protocol::{self, KIND_KEYS, KeyEntry, KeyRole, KeySetClaims, Reported, Topics};
 use clap::{Args, Subcommand};
 
 use crate::backend_cmd::{BrokerArgs, parse_duration, runtime, unix_now};
+use crate::journal_cmd::{same_owner, writable};
 
 /// Exit code: published, but not every cabinet reported it in time.
 const EXIT_NOT_REPORTED: u8 = 3;
@@ -38,6 +44,26 @@ enum KeysCommand {
     /// Print each cabinet's retained `reported` (the keys in force, the last refusal) as
     /// JSON lines.
     Status(StatusArgs),
+    /// On the cabinet, with the kiosk stopped: put the config file's `[keys]` and
+    /// `[operator_keys]` back in force, for when an operator key was stolen. The reset
+    /// set's version stays as the floor, so the broker's retained copy of it (or of any
+    /// older set) is refused; the next set must be signed by a key of the file and climb
+    /// above it.
+    Reset(ResetArgs),
+}
+
+/// Arguments of `cabinet keys reset`.
+#[derive(Debug, Args)]
+pub struct ResetArgs {
+    /// The cabinet's config file (its journal and its keys).
+    #[arg(long, default_value = "/etc/cabinet-kiosk/config.toml")]
+    config: PathBuf,
+    /// Who resets it (recorded in the audit trail).
+    #[arg(long)]
+    by: String,
+    /// Really do it (without it, only say what would change).
+    #[arg(long)]
+    yes: bool,
 }
 
 /// Arguments of `cabinet keys rotate`.
@@ -111,7 +137,72 @@ pub fn keys(a: KeysArgs) -> anyhow::Result<ExitCode> {
             let rt = runtime()?;
             rt.block_on(status(a))
         }
+        KeysCommand::Reset(a) => reset(&a),
     }
+}
+
+fn reset(a: &ResetArgs) -> anyhow::Result<ExitCode> {
+    let cfg = match Config::load(&a.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{}: {e}", a.config.display());
+            return Ok(ExitCode::from(2));
+        }
+    };
+    same_owner(&cfg.journal.path)?;
+    let file = cfg.trusted_keys()?;
+    let file_keys = format!(
+        "dispense {}; operator {}",
+        file.kids_with(KeyRole::Dispense).join(", "),
+        file.kids_with(KeyRole::Operator).join(", ")
+    );
+    let _lock = match InstanceLock::for_config(&cfg) {
+        Ok(l) => l,
+        Err(InstanceError::AlreadyRunning { pid, .. }) => {
+            eprintln!(
+                "the kiosk is running (pid {pid}): stop it first (systemctl stop cabinet-kiosk),                  reset, then start it. Nothing was changed."
+            );
+            return Ok(ExitCode::from(1));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut journal = writable(&cfg.journal.path)?;
+    let Some(stored) = journal.document(KIND_KEYS)?.filter(|d| d.token.is_some()) else {
+        println!(
+            "{}",
+            serde_json::json!({"reset": false, "why": "the config file's keys are already in force", "keys": file_keys})
+        );
+        return Ok(ExitCode::SUCCESS);
+    };
+    let detail = format!(
+        "version {} reset to the config file's keys: {file_keys}",
+        stored.version
+    );
+    if !a.yes {
+        eprintln!("would {detail}; pass --yes to do it");
+        return Ok(ExitCode::from(1));
+    }
+    journal.put_document(&DocumentChange {
+        kind: KIND_KEYS,
+        version: stored.version,
+        sha256: None,
+        token: None,
+        by: &a.by,
+        actor: &a.by,
+        action: "keys_reset",
+        detail: &detail,
+    })?;
+    println!(
+        "{}",
+        serde_json::json!({"reset": true, "floor": stored.version, "keys": file_keys, "by": a.by})
+    );
+    eprintln!(
+        "done: the next key set must be signed by an operator key of {} and have a version \
+         above {}",
+        a.config.display(),
+        stored.version
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn entries(a: &RotateArgs) -> Vec<KeyEntry> {

@@ -2453,4 +2453,81 @@ async fn key_sets_rotate_the_cabinets_keys_over_its_own_channel() {
         logs.contains("key set refused"),
         "no log line of the refusals"
     );
+
+    // The operator key is stolen: on site, a new operator key goes into the file and
+    // `cabinet keys reset` puts the file's keys back, keeping version 2 as the floor.
+    rig.kill9();
+    let ops2 = SigningKey::from_bytes(&[44; 32]);
+    rig.edit_config(|c| {
+        c.operator_keys.clear();
+        c.operator_keys
+            .insert("ops2".into(), protocol::public_key_base64url(&ops2));
+    });
+    let reset = |yes: bool| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["keys", "reset", "--by", "tech-7", "--config"])
+            .arg(&rig.config);
+        if yes {
+            cmd.arg("--yes");
+        }
+        cmd.output().unwrap()
+    };
+    assert_eq!(
+        reset(false).status.code(),
+        Some(1),
+        "without --yes nothing changes"
+    );
+    let out = reset(true);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    rig.start_kiosk();
+    backend.await_online(&mut boots).await;
+    // What the broker still holds for the cabinet, signed by the stolen key, is refused.
+    let boot = boots.last().cloned().unwrap();
+    let until = tokio::time::Instant::now() + LONG;
+    let r = loop {
+        let r = status().await;
+        if r["boot_id"] == boot.as_str() {
+            break r;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "no report of {boot}: {r}"
+        );
+    };
+    assert_eq!(
+        (&r["keys"]["version"], &r["keys"]["source"]),
+        (&serde_json::json!(2), &serde_json::json!("file")),
+        "{r}"
+    );
+    assert_eq!(r["keys"]["operator"], serde_json::json!(["ops2"]), "{r}");
+    let (jti, token) = sell(&mut rig, &old, "k1");
+    backend.send(&token).await;
+    let r = backend.replies_until_terminal(&jti).await;
+    assert_eq!(outcome(&r), (Some("succeeded"), None), "{r:?}");
+    let (code, _, err) = op
+        .rotate(
+            ("ops", &ops),
+            &[("evil", &thief)],
+            &[("ops", &ops)],
+            9,
+            "30s",
+        )
+        .await;
+    assert_eq!((code, err.contains("unknown_key")), (1, true), "{err}");
+    // The new operator key rotates again, above the floor.
+    let (code, _, err) = op
+        .rotate(
+            ("ops2", &ops2),
+            &[("k2", &new)],
+            &[("ops2", &ops2)],
+            3,
+            "30s",
+        )
+        .await;
+    assert_eq!(code, 0, "{err}");
 }

@@ -147,7 +147,7 @@ pub fn definitions(
         vhost("operator", "mqtt-subscription-.*"),
     ];
     // The operator gives cabinets their signed documents; the backend's order servers
-    // cannot (docs/PROTOCOL.md §8).
+    // cannot (docs/PROTOCOL.md §12).
     let mut topic_permissions = vec![
         serde_json::json!({
             "user": "backend", "vhost": "/", "exchange": "amq.topic",

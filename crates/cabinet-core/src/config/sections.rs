@@ -26,7 +26,7 @@ pub struct Config {
     pub keys: BTreeMap<String, String>,
     /// Trusted operator keys, which sign the key sets the cabinet is given over MQTT:
     /// `kid = "base64url of 32 bytes"`. Empty: the cabinet's keys change only here.
-    /// Once a signed key set is in force it replaces both tables (docs/PROTOCOL.md §8).
+    /// Once a signed key set is in force it replaces both tables (docs/PROTOCOL.md §12).
     pub operator_keys: BTreeMap<String, String>,
     /// Limits on incoming commands.
     pub commands: CommandsConfig,
