@@ -2361,7 +2361,11 @@ async fn key_sets_rotate_the_cabinets_keys_over_its_own_channel() {
             .keys(&["status", "--cabinet", "C001"].map(String::from))
             .await;
         assert_eq!(code, 0, "{err}");
-        serde_json::from_str::<Value>(out.trim()).unwrap()
+        let r = serde_json::from_str::<Value>(out.trim()).unwrap();
+        // What a running kiosk reports is what docs/schema/reported.schema.json promises.
+        schema::validate(&schema::reported_schema(), &r, "$")
+            .unwrap_or_else(|e| panic!("{e}: {r}"));
+        r
     };
     // Taken on connect: both dispense keys sell.
     let deadline = tokio::time::Instant::now() + LONG;

@@ -1,33 +1,69 @@
-//! The reply JSON Schema (docs/schema/reply.schema.json) and a validator for exactly the
-//! keywords it uses; shared by the schema tests and the end-to-end tests, which validate
-//! the replies a running kiosk really publishes.
+//! The published JSON Schemas (docs/schema/: the reply, the key set's claims, the
+//! `reported` message) and a validator for exactly the keywords they use; shared by the
+//! schema tests and the end-to-end tests, which validate what a running kiosk really
+//! publishes.
 
 use serde_json::{Value, json};
 
 const SCHEMA: &str = include_str!("../../../docs/schema/reply.schema.json");
+const KEYSET: &str = include_str!("../../../docs/schema/keyset.schema.json");
+const REPORTED: &str = include_str!("../../../docs/schema/reported.schema.json");
 
 /// The reply schema, parsed.
 pub fn schema() -> Value {
     serde_json::from_str(SCHEMA).expect("reply.schema.json is JSON")
 }
 
-/// Validates `value` against the subset of draft 2020-12 the schema uses; returns the
+/// The key set claims' schema, parsed.
+pub fn keyset_schema() -> Value {
+    serde_json::from_str(KEYSET).expect("keyset.schema.json is JSON")
+}
+
+/// The `reported` message's schema, parsed.
+pub fn reported_schema() -> Value {
+    serde_json::from_str(REPORTED).expect("reported.schema.json is JSON")
+}
+
+fn is_type(t: &str, value: &Value) -> bool {
+    match t {
+        "object" => value.is_object(),
+        "string" => value.is_string(),
+        "integer" => value.is_u64() || value.is_i64(),
+        "boolean" => value.is_boolean(),
+        "array" => value.is_array(),
+        "null" => value.is_null(),
+        t => panic!("validator does not know type {t}"),
+    }
+}
+
+/// Validates `value` against the subset of draft 2020-12 the schemas use; returns the
 /// first error as `path: message`.
 pub fn validate(schema: &Value, value: &Value, path: &str) -> Result<(), String> {
     let obj = schema.as_object().expect("schema object");
+    // `"type": [..., "null"]` and a null: nothing else about it to check.
+    if value.is_null()
+        && obj
+            .get("type")
+            .and_then(Value::as_array)
+            .is_some_and(|ts| ts.contains(&json!("null")))
+    {
+        return Ok(());
+    }
     for (k, s) in obj {
         match k.as_str() {
             "$schema" | "$id" | "title" | "description" | "properties" => {}
             "type" => {
-                let ok = match s.as_str().unwrap() {
-                    "object" => value.is_object(),
-                    "string" => value.is_string(),
-                    "integer" => value.is_u64() || value.is_i64(),
-                    "boolean" => value.is_boolean(),
-                    t => panic!("validator does not know type {t}"),
+                let ok = match s {
+                    Value::Array(ts) => ts.iter().any(|t| is_type(t.as_str().unwrap(), value)),
+                    t => is_type(t.as_str().unwrap(), value),
                 };
                 if !ok {
                     return Err(format!("{path}: not a {s}"));
+                }
+            }
+            "items" => {
+                for (i, item) in value.as_array().into_iter().flatten().enumerate() {
+                    validate(s, item, &format!("{path}[{i}]"))?;
                 }
             }
             "const" if value != s => return Err(format!("{path}: must be {s}")),

@@ -61,6 +61,20 @@ pub enum DocumentReason {
 }
 
 impl DocumentReason {
+    /// Every reason, in declaration order (docs/schema/reported.schema.json lists them).
+    pub const ALL: [DocumentReason; 10] = [
+        DocumentReason::Oversize,
+        DocumentReason::Malformed,
+        DocumentReason::UnsupportedAlgorithm,
+        DocumentReason::UnknownKey,
+        DocumentReason::KeyNotAllowed,
+        DocumentReason::BadSignature,
+        DocumentReason::WrongKind,
+        DocumentReason::WrongTarget,
+        DocumentReason::StaleVersion,
+        DocumentReason::Invalid,
+    ];
+
     /// The wire code.
     pub fn code(self) -> &'static str {
         match self {

@@ -1,0 +1,129 @@
+//! docs/schema/keyset.schema.json and reported.schema.json are the published contract for
+//! the operator's key sets and the cabinet's `reported`; these tests keep them equal to
+//! the code: real values validate, the refusal reasons are exactly `DocumentReason::ALL`,
+//! and what the code refuses the schema refuses too (with cabinet-testkit's validator,
+//! which fails on a keyword it does not know).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use cabinet_core::protocol::{
+    DocumentReason, KeyEntry, KeyRole, KeySetClaims, KeysReport, KeysSource, PROTOCOL_VERSION,
+    RefusedReport, Reported, SigningKey, public_key_base64url,
+};
+use cabinet_testkit::schema::{keyset_schema, reported_schema, validate};
+use serde_json::{Value, json};
+
+fn claims() -> KeySetClaims {
+    let x = |seed| public_key_base64url(&SigningKey::from_bytes(&[seed; 32]));
+    KeySetClaims {
+        kind: "keys".into(),
+        aud: "GZ-0001".into(),
+        iat: 1_750_000_000,
+        version: 7,
+        keys: vec![
+            KeyEntry {
+                kid: "backend-2026-12".into(),
+                x: x(1),
+                roles: vec![KeyRole::Dispense],
+            },
+            KeyEntry {
+                kid: "ops-1".into(),
+                x: x(2),
+                roles: vec![KeyRole::Operator, KeyRole::Dispense],
+            },
+        ],
+    }
+}
+
+fn report(refused: Option<RefusedReport>) -> Reported {
+    Reported {
+        v: PROTOCOL_VERSION,
+        machine_code: "GZ-0001".into(),
+        boot_id: "4f1c0a9e5b7d4e21a3c8f0b6d2e9a7c1".into(),
+        at: 1_750_000_000_123,
+        keys: KeysReport {
+            version: 7,
+            source: KeysSource::Signed,
+            sha256: Some("ab".repeat(32)),
+            signed_by: Some("ops-1".into()),
+            applied_at: Some(1_750_000_000_000),
+            dispense: vec!["backend-2026-12".into()],
+            operator: vec!["ops-1".into()],
+        },
+        refused,
+    }
+}
+
+fn refusal(reason: DocumentReason) -> RefusedReport {
+    RefusedReport {
+        document: "keys".into(),
+        reason,
+        detail: "version 3 is not above the version in force, 7".into(),
+        problems: vec!["keys[1].x: not base64url".into()],
+        version: Some(3),
+        signed_by: Some("ops-1".into()),
+        sha256: "cd".repeat(32),
+        at: 1_750_000_000_456,
+    }
+}
+
+#[test]
+fn a_real_key_set_validates_and_what_the_cabinet_refuses_the_schema_refuses() {
+    let s = keyset_schema();
+    let v = serde_json::to_value(claims()).unwrap();
+    validate(&s, &v, "$").unwrap();
+    let mut root = v.clone();
+    root["keys"][0]["roles"] = json!(["root"]);
+    assert!(validate(&s, &root, "$").is_err(), "an unknown role");
+    let mut other = v.clone();
+    other["kind"] = json!("config");
+    assert!(validate(&s, &other, "$").is_err(), "another kind");
+    let mut extra = v;
+    extra["keys"][0]["use"] = json!("sig");
+    assert!(
+        validate(&s, &extra, "$").is_err(),
+        "a key with a field the cabinet refuses"
+    );
+}
+
+#[test]
+fn every_real_report_validates() {
+    let s = reported_schema();
+    let v = serde_json::to_value(report(None)).unwrap();
+    assert_eq!(
+        v["refused"],
+        Value::Null,
+        "refused is always present, null when none"
+    );
+    validate(&s, &v, "$").unwrap();
+    for reason in DocumentReason::ALL {
+        let v = serde_json::to_value(report(Some(refusal(reason)))).unwrap();
+        validate(&s, &v, "$").unwrap_or_else(|e| panic!("{reason}: {e}"));
+    }
+    let mut file = report(None);
+    file.keys = KeysReport {
+        version: 0,
+        source: KeysSource::File,
+        sha256: None,
+        signed_by: None,
+        applied_at: None,
+        dispense: vec!["k1".into()],
+        operator: vec![],
+    };
+    validate(&s, &serde_json::to_value(file).unwrap(), "$").unwrap();
+}
+
+#[test]
+fn the_schema_refusal_reasons_are_exactly_document_reason_all() {
+    let s = reported_schema();
+    let listed: Vec<&str> = s["properties"]["refused"]["properties"]["reason"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    let codes: Vec<&str> = DocumentReason::ALL.iter().map(|r| r.code()).collect();
+    assert_eq!(listed, codes);
+    for r in DocumentReason::ALL {
+        assert_eq!(serde_json::to_value(r).unwrap(), json!(r.code()));
+    }
+}
