@@ -95,8 +95,24 @@ export async function onSnapshot(snap) {
   if (prev && snap && snap.version === prev.version && snap.screen === prev.screen) return;
   state.snapshot = snap;
   if (snap && prev && visitEnded(prev, snap, state)) endVisit();
+  // An operator's configuration came into force: the cabinet's words (contact, scan
+  // apps, QR link) may have changed with it.
+  if (snap && prev && snap.config_version !== prev.config_version) await refreshInfo();
   await refreshQr();
   render();
+}
+
+// The cabinet's words for customers (board kind, support contact, scan apps, help QR):
+// at load, and again whenever a configuration comes into force.
+async function refreshInfo() {
+  try {
+    state.info = { ...state.info, ...(await invoke("cabinet_info")) };
+  } catch (err) {
+    console.warn("cabinet_info", err && err.code, err && err.message);
+    return;
+  }
+  for (const box of $$(".help-qr .qr-box")) box.replaceChildren();
+  state.qrNonce = null; // the QR link may have changed: draw the code again
 }
 
 function secondsLeft(untilMs) {
@@ -346,11 +362,7 @@ async function main() {
   render();
 
   await listen("screen", (event) => onSnapshot(event.payload));
-  try {
-    state.info = { ...state.info, ...(await invoke("cabinet_info")) };
-  } catch (err) {
-    console.warn("cabinet_info", err && err.code, err && err.message);
-  }
+  await refreshInfo();
   try {
     state.demo = Boolean(await invoke("demo_available"));
   } catch (err) {

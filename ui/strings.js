@@ -202,7 +202,8 @@ export default {
       "exit": "关闭程序",
       "journal_fresh_start": "日志库重新开始",
       "keys_applied": "启用新密钥",
-      "keys_reset": "密钥恢复为配置文件"
+      "keys_reset": "密钥恢复为配置文件",
+      "config_applied": "启用新配置"
     },
     "audit_notes": {
       "slot": "货道 {slot}",
@@ -469,7 +470,8 @@ export default {
       "exit": "Close the app",
       "journal_fresh_start": "Journal fresh start",
       "keys_applied": "New keys in force",
-      "keys_reset": "Keys reset to the config file"
+      "keys_reset": "Keys reset to the config file",
+      "config_applied": "New configuration in force"
     },
     "audit_notes": {
       "slot": "Slot {slot}",

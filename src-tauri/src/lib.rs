@@ -146,7 +146,7 @@ fn get_snapshot(state: State<'_, AppState>) -> Option<Snapshot> {
 /// The idle screen's QR code for `nonce`, as an SVG document.
 #[tauri::command]
 fn qr_svg(nonce: String, state: State<'_, AppState>) -> Result<String, UiError> {
-    let data = qr::payload(&state.info.qr_url, &state.machine_code, &nonce);
+    let data = qr::payload(&current_info(&state).qr_url, &state.machine_code, &nonce);
     qr::svg(&data).map_err(|e| UiError::new("qr_failed", e))
 }
 
@@ -154,15 +154,22 @@ fn qr_svg(nonce: String, state: State<'_, AppState>) -> Result<String, UiError> 
 /// document, absent without `support.help_url`).
 #[tauri::command]
 fn cabinet_info(state: State<'_, AppState>) -> Result<CabinetInfoView, UiError> {
-    let help_qr = if state.info.help_url.is_empty() {
+    let info = current_info(&state);
+    let help_qr = if info.help_url.is_empty() {
         None
     } else {
-        Some(qr::svg(&state.info.help_url).map_err(|e| UiError::new("qr_failed", e))?)
+        Some(qr::svg(&info.help_url).map_err(|e| UiError::new("qr_failed", e))?)
     };
-    Ok(CabinetInfoView {
-        info: state.info.clone(),
-        help_qr,
-    })
+    Ok(CabinetInfoView { info, help_qr })
+}
+
+/// The screens' words for the cabinet: the site file's, or, once an operator's
+/// configuration is in force (the snapshot's `config_version`), the core's under it.
+fn current_info(state: &AppState) -> CabinetInfo {
+    match state.screen.borrow().as_ref() {
+        Some(snap) if snap.config_version > 0 => (*snap.info).clone(),
+        _ => state.info.clone(),
+    }
 }
 
 /// [`cabinet_info`]'s answer.

@@ -80,6 +80,8 @@ fn dispensing() -> Snapshot {
         queued: 0,
         qr_nonce: None,
         earlier_failure: None,
+        config_version: 0,
+        info: std::sync::Arc::new(CabinetInfo::plain()),
         version: 7,
     }
 }

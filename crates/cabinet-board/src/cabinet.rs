@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -66,7 +66,10 @@ struct Member {
 #[derive(Debug)]
 pub struct Cabinet {
     members: Vec<Member>,
-    routes: BTreeMap<u16, SlotRoute>,
+    /// Replaced whole when a new slot map comes into force ([`Board::set_routes`]).
+    routes: RwLock<BTreeMap<u16, SlotRoute>>,
+    /// How many boards there are, for checking new routes.
+    specs: Vec<BoardSpec>,
 }
 
 impl Cabinet {
@@ -101,17 +104,29 @@ impl Cabinet {
                 board,
             });
         }
-        Ok(Cabinet { members, routes })
+        Ok(Cabinet {
+            members,
+            routes: RwLock::new(routes),
+            specs: specs.to_vec(),
+        })
+    }
+
+    fn routes(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<u16, SlotRoute>> {
+        self.routes.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn route_of(&self, slot: u16) -> Option<SlotRoute> {
+        self.routes().get(&slot).copied()
     }
 
     /// The board and channel behind `slot`.
     pub fn route(&self, slot: u16) -> Option<(&str, u16)> {
-        let r = self.routes.get(&slot)?;
+        let r = self.route_of(slot)?;
         Some((self.members[r.board].name.as_str(), r.channel))
     }
 
     fn act(&self, slot: u16, test: bool) -> Outcome {
-        let Some(r) = self.routes.get(&slot) else {
+        let Some(r) = self.route_of(slot) else {
             return Outcome::NoSuchSlot;
         };
         let m = &self.members[r.board];
@@ -203,14 +218,14 @@ impl Board for Cabinet {
 
     /// `channel` is a cabinet slot here: the cabinet's channels are its slots.
     fn unlock(&self, channel: u16) -> Result<Outcome, BoardError> {
-        let Some(r) = self.routes.get(&channel) else {
+        let Some(r) = self.route_of(channel) else {
             return Ok(Outcome::NoSuchSlot);
         };
         self.members[r.board].board.unlock(r.channel)
     }
 
     fn slot_status(&self, slot: u16) -> Result<SlotStatus, BoardError> {
-        let Some(r) = self.routes.get(&slot) else {
+        let Some(r) = self.route_of(slot) else {
             return Ok(SlotStatus::NoSuchSlot);
         };
         self.members[r.board].board.slot_status(r.channel)
@@ -230,7 +245,7 @@ impl Board for Cabinet {
                     raw.push(format!("{}: {}", m.name, s.raw));
                     if let Some(doors) = s.open_doors {
                         let open = merged.open_doors.get_or_insert_with(Vec::new);
-                        open.extend(self.routes.iter().filter_map(|(slot, r)| {
+                        open.extend(self.routes().iter().filter_map(|(slot, r)| {
                             (r.board == i && doors.contains(&r.channel)).then_some(*slot)
                         }));
                     }
@@ -325,7 +340,7 @@ impl Board for Cabinet {
                 name: m.name.clone(),
                 address: m.address,
                 slots: self
-                    .routes
+                    .routes()
                     .iter()
                     .filter(|(_, r)| r.board == i)
                     .map(|(slot, _)| *slot)
@@ -337,11 +352,20 @@ impl Board for Cabinet {
 
     /// The slots whose board is known not to answer now: out of service until it does.
     fn unavailable_slots(&self) -> Vec<u16> {
-        self.routes
+        self.routes()
             .iter()
             .filter(|(_, r)| self.members[r.board].board.out_of_service().is_some())
             .map(|(slot, _)| *slot)
             .collect()
+    }
+
+    /// Checked as at opening (a route to a board that is not there is refused), then
+    /// swapped whole: a dispense reads the routes once, so it runs on the old map or the
+    /// new, never half of each.
+    fn set_routes(&self, routes: BTreeMap<u16, SlotRoute>) -> Result<(), BoardError> {
+        check_wiring(&self.specs, &routes)?;
+        *self.routes.write().unwrap_or_else(|p| p.into_inner()) = routes;
+        Ok(())
     }
 
     fn out_of_service(&self) -> Option<crate::LinkFault> {

@@ -137,6 +137,17 @@ pub trait Board: Send + Sync + std::fmt::Debug {
     fn unavailable_slots(&self) -> Vec<u16> {
         Vec::new()
     }
+
+    /// A cabinet of several boards: a new slot map is in force, so each slot's board and
+    /// channel is now `routes` (refused like at opening when a route names a board that
+    /// is not there). One board has nothing to do: a slot's number is its channel.
+    fn set_routes(
+        &self,
+        routes: std::collections::BTreeMap<u16, cabinet::SlotRoute>,
+    ) -> Result<(), BoardError> {
+        let _ = routes;
+        Ok(())
+    }
 }
 
 /// Everything needed to open a board.

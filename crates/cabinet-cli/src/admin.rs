@@ -23,11 +23,20 @@ enum ConfigWhat {
         /// The site config file (e.g. /etc/cabinet-kiosk/config.toml).
         file: PathBuf,
     },
+    /// The operator's remote configuration: sign the parts of the config an operator may
+    /// set (a TOML file), publish it retained to each cabinet, wait for each one's report.
+    /// Exit 0 in force everywhere, 1 refused, 2 nothing sent, 3 not in force in time.
+    Push(crate::config_push::PushArgs),
+    /// Print each cabinet's retained `reported` (the configuration and keys in force, the
+    /// last refusal) as JSON lines.
+    Status(crate::config_push::StatusArgs),
 }
 
 /// Run `cabinet config ...`. Exit 0: valid; 1: invalid (problems on stderr).
 pub fn config(a: ConfigArgs) -> anyhow::Result<ExitCode> {
     match a.what {
+        ConfigWhat::Push(p) => crate::config_push::push(p),
+        ConfigWhat::Status(s) => crate::config_push::status(s),
         // The same checks `cabinet run` and the window app make before they start, so
         // "valid" means the kiosk will start with this file on this machine.
         ConfigWhat::Check { file } => match Config::load_for_start(&file) {

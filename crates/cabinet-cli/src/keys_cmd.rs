@@ -18,15 +18,12 @@ use anyhow::{Context, bail};
 use cabinet_core::config::Config;
 use cabinet_core::instance::{InstanceError, InstanceLock};
 use cabinet_core::journal::DocumentChange;
-use cabinet_core::mqtt::BackendClient;
-use cabinet_core::protocol::{self, KIND_KEYS, KeyEntry, KeyRole, KeySetClaims, Reported, Topics};
+use cabinet_core::protocol::{self, KIND_KEYS, KeyEntry, KeyRole, KeySetClaims};
 use clap::{Args, Subcommand};
 
 use crate::backend_cmd::{BrokerArgs, parse_duration, runtime, unix_now};
 use crate::journal_cmd::{same_owner, writable};
-
-/// Exit code: published, but not every cabinet reported it in time.
-const EXIT_NOT_REPORTED: u8 = 3;
+use crate::push::{self, Push};
 
 /// Arguments of `cabinet keys`.
 #[derive(Debug, Args)]
@@ -134,8 +131,7 @@ pub fn keys(a: KeysArgs) -> anyhow::Result<ExitCode> {
         }
         KeysCommand::Status(mut a) => {
             a.broker.default_user = "operator";
-            let rt = runtime()?;
-            rt.block_on(status(a))
+            runtime()?.block_on(push::status(&a.broker, &a.cabinets, a.wait))
         }
         KeysCommand::Reset(a) => reset(&a),
     }
@@ -233,17 +229,8 @@ fn rotate(a: RotateArgs) -> anyhow::Result<ExitCode> {
              cabinets out of orders or of the next rotation (they refuse it as invalid)"
         );
     }
-    for code in &a.cabinets {
-        protocol::check_machine_code(code).with_context(|| format!("--cabinet {code}"))?;
-    }
-    let key_text = std::fs::read_to_string(&a.operator_key)
-        .with_context(|| format!("cannot read --operator-key {}", a.operator_key.display()))?;
-    let key = protocol::decode_signing_key(&key_text).with_context(|| {
-        format!(
-            "--operator-key {} is not a private key as written by `cabinet keygen --out`",
-            a.operator_key.display()
-        )
-    })?;
+    push::check_cabinets(&a.cabinets)?;
+    let key = push::operator_key(&a.operator_key)?;
     if a.print_token {
         let Some(version) = a.version else {
             bail!("--print-token needs --version (no broker is asked for the current one)");
@@ -253,8 +240,14 @@ fn rotate(a: RotateArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let rt = runtime()?;
-    rt.block_on(rotate_and_wait(&a, &key))
+    let push = Push {
+        broker: &a.broker,
+        cabinets: &a.cabinets,
+        kind: KIND_KEYS,
+        version: a.version,
+        wait: a.wait,
+    };
+    runtime()?.block_on(push.run(|code, version| sign(&a, &key, code, version)))
 }
 
 fn sign(
@@ -271,140 +264,4 @@ fn sign(
         keys: entries(a),
     };
     protocol::sign_document(&claims, key, &a.operator_kid).context("cannot sign")
-}
-
-/// The retained reports of `codes`, as far as they arrive within `wait`.
-async fn reports(
-    client: &mut BackendClient,
-    codes: &[String],
-    wait: Duration,
-) -> BTreeMap<String, Reported> {
-    let mut got = BTreeMap::new();
-    let deadline = tokio::time::Instant::now() + wait;
-    while got.len() < codes.len() {
-        let Ok(Some(msg)) = tokio::time::timeout_at(deadline, client.recv()).await else {
-            break;
-        };
-        if let Ok(r) = serde_json::from_slice::<Reported>(&msg.payload)
-            && codes.contains(&r.machine_code)
-            && Topics::new(&r.machine_code).is_ok_and(|t| t.reported == msg.topic)
-        {
-            got.insert(r.machine_code.clone(), r);
-        }
-    }
-    got
-}
-
-async fn rotate_and_wait(a: &RotateArgs, key: &protocol::SigningKey) -> anyhow::Result<ExitCode> {
-    let mut client = a.broker.connect_only().await?;
-    for code in &a.cabinets {
-        client.subscribe_reported(code).await?;
-    }
-    // What each runs now (retained): the default version, and a baseline to tell the
-    // answer to this push from an old report.
-    let before = reports(&mut client, &a.cabinets, Duration::from_secs(2).min(a.wait)).await;
-    let version = match a.version {
-        Some(v) => v,
-        None => match before.values().map(|r| r.keys.version).max() {
-            Some(v) => v + 1,
-            None => bail!(
-                "no cabinet reported its keys within 2 s, so the next version is unknown: \
-                 pass --version (above any version these cabinets ran)"
-            ),
-        },
-    };
-    let mut pending: BTreeMap<String, String> = BTreeMap::new();
-    for code in &a.cabinets {
-        let token = sign(a, key, code, version)?;
-        client
-            .send_key_set(code, &token)
-            .await
-            .with_context(|| format!("publishing the key set for {code}"))?;
-        pending.insert(code.clone(), protocol::document_sha256(&token));
-    }
-    eprintln!(
-        "key set version {version} published to {} cabinet(s); waiting up to {:?} for their reports",
-        pending.len(),
-        a.wait
-    );
-    let mut refused = false;
-    let deadline = tokio::time::Instant::now() + a.wait;
-    while !pending.is_empty() {
-        let Ok(Some(msg)) = tokio::time::timeout_at(deadline, client.recv()).await else {
-            break;
-        };
-        let Ok(r) = serde_json::from_slice::<Reported>(&msg.payload) else {
-            continue;
-        };
-        let Some(sha) = pending.get(&r.machine_code) else {
-            continue;
-        };
-        if r.keys.sha256.as_ref() == Some(sha) {
-            println!("{}", serde_json::to_string(&r)?);
-            pending.remove(&r.machine_code);
-        } else if let Some(no) = r.refused.as_ref().filter(|no| &no.sha256 == sha) {
-            refused = true;
-            eprintln!(
-                "{} refused the key set: {} ({}){}",
-                r.machine_code,
-                no.reason,
-                no.detail,
-                if no.problems.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {}", no.problems.join("; "))
-                }
-            );
-            println!("{}", serde_json::to_string(&r)?);
-            pending.remove(&r.machine_code);
-        }
-    }
-    client.disconnect().await;
-    if !pending.is_empty() {
-        eprintln!(
-            "not reported within {:?}: {}. The set is retained on the broker: a cabinet that \
-             is off takes it when it connects (`cabinet keys status` shows when it has)",
-            a.wait,
-            pending.keys().cloned().collect::<Vec<_>>().join(", ")
-        );
-        return Ok(ExitCode::from(EXIT_NOT_REPORTED));
-    }
-    Ok(if refused {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
-}
-
-async fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
-    for code in &a.cabinets {
-        protocol::check_machine_code(code).with_context(|| format!("--cabinet {code}"))?;
-    }
-    let mut client = a.broker.connect_only().await?;
-    for code in &a.cabinets {
-        client.subscribe_reported(code).await?;
-    }
-    let got = reports(&mut client, &a.cabinets, a.wait).await;
-    client.disconnect().await;
-    for r in got.values() {
-        println!("{}", serde_json::to_string(r)?);
-    }
-    let missing: Vec<_> = a
-        .cabinets
-        .iter()
-        .filter(|c| !got.contains_key(*c))
-        .collect();
-    if missing.is_empty() {
-        return Ok(ExitCode::SUCCESS);
-    }
-    eprintln!(
-        "no report from {} within {:?} (never connected since reports began?)",
-        missing
-            .iter()
-            .map(|s| s.as_str())
-            .collect::<Vec<_>>()
-            .join(", "),
-        a.wait
-    );
-    Ok(ExitCode::from(EXIT_NOT_REPORTED))
 }

@@ -10,8 +10,10 @@
 mod admin;
 mod backend_cmd;
 mod board_cmd;
+mod config_push;
 mod journal_cmd;
 mod keys_cmd;
+mod push;
 mod run;
 
 use clap::{Parser, Subcommand};
@@ -33,7 +35,8 @@ enum Command {
     SimBoard(board_cmd::SimArgs),
     /// Drive a real or simulated board and print the outcome as JSON.
     Board(board_cmd::BoardArgs),
-    /// Check a site config file.
+    /// Check a site config file (`check`); push the operator's remote configuration to
+    /// cabinets and read what they run (`push`, `status`).
     Config(admin::ConfigArgs),
     /// Generate an Ed25519 key pair for signing commands.
     Keygen(admin::KeygenArgs),

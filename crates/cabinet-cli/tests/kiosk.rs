@@ -2535,3 +2535,205 @@ async fn key_sets_rotate_the_cabinets_keys_over_its_own_channel() {
         .await;
     assert_eq!(code, 0, "{err}");
 }
+
+impl Operator {
+    /// `cabinet config push` for C001 with `set` (TOML) as the `--set` file, signed by
+    /// `ops`, version `version`: (exit code, stdout, stderr).
+    async fn config_push(
+        &self,
+        ops: &SigningKey,
+        set: &str,
+        version: u64,
+        wait: &str,
+    ) -> (i32, String, String) {
+        let file = self.dir.join(format!("set-{version}.toml"));
+        std::fs::write(&file, set).unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.args([
+            "config",
+            "push",
+            "--cabinet",
+            "C001",
+            "--operator-kid",
+            "ops",
+        ])
+        .arg("--operator-key")
+        .arg(self.key_file("ops", ops))
+        .arg("--set")
+        .arg(&file)
+        .args(["--version", &version.to_string(), "--wait", wait])
+        .args(["--broker", &self.url, "--password-file"])
+        .arg(self.dir.join("password"));
+        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (
+            out.status.code().unwrap_or(-1),
+            text(&out.stdout),
+            text(&out.stderr),
+        )
+    }
+}
+
+/// A configuration from the backend's side of the broker, with the shipped CLI as the
+/// operator: pushed while the cabinet is off, it is in force when it connects (its slot
+/// map with it); one that breaks the rules is refused with its problems and changes
+/// nothing; one pushed during a dispense waits for the dispense to finish; it survives
+/// a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configurations_reach_the_cabinet_over_its_own_channel() {
+    let _s = serial().await;
+    let mut rig = Rig::new(1500);
+    let ops = SigningKey::from_bytes(&[42; 32]);
+    let ops_public = protocol::public_key_base64url(&ops);
+    rig.edit_config(|c| {
+        c.operator_keys.insert("ops".into(), ops_public.clone());
+        c.kiosk.take_item_secs = Some(1);
+    });
+    let op = Operator::new(&rig);
+    let v1 = r#"
+[kiosk]
+name = "Gate B"
+
+[[slots]]
+slot = 1
+product = "Cola Zero"
+capacity = 10
+initial_count = 5
+
+[[slots]]
+slot = 3
+product = "Juice"
+capacity = 8
+initial_count = 8
+"#;
+    // A section a document may not set is refused before anything is sent.
+    let (code, _, err) = op
+        .config_push(&ops, "[mqtt]\nurl = \"mqtt://elsewhere\"\n", 1, "1s")
+        .await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("mqtt"), "{err}");
+    // The cabinet is off: the document waits, retained.
+    let (code, _, err) = op.config_push(&ops, v1, 1, "1s").await;
+    assert_eq!(code, 3, "{err}");
+
+    let mut backend = Backend::connect(&rig.broker).await;
+    rig.start_kiosk();
+    let mut boots = vec![];
+    backend.await_online(&mut boots).await;
+    let status = || async {
+        let (code, out, err) = op
+            .keys(&["status", "--cabinet", "C001"].map(String::from))
+            .await;
+        assert_eq!(code, 0, "{err}");
+        let r = serde_json::from_str::<Value>(out.trim()).unwrap();
+        schema::validate(&schema::reported_schema(), &r, "$")
+            .unwrap_or_else(|e| panic!("{e}: {r}"));
+        r
+    };
+    let deadline = tokio::time::Instant::now() + LONG;
+    loop {
+        let r = status().await;
+        if r["config"]["version"] == 1 {
+            assert_eq!(r["config"]["source"], "signed", "{r}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never applied: {r}");
+    }
+    // Its slot map is in force: slot 2 is gone, slot 3 sells.
+    let c = rig.claims("C001", 2);
+    backend.send(&rig.sign(&c)).await;
+    let r = backend.replies_until_terminal(&c.jti).await;
+    assert_eq!(
+        outcome(&r),
+        (Some("rejected"), Some("slot_unknown")),
+        "{r:?}"
+    );
+    let c = rig.claims("C001", 3);
+    backend.send(&rig.sign(&c)).await;
+    let r = backend.replies_until_terminal(&c.jti).await;
+    assert_eq!(outcome(&r), (Some("succeeded"), None), "{r:?}");
+    let t = backend
+        .await_telemetry("slot 3 in the inventory", |v| {
+            v["inventory"].as_array().is_some_and(|i| {
+                i.iter().any(|s| s["slot"] == 3 && s["count"] == 7)
+                    && !i.iter().any(|s| s["slot"] == 2)
+            })
+        })
+        .await;
+    assert!(t["audit"].is_null() || t["audit"].is_array(), "{t}");
+
+    // Breaks the cabinet's rules: refused with every problem, nothing changes.
+    let (code, _, err) = op
+        .config_push(
+            &ops,
+            "[kiosk]\ntake_item_secs = 0\nname = \"Gate X\"\n",
+            2,
+            "30s",
+        )
+        .await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("kiosk.take_item_secs"), "{err}");
+    assert_eq!(status().await["config"]["version"], 1);
+
+    // Pushed while a dispense runs: in force only once it has finished.
+    let c = rig.claims("C001", 3);
+    backend.send(&rig.sign(&c)).await;
+    loop {
+        let (topic, v) = backend.next().await;
+        if topic.ends_with("/reply") && v["cmd_id"] == c.jti.as_str() && v["state"] == "dispensing"
+        {
+            break;
+        }
+    }
+    let push = {
+        let op = Operator {
+            dir: op.dir.clone(),
+            url: op.url.clone(),
+        };
+        let ops = ops.clone();
+        // A document is whole: what it leaves out is the site file's again, so the slot
+        // map of version 1 comes along.
+        let v3 = v1.replace("Gate B", "Gate C");
+        tokio::spawn(async move { op.config_push(&ops, &v3, 3, "30s").await })
+    };
+    let r = backend.replies_until_terminal(&c.jti).await;
+    assert_eq!(outcome(&r), (Some("succeeded"), None), "{r:?}");
+    let done_at = r.last().unwrap()["at"].as_u64().unwrap();
+    let (code, out, err) = push.await.unwrap();
+    assert_eq!(code, 0, "{err}");
+    let report: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(report["config"]["version"], 3, "{report}");
+    assert!(
+        report["config"]["applied_at"].as_u64().unwrap() >= done_at,
+        "in force before the dispense finished: {report}"
+    );
+
+    // A restart keeps it (and its slot map).
+    rig.kill9();
+    rig.start_kiosk();
+    backend.await_online(&mut boots).await;
+    let c = rig.claims("C001", 2);
+    backend.send(&rig.sign(&c)).await;
+    let r = backend.replies_until_terminal(&c.jti).await;
+    assert_eq!(
+        outcome(&r),
+        (Some("rejected"), Some("slot_unknown")),
+        "{r:?}"
+    );
+    let boot = boots.last().cloned().unwrap();
+    let until = tokio::time::Instant::now() + LONG;
+    let r = loop {
+        let r = status().await;
+        if r["boot_id"] == boot.as_str() {
+            break r;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "no report of {boot}: {r}"
+        );
+    };
+    assert_eq!(r["config"]["version"], 3, "{r}");
+    assert!(rig.logs().contains("configuration in force"), "no log line");
+}

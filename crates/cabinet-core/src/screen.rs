@@ -146,6 +146,13 @@ pub struct Snapshot {
     /// can still read its support code (until that screen would have ended).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub earlier_failure: Option<EarlierFailure>,
+    /// The version of the operator's configuration in force (0: the site file's). When
+    /// it changes, the screens' words for the cabinet ([`CabinetInfo`]) may have too.
+    pub config_version: u64,
+    /// The screens' words for the cabinet under that configuration (read with the
+    /// window's `cabinet_info`, not sent with every snapshot).
+    #[serde(skip)]
+    pub info: std::sync::Arc<CabinetInfo>,
     /// Monotonic counter, so a UI can tell a new snapshot from a repeat.
     pub version: u64,
 }

@@ -6,8 +6,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use cabinet_core::protocol::{
-    DocumentReason, KeyEntry, KeyRole, KeySetClaims, KeysReport, KeysSource, PROTOCOL_VERSION,
-    RefusedReport, Reported, SigningKey, public_key_base64url,
+    ConfigReport, DocumentReason, KeyEntry, KeyRole, KeySetClaims, KeysReport, KeysSource,
+    PROTOCOL_VERSION, RefusedReport, Reported, SigningKey, public_key_base64url,
 };
 use cabinet_testkit::schema::{keyset_schema, reported_schema, validate};
 use serde_json::{Value, json};
@@ -48,6 +48,15 @@ fn report(refused: Option<RefusedReport>) -> Reported {
             applied_at: Some(1_750_000_000_000),
             dispense: vec!["backend-2026-12".into()],
             operator: vec!["ops-1".into()],
+        },
+        config: ConfigReport {
+            version: 3,
+            source: KeysSource::Signed,
+            sha256: Some("ef".repeat(32)),
+            signed_by: Some("ops-1".into()),
+            applied_at: Some(1_750_000_000_001),
+            pending: Some(4),
+            problems: vec!["slots[0].capacity: must be 1..=1000".into()],
         },
         refused,
     }
@@ -96,8 +105,12 @@ fn every_real_report_validates() {
     );
     validate(&s, &v, "$").unwrap();
     for reason in DocumentReason::ALL {
-        let v = serde_json::to_value(report(Some(refusal(reason)))).unwrap();
-        validate(&s, &v, "$").unwrap_or_else(|e| panic!("{reason}: {e}"));
+        for document in ["keys", "config"] {
+            let mut r = refusal(reason);
+            r.document = document.into();
+            let v = serde_json::to_value(report(Some(r))).unwrap();
+            validate(&s, &v, "$").unwrap_or_else(|e| panic!("{reason}: {e}"));
+        }
     }
     let mut file = report(None);
     file.keys = KeysReport {
@@ -108,6 +121,15 @@ fn every_real_report_validates() {
         applied_at: None,
         dispense: vec!["k1".into()],
         operator: vec![],
+    };
+    file.config = ConfigReport {
+        version: 0,
+        source: KeysSource::File,
+        sha256: None,
+        signed_by: None,
+        applied_at: None,
+        pending: None,
+        problems: vec![],
     };
     validate(&s, &serde_json::to_value(file).unwrap(), "$").unwrap();
 }

@@ -166,7 +166,7 @@ pub fn definitions(
         topic_permissions.push(serde_json::json!({
             "user": c, "vhost": "/", "exchange": "amq.topic",
             "write": "^cabinet\\.v1\\.{username}\\.(reply|state|telemetry|reported)$",
-            "read": "^cabinet\\.v1\\.{username}\\.(cmd|desired\\.keys)$",
+            "read": "^cabinet\\.v1\\.{username}\\.(cmd|desired\\.(keys|config))$",
         }));
     }
     Ok(serde_json::json!({

@@ -20,6 +20,7 @@
 //! - `load`: the embedded defaults, merging the site file, shaping;
 //! - `validate`: the rules of the text alone; `host`: the checks on this machine;
 //! - `stop`: the stop budget and the units' `TimeoutStopSec`;
+//! - `remote`: what a signed configuration document may set, laid over the file;
 //! - `broker`: broker URLs; `secrets`: the password and PIN hashes; `error`: errors.
 
 mod boards;
@@ -27,6 +28,7 @@ mod broker;
 mod error;
 mod host;
 mod load;
+mod remote;
 mod secrets;
 mod sections;
 mod stop;
@@ -36,6 +38,7 @@ pub use boards::{BoardEntry, SlotPlace};
 pub use broker::{BrokerUrl, parse_broker_url};
 pub use error::{ConfigError, Problem};
 pub use load::{DEFAULTS_TOML, default_webkit_env};
+pub use remote::{ConfigClaims, RemoteConfig, RemoteKiosk, RemoteMaintenance, RemoteSupport};
 pub use secrets::{PinHash, Secret};
 pub use sections::{
     BoardConfig, BoardProtocol, ByteOrder, CommandsConfig, Config, DoorPolarity, JournalConfig,

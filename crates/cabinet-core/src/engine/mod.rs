@@ -60,6 +60,12 @@ pub struct EngineConfig {
     /// Where each slot is and what it is (from the slot map). A slot missing here is a
     /// spiral on the cabinet's one board.
     pub sites: BTreeMap<u16, SlotSite>,
+    /// The version of the operator's configuration in force (0: the site file's), and
+    /// what the screens say about the cabinet under it: the snapshot carries both, so a
+    /// screen knows when to read the cabinet's words again.
+    pub config_version: u64,
+    /// The screens' words for the cabinet (support contact, scan apps, QR link).
+    pub info: std::sync::Arc<crate::screen::CabinetInfo>,
 }
 
 /// Where a slot is and what kind of slot it is.
@@ -204,6 +210,34 @@ impl Engine {
     /// The slot table as the engine sees it.
     pub fn inventory(&self) -> impl Iterator<Item = &SlotInventory> {
         self.inventory.values()
+    }
+
+    /// Whether no customer is being served: nothing at the board or waiting, no
+    /// technician's visit, and no customer's screen (take your item, a failure) up. A new
+    /// configuration comes into force only then.
+    pub fn between_customers(&self) -> bool {
+        self.active.is_none()
+            && self.queue.is_empty()
+            && self.maintenance_since.is_none()
+            && self.transient.is_none()
+    }
+
+    /// A new configuration is in force (`cfg`, with `inventory` the journal's slot table
+    /// as its slot map made it). Only [`Engine::between_customers`]: the caller checks.
+    /// The screen follows at once (names, slot list, timeouts).
+    pub fn reconfigure(
+        &mut self,
+        cfg: EngineConfig,
+        inventory: Vec<SlotInventory>,
+        now_ms: u64,
+    ) -> Vec<Action> {
+        self.cfg = cfg;
+        self.inventory = inventory.into_iter().map(|s| (s.slot, s)).collect();
+        self.unreachable
+            .retain(|slot| self.inventory.contains_key(slot));
+        let mut out = Vec::new();
+        self.emit_screen(now_ms, &mut out);
+        out
     }
 
     /// Advance the machine by one event.

@@ -143,6 +143,8 @@ impl Engine {
             queued: self.queue.len(),
             qr_nonce: None,
             earlier_failure,
+            config_version: self.cfg.config_version,
+            info: std::sync::Arc::clone(&self.cfg.info),
             version: self.version,
         };
         let qr_nonce = (snap.screen == Screen::Idle)

@@ -18,6 +18,8 @@ pub(super) fn cfg() -> EngineConfig {
         clock_skew_secs: 0,
         board_start_wait_ms: 10_000,
         sites: BTreeMap::new(),
+        config_version: 0,
+        info: std::sync::Arc::new(crate::screen::CabinetInfo::plain()),
     }
 }
 

@@ -1,11 +1,14 @@
-//! The operator's signed documents in force (the key set), one row per kind, each
+//! The operator's signed documents in force (the key set, the configuration), one row
+//! per kind, each
 //! change written with its audit row in one transaction.
 
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 use super::Journal;
 use super::JournalError;
+use super::inventory::{SlotMapChange, apply_slot_map_in};
 use super::row::now_ms;
+use crate::config::SlotConfig;
 
 /// A document as the journal holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +78,17 @@ impl Journal {
     /// Puts a document in force (or resets one) and records it in the audit trail, in one
     /// transaction: the journal never holds a change nobody can account for.
     pub fn put_document(&mut self, change: &DocumentChange<'_>) -> Result<(), JournalError> {
+        self.put_document_with_slots(change, None).map(|_| ())
+    }
+
+    /// [`Journal::put_document`], and with `slots` the inventory made to follow that slot
+    /// map ([`Journal::apply_slot_map`]), all in one transaction: a configuration is in
+    /// force with its slot map or not at all.
+    pub fn put_document_with_slots(
+        &mut self,
+        change: &DocumentChange<'_>,
+        slots: Option<&[SlotConfig]>,
+    ) -> Result<SlotMapChange, JournalError> {
         let version = i64::try_from(change.version)
             .map_err(|_| JournalError::Corrupt(format!("document version {}", change.version)))?;
         let now = now_ms();
@@ -100,7 +114,11 @@ impl Journal {
             "INSERT INTO audit (at, technician, action, detail) VALUES (?1, ?2, ?3, ?4)",
         )?
         .execute(params![now, change.actor, change.action, change.detail])?;
+        let slot_change = match slots {
+            Some(slots) => apply_slot_map_in(&tx, slots)?,
+            None => SlotMapChange::default(),
+        };
         tx.commit()?;
-        Ok(())
+        Ok(slot_change)
     }
 }

@@ -62,6 +62,18 @@ impl Journal {
         Ok(added)
     }
 
+    /// Makes the inventory follow `slots`, the slot map in force: slots new to it are
+    /// added with their `initial_count`; a slot already there takes the map's product
+    /// and capacity and keeps its live count (at most the capacity), its enabled and its
+    /// jammed state; a slot the map no longer has is removed (commands for it are then
+    /// refused `slot_unknown`).
+    pub fn apply_slot_map(&mut self, slots: &[SlotConfig]) -> Result<SlotMapChange, JournalError> {
+        let tx = self.conn.transaction()?;
+        let change = apply_slot_map_in(&tx, slots)?;
+        tx.commit()?;
+        Ok(change)
+    }
+
     /// Makes each of `doors` a door that holds one item: capacity 1, and a count above
     /// one read as "loaded". A slot seeded from a config that gave a door a spiral's
     /// capacity, or a journal from before the slot was a door, is corrected here. Returns
@@ -184,4 +196,65 @@ impl Journal {
         }
         Ok(())
     }
+}
+
+/// What [`Journal::apply_slot_map`] changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SlotMapChange {
+    /// Slots added.
+    pub added: Vec<u16>,
+    /// Slots whose product or capacity changed (a count above the new capacity is cut).
+    pub changed: Vec<u16>,
+    /// Slots removed.
+    pub removed: Vec<u16>,
+}
+
+impl SlotMapChange {
+    /// Nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.changed.is_empty() && self.removed.is_empty()
+    }
+}
+
+pub(super) fn apply_slot_map_in(
+    tx: &rusqlite::Transaction<'_>,
+    slots: &[SlotConfig],
+) -> Result<SlotMapChange, JournalError> {
+    let now = now_ms();
+    let mut change = SlotMapChange::default();
+    let wanted: std::collections::BTreeSet<u16> = slots.iter().map(|s| s.slot).collect();
+    let held: Vec<i64> = tx
+        .prepare_cached("SELECT slot FROM inventory ORDER BY slot")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for slot in held {
+        let slot = to_u16(Some(slot), "slot")?.unwrap_or_default();
+        if !wanted.contains(&slot) {
+            tx.prepare_cached("DELETE FROM inventory WHERE slot = ?1")?
+                .execute([slot])?;
+            change.removed.push(slot);
+        }
+    }
+    for s in slots {
+        let added = tx
+            .prepare_cached(
+                "INSERT INTO inventory (slot, product, capacity, count, enabled, jammed, updated_at) \
+                 VALUES (?1, ?2, ?3, MIN(?4, ?3), 1, 0, ?5) ON CONFLICT(slot) DO NOTHING",
+            )?
+            .execute(params![s.slot, s.product, s.capacity, s.initial_count, now])?;
+        if added > 0 {
+            change.added.push(s.slot);
+            continue;
+        }
+        let updated = tx
+            .prepare_cached(
+                "UPDATE inventory SET product = ?2, capacity = ?3, count = MIN(count, ?3), \
+                 updated_at = ?4 WHERE slot = ?1 AND (product != ?2 OR capacity != ?3)",
+            )?
+            .execute(params![s.slot, s.product, s.capacity, now])?;
+        if updated > 0 {
+            change.changed.push(s.slot);
+        }
+    }
+    Ok(change)
 }

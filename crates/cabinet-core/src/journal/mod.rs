@@ -57,7 +57,7 @@ mod settings;
 pub use commands::{Inserted, NewCommand, StoredCommand, Transition};
 pub use documents::{DocumentChange, StoredDocument};
 pub use error::JournalError;
-pub use inventory::SlotInventory;
+pub use inventory::{SlotInventory, SlotMapChange};
 pub use lock::{BUSY_TIMEOUT, LockWaits};
 pub use open::{Durability, Found, Identity, Opened, quick_check};
 pub use outbox::{OutboxEntry, OutboxMessage};

@@ -5,6 +5,7 @@
 //! health check at a time; a lock board is only queried every `kiosk.board_check_secs`
 //! and never while it is unlocking a door.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -85,8 +86,12 @@ pub fn open_board(cfg: &Config) -> Result<Arc<dyn Board>, cabinet_board::BoardEr
             settings: entry_settings(cfg, e),
         })
         .collect();
-    let routes = cfg
-        .slot_places()
+    Ok(Arc::new(Cabinet::open_lenient(&specs, slot_routes(cfg))?))
+}
+
+/// Each slot's board (by its index in `[[boards]]`) and channel, as a [`Cabinet`] routes.
+pub(super) fn slot_routes(cfg: &Config) -> BTreeMap<u16, SlotRoute> {
+    cfg.slot_places()
         .into_iter()
         .map(|(slot, p)| {
             let route = SlotRoute {
@@ -95,8 +100,7 @@ pub fn open_board(cfg: &Config) -> Result<Arc<dyn Board>, cabinet_board::BoardEr
             };
             (slot, route)
         })
-        .collect();
-    Ok(Arc::new(Cabinet::open_lenient(&specs, routes)?))
+        .collect()
 }
 
 /// Where the VMC driver keeps its PackNO reservation: `<journal>.vmc-packno`, beside the

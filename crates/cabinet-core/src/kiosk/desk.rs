@@ -403,7 +403,7 @@ impl<L: Link> Runner<L> {
     }
 
     /// Queues an action (already in the journal's audit table) for telemetry.
-    fn queue_audit(&mut self, technician: &str, action: &str, detail: String) {
+    pub(super) fn queue_audit(&mut self, technician: &str, action: &str, detail: String) {
         self.desk.pending_audit.push(protocol::AuditEvent {
             at: now_ms(),
             technician: technician.to_owned(),

@@ -1,90 +1,194 @@
-//! The operator's signed documents at the runner: which keys are in force, taking a new
-//! key set from `desired/keys`, and telling the backend on `reported`.
+//! The operator's signed documents at the runner: the key set and the configuration in
+//! force, taking new ones from `desired/keys` and `desired/config`, and telling the
+//! backend on `reported`.
 //!
 //! A key set is applied the moment it is journaled, between two messages of the loop:
 //! the next command is checked against it, a command already accepted finishes as it
-//! was, and the screen never changes (no gap in service during a rotation).
+//! was, and the screen never changes (no gap in service during a rotation). A
+//! configuration waits until the cabinet is between customers (nothing at the board or
+//! queued, no customer's screen up, no technician's visit), then comes into force with
+//! its slot map in one journal transaction; the screen follows at once.
 
 use tracing::{info, info_span, warn};
 
-use crate::config::Config;
-use crate::journal::{DocumentChange, Journal};
+use crate::config::{Config, ConfigClaims, RemoteConfig};
+use crate::journal::{DocumentChange, Journal, JournalError};
 use crate::mqtt::Incoming;
 use crate::protocol::{
-    self, DocumentRefusal, InForce, KIND_KEYS, KeyRole, KeySet, KeySetVerdict, KeysReport,
-    KeysSource, PROTOCOL_VERSION, RefusedReport, Reported, TrustedKeys,
+    self, ConfigReport, Document, DocumentReason, DocumentRefusal, DocumentVerdict, InForce,
+    KIND_CONFIG, KIND_KEYS, KeyRole, KeySet, KeySetVerdict, KeysReport, KeysSource,
+    MAX_CONFIG_BYTES, PROTOCOL_VERSION, RefusedReport, Reported, TrustedKeys,
 };
 
 use super::link::{Link, stopped_is_not_an_error};
-use super::{KioskError, Runner, now_ms};
+use super::{KioskError, Runner, engine_config, now_ms};
 
-/// The keys in force and where they came from.
-#[derive(Debug)]
-pub(super) struct Documents {
-    /// What commands and documents are checked against.
-    pub(super) keys: TrustedKeys,
-    /// The config file's keys: in force until a key set is applied, and again after a
-    /// reset on site.
+/// Where a document in force came from and what it is.
+#[derive(Debug, Clone, Default)]
+struct InForceDoc {
+    /// 0 for the site file's; after a reset on site, the floor.
     version: u64,
-    source: KeysSource,
+    /// `Some` for a signed document.
     sha256: Option<String>,
+    /// The signing kid, or who reset it.
     signed_by: Option<String>,
+    /// When it was applied or reset.
     applied_at: Option<i64>,
-    /// The last document refused in this run, until one is applied.
-    refused: Option<RefusedReport>,
 }
 
-impl Documents {
-    /// The keys in force at start: the journal's key set if one was applied, else the
-    /// config file's.
-    pub(super) fn open(cfg: &Config, journal: &Journal) -> Result<Documents, KioskError> {
-        let file = cfg.trusted_keys()?;
-        let mut docs = Documents {
-            keys: file,
-            version: 0,
-            source: KeysSource::File,
-            sha256: None,
-            signed_by: None,
-            applied_at: None,
-            refused: None,
-        };
-        if let Some(stored) = journal.document(KIND_KEYS)? {
-            docs.version = stored.version;
-            docs.applied_at = Some(stored.applied_at);
-            docs.signed_by = stored.signed_by;
-            if let Some(token) = stored.token {
-                // Checked when it was accepted; unreadable now means the journal changed
-                // under us, and falling back to the file could bring back a removed key.
-                let set = protocol::key_set_from_journal(&token).map_err(|e| {
-                    KioskError::Journal(crate::journal::JournalError::Corrupt(format!(
-                        "the key set in force (version {}) cannot be read: {e}",
-                        stored.version
-                    )))
-                })?;
-                docs.keys = set.keys;
-                docs.sha256 = stored.sha256;
-                docs.source = KeysSource::Signed;
-            }
-            info!(version = docs.version, source = ?docs.source, "keys in force from the journal");
+impl InForceDoc {
+    fn stored(stored: &crate::journal::StoredDocument) -> InForceDoc {
+        InForceDoc {
+            version: stored.version,
+            sha256: stored.sha256.clone(),
+            signed_by: stored.signed_by.clone(),
+            applied_at: Some(stored.applied_at),
         }
-        Ok(docs)
     }
 
-    fn in_force(&self) -> InForce<'_> {
+    fn signed(doc: &Document) -> InForceDoc {
+        InForceDoc {
+            version: doc.version,
+            sha256: Some(doc.sha256.clone()),
+            signed_by: Some(doc.signed_by.clone()),
+            applied_at: Some(crate::journal::now_ms()),
+        }
+    }
+
+    fn as_in_force(&self) -> InForce<'_> {
         InForce {
             version: self.version,
             sha256: self.sha256.as_deref(),
         }
     }
 
-    fn apply(&mut self, set: KeySet) {
-        self.keys = set.keys;
-        self.version = set.version;
-        self.source = KeysSource::Signed;
-        self.sha256 = Some(set.sha256);
-        self.signed_by = Some(set.signed_by);
-        self.applied_at = Some(crate::journal::now_ms());
-        self.refused = None;
+    fn source(&self) -> KeysSource {
+        if self.sha256.is_some() {
+            KeysSource::Signed
+        } else {
+            KeysSource::File
+        }
+    }
+}
+
+/// A configuration accepted but waiting for the cabinet to be between customers.
+#[derive(Debug)]
+struct Pending {
+    doc: Document,
+    remote: RemoteConfig,
+    cfg: Config,
+}
+
+/// The documents in force and what waits.
+#[derive(Debug)]
+pub(super) struct Documents {
+    /// What commands and documents are checked against.
+    pub(super) keys: TrustedKeys,
+    keys_doc: InForceDoc,
+    /// The site file's config, which a configuration document is laid over.
+    file: Config,
+    config_doc: InForceDoc,
+    /// The configuration in force's own problems, when the one the journal holds no
+    /// longer fits the site file (then the file's config is in force).
+    config_problems: Vec<String>,
+    pending: Option<Pending>,
+    /// The last document refused in this run, until one is applied.
+    refused: Option<RefusedReport>,
+}
+
+fn corrupt(what: &str, version: u64, e: &DocumentRefusal) -> KioskError {
+    KioskError::Journal(JournalError::Corrupt(format!(
+        "the {what} in force (version {version}) cannot be read: {e}"
+    )))
+}
+
+/// The `config` of a verified configuration document, laid over the site file.
+fn config_of(file: &Config, doc: &Document) -> Result<(RemoteConfig, Config), DocumentRefusal> {
+    let claims: ConfigClaims = serde_json::from_slice(&doc.claims).map_err(|e| {
+        doc.refuse(
+            DocumentReason::Malformed,
+            format!("bad claims: {e}"),
+            Vec::new(),
+        )
+    })?;
+    let named = |problems: Vec<crate::config::Problem>| {
+        problems
+            .iter()
+            .map(|p| format!("{}: {}", p.field, p.message))
+            .collect::<Vec<_>>()
+    };
+    let remote = RemoteConfig::parse(&claims.config).map_err(|p| {
+        doc.refuse(
+            DocumentReason::Invalid,
+            "the configuration sets what a document may not",
+            named(p),
+        )
+    })?;
+    let cfg = file.with_remote(&remote).map_err(|p| {
+        doc.refuse(
+            DocumentReason::Invalid,
+            "the configuration breaks the rules",
+            named(p),
+        )
+    })?;
+    Ok((remote, cfg))
+}
+
+impl Documents {
+    /// The documents in force at start, and the config in force: the site file's with
+    /// the journal's configuration laid over it (the file's alone when that no longer
+    /// fits the file, with its problems reported).
+    pub(super) fn open(file: Config, journal: &Journal) -> Result<(Documents, Config), KioskError> {
+        let mut docs = Documents {
+            keys: file.trusted_keys()?,
+            keys_doc: InForceDoc::default(),
+            file: file.clone(),
+            config_doc: InForceDoc::default(),
+            config_problems: Vec::new(),
+            pending: None,
+            refused: None,
+        };
+        if let Some(stored) = journal.document(KIND_KEYS)? {
+            docs.keys_doc = InForceDoc::stored(&stored);
+            if let Some(token) = &stored.token {
+                // Checked when it was accepted; unreadable now means the journal changed
+                // under us, and falling back to the file could bring back a removed key.
+                let set = protocol::key_set_from_journal(token)
+                    .map_err(|e| corrupt("key set", stored.version, &e))?;
+                docs.keys = set.keys;
+            }
+            info!(version = stored.version, "keys in force from the journal");
+        }
+        let mut cfg = file;
+        if let Some(stored) = journal.document(KIND_CONFIG)? {
+            docs.config_doc = InForceDoc::stored(&stored);
+            if let Some(token) = &stored.token {
+                let doc = Document::from_journal(token)
+                    .map_err(|e| corrupt("configuration", stored.version, &e))?;
+                match config_of(&docs.file, &doc) {
+                    Ok((_, c)) => cfg = c,
+                    Err(e) => {
+                        warn!(version = stored.version, problems = ?e.problems, "the configuration in force no longer fits the site file: the file's is in force until a new one comes");
+                        docs.config_problems = e.problems;
+                    }
+                }
+            }
+            info!(
+                version = stored.version,
+                "configuration in force from the journal"
+            );
+        }
+        Ok((docs, cfg))
+    }
+
+    /// The version of the configuration in force (0: the site file's).
+    pub(super) fn config_version(&self) -> u64 {
+        self.config_doc.version
+    }
+
+    /// Whether the slot map in force is an operator's rather than the site file's.
+    pub(super) fn remote_slot_map(&self, cfg: &Config) -> bool {
+        cfg.slots != self.file.slots
     }
 
     /// The `reported` message.
@@ -95,13 +199,22 @@ impl Documents {
             boot_id: boot_id.to_owned(),
             at: now_ms(),
             keys: KeysReport {
-                version: self.version,
-                source: self.source,
-                sha256: self.sha256.clone(),
-                signed_by: self.signed_by.clone(),
-                applied_at: self.applied_at,
+                version: self.keys_doc.version,
+                source: self.keys_doc.source(),
+                sha256: self.keys_doc.sha256.clone(),
+                signed_by: self.keys_doc.signed_by.clone(),
+                applied_at: self.keys_doc.applied_at,
                 dispense: self.keys.kids_with(KeyRole::Dispense),
                 operator: self.keys.kids_with(KeyRole::Operator),
+            },
+            config: ConfigReport {
+                version: self.config_doc.version,
+                source: self.config_doc.source(),
+                sha256: self.config_doc.sha256.clone(),
+                signed_by: self.config_doc.signed_by.clone(),
+                applied_at: self.config_doc.applied_at,
+                pending: self.pending.as_ref().map(|p| p.doc.version),
+                problems: self.config_problems.clone(),
             },
             refused: self.refused.clone(),
         }
@@ -118,13 +231,17 @@ fn describe(set: &KeySet) -> String {
     )
 }
 
+fn sha_of(payload: &[u8]) -> String {
+    std::str::from_utf8(payload)
+        .map(|t| protocol::document_sha256(t.trim_ascii()))
+        .unwrap_or_default()
+}
+
 impl<L: Link> Runner<L> {
     /// A key set arrived on `desired/keys`: verify, journal with its audit row, apply,
     /// ack, report. A refused one changes nothing and is reported with its reason.
     pub(super) async fn on_key_set(&mut self, inc: Incoming) -> Result<(), KioskError> {
-        let sha256 = std::str::from_utf8(&inc.payload)
-            .map(|t| protocol::document_sha256(t.trim_ascii()))
-            .unwrap_or_default();
+        let sha256 = sha_of(&inc.payload);
         let span = info_span!("document", kind = KIND_KEYS, sha256 = %sha256);
         span.in_scope(|| self.take_key_set(&inc.payload, sha256))?;
         stopped_is_not_an_error(self.link.ack(inc.ack).await)?;
@@ -136,11 +253,14 @@ impl<L: Link> Runner<L> {
             payload,
             &self.docs.keys,
             &self.cfg.machine_code,
-            self.docs.in_force(),
+            self.docs.keys_doc.as_in_force(),
         );
         match verdict {
             Ok(KeySetVerdict::InForce) => {
-                info!(version = self.docs.version, "key set already in force");
+                info!(
+                    version = self.docs.keys_doc.version,
+                    "key set already in force"
+                );
             }
             Ok(KeySetVerdict::New(set)) => {
                 let detail = describe(&set);
@@ -156,7 +276,15 @@ impl<L: Link> Runner<L> {
                     detail: &detail,
                 })?;
                 info!(version = set.version, signed_by = %set.signed_by, keys = %detail, "key set applied");
-                self.docs.apply(*set);
+                self.queue_audit(&actor, "keys_applied", detail);
+                self.docs.keys_doc = InForceDoc {
+                    version: set.version,
+                    sha256: Some(set.sha256),
+                    signed_by: Some(set.signed_by),
+                    applied_at: Some(crate::journal::now_ms()),
+                };
+                self.docs.keys = set.keys;
+                self.docs.refused = None;
             }
             Err(refusal) => {
                 warn!(reason = refusal.reason.code(), detail = %refusal.detail, problems = ?refusal.problems, version = ?refusal.version, bytes = payload.len(), "key set refused");
@@ -164,6 +292,141 @@ impl<L: Link> Runner<L> {
             }
         }
         Ok(())
+    }
+
+    /// A configuration arrived on `desired/config`: verify it, lay it over the site file
+    /// and validate the whole; a good one waits for the cabinet to be between customers
+    /// (often that is now), a bad one changes nothing and is reported with its problems.
+    pub(super) async fn on_config(&mut self, inc: Incoming) -> Result<(), KioskError> {
+        let sha256 = sha_of(&inc.payload);
+        let span = info_span!("document", kind = KIND_CONFIG, sha256 = %sha256);
+        span.in_scope(|| self.take_config(&inc.payload, sha256));
+        stopped_is_not_an_error(self.link.ack(inc.ack).await)?;
+        if !self.apply_pending_config().await? {
+            // Waiting (or refused): say so now; an applied one reports itself.
+            self.send_reported().await?;
+        }
+        Ok(())
+    }
+
+    fn take_config(&mut self, payload: &[u8], sha256: String) {
+        let verdict = protocol::verify_document(
+            payload,
+            &self.docs.keys,
+            &self.cfg.machine_code,
+            KIND_CONFIG,
+            MAX_CONFIG_BYTES,
+            self.docs.config_doc.as_in_force(),
+        );
+        let doc = match verdict {
+            Ok(DocumentVerdict::InForce) => {
+                info!(
+                    version = self.docs.config_doc.version,
+                    "configuration already in force"
+                );
+                return;
+            }
+            Ok(DocumentVerdict::New(doc)) => doc,
+            Err(refusal) => {
+                warn!(reason = refusal.reason.code(), detail = %refusal.detail, version = ?refusal.version, bytes = payload.len(), "configuration refused");
+                self.docs.refused = Some(refused_report(KIND_CONFIG, refusal, sha256));
+                return;
+            }
+        };
+        if self
+            .docs
+            .pending
+            .as_ref()
+            .is_some_and(|p| p.doc.version >= doc.version)
+        {
+            let waiting = self.docs.pending.as_ref().map_or(0, |p| p.doc.version);
+            let refusal = doc.refuse(
+                DocumentReason::StaleVersion,
+                format!(
+                    "version {} is not above version {waiting}, which waits to come into force",
+                    doc.version
+                ),
+                Vec::new(),
+            );
+            warn!(reason = refusal.reason.code(), detail = %refusal.detail, "configuration refused");
+            self.docs.refused = Some(refused_report(KIND_CONFIG, refusal, sha256));
+            return;
+        }
+        match config_of(&self.docs.file, &doc) {
+            Ok((remote, cfg)) => {
+                info!(version = doc.version, signed_by = %doc.signed_by, sets = %remote.describe(), "configuration accepted: it comes into force between customers");
+                self.docs.pending = Some(Pending {
+                    doc: *doc,
+                    remote,
+                    cfg,
+                });
+            }
+            Err(refusal) => {
+                warn!(reason = refusal.reason.code(), detail = %refusal.detail, problems = ?refusal.problems, version = ?refusal.version, "configuration refused");
+                self.docs.refused = Some(refused_report(KIND_CONFIG, refusal, sha256));
+            }
+        }
+    }
+
+    /// Puts the waiting configuration in force if the cabinet is between customers:
+    /// journaled with its slot map and audit row in one transaction, then the engine, the
+    /// board's routes and the screen. Returns whether it did (and reported it).
+    pub(super) async fn apply_pending_config(&mut self) -> Result<bool, KioskError> {
+        if self.docs.pending.is_none()
+            || self.desk.technician().is_some()
+            || !self.engine.between_customers()
+        {
+            return Ok(false);
+        }
+        let Some(Pending { doc, remote, cfg }) = self.docs.pending.take() else {
+            return Ok(false);
+        };
+        let span = info_span!("document", kind = KIND_CONFIG, version = doc.version);
+        let _g = span.enter();
+        if !cfg.boards.is_empty()
+            && let Err(e) = self.board.board.set_routes(super::board::slot_routes(&cfg))
+        {
+            // The board refused the new wiring (validated already, so a bug): keep the old.
+            warn!(error = %e, "the board refused the new slot map: the configuration is not applied");
+            self.docs.refused = Some(refused_report(
+                KIND_CONFIG,
+                doc.refuse(DocumentReason::Invalid, e.to_string(), Vec::new()),
+                doc.sha256.clone(),
+            ));
+            drop(_g);
+            self.send_reported().await?;
+            return Ok(true);
+        }
+        let detail = format!("version {}: {}", doc.version, remote.describe());
+        let actor = format!("operator:{}", doc.signed_by);
+        let slots = self.journal.put_document_with_slots(
+            &DocumentChange {
+                kind: KIND_CONFIG,
+                version: doc.version,
+                sha256: Some(&doc.sha256),
+                token: Some(&doc.token),
+                by: &doc.signed_by,
+                actor: &actor,
+                action: "config_applied",
+                detail: &detail,
+            },
+            Some(&cfg.slots),
+        )?;
+        let doors: Vec<u16> = cfg.door_slots().into_iter().collect();
+        self.journal.doors_hold_one(&doors)?;
+        info!(signed_by = %doc.signed_by, sets = %remote.describe(), added = ?slots.added, changed = ?slots.changed, removed = ?slots.removed, "configuration in force");
+        self.queue_audit(&actor, "config_applied", detail);
+        self.docs.config_doc = InForceDoc::signed(&doc);
+        self.docs.config_problems.clear();
+        self.docs.refused = None;
+        let ecfg = engine_config(&cfg, &self.boot_id, doc.version);
+        self.cfg = cfg;
+        let inventory = self.journal.inventory()?;
+        drop(_g);
+        let actions = self.engine.reconfigure(ecfg, inventory, now_ms());
+        self.exec(actions, None).await?;
+        self.send_reported().await?;
+        Ok(true)
     }
 
     /// Publishes `reported` (on every connection, and after every document).

@@ -143,6 +143,27 @@ fn slot_sites(cfg: &Config, doors: &BTreeSet<u16>) -> BTreeMap<u16, SlotSite> {
         .collect()
 }
 
+/// What the engine needs of the config in force.
+fn engine_config(cfg: &Config, boot_id: &str, config_version: u64) -> EngineConfig {
+    EngineConfig {
+        machine_code: cfg.machine_code.clone(),
+        cabinet_name: cfg.kiosk.name.clone(),
+        boot_id: boot_id.to_owned(),
+        require_session: cfg.commands.require_session,
+        session_lifetime_ms: cfg.commands.session_lifetime_secs * 1000,
+        take_item_ms: cfg.kiosk.take_item_secs * 1000,
+        failed_ms: cfg.kiosk.failed_secs * 1000,
+        out_of_service_grace_ms: cfg.kiosk.out_of_service_grace_secs * 1000,
+        clock_skew_secs: cfg.commands.clock_skew_secs,
+        // A margin over the runner's own first check (which waits this long for the
+        // board), so that check's answer normally decides; this is the backstop.
+        board_start_wait_ms: (cfg.kiosk.board_start_wait_secs + 2) * 1000,
+        sites: slot_sites(cfg, &cfg.door_slots()),
+        config_version,
+        info: Arc::new(crate::screen::CabinetInfo::from_config(cfg)),
+    }
+}
+
 fn new_nonce() -> Result<String, KioskError> {
     let id = protocol::new_boot_id().map_err(|e| KioskError::Setup(e.to_string()))?;
     Ok(id.chars().take(16).collect())
@@ -250,7 +271,19 @@ impl<L: Link> Runner<L> {
     ) -> Result<Runner<L>, KioskError> {
         let (mut journal, journal_loss) = crate::upkeep::open_at_start(&cfg)?;
         journal.set_rejection_limits(crate::journal::RejectionLimits::of(&cfg.journal));
-        journal.seed_inventory(&cfg.slots)?;
+        // The documents in force, and the config in force: the file's, with the
+        // operator's configuration (if one is in force) laid over it.
+        let (docs, cfg) = Documents::open(cfg, &journal)?;
+        if docs.remote_slot_map(&cfg) {
+            journal.apply_slot_map(&cfg.slots)?;
+            if !cfg.boards.is_empty() {
+                board
+                    .set_routes(board::slot_routes(&cfg))
+                    .map_err(|e| KioskError::Setup(format!("the slot map in force: {e}")))?;
+            }
+        } else {
+            journal.seed_inventory(&cfg.slots)?;
+        }
         let doors = cfg.door_slots();
         let corrected = journal.doors_hold_one(&doors.iter().copied().collect::<Vec<_>>())?;
         if !corrected.is_empty() {
@@ -259,23 +292,8 @@ impl<L: Link> Runner<L> {
         let desk = Desk::open(&journal)?;
         let topics =
             Topics::new(&cfg.machine_code).map_err(|e| KioskError::Setup(e.to_string()))?;
-        let docs = Documents::open(&cfg, &journal)?;
         let verify = cfg.verify_options();
-        let ecfg = EngineConfig {
-            machine_code: cfg.machine_code.clone(),
-            cabinet_name: cfg.kiosk.name.clone(),
-            boot_id: boot_id.clone(),
-            require_session: cfg.commands.require_session,
-            session_lifetime_ms: cfg.commands.session_lifetime_secs * 1000,
-            take_item_ms: cfg.kiosk.take_item_secs * 1000,
-            failed_ms: cfg.kiosk.failed_secs * 1000,
-            out_of_service_grace_ms: cfg.kiosk.out_of_service_grace_secs * 1000,
-            clock_skew_secs: cfg.commands.clock_skew_secs,
-            // A margin over the runner's own first check (which waits this long for the
-            // board), so that check's answer normally decides; this is the backstop.
-            board_start_wait_ms: (cfg.kiosk.board_start_wait_secs + 2) * 1000,
-            sites: slot_sites(&cfg, &doors),
-        };
+        let ecfg = engine_config(&cfg, &boot_id, docs.config_version());
         let engine = Engine::new(ecfg, journal.inventory()?, now_ms());
         let upkeep = Upkeep::new(&cfg, journal.lock_waits());
         let board = BoardWorker::new(board, upkeep.motor_flag());
@@ -421,6 +439,7 @@ impl<L: Link> Runner<L> {
                     self.check_disk().await?;
                     let actions = self.engine.step(Event::Tick { now_ms: now_ms() });
                     self.exec(actions, None).await?;
+                    self.apply_pending_config().await?;
                     self.look_at_witness().await?;
                     self.check_idle_logout().await?;
                     self.send_audit().await?;
@@ -500,6 +519,9 @@ impl<L: Link> Runner<L> {
         match ev {
             LinkEvent::Incoming(inc) if inc.topic == self.topics.desired_keys => {
                 self.on_key_set(inc).await?;
+            }
+            LinkEvent::Incoming(inc) if inc.topic == self.topics.desired_config => {
+                self.on_config(inc).await?;
             }
             LinkEvent::Incoming(inc) => {
                 let now = now_ms();

@@ -748,3 +748,170 @@ async fn a_signed_key_set_rotates_the_dispense_key_without_a_restart() {
     );
     assert_eq!(j.document("keys").unwrap().unwrap().version, 1);
 }
+
+/// A configuration over the cabinet's own channel: one that breaks the rules is refused
+/// with every problem named and changes nothing; a good one pushed while a dispense runs
+/// waits for it to end, then comes into force with its slot map, the screen following.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_configuration_waits_for_the_dispense_and_then_changes_the_slot_map() {
+    let ops = SigningKey::from_bytes(&[9; 32]);
+    let ops_public = protocol::public_key_base64url(&ops);
+    let mut k = Kiosk::start_with(false, |cfg| {
+        cfg.operator_keys = [("ops-1".to_owned(), ops_public.clone())].into();
+        // "Take your item" after the dispense: the customer is still there until it ends.
+        cfg.kiosk.take_item_secs = 1;
+    })
+    .await;
+    k.connect(true);
+    assert_eq!(k.reported().await["config"]["version"], 0);
+    let doc = |version: u64, config: Value| {
+        let claims = crate::config::ConfigClaims {
+            kind: "config".into(),
+            aud: "GZ-0001".into(),
+            iat: 1,
+            version,
+            config,
+        };
+        protocol::sign_document(&claims, &ops, "ops-1").unwrap()
+    };
+    let config_doc = |k: &mut Kiosk, token: &str| {
+        k.seq += 1;
+        let ack = AckToken::for_test(k.seq);
+        k.event(LinkEvent::Incoming(Incoming {
+            payload: token.as_bytes().to_vec(),
+            dup: false,
+            topic: "cabinet/v1/GZ-0001/desired/config".into(),
+            ack,
+        }));
+    };
+
+    // Every problem, by field, and nothing else changes.
+    config_doc(
+        &mut k,
+        &doc(
+            1,
+            serde_json::json!({"kiosk": {"take_item_secs": 0},
+                "slots": [{"slot": 1, "product": "Water", "capacity": 10, "initial_count": 20}],
+                "mqtt": {"url": "mqtt://evil"}}),
+        ),
+    );
+    k.ack().await;
+    let r = k.reported().await;
+    assert_eq!(r["refused"]["reason"], "invalid", "{r}");
+    assert!(
+        r["refused"]["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("mqtt"),
+        "{r}"
+    );
+    config_doc(
+        &mut k,
+        &doc(
+            1,
+            serde_json::json!({"kiosk": {"take_item_secs": 0},
+                "slots": [{"slot": 1, "product": "Water", "capacity": 10, "initial_count": 20}]}),
+        ),
+    );
+    k.ack().await;
+    let r = k.reported().await;
+    let problems: Vec<&str> = r["refused"]["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().split(':').next().unwrap())
+        .collect();
+    assert_eq!(
+        problems,
+        ["slots[0].initial_count", "kiosk.take_item_secs"],
+        "{r}"
+    );
+    assert_eq!(r["config"]["version"], 0);
+
+    // A dispense at the board: the good configuration waits for it.
+    let release = k.board.hold();
+    k.command("c-1", 2, false);
+    k.ack().await;
+    assert_eq!(state(&k.reply().await.1), "accepted");
+    assert_eq!(state(&k.reply().await.1), "dispensing");
+    config_doc(
+        &mut k,
+        &doc(
+            2,
+            serde_json::json!({"kiosk": {"name": "Gate B", "take_item_secs": 1},
+                "slots": [{"slot": 1, "product": "Sparkling water", "capacity": 10, "initial_count": 5},
+                          {"slot": 3, "product": "Juice", "capacity": 8, "initial_count": 8}]}),
+        ),
+    );
+    k.ack().await;
+    let r = k.reported().await;
+    assert_eq!(
+        (
+            r["config"]["version"].as_u64(),
+            r["config"]["pending"].as_u64()
+        ),
+        (Some(0), Some(2)),
+        "{r}"
+    );
+    assert_eq!(
+        k.screen.borrow().as_ref().unwrap().cabinet_name,
+        "",
+        "not during the dispense"
+    );
+    release.send(()).unwrap();
+    assert_eq!(
+        state(&k.reply().await.1),
+        "succeeded",
+        "finished under the old config"
+    );
+    let r = k.reported().await;
+    assert_eq!(r["config"]["version"], 2, "{r}");
+    assert_eq!(r["config"].get("pending"), None, "{r}");
+    k.screen_is(|_| true).await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let snap = k.screen.borrow().clone().unwrap();
+        if snap.cabinet_name == "Gate B" {
+            let items: Vec<(u16, &str)> = snap
+                .items
+                .iter()
+                .map(|i| (i.slot, i.product.as_str()))
+                .collect();
+            assert_eq!(items, [(1, "Sparkling water"), (3, "Juice")]);
+            assert_eq!(snap.config_version, 2);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the screen never followed"
+        );
+        k.screen.changed().await.unwrap();
+    }
+    // Slot 2 is gone: refused slot_unknown. Slot 3 sells.
+    k.command("c-2", 2, false);
+    k.ack().await;
+    let (_, body) = k.reply().await;
+    assert_eq!(
+        (state(&body), body["reason"].as_str()),
+        ("rejected", Some("slot_unknown"))
+    );
+    k.command("c-3", 3, false);
+    k.ack().await;
+    release.send(()).unwrap();
+    let states: Vec<String> = [k.reply().await.1, k.reply().await.1, k.reply().await.1]
+        .iter()
+        .map(|b| state(b).to_owned())
+        .collect();
+    assert_eq!(states, ["accepted", "dispensing", "succeeded"]);
+    let (result, journal, _dir) = k.stop().await;
+    result.unwrap();
+    let j = crate::journal::Journal::open(&journal).unwrap();
+    let audit = j.recent_audit(10).unwrap();
+    assert!(
+        audit.iter().any(|a| a.action == "config_applied"
+            && a.technician == "operator:ops-1"
+            && a.detail
+                .starts_with("version 2: 2 slots; kiosk.name, kiosk.take_item_secs")),
+        "{audit:?}"
+    );
+}

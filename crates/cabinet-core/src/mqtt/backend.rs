@@ -252,6 +252,23 @@ impl BackendClient {
             .await
     }
 
+    /// Publishes a signed configuration to `cabinet/v1/{machine_code}/desired/config`,
+    /// as [`BackendClient::send_key_set`] does a key set.
+    pub async fn send_config(
+        &mut self,
+        machine_code: &str,
+        token: &str,
+    ) -> Result<(), BackendError> {
+        let topics = Topics::new(machine_code)?;
+        self.publish_confirmed(
+            topics.desired_config,
+            true,
+            token,
+            "publishing the configuration",
+        )
+        .await
+    }
+
     async fn publish_confirmed(
         &mut self,
         topic: String,

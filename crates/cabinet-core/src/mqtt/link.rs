@@ -221,8 +221,12 @@ impl LinkHandle {
     /// cabinet hears everything meant for it.
     async fn subscribe_cmd(&self) -> Result<(), LinkError> {
         let _g = self.send_lock.lock().await;
-        let filters = [&self.topics.cmd, &self.topics.desired_keys]
-            .map(|t| SubscribeFilter::new(t.clone(), QoS::AtLeastOnce));
+        let filters = [
+            &self.topics.cmd,
+            &self.topics.desired_keys,
+            &self.topics.desired_config,
+        ]
+        .map(|t| SubscribeFilter::new(t.clone(), QoS::AtLeastOnce));
         self.client
             .subscribe_many(filters)
             .await
@@ -494,8 +498,8 @@ impl MqttLink {
     }
 
     fn on_publish(&mut self, p: Publish) {
-        let is_cmd =
-            p.topic == self.handle.topics.cmd || p.topic == self.handle.topics.desired_keys;
+        let t = &self.handle.topics;
+        let is_cmd = p.topic == t.cmd || p.topic == t.desired_keys || p.topic == t.desired_config;
         let token = {
             let mut sh = lock(&self.handle.shared);
             let seq = sh.next_seq;

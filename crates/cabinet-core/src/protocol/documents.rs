@@ -1,4 +1,5 @@
-//! The cabinet's signed documents: the key set it trusts (and, next, its configuration).
+//! The cabinet's signed documents: the key set it trusts and the configuration an
+//! operator changes remotely.
 //!
 //! A document is a compact JWS like a command (the same `alg`, the same parser), but
 //! signed by an **operator** key, with no `exp`: it stays in force until a document with
@@ -24,6 +25,13 @@ use super::{KeyRole, ProtocolError, SigningKey, TrustedKeys};
 
 /// The `kind` of a key set document.
 pub const KIND_KEYS: &str = "keys";
+
+/// The `kind` of a configuration document.
+pub const KIND_CONFIG: &str = "config";
+
+/// The largest configuration document accepted, in bytes: the shipped broker's message
+/// limit (deploy/mosquitto/mosquitto.conf), room for a slot map of some 500 slots.
+pub const MAX_CONFIG_BYTES: usize = 64 * 1024;
 
 /// The most keys a key set may list: a rotation needs two of each role at a time;
 /// sixteen leaves room for several backends without making the set a memory hazard.
@@ -183,12 +191,12 @@ pub struct KeySet {
     pub token: String,
 }
 
-/// What is in force now, as [`verify_key_set`] compares against it.
+/// What is in force now, as a new document is compared against it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InForce<'a> {
-    /// Its version (0 for the keys of the config file).
+    /// Its version (0 for what the config file says).
     pub version: u64,
-    /// Its hash (`None` for the keys of the config file).
+    /// Its hash (`None` for what the config file says).
     pub sha256: Option<&'a str>,
 }
 
@@ -201,6 +209,42 @@ pub enum KeySetVerdict {
     InForce,
 }
 
+/// A document whose signature, kind, target and version passed: its content is still
+/// to be checked by whoever knows its kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Document {
+    /// Its version.
+    pub version: u64,
+    /// The operator kid that signed it.
+    pub signed_by: String,
+    /// `iat`.
+    pub issued_at: i64,
+    /// Hex SHA-256 of the token as received (trimmed).
+    pub sha256: String,
+    /// The token itself, kept in the journal.
+    pub token: String,
+    /// The decoded claims (JSON), for the kind's own parser.
+    pub claims: Vec<u8>,
+}
+
+/// What a signed document turned out to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DocumentVerdict {
+    /// A new document of its kind, its content still to be checked.
+    New(Box<Document>),
+    /// The very document in force.
+    InForce,
+}
+
+/// The claims every document carries.
+#[derive(Deserialize)]
+struct Envelope {
+    kind: String,
+    aud: String,
+    iat: i64,
+    version: u64,
+}
+
 /// Hex SHA-256 of a document as the cabinet names it.
 pub fn document_sha256(token: &str) -> String {
     Sha256::digest(token.as_bytes())
@@ -209,27 +253,26 @@ pub fn document_sha256(token: &str) -> String {
         .collect()
 }
 
-/// Decides whether a key set document may replace the keys in force.
-///
-/// Checks, in this order: size (`oversize`); a compact JWS with `alg` EdDSA
-/// (`malformed`, `unsupported_algorithm`); `kid` trusted (`unknown_key`) **as an
-/// operator key** (`key_not_allowed`); the signature (`bad_signature`); then the claims:
-/// their shape (`malformed`), `kind` = `keys` (`wrong_kind`), `aud` (`wrong_target`),
-/// `version` above the one in force (`stale_version`; the same version with the same
-/// hash is [`KeySetVerdict::InForce`]), and the set itself (`invalid`: every problem
-/// named — valid keys, unique kids, roles given, at least one dispense key and one
-/// operator key, at most [`MAX_KEYS_IN_SET`]).
-pub fn verify_key_set(
+/// The checks every document passes before its content is read, in this order: size
+/// (`oversize`); a compact JWS (`malformed`) with `alg` EdDSA (`unsupported_algorithm`);
+/// `kid` trusted (`unknown_key`) **as an operator key** (`key_not_allowed`); the signature
+/// (`bad_signature`); `kind`, `aud`, `iat` and `version` present (`malformed`); `kind` is
+/// `kind` (`wrong_kind`); `aud` (`wrong_target`); `version` above the one in force
+/// (`stale_version`; the same version with the same hash is
+/// [`DocumentVerdict::InForce`]).
+pub fn verify_document(
     token: &[u8],
     trusted: &TrustedKeys,
     machine_code: &str,
+    kind: &str,
+    max_bytes: usize,
     in_force: InForce<'_>,
-) -> Result<KeySetVerdict, DocumentRefusal> {
-    if token.len() > MAX_KEY_SET_BYTES {
+) -> Result<DocumentVerdict, DocumentRefusal> {
+    if token.len() > max_bytes {
         return Err(DocumentRefusal::new(
             DocumentReason::Oversize,
             format!(
-                "{} bytes, a key set may have at most {MAX_KEY_SET_BYTES}",
+                "{} bytes, a {kind} document may have at most {max_bytes}",
                 token.len()
             ),
         ));
@@ -239,85 +282,146 @@ pub fn verify_key_set(
         .trim_ascii();
     let sha256 = document_sha256(text);
     let (kid, payload) = verify_operator_signature(text, trusted)?;
-    let claims: KeySetClaims = serde_json::from_slice(&payload).map_err(|e| DocumentRefusal {
+    let env: Envelope = serde_json::from_slice(&payload).map_err(|e| DocumentRefusal {
         signed_by: Some(kid.clone()),
         ..DocumentRefusal::new(DocumentReason::Malformed, format!("bad claims: {e}"))
     })?;
     let refuse = |reason, detail: String| DocumentRefusal {
-        version: Some(claims.version),
+        version: Some(env.version),
         signed_by: Some(kid.clone()),
         ..DocumentRefusal::new(reason, detail)
     };
-    if claims.kind != KIND_KEYS {
+    if env.kind != kind {
         return Err(refuse(
             DocumentReason::WrongKind,
-            format!(
-                "kind is {:?}, this topic takes {KIND_KEYS:?}",
-                short(&claims.kind)
-            ),
+            format!("kind is {:?}, this topic takes {kind:?}", short(&env.kind)),
         ));
     }
-    if claims.aud != machine_code {
+    if env.aud != machine_code {
         return Err(refuse(
             DocumentReason::WrongTarget,
             format!(
                 "aud is {:?}, this cabinet is {machine_code:?}",
-                short(&claims.aud)
+                short(&env.aud)
             ),
         ));
     }
-    if claims.version == in_force.version && in_force.sha256 == Some(sha256.as_str()) {
-        return Ok(KeySetVerdict::InForce);
+    if env.version == in_force.version && in_force.sha256 == Some(sha256.as_str()) {
+        return Ok(DocumentVerdict::InForce);
     }
-    if claims.version <= in_force.version {
+    if env.version <= in_force.version {
         return Err(refuse(
             DocumentReason::StaleVersion,
             format!(
                 "version {} is not above the version in force, {}",
-                claims.version, in_force.version
+                env.version, in_force.version
             ),
         ));
     }
-    let keys = key_set_rules(&claims.keys).map_err(|problems| DocumentRefusal {
-        problems,
-        ..refuse(
-            DocumentReason::Invalid,
-            "the key set breaks the rules".into(),
-        )
-    })?;
-    Ok(KeySetVerdict::New(Box::new(KeySet {
-        version: claims.version,
-        keys,
+    Ok(DocumentVerdict::New(Box::new(Document {
+        version: env.version,
         signed_by: kid,
-        issued_at: claims.iat,
+        issued_at: env.iat,
         sha256,
         token: text.to_owned(),
+        claims: payload,
     })))
+}
+
+impl Document {
+    /// A refusal of this document's content.
+    pub fn refuse(
+        &self,
+        reason: DocumentReason,
+        detail: impl Into<String>,
+        problems: Vec<String>,
+    ) -> DocumentRefusal {
+        DocumentRefusal {
+            problems,
+            version: Some(self.version),
+            signed_by: Some(self.signed_by.clone()),
+            ..DocumentRefusal::new(reason, detail)
+        }
+    }
+
+    /// Reads back a document the journal accepted earlier (its signature was checked then,
+    /// against the keys in force at the time, which may since have been rotated away).
+    pub fn from_journal(token: &str) -> Result<Document, DocumentRefusal> {
+        let compact = parse_compact(token)
+            .map_err(|r| DocumentRefusal::new(DocumentReason::of(r.reason), r.detail))?;
+        let kid = compact.kid().unwrap_or_default().to_owned();
+        let payload = URL_SAFE_NO_PAD.decode(compact.payload_b64).map_err(|_| {
+            DocumentRefusal::new(DocumentReason::Malformed, "payload is not base64url")
+        })?;
+        let env: Envelope = serde_json::from_slice(&payload).map_err(|e| {
+            DocumentRefusal::new(DocumentReason::Malformed, format!("bad claims: {e}"))
+        })?;
+        Ok(Document {
+            version: env.version,
+            signed_by: kid,
+            issued_at: env.iat,
+            sha256: document_sha256(token),
+            token: token.to_owned(),
+            claims: payload,
+        })
+    }
+}
+
+/// Decides whether a key set document may replace the keys in force: the checks of
+/// [`verify_document`] (kind `keys`, at most [`MAX_KEY_SET_BYTES`]), then the set's shape
+/// (`malformed`: an unknown role, a missing field) and rules (`invalid`: every problem
+/// named — valid keys, unique kids, roles given, at least one dispense key and one
+/// operator key, at most [`MAX_KEYS_IN_SET`]).
+pub fn verify_key_set(
+    token: &[u8],
+    trusted: &TrustedKeys,
+    machine_code: &str,
+    in_force: InForce<'_>,
+) -> Result<KeySetVerdict, DocumentRefusal> {
+    let doc = match verify_document(
+        token,
+        trusted,
+        machine_code,
+        KIND_KEYS,
+        MAX_KEY_SET_BYTES,
+        in_force,
+    )? {
+        DocumentVerdict::InForce => return Ok(KeySetVerdict::InForce),
+        DocumentVerdict::New(doc) => doc,
+    };
+    key_set_of(&doc).map(|set| KeySetVerdict::New(Box::new(set)))
+}
+
+/// The key set a verified document carries.
+fn key_set_of(doc: &Document) -> Result<KeySet, DocumentRefusal> {
+    let claims: KeySetClaims = serde_json::from_slice(&doc.claims).map_err(|e| {
+        doc.refuse(
+            DocumentReason::Malformed,
+            format!("bad claims: {e}"),
+            Vec::new(),
+        )
+    })?;
+    let keys = key_set_rules(&claims.keys).map_err(|problems| {
+        doc.refuse(
+            DocumentReason::Invalid,
+            "the key set breaks the rules",
+            problems,
+        )
+    })?;
+    Ok(KeySet {
+        version: doc.version,
+        keys,
+        signed_by: doc.signed_by.clone(),
+        issued_at: doc.issued_at,
+        sha256: doc.sha256.clone(),
+        token: doc.token.clone(),
+    })
 }
 
 /// Reads back a key set the journal accepted earlier (its signature was checked then,
 /// against the keys in force at the time, which may since have been rotated away).
 pub fn key_set_from_journal(token: &str) -> Result<KeySet, DocumentRefusal> {
-    let compact = parse_compact(token)
-        .map_err(|r| DocumentRefusal::new(DocumentReason::of(r.reason), r.detail))?;
-    let kid = compact.kid().unwrap_or_default().to_owned();
-    let payload = URL_SAFE_NO_PAD
-        .decode(compact.payload_b64)
-        .map_err(|_| DocumentRefusal::new(DocumentReason::Malformed, "payload is not base64url"))?;
-    let claims: KeySetClaims = serde_json::from_slice(&payload)
-        .map_err(|e| DocumentRefusal::new(DocumentReason::Malformed, format!("bad claims: {e}")))?;
-    let keys = key_set_rules(&claims.keys).map_err(|problems| DocumentRefusal {
-        problems,
-        ..DocumentRefusal::new(DocumentReason::Invalid, "the key set breaks the rules")
-    })?;
-    Ok(KeySet {
-        version: claims.version,
-        keys,
-        signed_by: kid,
-        issued_at: claims.iat,
-        sha256: document_sha256(token),
-        token: token.to_owned(),
-    })
+    key_set_of(&Document::from_journal(token)?)
 }
 
 /// The JWS checks every document shares, up to and including the signature: returns the

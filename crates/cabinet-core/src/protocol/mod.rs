@@ -54,9 +54,10 @@ pub use commands::{
     TrustedIds, VerifyOptions,
 };
 pub use documents::{
-    DocumentReason, DocumentRefusal, InForce, KIND_KEYS, KeyEntry, KeySet, KeySetClaims,
-    KeySetVerdict, MAX_KEY_SET_BYTES, MAX_KEYS_IN_SET, document_sha256, key_set_from_journal,
-    sign_document, verify_key_set,
+    Document, DocumentReason, DocumentRefusal, DocumentVerdict, InForce, KIND_CONFIG, KIND_KEYS,
+    KeyEntry, KeySet, KeySetClaims, KeySetVerdict, MAX_CONFIG_BYTES, MAX_KEY_SET_BYTES,
+    MAX_KEYS_IN_SET, document_sha256, key_set_from_journal, sign_document, verify_document,
+    verify_key_set,
 };
 pub use error::ProtocolError;
 pub use keys::{
@@ -64,7 +65,7 @@ pub use keys::{
     generate_keypair, new_boot_id, public_key_base64url,
 };
 pub use replies::{CommandState, Evidence, Reply, ReplyState};
-pub use reported::{KeysReport, KeysSource, RefusedReport, Reported};
+pub use reported::{ConfigReport, KeysReport, KeysSource, RefusedReport, Reported};
 pub use telemetry::{
     AuditEvent, BoardHealth, JournalFigures, Presence, SlotLevel, StateMessage, Telemetry,
 };

@@ -1,11 +1,12 @@
-//! What a cabinet reports on `.../reported`: the documents in force and the last one it
-//! refused, so an operator sees which cabinets run what without asking each.
+//! What a cabinet reports on `.../reported`: the documents in force (key set,
+//! configuration) and the last one it refused, so an operator sees which cabinets run
+//! what without asking each.
 
 use serde::{Deserialize, Serialize};
 
 use super::DocumentReason;
 
-/// Where the keys in force come from.
+/// Where the keys (or the configuration) in force come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum KeysSource {
@@ -39,10 +40,36 @@ pub struct KeysReport {
     pub operator: Vec<String>,
 }
 
+/// The configuration in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigReport {
+    /// The version in force: 0 while the site file's configuration is.
+    pub version: u64,
+    /// File or signed.
+    pub source: KeysSource,
+    /// Hex SHA-256 of the configuration document in force (signed only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// The operator kid that signed it (signed only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<String>,
+    /// When it came into force, unix ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_at: Option<i64>,
+    /// A newer version accepted and waiting for the cabinet to be between customers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<u64>,
+    /// When the configuration the journal holds no longer fits the site file (a
+    /// technician changed the file): why, each naming its field. The site file's
+    /// configuration is then in force until a new document comes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
+}
+
 /// The last document refused since this run of the app started.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RefusedReport {
-    /// Which topic it came on: `keys`.
+    /// Which topic it came on: `keys` or `config`.
     pub document: String,
     /// Why.
     pub reason: DocumentReason,
@@ -76,6 +103,8 @@ pub struct Reported {
     pub at: u64,
     /// The keys in force.
     pub keys: KeysReport,
+    /// The configuration in force.
+    pub config: ConfigReport,
     /// The last document refused in this run, if any since the last one applied.
     pub refused: Option<RefusedReport>,
 }

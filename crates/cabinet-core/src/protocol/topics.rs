@@ -50,6 +50,8 @@ pub struct Topics {
     pub telemetry: String,
     /// Operator → cabinet, retained, QoS 1: the signed key set.
     pub desired_keys: String,
+    /// Operator → cabinet, retained, QoS 1: the signed configuration.
+    pub desired_config: String,
     /// Cabinet → backend, retained, QoS 1: the documents in force and the last refusal.
     pub reported: String,
 }
@@ -66,6 +68,7 @@ impl Topics {
             state: format!("{base}/state"),
             telemetry: format!("{base}/telemetry"),
             desired_keys: format!("{base}/desired/keys"),
+            desired_config: format!("{base}/desired/config"),
             reported: format!("{base}/reported"),
         })
     }
