@@ -5,11 +5,14 @@
 //! which fails on a keyword it does not know).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use cabinet_core::config::{
+    ConfigClaims, RemoteConfig, RemoteKiosk, RemoteMaintenance, RemoteSupport, ScanApp, SlotConfig,
+};
 use cabinet_core::protocol::{
     ConfigReport, DocumentReason, KeyEntry, KeyRole, KeySetClaims, KeysReport, KeysSource,
     PROTOCOL_VERSION, RefusedReport, Reported, SigningKey, public_key_base64url,
 };
-use cabinet_testkit::schema::{keyset_schema, reported_schema, validate};
+use cabinet_testkit::schema::{config_schema, keyset_schema, reported_schema, validate};
 use serde_json::{Value, json};
 
 fn claims() -> KeySetClaims {
@@ -148,4 +151,78 @@ fn the_schema_refusal_reasons_are_exactly_document_reason_all() {
     for r in DocumentReason::ALL {
         assert_eq!(serde_json::to_value(r).unwrap(), json!(r.code()));
     }
+}
+
+/// Every field a configuration document may set, set.
+fn remote() -> RemoteConfig {
+    RemoteConfig {
+        slots: Some(vec![SlotConfig {
+            slot: 3,
+            board: Some("wall-1".into()),
+            channel: Some(4),
+            product: "Juice".into(),
+            capacity: 8,
+            initial_count: 8,
+        }]),
+        kiosk: Some(RemoteKiosk {
+            name: Some("Gate B".into()),
+            take_item_secs: Some(20),
+            failed_secs: Some(30),
+            out_of_service_grace_secs: Some(10),
+            qr_url: Some("https://m.example.com/c/{machine_code}?s={nonce}".into()),
+            scan_with: Some(vec![ScanApp::Wechat, ScanApp::Alipay, ScanApp::Unionpay]),
+        }),
+        support: Some(RemoteSupport {
+            phone: Some("400-123-4567".into()),
+            help_url: Some("https://help.example.com".into()),
+            nearby: Some("B1, by the lifts".into()),
+        }),
+        maintenance: Some(RemoteMaintenance {
+            idle_logout_secs: Some(300),
+        }),
+    }
+}
+
+#[test]
+fn a_real_configuration_validates_and_the_schema_lists_exactly_what_a_document_may_set() {
+    let s = config_schema();
+    let claims = ConfigClaims {
+        kind: "config".into(),
+        aud: "GZ-0001".into(),
+        iat: 1_750_000_000,
+        version: 12,
+        config: serde_json::to_value(remote()).unwrap(),
+    };
+    let v = serde_json::to_value(&claims).unwrap();
+    validate(&s, &v, "$").unwrap();
+    // The schema's fields are the code's: every field of every section, nothing more.
+    let props = &s["properties"]["config"]["properties"];
+    let code = &v["config"];
+    let names = |o: &Value| -> Vec<String> {
+        let mut k: Vec<String> = o.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(names(props), names(code));
+    for section in ["kiosk", "support", "maintenance"] {
+        assert_eq!(
+            names(&props[section]["properties"]),
+            names(&code[section]),
+            "{section}"
+        );
+    }
+    assert_eq!(
+        names(&props["slots"]["items"]["properties"]),
+        names(&code["slots"][0]),
+        "slots"
+    );
+    // What the cabinet refuses, the schema refuses.
+    let mut mqtt = v.clone();
+    mqtt["config"]["mqtt"] = json!({"url": "mqtt://elsewhere"});
+    assert!(validate(&s, &mqtt, "$").is_err());
+    assert!(RemoteConfig::parse(&mqtt["config"]).is_err());
+    let mut heartbeat = v;
+    heartbeat["config"]["kiosk"]["heartbeat_secs"] = json!(5);
+    assert!(validate(&s, &heartbeat, "$").is_err());
+    assert!(RemoteConfig::parse(&heartbeat["config"]).is_err());
 }

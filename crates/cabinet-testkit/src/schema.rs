@@ -1,5 +1,5 @@
-//! The published JSON Schemas (docs/schema/: the reply, the key set's claims, the
-//! `reported` message) and a validator for exactly the keywords they use; shared by the
+//! The published JSON Schemas (docs/schema/: the reply, the key set's and the
+//! configuration's claims, the `reported` message) and a validator for exactly the keywords they use; shared by the
 //! schema tests and the end-to-end tests, which validate what a running kiosk really
 //! publishes.
 
@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 const SCHEMA: &str = include_str!("../../../docs/schema/reply.schema.json");
 const KEYSET: &str = include_str!("../../../docs/schema/keyset.schema.json");
 const REPORTED: &str = include_str!("../../../docs/schema/reported.schema.json");
+const CONFIG: &str = include_str!("../../../docs/schema/config.schema.json");
 
 /// The reply schema, parsed.
 pub fn schema() -> Value {
@@ -17,6 +18,11 @@ pub fn schema() -> Value {
 /// The key set claims' schema, parsed.
 pub fn keyset_schema() -> Value {
     serde_json::from_str(KEYSET).expect("keyset.schema.json is JSON")
+}
+
+/// The configuration claims' schema, parsed.
+pub fn config_schema() -> Value {
+    serde_json::from_str(CONFIG).expect("config.schema.json is JSON")
 }
 
 /// The `reported` message's schema, parsed.
@@ -83,6 +89,10 @@ pub fn validate(schema: &Value, value: &Value, path: &str) -> Result<(), String>
                 return Err(format!("{path}: below minimum {s}"));
             }
             "minimum" => {}
+            "maximum" if value.as_i64().is_some_and(|n| n > s.as_i64().unwrap()) => {
+                return Err(format!("{path}: above maximum {s}"));
+            }
+            "maximum" => {}
             "pattern" => {
                 assert_eq!(s, "^[A-Za-z0-9_-]{1,64}$", "validator knows one pattern");
                 let t = value.as_str().unwrap_or("");
