@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use cabinet_core::config::{Secret, parse_broker_url};
 use cabinet_core::mqtt::{BackendClient, BackendMessage, BackendOptions};
-use cabinet_core::protocol::{self, CommandClaims, KIND_DISPENSE, KIND_RETURN, ReplyState, Topics};
+use cabinet_core::protocol::{self, CommandClaims, CommandKind, ReplyState, Topics};
 use clap::Args;
 
 /// Exit code: a command was published but no terminal reply arrived in time.
@@ -124,13 +124,19 @@ pub struct SendArgs {
     /// Target cabinet's machine code (signed into the token as `aud`).
     #[arg(long)]
     cabinet: String,
-    /// Slot to dispense from (1-based), or the door to open for a return.
+    /// Slot to dispense from (1-based), the door to open for a return, or the slot to
+    /// control; not for `telemetry`.
     #[arg(long)]
-    slot: u16,
-    /// `dispense` (sell the slot's item) or `return` (open an empty locker door for a
-    /// rented item to be put back).
+    slot: Option<u16>,
+    /// `dispense` (sell the slot's item), `return` (open an empty locker door for a
+    /// rented item to be put back), or the operator's control of a slot:
+    /// `slot-enable`, `slot-disable`, `slot-set-count` (with --count), `telemetry` (a
+    /// telemetry message now).
     #[arg(long, value_enum, default_value = "dispense")]
     kind: KindArg,
+    /// `slot-set-count`: the slot's new count after a restock.
+    #[arg(long)]
+    count: Option<u32>,
     /// Private key file as written by `cabinet keygen --out` (base64url Ed25519 seed).
     #[arg(long)]
     key: PathBuf,
@@ -167,6 +173,27 @@ pub enum KindArg {
     Dispense,
     /// Open an empty locker door for a rented item to be put back.
     Return,
+    /// Put a slot back in service.
+    SlotEnable,
+    /// Take a slot out of service.
+    SlotDisable,
+    /// Set a slot's count after a restock (--count).
+    SlotSetCount,
+    /// Ask for a telemetry message now.
+    Telemetry,
+}
+
+impl KindArg {
+    fn kind(self) -> CommandKind {
+        match self {
+            KindArg::Dispense => CommandKind::Dispense,
+            KindArg::Return => CommandKind::Return,
+            KindArg::SlotEnable => CommandKind::SlotEnable,
+            KindArg::SlotDisable => CommandKind::SlotDisable,
+            KindArg::SlotSetCount => CommandKind::SlotSetCount,
+            KindArg::Telemetry => CommandKind::Telemetry,
+        }
+    }
 }
 
 /// Run `cabinet send`.
@@ -186,18 +213,24 @@ pub fn send(a: SendArgs) -> anyhow::Result<ExitCode> {
         Some(id) => id,
         None => random_hex()?,
     };
+    let kind = a.kind.kind();
+    let slot = match (kind, a.slot) {
+        (CommandKind::Telemetry, None) => 0,
+        (CommandKind::Telemetry, Some(_)) => bail!("--kind telemetry takes no --slot"),
+        (_, Some(slot)) => slot,
+        (_, None) => bail!("--slot is required for --kind {}", kind.code()),
+    };
+    if (kind == CommandKind::SlotSetCount) != a.count.is_some() {
+        bail!("--count goes with --kind slot-set-count, and only with it");
+    }
     let claims = CommandClaims {
         aud: a.cabinet.clone(),
         jti: cmd_id.clone(),
         iat: now,
         exp: now + expires,
-        kind: match a.kind {
-            KindArg::Dispense => KIND_DISPENSE,
-            KindArg::Return => KIND_RETURN,
-        }
-        .to_owned(),
-        slot: a.slot,
-        qty: 1,
+        kind: kind.code().to_owned(),
+        slot,
+        qty: u8::from(!kind.is_control()),
         order_id: match a.order_id.clone() {
             Some(id) => id,
             None => format!("order-{}", &random_hex()?[..16]),
@@ -207,6 +240,7 @@ pub fn send(a: SendArgs) -> anyhow::Result<ExitCode> {
             None => format!("log-{}", &random_hex()?[..16]),
         },
         session: a.session.clone(),
+        count: a.count,
     };
     let token = protocol::sign_command(&claims, &key, &a.kid).context("cannot sign")?;
     if a.print_token {
@@ -226,12 +260,13 @@ async fn send_and_wait(
     // Subscribe before publishing so no reply can slip past.
     let mut client = a.broker.connect(&a.cabinet).await?;
     eprintln!(
-        "sending cmd_id={} log_id={} order_id={} to {} slot {} (valid {}s, waiting {:?})",
+        "sending {} cmd_id={} log_id={} order_id={} to {} slot {} (valid {}s, waiting {:?})",
+        claims.kind,
         claims.jti,
         claims.log_id,
         claims.order_id,
         a.cabinet,
-        a.slot,
+        claims.slot,
         claims.exp - claims.iat,
         a.wait
     );

@@ -483,6 +483,7 @@ fn signed_command(code: &str) -> Vec<u8> {
         order_id: "order-1".into(),
         log_id: "log-1".into(),
         session: None,
+        count: None,
     };
     protocol::sign_command(&claims, &key, "k1")
         .unwrap()

@@ -473,6 +473,7 @@ impl Actor {
                 };
                 *item
             }
+            other => bail!("a customer's scan is a dispense or a return, not {other:?}"),
         };
         let rand = protocol::new_boot_id().context("cannot make an id")?;
         let now = unix_now();
@@ -481,16 +482,13 @@ impl Actor {
             jti: format!("demo-{rand}"),
             iat: now,
             exp: now + 60,
-            kind: match kind {
-                CommandKind::Dispense => protocol::KIND_DISPENSE,
-                CommandKind::Return => protocol::KIND_RETURN,
-            }
-            .into(),
+            kind: kind.code().into(),
             slot: item.slot,
             qty: 1,
             order_id: format!("order-{}", &rand[..12.min(rand.len())]),
             log_id: format!("D{}", rand[..8.min(rand.len())].to_uppercase()),
             session: Some(nonce),
+            count: None,
         };
         let token = protocol::sign_command(&claims, &self.key, KEY_ID).context("cannot sign")?;
         self.client

@@ -25,5 +25,6 @@ pub fn claims(aud: &str, id: &str, slot: u16, iat: i64, exp: i64) -> CommandClai
         order_id: format!("order-{id}"),
         log_id: format!("log-{id}"),
         session: None,
+        count: None,
     }
 }

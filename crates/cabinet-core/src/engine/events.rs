@@ -147,6 +147,20 @@ pub enum InventoryChange {
     /// Take the slot out of service until a technician clears it: after a jam, a motor
     /// that did not stop, or a dispense whose outcome is unknown.
     Jammed(u16),
+    /// The operator put a slot in or out of service (`slot_enable`, `slot_disable`).
+    Enabled {
+        /// The slot.
+        slot: u16,
+        /// In service.
+        enabled: bool,
+    },
+    /// The operator set a slot's count after a restock (`slot_set_count`).
+    Count {
+        /// The slot.
+        slot: u16,
+        /// Its new count.
+        count: u32,
+    },
 }
 
 /// Something the runner must do, in the order given.
@@ -198,6 +212,18 @@ pub enum Action {
     Dispense(Job),
     /// Update stock.
     Inventory(InventoryChange),
+    /// Record an action in the audit trail (and send it with the next telemetry), as a
+    /// technician's action is.
+    Audit {
+        /// Who: `backend:<kid>` for a control command.
+        actor: String,
+        /// What, in the technician's words (`enable_slot`, `disable_slot`, `restock`).
+        action: String,
+        /// The detail, in the technician's forms (`slot 3: 2 -> 10`).
+        detail: String,
+    },
+    /// Send a telemetry message now.
+    Telemetry,
     /// The screen changed.
     Screen(Snapshot),
 }

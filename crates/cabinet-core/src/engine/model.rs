@@ -167,6 +167,8 @@ impl Harness {
                     }
                 }
                 Action::RecordRejection { .. } | Action::Resend { .. } => journaled = true,
+                // The model sends dispenses only; control commands have their own tests.
+                Action::Audit { .. } | Action::Telemetry => {}
                 Action::Ack => {
                     assert!(is_message, "an ack outside a message's handling");
                     assert!(journaled, "a PUBACK before the message was journaled");
@@ -205,6 +207,7 @@ impl Harness {
                     kind: CommandKind::Dispense,
                     slot,
                     qty: 1,
+                    count: None,
                     session: None,
                     issued_at: secs,
                     expires_at: secs + 60,

@@ -59,6 +59,7 @@ fn cmd(id: &str, slot: u16) -> Command {
         kind: CommandKind::Dispense,
         slot,
         qty: 1,
+        count: None,
         session: None,
         issued_at: (T0 / 1000) as i64,
         expires_at: (T0 / 1000) as i64 + 60,
@@ -93,6 +94,14 @@ fn names(actions: &[Action]) -> Vec<String> {
             Action::Inventory(InventoryChange::Emptied(s)) => Some(format!("emptied:{s}")),
             Action::Inventory(InventoryChange::Loaded(s)) => Some(format!("loaded:{s}")),
             Action::Inventory(InventoryChange::Jammed(s)) => Some(format!("jammed:{s}")),
+            Action::Inventory(InventoryChange::Enabled { slot, enabled }) => {
+                Some(format!("enabled:{slot}:{enabled}"))
+            }
+            Action::Inventory(InventoryChange::Count { slot, count }) => {
+                Some(format!("count:{slot}:{count}"))
+            }
+            Action::Audit { action, detail, .. } => Some(format!("audit:{action}:{detail}")),
+            Action::Telemetry => Some("telemetry".into()),
             Action::Screen(_) => None,
         })
         .collect()
@@ -1510,4 +1519,109 @@ fn a_technicians_slot_test_is_booked_as_a_customers_dispense_would_be() {
         )
     };
     assert!(!dropped.iter().chain(&jammed).any(busy));
+}
+
+fn control(id: &str, kind: CommandKind, slot: u16, count: Option<u32>) -> Command {
+    Command {
+        kind,
+        qty: 0,
+        count,
+        ..cmd(id, slot)
+    }
+}
+
+#[test]
+fn the_operators_slot_control_is_done_at_once_audited_and_answered_once() {
+    let mut e = engine();
+    let a = send(
+        &mut e,
+        control("k-1", CommandKind::SlotDisable, 1, None),
+        T0,
+    );
+    assert_eq!(
+        names(&a),
+        [
+            "enabled:1:false",
+            "insert:succeeded",
+            "ack",
+            "audit:disable_slot:slot 1",
+            "publish"
+        ]
+    );
+    let a = send(&mut e, cmd("c-1", 1), T0 + 1);
+    assert_eq!(rejected_reason(&a), Some(Reason::SlotDisabled));
+    let a = send(
+        &mut e,
+        control("k-2", CommandKind::SlotEnable, 1, None),
+        T0 + 2,
+    );
+    assert_eq!(names(&a)[0], "enabled:1:true");
+
+    // A restock of the empty slot 3: over its capacity is refused, else the count is set.
+    let a = send(
+        &mut e,
+        control("k-3", CommandKind::SlotSetCount, 3, Some(11)),
+        T0 + 3,
+    );
+    assert_eq!(rejected_reason(&a), Some(Reason::UnsupportedQuantity));
+    let a = send(
+        &mut e,
+        control("k-4", CommandKind::SlotSetCount, 3, Some(7)),
+        T0 + 4,
+    );
+    assert_eq!(
+        names(&a),
+        [
+            "count:3:7",
+            "insert:succeeded",
+            "ack",
+            "audit:restock:slot 3: 0 -> 7",
+            "publish"
+        ]
+    );
+    assert_eq!(
+        e.inventory().find(|s| s.slot == 3).map(|s| s.count),
+        Some(7)
+    );
+    let a = send(&mut e, cmd("c-2", 3), T0 + 5);
+    assert_eq!(names(&a)[0], "insert:accepted", "slot 3 sells again");
+
+    // Telemetry asks nothing of a slot; an unknown slot is refused.
+    let a = send(
+        &mut e,
+        control("k-5", CommandKind::Telemetry, 0, None),
+        T0 + 6,
+    );
+    assert_eq!(
+        names(&a),
+        ["insert:succeeded", "ack", "publish", "telemetry"]
+    );
+    let a = send(
+        &mut e,
+        control("k-6", CommandKind::SlotDisable, 99, None),
+        T0 + 7,
+    );
+    assert_eq!(rejected_reason(&a), Some(Reason::SlotUnknown));
+}
+
+#[test]
+fn slot_control_waits_for_nobody_but_a_technicians_visit_refuses_it() {
+    let mut e = engine();
+    e.step(Event::Maintenance {
+        on: true,
+        now_ms: T0,
+    });
+    let a = send(
+        &mut e,
+        control("k-1", CommandKind::SlotSetCount, 1, Some(3)),
+        T0 + 1,
+    );
+    assert_eq!(rejected_reason(&a), Some(Reason::Maintenance));
+    // Telemetry is not the slots': it is answered during the visit too.
+    let a = send(
+        &mut e,
+        control("k-2", CommandKind::Telemetry, 0, None),
+        T0 + 2,
+    );
+    assert!(names(&a).contains(&"telemetry".to_owned()));
 }

@@ -27,7 +27,7 @@ pub struct NewCommand {
     pub qty: Option<u8>,
     /// QR session, when present.
     pub session: Option<String>,
-    /// `accepted` or `rejected`.
+    /// `accepted` or `rejected`; `succeeded` for a control command, done at once.
     pub state: ReplyState,
     /// Why, for `rejected`.
     pub reason: Option<Reason>,
@@ -49,6 +49,17 @@ impl NewCommand {
             state: ReplyState::Accepted,
             reason: None,
             expires_at: Some(cmd.expires_at),
+        }
+    }
+
+    /// A control command carried out at once (`slot_enable`, `slot_set_count`, ...): its
+    /// first state is its last.
+    pub fn done(cmd: &Command) -> NewCommand {
+        NewCommand {
+            state: ReplyState::Succeeded,
+            slot: (cmd.slot > 0).then_some(cmd.slot),
+            qty: None,
+            ..NewCommand::accepted(cmd)
         }
     }
 
@@ -198,7 +209,10 @@ impl Journal {
         cmd: &NewCommand,
         reply: Option<&OutboxMessage>,
     ) -> Result<Inserted, JournalError> {
-        if !matches!(cmd.state, ReplyState::Accepted | ReplyState::Rejected) {
+        // An order starts accepted (or rejected); only a command that moves nothing (a
+        // control command: no `qty`) may be done the moment it arrives.
+        let done_at_once = cmd.state == ReplyState::Succeeded && cmd.qty.is_none();
+        if !matches!(cmd.state, ReplyState::Accepted | ReplyState::Rejected) && !done_at_once {
             return Err(JournalError::IllegalInitialState(cmd.state));
         }
         let now = now_ms();

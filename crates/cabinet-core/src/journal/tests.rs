@@ -22,6 +22,7 @@ fn cmd(id: &str) -> Command {
         kind: CommandKind::Dispense,
         slot: 3,
         qty: 1,
+        count: None,
         session: Some("nonce".into()),
         issued_at: 0,
         expires_at: 60,
@@ -201,6 +202,14 @@ fn new_commands_cannot_start_in_dispensing_or_succeeded() {
         ));
     }
     assert!(j.get_command("c1").unwrap().is_none());
+    // A control command (no qty: it moves nothing) is done at once.
+    let mut done = NewCommand::accepted(&cmd("c2"));
+    done.state = ReplyState::Succeeded;
+    done.qty = None;
+    assert!(matches!(
+        j.insert_new_command(&done, None),
+        Ok(Inserted::New)
+    ));
 }
 
 #[test]

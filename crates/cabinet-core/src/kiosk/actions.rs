@@ -123,6 +123,26 @@ impl<L: Link> Runner<L> {
                         "slot taken out of service until a technician clears it"
                     );
                 }
+                Action::Inventory(InventoryChange::Enabled { slot, enabled }) => {
+                    self.journal.set_enabled(slot, enabled)?;
+                    info!(
+                        slot,
+                        enabled, "slot put in or out of service by the operator"
+                    );
+                }
+                Action::Inventory(InventoryChange::Count { slot, count }) => {
+                    self.journal.set_count(slot, count)?;
+                    info!(slot, left = count, "stock set by the operator");
+                }
+                Action::Audit {
+                    actor,
+                    action,
+                    detail,
+                } => {
+                    self.journal.audit(&actor, &action, &detail)?;
+                    self.queue_audit(&actor, &action, detail);
+                }
+                Action::Telemetry => self.heartbeat().await?,
                 Action::Screen(snap) => {
                     info!(screen = ?snap.screen, link_up = snap.link_up, board_up = snap.board_up, "screen");
                     // An idle screen always shows a QR code: when the last nonce was

@@ -334,6 +334,7 @@ impl Kiosk {
             order_id: format!("order-{cmd_id}"),
             log_id: format!("log-{cmd_id}"),
             session: None,
+            count: None,
         };
         let token = sign_command(&claims, key, kid).unwrap();
         self.payload(token.into_bytes(), dup)

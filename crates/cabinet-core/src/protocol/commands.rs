@@ -5,11 +5,19 @@ use serde::{Deserialize, Serialize};
 
 use crate::reason::Reason;
 
-/// The only command kind understood today.
+/// The `kind` of a customer's order: sell one item of a slot.
 pub const KIND_DISPENSE: &str = "dispense";
 /// The `kind` of a command that opens an empty door for a customer to put a rented item
 /// back (lock boards only).
 pub const KIND_RETURN: &str = "return";
+/// The `kind` of a command that puts a slot back in service (as a technician's "enable").
+pub const KIND_SLOT_ENABLE: &str = "slot_enable";
+/// The `kind` of a command that takes a slot out of service (as a technician's "disable").
+pub const KIND_SLOT_DISABLE: &str = "slot_disable";
+/// The `kind` of a command that sets a slot's count after a restock (`count` claim).
+pub const KIND_SLOT_SET_COUNT: &str = "slot_set_count";
+/// The `kind` of a command that asks for a telemetry message now.
+pub const KIND_TELEMETRY: &str = "telemetry";
 
 /// Longest accepted ID (`jti`, `log_id`, `order_id`, `session`, `kid`), in characters
 /// (Unicode scalar values, what PROTOCOL.md and the JSON schemas count; `kid` is ASCII,
@@ -34,10 +42,15 @@ pub struct CommandClaims {
     pub exp: i64,
     /// What to do; only `dispense` today.
     pub kind: String,
-    /// Slot number in the cabinet's slot map (1-based).
+    /// Slot number in the cabinet's slot map (1-based); absent (0) for `telemetry`.
+    #[serde(default)]
     pub slot: u16,
-    /// Items to dispense; only 1 today.
+    /// Items to dispense; only 1 today. Absent (0) for the slot-control kinds.
+    #[serde(default)]
     pub qty: u8,
+    /// `slot_set_count`: the slot's new count (at most its capacity). Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
     /// Backend order ID, echoed in replies.
     pub order_id: String,
     /// Correlation ID for logs from backend through kiosk, serial exchange and reply.
@@ -55,6 +68,44 @@ pub enum CommandKind {
     Dispense,
     /// Open one empty door for a rented item to be put back; the door is loaded after.
     Return,
+    /// Put a slot back in service.
+    SlotEnable,
+    /// Take a slot out of service.
+    SlotDisable,
+    /// Set a slot's count (`count`) after a restock.
+    SlotSetCount,
+    /// Send a telemetry message now.
+    Telemetry,
+}
+
+impl CommandKind {
+    /// The wire name.
+    pub fn code(self) -> &'static str {
+        match self {
+            CommandKind::Dispense => KIND_DISPENSE,
+            CommandKind::Return => KIND_RETURN,
+            CommandKind::SlotEnable => KIND_SLOT_ENABLE,
+            CommandKind::SlotDisable => KIND_SLOT_DISABLE,
+            CommandKind::SlotSetCount => KIND_SLOT_SET_COUNT,
+            CommandKind::Telemetry => KIND_TELEMETRY,
+        }
+    }
+
+    /// Every kind, in wire order.
+    pub const ALL: [CommandKind; 6] = [
+        CommandKind::Dispense,
+        CommandKind::Return,
+        CommandKind::SlotEnable,
+        CommandKind::SlotDisable,
+        CommandKind::SlotSetCount,
+        CommandKind::Telemetry,
+    ];
+
+    /// A command that moves nothing and is answered at once: the operator's control of
+    /// the cabinet (slots, counts, telemetry), not a customer's order.
+    pub fn is_control(self) -> bool {
+        !matches!(self, CommandKind::Dispense | CommandKind::Return)
+    }
 }
 
 /// A command that passed every check of [`verify_command`](super::verify_command): signed by a trusted key,
@@ -71,8 +122,10 @@ pub struct Command {
     pub kind: CommandKind,
     /// `slot`, at least 1 (existence in the slot map is checked by the engine).
     pub slot: u16,
-    /// `qty`, exactly 1 today.
+    /// `qty`, exactly 1 for a dispense or a return, 0 otherwise.
     pub qty: u8,
+    /// `count`, for `slot_set_count`.
+    pub count: Option<u32>,
     /// `session`, if present.
     pub session: Option<String>,
     /// `iat`, unix seconds.

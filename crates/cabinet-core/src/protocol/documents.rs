@@ -604,6 +604,7 @@ mod tests {
             order_id: "o-1".into(),
             log_id: "l-1".into(),
             session: None,
+            count: None,
         };
         super::super::sign_command(&claims, &key(seed), kid).unwrap()
     }

@@ -50,8 +50,9 @@ mod verify;
 pub use ed25519_dalek::SigningKey;
 
 pub use commands::{
-    Command, CommandClaims, CommandKind, KIND_DISPENSE, KIND_RETURN, MAX_ID_LEN, Rejection,
-    TrustedIds, VerifyOptions,
+    Command, CommandClaims, CommandKind, KIND_DISPENSE, KIND_RETURN, KIND_SLOT_DISABLE,
+    KIND_SLOT_ENABLE, KIND_SLOT_SET_COUNT, KIND_TELEMETRY, MAX_ID_LEN, Rejection, TrustedIds,
+    VerifyOptions,
 };
 pub use documents::{
     Document, DocumentReason, DocumentRefusal, DocumentVerdict, InForce, KIND_CONFIG, KIND_KEYS,

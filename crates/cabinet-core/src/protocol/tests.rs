@@ -33,6 +33,7 @@ fn claims() -> CommandClaims {
         order_id: "order-9".into(),
         log_id: "log-abc".into(),
         session: None,
+        count: None,
     }
 }
 
@@ -914,4 +915,52 @@ proptest! {
         let t = raw_token(r#"{"alg":"EdDSA","kid":"k1"}"#, &payload);
         let _ = verify(&t);
     }
+}
+
+#[test]
+fn each_control_kind_takes_exactly_its_own_claims() {
+    let control = |kind: &str, slot: u16, qty: u8, count: Option<u32>| CommandClaims {
+        kind: kind.into(),
+        slot,
+        qty,
+        count,
+        ..claims()
+    };
+    let ok = [
+        control("slot_enable", 3, 0, None),
+        control("slot_disable", 3, 0, None),
+        control("slot_set_count", 3, 0, Some(7)),
+        control("telemetry", 0, 0, None),
+    ];
+    for c in &ok {
+        let cmd = verify(&signed(c)).unwrap_or_else(|r| panic!("{}: {r}", c.kind));
+        assert_eq!(cmd.kind.code(), c.kind);
+        assert!(cmd.kind.is_control());
+    }
+    assert_eq!(verify(&signed(&ok[2])).unwrap().count, Some(7));
+    let bad = [
+        (control("slot_set_count", 3, 0, None), Reason::Malformed),
+        (control("slot_enable", 3, 0, Some(7)), Reason::Malformed),
+        (control("dispense", 3, 1, Some(7)), Reason::Malformed),
+        (control("telemetry", 3, 0, None), Reason::Malformed),
+        (control("slot_disable", 0, 0, None), Reason::SlotUnknown),
+        (
+            control("slot_enable", 3, 1, None),
+            Reason::UnsupportedQuantity,
+        ),
+        (control("reboot", 0, 0, None), Reason::UnsupportedKind),
+    ];
+    for (c, want) in &bad {
+        assert_eq!(reason(&signed(c)), *want, "{c:?}");
+    }
+    // The signed JSON leaves `count` out when there is none; a backend may leave `slot`
+    // and `qty` out of a telemetry request.
+    let t = raw_token(
+        r#"{"alg":"EdDSA","kid":"k1"}"#,
+        &format!(
+            r#"{{"aud":"{ME}","jti":"t","iat":{NOW},"exp":{},"kind":"telemetry","order_id":"o","log_id":"l"}}"#,
+            NOW + 60
+        ),
+    );
+    assert_eq!(verify(&t).unwrap().kind, CommandKind::Telemetry);
 }

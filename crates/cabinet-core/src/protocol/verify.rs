@@ -11,7 +11,7 @@ use crate::reason::Reason;
 use super::SigningKey;
 use super::keys::check_kid;
 use super::{
-    Command, CommandClaims, CommandKind, KIND_DISPENSE, KIND_RETURN, KeyRole, MAX_ID_LEN,
+    Command, CommandClaims, CommandKind, KIND_SLOT_SET_COUNT, KIND_TELEMETRY, KeyRole, MAX_ID_LEN,
     ProtocolError, Rejection, TrustedIds, TrustedKeys, VerifyOptions,
 };
 
@@ -186,8 +186,8 @@ pub fn is_expired(exp: i64, now_unix: i64, leeway_secs: i64) -> bool {
 /// 7. `aud` equals `my_machine_code` (`wrong_target`);
 /// 8. `exp`/`iat` within `leeway_secs` of `now_unix` (`expired`, `not_yet_valid`), and
 ///    `exp - iat` at most `max_lifetime_secs` (`lifetime_too_long`);
-/// 9. `kind`, `slot`, `qty` and ID lengths are sane (`unsupported_kind`,
-///    `slot_unknown`, `unsupported_quantity`, `malformed`).
+/// 9. `kind`, `slot`, `qty`, `count` and ID lengths are sane for the kind
+///    (`unsupported_kind`, `slot_unknown`, `unsupported_quantity`, `malformed`).
 pub fn verify_command(
     token: &[u8],
     keys: &TrustedKeys,
@@ -301,30 +301,69 @@ pub fn verify_command(
             ),
         ));
     }
-    let kind = match claims.kind.as_str() {
-        KIND_DISPENSE => CommandKind::Dispense,
-        KIND_RETURN => CommandKind::Return,
-        other => {
-            return Err(reject(
-                Reason::UnsupportedKind,
-                format!(
-                    "kind {:?} is not supported (\"{KIND_DISPENSE}\" or \"{KIND_RETURN}\")",
-                    truncate(other)
-                ),
-            ));
-        }
+    let Some(kind) = CommandKind::ALL
+        .into_iter()
+        .find(|k| k.code() == claims.kind)
+    else {
+        let known: Vec<&str> = CommandKind::ALL.iter().map(|k| k.code()).collect();
+        return Err(reject(
+            Reason::UnsupportedKind,
+            format!(
+                "kind {:?} is not supported ({})",
+                truncate(&claims.kind),
+                known.join(", ")
+            ),
+        ));
     };
-    if claims.slot == 0 {
-        return Err(reject(
-            Reason::SlotUnknown,
-            "slot numbers start at 1".into(),
-        ));
-    }
-    if claims.qty != 1 {
-        return Err(reject(
-            Reason::UnsupportedQuantity,
-            format!("qty must be 1, got {}", claims.qty),
-        ));
+    match kind {
+        CommandKind::Dispense | CommandKind::Return => {
+            if claims.slot == 0 {
+                return Err(reject(
+                    Reason::SlotUnknown,
+                    "slot numbers start at 1".into(),
+                ));
+            }
+            if claims.qty != 1 {
+                return Err(reject(
+                    Reason::UnsupportedQuantity,
+                    format!("qty must be 1, got {}", claims.qty),
+                ));
+            }
+            if claims.count.is_some() {
+                return Err(reject(
+                    Reason::Malformed,
+                    format!("count is for {KIND_SLOT_SET_COUNT} only"),
+                ));
+            }
+        }
+        CommandKind::SlotEnable | CommandKind::SlotDisable | CommandKind::SlotSetCount => {
+            if claims.slot == 0 {
+                return Err(reject(
+                    Reason::SlotUnknown,
+                    "slot numbers start at 1".into(),
+                ));
+            }
+            if claims.qty != 0 {
+                return Err(reject(
+                    Reason::UnsupportedQuantity,
+                    format!("{} takes no qty, got {}", kind.code(), claims.qty),
+                ));
+            }
+            if (kind == CommandKind::SlotSetCount) != claims.count.is_some() {
+                return Err(reject(
+                    Reason::Malformed,
+                    format!("count is required for {KIND_SLOT_SET_COUNT}, and for it only"),
+                ));
+            }
+        }
+        CommandKind::Telemetry => {
+            if claims.slot != 0 || claims.qty != 0 || claims.count.is_some() {
+                return Err(reject(
+                    Reason::Malformed,
+                    format!("{KIND_TELEMETRY} takes no slot, qty or count"),
+                ));
+            }
+        }
     }
     if !id_ok(&claims.order_id)
         || !id_ok(&claims.log_id)
@@ -344,6 +383,7 @@ pub fn verify_command(
         kind,
         slot: claims.slot,
         qty: claims.qty,
+        count: claims.count,
         session: claims.session,
         issued_at: claims.iat,
         expires_at: claims.exp,
