@@ -212,14 +212,13 @@ impl Engine {
         self.inventory.values()
     }
 
-    /// Whether no customer is being served: nothing at the board or waiting, no
-    /// technician's visit, and no customer's screen (take your item, a failure) up. A new
-    /// configuration comes into force only then.
+    /// Whether no customer is being served: nothing at the board or waiting, and no
+    /// technician's visit. A new configuration comes into force only then. A "take your
+    /// item" or failure screen still up does not count: the next order may replace it at
+    /// any moment too, and waiting for it would let a busy cabinet put a configuration off
+    /// for as long as orders keep coming.
     pub fn between_customers(&self) -> bool {
-        self.active.is_none()
-            && self.queue.is_empty()
-            && self.maintenance_since.is_none()
-            && self.transient.is_none()
+        self.active.is_none() && self.queue.is_empty() && self.maintenance_since.is_none()
     }
 
     /// A new configuration is in force (`cfg`, with `inventory` the journal's slot table

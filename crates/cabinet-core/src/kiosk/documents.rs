@@ -6,7 +6,7 @@
 //! the next command is checked against it, a command already accepted finishes as it
 //! was, and the screen never changes (no gap in service during a rotation). A
 //! configuration waits until the cabinet is between customers (nothing at the board or
-//! queued, no customer's screen up, no technician's visit), then comes into force with
+//! queued, no technician's visit), then comes into force with
 //! its slot map in one journal transaction; the screen follows at once.
 
 use tracing::{info, info_span, warn};

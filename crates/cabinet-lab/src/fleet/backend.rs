@@ -66,6 +66,10 @@ pub(super) struct Inbox {
     /// message's own `at`, unix ms: when the cabinet opened that connection, or made that
     /// reply).
     heard: HashMap<String, Vec<(Instant, u64)>>,
+    /// Each cabinet's latest `reported`: (key set version, configuration version).
+    pub(super) reported: HashMap<String, (u64, u64)>,
+    /// Documents a cabinet refused: (cabinet, the document's hash).
+    pub(super) documents_refused: HashSet<(String, String)>,
 }
 
 impl Inbox {
@@ -93,6 +97,14 @@ impl Inbox {
                     .push((m.at, at_ms));
                 self.online.insert(code);
             }
+            return;
+        }
+        if m.topic.ends_with("/reported") {
+            super::rollout::record_reported(
+                &mut self.reported,
+                &mut self.documents_refused,
+                &m.payload,
+            );
             return;
         }
         if !m.topic.ends_with("/reply") {

@@ -42,11 +42,15 @@ impl Net {
         }
     }
 
+    /// The backend's connection: every cabinet's replies, presence, telemetry and
+    /// `reported`.
     pub(super) async fn backend(&self) -> anyhow::Result<BackendClient> {
-        match self {
-            Net::One(b) => b.backend(BACKEND_ID, "+").await,
-            Net::Cluster(c) => c.backend(BACKEND_ID, "+").await,
-        }
+        let mut b = match self {
+            Net::One(b) => b.backend(BACKEND_ID, "+").await?,
+            Net::Cluster(c) => c.backend(BACKEND_ID, "+").await?,
+        };
+        b.subscribe_reported("+").await?;
+        Ok(b)
     }
 
     pub(super) fn pids(&self) -> Vec<u32> {
@@ -63,6 +67,7 @@ pub(super) fn write_config(
     urls: &[String],
     password: Option<String>,
     public: &str,
+    operator: &str,
 ) -> anyhow::Result<PathBuf> {
     let (url, failover) = urls.split_first().context("no broker URL")?;
     let failover: Vec<String> = failover.iter().map(|u| format!("\"{u}\"")).collect();
@@ -77,7 +82,7 @@ pub(super) fn write_config(
         text.push_str(&format!("password_file = \"{}\"\n", file.display()));
     }
     text.push_str(&format!(
-        "\n[keys]\nk1 = \"{public}\"\n\n[board]\nprotocol = \"vmc\"\nport = \"/dev/null\"\n\n\
+        "\n[keys]\nk1 = \"{public}\"\n\n[operator_keys]\nops = \"{operator}\"\n\n[board]\nprotocol = \"vmc\"\nport = \"/dev/null\"\n\n\
          [journal]\npath = \"journal.sqlite3\"\n\n[logs]\ndir = \"logs\"\n"
     ));
     for s in 1..=SLOTS {

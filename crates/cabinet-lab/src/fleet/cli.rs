@@ -59,6 +59,12 @@ pub struct FleetArgs {
     /// (the shipped setting) need three nodes or more; mirrored ones work with two.
     #[arg(long, value_enum, default_value = "quorum", requires = "cluster")]
     session_queues: SessionQueues,
+    /// Half way through the commands, rotate every cabinet's dispense key and push a
+    /// configuration over their own channel (signed, retained documents), as an operator
+    /// does, and report how long until the whole fleet runs them. The books must still
+    /// balance: no order refused or doubled by the change.
+    #[arg(long)]
+    rollout: bool,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -80,6 +86,7 @@ pub fn fleet(a: FleetArgs) -> anyhow::Result<ExitCode> {
         kill_node: a.kill_node,
         rolling_restart: a.rolling_restart,
         session_queues: a.session_queues,
+        rollout: a.rollout,
     };
     let report = run_fleet(&opts)?;
     if a.json {

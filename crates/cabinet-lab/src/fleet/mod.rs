@@ -22,13 +22,14 @@
 //! - **wrong topic**: signed for one cabinet (`aud`), published to another's topic:
 //!   `rejected` / `wrong_target`;
 //! - **expired**: `exp` five minutes ago: `rejected` / `expired`;
-//! - **forged**: signed with a key the cabinets do not trust (same `kid`): `rejected` /
+//! - **forged**: signed with a key the cabinets do not trust (the `kid` of the real one): `rejected` /
 //!   `bad_signature`, with empty ids (nothing in a forged token is believed).
 //!
 //! The parts: [`cli`] (the command line), [`options`] (what a run is asked to do), [`cabinets`] (the
 //! cabinets a run starts and the broker or cluster they connect to), [`run`] (one run
 //! from start to finish), [`backend`] (what the backend sent and heard), [`reconcile`]
-//! (the grading) and [`report`] (what a run says about itself).
+//! (the grading), [`report`] (what a run says about itself) and [`rollout`] (a key rotation
+//! and a configuration pushed to the whole fleet during the run, `--rollout`).
 
 mod backend;
 mod cabinets;
@@ -36,6 +37,7 @@ mod cli;
 mod options;
 mod reconcile;
 mod report;
+mod rollout;
 mod run;
 #[cfg(test)]
 mod tests;

@@ -33,4 +33,7 @@ pub struct FleetOptions {
     pub rolling_restart: bool,
     /// The cluster's session queues.
     pub session_queues: SessionQueues,
+    /// Half way through, rotate every cabinet's keys and push a configuration
+    /// (`fleet::rollout`).
+    pub rollout: bool,
 }

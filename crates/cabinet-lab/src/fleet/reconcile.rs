@@ -16,6 +16,7 @@ use super::backend::{Inbox, Kind, Sent};
 use super::cabinets::code;
 use super::options::FleetOptions;
 use super::report::{KillReport, Latency, Report};
+use super::rollout::RolloutReport;
 use crate::node_kills::{BACK_ONLINE, NodeKills};
 use crate::rabbitmq::HijackProbe;
 
@@ -34,6 +35,8 @@ pub(super) struct Figures {
     pub(super) kills: NodeKills,
     pub(super) broker_rss: u64,
     pub(super) hijack: Option<HijackProbe>,
+    /// `--rollout`'s figures.
+    pub(super) rollout: Option<RolloutReport>,
 }
 
 /// Grade a run: the books and the figures, as one [`Report`].
@@ -233,6 +236,7 @@ pub(super) fn reconcile(
         displaced_back_online: displaced_back,
         back_online: Latency::of(back_us),
         hijack_probe: f.hijack.clone(),
+        rollout: f.rollout.clone(),
         broker_persistence: o.broker_persistence,
         forged_unanswered,
         forged_refused_twice,
@@ -247,7 +251,11 @@ pub(super) fn reconcile(
             && f.kills.kills().len() == f.kills.planned()
             // Kills that found no cabinet on their node checked nothing.
             && (f.kills.planned() == 0 || displaced > 0)
-            && f.hijack.as_ref().is_none_or(HijackProbe::refused),
+            && f.hijack.as_ref().is_none_or(HijackProbe::refused)
+            // A rollout must reach every cabinet, and no cabinet may refuse a document.
+            && f.rollout.as_ref().is_none_or(|r| {
+                r.rotated_ms.is_some() && r.cabinets_done == n && r.refused == 0
+            }),
         rate_requested: o.rate,
         rate_sent: if send_s > 0.0 { total / send_s } else { 0.0 },
         rate_sustained: if f.run_s > 0.0 { total / f.run_s } else { 0.0 },

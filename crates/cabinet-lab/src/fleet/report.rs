@@ -120,6 +120,9 @@ pub struct Report {
     /// broker delivered twice after losing a node or restarting (counted, not a failure,
     /// only then).
     pub forged_refused_twice: u64,
+    /// `--rollout`: the key rotation and configuration pushed to the fleet during the run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<super::rollout::RolloutReport>,
     /// Whether the books balance.
     pub reconciled: bool,
     /// Requested aggregate rate, commands/s (0 = unpaced).
@@ -268,6 +271,20 @@ impl Report {
                 self.broker_restarts,
                 if self.broker_persistence { "on" } else { "off" },
                 self.backend_reconnects
+            );
+        }
+        if let Some(r) = &self.rollout {
+            let ms = |x: Option<f64>| x.map_or("never".to_owned(), |v| format!("{v:.0} ms"));
+            println!(
+                "  rollout              after {} commands, {} documents: key set 1 + configuration 1 in force everywhere {}, old key's orders answered {} later, key set 2 everywhere {}; {} of {} cabinets done, {} refused",
+                r.after_commands,
+                r.published,
+                ms(r.both_in_force_ms),
+                ms(r.drained_ms),
+                ms(r.rotated_ms),
+                r.cabinets_done,
+                self.cabinets,
+                r.refused
             );
         }
         println!(

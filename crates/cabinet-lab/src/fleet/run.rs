@@ -21,6 +21,7 @@ use super::cabinets::{Net, PER_SLOT, SLOTS, code, raise_fd_limit, write_config};
 use super::options::FleetOptions;
 use super::reconcile::{Figures, reconcile};
 use super::report::Report;
+use super::rollout::Rollout;
 use crate::mosquitto::Broker;
 use crate::node_kills::{BACK_ONLINE, NodeKills, Step};
 use crate::orders::{claims, now_s};
@@ -37,6 +38,8 @@ const MAX_OUTSTANDING: u64 = 500;
 const MAX_RETRY_ROUNDS: u32 = 20;
 /// Commands resent per round: Mosquitto queues 1,000 per session by default.
 const RETRY_BATCH: usize = 500;
+/// How long a rollout may go on after the last command.
+const ROLLOUT_TAIL: Duration = Duration::from_secs(120);
 
 /// Run a fleet and reconcile.
 pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
@@ -79,6 +82,16 @@ pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
     let broker_pids = net.pids();
     let (key, public) = protocol::generate_keypair()?;
     let (forger, _) = protocol::generate_keypair()?;
+    let (operator, operator_public) = protocol::generate_keypair()?;
+    let mut rollout = if o.rollout {
+        Some(Rollout::new(
+            key.clone(),
+            operator,
+            o.commands as usize / 2,
+        )?)
+    } else {
+        None
+    };
     let rt = kiosk::runtime().context("cannot start the async runtime")?;
     let mut backend = rt.block_on(net.backend())?;
 
@@ -98,6 +111,7 @@ pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
             &net.urls(),
             net.password(&code(i)),
             &public,
+            &operator_public,
         )?;
         let cfg = Config::load(&path).map_err(|e| anyhow::anyhow!("fleet config: {e}"))?;
         let lock = InstanceLock::for_config(&cfg)?;
@@ -187,6 +201,20 @@ pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
                 backend = reconnect(&net).await?;
                 reconnects += 1;
             }
+            if let Some(r) = rollout.as_mut() {
+                let before = r.switched_after();
+                r.step(&mut backend, &sent, &inbox, n).await?;
+                if before.is_none() && r.switched_after().is_some() {
+                    // Signing with the new key now: a duplicate replays only what it signed
+                    // (a backend does not resend a token of a key it is about to retire).
+                    valid_tokens.clear();
+                }
+            }
+            let (signer, kid) = match &rollout {
+                Some(r) => r.signer(),
+                None => (&key, "k1"),
+            };
+            let (signer, kid) = (signer.clone(), kid);
             tokio::select! {
                 biased;
                 m = backend.recv() => match m {
@@ -222,7 +250,7 @@ pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
                     let now = now_s();
                     let (cmd_id, to, token) = match kind {
                         Kind::Valid => {
-                            let t = protocol::sign_command(&claims(&code(to), &id, slot, now, now + 300), &key, "k1")?;
+                            let t = protocol::sign_command(&claims(&code(to), &id, slot, now, now + 300), &signer, kid)?;
                             valid_tokens.push((to, id.clone(), t.clone()));
                             (id, to, t)
                         }
@@ -238,15 +266,15 @@ pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
                             // cabinet that does not exist in a fleet of one).
                             let aud = if n > 1 { code(to) } else { "F9999".to_owned() };
                             let dest = (to + 1) % n;
-                            let t = protocol::sign_command(&claims(&aud, &id, slot, now, now + 300), &key, "k1")?;
+                            let t = protocol::sign_command(&claims(&aud, &id, slot, now, now + 300), &signer, kid)?;
                             (id, dest, t)
                         }
                         Kind::Expired => {
-                            let t = protocol::sign_command(&claims(&code(to), &id, slot, now - 600, now - 300), &key, "k1")?;
+                            let t = protocol::sign_command(&claims(&code(to), &id, slot, now - 600, now - 300), &signer, kid)?;
                             (id, to, t)
                         }
                         Kind::Forged => {
-                            let t = protocol::sign_command(&claims(&code(to), &id, slot, now, now + 300), &forger, "k1")?;
+                            let t = protocol::sign_command(&claims(&code(to), &id, slot, now, now + 300), &forger, kid)?;
                             (String::new(), to, t)
                         }
                     };
@@ -336,6 +364,30 @@ pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
         }
         anyhow::Ok(())
     })?;
+    // A rollout that outlasted the commands goes on to its end, once every command has
+    // its outcome (lost ones resent above, with the key that signed them, still
+    // trusted): at most ROLLOUT_TAIL more.
+    rt.block_on(async {
+        let deadline = tokio::time::Instant::now() + ROLLOUT_TAIL;
+        while let Some(r) = rollout.as_mut()
+            && !r.finished()
+            && tokio::time::Instant::now() < deadline
+        {
+            r.step(&mut backend, &sent, &inbox, n).await?;
+            tokio::select! {
+                m = backend.recv() => match m {
+                    Some(m) => inbox.record(&m),
+                    None => {
+                        backend = reconnect(&net).await?;
+                        reconnects += 1;
+                    }
+                },
+                // Polling the rollout's checks while nothing arrives.
+                () = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
+        }
+        anyhow::Ok(())
+    })?;
     // Every cabinet of a killed node must be online again, commands for it or not.
     rt.block_on(async {
         let last_kill = kills.kills().iter().map(|k| k.at).max();
@@ -408,6 +460,7 @@ pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
             kills,
             broker_rss,
             hijack,
+            rollout: rollout.as_ref().map(|r| r.report(&inbox)),
         },
     ))
 }

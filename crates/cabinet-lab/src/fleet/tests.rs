@@ -31,6 +31,7 @@ fn options(cabinets: u32) -> FleetOptions {
         kill_node: false,
         rolling_restart: false,
         session_queues: SessionQueues::Quorum,
+        rollout: false,
     }
 }
 
@@ -49,6 +50,7 @@ fn figures(restarts: u32) -> Figures {
         kills: NodeKills::none(),
         broker_rss: 0,
         hijack: None,
+        rollout: None,
     }
 }
 
@@ -266,4 +268,34 @@ fn a_forged_token_the_broker_dropped_is_counted_not_failed() {
     let rep = r.report();
     assert!(rep.reconciled, "{rep:?}");
     assert_eq!(rep.forged_unanswered, 1);
+}
+
+/// A rollout graded: it must reach every cabinet and no cabinet may refuse a document.
+#[test]
+fn a_rollout_that_did_not_reach_every_cabinet_or_was_refused_fails_the_run() {
+    let run = balanced();
+    let grade = |rollout: super::rollout::RolloutReport| {
+        let mut f = figures(0);
+        f.rollout = Some(rollout);
+        reconcile(&options(2), &run.sent, &run.inbox, &run.boards, f).reconciled
+    };
+    let done = super::rollout::RolloutReport {
+        after_commands: 3,
+        both_in_force_ms: Some(40.0),
+        drained_ms: Some(5.0),
+        rotated_ms: Some(90.0),
+        cabinets_done: 2,
+        refused: 0,
+        published: 6,
+    };
+    assert!(grade(done.clone()));
+    assert!(!grade(super::rollout::RolloutReport {
+        cabinets_done: 1,
+        ..done.clone()
+    }));
+    assert!(!grade(super::rollout::RolloutReport {
+        rotated_ms: None,
+        ..done.clone()
+    }));
+    assert!(!grade(super::rollout::RolloutReport { refused: 1, ..done }));
 }
