@@ -60,6 +60,29 @@ fn a_fleet_balances_its_books_across_a_broker_restart_without_persistence() {
     assert_eq!(r["succeeded"], r["sent"]["valid"]);
 }
 
+/// A key rotation and a configuration pushed to every cabinet half way through the
+/// orders: the whole fleet runs them, none refused, and no order refused or doubled.
+#[test]
+fn a_fleet_takes_a_key_rotation_and_a_configuration_under_orders() {
+    let r = fleet("--cabinets 6 --commands 400 --rate 200 --hostile 0.2 --rollout");
+    let rollout = &r["rollout"];
+    println!("{rollout:#}");
+    assert_eq!(rollout["cabinets_done"], 6, "{rollout}");
+    assert_eq!(rollout["refused"], 0, "{rollout}");
+    assert_eq!(rollout["published"], 18, "{rollout}");
+    assert!(rollout["rotated_ms"].is_number(), "{rollout}");
+    assert_eq!(r["missing"], 0);
+    assert_eq!(r["unexpected"], 0);
+    assert_eq!(r["motor_actions"], r["succeeded"]);
+    assert_eq!(r["succeeded"], r["sent"]["valid"]);
+    // Forged tokens carry the kid in use: refused as forgeries before and after.
+    let anonymous = r["anonymous_rejections"].as_object().unwrap();
+    assert!(
+        anonymous.keys().all(|k| k == "rejected/bad_signature"),
+        "{anonymous:?}"
+    );
+}
+
 /// Checks a run with `kills` node kills: every cabinet of a killed node came back on
 /// another node, and the books balance.
 fn assert_failed_over(r: &serde_json::Value, nodes: u64, kills: u64) {
