@@ -62,8 +62,8 @@ pub struct FleetArgs {
     /// Half way through the commands, rotate every cabinet's dispense key and push a
     /// configuration over their own channel (signed, retained documents), as an operator
     /// does, and report how long until the whole fleet runs them. The books must still
-    /// balance: no order refused or doubled by the change.
-    #[arg(long)]
+    /// balance: no order refused or doubled by the change. One Mosquitto only.
+    #[arg(long, conflicts_with = "cluster")]
     rollout: bool,
     /// Print one JSON object instead of text.
     #[arg(long)]

@@ -68,6 +68,11 @@ pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
             tmp.path().to_path_buf()
         }
     };
+    if o.cluster.is_some() && o.rollout {
+        // The cluster's backend user may not write desired/ (the operator's): the shipped
+        // permissions keep the order servers from replacing keys.
+        bail!("--rollout runs on the single Mosquitto, not with --cluster");
+    }
     if o.cluster.is_some() && o.broker_restarts > 0 {
         bail!("--broker-restarts is for the single Mosquitto; with --cluster use --kill-node");
     }
