@@ -29,14 +29,14 @@ enum ConfigWhat {
     Push(crate::config_push::PushArgs),
     /// Print each cabinet's retained `reported` (the configuration and keys in force, the
     /// last refusal) as JSON lines.
-    Status(crate::config_push::StatusArgs),
+    Status(crate::push::StatusArgs),
 }
 
 /// Run `cabinet config ...`. Exit 0: valid; 1: invalid (problems on stderr).
 pub fn config(a: ConfigArgs) -> anyhow::Result<ExitCode> {
     match a.what {
         ConfigWhat::Push(p) => crate::config_push::push(p),
-        ConfigWhat::Status(s) => crate::config_push::status(s),
+        ConfigWhat::Status(s) => crate::push::status_cmd(s),
         // The same checks `cabinet run` and the window app make before they start, so
         // "valid" means the kiosk will start with this file on this machine.
         ConfigWhat::Check { file } => match Config::load_for_start(&file) {

@@ -6,24 +6,20 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use cabinet_core::config::{ConfigClaims, RemoteConfig};
-use cabinet_core::protocol::{self, KIND_CONFIG};
+use cabinet_core::protocol::KIND_CONFIG;
 use clap::Args;
 
-use crate::backend_cmd::{BrokerArgs, parse_duration, runtime, unix_now};
-use crate::push::{self, Push};
+use crate::backend_cmd::unix_now;
+use crate::push::{self, DocumentArgs};
 
 /// Arguments of `cabinet config push`.
 #[derive(Debug, Args)]
 pub struct PushArgs {
     #[command(flatten)]
-    broker: BrokerArgs,
-    /// A cabinet to give it to (its machine code, signed in as `aud`); repeat for several.
-    #[arg(long = "cabinet", required = true)]
-    cabinets: Vec<String>,
+    doc: DocumentArgs,
     /// What to set: a TOML file in the site config's own words, holding only
     /// `[[slots]]` (the whole slot map), `[kiosk]` name, take_item_secs, failed_secs,
     /// out_of_service_grace_secs, qr_url, scan_with, `[support]` phone, help_url, nearby
@@ -31,35 +27,6 @@ pub struct PushArgs {
     /// file says.
     #[arg(long)]
     set: PathBuf,
-    /// The operator's private key file (as written by `cabinet keygen --out`).
-    #[arg(long)]
-    operator_key: PathBuf,
-    /// The operator key's kid: a key the cabinets trust as an operator key.
-    #[arg(long)]
-    operator_kid: String,
-    /// The document's version; it must be above the one each cabinet runs. Default: one
-    /// above the highest version the cabinets report.
-    #[arg(long)]
-    version: Option<u64>,
-    /// How long to wait for each cabinet's report: 30s, 2m or seconds.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
-    wait: Duration,
-    /// Only print the signed document for each cabinet (needs --version; no broker).
-    #[arg(long)]
-    print_token: bool,
-}
-
-/// Arguments of `cabinet config status`.
-#[derive(Debug, Args)]
-pub struct StatusArgs {
-    #[command(flatten)]
-    broker: BrokerArgs,
-    /// A cabinet to ask about; repeat for several.
-    #[arg(long = "cabinet", required = true)]
-    cabinets: Vec<String>,
-    /// How long to wait for each cabinet's retained report.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
-    wait: Duration,
 }
 
 /// The `--set` file as a document's `config`, refused here already when it sets what a
@@ -82,42 +49,15 @@ fn read_set(path: &PathBuf) -> anyhow::Result<serde_json::Value> {
 }
 
 /// Run `cabinet config push`.
-pub fn push(mut a: PushArgs) -> anyhow::Result<ExitCode> {
-    a.broker.default_user = "operator";
-    push::check_cabinets(&a.cabinets)?;
+pub fn push(a: PushArgs) -> anyhow::Result<ExitCode> {
     let config = read_set(&a.set)?;
-    let key = push::operator_key(&a.operator_key)?;
-    let sign = |code: &str, version: u64| {
-        let claims = ConfigClaims {
+    push::push_document(a.doc, KIND_CONFIG, |code, version| {
+        serde_json::to_value(ConfigClaims {
             kind: KIND_CONFIG.to_owned(),
             aud: code.to_owned(),
             iat: unix_now(),
             version,
             config: config.clone(),
-        };
-        protocol::sign_document(&claims, &key, &a.operator_kid).context("cannot sign")
-    };
-    if a.print_token {
-        let Some(version) = a.version else {
-            bail!("--print-token needs --version (no broker is asked for the current one)");
-        };
-        for code in &a.cabinets {
-            println!("{}", sign(code, version)?);
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    let push = Push {
-        broker: &a.broker,
-        cabinets: &a.cabinets,
-        kind: KIND_CONFIG,
-        version: a.version,
-        wait: a.wait,
-    };
-    runtime()?.block_on(push.run(sign))
-}
-
-/// Run `cabinet config status`.
-pub fn status(mut a: StatusArgs) -> anyhow::Result<ExitCode> {
-    a.broker.default_user = "operator";
-    runtime()?.block_on(push::status(&a.broker, &a.cabinets, a.wait))
+        })
+    })
 }

@@ -12,18 +12,17 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use cabinet_core::config::Config;
 use cabinet_core::instance::{InstanceError, InstanceLock};
 use cabinet_core::journal::DocumentChange;
 use cabinet_core::protocol::{self, KIND_KEYS, KeyEntry, KeyRole, KeySetClaims};
 use clap::{Args, Subcommand};
 
-use crate::backend_cmd::{BrokerArgs, parse_duration, runtime, unix_now};
+use crate::backend_cmd::unix_now;
 use crate::journal_cmd::{same_owner, writable};
-use crate::push::{self, Push};
+use crate::push::{self, DocumentArgs};
 
 /// Arguments of `cabinet keys`.
 #[derive(Debug, Args)]
@@ -40,7 +39,7 @@ enum KeysCommand {
     Rotate(RotateArgs),
     /// Print each cabinet's retained `reported` (the keys in force, the last refusal) as
     /// JSON lines.
-    Status(StatusArgs),
+    Status(push::StatusArgs),
     /// On the cabinet, with the kiosk stopped: put the config file's `[keys]` and
     /// `[operator_keys]` back in force, for when an operator key was stolen. The reset
     /// set's version stays as the floor, so the broker's retained copy of it (or of any
@@ -67,17 +66,7 @@ pub struct ResetArgs {
 #[derive(Debug, Args)]
 pub struct RotateArgs {
     #[command(flatten)]
-    broker: BrokerArgs,
-    /// A cabinet to give the set to (its machine code, signed in as `aud`); repeat for
-    /// several.
-    #[arg(long = "cabinet", required = true)]
-    cabinets: Vec<String>,
-    /// The operator's private key file (as written by `cabinet keygen --out`).
-    #[arg(long)]
-    operator_key: PathBuf,
-    /// The operator key's kid: a key the cabinets trust as an operator key.
-    #[arg(long)]
-    operator_kid: String,
+    doc: DocumentArgs,
     /// A key that may sign commands, `kid=x` (x: base64url public key, as `cabinet
     /// keygen` prints it); repeat for several.
     #[arg(long = "dispense", value_parser = parse_kid_x)]
@@ -86,29 +75,6 @@ pub struct RotateArgs {
     /// you sign with unless you mean to hand over to another.
     #[arg(long = "operator", value_parser = parse_kid_x)]
     operator: Vec<(String, String)>,
-    /// The set's version; it must be above the one each cabinet runs. Default: one above
-    /// the highest version the cabinets report.
-    #[arg(long)]
-    version: Option<u64>,
-    /// How long to wait for each cabinet's report: 30s, 2m or seconds.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
-    wait: Duration,
-    /// Only print the signed document for each cabinet (needs --version; no broker).
-    #[arg(long)]
-    print_token: bool,
-}
-
-/// Arguments of `cabinet keys status`.
-#[derive(Debug, Args)]
-pub struct StatusArgs {
-    #[command(flatten)]
-    broker: BrokerArgs,
-    /// A cabinet to ask about; repeat for several.
-    #[arg(long = "cabinet", required = true)]
-    cabinets: Vec<String>,
-    /// How long to wait for each cabinet's retained report.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
-    wait: Duration,
 }
 
 fn parse_kid_x(s: &str) -> Result<(String, String), String> {
@@ -125,14 +91,8 @@ fn parse_kid_x(s: &str) -> Result<(String, String), String> {
 /// Run `cabinet keys`.
 pub fn keys(a: KeysArgs) -> anyhow::Result<ExitCode> {
     match a.command {
-        KeysCommand::Rotate(mut a) => {
-            a.broker.default_user = "operator";
-            rotate(a)
-        }
-        KeysCommand::Status(mut a) => {
-            a.broker.default_user = "operator";
-            runtime()?.block_on(push::status(&a.broker, &a.cabinets, a.wait))
-        }
+        KeysCommand::Rotate(a) => rotate(a),
+        KeysCommand::Status(a) => push::status_cmd(a),
         KeysCommand::Reset(a) => reset(&a),
     }
 }
@@ -229,39 +189,14 @@ fn rotate(a: RotateArgs) -> anyhow::Result<ExitCode> {
              cabinets out of orders or of the next rotation (they refuse it as invalid)"
         );
     }
-    push::check_cabinets(&a.cabinets)?;
-    let key = push::operator_key(&a.operator_key)?;
-    if a.print_token {
-        let Some(version) = a.version else {
-            bail!("--print-token needs --version (no broker is asked for the current one)");
-        };
-        for code in &a.cabinets {
-            println!("{}", sign(&a, &key, code, version)?);
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    let push = Push {
-        broker: &a.broker,
-        cabinets: &a.cabinets,
-        kind: KIND_KEYS,
-        version: a.version,
-        wait: a.wait,
-    };
-    runtime()?.block_on(push.run(|code, version| sign(&a, &key, code, version)))
-}
-
-fn sign(
-    a: &RotateArgs,
-    key: &protocol::SigningKey,
-    code: &str,
-    version: u64,
-) -> anyhow::Result<String> {
-    let claims = KeySetClaims {
-        kind: KIND_KEYS.to_owned(),
-        aud: code.to_owned(),
-        iat: unix_now(),
-        version,
-        keys: entries(a),
-    };
-    protocol::sign_document(&claims, key, &a.operator_kid).context("cannot sign")
+    let keys = entries(&a);
+    push::push_document(a.doc, KIND_KEYS, |code, version| {
+        serde_json::to_value(KeySetClaims {
+            kind: KIND_KEYS.to_owned(),
+            aud: code.to_owned(),
+            iat: unix_now(),
+            version,
+            keys: keys.clone(),
+        })
+    })
 }

@@ -7,15 +7,95 @@
 //! comes into force by itself).
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use cabinet_core::mqtt::BackendClient;
 use cabinet_core::protocol::{self, KIND_KEYS, Reported, SigningKey, Topics};
+use clap::Args;
 
-use crate::backend_cmd::BrokerArgs;
+use crate::backend_cmd::{BrokerArgs, parse_duration, runtime};
+
+/// What pushing any document takes: the broker, the cabinets, the operator's key and the
+/// version.
+#[derive(Debug, Args)]
+pub struct DocumentArgs {
+    #[command(flatten)]
+    broker: BrokerArgs,
+    /// A cabinet to give it to (its machine code, signed in as `aud`); repeat for several.
+    #[arg(long = "cabinet", required = true)]
+    cabinets: Vec<String>,
+    /// The operator's private key file (as written by `cabinet keygen --out`).
+    #[arg(long)]
+    operator_key: PathBuf,
+    /// The operator key's kid: a key the cabinets trust as an operator key.
+    #[arg(long)]
+    operator_kid: String,
+    /// The document's version; it must be above the one each cabinet runs. Default: one
+    /// above the highest version the cabinets report.
+    #[arg(long)]
+    version: Option<u64>,
+    /// How long to wait for each cabinet's report: 30s, 2m or seconds.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    wait: Duration,
+    /// Only print the signed document for each cabinet (needs --version; no broker).
+    #[arg(long)]
+    print_token: bool,
+}
+
+/// Arguments of `cabinet keys status` and `cabinet config status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    broker: BrokerArgs,
+    /// A cabinet to ask about; repeat for several.
+    #[arg(long = "cabinet", required = true)]
+    cabinets: Vec<String>,
+    /// How long to wait for each cabinet's retained report.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    wait: Duration,
+}
+
+/// Signs a document of `kind` for each cabinet with `claims(cabinet, version)` and pushes
+/// it (or, with `--print-token`, prints it), as the operator (default broker user).
+pub(crate) fn push_document(
+    mut a: DocumentArgs,
+    kind: &'static str,
+    claims: impl Fn(&str, u64) -> serde_json::Result<serde_json::Value>,
+) -> anyhow::Result<ExitCode> {
+    a.broker.default_user = "operator";
+    check_cabinets(&a.cabinets)?;
+    let key = operator_key(&a.operator_key)?;
+    let sign = |code: &str, version: u64| {
+        protocol::sign_document(&claims(code, version)?, &key, &a.operator_kid)
+            .context("cannot sign")
+    };
+    if a.print_token {
+        let Some(version) = a.version else {
+            bail!("--print-token needs --version (no broker is asked for the current one)");
+        };
+        for code in &a.cabinets {
+            println!("{}", sign(code, version)?);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let push = Push {
+        broker: &a.broker,
+        cabinets: &a.cabinets,
+        kind,
+        version: a.version,
+        wait: a.wait,
+    };
+    runtime()?.block_on(push.run(sign))
+}
+
+/// `status`: each cabinet's retained `reported`, as the operator.
+pub(crate) fn status_cmd(mut a: StatusArgs) -> anyhow::Result<ExitCode> {
+    a.broker.default_user = "operator";
+    runtime()?.block_on(status(&a.broker, &a.cabinets, a.wait))
+}
 
 /// Exit code: published, but not every cabinet reported it in force in time.
 pub(crate) const EXIT_NOT_REPORTED: u8 = 3;
@@ -24,7 +104,7 @@ pub(crate) const EXIT_NOT_REPORTED: u8 = 3;
 const BASELINE_WAIT: Duration = Duration::from_secs(2);
 
 /// Reads the operator's private key (as `cabinet keygen --out` writes it).
-pub(crate) fn operator_key(path: &Path) -> anyhow::Result<SigningKey> {
+fn operator_key(path: &Path) -> anyhow::Result<SigningKey> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read --operator-key {}", path.display()))?;
     protocol::decode_signing_key(&text).with_context(|| {
@@ -36,7 +116,7 @@ pub(crate) fn operator_key(path: &Path) -> anyhow::Result<SigningKey> {
 }
 
 /// Checks each `--cabinet`.
-pub(crate) fn check_cabinets(codes: &[String]) -> anyhow::Result<()> {
+fn check_cabinets(codes: &[String]) -> anyhow::Result<()> {
     for code in codes {
         protocol::check_machine_code(code).with_context(|| format!("--cabinet {code}"))?;
     }
@@ -44,7 +124,7 @@ pub(crate) fn check_cabinets(codes: &[String]) -> anyhow::Result<()> {
 }
 
 /// The retained reports of `codes`, as far as they arrive within `wait`.
-pub(crate) async fn reports(
+async fn reports(
     client: &mut BackendClient,
     codes: &[String],
     wait: Duration,
@@ -66,28 +146,33 @@ pub(crate) async fn reports(
 }
 
 /// One push: a document of `kind` for each cabinet, signed by `sign(code, version)`.
-pub(crate) struct Push<'a> {
-    pub(crate) broker: &'a BrokerArgs,
-    pub(crate) cabinets: &'a [String],
+struct Push<'a> {
+    broker: &'a BrokerArgs,
+    cabinets: &'a [String],
     /// `keys` or `config`.
-    pub(crate) kind: &'static str,
+    kind: &'static str,
     /// `None`: one above the highest the cabinets report.
-    pub(crate) version: Option<u64>,
-    pub(crate) wait: Duration,
+    version: Option<u64>,
+    wait: Duration,
 }
 
 /// The part of a report about `kind`: (version in force, its hash, a waiting version).
 fn of_kind(r: &Reported, kind: &str) -> (u64, Option<String>, Option<u64>) {
     if kind == KIND_KEYS {
-        (r.keys.version, r.keys.sha256.clone(), None)
+        (
+            r.keys.in_force.version,
+            r.keys.in_force.sha256.clone(),
+            None,
+        )
     } else {
-        (r.config.version, r.config.sha256.clone(), r.config.pending)
+        let c = &r.config;
+        (c.in_force.version, c.in_force.sha256.clone(), c.pending)
     }
 }
 
 impl Push<'_> {
     /// Publishes and waits; the exit code as the module docs say.
-    pub(crate) async fn run(
+    async fn run(
         &self,
         sign: impl Fn(&str, u64) -> anyhow::Result<String>,
     ) -> anyhow::Result<ExitCode> {
@@ -191,7 +276,7 @@ impl Push<'_> {
 
 /// Prints each cabinet's retained `reported` as a JSON line (exit 3 for a cabinet that
 /// sent none within `wait`).
-pub(crate) async fn status(
+async fn status(
     broker: &BrokerArgs,
     cabinets: &[String],
     wait: Duration,

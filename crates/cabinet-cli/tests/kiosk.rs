@@ -2280,11 +2280,11 @@ impl Operator {
         path
     }
 
-    /// `cabinet keys <args>` as the operator: (exit code, stdout, stderr).
-    async fn keys(&self, args: &[String]) -> (i32, String, String) {
+    /// `cabinet <args>` as the operator (its broker and password): (exit code, stdout,
+    /// stderr).
+    async fn cli(&self, args: Vec<String>) -> (i32, String, String) {
         let mut cmd = Command::new(BIN);
-        cmd.arg("keys")
-            .args(args)
+        cmd.args(args)
             .args(["--broker", &self.url, "--password-file"])
             .arg(self.dir.join("password"));
         let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
@@ -2298,6 +2298,35 @@ impl Operator {
         )
     }
 
+    /// C001's retained `reported` (`cabinet config status`), checked against
+    /// docs/schema/reported.schema.json: what a running kiosk reports is what it promises.
+    async fn status(&self) -> Value {
+        let (code, out, err) = self
+            .cli(
+                ["config", "status", "--cabinet", "C001"]
+                    .map(String::from)
+                    .into(),
+            )
+            .await;
+        assert_eq!(code, 0, "{err}");
+        let r = serde_json::from_str::<Value>(out.trim()).unwrap();
+        schema::validate(&schema::reported_schema(), &r, "$")
+            .unwrap_or_else(|e| panic!("{e}: {r}"));
+        r
+    }
+
+    /// C001's `reported` once `done` says it is the one awaited (within 30 s).
+    async fn status_when(&self, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + LONG;
+        loop {
+            let r = self.status().await;
+            if done(&r) {
+                return r;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "never {what}: {r}");
+        }
+    }
+
     /// `cabinet keys rotate` for C001 signed with `signer` (a kid and its key), giving
     /// `dispense` and `operator` (kid, key) pairs, version `version`.
     async fn rotate(
@@ -2308,9 +2337,16 @@ impl Operator {
         version: u64,
         wait: &str,
     ) -> (i32, String, String) {
-        let mut args: Vec<String> = ["rotate", "--cabinet", "C001", "--operator-kid", signer.0]
-            .map(String::from)
-            .into();
+        let mut args: Vec<String> = [
+            "keys",
+            "rotate",
+            "--cabinet",
+            "C001",
+            "--operator-kid",
+            signer.0,
+        ]
+        .map(String::from)
+        .into();
         args.push("--operator-key".into());
         args.push(self.key_file(signer.0, signer.1).display().to_string());
         for (flag, list) in [("--dispense", dispense), ("--operator", operator)] {
@@ -2325,7 +2361,7 @@ impl Operator {
             "--wait".into(),
             wait.into(),
         ]);
-        self.keys(&args).await
+        self.cli(args).await
     }
 }
 
@@ -2364,29 +2400,13 @@ async fn key_sets_rotate_the_cabinets_keys_over_its_own_channel() {
     rig.start_kiosk();
     let mut boots = vec![];
     backend.await_online(&mut boots).await;
-    let status = || async {
-        let (code, out, err) = op
-            .keys(&["status", "--cabinet", "C001"].map(String::from))
-            .await;
-        assert_eq!(code, 0, "{err}");
-        let r = serde_json::from_str::<Value>(out.trim()).unwrap();
-        // What a running kiosk reports is what docs/schema/reported.schema.json promises.
-        schema::validate(&schema::reported_schema(), &r, "$")
-            .unwrap_or_else(|e| panic!("{e}: {r}"));
-        r
-    };
     // Taken on connect: both dispense keys sell.
-    let deadline = tokio::time::Instant::now() + LONG;
-    loop {
-        let r = status().await;
-        if r["keys"]["version"] == 1 {
-            assert_eq!(r["keys"]["source"], "signed");
-            assert_eq!(r["keys"]["dispense"], serde_json::json!(["k1", "k2"]));
-            assert_eq!(r["keys"]["signed_by"], "ops");
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "never applied: {r}");
-    }
+    let r = op
+        .status_when("key set 1", |r| r["keys"]["version"] == 1)
+        .await;
+    assert_eq!(r["keys"]["source"], "signed");
+    assert_eq!(r["keys"]["dispense"], serde_json::json!(["k1", "k2"]));
+    assert_eq!(r["keys"]["signed_by"], "ops");
     let sell = |rig: &mut Rig, key: &SigningKey, kid: &str| {
         let c = rig.claims("C001", 1);
         (c.jti.clone(), protocol::sign_command(&c, key, kid).unwrap())
@@ -2437,7 +2457,7 @@ async fn key_sets_rotate_the_cabinets_keys_over_its_own_channel() {
         assert_eq!(code, 1, "{reason}: {err}");
         assert!(err.contains(reason), "{reason}: {err}");
     }
-    let r = status().await;
+    let r = op.status().await;
     assert_eq!(r["keys"]["version"], 2, "{r}");
     assert_eq!(r["keys"]["dispense"], serde_json::json!(["k2"]), "{r}");
     assert_eq!(r["refused"]["reason"], "stale_version", "{r}");
@@ -2500,17 +2520,11 @@ async fn key_sets_rotate_the_cabinets_keys_over_its_own_channel() {
     backend.await_online(&mut boots).await;
     // What the broker still holds for the cabinet, signed by the stolen key, is refused.
     let boot = boots.last().cloned().unwrap();
-    let until = tokio::time::Instant::now() + LONG;
-    let r = loop {
-        let r = status().await;
-        if r["boot_id"] == boot.as_str() {
-            break r;
-        }
-        assert!(
-            tokio::time::Instant::now() < until,
-            "no report of {boot}: {r}"
-        );
-    };
+    let r = op
+        .status_when("a report of the new boot", |r| {
+            r["boot_id"] == boot.as_str()
+        })
+        .await;
     assert_eq!(
         (&r["keys"]["version"], &r["keys"]["source"]),
         (&serde_json::json!(2), &serde_json::json!("file")),
@@ -2556,31 +2570,30 @@ impl Operator {
     ) -> (i32, String, String) {
         let file = self.dir.join(format!("set-{version}.toml"));
         std::fs::write(&file, set).unwrap();
-        let mut cmd = Command::new(BIN);
-        cmd.args([
+        let mut args: Vec<String> = [
             "config",
             "push",
             "--cabinet",
             "C001",
             "--operator-kid",
             "ops",
-        ])
-        .arg("--operator-key")
-        .arg(self.key_file("ops", ops))
-        .arg("--set")
-        .arg(&file)
-        .args(["--version", &version.to_string(), "--wait", wait])
-        .args(["--broker", &self.url, "--password-file"])
-        .arg(self.dir.join("password"));
-        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-            .await
-            .unwrap();
-        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-        (
-            out.status.code().unwrap_or(-1),
-            text(&out.stdout),
-            text(&out.stderr),
-        )
+        ]
+        .map(String::from)
+        .into();
+        for (flag, value) in [
+            ("--operator-key", self.key_file("ops", ops)),
+            ("--set", file),
+        ] {
+            args.push(flag.into());
+            args.push(value.display().to_string());
+        }
+        args.extend([
+            "--version".into(),
+            version.to_string(),
+            "--wait".into(),
+            wait.into(),
+        ]);
+        self.cli(args).await
     }
 }
 
@@ -2630,25 +2643,10 @@ initial_count = 8
     rig.start_kiosk();
     let mut boots = vec![];
     backend.await_online(&mut boots).await;
-    let status = || async {
-        let (code, out, err) = op
-            .keys(&["status", "--cabinet", "C001"].map(String::from))
-            .await;
-        assert_eq!(code, 0, "{err}");
-        let r = serde_json::from_str::<Value>(out.trim()).unwrap();
-        schema::validate(&schema::reported_schema(), &r, "$")
-            .unwrap_or_else(|e| panic!("{e}: {r}"));
-        r
-    };
-    let deadline = tokio::time::Instant::now() + LONG;
-    loop {
-        let r = status().await;
-        if r["config"]["version"] == 1 {
-            assert_eq!(r["config"]["source"], "signed", "{r}");
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "never applied: {r}");
-    }
+    let r = op
+        .status_when("configuration 1", |r| r["config"]["version"] == 1)
+        .await;
+    assert_eq!(r["config"]["source"], "signed", "{r}");
     // Its slot map is in force: slot 2 is gone, slot 3 sells.
     let c = rig.claims("C001", 2);
     backend.send(&rig.sign(&c)).await;
@@ -2683,7 +2681,7 @@ initial_count = 8
         .await;
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("kiosk.take_item_secs"), "{err}");
-    assert_eq!(status().await["config"]["version"], 1);
+    assert_eq!(op.status().await["config"]["version"], 1);
 
     // Pushed while a dispense runs: in force only once it has finished.
     let c = rig.claims("C001", 3);
@@ -2731,17 +2729,11 @@ initial_count = 8
         "{r:?}"
     );
     let boot = boots.last().cloned().unwrap();
-    let until = tokio::time::Instant::now() + LONG;
-    let r = loop {
-        let r = status().await;
-        if r["boot_id"] == boot.as_str() {
-            break r;
-        }
-        assert!(
-            tokio::time::Instant::now() < until,
-            "no report of {boot}: {r}"
-        );
-    };
+    let r = op
+        .status_when("a report of the new boot", |r| {
+            r["boot_id"] == boot.as_str()
+        })
+        .await;
     assert_eq!(r["config"]["version"], 3, "{r}");
     assert!(rig.logs().contains("configuration in force"), "no log line");
 }

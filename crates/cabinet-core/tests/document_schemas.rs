@@ -9,8 +9,8 @@ use cabinet_core::config::{
     ConfigClaims, RemoteConfig, RemoteKiosk, RemoteMaintenance, RemoteSupport, ScanApp, SlotConfig,
 };
 use cabinet_core::protocol::{
-    ConfigReport, DocumentReason, KeyEntry, KeyRole, KeySetClaims, KeysReport, KeysSource,
-    PROTOCOL_VERSION, RefusedReport, Reported, SigningKey, public_key_base64url,
+    ConfigReport, DocumentReason, DocumentSource, InForceReport, KeyEntry, KeyRole, KeySetClaims,
+    KeysReport, PROTOCOL_VERSION, RefusedReport, Reported, SigningKey, public_key_base64url,
 };
 use cabinet_testkit::schema::{config_schema, keyset_schema, reported_schema, validate};
 use serde_json::{Value, json};
@@ -44,20 +44,24 @@ fn report(refused: Option<RefusedReport>) -> Reported {
         boot_id: "4f1c0a9e5b7d4e21a3c8f0b6d2e9a7c1".into(),
         at: 1_750_000_000_123,
         keys: KeysReport {
-            version: 7,
-            source: KeysSource::Signed,
-            sha256: Some("ab".repeat(32)),
-            signed_by: Some("ops-1".into()),
-            applied_at: Some(1_750_000_000_000),
+            in_force: InForceReport {
+                version: 7,
+                source: DocumentSource::Signed,
+                sha256: Some("ab".repeat(32)),
+                signed_by: Some("ops-1".into()),
+                applied_at: Some(1_750_000_000_000),
+            },
             dispense: vec!["backend-2026-12".into()],
             operator: vec!["ops-1".into()],
         },
         config: ConfigReport {
-            version: 3,
-            source: KeysSource::Signed,
-            sha256: Some("ef".repeat(32)),
-            signed_by: Some("ops-1".into()),
-            applied_at: Some(1_750_000_000_001),
+            in_force: InForceReport {
+                version: 3,
+                source: DocumentSource::Signed,
+                sha256: Some("ef".repeat(32)),
+                signed_by: Some("ops-1".into()),
+                applied_at: Some(1_750_000_000_001),
+            },
             pending: Some(4),
             problems: vec!["slots[0].capacity: must be 1..=1000".into()],
         },
@@ -117,20 +121,12 @@ fn every_real_report_validates() {
     }
     let mut file = report(None);
     file.keys = KeysReport {
-        version: 0,
-        source: KeysSource::File,
-        sha256: None,
-        signed_by: None,
-        applied_at: None,
+        in_force: InForceReport::default(),
         dispense: vec!["k1".into()],
         operator: vec![],
     };
     file.config = ConfigReport {
-        version: 0,
-        source: KeysSource::File,
-        sha256: None,
-        signed_by: None,
-        applied_at: None,
+        in_force: InForceReport::default(),
         pending: None,
         problems: vec![],
     };

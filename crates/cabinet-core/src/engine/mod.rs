@@ -483,26 +483,7 @@ impl Engine {
             cmd.log_id.as_str(),
         );
         if let Some(reason) = self.refusal(&cmd, now) {
-            let reply = self.reply(
-                ids,
-                ReplyState::Rejected,
-                Some(reason),
-                Evidence::default(),
-                now,
-            );
-            let trusted = TrustedIds {
-                cmd_id: cmd.cmd_id.clone(),
-                aud: self.cfg.machine_code.clone(),
-                order_id: cmd.order_id.clone(),
-                log_id: cmd.log_id.clone(),
-                exp: Some(cmd.expires_at),
-            };
-            out.push(Action::Insert {
-                cmd: NewCommand::rejected(&trusted, reason),
-                reply,
-            });
-            out.push(Action::Ack);
-            out.push(Action::Publish);
+            self.refuse(&cmd, reason, now, out);
             if reason.is_customer_facing_failure() {
                 self.show_failed(reason, false, &cmd.cmd_id, now);
             }
@@ -532,6 +513,36 @@ impl Engine {
         self.start_next(now, out);
     }
 
+    /// A verified command refused for `reason`: journaled with its reply (a redelivery
+    /// gets the same answer), acknowledged, published.
+    fn refuse(&mut self, cmd: &Command, reason: Reason, now: u64, out: &mut Vec<Action>) {
+        let ids = (
+            cmd.cmd_id.as_str(),
+            cmd.order_id.as_str(),
+            cmd.log_id.as_str(),
+        );
+        let reply = self.reply(
+            ids,
+            ReplyState::Rejected,
+            Some(reason),
+            Evidence::default(),
+            now,
+        );
+        let trusted = TrustedIds {
+            cmd_id: cmd.cmd_id.clone(),
+            aud: self.cfg.machine_code.clone(),
+            order_id: cmd.order_id.clone(),
+            log_id: cmd.log_id.clone(),
+            exp: Some(cmd.expires_at),
+        };
+        out.push(Action::Insert {
+            cmd: NewCommand::rejected(&trusted, reason),
+            reply,
+        });
+        out.push(Action::Ack);
+        out.push(Action::Publish);
+    }
+
     /// The operator's control of a slot (or a telemetry request): no motor, answered at
     /// once with one terminal reply. Each is an absolute setting (enabled, disabled, a
     /// count), applied before it is journaled: a crash in between leaves the command
@@ -544,26 +555,7 @@ impl Engine {
             cmd.log_id.as_str(),
         );
         if let Some(reason) = self.control_refusal(&cmd) {
-            let reply = self.reply(
-                ids,
-                ReplyState::Rejected,
-                Some(reason),
-                Evidence::default(),
-                now,
-            );
-            let trusted = TrustedIds {
-                cmd_id: cmd.cmd_id.clone(),
-                aud: self.cfg.machine_code.clone(),
-                order_id: cmd.order_id.clone(),
-                log_id: cmd.log_id.clone(),
-                exp: Some(cmd.expires_at),
-            };
-            out.push(Action::Insert {
-                cmd: NewCommand::rejected(&trusted, reason),
-                reply,
-            });
-            out.push(Action::Ack);
-            out.push(Action::Publish);
+            self.refuse(&cmd, reason, now, out);
             return;
         }
         let slot = cmd.slot;

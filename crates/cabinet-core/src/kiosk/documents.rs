@@ -15,59 +15,42 @@ use crate::config::{Config, ConfigClaims, RemoteConfig};
 use crate::journal::{DocumentChange, Journal, JournalError};
 use crate::mqtt::Incoming;
 use crate::protocol::{
-    self, ConfigReport, Document, DocumentReason, DocumentRefusal, DocumentVerdict, InForce,
-    KIND_CONFIG, KIND_KEYS, KeyRole, KeySet, KeySetVerdict, KeysReport, KeysSource,
+    self, ConfigReport, Document, DocumentReason, DocumentRefusal, DocumentSource, DocumentVerdict,
+    InForce, InForceReport, KIND_CONFIG, KIND_KEYS, KeyRole, KeySet, KeySetVerdict, KeysReport,
     MAX_CONFIG_BYTES, PROTOCOL_VERSION, RefusedReport, Reported, TrustedKeys,
 };
 
 use super::link::{Link, stopped_is_not_an_error};
 use super::{KioskError, Runner, engine_config, now_ms};
 
-/// Where a document in force came from and what it is.
-#[derive(Debug, Clone, Default)]
-struct InForceDoc {
-    /// 0 for the site file's; after a reset on site, the floor.
-    version: u64,
-    /// `Some` for a signed document.
-    sha256: Option<String>,
-    /// The signing kid, or who reset it.
-    signed_by: Option<String>,
-    /// When it was applied or reset.
-    applied_at: Option<i64>,
+fn of_journal(stored: &crate::journal::StoredDocument) -> InForceReport {
+    InForceReport {
+        version: stored.version,
+        source: if stored.sha256.is_some() {
+            DocumentSource::Signed
+        } else {
+            DocumentSource::File
+        },
+        sha256: stored.sha256.clone(),
+        signed_by: stored.signed_by.clone(),
+        applied_at: Some(stored.applied_at),
+    }
 }
 
-impl InForceDoc {
-    fn stored(stored: &crate::journal::StoredDocument) -> InForceDoc {
-        InForceDoc {
-            version: stored.version,
-            sha256: stored.sha256.clone(),
-            signed_by: stored.signed_by.clone(),
-            applied_at: Some(stored.applied_at),
-        }
+fn signed(version: u64, sha256: &str, signed_by: &str) -> InForceReport {
+    InForceReport {
+        version,
+        source: DocumentSource::Signed,
+        sha256: Some(sha256.to_owned()),
+        signed_by: Some(signed_by.to_owned()),
+        applied_at: Some(crate::journal::now_ms()),
     }
+}
 
-    fn signed(doc: &Document) -> InForceDoc {
-        InForceDoc {
-            version: doc.version,
-            sha256: Some(doc.sha256.clone()),
-            signed_by: Some(doc.signed_by.clone()),
-            applied_at: Some(crate::journal::now_ms()),
-        }
-    }
-
-    fn as_in_force(&self) -> InForce<'_> {
-        InForce {
-            version: self.version,
-            sha256: self.sha256.as_deref(),
-        }
-    }
-
-    fn source(&self) -> KeysSource {
-        if self.sha256.is_some() {
-            KeysSource::Signed
-        } else {
-            KeysSource::File
-        }
+fn in_force(r: &InForceReport) -> InForce<'_> {
+    InForce {
+        version: r.version,
+        sha256: r.sha256.as_deref(),
     }
 }
 
@@ -84,10 +67,10 @@ struct Pending {
 pub(super) struct Documents {
     /// What commands and documents are checked against.
     pub(super) keys: TrustedKeys,
-    keys_doc: InForceDoc,
+    keys_doc: InForceReport,
     /// The site file's config, which a configuration document is laid over.
     file: Config,
-    config_doc: InForceDoc,
+    config_doc: InForceReport,
     /// The configuration in force's own problems, when the one the journal holds no
     /// longer fits the site file (then the file's config is in force).
     config_problems: Vec<String>,
@@ -141,15 +124,15 @@ impl Documents {
     pub(super) fn open(file: Config, journal: &Journal) -> Result<(Documents, Config), KioskError> {
         let mut docs = Documents {
             keys: file.trusted_keys()?,
-            keys_doc: InForceDoc::default(),
+            keys_doc: InForceReport::default(),
             file: file.clone(),
-            config_doc: InForceDoc::default(),
+            config_doc: InForceReport::default(),
             config_problems: Vec::new(),
             pending: None,
             refused: None,
         };
         if let Some(stored) = journal.document(KIND_KEYS)? {
-            docs.keys_doc = InForceDoc::stored(&stored);
+            docs.keys_doc = of_journal(&stored);
             if let Some(token) = &stored.token {
                 // Checked when it was accepted; unreadable now means the journal changed
                 // under us, and falling back to the file could bring back a removed key.
@@ -161,7 +144,7 @@ impl Documents {
         }
         let mut cfg = file;
         if let Some(stored) = journal.document(KIND_CONFIG)? {
-            docs.config_doc = InForceDoc::stored(&stored);
+            docs.config_doc = of_journal(&stored);
             if let Some(token) = &stored.token {
                 let doc = Document::from_journal(token)
                     .map_err(|e| corrupt("configuration", stored.version, &e))?;
@@ -199,20 +182,12 @@ impl Documents {
             boot_id: boot_id.to_owned(),
             at: now_ms(),
             keys: KeysReport {
-                version: self.keys_doc.version,
-                source: self.keys_doc.source(),
-                sha256: self.keys_doc.sha256.clone(),
-                signed_by: self.keys_doc.signed_by.clone(),
-                applied_at: self.keys_doc.applied_at,
+                in_force: self.keys_doc.clone(),
                 dispense: self.keys.kids_with(KeyRole::Dispense),
                 operator: self.keys.kids_with(KeyRole::Operator),
             },
             config: ConfigReport {
-                version: self.config_doc.version,
-                source: self.config_doc.source(),
-                sha256: self.config_doc.sha256.clone(),
-                signed_by: self.config_doc.signed_by.clone(),
-                applied_at: self.config_doc.applied_at,
+                in_force: self.config_doc.clone(),
                 pending: self.pending.as_ref().map(|p| p.doc.version),
                 problems: self.config_problems.clone(),
             },
@@ -253,7 +228,7 @@ impl<L: Link> Runner<L> {
             payload,
             &self.docs.keys,
             &self.cfg.machine_code,
-            self.docs.keys_doc.as_in_force(),
+            in_force(&self.docs.keys_doc),
         );
         match verdict {
             Ok(KeySetVerdict::InForce) => {
@@ -277,12 +252,7 @@ impl<L: Link> Runner<L> {
                 })?;
                 info!(version = set.version, signed_by = %set.signed_by, keys = %detail, "key set applied");
                 self.queue_audit(&actor, "keys_applied", detail);
-                self.docs.keys_doc = InForceDoc {
-                    version: set.version,
-                    sha256: Some(set.sha256),
-                    signed_by: Some(set.signed_by),
-                    applied_at: Some(crate::journal::now_ms()),
-                };
+                self.docs.keys_doc = signed(set.version, &set.sha256, &set.signed_by);
                 self.docs.keys = set.keys;
                 self.docs.refused = None;
             }
@@ -316,7 +286,7 @@ impl<L: Link> Runner<L> {
             &self.cfg.machine_code,
             KIND_CONFIG,
             MAX_CONFIG_BYTES,
-            self.docs.config_doc.as_in_force(),
+            in_force(&self.docs.config_doc),
         );
         let doc = match verdict {
             Ok(DocumentVerdict::InForce) => {
@@ -416,7 +386,7 @@ impl<L: Link> Runner<L> {
         self.journal.doors_hold_one(&doors)?;
         info!(signed_by = %doc.signed_by, sets = %remote.describe(), added = ?slots.added, changed = ?slots.changed, removed = ?slots.removed, "configuration in force");
         self.queue_audit(&actor, "config_applied", detail);
-        self.docs.config_doc = InForceDoc::signed(&doc);
+        self.docs.config_doc = signed(doc.version, &doc.sha256, &doc.signed_by);
         self.docs.config_problems.clear();
         self.docs.refused = None;
         let ecfg = engine_config(&cfg, &self.boot_id, doc.version);

@@ -66,7 +66,9 @@ pub use keys::{
     generate_keypair, new_boot_id, public_key_base64url,
 };
 pub use replies::{CommandState, Evidence, Reply, ReplyState};
-pub use reported::{ConfigReport, KeysReport, KeysSource, RefusedReport, Reported};
+pub use reported::{
+    ConfigReport, DocumentSource, InForceReport, KeysReport, RefusedReport, Reported,
+};
 pub use telemetry::{
     AuditEvent, BoardHealth, JournalFigures, Presence, SlotLevel, StateMessage, Telemetry,
 };

@@ -6,34 +6,43 @@ use serde::{Deserialize, Serialize};
 
 use super::DocumentReason;
 
-/// Where the keys (or the configuration) in force come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Where a document in force comes from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum KeysSource {
-    /// The config file's `[keys]` and `[operator_keys]` (version 0, or the version a
-    /// technician reset on site).
+pub enum DocumentSource {
+    /// The site config file (version 0, or the floor after a reset on site).
+    #[default]
     File,
-    /// A key set signed by an operator key.
+    /// A document signed by an operator key.
     Signed,
+}
+
+/// A document in force: its version, where it comes from, who signed it and when it came
+/// into force. What `reported` says of the key set and of the configuration alike.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InForceReport {
+    /// The version in force: 0 while the site file's is; for keys after a reset on site,
+    /// the reset set's version (a new one must climb above it).
+    pub version: u64,
+    /// File or signed.
+    pub source: DocumentSource,
+    /// Hex SHA-256 of the document in force (signed only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// The operator kid that signed it (signed), or who reset it (keys, after a reset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<String>,
+    /// When it came into force (or was reset), unix ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_at: Option<i64>,
 }
 
 /// The keys in force.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeysReport {
-    /// The version in force: 0 for the file's keys until a key set is applied; after a
-    /// reset on site, the version of the key set reset (a new one must climb above it).
-    pub version: u64,
-    /// File or signed.
-    pub source: KeysSource,
-    /// Hex SHA-256 of the key set document in force (signed only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sha256: Option<String>,
-    /// The operator kid that signed it (signed only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub signed_by: Option<String>,
-    /// When it was applied (signed), or reset (file after a reset), unix ms.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub applied_at: Option<i64>,
+    /// The key set in force.
+    #[serde(flatten)]
+    pub in_force: InForceReport,
     /// The kids that may sign commands.
     pub dispense: Vec<String>,
     /// The kids that may sign documents.
@@ -43,19 +52,9 @@ pub struct KeysReport {
 /// The configuration in force.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConfigReport {
-    /// The version in force: 0 while the site file's configuration is.
-    pub version: u64,
-    /// File or signed.
-    pub source: KeysSource,
-    /// Hex SHA-256 of the configuration document in force (signed only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sha256: Option<String>,
-    /// The operator kid that signed it (signed only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub signed_by: Option<String>,
-    /// When it came into force, unix ms.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub applied_at: Option<i64>,
+    /// The configuration document in force.
+    #[serde(flatten)]
+    pub in_force: InForceReport,
     /// A newer version accepted and waiting for the cabinet to be between customers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending: Option<u64>,

@@ -270,5 +270,8 @@ pub(super) fn record_reported(
         refused.insert((r.machine_code.clone(), no.sha256.clone()));
     }
     let e = reported.entry(r.machine_code).or_default();
-    *e = (e.0.max(r.keys.version), e.1.max(r.config.version));
+    *e = (
+        e.0.max(r.keys.in_force.version),
+        e.1.max(r.config.in_force.version),
+    );
 }
