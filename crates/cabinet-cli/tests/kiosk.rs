@@ -2298,6 +2298,17 @@ impl Operator {
         )
     }
 
+    /// A push (`keys rotate`, `config push`) with `--version` and `--wait`.
+    async fn push(&self, mut args: Vec<String>, version: u64, wait: &str) -> (i32, String, String) {
+        args.extend([
+            "--version".into(),
+            version.to_string(),
+            "--wait".into(),
+            wait.into(),
+        ]);
+        self.cli(args).await
+    }
+
     /// C001's retained `reported` (`cabinet config status`), checked against
     /// docs/schema/reported.schema.json: what a running kiosk reports is what it promises.
     async fn status(&self) -> Value {
@@ -2355,13 +2366,7 @@ impl Operator {
                 args.push(format!("{kid}={}", protocol::public_key_base64url(key)));
             }
         }
-        args.extend([
-            "--version".into(),
-            version.to_string(),
-            "--wait".into(),
-            wait.into(),
-        ]);
-        self.cli(args).await
+        self.push(args, version, wait).await
     }
 }
 
@@ -2587,13 +2592,7 @@ impl Operator {
             args.push(flag.into());
             args.push(value.display().to_string());
         }
-        args.extend([
-            "--version".into(),
-            version.to_string(),
-            "--wait".into(),
-            wait.into(),
-        ]);
-        self.cli(args).await
+        self.push(args, version, wait).await
     }
 }
 

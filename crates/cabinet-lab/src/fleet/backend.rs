@@ -174,6 +174,30 @@ pub(super) async fn reconnect(net: &Net) -> anyhow::Result<BackendClient> {
     }
 }
 
+/// Records the next message, or returns after [`LISTEN_TICK`] without one (for a caller
+/// that polls its own checks between messages); connects again if the broker went away.
+pub(super) async fn listen(
+    backend: &mut BackendClient,
+    inbox: &mut Inbox,
+    net: &Net,
+    reconnects: &mut u32,
+) -> anyhow::Result<()> {
+    tokio::select! {
+        m = backend.recv() => match m {
+            Some(m) => inbox.record(&m),
+            None => {
+                *backend = reconnect(net).await?;
+                *reconnects += 1;
+            }
+        },
+        () = tokio::time::sleep(LISTEN_TICK) => {}
+    }
+    Ok(())
+}
+
+/// How long [`listen`] waits for a message.
+const LISTEN_TICK: Duration = Duration::from_millis(50);
+
 /// Receive until every command has its outcome, or none came for [`QUIET`]. `false` if
 /// the connection was lost.
 pub(super) async fn settle(

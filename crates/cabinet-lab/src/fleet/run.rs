@@ -16,7 +16,7 @@ use cabinet_core::kiosk;
 use cabinet_core::protocol;
 use tokio::sync::watch;
 
-use super::backend::{Inbox, Kind, Sent, reconnect, settle};
+use super::backend::{Inbox, Kind, Sent, listen, reconnect, settle};
 use super::cabinets::{Net, PER_SLOT, SLOTS, code, raise_fd_limit, write_config};
 use super::options::FleetOptions;
 use super::reconcile::{Figures, reconcile};
@@ -319,17 +319,8 @@ pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
                 reconnects += 1;
                 continue;
             }
-            tokio::select! {
-                m = backend.recv() => match m {
-                    Some(m) => inbox.record(&m),
-                    None => {
-                        backend = reconnect(&net).await?;
-                        reconnects += 1;
-                    }
-                },
-                // Polling the kill plan's probes and checks.
-                () = tokio::time::sleep(Duration::from_millis(50)) => {}
-            }
+            // Polling the kill plan's probes and checks between messages.
+            listen(&mut backend, &mut inbox, &net, &mut reconnects).await?;
         }
         anyhow::Ok(())
     })?;
@@ -379,17 +370,8 @@ pub fn run_fleet(o: &FleetOptions) -> anyhow::Result<Report> {
             && tokio::time::Instant::now() < deadline
         {
             r.step(&mut backend, &sent, &inbox, n).await?;
-            tokio::select! {
-                m = backend.recv() => match m {
-                    Some(m) => inbox.record(&m),
-                    None => {
-                        backend = reconnect(&net).await?;
-                        reconnects += 1;
-                    }
-                },
-                // Polling the rollout's checks while nothing arrives.
-                () = tokio::time::sleep(Duration::from_millis(50)) => {}
-            }
+            // Polling the rollout's checks between messages.
+            listen(&mut backend, &mut inbox, &net, &mut reconnects).await?;
         }
         anyhow::Ok(())
     })?;
