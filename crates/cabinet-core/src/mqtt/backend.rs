@@ -180,21 +180,34 @@ impl BackendClient {
     /// every cabinet with `"+"`, and waits for the SubAck. Subscribe *before* sending a
     /// command so its replies cannot slip past.
     pub async fn subscribe_cabinet(&mut self, code_or_plus: &str) -> Result<(), BackendError> {
-        self.subscribe_topics(code_or_plus, &["reply", "state", "telemetry"])
-            .await
+        self.subscribe_topics(
+            code_or_plus,
+            &["reply", "state", "telemetry"],
+            QoS::AtLeastOnce,
+        )
+        .await
     }
 
-    /// Subscribes (QoS 1) to `reported` of one cabinet, or of every cabinet with `"+"`
-    /// (the operator's view: which documents each cabinet runs), and waits for the
-    /// SubAck. The broker then hands over each cabinet's retained report.
+    /// Subscribes to `reported` of one cabinet, or of every cabinet with `"+"` (the
+    /// operator's view: which documents each cabinet runs), and waits for the SubAck. The
+    /// broker then hands over each cabinet's retained report.
+    ///
+    /// At QoS 0: a report is retained state, the latest always there to read again, and
+    /// QoS 0 keeps it out of the broker's queue of QoS 1 messages for this session
+    /// (Mosquitto's `max_queued_messages`, 1,000 as shipped). When a fleet of 1,000
+    /// cabinets reconnects at once, each sends its presence and its report; both at QoS 1
+    /// overflowed that queue and the broker dropped presence messages (found by
+    /// `cabinet-lab fleet --cabinets 1000`).
     pub async fn subscribe_reported(&mut self, code_or_plus: &str) -> Result<(), BackendError> {
-        self.subscribe_topics(code_or_plus, &["reported"]).await
+        self.subscribe_topics(code_or_plus, &["reported"], QoS::AtMostOnce)
+            .await
     }
 
     async fn subscribe_topics(
         &mut self,
         code_or_plus: &str,
         topics: &[&str],
+        qos: QoS,
     ) -> Result<(), BackendError> {
         if code_or_plus != "+" {
             crate::protocol::check_machine_code(code_or_plus)?;
@@ -207,7 +220,7 @@ impl BackendClient {
             .subscribe_many(
                 filters
                     .iter()
-                    .map(|f| rumqttc::SubscribeFilter::new(f.clone(), QoS::AtLeastOnce)),
+                    .map(|f| rumqttc::SubscribeFilter::new(f.clone(), qos)),
             )
             .await
             .map_err(|e| BackendError::Connection(e.to_string()))?;
