@@ -1,5 +1,5 @@
 //! Upgrade from the release before retention: a journal written by that release's own
-//! binary (schema 2, `auto_vacuum = NONE`) is opened by this code, migrated to schema 3,
+//! binary (schema 2, `auto_vacuum = NONE`) is opened by this code, migrated to the current schema (4),
 //! and every row that matters is still there, read through the journal's API; retention
 //! then judges the old rows (no `expires_at`) by when they were received.
 //!
@@ -92,9 +92,12 @@ fn the_fixture_is_a_schema_2_journal() {
 }
 
 #[test]
-fn opening_migrates_to_3_and_gives_the_journal_an_identity() {
+fn opening_migrates_to_4_and_gives_the_journal_an_identity_and_no_documents() {
     let (_dir, j) = upgraded();
-    assert_eq!(j.schema_version().unwrap(), 3);
+    assert_eq!(j.schema_version().unwrap(), 4);
+    // Step 4: the operator's documents; none yet, so the config file's keys are in force.
+    assert_eq!(j.document("keys").unwrap(), None);
+    assert_eq!(j.document("config").unwrap(), None);
     let id = j.identity().unwrap();
     assert_eq!(id.id.len(), 32);
     assert!(id.id.chars().all(|c| c.is_ascii_hexdigit()));
