@@ -555,6 +555,7 @@ impl Rig {
             order_id: format!("order-{n}"),
             log_id: format!("LOG-{n}-{}", now_s() % 100_000),
             session: None,
+            count: None,
         };
         let token = protocol::sign_command(&claims, &self.key, "k1").unwrap();
         let backend = self.backend.as_mut().unwrap();
