@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use cabinet_core::mqtt::{BackendClient, BackendMessage};
-use cabinet_core::protocol::{Reply, ReplyState};
+use cabinet_core::protocol::{Reply, ReplyState, Reported};
 use cabinet_core::reason::Reason;
 use serde::Serialize;
 
@@ -100,11 +100,7 @@ impl Inbox {
             return;
         }
         if m.topic.ends_with("/reported") {
-            super::rollout::record_reported(
-                &mut self.reported,
-                &mut self.documents_refused,
-                &m.payload,
-            );
+            record_reported(&mut self.reported, &mut self.documents_refused, &m.payload);
             return;
         }
         if !m.topic.ends_with("/reply") {
@@ -221,4 +217,24 @@ pub(super) async fn settle(
         }
     }
     true
+}
+
+/// What the backend keeps of each cabinet's `reported`: (key set version, configuration
+/// version), and each document refused (cabinet, hash of the document).
+fn record_reported(
+    reported: &mut HashMap<String, (u64, u64)>,
+    refused: &mut HashSet<(String, String)>,
+    payload: &[u8],
+) {
+    let Ok(r) = serde_json::from_slice::<Reported>(payload) else {
+        return;
+    };
+    if let Some(no) = &r.refused {
+        refused.insert((r.machine_code.clone(), no.sha256.clone()));
+    }
+    let e = reported.entry(r.machine_code).or_default();
+    *e = (
+        e.0.max(r.keys.in_force.version),
+        e.1.max(r.config.in_force.version),
+    );
 }

@@ -9,7 +9,6 @@
 //! outcome, the operator publishes key set version 2 (`k2` and the operator key only).
 //! The run's books must still balance: no order refused or doubled by the change.
 
-use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use anyhow::Context;
@@ -254,24 +253,4 @@ impl Rollout {
             published: self.published,
         }
     }
-}
-
-/// What the backend keeps of each cabinet's `reported`: (key set version, configuration
-/// version), and each document refused (cabinet, hash of the document).
-pub(super) fn record_reported(
-    reported: &mut HashMap<String, (u64, u64)>,
-    refused: &mut HashSet<(String, String)>,
-    payload: &[u8],
-) {
-    let Ok(r) = serde_json::from_slice::<protocol::Reported>(payload) else {
-        return;
-    };
-    if let Some(no) = &r.refused {
-        refused.insert((r.machine_code.clone(), no.sha256.clone()));
-    }
-    let e = reported.entry(r.machine_code).or_default();
-    *e = (
-        e.0.max(r.keys.in_force.version),
-        e.1.max(r.config.in_force.version),
-    );
 }
