@@ -259,8 +259,9 @@ async fn demo_play(
         ));
     };
     let played = match kind {
-        cabinet_core::protocol::CommandKind::Dispense => backend.scan(&snapshot).await,
         cabinet_core::protocol::CommandKind::Return => backend.give_back(&snapshot).await,
+        // The demo's two buttons: a sale or a return.
+        _ => backend.scan(&snapshot).await,
     };
     let scan = played.map_err(|e| UiError::new("scan_failed", format!("{e:#}")))?;
     Ok(cabinet_core::support::code(&scan.cmd_id))
