@@ -96,8 +96,11 @@ export async function onSnapshot(snap) {
   state.snapshot = snap;
   if (snap && prev && visitEnded(prev, snap, state)) endVisit();
   // An operator's configuration came into force: the cabinet's words (contact, scan
-  // apps, QR link) may have changed with it.
-  if (snap && prev && snap.config_version !== prev.config_version) await refreshInfo();
+  // apps, QR link) may have changed with it, so the code is drawn again too.
+  if (snap && prev && snap.config_version !== prev.config_version) {
+    await refreshInfo();
+    state.qrNonce = null;
+  }
   await refreshQr();
   render();
 }
@@ -112,7 +115,6 @@ async function refreshInfo() {
     return;
   }
   for (const box of $$(".help-qr .qr-box")) box.replaceChildren();
-  state.qrNonce = null; // the QR link may have changed: draw the code again
 }
 
 function secondsLeft(untilMs) {
