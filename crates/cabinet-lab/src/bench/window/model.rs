@@ -32,6 +32,10 @@ pub struct WindowArgs {
     /// windows; the kiosk then sets it itself by re-executing, the empty window runs without.
     #[arg(long)]
     pub(super) bare_env: bool,
+    /// Keep a copy of every process's `/proc/<pid>/smaps` at the reading, as
+    /// `DIR/<app|empty>-<run>-<process>-<pid>.smaps`: where the memory goes, mapping by mapping.
+    #[arg(long, value_name = "DIR")]
+    pub(super) smaps_dir: Option<PathBuf>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub(super) json: bool,

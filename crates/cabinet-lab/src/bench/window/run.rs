@@ -15,7 +15,7 @@ use anyhow::{Context, bail};
 use super::host::{Xvfb, loadavg, machine_info};
 use super::model::{Run, Which, WindowArgs};
 use super::report::{Setup, mb, report};
-use super::tree::{Mem, descendants, foreign_webkit, stop, tree_memory};
+use super::tree::{Mem, descendants, foreign_webkit, keep_smaps, stop, tree_memory};
 use crate::procfs::{clk_tck, read_stat};
 
 /// How long a window may take to report its first paint before the run fails.
@@ -78,6 +78,10 @@ pub fn bench_window(a: WindowArgs) -> anyhow::Result<ExitCode> {
                 args.push(dir.path().join(format!("demo-{i}")).display().to_string());
             }
             let log = dir.path().join(format!("{}-{i}.stderr", which.label()));
+            let smaps = a
+                .smaps_dir
+                .as_ref()
+                .map(|d| d.join(format!("{}-{i}", which.label())));
             let run = measure(
                 which,
                 bin,
@@ -87,6 +91,7 @@ pub fn bench_window(a: WindowArgs) -> anyhow::Result<ExitCode> {
                 &log,
                 Duration::from_secs(a.settle_secs),
                 clk_tck,
+                smaps.as_deref(),
             )
             .with_context(|| format!("run {} of {}", i + 1, bin.display()))?;
             if !a.json {
@@ -131,6 +136,7 @@ fn measure(
     log: &Path,
     settle: Duration,
     clk_tck: f64,
+    smaps: Option<&Path>,
 ) -> anyhow::Result<Run> {
     let stderr =
         std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
@@ -149,7 +155,7 @@ fn measure(
         .spawn()
         .with_context(|| format!("cannot start {}", bin.display()))?;
     let pid = child.id();
-    let result = watch(&mut child, spawned, settle, clk_tck, log);
+    let result = watch(&mut child, spawned, settle, clk_tck, log, smaps);
     let stopped = stop(&mut child, pid);
     let (paint_harness_ms, paint_own_ms, (total, by_name), others) = result?;
     stopped?;
@@ -171,6 +177,7 @@ fn watch(
     settle: Duration,
     clk_tck: f64,
     log: &Path,
+    smaps: Option<&Path>,
 ) -> anyhow::Result<Watched> {
     let pid = child.id();
     let stdout = child
@@ -218,6 +225,9 @@ fn watch(
         .collect();
     std::thread::sleep(settle - settle / 2);
     let mem = tree_memory(pid, &cpu_start, wall_start, clk_tck)?;
+    if let Some(prefix) = smaps {
+        keep_smaps(pid, prefix)?;
+    }
     let others = foreign_webkit(&descendants(pid));
     if let Ok(Some(status)) = child.try_wait() {
         bail!(

@@ -3,7 +3,7 @@
 //! processes outside it, and stopping it.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -167,4 +167,26 @@ fn process_name(pid: u32) -> String {
                 .map(|s| s.trim().to_owned())
         })
         .unwrap_or_else(|| format!("pid {pid}"))
+}
+
+/// Copies `/proc/<pid>/smaps` of every process of the tree to `<prefix>-<process>.smaps`
+/// (`--smaps-dir`), creating the directory.
+pub(super) fn keep_smaps(pid: u32, prefix: &Path) -> anyhow::Result<()> {
+    if let Some(dir) = prefix.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    for p in descendants(pid) {
+        let name = if p == pid {
+            "app".to_owned()
+        } else {
+            process_name(p)
+        };
+        // A process that has just exited has nothing left to keep.
+        let Ok(text) = std::fs::read(format!("/proc/{p}/smaps")) else {
+            continue;
+        };
+        let to = PathBuf::from(format!("{}-{name}-{p}.smaps", prefix.display()));
+        std::fs::write(&to, text).with_context(|| format!("cannot write {}", to.display()))?;
+    }
+    Ok(())
 }
