@@ -1,14 +1,14 @@
-// Cabinet Kiosk touchscreen. Renders the one Snapshot the core publishes (event "screen",
-// and `get_snapshot` once at load). No business logic: every decision is in cabinet-core;
-// this page only words and draws what it is given. This file: the customer's screens;
-// text.js the strings, page.js what the modules share, tech.js the technician's panel.
+// Cabinet Kiosk touchscreen. Renders the one Snapshot the core publishes (`get_snapshot`
+// once at load, then `next_snapshot`, one waiting request at a time). No business logic:
+// every decision is in cabinet-core; this page only words and draws what it is given.
+// This file: the customer's screens; text.js the strings, page.js what the modules
+// share, tech.js the technician's panel.
 
 import { DEFAULT_LANG, fmt, pick, scanHint } from "./text.js";
 import { visitEnded } from "./visit.js";
 import { $, $$, invoke, setData, setHidden, setText, state, t } from "./page.js";
 import { techCorner, techInput, techTick, techViews } from "./tech.js";
 
-const { listen } = window.__TAURI__.event;
 const DISPENSE_EXPECTED_MS = 8_000; // progress bar pacing; the real end comes as a snapshot
 
 // ---- kiosk lock-down ---------------------------------------------------------------
@@ -88,7 +88,7 @@ async function refreshQr() {
 
 // ---- snapshots -------------------------------------------------------------------------
 
-// Every snapshot comes through here: the "screen" event and `get_snapshot` at load.
+// Every snapshot comes through here: `get_snapshot` at load, then `followSnapshots`.
 // Exported for the layout test, which draws each screen from a made-up snapshot.
 export async function onSnapshot(snap) {
   const prev = state.snapshot;
@@ -103,6 +103,29 @@ export async function onSnapshot(snap) {
   }
   await refreshQr();
   render();
+}
+
+// The core's next snapshots, pulled one at a time for as long as the page lives. Pulled,
+// not sent as Tauri events: delivering an event runs a script in the page from the app
+// process, and the first such script costs that process a JavaScript engine of its own.
+// `seen` is the core's, not the screen's: a snapshot drawn from elsewhere (the layout
+// test's) stays until the core has a new one.
+async function followSnapshots() {
+  let seen = state.snapshot ? state.snapshot.version : null;
+  for (;;) {
+    try {
+      const snap = await invoke("next_snapshot", { after: seen });
+      if (snap && snap.version !== seen) {
+        seen = snap.version;
+        await onSnapshot(snap);
+      }
+    } catch (err) {
+      // The core has stopped (the app is ending) or the call failed: ask again shortly
+      // rather than spin.
+      console.warn("next_snapshot", err && err.code, err && err.message);
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+    }
+  }
 }
 
 // The cabinet's words for customers (board kind, support contact, scan apps, help QR):
@@ -363,7 +386,6 @@ async function main() {
   techViews();
   render();
 
-  await listen("screen", (event) => onSnapshot(event.payload));
   await refreshInfo();
   try {
     state.demo = Boolean(await invoke("demo_available"));
@@ -386,6 +408,7 @@ async function main() {
     console.warn("get_snapshot", err && err.code, err && err.message);
   }
   render();
+  followSnapshots();
   // Two frames after the first render: tell the shell the page is on screen (it logs
   // the time since start; the footprint benchmark reads it).
   requestAnimationFrame(() =>

@@ -1,8 +1,8 @@
 //! The customer's touchscreen: a thin Tauri 2 shell over `cabinet-core`.
 //!
 //! No business logic lives here. The core publishes one [`Snapshot`] at a time on a
-//! watch channel; this crate forwards each to the page as the `"screen"` event and keeps
-//! the latest for [`get_snapshot`]. The commands (the screen's, the technician's and, with
+//! watch channel; the page reads the latest with [`get_snapshot`] and waits for the next
+//! with [`next_snapshot`]. The commands (the screen's, the technician's and, with
 //! the `demo` feature, the demo's) are adapters over core functions.
 //! [`run_app`] takes the builder and context so tests can pass
 //! `tauri::test::mock_builder()` and run headless.
@@ -21,11 +21,12 @@ use cabinet_core::technician::Attempt;
 #[cfg(feature = "demo")]
 use cabinet_demo::{Demo, DemoBackend, DemoFault, DemoFaults};
 use serde::Serialize;
-use tauri::{AppHandle, Emitter, Manager, Runtime, State};
+use tauri::{AppHandle, Manager, Runtime, State};
 use tokio::sync::watch;
 
-/// The event that carries each new [`Snapshot`] to the page.
-pub const SCREEN_EVENT: &str = "screen";
+/// The longest [`next_snapshot`] waits before it answers with the snapshot the page has
+/// (the page then asks again): no request stays open for ever.
+const NEXT_SNAPSHOT_WAIT: std::time::Duration = std::time::Duration::from_secs(50);
 
 /// What the commands share: this cabinet's code and the core's latest snapshot.
 #[derive(Debug)]
@@ -141,6 +142,33 @@ impl From<TechError> for UiError {
 #[tauri::command]
 fn get_snapshot(state: State<'_, AppState>) -> Option<Snapshot> {
     state.screen.borrow().clone()
+}
+
+/// The first snapshot whose `version` is not `after`: at once when the core has published
+/// another since, else when it does (`after` absent: the first one at all). After
+/// [`NEXT_SNAPSHOT_WAIT`] without one, the latest as it is (`null` before the first).
+///
+/// The page pulls its snapshots this way, one request at a time, rather than receive
+/// them as Tauri events: an event is delivered by running a script in the page from this
+/// process, and WebKit hands each such script's result back as a JavaScript value, so the
+/// first one starts a JavaScriptCore VM in this process: its heap, ~1.4 MB, stays
+/// resident (its code pages are shared with the web process and cost little;
+/// docs/BENCHMARKS.md, "Window: first paint and footprint"). A command's answer comes
+/// back over the IPC protocol's HTTP response instead.
+#[tauri::command]
+async fn next_snapshot(
+    after: Option<u64>,
+    state: State<'_, AppState>,
+) -> Result<Option<Snapshot>, UiError> {
+    let mut screen = state.screen.clone();
+    let newer = |s: &Option<Snapshot>| s.as_ref().is_some_and(|s| Some(s.version) != after);
+    let waited = match tokio::time::timeout(NEXT_SNAPSHOT_WAIT, screen.wait_for(newer)).await {
+        Ok(Ok(snapshot)) => Some(snapshot.clone()),
+        // The core has stopped (the app is ending): nothing newer will come.
+        Ok(Err(_)) => return Err(UiError::new("core_stopped", "the core has stopped")),
+        Err(_) => None,
+    };
+    Ok(waited.unwrap_or_else(|| screen.borrow().clone()))
 }
 
 /// The idle screen's QR code for `nonce`, as an SVG document.
@@ -405,6 +433,7 @@ pub fn run_app<R: Runtime>(
         })
         .invoke_handler(tauri::generate_handler![
             get_snapshot,
+            next_snapshot,
             qr_svg,
             cabinet_info,
             ui_ready,
@@ -503,23 +532,5 @@ fn keep_on_screen<R: Runtime>(window: &tauri::WebviewWindow<R>) {
             w.present();
         }
         gtk::glib::Propagation::Proceed
-    });
-}
-
-/// Emits every new snapshot to all webviews as [`SCREEN_EVENT`], until the core drops
-/// its sender. Runs on Tauri's async runtime.
-pub fn forward_screens<R: Runtime>(
-    app: AppHandle<R>,
-    mut screen: watch::Receiver<Option<Snapshot>>,
-) {
-    tauri::async_runtime::spawn(async move {
-        while screen.changed().await.is_ok() {
-            let snapshot = screen.borrow_and_update().clone();
-            if let Some(snapshot) = snapshot
-                && let Err(e) = app.emit(SCREEN_EVENT, &snapshot)
-            {
-                tracing::warn!(error = %e, "cannot send the screen to the page");
-            }
-        }
     });
 }

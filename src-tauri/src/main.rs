@@ -15,7 +15,7 @@ use cabinet_core::config::{Config, ConfigError, default_webkit_env};
 use cabinet_core::instance::{InstanceError, InstanceLock};
 use cabinet_core::screen::CabinetInfo;
 use cabinet_core::{kiosk, logs};
-use cabinet_kiosk_app::{AppState, forward_screens, run_app};
+use cabinet_kiosk_app::{AppState, run_app};
 use tauri::{Manager, RunEvent};
 use tokio::sync::watch;
 
@@ -154,7 +154,7 @@ fn run(started: Instant) -> anyhow::Result<ExitCode> {
     let (screen_tx, screen_rx) = watch::channel(None);
     let (stop_tx, stop_rx) = watch::channel(false);
     let (control, control_rx) = cabinet_core::control::channel();
-    let mut state = AppState::new(cfg.machine_code.clone(), screen_rx.clone())
+    let mut state = AppState::new(cfg.machine_code.clone(), screen_rx)
         .with_info(CabinetInfo::from_config(&cfg))
         .started_at(started)
         .with_control(control);
@@ -163,7 +163,6 @@ fn run(started: Instant) -> anyhow::Result<ExitCode> {
     }
     let app = run_app(tauri::Builder::default(), tauri::generate_context!(), state)
         .context("cannot build the window")?;
-    forward_screens(app.handle().clone(), screen_rx);
     let on_exit = app.handle().clone();
     app.state::<AppState>().set_exit(move || on_exit.exit(0));
 

@@ -12,13 +12,13 @@ use cabinet_core::config::{BoardProtocol, ScanApp};
 use cabinet_core::screen::{CabinetInfo, Item, Screen, Snapshot};
 #[cfg(feature = "demo")]
 use cabinet_demo::{Demo, DemoOptions};
-use cabinet_kiosk_app::{AppState, SCREEN_EVENT, forward_screens, run_app};
+use cabinet_kiosk_app::{AppState, run_app};
 use serde_json::{Value, json};
 use tauri::test::{
     INVOKE_KEY, MockRuntime, get_ipc_response, mock_builder, mock_context, noop_assets,
 };
 use tauri::webview::InvokeRequest;
-use tauri::{App, Listener, WebviewWindow, WebviewWindowBuilder};
+use tauri::{App, WebviewWindow, WebviewWindowBuilder};
 use tokio::sync::watch;
 
 type Core = watch::Sender<Option<Snapshot>>;
@@ -166,19 +166,39 @@ fn get_snapshot_is_null_until_the_core_publishes() {
 }
 
 #[test]
-fn each_new_snapshot_is_emitted_as_the_screen_event() {
-    let (app, _w, core) = app();
-    let (seen_tx, seen_rx) = mpsc::channel::<String>();
-    app.listen_any(SCREEN_EVENT, move |event| {
-        let _ = seen_tx.send(event.payload().to_owned());
-    });
-    forward_screens(app.handle().clone(), core.subscribe());
+fn next_snapshot_answers_at_once_with_one_the_page_has_not_seen() {
+    let (_app, w, core) = app();
     core.send_replace(Some(dispensing()));
-    let payload = seen_rx
-        .recv_timeout(Duration::from_secs(5))
-        .expect("a screen event");
-    let payload: Value = serde_json::from_str(&payload).expect("json");
-    assert_eq!(payload, serde_json::to_value(dispensing()).expect("json"));
+    let want = serde_json::to_value(dispensing()).expect("json");
+    assert_eq!(
+        invoke(&w, "next_snapshot", json!({"after": null})),
+        Ok(want.clone())
+    );
+    assert_eq!(invoke(&w, "next_snapshot", json!({"after": 6})), Ok(want));
+}
+
+#[test]
+fn next_snapshot_waits_for_the_core_to_publish_another() {
+    let (_app, w, core) = app();
+    core.send_replace(Some(dispensing()));
+    let (done_tx, done_rx) = mpsc::channel();
+    let waiting = w.clone();
+    std::thread::spawn(move || {
+        let _ = done_tx.send(invoke(&waiting, "next_snapshot", json!({"after": 7})));
+    });
+    // Nothing newer than version 7 yet: no answer (a wrong one would come at once).
+    assert!(
+        done_rx.recv_timeout(Duration::from_millis(300)).is_err(),
+        "next_snapshot answered before the core published"
+    );
+    let mut next = dispensing();
+    next.version = 8;
+    next.screen = Screen::Idle;
+    core.send_replace(Some(next.clone()));
+    let got = done_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("an answer once the core published");
+    assert_eq!(got, Ok(serde_json::to_value(next).expect("json")));
 }
 
 /// With the real context (tauri.conf.json + capabilities/default.json + the app
@@ -186,13 +206,20 @@ fn each_new_snapshot_is_emitted_as_the_screen_event() {
 /// (closing the kiosk window from the page) are refused.
 #[test]
 fn the_capability_allows_our_commands_and_nothing_else() {
-    let (_app, w, _core) = app_with(tauri::generate_context!());
+    let (_app, w, core) = app_with(tauri::generate_context!());
     assert_eq!(invoke(&w, "get_snapshot", json!({})), Ok(Value::Null));
+    core.send_replace(Some(dispensing()));
+    assert!(invoke(&w, "next_snapshot", json!({"after": null})).is_ok());
     assert!(invoke(&w, "qr_svg", json!({"nonce": "n"})).is_ok());
     assert!(invoke(&w, "cabinet_info", json!({})).is_ok());
     for (cmd, args) in [
         ("plugin:window|close", json!({"label": "main"})),
         ("plugin:webview|set_webview_zoom", json!({"value": 2.0})),
+        // Snapshots are pulled: the page has no use for Tauri's events.
+        (
+            "plugin:event|listen",
+            json!({"event": "screen", "target": {"kind": "Any"}, "handler": 1}),
+        ),
     ] {
         let err = invoke(&w, cmd, args).expect_err(cmd);
         assert!(err.to_string().contains("not allowed"), "{cmd}: {err}");
