@@ -25,7 +25,7 @@ APT_PACKAGES := $(DEMO_PACKAGES) \
 	openbox metacity xdotool x11-utils \
 	dpkg-dev debootstrap python3 faketime rabbitmq-server nodejs node-typescript
 
-.PHONY: all deps deps-demo toolchain tools demo demo-headless demo-wall demo-boards test lint ui-check deny unit test-deb deb reliability cluster mutants bench bench-history bench-window clean
+.PHONY: all deps deps-demo toolchain tools demo demo-headless demo-wall demo-boards test lint ui-check ui-font deny unit test-deb deb reliability cluster mutants bench bench-history bench-window clean
 
 # Release builds of the window app embed the page and use Tauri's production protocol.
 RELEASE_APP := $(CARGO) build --release -p cabinet-kiosk-app -p cabinet-demo --features cabinet-kiosk-app/custom-protocol,cabinet-kiosk-app/demo
@@ -81,6 +81,16 @@ ui-check:
 	@for f in ui/*.js; do node --check "$$f" || exit 1; done
 	tsc -p tsconfig.json
 	node --test tests/ui/*.test.js
+
+## Cut the page's font (ui/fonts/kiosk-sans.otf) again from the system's Noto Sans CJK, after
+## a string with a new character (ui-check's font test names it). fontTools from PyPI, in a
+## virtualenv under target/.
+ui-font:
+	@./scripts/install-deps.sh python3-venv fonts-noto-cjk
+	@[ -x target/ui-font-venv/bin/python ] || python3 -m venv target/ui-font-venv
+	@target/ui-font-venv/bin/python -c 'import fontTools' 2>/dev/null || \
+		target/ui-font-venv/bin/pip install --quiet 'fonttools==4.*'
+	target/ui-font-venv/bin/python scripts/ui-font.py
 
 ## Supply chain (deny.toml): the licenses, bans and sources of every crate in Cargo.lock;
 ## RustSec advisories too when a copy of its database is here (no network reaches it:

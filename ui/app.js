@@ -384,6 +384,14 @@ async function main() {
   techCorner();
   techInput();
   techViews();
+  // The page's own font before any word is drawn (styles.css, @font-face): text laid out
+  // while it loads would open the system's CJK font, whose pages would stay in memory.
+  try {
+    await document.fonts.load('1rem "Kiosk Sans", sans-serif');
+  } catch (err) {
+    console.warn("font", err);
+  }
+  document.documentElement.classList.add("font-ready");
   render();
 
   await refreshInfo();
