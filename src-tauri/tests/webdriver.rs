@@ -677,16 +677,16 @@ fn every_customer_screen_in_the_real_window_in_both_languages() {
     let took = s.shoot_both("idle", "idle", &shots);
     phase(&format!("idle shot in {took:.1?}"));
 
-    // The app set its WebKit fallback (kiosk.webkit_env default) for itself, and a second
+    // The app set its WebKit settings (kiosk.webkit_env defaults) for itself, and a second
     // start on the same cabinet is refused before it opens a window.
     let app_pid = app_pid(driver.pid());
     let environ = std::fs::read(format!("/proc/{app_pid}/environ")).unwrap();
-    assert!(
-        environ
-            .split(|b| *b == 0)
-            .any(|kv| kv == b"WEBKIT_DISABLE_DMABUF_RENDERER=1"),
-        "the app runs with WEBKIT_DISABLE_DMABUF_RENDERER=1"
-    );
+    for wanted in ["WEBKIT_DISABLE_DMABUF_RENDERER=1", "JSC_useJIT=0"] {
+        assert!(
+            environ.split(|b| *b == 0).any(|kv| kv == wanted.as_bytes()),
+            "the app runs with {wanted}"
+        );
+    }
     let second = Command::new(APP)
         .arg("--config")
         .arg(&rig.config)

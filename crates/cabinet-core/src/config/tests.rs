@@ -288,6 +288,12 @@ fn webkit_fallbacks_default_on_and_can_be_blanked_or_extended_per_site() {
     .unwrap();
     assert_eq!(cfg.kiosk.webkit_env["WEBKIT_DISABLE_DMABUF_RENDERER"], "");
     assert_eq!(cfg.kiosk.webkit_env["WEBKIT_DISABLE_COMPOSITING_MODE"], "1");
+    // What the site file leaves out keeps its default: the page without a JIT.
+    assert_eq!(
+        default_webkit_env().get("JSC_useJIT"),
+        Some(&"0".to_owned())
+    );
+    assert_eq!(cfg.kiosk.webkit_env["JSC_useJIT"], "0");
     let p = problems(&format!(
         "{}\n[kiosk.webkit_env]\n\"BAD NAME\" = \"1\"\n",
         minimal()
