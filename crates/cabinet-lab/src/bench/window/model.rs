@@ -32,6 +32,10 @@ pub struct WindowArgs {
     /// windows; the kiosk then sets it itself by re-executing, the empty window runs without.
     #[arg(long)]
     pub(super) bare_env: bool,
+    /// Set (or with `KEY=` leave out) one variable of that environment for both windows,
+    /// after the defaults: `--env JSC_useJIT=1` measures the JIT the defaults turn off.
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
+    pub(super) envs: Vec<(String, String)>,
     /// Keep a copy of every process's `/proc/<pid>/smaps` at the reading, as
     /// `DIR/<app|empty>-<run>-<process>-<pid>.smaps`: where the memory goes, mapping by mapping.
     #[arg(long, value_name = "DIR")]
@@ -71,4 +75,34 @@ pub(super) struct Run {
     /// WebKit processes on the machine outside this tree when memory was read. They share
     /// library pages with ours, which lowers our PSS and private figures (not RSS).
     pub(super) others: u32,
+}
+
+/// `KEY=VALUE` of `--env`: a non-empty key without `=` or NUL in it.
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() && !s.contains('\0') => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!(
+            "{s:?}: expected KEY=VALUE (KEY= to leave the variable out)"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_env;
+
+    #[test]
+    fn env_overrides_are_key_value_pairs() {
+        assert_eq!(
+            parse_env("JSC_useJIT=1"),
+            Ok(("JSC_useJIT".into(), "1".into()))
+        );
+        assert_eq!(parse_env("A=b=c"), Ok(("A".into(), "b=c".into())));
+        assert_eq!(
+            parse_env("JSC_useJIT="),
+            Ok(("JSC_useJIT".into(), String::new()))
+        );
+        assert!(parse_env("JSC_useJIT").is_err());
+        assert!(parse_env("=1").is_err());
+    }
 }

@@ -44,7 +44,7 @@ pub fn bench_window(a: WindowArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let app_args: Vec<String> = a.app_args.split_whitespace().map(str::to_owned).collect();
-    let env: BTreeMap<String, String> = if a.bare_env {
+    let mut env: BTreeMap<String, String> = if a.bare_env {
         BTreeMap::new()
     } else {
         cabinet_core::config::default_webkit_env()
@@ -52,6 +52,13 @@ pub fn bench_window(a: WindowArgs) -> anyhow::Result<ExitCode> {
             .filter(|(_, v)| !v.is_empty())
             .collect()
     };
+    for (k, v) in &a.envs {
+        if v.is_empty() {
+            env.remove(k);
+        } else {
+            env.insert(k.clone(), v.clone());
+        }
+    }
     let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
     let xvfb = Xvfb::start().context("cannot start Xvfb (apt-get install xvfb)")?;
     let machine = machine_info();
