@@ -106,8 +106,9 @@ export async function onSnapshot(snap) {
 }
 
 // The core's next snapshots, pulled one at a time for as long as the page lives. Pulled,
-// not sent as Tauri events: delivering an event runs a script in the page from the app
-// process, and the first such script costs that process a JavaScript engine of its own.
+// not sent as Tauri events: listening for an event and delivering one run a script in the
+// page from the app process, and the first such script costs that process a JavaScript
+// engine of its own.
 // `seen` is the core's, not the screen's: a snapshot drawn from elsewhere (the layout
 // test's) stays until the core has a new one.
 async function followSnapshots() {
