@@ -2,7 +2,9 @@
 //! beside an empty Tauri 2 window built the same way (`bench/empty-window`), in the same
 //! run on the same display.
 //!
-//! One Xvfb for the whole run (`-displayfd`, no fixed display number). Each run starts one
+//! One display for the whole run: by default a headless Weston with its kiosk shell
+//! (Wayland, full-screen windows, as the cabinet's own compositor shows the app), or with
+//! `--display x11` an Xvfb (`-displayfd`, no fixed display number). Each run starts one
 //! binary in its own process group with `CABINET_PRINT_FIRST_PAINT=1`; both binaries print
 //! `first-paint-ms <n>` from their `ui_ready` command, which their page invokes two
 //! animation frames after it has rendered (the kiosk: its first screen with the core's
@@ -17,8 +19,8 @@
 //!
 //! The parts: [`model`] (the arguments, what one run records), [`run`] (the runs in
 //! alternation, one run of one binary up to its first paint and through the settle window), [`tree`] (the process tree a window
-//! makes: its memory, its CPU, its stop), [`host`] (the Xvfb and the machine the runs are
-//! on) and [`report`] (the figures over the runs, text or JSON).
+//! makes: its memory, its CPU, its stop), [`host`] (the display and the machine the runs
+//! are on) and [`report`] (the figures over the runs, text or JSON).
 
 mod host;
 mod model;

@@ -21,6 +21,11 @@ pub struct WindowArgs {
     /// The empty Tauri 2 window [default: `empty-tauri-window` next to this `cabinet-lab`].
     #[arg(long)]
     pub(super) empty: Option<PathBuf>,
+    /// The display both windows run on: `wayland`, a headless Weston with its kiosk shell
+    /// (the cabinet's own screen is a Wayland kiosk compositor, cage), or `x11`, an Xvfb
+    /// (the figures before 2026-12-06).
+    #[arg(long, value_enum, default_value_t = DisplayKind::Wayland)]
+    pub(super) display: DisplayKind,
     /// Runs of each binary.
     #[arg(long, default_value_t = 5)]
     pub(super) runs: u32,
@@ -43,6 +48,13 @@ pub struct WindowArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub(super) json: bool,
+}
+
+/// `--display`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(super) enum DisplayKind {
+    Wayland,
+    X11,
 }
 
 /// Which binary a run started.

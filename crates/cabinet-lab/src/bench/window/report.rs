@@ -114,6 +114,8 @@ pub(super) struct Setup {
     pub(super) empty: PathBuf,
     pub(super) app_args: Vec<String>,
     pub(super) env: BTreeMap<String, String>,
+    /// The display, as [`super::host::Display::label`] names it.
+    pub(super) display: String,
     pub(super) machine: Machine,
     /// Load average before and after.
     pub(super) load: (String, String),
@@ -125,6 +127,7 @@ pub(super) fn report(a: &WindowArgs, setup: &Setup, runs: &[Run]) {
         empty,
         app_args,
         env,
+        display,
         machine: m,
         load,
     } = setup;
@@ -185,6 +188,7 @@ pub(super) fn report(a: &WindowArgs, setup: &Setup, runs: &[Run]) {
                 "app_args": app_args,
                 "empty": empty.display().to_string(),
                 "webkit_env": env,
+                "display": display,
                 "runs_each": a.runs,
                 "settle_s": a.settle_secs,
                 "machine": {
@@ -222,7 +226,7 @@ pub(super) fn report(a: &WindowArgs, setup: &Setup, runs: &[Run]) {
     println!("  app      {} {}", app.display(), app_args.join(" "));
     println!("  empty    {}", empty.display());
     println!(
-        "  runs     {} each, alternating; settle {} s; Xvfb 1080x1920x24; env {}",
+        "  runs     {} each, alternating; settle {} s; {display}; env {}",
         a.runs,
         a.settle_secs,
         if env.is_empty() {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use super::host::{Xvfb, loadavg, machine_info};
+use super::host::{Display, loadavg, machine_info};
 use super::model::{Run, Which, WindowArgs};
 use super::report::{Setup, mb, report};
 use super::tree::{Mem, descendants, foreign_webkit, keep_smaps, stop, tree_memory};
@@ -60,7 +60,7 @@ pub fn bench_window(a: WindowArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
-    let xvfb = Xvfb::start().context("cannot start Xvfb (apt-get install xvfb)")?;
+    let display = Display::start(a.display)?;
     let machine = machine_info();
     let load_before = loadavg();
     let clk_tck = clk_tck();
@@ -94,7 +94,7 @@ pub fn bench_window(a: WindowArgs) -> anyhow::Result<ExitCode> {
                 bin,
                 &args,
                 &env,
-                &xvfb.display,
+                &display,
                 &log,
                 Duration::from_secs(a.settle_secs),
                 clk_tck,
@@ -123,10 +123,11 @@ pub fn bench_window(a: WindowArgs) -> anyhow::Result<ExitCode> {
         empty,
         app_args,
         env,
+        display: display.label(),
         machine,
         load: (load_before, loadavg()),
     };
-    drop(xvfb);
+    drop(display);
     report(&a, &setup, &runs);
     Ok(ExitCode::SUCCESS)
 }
@@ -139,7 +140,7 @@ fn measure(
     bin: &Path,
     args: &[String],
     env: &BTreeMap<String, String>,
-    display: &str,
+    display: &Display,
     log: &Path,
     settle: Duration,
     clk_tck: f64,
@@ -148,11 +149,10 @@ fn measure(
     let stderr =
         std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
     let mut cmd = Command::new(bin);
+    display.apply(&mut cmd);
     cmd.args(args)
         .envs(env)
-        .env("DISPLAY", display)
         .env("CABINET_PRINT_FIRST_PAINT", "1")
-        .env_remove("WAYLAND_DISPLAY")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(stderr)
