@@ -74,6 +74,7 @@ test: deps toolchain tools lint unit test-deb
 lint: deny ui-check
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p cabinet-kiosk-app --features demo --all-targets -- -D warnings
 
 ## The page's modules (ui/): node parses each one, and runs the tests of the pure ones
 ## (tests/ui/: the text table's helpers, when a customer's visit ends). No npm packages.

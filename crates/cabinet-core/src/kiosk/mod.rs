@@ -20,7 +20,8 @@
 //! the engine's actions; [`outbox`] is the window of replies in the link's hands;
 //! [`board`] runs the motor and the health checks; [`desk`] is the technician's;
 //! [`diagnostics`] and [`telemetry`] say how the cabinet is; [`documents`] holds the
-//! keys in force and takes the operator's key sets; [`service`] is READY,
+//! key set and the configuration in force and takes the operator's new ones (signed
+//! documents); [`service`] is READY,
 //! the journal's disk and its trust; [`link`] is the port the runner sends through,
 //! which the unit tests ([`tests`]) replace with a recorder.
 
