@@ -71,7 +71,8 @@ enum JournalWhat {
         dry_run: bool,
     },
     /// The journal as JSON Lines (header, commands with their transitions, audit,
-    /// rejections, pending replies, end), read-only and streamed; safe while the kiosk runs.
+    /// rejections, pending replies, the inventory, the signed documents in force, end),
+    /// read-only and streamed; safe while the kiosk runs.
     Export {
         #[command(flatten)]
         c: ConfigArg,

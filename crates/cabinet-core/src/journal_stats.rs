@@ -277,6 +277,10 @@ pub struct ExportCounts {
     pub rejections: u64,
     /// Pending outbox lines.
     pub outbox: u64,
+    /// Slot lines: the inventory as it stands (all of it, whatever `since`).
+    pub slots: u64,
+    /// Document lines: the key set and configuration in force (all of them).
+    pub documents: u64,
 }
 
 /// One line of the export. Text columns are written as stored: an export of a journal
@@ -333,6 +337,26 @@ enum Line<'a> {
         topic: String,
         payload: String,
         created_at: i64,
+    },
+    /// A slot as the journal counts it now: state, not history, so always all of them.
+    Slot {
+        slot: i64,
+        product: String,
+        capacity: i64,
+        count: i64,
+        enabled: bool,
+        jammed: bool,
+        updated_at: i64,
+    },
+    /// A signed document in force (or reset on site), with its token as accepted: the
+    /// key set and configuration the cabinet's decisions rested on.
+    Document {
+        kind: String,
+        version: i64,
+        sha256: Option<String>,
+        token: Option<String>,
+        signed_by: Option<String>,
+        applied_at: i64,
     },
     End(ExportCounts),
 }
@@ -421,10 +445,13 @@ impl JournalReader {
     /// 2. `{"type":"command", ..., "transitions":[...]}` per command, oldest first;
     /// 3. `{"type":"audit", ...}`, then `{"type":"rejection", ...}`, then the replies
     ///    still waiting for the broker, `{"type":"outbox", ...}`, each oldest first;
-    /// 4. `{"type":"end", "commands": n, ...}`: the counts, so a cut-off file shows.
+    /// 4. the state the journal holds: `{"type":"slot", ...}` per slot, by number, and
+    ///    `{"type":"document", ...}` per signed document in force, by kind;
+    /// 5. `{"type":"end", "commands": n, ...}`: the counts, so a cut-off file shows.
     ///
     /// With `since_ms`, only rows from then on (commands by `received_at`, the rest by
-    /// their own time).
+    /// their own time); the state lines are always all of it. A journal from before the
+    /// documents table (schema 3) has no document lines.
     pub fn export(
         &mut self,
         since_ms: Option<i64>,
@@ -556,6 +583,55 @@ impl JournalReader {
             )?;
         }
         drop(rows);
+
+        let mut st = tx.prepare(
+            "SELECT slot, product, capacity, count, enabled, jammed, updated_at \
+             FROM inventory ORDER BY slot",
+        )?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            n.slots += 1;
+            write_line(
+                out,
+                &Line::Slot {
+                    slot: r.get(0)?,
+                    product: r.get(1)?,
+                    capacity: r.get(2)?,
+                    count: r.get(3)?,
+                    enabled: r.get::<_, i64>(4)? != 0,
+                    jammed: r.get::<_, i64>(5)? != 0,
+                    updated_at: r.get(6)?,
+                },
+            )?;
+        }
+        drop(rows);
+
+        let has_documents: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'documents')",
+            [],
+            |r| r.get(0),
+        )?;
+        if has_documents {
+            let mut st = tx.prepare(
+                "SELECT kind, version, sha256, token, signed_by, applied_at \
+                 FROM documents ORDER BY kind",
+            )?;
+            let mut rows = st.query([])?;
+            while let Some(r) = rows.next()? {
+                n.documents += 1;
+                write_line(
+                    out,
+                    &Line::Document {
+                        kind: r.get(0)?,
+                        version: r.get(1)?,
+                        sha256: r.get(2)?,
+                        token: r.get(3)?,
+                        signed_by: r.get(4)?,
+                        applied_at: r.get(5)?,
+                    },
+                )?;
+            }
+        }
 
         write_line(out, &Line::End(n))?;
         out.flush()?;
@@ -747,6 +823,57 @@ mod tests {
     }
 
     #[test]
+    fn the_export_carries_the_inventory_and_the_documents_in_force_whatever_since() {
+        let (_d, mut j) = open_tmp();
+        let slot = |slot: u16, product: &str, count: u32| crate::config::SlotConfig {
+            slot,
+            board: None,
+            channel: None,
+            product: product.into(),
+            capacity: 10,
+            initial_count: count,
+        };
+        j.seed_inventory(&[slot(2, "Umbrella", 4), slot(1, "雨伞", 7)])
+            .unwrap();
+        j.set_jammed(2, true).unwrap();
+        j.put_document(&crate::journal::DocumentChange {
+            kind: "keys",
+            version: 3,
+            sha256: Some("ab12"),
+            token: Some("h.p.s"),
+            by: "op-2026",
+            actor: "operator:op-2026",
+            action: "keys_applied",
+            detail: "2 keys",
+        })
+        .unwrap();
+        let mut r = JournalReader::open(j.path()).unwrap();
+        let mut out = Vec::new();
+        // A `since` after every row: history is filtered, state is not.
+        let n = r.export(Some(i64::MAX), 42, &mut out).unwrap();
+        assert_eq!((n.commands, n.audit, n.slots, n.documents), (0, 0, 2, 1));
+        let lines: Vec<serde_json::Value> = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let types: Vec<&str> = lines.iter().map(|l| l["type"].as_str().unwrap()).collect();
+        assert_eq!(types, ["header", "slot", "slot", "document", "end"]);
+        assert_eq!(lines[1]["slot"], 1);
+        assert_eq!(lines[1]["product"], "雨伞");
+        assert_eq!(lines[1]["count"], 7);
+        assert_eq!(lines[1]["jammed"], false);
+        assert_eq!(lines[2]["jammed"], true);
+        assert_eq!(lines[2]["enabled"], true);
+        assert_eq!(lines[3]["kind"], "keys");
+        assert_eq!(lines[3]["version"], 3);
+        assert_eq!(lines[3]["token"], "h.p.s");
+        assert_eq!(lines[3]["signed_by"], "op-2026");
+        assert_eq!(lines[4]["slots"], 2);
+        assert_eq!(lines[4]["documents"], 1);
+    }
+
+    #[test]
     fn the_export_has_a_header_every_row_and_counts_at_the_end() {
         let (_d, mut j) = open_tmp();
         populate(&mut j);
@@ -760,7 +887,9 @@ mod tests {
                 transitions: 11,
                 audit: 1,
                 rejections: 1,
-                outbox: 1
+                outbox: 1,
+                slots: 0,
+                documents: 0,
             }
         );
         let lines: Vec<serde_json::Value> = String::from_utf8(out)
