@@ -44,7 +44,10 @@ impl SlotInventory {
 impl Journal {
     /// Inserts the configured slots that are not in the journal yet, with their
     /// `initial_count`. Existing slots keep their live count. Returns how many were new.
-    pub fn seed_inventory(&mut self, slots: &[SlotConfig]) -> Result<usize, JournalError> {
+    /// The tests' shortcut: the kiosk makes the inventory follow its slot map
+    /// ([`Journal::apply_slot_map`]).
+    #[cfg(test)]
+    pub(crate) fn seed_inventory(&mut self, slots: &[SlotConfig]) -> Result<usize, JournalError> {
         let now = now_ms();
         let tx = self.conn.transaction()?;
         let mut added = 0;

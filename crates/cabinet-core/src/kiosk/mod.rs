@@ -275,20 +275,38 @@ impl<L: Link> Runner<L> {
         // The documents in force, and the config in force: the file's, with the
         // operator's configuration (if one is in force) laid over it.
         let (docs, cfg) = Documents::open(cfg, &journal)?;
-        if docs.remote_slot_map(&cfg) {
-            journal.apply_slot_map(&cfg.slots)?;
-            if !cfg.boards.is_empty() {
-                board
-                    .set_routes(board::slot_routes(&cfg))
-                    .map_err(|e| KioskError::Setup(format!("the slot map in force: {e}")))?;
-            }
-        } else {
-            journal.seed_inventory(&cfg.slots)?;
-        }
+        // The inventory follows the slot map in force, the operator's or the file's: a
+        // product renamed or a capacity changed in the file shows at the next start, and
+        // a slot taken out of it is no longer sold (refused `slot_unknown`); live counts
+        // stay, cut to the capacity. A door holds one item whatever capacity the file
+        // gives it.
         let doors = cfg.door_slots();
-        let corrected = journal.doors_hold_one(&doors.iter().copied().collect::<Vec<_>>())?;
-        if !corrected.is_empty() {
-            warn!(slots = ?corrected, "doors hold one item: capacity set to 1, a count above one read as loaded");
+        let mut wide = Vec::new();
+        let slot_map: Vec<crate::config::SlotConfig> = cfg
+            .slots
+            .iter()
+            .map(|s| {
+                let mut s = s.clone();
+                if doors.contains(&s.slot) && s.capacity > 1 {
+                    wide.push(s.slot);
+                    s.capacity = 1;
+                    s.initial_count = s.initial_count.min(1);
+                }
+                s
+            })
+            .collect();
+        if !wide.is_empty() {
+            warn!(slots = ?wide, "doors hold one item: a capacity above one is read as 1");
+        }
+        let change = journal.apply_slot_map(&slot_map)?;
+        if !change.is_empty() {
+            info!(added = ?change.added, changed = ?change.changed, removed = ?change.removed,
+                "the inventory follows the slot map in force");
+        }
+        if docs.remote_slot_map(&cfg) && !cfg.boards.is_empty() {
+            board
+                .set_routes(board::slot_routes(&cfg))
+                .map_err(|e| KioskError::Setup(format!("the slot map in force: {e}")))?;
         }
         let desk = Desk::open(&journal)?;
         let topics =

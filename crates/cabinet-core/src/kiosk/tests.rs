@@ -442,6 +442,72 @@ async fn a_command_is_journaled_before_its_ack_and_answered_in_order() {
     result.unwrap();
 }
 
+/// The site file's slot map is in force at every start, not only at the first: a product
+/// renamed or a capacity lowered in the file shows, a slot taken out of it is no longer
+/// sold, a new one is stocked with its `initial_count`, and live counts stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inventory_follows_the_site_files_slot_map_at_each_start() {
+    let mut k = Kiosk::start(false).await;
+    k.connect(true);
+    k.command("c-1", 1, false);
+    k.ack().await;
+    for _ in 0..3 {
+        let (_, body) = k.reply().await;
+        assert_ne!(state(&body), "rejected", "{body}");
+    }
+    let (result, journal, dir) = k.stop().await;
+    result.unwrap();
+
+    let mut k = Kiosk::start_with(false, |cfg| {
+        cfg.journal.path = journal.clone();
+        cfg.slots[0].product = "Sparkling water".into();
+        cfg.slots[0].capacity = 3;
+        cfg.slots.truncate(1);
+        cfg.slots.push(crate::config::SlotConfig {
+            slot: 3,
+            board: None,
+            channel: None,
+            product: "Juice".into(),
+            capacity: 8,
+            initial_count: 2,
+        });
+    })
+    .await;
+    // Any screen: the runner has opened the journal.
+    k.screen_is(|_| true).await;
+    let db = rusqlite::Connection::open(&journal).unwrap();
+    let rows: Vec<(i64, String, i64, i64)> = db
+        .prepare("SELECT slot, product, capacity, count FROM inventory ORDER BY slot")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        rows,
+        [
+            (1, "Sparkling water".to_owned(), 3, 3),
+            (3, "Juice".to_owned(), 8, 2)
+        ],
+        "slot 1 (4 left after the sale) cut to its new capacity, slot 2 gone, slot 3 new"
+    );
+    k.connect(true);
+    k.command("c-2", 2, false);
+    // The first run's replies go again first (the recorder never confirms them).
+    let body = loop {
+        if let Sent::Reply { body, .. } = k.next().await
+            && body["cmd_id"] == "c-2"
+        {
+            break body;
+        }
+    };
+    assert_eq!(state(&body), "rejected", "{body}");
+    assert_eq!(body["reason"], "slot_unknown", "{body}");
+    let (result, _, _) = k.stop().await;
+    result.unwrap();
+    drop(dir);
+}
+
 /// Connected is not listening: on a first connection the broker holds no subscription
 /// for the kiosk, and a command published before the SUBACK is dropped. The QR code
 /// (the idle screen) waits for the subscription.
