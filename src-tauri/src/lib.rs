@@ -152,10 +152,9 @@ fn get_snapshot(state: State<'_, AppState>) -> Option<Snapshot> {
 /// them as Tauri events: listening for an event and every delivery run a script in the
 /// page from this process (Tauri's `eval`), and WebKit hands each such script's result
 /// back as a JavaScript value, so the first one starts a JavaScriptCore VM in this
-/// process: its heap, ~1.4 MB, stays
-/// resident (its code pages are shared with the web process and cost little;
-/// docs/BENCHMARKS.md, "Window: first paint and footprint"). A command's answer comes
-/// back over the IPC protocol's HTTP response instead.
+/// process: its heap, ~1.4 MB, stays resident (its code pages are shared with the web
+/// process and cost little; docs/BENCHMARKS.md, "Window: first paint and footprint"). A
+/// command's answer comes back over the IPC protocol's HTTP response instead.
 #[tauri::command]
 async fn next_snapshot(
     after: Option<u64>,
