@@ -12,7 +12,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::sections::{BoardProtocol, ByteOrder, Config, DoorPolarity, LockboardConfig, VmcConfig};
+use super::sections::{
+    BoardProtocol, ByteOrder, Config, DoorPolarity, LockboardConfig, SlotConfig, VmcConfig,
+};
 use super::validate::Validator;
 
 /// One `[[boards]]` entry. Settings left out come from `[board.vmc]` or `[board.lockboard]`.
@@ -144,6 +146,28 @@ impl Config {
             .filter(|(_, p)| self.boards[p.board].protocol == BoardProtocol::Lockboard)
             .map(|(slot, _)| slot)
             .collect()
+    }
+
+    /// The slot map the journal's inventory follows: `slots`, with each door's capacity
+    /// (and `initial_count`) read as 1 whatever the file or document gave it; and the
+    /// doors that were given more, for a warning.
+    pub fn inventory_slot_map(&self) -> (Vec<SlotConfig>, Vec<u16>) {
+        let doors = self.door_slots();
+        let mut wide = Vec::new();
+        let slots = self
+            .slots
+            .iter()
+            .map(|s| {
+                let mut s = s.clone();
+                if doors.contains(&s.slot) && s.capacity > 1 {
+                    wide.push(s.slot);
+                    s.capacity = 1;
+                    s.initial_count = s.initial_count.min(1);
+                }
+                s
+            })
+            .collect();
+        (slots, wide)
     }
 
     /// The rules of `[[boards]]` and of the slot map that names them.

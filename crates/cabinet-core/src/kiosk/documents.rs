@@ -369,6 +369,7 @@ impl<L: Link> Runner<L> {
         }
         let detail = format!("version {}: {}", doc.version, remote.describe());
         let actor = format!("operator:{}", doc.signed_by);
+        let (slot_map, _) = cfg.inventory_slot_map();
         let slots = self.journal.put_document_with_slots(
             &DocumentChange {
                 kind: KIND_CONFIG,
@@ -380,10 +381,8 @@ impl<L: Link> Runner<L> {
                 action: "config_applied",
                 detail: &detail,
             },
-            Some(&cfg.slots),
+            Some(&slot_map),
         )?;
-        let doors: Vec<u16> = cfg.door_slots().into_iter().collect();
-        self.journal.doors_hold_one(&doors)?;
         info!(signed_by = %doc.signed_by, sets = %remote.describe(), added = ?slots.added, changed = ?slots.changed, removed = ?slots.removed, "configuration in force");
         self.queue_audit(&actor, "config_applied", detail);
         self.docs.config_doc = signed(doc.version, &doc.sha256, &doc.signed_by);

@@ -280,21 +280,7 @@ impl<L: Link> Runner<L> {
         // a slot taken out of it is no longer sold (refused `slot_unknown`); live counts
         // stay, cut to the capacity. A door holds one item whatever capacity the file
         // gives it.
-        let doors = cfg.door_slots();
-        let mut wide = Vec::new();
-        let slot_map: Vec<crate::config::SlotConfig> = cfg
-            .slots
-            .iter()
-            .map(|s| {
-                let mut s = s.clone();
-                if doors.contains(&s.slot) && s.capacity > 1 {
-                    wide.push(s.slot);
-                    s.capacity = 1;
-                    s.initial_count = s.initial_count.min(1);
-                }
-                s
-            })
-            .collect();
+        let (slot_map, wide) = cfg.inventory_slot_map();
         if !wide.is_empty() {
             warn!(slots = ?wide, "doors hold one item: a capacity above one is read as 1");
         }
