@@ -107,7 +107,8 @@ impl<L: Link> Runner<L> {
                         "commands": self.journal.recent_commands(500)?,
                         "audit": self.journal.recent_audit(500)?,
                         "rejections": self.journal.recent_rejections(500)?,
-                        "documents": self.documents_in_force()?,
+                        // What `reported` says: the key set and configuration in force.
+                        "documents": self.docs.report(&self.cfg.machine_code, &self.boot_id),
                     }),
                 ),
                 (
@@ -117,24 +118,6 @@ impl<L: Link> Runner<L> {
             ],
             logs_dir: self.cfg.logs.dir.clone(),
         })
-    }
-
-    /// The signed documents in force, as the bundle names them (without their tokens:
-    /// `cabinet journal export` has those).
-    fn documents_in_force(&self) -> Result<Vec<serde_json::Value>, crate::journal::JournalError> {
-        let mut out = Vec::new();
-        for kind in [crate::protocol::KIND_KEYS, crate::protocol::KIND_CONFIG] {
-            if let Some(d) = self.journal.document(kind)? {
-                out.push(serde_json::json!({
-                    "kind": kind,
-                    "version": d.version,
-                    "sha256": d.sha256,
-                    "signed_by": d.signed_by,
-                    "applied_at": d.applied_at,
-                }));
-            }
-        }
-        Ok(out)
     }
 
     /// An export came back from the blocking pool: audit it (as every technician
