@@ -2,7 +2,7 @@
 //! signed document retained to each cabinet, and waiting for each cabinet's `reported`.
 //!
 //! Exit codes: 0 every cabinet runs it; 1 a cabinet refused it (reason and problems on
-//! stderr); 2 nothing was sent; 3 sent, but some cabinet has not reported it in force in
+//! stderr; its retained copy is cleared from the broker); 2 nothing was sent; 3 sent, but some cabinet has not reported it in force in
 //! time (off, or a configuration waiting for the cabinet to be between customers: it
 //! comes into force by itself).
 
@@ -247,6 +247,22 @@ impl Push<'_> {
                 );
                 println!("{}", serde_json::to_string(&r)?);
                 pending.remove(&r.machine_code);
+                // Left retained, the broker would hand it over again at every connection,
+                // and the cabinet refuse it again (and a cabinet with a new journal might
+                // even take it). The cabinet runs what its journal holds.
+                match client.clear_document(&r.machine_code, self.kind).await {
+                    Ok(()) => eprintln!(
+                        "{}: the refused document is cleared from the broker; the cabinet \
+                         keeps what it runs",
+                        r.machine_code
+                    ),
+                    Err(e) => eprintln!(
+                        "{}: could not clear the refused document from the broker ({e}): it \
+                         stays retained and is refused again at each connection until a \
+                         good one replaces it",
+                        r.machine_code
+                    ),
+                }
             } else if waits == Some(version) && waiting.insert(r.machine_code.clone(), ()).is_none()
             {
                 eprintln!(

@@ -2461,6 +2461,7 @@ async fn key_sets_rotate_the_cabinets_keys_over_its_own_channel() {
             .await;
         assert_eq!(code, 1, "{reason}: {err}");
         assert!(err.contains(reason), "{reason}: {err}");
+        assert!(err.contains("cleared from the broker"), "{reason}: {err}");
     }
     let r = op.status().await;
     assert_eq!(r["keys"]["version"], 2, "{r}");
@@ -2481,6 +2482,15 @@ async fn key_sets_rotate_the_cabinets_keys_over_its_own_channel() {
     backend.send(&token).await;
     let r = backend.replies_until_terminal(&jti).await;
     assert_eq!(outcome(&r), (Some("succeeded"), None), "{r:?}");
+    // The CLI cleared each refused set from the broker, so this boot was handed none to
+    // refuse again. (Had it been, its report, published before these replies on the same
+    // connection, would say so.)
+    let r = op.status().await;
+    assert_eq!(
+        (&r["boot_id"], &r["refused"]),
+        (&serde_json::json!(boots.last().unwrap()), &Value::Null),
+        "{r}"
+    );
     let logs = rig.logs();
     assert!(
         logs.contains("key set applied"),
@@ -2523,7 +2533,7 @@ async fn key_sets_rotate_the_cabinets_keys_over_its_own_channel() {
     );
     rig.start_kiosk();
     backend.await_online(&mut boots).await;
-    // What the broker still holds for the cabinet, signed by the stolen key, is refused.
+    // The file's keys are in force, with the reset set's version as the floor.
     let boot = boots.last().cloned().unwrap();
     let r = op
         .status_when("a report of the new boot", |r| {
@@ -2680,6 +2690,7 @@ initial_count = 8
         .await;
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("kiosk.take_item_secs"), "{err}");
+    assert!(err.contains("cleared from the broker"), "{err}");
     assert_eq!(op.status().await["config"]["version"], 1);
 
     // Pushed while a dispense runs: in force only once it has finished.

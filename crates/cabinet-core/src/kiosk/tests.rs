@@ -767,6 +767,17 @@ async fn a_signed_key_set_rotates_the_dispense_key_without_a_restart() {
     let r = k.reported().await;
     assert_eq!(r["keys"]["version"], 0);
     assert_eq!(r["refused"]["reason"], "key_not_allowed");
+    // The operator clears the broker's retained copy (an empty message): no document, so
+    // nothing is refused and the refusal stays what it was (a reconnect's report says).
+    k.key_set("");
+    k.ack().await;
+    k.connect(true);
+    let r = k.reported().await;
+    assert_eq!(
+        (&r["keys"]["version"], &r["refused"]["reason"]),
+        (&serde_json::json!(0), &serde_json::json!("key_not_allowed")),
+        "{r}"
+    );
 
     k.screen_is(|s| matches!(s, Screen::Idle)).await;
     let token = protocol::sign_document(&v1, &ops, "ops-1").unwrap();
@@ -899,6 +910,16 @@ async fn a_signed_configuration_waits_for_the_dispense_and_then_changes_the_slot
         "{r}"
     );
     assert_eq!(r["config"]["version"], 0);
+    // Its retained copy cleared: nothing changes, the refusal is still the one reported.
+    config_doc(&mut k, "");
+    k.ack().await;
+    k.connect(true);
+    let r = k.reported().await;
+    assert_eq!(
+        (&r["config"]["version"], &r["refused"]["reason"]),
+        (&serde_json::json!(0), &serde_json::json!("invalid")),
+        "{r}"
+    );
 
     // A dispense at the board: the good configuration waits for it.
     let release = k.board.hold();

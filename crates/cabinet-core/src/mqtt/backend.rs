@@ -282,6 +282,25 @@ impl BackendClient {
         .await
     }
 
+    /// Clears the broker's retained document of `kind` (`keys` or `config`) for
+    /// `machine_code`: an empty retained message (QoS 1), which a cabinet takes as no
+    /// document at all. For a document a cabinet refused, so that it is not handed over
+    /// and refused again at every connection; the cabinet keeps what it runs.
+    pub async fn clear_document(
+        &mut self,
+        machine_code: &str,
+        kind: &str,
+    ) -> Result<(), BackendError> {
+        let topics = Topics::new(machine_code)?;
+        let topic = if kind == crate::protocol::KIND_KEYS {
+            topics.desired_keys
+        } else {
+            topics.desired_config
+        };
+        self.publish_confirmed(topic, true, "", "clearing a retained document")
+            .await
+    }
+
     async fn publish_confirmed(
         &mut self,
         topic: String,
