@@ -178,11 +178,13 @@ mutants: toolchain
 		-f 'crates/cabinet-core/src/protocol/*.rs' -f 'crates/cabinet-core/src/config/*.rs'
 
 ## First paint and footprint of the window beside an empty Tauri 2 window, on a headless
-## Weston (the cabinet's display is Wayland; --display x11 for Xvfb).
+## Weston (the cabinet's display is Wayland; --display x11 for Xvfb): the demo, then the
+## field configuration after serving an order.
 bench-window: deps toolchain
 	@./scripts/install-deps.sh weston
 	$(CARGO) build --release -p cabinet-kiosk-app -p empty-tauri-window -p cabinet-lab --features tauri/custom-protocol,cabinet-kiosk-app/demo
 	target/release/cabinet-lab bench window --runs 5
+	target/release/cabinet-lab bench window --runs 5 --field --orders 1
 
 clean:
 	$(CARGO) clean

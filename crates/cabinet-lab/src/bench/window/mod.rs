@@ -17,11 +17,17 @@
 //! alternate (A B, B A, …) so a slow drift of the machine falls on both. Nothing here
 //! asserts on time.
 //!
+//! With `--field` the kiosk runs on a site config against Mosquitto and the simulator
+//! instead of its demo, and with `--orders` serves customers before the settle window
+//! ([`field`]).
+//!
 //! The parts: [`model`] (the arguments, what one run records), [`run`] (the runs in
-//! alternation, one run of one binary up to its first paint and through the settle window), [`tree`] (the process tree a window
-//! makes: its memory, its CPU, its stop), [`host`] (the display and the machine the runs
-//! are on) and [`report`] (the figures over the runs, text or JSON).
+//! alternation, one run of one binary up to its first paint and through the settle
+//! window), [`field`] (the cabinet's broker, board and backend), [`tree`] (the process
+//! tree a window makes: its memory, its CPU, its stop), [`host`] (the display and the
+//! machine the runs are on) and [`report`] (the figures over the runs, text or JSON).
 
+mod field;
 mod host;
 mod model;
 mod report;

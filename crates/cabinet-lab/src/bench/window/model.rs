@@ -18,6 +18,19 @@ pub struct WindowArgs {
     /// `--demo-dir`, each run gets its own demo directory in a temporary directory.
     #[arg(long, default_value = "--demo", allow_hyphen_values = true)]
     pub(super) app_args: String,
+    /// Run the kiosk as a cabinet runs it instead of its demo: a site config of its own
+    /// (three products, a site name) against a Mosquitto started here and the VMC
+    /// simulator on a pty, a fresh journal each run (`--app-args` is not used).
+    #[arg(long, conflicts_with = "app_args")]
+    pub(super) field: bool,
+    /// With `--field`: the products and the site named in Chinese.
+    #[arg(long, requires = "field")]
+    pub(super) chinese_names: bool,
+    /// With `--field`: dispense orders sent through the broker after the first paint, one
+    /// after another, each to its `succeeded` reply; the settle window starts when the
+    /// screen is idle again. The footprint after serving customers.
+    #[arg(long, default_value_t = 0, requires = "field")]
+    pub(super) orders: u32,
     /// The empty Tauri 2 window [default: `empty-tauri-window` next to this `cabinet-lab`].
     #[arg(long)]
     pub(super) empty: Option<PathBuf>,

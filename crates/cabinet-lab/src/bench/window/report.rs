@@ -113,6 +113,8 @@ pub(super) struct Setup {
     pub(super) app: PathBuf,
     pub(super) empty: PathBuf,
     pub(super) app_args: Vec<String>,
+    /// What the kiosk ran on: its demo, or the field's config (names, orders served).
+    pub(super) kiosk: String,
     pub(super) env: BTreeMap<String, String>,
     /// The display, as [`super::host::Display::label`] names it.
     pub(super) display: String,
@@ -126,6 +128,7 @@ pub(super) fn report(a: &WindowArgs, setup: &Setup, runs: &[Run]) {
         app,
         empty,
         app_args,
+        kiosk,
         env,
         display,
         machine: m,
@@ -186,6 +189,7 @@ pub(super) fn report(a: &WindowArgs, setup: &Setup, runs: &[Run]) {
                 "bench": "window_first_paint_and_footprint",
                 "app": app.display().to_string(),
                 "app_args": app_args,
+                "kiosk": kiosk,
                 "empty": empty.display().to_string(),
                 "webkit_env": env,
                 "display": display,
@@ -224,6 +228,7 @@ pub(super) fn report(a: &WindowArgs, setup: &Setup, runs: &[Run]) {
     };
     println!("Window: first paint and idle footprint, kiosk vs an empty Tauri 2 window");
     println!("  app      {} {}", app.display(), app_args.join(" "));
+    println!("  kiosk    {kiosk}");
     println!("  empty    {}", empty.display());
     println!(
         "  runs     {} each, alternating; settle {} s; {display}; env {}",

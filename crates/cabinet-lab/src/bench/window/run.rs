@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+use super::field::{Field, MAX_ORDERS};
 use super::host::{Display, loadavg, machine_info};
 use super::model::{Run, Which, WindowArgs};
 use super::report::{Setup, mb, report};
@@ -43,6 +44,9 @@ pub fn bench_window(a: WindowArgs) -> anyhow::Result<ExitCode> {
             bail!("{} does not exist; {BUILD_HINT}", bin.display());
         }
     }
+    if a.orders > MAX_ORDERS {
+        bail!("--orders: at most {MAX_ORDERS} (the field's stock for one run)");
+    }
     let app_args: Vec<String> = a.app_args.split_whitespace().map(str::to_owned).collect();
     let mut env: BTreeMap<String, String> = if a.bare_env {
         BTreeMap::new()
@@ -60,6 +64,11 @@ pub fn bench_window(a: WindowArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let mut field = if a.field {
+        Some(Field::start(dir.path(), a.chinese_names)?)
+    } else {
+        None
+    };
     let display = Display::start(a.display)?;
     let machine = machine_info();
     let load_before = loadavg();
@@ -73,9 +82,18 @@ pub fn bench_window(a: WindowArgs) -> anyhow::Result<ExitCode> {
             [Which::Empty, Which::App]
         };
         for which in order {
-            let (bin, mut args) = match which {
-                Which::App => (&app, app_args.clone()),
-                Which::Empty => (&empty, Vec::new()),
+            let (bin, mut args) = match (which, &field) {
+                (Which::App, Some(f)) => (&app, f.app_args(i)?),
+                (Which::App, None) => (&app, app_args.clone()),
+                (Which::Empty, _) => (&empty, Vec::new()),
+            };
+            // Orders only for the kiosk, and only with --field.
+            let serve = match (which, field.as_mut()) {
+                (Which::App, Some(f)) if a.orders > 0 => {
+                    f.listen(i)?;
+                    Some(f)
+                }
+                _ => None,
             };
             if which == Which::App
                 && args.iter().any(|x| x == "--demo")
@@ -99,6 +117,7 @@ pub fn bench_window(a: WindowArgs) -> anyhow::Result<ExitCode> {
                 Duration::from_secs(a.settle_secs),
                 clk_tck,
                 smaps.as_deref(),
+                serve.map(|f| (f, a.orders)),
             )
             .with_context(|| format!("run {} of {}", i + 1, bin.display()))?;
             if !a.json {
@@ -121,7 +140,23 @@ pub fn bench_window(a: WindowArgs) -> anyhow::Result<ExitCode> {
     let setup = Setup {
         app,
         empty,
-        app_args,
+        app_args: if a.field {
+            vec!["--config <the run's site config>".into()]
+        } else {
+            app_args
+        },
+        kiosk: match (a.field, a.orders) {
+            (false, _) => "as started by its arguments".into(),
+            (true, n) => format!(
+                "field: Mosquitto and the VMC simulator, {} names, {n} order(s) served before \
+                 the settle window",
+                if a.chinese_names {
+                    "Chinese"
+                } else {
+                    "English"
+                }
+            ),
+        },
         env,
         display: display.label(),
         machine,
@@ -145,6 +180,7 @@ fn measure(
     settle: Duration,
     clk_tck: f64,
     smaps: Option<&Path>,
+    serve: Option<(&mut Field, u32)>,
 ) -> anyhow::Result<Run> {
     let stderr =
         std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
@@ -162,7 +198,7 @@ fn measure(
         .spawn()
         .with_context(|| format!("cannot start {}", bin.display()))?;
     let pid = child.id();
-    let result = watch(&mut child, spawned, settle, clk_tck, log, smaps);
+    let result = watch(&mut child, spawned, settle, clk_tck, log, smaps, serve);
     let stopped = stop(&mut child, pid);
     let (paint_harness_ms, paint_own_ms, (total, by_name), others) = result?;
     stopped?;
@@ -185,6 +221,7 @@ fn watch(
     clk_tck: f64,
     log: &Path,
     smaps: Option<&Path>,
+    serve: Option<(&mut Field, u32)>,
 ) -> anyhow::Result<Watched> {
     let pid = child.id();
     let stdout = child
@@ -222,6 +259,11 @@ fn watch(
         }
     };
     let paint_ms = painted_at.duration_since(spawned).as_secs_f64() * 1000.0;
+    if let Some((field, orders)) = serve {
+        field
+            .serve(orders)
+            .with_context(|| format!("serving {orders} orders; its stderr: {}", tail(log)))?;
+    }
     // Idle CPU over the second half of the settle window: the first half still holds the
     // tail of start-up (board and broker connecting, the first screens).
     std::thread::sleep(settle / 2);
