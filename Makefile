@@ -15,7 +15,7 @@ CARGO ?= cargo
 DEMO_PACKAGES := \
 	build-essential pkg-config libudev-dev \
 	libwebkit2gtk-4.1-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev librsvg2-dev \
-	libayatana-appindicator3-dev libxdo-dev fonts-noto-cjk
+	libayatana-appindicator3-dev libxdo-dev fonts-noto-cjk libharfbuzz-bin
 # ...and what the tests add: Xvfb and WebDriver for the real window, Mosquitto and
 # RabbitMQ for the broker tests, the .deb's clean root, the tools the scripts call, two
 # window managers and the X tools that ask them (the window stays on screen), and node

@@ -75,7 +75,7 @@ Architecture: $arch
 Maintainer: Cabinet Kiosk developers <cabinet-kiosk@example.com>
 Installed-Size: $size
 Depends: $shlibs, adduser
-Recommends: cage, fonts-noto-cjk
+Recommends: cage, fonts-noto-cjk, libharfbuzz-bin
 Section: misc
 Priority: optional
 Homepage: https://example.com/cabinet-kiosk

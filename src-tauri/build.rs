@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "next_snapshot",
             "qr_svg",
             "cabinet_info",
+            "names_font",
             "ui_ready",
             "demo_available",
             "demo_motor_count",

@@ -17,6 +17,23 @@ export function pick(v, board) {
   return v && typeof v === "object" ? v[board] : v;
 }
 
+/**
+ * The characters of the config's words on the customer's screens (the cabinet's and the
+ * products' names, where the contact is) that the page's own font cannot have: all but
+ * ASCII, each once, in code point order. The app cuts a font for them (`names_font`).
+ */
+export function namesChars(snapshot, info) {
+  const words = [];
+  if (snapshot) {
+    words.push(snapshot.cabinet_name || "");
+    for (const item of snapshot.items || []) words.push(item.product || "");
+  }
+  if (info) words.push(info.nearby || "", info.support_phone || "");
+  const chars = new Set();
+  for (const w of words) for (const ch of w) if ((ch.codePointAt(0) ?? 0) > 0x7f) chars.add(ch);
+  return [...chars].sort((a, b) => (a.codePointAt(0) ?? 0) - (b.codePointAt(0) ?? 0)).join("");
+}
+
 /** "请用微信或支付宝扫码", "Scan with WeChat, Alipay or UnionPay"; `apps` from kiosk.scan_with. */
 export function scanHint(tx, apps) {
   if (!apps || !apps.length) return tx.scan_any;

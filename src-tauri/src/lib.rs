@@ -15,9 +15,9 @@ use std::time::Instant;
 use cabinet_core::control::{
     ControlHandle, Diagnostics, Refusal, TechAction, TechAnswer, TechError, TechStatus,
 };
-use cabinet_core::qr;
 use cabinet_core::screen::{CabinetInfo, Snapshot};
 use cabinet_core::technician::Attempt;
+use cabinet_core::{names_font, qr};
 #[cfg(feature = "demo")]
 use cabinet_demo::{Demo, DemoBackend, DemoFault, DemoFaults};
 use serde::Serialize;
@@ -176,6 +176,24 @@ async fn next_snapshot(
 fn qr_svg(nonce: String, state: State<'_, AppState>) -> Result<String, UiError> {
     let data = qr::payload(&current_info(&state).qr_url, &state.machine_code, &nonce);
     qr::svg(&data).map_err(|e| UiError::new("qr_failed", e))
+}
+
+/// A font for `text`'s characters that the page's own font cannot have (the config's
+/// names: `cabinet_core::names_font`), as raw bytes; empty when `text` needs none. The
+/// page adds it before it draws the names, so the system's CJK file is never opened for
+/// them. Without the tool or the font it fails, and the system's fonts draw the names.
+#[tauri::command]
+async fn names_font(text: String) -> Result<tauri::ipc::Response, UiError> {
+    let cut = tauri::async_runtime::spawn_blocking(move || names_font::cut(&text))
+        .await
+        .map_err(|e| UiError::new("names_font_failed", e))?;
+    match cut {
+        Ok(font) => Ok(tauri::ipc::Response::new(font.unwrap_or_default())),
+        Err(e) => {
+            tracing::warn!(error = %e, "no font cut for the config's names: the system's fonts draw them");
+            Err(UiError::new("names_font_failed", e))
+        }
+    }
 }
 
 /// What the screens say about this cabinet, with the help page's QR code (an SVG
@@ -436,6 +454,7 @@ pub fn run_app<R: Runtime>(
             next_snapshot,
             qr_svg,
             cabinet_info,
+            names_font,
             ui_ready,
             demo_available,
             #[cfg(feature = "demo")]

@@ -59,6 +59,27 @@ fn invoke(window: &WebviewWindow<MockRuntime>, cmd: &str, args: Value) -> Result
     get_ipc_response(window, request).map(|body| body.deserialize::<Value>().expect("json body"))
 }
 
+/// A command that answers raw bytes (`tauri::ipc::Response`).
+fn invoke_raw(
+    window: &WebviewWindow<MockRuntime>,
+    cmd: &str,
+    args: Value,
+) -> Result<Vec<u8>, Value> {
+    let request = InvokeRequest {
+        cmd: cmd.into(),
+        callback: tauri::ipc::CallbackFn(0),
+        error: tauri::ipc::CallbackFn(1),
+        url: "tauri://localhost".parse().expect("url"),
+        body: tauri::ipc::InvokeBody::Json(args),
+        headers: Default::default(),
+        invoke_key: INVOKE_KEY.to_string(),
+    };
+    match get_ipc_response(window, request)? {
+        tauri::ipc::InvokeResponseBody::Raw(bytes) => Ok(bytes),
+        other => panic!("{cmd}: not raw bytes: {other:?}"),
+    }
+}
+
 fn dispensing() -> Snapshot {
     Snapshot {
         machine_code: "CAB-001".into(),
@@ -102,6 +123,22 @@ fn a_failing_command_is_a_code_and_message_error() {
         Some(2),
         "only code and message: {err}"
     );
+}
+
+/// The config's names get a font of their own characters (the page adds it before it
+/// draws them); names in ASCII need none, and the page's own font has those.
+#[test]
+fn names_font_cuts_a_font_of_the_names_characters() {
+    let (_app, w, _core) = app();
+    let font =
+        invoke_raw(&w, "names_font", json!({"text": "天河地铁站 B 出口 雨伞"})).expect("font");
+    assert_eq!(&font[..4], b"OTTO", "an OpenType (CFF) font");
+    assert!(font.len() < 64 * 1024, "{} bytes", font.len());
+    let none = invoke_raw(&w, "names_font", json!({"text": "Umbrella"})).expect("answer");
+    assert!(none.is_empty(), "{} bytes for ASCII", none.len());
+    let many: String = ('\u{4e00}'..='\u{9fff}').collect();
+    let err = invoke_raw(&w, "names_font", json!({"text": many})).expect_err("too many");
+    assert_eq!(err["code"], "names_font_failed", "{err}");
 }
 
 #[test]
@@ -212,6 +249,7 @@ fn the_capability_allows_our_commands_and_nothing_else() {
     assert!(invoke(&w, "next_snapshot", json!({"after": null})).is_ok());
     assert!(invoke(&w, "qr_svg", json!({"nonce": "n"})).is_ok());
     assert!(invoke(&w, "cabinet_info", json!({})).is_ok());
+    assert!(invoke_raw(&w, "names_font", json!({"text": "雨伞"})).is_ok());
     for (cmd, args) in [
         ("plugin:window|close", json!({"label": "main"})),
         ("plugin:webview|set_webview_zoom", json!({"value": 2.0})),

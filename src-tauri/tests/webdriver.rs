@@ -140,6 +140,16 @@ fn screenshots_dir() -> PathBuf {
 
 /// The pid of the `cabinet-kiosk` process in tauri-driver's process group `group`.
 fn app_pid(group: u32) -> u32 {
+    in_group(group, "cabinet-kiosk")
+        .first()
+        .copied()
+        .unwrap_or_else(|| panic!("no cabinet-kiosk process in process group {group}"))
+}
+
+/// The processes in process group `group` whose name starts with `comm` (the kernel cuts
+/// names at 15 bytes: `WebKitWebProces`).
+fn in_group(group: u32, comm: &str) -> Vec<u32> {
+    let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Some(pid) = entry
             .file_name()
@@ -152,18 +162,19 @@ fn app_pid(group: u32) -> u32 {
             continue;
         };
         // pid (comm) state ppid pgrp ...
-        let Some((comm, rest)) = stat.split_once(") ") else {
+        let Some((name, rest)) = stat.split_once(") ") else {
             continue;
         };
         let pgrp = rest
             .split_whitespace()
             .nth(2)
             .and_then(|g| g.parse::<u32>().ok());
-        if comm.ends_with("(cabinet-kiosk") && pgrp == Some(group) {
-            return pid;
+        let name = name.split_once('(').map_or("", |(_, n)| n);
+        if name.starts_with(comm) && pgrp == Some(group) {
+            found.push(pid);
         }
     }
-    panic!("no cabinet-kiosk process in process group {group}");
+    found
 }
 
 // ---- the kiosk's page ----------------------------------------------------------------
@@ -654,6 +665,23 @@ fn every_customer_screen_in_the_real_window_in_both_languages() {
         s.text("return document.getElementById('cabinet').textContent.trim()"),
         CABINET_NAME
     );
+    // The Chinese names are drawn from the font the app cut for them: the web process
+    // never opened the system's CJK file (a few names from it kept ~2.4 MB of its pages).
+    let names_fonts = s.js(
+        "return Array.from(document.fonts).filter(f => \
+         f.family.replace(/\"/g, '') === 'Kiosk Names' && f.status === 'loaded').length",
+        json!([]),
+    );
+    assert_eq!(names_fonts, json!(1), "one names font, loaded");
+    let web = in_group(driver.pid(), "WebKitWebProces");
+    assert!(!web.is_empty(), "no web process found");
+    for pid in web {
+        let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+        assert!(
+            !maps.contains("NotoSansCJK"),
+            "the web process {pid} maps the system's CJK font"
+        );
+    }
     let qr = s.text("return document.querySelector('#qr svg path')?.getAttribute('d') || ''");
     assert!(
         qr.starts_with('M'),

@@ -66,6 +66,18 @@ test("the page's font has every character of the page's own files", () => {
   );
 });
 
+// A character the font lacks is drawn from a system font, and finding one opens the
+// system's font files (the CJK one, on a Chinese page): the customer's screens (the page
+// and its words) use none; the technician's keyboard's ⌫ is the one left.
+test("no customer screen needs a character the page's font lacks", () => {
+  const lacks = readFileSync(new URL("fonts/kiosk-sans.lacks", UI), "utf8").trim();
+  for (const file of ["index.html", "strings.js", "app.js", "text.js"]) {
+    const text = readFileSync(new URL(file, UI), "utf8");
+    const used = [...lacks].filter((ch) => text.includes(ch));
+    assert.deepEqual(used, [], `${file} uses what the font lacks`);
+  }
+});
+
 test("the stylesheet puts the page's font first", () => {
   const css = readFileSync(new URL("styles.css", UI), "utf8");
   assert.match(css, /@font-face\s*{[^}]*font-family:\s*"Kiosk Sans"[^}]*fonts\/kiosk-sans\.otf/);

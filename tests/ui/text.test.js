@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { DEFAULT_LANG, TEXT, auditNote, fmt, pick, scanHint, slotRanges, techError } from "../../ui/text.js";
+import { DEFAULT_LANG, TEXT, auditNote, fmt, namesChars, pick, scanHint, slotRanges, techError } from "../../ui/text.js";
 import { visitEnded } from "../../ui/visit.js";
 
 test("fmt fills every placeholder it has a value for and leaves the others", () => {
@@ -13,6 +13,13 @@ test("fmt fills every placeholder it has a value for and leaves the others", () 
   assert.equal(fmt("{a}-{b}-{a}", { a: 1, b: "x" }), "1-x-1");
   assert.equal(fmt("{missing} left", {}), "{missing} left");
   assert.equal(fmt(undefined), "");
+});
+
+test("the names font is cut for the config's words beyond ASCII, each character once", () => {
+  const snap = { cabinet_name: "天河 B 出口", items: [{ product: "雨伞" }, { product: "Power bank" }, { product: "雨衣" }] };
+  assert.equal(namesChars(snap, { nearby: "B1 电梯旁", support_phone: "400-123" }), "伞出口天旁梯河电衣雨");
+  assert.equal(namesChars({ cabinet_name: "Gate B", items: [{ product: "Umbrella" }] }, null), "");
+  assert.equal(namesChars(null, null), "");
 });
 
 test("pick words a screen per board kind and passes plain strings through", () => {

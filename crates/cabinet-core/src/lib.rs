@@ -24,6 +24,7 @@ pub mod journal_stats;
 pub mod kiosk;
 pub mod logs;
 pub mod mqtt;
+pub mod names_font;
 pub mod protocol;
 pub mod qr;
 pub mod reason;
