@@ -47,7 +47,13 @@ fn app() -> (App<MockRuntime>, WebviewWindow<MockRuntime>, Core) {
 }
 
 fn invoke(window: &WebviewWindow<MockRuntime>, cmd: &str, args: Value) -> Result<Value, Value> {
-    let request = InvokeRequest {
+    get_ipc_response(window, request(cmd, args))
+        .map(|body| body.deserialize::<Value>().expect("json body"))
+}
+
+/// The page's call of `cmd` with `args`.
+fn request(cmd: &str, args: Value) -> InvokeRequest {
+    InvokeRequest {
         cmd: cmd.into(),
         callback: tauri::ipc::CallbackFn(0),
         error: tauri::ipc::CallbackFn(1),
@@ -55,8 +61,7 @@ fn invoke(window: &WebviewWindow<MockRuntime>, cmd: &str, args: Value) -> Result
         body: tauri::ipc::InvokeBody::Json(args),
         headers: Default::default(),
         invoke_key: INVOKE_KEY.to_string(),
-    };
-    get_ipc_response(window, request).map(|body| body.deserialize::<Value>().expect("json body"))
+    }
 }
 
 /// A command that answers raw bytes (`tauri::ipc::Response`).
@@ -65,16 +70,7 @@ fn invoke_raw(
     cmd: &str,
     args: Value,
 ) -> Result<Vec<u8>, Value> {
-    let request = InvokeRequest {
-        cmd: cmd.into(),
-        callback: tauri::ipc::CallbackFn(0),
-        error: tauri::ipc::CallbackFn(1),
-        url: "tauri://localhost".parse().expect("url"),
-        body: tauri::ipc::InvokeBody::Json(args),
-        headers: Default::default(),
-        invoke_key: INVOKE_KEY.to_string(),
-    };
-    match get_ipc_response(window, request)? {
+    match get_ipc_response(window, request(cmd, args))? {
         tauri::ipc::InvokeResponseBody::Raw(bytes) => Ok(bytes),
         other => panic!("{cmd}: not raw bytes: {other:?}"),
     }
