@@ -66,6 +66,11 @@ const APP: &str = env!("CARGO_BIN_EXE_cabinet-kiosk");
 const WAIT: Duration = Duration::from_secs(30);
 /// The cabinet name in the header (`kiosk.name`): Chinese, so the screenshots show CJK.
 const CABINET_NAME: &str = "天河一号柜";
+/// What an operator renames it to over its own channel, with characters the first name
+/// has not.
+const RENAMED: &str = "海珠二号柜";
+/// The operator's key id in the site config.
+const OPERATOR_KID: &str = "ops";
 /// How long the simulator holds back the dispense report, so `dispensing` stays on screen
 /// while it is photographed in both languages.
 const DISPENSE_HOLD: Duration = Duration::from_secs(8);
@@ -431,6 +436,8 @@ struct Rig {
     broker: Broker,
     sim: Simulator,
     key: SigningKey,
+    /// The operator's key (`[operator_keys]`), which signs configuration documents.
+    operator: SigningKey,
     config: PathBuf,
     backend: Option<Client>,
     next_id: u32,
@@ -457,11 +464,13 @@ impl Rig {
         sc.motor_time = Duration::from_millis(200);
         let sim = Simulator::start(sc).unwrap();
         let (key, public) = protocol::generate_keypair().unwrap();
+        let (operator, operator_public) = protocol::generate_keypair().unwrap();
         std::fs::write(dir.path().join("password"), password("C001")).unwrap();
         let config = dir.path().join("config.toml");
         let mut site =
             SiteConfig::test_cabinet("C001", &broker.url(), &public, dir.path().join("board"))
                 .vmc_report_timeout_secs(30)
+                .operator_key(OPERATOR_KID, &operator_public)
                 .slot(1, "可乐 Cola", 10, 5)
                 .slot(2, "矿泉水 Water", 10, 5)
                 .technician(
@@ -491,6 +500,7 @@ impl Rig {
             broker,
             sim,
             key,
+            operator,
             config,
             backend: None,
             next_id: 0,
@@ -511,6 +521,26 @@ impl Rig {
             backend.subscribe("cabinet/v1/C001/telemetry").await;
         });
         self.backend = Some(backend);
+    }
+
+    /// Publishes a configuration document of `version` setting `config`, signed by the
+    /// operator, retained on C001's `desired/config`, as the operator's broker user.
+    fn push_config(&mut self, version: u64, config: Value) {
+        let claims = cabinet_core::config::ConfigClaims {
+            kind: "config".into(),
+            aud: "C001".into(),
+            iat: now_s(),
+            version,
+            config,
+        };
+        let token = protocol::sign_document(&claims, &self.operator, OPERATOR_KID).unwrap();
+        self.rt.block_on(async {
+            let mut operator =
+                Client::connect(&self.broker, "operator-webdriver", "operator").await;
+            operator
+                .publish("cabinet/v1/C001/desired/config", token.as_bytes(), true)
+                .await;
+        });
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -675,13 +705,38 @@ fn every_customer_screen_in_the_real_window_in_both_languages() {
     assert_eq!(names_fonts, json!(1), "one names font, loaded");
     let web = in_group(driver.pid(), "WebKitWebProces");
     assert!(!web.is_empty(), "no web process found");
-    for pid in web {
-        let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
-        assert!(
-            !maps.contains("NotoSansCJK"),
-            "the web process {pid} maps the system's CJK font"
-        );
-    }
+    let no_system_cjk = || {
+        for &pid in &web {
+            let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+            assert!(
+                !maps.contains("NotoSansCJK"),
+                "the web process {pid} maps the system's CJK font"
+            );
+        }
+    };
+    no_system_cjk();
+    // An operator renames the cabinet over its own channel while the window runs: the
+    // idle screen follows, its new characters drawn from a names font cut again.
+    rig.push_config(1, json!({"kiosk": {"name": RENAMED}}));
+    poll("the renamed cabinet on screen", WAIT, || {
+        let shown = s.text("return document.getElementById('cabinet').textContent.trim()");
+        if shown == RENAMED {
+            Ok(())
+        } else {
+            Err(format!("#cabinet says {shown:?}"))
+        }
+    });
+    s.next_frames();
+    assert_eq!(
+        s.js(
+            "return Array.from(document.fonts).filter(f => \
+             f.family.replace(/\"/g, '') === 'Kiosk Names').map(f => f.status)",
+            json!([]),
+        ),
+        json!(["loaded"]),
+        "one names font, the new one"
+    );
+    no_system_cjk();
     let qr = s.text("return document.querySelector('#qr svg path')?.getAttribute('d') || ''");
     assert!(
         qr.starts_with('M'),
