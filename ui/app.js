@@ -4,9 +4,9 @@
 // This file: the customer's screens; text.js the strings, page.js what the modules
 // share, tech.js the technician's panel.
 
-import { DEFAULT_LANG, fmt, namesChars, pick, scanHint } from "./text.js";
+import { DEFAULT_LANG, fmt, pick, scanHint } from "./text.js";
 import { visitEnded } from "./visit.js";
-import { $, $$, invoke, setData, setHidden, setText, state, t } from "./page.js";
+import { $, $$, invoke, loadNamesFont, setData, setHidden, setText, state, t } from "./page.js";
 import { techCorner, techInput, techTick, techViews } from "./tech.js";
 
 const DISPENSE_EXPECTED_MS = 8_000; // progress bar pacing; the real end comes as a snapshot
@@ -94,7 +94,7 @@ export async function onSnapshot(snap) {
   const prev = state.snapshot;
   if (prev && snap && snap.version === prev.version && snap.screen === prev.screen) return;
   // Before the snapshot is on the page: the screen is also drawn on a timer.
-  await loadNamesFont(snap, state.info);
+  await loadNamesFont({ snapshot: snap });
   state.snapshot = snap;
   if (snap && prev && visitEnded(prev, snap, state)) endVisit();
   // An operator's configuration came into force: the cabinet's words (contact, scan
@@ -105,28 +105,6 @@ export async function onSnapshot(snap) {
   }
   await refreshQr();
   render();
-}
-
-// The config's names in a font cut for their characters (`names_font`), added before
-// they reach `state` (and so the screen): drawn from the system's CJK file instead, they would keep ~2.4 MB of
-// its pages in memory (styles.css). Without it (no tool on the cabinet) the system's
-// fonts draw them, as the font list says.
-/** @type {{chars: string, face: FontFace | null}} */
-const namesFont = { chars: "", face: null };
-async function loadNamesFont(snap, info) {
-  const chars = namesChars(snap, info);
-  if (chars === namesFont.chars) return;
-  namesFont.chars = chars;
-  if (!chars) return;
-  try {
-    const face = new FontFace("Kiosk Names", await invoke("names_font", { text: chars }));
-    await face.load();
-    document.fonts.add(face);
-    if (namesFont.face) document.fonts.delete(namesFont.face);
-    namesFont.face = face;
-  } catch (err) {
-    console.warn("names_font", err && err.code, err && err.message);
-  }
 }
 
 // The core's next snapshots, pulled one at a time for as long as the page lives. Pulled,
@@ -158,7 +136,7 @@ async function followSnapshots() {
 async function refreshInfo() {
   try {
     const info = { ...state.info, ...(await invoke("cabinet_info")) };
-    await loadNamesFont(state.snapshot, info);
+    await loadNamesFont({ info });
     state.info = info;
   } catch (err) {
     console.warn("cabinet_info", err && err.code, err && err.message);

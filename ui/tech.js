@@ -2,7 +2,7 @@
 // (health, slots, commands, frames, audit, export). Every action goes to the core
 // (`tech_*` commands); the panel only asks and shows.
 
-import { $, $$, invoke, setData, setHidden, setText, state, t } from "./page.js";
+import { $, $$, invoke, loadNamesFont, setData, setHidden, setText, state, t } from "./page.js";
 import { auditNote, fmt, slotRanges, techError } from "./text.js";
 
 const TECH_HOLD_MS = 3_000; // press on the top-left corner this long to open the PIN pad (and styles.css --hold)
@@ -67,6 +67,7 @@ async function openTech() {
     return;
   }
   if (!st.technicians.length) return; // nobody configured: the gesture does nothing
+  await loadNamesFont({ technicians: st.technicians });
   Object.assign(tech, {
     open: true,
     names: st.technicians,

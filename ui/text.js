@@ -18,12 +18,16 @@ export function pick(v, board) {
 }
 
 /**
- * The characters of the config's words on the customer's screens (the cabinet's and the
- * products' names, where the contact is) that the page's own font cannot have: all but
- * ASCII, each once, in code point order. The app cuts a font for them (`names_font`).
+ * The characters of the config's words on the screens (the cabinet's and the products'
+ * names, where the contact is, and `more`: the technicians' names) that the page's own
+ * font cannot have: all but ASCII, each once, in code point order. The app cuts a font
+ * for them (`names_font`).
+ * @param {any} snapshot
+ * @param {any} info
+ * @param {string[]} more
  */
-export function namesChars(snapshot, info) {
-  const words = [];
+export function namesChars(snapshot, info, more = []) {
+  const words = [...more];
   if (snapshot) {
     words.push(snapshot.cabinet_name || "");
     for (const item of snapshot.items || []) words.push(item.product || "");

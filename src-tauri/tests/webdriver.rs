@@ -151,6 +151,21 @@ fn app_pid(group: u32) -> u32 {
         .unwrap_or_else(|| panic!("no cabinet-kiosk process in process group {group}"))
 }
 
+/// The web process has not opened the system's CJK font: every name on screen came from
+/// the page's font or the names font (a character from neither keeps 2-4 MB of that
+/// 19 MB file's pages in memory).
+fn no_system_cjk(driver: &Driver) {
+    let web = in_group(driver.pid(), "WebKitWebProces");
+    assert!(!web.is_empty(), "no web process found");
+    for pid in web {
+        let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+        assert!(
+            !maps.contains("NotoSansCJK"),
+            "the web process {pid} maps the system's CJK font"
+        );
+    }
+}
+
 /// The processes in process group `group` whose name starts with `comm` (the kernel cuts
 /// names at 15 bytes: `WebKitWebProces`).
 fn in_group(group: u32, comm: &str) -> Vec<u32> {
@@ -703,18 +718,7 @@ fn every_customer_screen_in_the_real_window_in_both_languages() {
         json!([]),
     );
     assert_eq!(names_fonts, json!(1), "one names font, loaded");
-    let web = in_group(driver.pid(), "WebKitWebProces");
-    assert!(!web.is_empty(), "no web process found");
-    let no_system_cjk = || {
-        for &pid in &web {
-            let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
-            assert!(
-                !maps.contains("NotoSansCJK"),
-                "the web process {pid} maps the system's CJK font"
-            );
-        }
-    };
-    no_system_cjk();
+    no_system_cjk(&driver);
     // An operator renames the cabinet over its own channel while the window runs: the
     // idle screen follows, its new characters drawn from a names font cut again.
     rig.push_config(1, json!({"kiosk": {"name": RENAMED}}));
@@ -736,7 +740,7 @@ fn every_customer_screen_in_the_real_window_in_both_languages() {
         json!(["loaded"]),
         "one names font, the new one"
     );
-    no_system_cjk();
+    no_system_cjk(&driver);
     let qr = s.text("return document.querySelector('#qr svg path')?.getAttribute('d') || ''");
     assert!(
         qr.starts_with('M'),
@@ -1240,6 +1244,13 @@ fn a_technician_gets_in_with_the_right_pin_only_and_the_cabinet_pauses_meanwhile
     assert_eq!(tech_state(), "", "a short press must not open the PIN pad");
     s.open_pin_pad();
     s.wait_rendered("zh-CN");
+    // The technicians' names too come from the names font.
+    assert!(
+        s.text("return document.getElementById('tech').textContent")
+            .contains(TECH_NAME),
+        "the PIN pad names the technician"
+    );
+    no_system_cjk(&driver);
     s.shot(&shots.join(format!("{}.png", TECH_SHOTS[0])));
 
     assert_eq!(s.enter_pin(TECH_PIN), "", "the right PIN opens");

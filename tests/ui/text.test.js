@@ -20,6 +20,7 @@ test("the names font is cut for the config's words beyond ASCII, each character 
   assert.equal(namesChars(snap, { nearby: "B1 电梯旁", support_phone: "400-123" }), "伞出口天旁梯河电衣雨");
   assert.equal(namesChars({ cabinet_name: "Gate B", items: [{ product: "Umbrella" }] }, null), "");
   assert.equal(namesChars(null, null), "");
+  assert.equal(namesChars(null, null, ["李工", "Wang"]), "工李");
 });
 
 test("pick words a screen per board kind and passes plain strings through", () => {
