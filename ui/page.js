@@ -9,29 +9,39 @@ export const { invoke } = window.__TAURI__.core;
 // reach the state (and so the screen, which is also drawn on a timer): drawn from the
 // system's CJK file instead, they would keep ~2.4 MB of its pages in memory (styles.css).
 // One font for every name the screens may show: the snapshot's, the cabinet's words and
-// the technicians'. Without it (no tool on the cabinet) the system's fonts draw them.
-/** @type {{snapshot: any, info: any, technicians: string[], chars: string, face: FontFace | null}} */
-const names = { snapshot: null, info: null, technicians: [], chars: "", face: null };
+// the technicians'. The font before it stays until the next one is added, so the names on
+// screen until the next render (the old name after an operator renamed the cabinet, say)
+// keep their glyphs, and no more than two are ever kept. One load at a time: a caller
+// waits for the loads before its own. Without the tool on the cabinet, or if it fails,
+// the system's fonts draw the names (and the same characters are not asked for again).
+/** @type {{snapshot: any, info: any, technicians: string[], chars: string, tried: string, faces: FontFace[]}} */
+const names = { snapshot: null, info: null, technicians: [], chars: "", tried: "", faces: [] };
+let namesQueue = Promise.resolve();
 
 /**
  * Cuts the names font again when `update` (a snapshot, the cabinet's words or the
- * technicians about to be shown) brings characters the last one was not cut for. It only
- * grows: the names on screen until the next render (an operator's configuration renamed
- * the cabinet, say) must not lose their glyphs when the old font goes.
+ * technicians about to be shown) brings characters the last one was not cut for, and
+ * resolves once it is in place (or has failed).
  * @param {{snapshot?: any, info?: any, technicians?: string[]}} update
  */
-export async function loadNamesFont(update) {
+export function loadNamesFont(update) {
+  namesQueue = namesQueue.then(() => cutNamesFont(update));
+  return namesQueue;
+}
+
+/** @param {{snapshot?: any, info?: any, technicians?: string[]}} update */
+async function cutNamesFont(update) {
   Object.assign(names, update);
-  const chars = namesChars(null, null, [names.chars, namesChars(names.snapshot, names.info, names.technicians)]);
-  if (chars === names.chars) return;
-  names.chars = chars;
-  if (!chars) return;
+  const chars = namesChars(names.snapshot, names.info, names.technicians);
+  if (!chars || chars === names.chars || chars === names.tried) return;
+  names.tried = chars;
   try {
     const face = new FontFace("Kiosk Names", await invoke("names_font", { text: chars }));
     await face.load();
     document.fonts.add(face);
-    if (names.face) document.fonts.delete(names.face);
-    names.face = face;
+    names.faces.push(face);
+    while (names.faces.length > 2) document.fonts.delete(names.faces.shift());
+    names.chars = chars;
   } catch (err) {
     console.warn("names_font", err && err.code, err && err.message);
   }

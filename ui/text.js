@@ -29,7 +29,7 @@ export function pick(v, board) {
 export function namesChars(snapshot, info, more = []) {
   const words = [...more];
   if (snapshot) {
-    words.push(snapshot.cabinet_name || "");
+    words.push(snapshot.cabinet_name || "", snapshot.product || "");
     for (const item of snapshot.items || []) words.push(item.product || "");
   }
   if (info) words.push(info.nearby || "", info.support_phone || "");

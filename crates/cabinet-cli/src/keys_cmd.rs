@@ -5,9 +5,10 @@
 //! stolen operator key).
 //!
 //! Exit codes: 0 every cabinet runs the new set; 1 a cabinet refused it (its reason and
-//! problems are printed, and the refused set is cleared from the broker); 2 nothing was sent (bad arguments, key or broker); 3 sent, but
-//! some cabinet has not reported it in time (an offline cabinet takes it, retained, when
-//! it connects: see `cabinet keys status`).
+//! problems are printed, and the refused set is cleared from the broker); 2 nothing was
+//! sent (bad arguments, key or broker); 3 sent, but some cabinet has not reported it in
+//! time (an offline cabinet takes it, retained, when it connects: see
+//! `cabinet keys status`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

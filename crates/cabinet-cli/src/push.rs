@@ -2,9 +2,9 @@
 //! signed document retained to each cabinet, and waiting for each cabinet's `reported`.
 //!
 //! Exit codes: 0 every cabinet runs it; 1 a cabinet refused it (reason and problems on
-//! stderr; its retained copy is cleared from the broker); 2 nothing was sent; 3 sent, but some cabinet has not reported it in force in
-//! time (off, or a configuration waiting for the cabinet to be between customers: it
-//! comes into force by itself).
+//! stderr; its retained copy is cleared from the broker); 2 nothing was sent; 3 sent, but
+//! some cabinet has not reported it in force in time (off, or a configuration waiting for
+//! the cabinet to be between customers: it comes into force by itself).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

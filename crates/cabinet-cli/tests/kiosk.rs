@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use cabinet_board::Protocol;
 use cabinet_board::sim::{Fault, SimConfig, SimStats, Simulator};
 use cabinet_core::protocol::{self, CommandClaims, SigningKey};
-use cabinet_testkit::{Broker, STEP, SiteConfig, password, schema};
+use cabinet_testkit::{Broker, Client, STEP, SiteConfig, password, schema};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -2531,13 +2531,39 @@ async fn key_sets_rotate_the_cabinets_keys_over_its_own_channel() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Meanwhile the thief leaves a set of their own retained on the broker, signed by the
+    // stolen key above the floor (the CLI clears what a cabinet refuses; a thief does not).
+    let stolen_set = protocol::KeySetClaims {
+        kind: "keys".into(),
+        aud: "C001".into(),
+        iat: now_s(),
+        version: 8,
+        keys: vec![
+            protocol::KeyEntry {
+                kid: "evil".into(),
+                x: protocol::public_key_base64url(&thief),
+                roles: vec![protocol::KeyRole::Dispense],
+            },
+            protocol::KeyEntry {
+                kid: "ops".into(),
+                x: protocol::public_key_base64url(&ops),
+                roles: vec![protocol::KeyRole::Operator],
+            },
+        ],
+    };
+    let token = protocol::sign_document(&stolen_set, &ops, "ops").unwrap();
+    let mut thief_client = Client::connect(&rig.broker, "thief", "operator").await;
+    thief_client
+        .publish("cabinet/v1/C001/desired/keys", token.as_bytes(), true)
+        .await;
     rig.start_kiosk();
     backend.await_online(&mut boots).await;
-    // The file's keys are in force, with the reset set's version as the floor.
+    // The file's keys are in force, with the reset set's version as the floor; the set
+    // the broker handed over at the connection was refused.
     let boot = boots.last().cloned().unwrap();
     let r = op
-        .status_when("a report of the new boot", |r| {
-            r["boot_id"] == boot.as_str()
+        .status_when("the new boot's refusal of the retained set", |r| {
+            r["boot_id"] == boot.as_str() && r["refused"]["reason"] == "unknown_key"
         })
         .await;
     assert_eq!(

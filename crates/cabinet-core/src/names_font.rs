@@ -10,8 +10,10 @@
 //! page loads before it draws the names (docs/BENCHMARKS.md, "Window"). Without the tool
 //! or the font the page draws the names from the system's fonts, as before.
 
+use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// Debian's Noto Sans CJK Regular (fonts-noto-cjk): a collection of five faces.
 pub const SOURCE: &str = "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc";
@@ -20,6 +22,9 @@ const SC_FACE: u32 = 2;
 /// The most characters one font is cut for: far more than the names of a slot map of
 /// some 500 products have.
 pub const MAX_CHARS: usize = 4096;
+/// How long `hb-subset` may take (~15 ms for a few names here): the page waits for the
+/// font before it draws the names, so a tool that hangs must not hold the screen.
+const DEADLINE: Duration = Duration::from_secs(3);
 
 /// Why no font was cut.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +38,9 @@ pub enum NamesFontError {
     /// `hb-subset` could not be started.
     #[error("cannot run hb-subset ({0}): install libharfbuzz-bin")]
     NotRun(std::io::Error),
+    /// `hb-subset` did not finish in time (it is stopped).
+    #[error("hb-subset took longer than {0:?}")]
+    TimedOut(Duration),
     /// `hb-subset` ran and failed.
     #[error("hb-subset failed ({status}): {stderr}")]
     Failed {
@@ -57,12 +65,17 @@ pub fn chars_of(text: &str) -> Vec<char> {
 
 /// A font (OpenType, CFF) of the system's Noto Sans CJK SC with the glyphs of `text`'s
 /// characters ([`chars_of`]); `None` when `text` has none. A character the face lacks is
-/// left out (the page's font list falls back for it). Runs `hb-subset` (~15 ms).
+/// left out (the page's font list falls back for it). Runs `hb-subset` (~15 ms; stopped
+/// after 3 s).
 pub fn cut(text: &str) -> Result<Option<Vec<u8>>, NamesFontError> {
-    cut_from(Path::new(SOURCE), text)
+    cut_from(Path::new(SOURCE), text, DEADLINE)
 }
 
-fn cut_from(source: &Path, text: &str) -> Result<Option<Vec<u8>>, NamesFontError> {
+fn cut_from(
+    source: &Path,
+    text: &str,
+    deadline: Duration,
+) -> Result<Option<Vec<u8>>, NamesFontError> {
     let chars = chars_of(text);
     if chars.is_empty() {
         return Ok(None);
@@ -77,21 +90,61 @@ fn cut_from(source: &Path, text: &str) -> Result<Option<Vec<u8>>, NamesFontError
         .iter()
         .map(|&c| format!("{:X}", u32::from(c)))
         .collect();
-    let out = Command::new("hb-subset")
+    let mut child = Command::new("hb-subset")
         .arg(format!("--font-file={}", source.display()))
         .arg(format!("--face-index={SC_FACE}"))
         .arg(format!("--unicodes={}", unicodes.join(",")))
         .arg("--output-file=/dev/stdout")
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .map_err(NamesFontError::NotRun)?;
-    if !out.status.success() || out.stdout.is_empty() {
+    // Read both pipes beside the wait: a font larger than a pipe's buffer would otherwise
+    // block the tool before it exits.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let until = Instant::now() + deadline;
+    let status = loop {
+        if Instant::now() >= until {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(NamesFontError::TimedOut(deadline));
+        }
+        match child.try_wait().map_err(NamesFontError::NotRun)? {
+            Some(status) => break status,
+            // Waiting for a child process: std has no wait with a deadline.
+            None => std::thread::sleep(Duration::from_millis(2)),
+        }
+    };
+    let font = stdout.join().unwrap_or_default();
+    let said = stderr.join().unwrap_or_default();
+    if !status.success() || font.is_empty() {
         return Err(NamesFontError::Failed {
-            status: out.status.to_string(),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            status: status.to_string(),
+            stderr: String::from_utf8_lossy(&said).trim().to_owned(),
         });
     }
-    Ok(Some(out.stdout))
+    Ok(Some(font))
 }
 
 #[cfg(test)]
@@ -125,11 +178,30 @@ mod tests {
         assert_eq!(cut("Umbrella").unwrap(), None);
     }
 
+    /// A tool that does not finish in time is stopped: the page must not wait for ever.
+    /// (The deadline is looked at before the tool is, so one of zero is always missed:
+    /// the test does not race it.)
+    #[test]
+    fn a_cut_that_takes_too_long_is_stopped() {
+        let late = cut_from(Path::new(SOURCE), "雨伞", Duration::ZERO);
+        assert!(matches!(late, Err(NamesFontError::TimedOut(_))), "{late:?}");
+    }
+
+    /// A font far larger than a pipe's buffer comes through whole.
+    #[test]
+    fn a_large_cut_is_read_whole() {
+        let many: String = ('\u{4e00}'..='\u{9fff}').take(MAX_CHARS).collect();
+        let font = cut(&many).unwrap().expect("a font");
+        assert!(font.len() > 256 * 1024, "{} bytes", font.len());
+        let face = ttf_parser::Face::parse(&font, 0).unwrap();
+        assert!(face.glyph_index('\u{4e00}').is_some());
+    }
+
     #[test]
     fn too_many_characters_or_no_source_is_an_error_not_a_font() {
         let many: String = ('\u{4e00}'..='\u{9fff}').take(MAX_CHARS + 1).collect();
         assert!(matches!(cut(&many), Err(NamesFontError::TooMany(n)) if n == MAX_CHARS + 1));
-        let gone = cut_from(Path::new("/nonexistent/font.ttc"), "雨伞");
+        let gone = cut_from(Path::new("/nonexistent/font.ttc"), "雨伞", DEADLINE);
         assert!(matches!(gone, Err(NamesFontError::NoSource(_))), "{gone:?}");
     }
 }

@@ -211,7 +211,9 @@ fn describe(set: &KeySet) -> String {
 /// refusal). It is no document: nothing is refused, nothing changes, nothing is reported;
 /// the journal holds what is in force.
 fn cleared(kind: &str, payload: &[u8]) -> bool {
-    let empty = payload.trim_ascii().is_empty();
+    // Zero bytes, as the broker deletes a retained message: anything else (whitespace
+    // too) is a document, and stays retained.
+    let empty = payload.is_empty();
     if empty {
         info!(
             kind,

@@ -60,6 +60,9 @@ pub enum BackendError {
     /// `mqtts://` without a CA file.
     #[error("mqtts:// needs a CA file (--ca-file)")]
     MissingCa,
+    /// A signed document kind a cabinet does not take.
+    #[error("no document kind {0:?}: `keys` or `config`")]
+    UnknownDocument(String),
     /// The broker refused the connection (bad credentials, not authorized, ...).
     #[error("the broker refused the connection: {0}")]
     Refused(String),
@@ -292,10 +295,10 @@ impl BackendClient {
         kind: &str,
     ) -> Result<(), BackendError> {
         let topics = Topics::new(machine_code)?;
-        let topic = if kind == crate::protocol::KIND_KEYS {
-            topics.desired_keys
-        } else {
-            topics.desired_config
+        let topic = match kind {
+            crate::protocol::KIND_KEYS => topics.desired_keys,
+            crate::protocol::KIND_CONFIG => topics.desired_config,
+            other => return Err(BackendError::UnknownDocument(other.to_owned())),
         };
         self.publish_confirmed(topic, true, "", "clearing a retained document")
             .await
