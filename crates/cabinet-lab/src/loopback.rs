@@ -1,5 +1,6 @@
 //! What the broker harnesses (`mosquitto`, `rabbitmq`) share: free loopback ports, a
-//! child process that must start listening, and a backend client on a loopback port.
+//! child process that must start listening, and a backend client on a loopback port with
+//! what the benchmarks wait for on it (a kiosk's live birth, a command's terminal reply).
 
 use std::net::{TcpListener, TcpStream};
 use std::process::Child;
@@ -8,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use cabinet_core::config::{Secret, parse_broker_url};
 use cabinet_core::mqtt::{BackendClient, BackendOptions};
+use cabinet_core::protocol::Reply;
 
 /// How long a child process may take to open its port.
 const LISTEN_WAIT: Duration = Duration::from_secs(15);
@@ -67,4 +69,37 @@ pub async fn backend(
         persistent_session: persistent,
     })
     .await?)
+}
+
+/// Waits until a cabinet's live "online" birth arrives (`None` if the connection ends).
+/// Live messages arrive with retain off; a retained one is an earlier start's.
+pub async fn live_online(backend: &mut BackendClient) -> Option<()> {
+    while let Some(m) = backend.recv().await {
+        let v: serde_json::Value = serde_json::from_slice(&m.payload).unwrap_or_default();
+        if m.topic.ends_with("/state") && v["status"] == "online" && !m.retain {
+            return Some(());
+        }
+    }
+    None
+}
+
+/// The terminal reply of `cmd_id`, within `wait`.
+pub async fn terminal_reply(
+    backend: &mut BackendClient,
+    cmd_id: &str,
+    wait: Duration,
+) -> Option<Reply> {
+    let replies = async {
+        while let Some(m) = backend.recv().await {
+            if m.topic.ends_with("/reply")
+                && let Ok(r) = serde_json::from_slice::<Reply>(&m.payload)
+                && r.cmd_id == cmd_id
+                && r.is_terminal()
+            {
+                return Some(r);
+            }
+        }
+        None
+    };
+    tokio::time::timeout(wait, replies).await.ok().flatten()
 }

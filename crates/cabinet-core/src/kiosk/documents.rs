@@ -206,23 +206,6 @@ fn describe(set: &KeySet) -> String {
     )
 }
 
-/// An empty message on `desired/…` is the broker's retained copy being cleared (an
-/// operator taking back a document, as `cabinet keys rotate` and `config push` do after a
-/// refusal). It is no document: nothing is refused, nothing changes, nothing is reported;
-/// the journal holds what is in force.
-fn cleared(kind: &str, payload: &[u8]) -> bool {
-    // Zero bytes, as the broker deletes a retained message: anything else (whitespace
-    // too) is a document, and stays retained.
-    let empty = payload.is_empty();
-    if empty {
-        info!(
-            kind,
-            "the broker's retained {kind} document was cleared: what is in force stays"
-        );
-    }
-    empty
-}
-
 fn sha_of(payload: &[u8]) -> String {
     std::str::from_utf8(payload)
         .map(|t| protocol::document_sha256(t.trim_ascii()))
@@ -230,12 +213,19 @@ fn sha_of(payload: &[u8]) -> String {
 }
 
 impl<L: Link> Runner<L> {
+    /// A zero-byte message on `desired/keys` or `desired/config` is the broker's retained
+    /// copy being cleared (an operator taking back a document, as `cabinet keys rotate` and
+    /// `config push` do after a refusal; anything else, whitespace too, is a document and
+    /// stays retained). It is no document: nothing is refused, nothing changes, nothing is
+    /// reported; the journal holds what is in force.
+    pub(super) async fn on_cleared(&mut self, inc: Incoming) -> Result<(), KioskError> {
+        info!(topic = %inc.topic, "the broker's retained document was cleared: what is in force stays");
+        stopped_is_not_an_error(self.link.ack(inc.ack).await)
+    }
+
     /// A key set arrived on `desired/keys`: verify, journal with its audit row, apply,
     /// ack, report. A refused one changes nothing and is reported with its reason.
     pub(super) async fn on_key_set(&mut self, inc: Incoming) -> Result<(), KioskError> {
-        if cleared(KIND_KEYS, &inc.payload) {
-            return stopped_is_not_an_error(self.link.ack(inc.ack).await);
-        }
         let sha256 = sha_of(&inc.payload);
         let span = info_span!("document", kind = KIND_KEYS, sha256 = %sha256);
         span.in_scope(|| self.take_key_set(&inc.payload, sha256))?;
@@ -288,9 +278,6 @@ impl<L: Link> Runner<L> {
     /// and validate the whole; a good one waits for the cabinet to be between customers
     /// (often that is now), a bad one changes nothing and is reported with its problems.
     pub(super) async fn on_config(&mut self, inc: Incoming) -> Result<(), KioskError> {
-        if cleared(KIND_CONFIG, &inc.payload) {
-            return stopped_is_not_an_error(self.link.ack(inc.ack).await);
-        }
         let sha256 = sha_of(&inc.payload);
         let span = info_span!("document", kind = KIND_CONFIG, sha256 = %sha256);
         span.in_scope(|| self.take_config(&inc.payload, sha256));

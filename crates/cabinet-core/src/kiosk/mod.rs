@@ -522,6 +522,13 @@ impl<L: Link> Runner<L> {
 
     async fn on_link_event(&mut self, ev: LinkEvent) -> Result<(), KioskError> {
         match ev {
+            LinkEvent::Incoming(inc)
+                if inc.payload.is_empty()
+                    && (inc.topic == self.topics.desired_keys
+                        || inc.topic == self.topics.desired_config) =>
+            {
+                self.on_cleared(inc).await?;
+            }
             LinkEvent::Incoming(inc) if inc.topic == self.topics.desired_keys => {
                 self.on_key_set(inc).await?;
             }

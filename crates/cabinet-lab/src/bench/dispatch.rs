@@ -23,11 +23,12 @@ use cabinet_core::config::Config;
 use cabinet_core::journal::{Journal, NewCommand, OutboxMessage};
 use cabinet_core::kiosk;
 use cabinet_core::mqtt::BackendClient;
-use cabinet_core::protocol::{self, Evidence, Reply, ReplyState, SigningKey};
+use cabinet_core::protocol::{self, Evidence, ReplyState, SigningKey};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::runtime::Runtime;
 use tokio::sync::{mpsc, watch};
 
+use crate::loopback::terminal_reply;
 use crate::mosquitto::Broker;
 use crate::orders::{claims, now_s};
 use crate::stats::percentile;
@@ -61,23 +62,13 @@ pub(super) fn sign(key: &SigningKey, id: &str, slot: u16) -> anyhow::Result<Stri
     Ok(protocol::sign_command(&claims, key, "k1")?)
 }
 
-/// Wait for the terminal reply of `cmd_id`; its state.
-async fn terminal_reply(backend: &mut BackendClient, cmd_id: &str) -> Option<ReplyState> {
-    let wait = async {
-        while let Some(m) = backend.recv().await {
-            if !m.topic.ends_with("/reply") {
-                continue;
-            }
-            if let Ok(r) = serde_json::from_slice::<Reply>(&m.payload)
-                && r.cmd_id == cmd_id
-                && r.is_terminal()
-            {
-                return Some(r.state);
-            }
-        }
-        None
-    };
-    tokio::time::timeout(STEP, wait).await.ok().flatten()
+/// The state of `cmd_id`'s terminal reply, within `wait`.
+async fn terminal_state(
+    backend: &mut BackendClient,
+    cmd_id: &str,
+    wait: Duration,
+) -> Option<ReplyState> {
+    terminal_reply(backend, cmd_id, wait).await.map(|r| r.state)
 }
 
 pub(super) fn write_config(
@@ -264,12 +255,7 @@ fn dispatch(
         let id = format!("warmup-{warmup}-{}", now_s());
         let token = sign(key, &id, 1)?;
         rt.block_on(backend.send_command(MACHINE, &token))?;
-        let state = rt.block_on(async {
-            tokio::time::timeout(Duration::from_secs(2), terminal_reply(backend, &id))
-                .await
-                .ok()
-                .flatten()
-        });
+        let state = rt.block_on(terminal_state(backend, &id, Duration::from_secs(2)));
         if state == Some(ReplyState::Succeeded) {
             break;
         }
@@ -305,7 +291,7 @@ fn dispatch(
             bail!("the simulator recorded no dispense frame for slot {slot}");
         };
         first_byte.push(us(t1.saturating_duration_since(t0)));
-        let state = rt.block_on(terminal_reply(backend, &id));
+        let state = rt.block_on(terminal_state(backend, &id, STEP));
         terminal.push(us(t0.elapsed()));
         match state {
             Some(ReplyState::Succeeded) => {}

@@ -23,6 +23,7 @@ use cabinet_core::protocol;
 use clap::Args;
 
 use super::dispatch::{MACHINE, sign, write_config};
+use crate::loopback::live_online;
 use crate::mosquitto::Broker;
 use crate::procfs::{cpu_seconds, parse_rollup, rss_kib, status_field};
 
@@ -138,21 +139,11 @@ pub fn bench_footprint(a: FootprintArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot start {}", bin.display()))?;
         let kiosk = Kiosk(child);
         let online = rt.block_on(async {
-            let wait = async {
-                while let Some(m) = backend.recv().await {
-                    let v: serde_json::Value =
-                        serde_json::from_slice(&m.payload).unwrap_or_default();
-                    // Live messages arrive with retain off; a retained one is an old start's.
-                    if m.topic.ends_with("/state") && v["status"] == "online" && !m.retain {
-                        return Some(t0.elapsed());
-                    }
-                }
-                None
-            };
-            tokio::time::timeout(Duration::from_secs(30), wait)
+            tokio::time::timeout(Duration::from_secs(30), live_online(&mut backend))
                 .await
                 .ok()
                 .flatten()
+                .map(|()| t0.elapsed())
         });
         let Some(online) = online else {
             bail!("the kiosk never came online (start {i})");

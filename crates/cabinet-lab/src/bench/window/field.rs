@@ -15,9 +15,10 @@ use anyhow::{Context, bail};
 use cabinet_board::Protocol;
 use cabinet_board::sim::{SimConfig, Simulator};
 use cabinet_core::mqtt::BackendClient;
-use cabinet_core::protocol::{self, Reply, ReplyState, SigningKey};
+use cabinet_core::protocol::{self, ReplyState, SigningKey};
 use cabinet_core::reason::Reason;
 
+use crate::loopback::{live_online, terminal_reply};
 use crate::mosquitto::Broker;
 use crate::orders::{claims, now_s};
 
@@ -131,7 +132,14 @@ impl Field {
         };
         let (key, sent) = (&self.key, &mut self.sent);
         let result = self.rt.block_on(async {
-            online(&mut backend).await?;
+            if tokio::time::timeout(STEP, live_online(&mut backend))
+                .await
+                .ok()
+                .flatten()
+                .is_none()
+            {
+                bail!("the kiosk did not come online within {STEP:?}");
+            }
             for n in 0..orders {
                 let slot = PRODUCTS[n as usize % PRODUCTS.len()].0;
                 one_order(&mut backend, key, sent, slot).await?;
@@ -160,7 +168,9 @@ async fn one_order(
         let now = now_s();
         let token = protocol::sign_command(&claims(MACHINE, &id, slot, now, now + 120), key, KID)?;
         backend.send_command(MACHINE, &token).await?;
-        let reply = terminal(backend, &id).await?;
+        let reply = terminal_reply(backend, &id, STEP)
+            .await
+            .with_context(|| format!("no terminal reply to {id} within {STEP:?}"))?;
         match (reply.state, reply.reason) {
             (ReplyState::Succeeded, _) => return Ok(()),
             (ReplyState::Rejected, Some(Reason::BoardUnreachable)) if Instant::now() < deadline => {
@@ -172,44 +182,6 @@ async fn one_order(
             ),
         }
     }
-}
-
-/// Waits for the cabinet's live (not retained) "online" presence.
-async fn online(backend: &mut BackendClient) -> anyhow::Result<()> {
-    let wait = async {
-        while let Some(m) = backend.recv().await {
-            let v: serde_json::Value = serde_json::from_slice(&m.payload).unwrap_or_default();
-            if m.topic.ends_with("/state") && v["status"] == "online" && !m.retain {
-                return true;
-            }
-        }
-        false
-    };
-    match tokio::time::timeout(STEP, wait).await {
-        Ok(true) => Ok(()),
-        _ => bail!("the kiosk did not come online within {STEP:?}"),
-    }
-}
-
-/// The terminal reply of `cmd_id`.
-async fn terminal(backend: &mut BackendClient, cmd_id: &str) -> anyhow::Result<Reply> {
-    let wait = async {
-        while let Some(m) = backend.recv().await {
-            if m.topic.ends_with("/reply")
-                && let Ok(r) = serde_json::from_slice::<Reply>(&m.payload)
-                && r.cmd_id == cmd_id
-                && r.is_terminal()
-            {
-                return Some(r);
-            }
-        }
-        None
-    };
-    tokio::time::timeout(STEP, wait)
-        .await
-        .ok()
-        .flatten()
-        .with_context(|| format!("no terminal reply to {cmd_id} within {STEP:?}"))
 }
 
 /// The run's site config, as a technician would write it.
